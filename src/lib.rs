@@ -1,1 +1,47 @@
+//! pg_aegis: the pgrx glue. Thin `#[pg_extern]` wrappers over `aegis-core`,
+//! GUC registration and SQLSTATE mapping. Logic that does not need a backend
+//! belongs in `core/`, not here.
+//!
+//! Loading: everything in this release works whether or not the library is in
+//! `shared_preload_libraries`; the server loads it on first use. What needs
+//! preloading (hooks, the background worker) is listed by `aegis.build_info()`
+//! and in the README.
 
+use pgrx::prelude::*;
+
+mod crypto;
+mod error;
+mod guc;
+mod info;
+
+::pgrx::pg_module_magic!(name, version);
+
+// Hand-written DDL, in explicit order. Each file opens by revoking from PUBLIC.
+extension_sql_file!("../sql/00_bootstrap.sql", name = "bootstrap", bootstrap);
+extension_sql_file!("../sql/10_crypto.sql", name = "crypto", requires = ["bootstrap"]);
+extension_sql_file!(
+    "../sql/99_finalize.sql",
+    name = "finalize",
+    finalize
+);
+
+#[allow(non_snake_case)]
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    guc::register();
+    info::record_load_mode();
+}
+
+// ---------------------------------------------------------------------------
+// In-server unit tests (`cargo pgrx test`). The SQL contract is in pg_test/.
+// ---------------------------------------------------------------------------
+
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec!["shared_preload_libraries = 'pg_aegis'"]
+    }
+}

@@ -1,1 +1,131 @@
+//! Helpers for the client-side integration tests. `make test` starts a
+//! throwaway cluster with pg_aegis installed and preloaded and passes its
+//! location in the environment:
+//!   AEGIS_TEST_SOCKET_DIR  unix socket directory (superuser `postgres`, trust)
+//!   AEGIS_TEST_PORT        port; TCP on 127.0.0.1 needs a SCRAM password
+//!   AEGIS_TEST_DATA_DIR    data directory (for restart tests)
+//!   AEGIS_TEST_PG_BIN      PostgreSQL's bin directory (pg_ctl)
+//! Run outside `make test`, the tests fail with a message saying so: a test
+//! that silently skips could never catch anything.
 
+use postgres::{Client, Config, NoTls};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const DB: &str = "aegis_it";
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run these tests through `make test`, which starts the cluster")
+    })
+}
+
+pub fn port() -> u16 {
+    env("AEGIS_TEST_PORT").parse().expect("AEGIS_TEST_PORT is a port number")
+}
+
+pub fn socket_dir() -> String {
+    env("AEGIS_TEST_SOCKET_DIR")
+}
+
+pub fn data_dir() -> String {
+    env("AEGIS_TEST_DATA_DIR")
+}
+
+pub fn pg_bin() -> String {
+    env("AEGIS_TEST_PG_BIN")
+}
+
+/// Superuser connection over the unix socket to database `db`.
+pub fn superuser_to(db: &str) -> Client {
+    Config::new()
+        .host_path(socket_dir())
+        .port(port())
+        .user("postgres")
+        .dbname(db)
+        .application_name("aegis-it")
+        .connect(NoTls)
+        .unwrap_or_else(|e| panic!("superuser connection to {db} failed: {e}"))
+}
+
+/// Superuser connection to the shared test database, creating it (with the
+/// extensions) on first use. Tests in one binary run in parallel, so creation
+/// tolerates a concurrent creator.
+pub fn superuser() -> Client {
+    let mut admin = superuser_to("postgres");
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DB])
+        .expect("query pg_database")
+        .is_some();
+    if !exists {
+        if let Err(e) = admin.batch_execute(&format!("CREATE DATABASE {DB}")) {
+            if e.code() != Some(&postgres::error::SqlState::DUPLICATE_DATABASE)
+                && e.code() != Some(&postgres::error::SqlState::UNIQUE_VIOLATION)
+            {
+                panic!("create database: {e}");
+            }
+        }
+    }
+    let mut c = superuser_to(DB);
+    // Concurrent CREATE EXTENSION IF NOT EXISTS can still collide; retry once.
+    for _ in 0..2 {
+        if c.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_aegis; CREATE EXTENSION IF NOT EXISTS pgcrypto;")
+            .is_ok()
+        {
+            return c;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    c.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_aegis; CREATE EXTENSION IF NOT EXISTS pgcrypto;")
+        .expect("create extensions");
+    c
+}
+
+/// A login role that exists only for one test, with a random password,
+/// connecting over TCP with SCRAM: a real login, not SET ROLE.
+pub struct LoginRole {
+    pub name: String,
+    password: String,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl LoginRole {
+    pub fn create(admin: &mut Client, label: &str) -> LoginRole {
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let name = format!("it_{label}_{}_{n}", std::process::id());
+        let password = format!("pw-{:x}-{n}", std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0));
+        // Role names are generated here (letters, digits, underscores), never user input.
+        admin
+            .batch_execute(&format!("CREATE ROLE {name} LOGIN PASSWORD '{password}'"))
+            .expect("create login role");
+        LoginRole { name, password }
+    }
+
+    /// Connection settings for this role over TCP, to adjust before connecting.
+    pub fn config(&self) -> Config {
+        let mut cfg = Config::new();
+        cfg.host("127.0.0.1")
+            .port(port())
+            .user(&self.name)
+            .password(&self.password)
+            .dbname(DB)
+            .application_name("aegis-it");
+        cfg
+    }
+
+    pub fn connect(&self) -> Result<Client, postgres::Error> {
+        self.config().connect(NoTls)
+    }
+
+    pub fn drop_with(self, admin: &mut Client) {
+        let _ = admin.batch_execute(&format!("DROP OWNED BY {0}; DROP ROLE {0}", self.name));
+    }
+}
+
+/// The SQLSTATE of a failed statement, for assertions.
+pub fn sqlstate(e: &postgres::Error) -> String {
+    e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no sqlstate: {e}"))
+}

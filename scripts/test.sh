@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# make test: every test layer, then one summary line "N passed, N failed".
+#   1. core         cargo test -p aegis-core             (pure Rust: unit + property tests)
+#   2. pgrx         cargo pgrx test pg15 --runas postgres (Rust tests inside a backend)
+#   3. regress      pg_regress over pg_test/              (the SQL contract, attack tests)
+#   4. integration  cargo test -p aegis-integration       (real client logins)
+# Layers 3 and 4 share one throwaway cluster with the release build installed.
+# Exit status is non-zero if anything failed, including a layer that could not run.
+set -uo pipefail
+source "$(dirname "$0")/lib.sh"
+
+bash "$REPO_ROOT/scripts/setup.sh" || die "setup failed"
+
+DIR="$(state_dir test)"
+LOGS="$DIR/logs"
+PASSED=0
+FAILED=0
+declare -a REPORT=()
+
+# Sum the "test result: ok. N passed; M failed" lines libtest prints per binary.
+count_libtest() { # LOGFILE LAYER RC
+    local log="$1" layer="$2" rc="$3" p f
+    p=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+    f=$(grep -E 'test result:' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi  # build error or crash: still a failure
+    record "$layer" "$p" "$f"
+}
+
+record() { # LAYER PASSED FAILED
+    PASSED=$((PASSED + $2)); FAILED=$((FAILED + $3))
+    REPORT+=("$(printf '%-12s %4d passed, %d failed' "$1" "$2" "$3")")
+}
+
+cleanup() { cluster_stop "$DIR/cluster"; }
+trap cleanup EXIT
+
+cluster_stop "$DIR/cluster"
+rm -rf "$DIR"
+mkdir -p "$LOGS"
+
+# -- 1. core -------------------------------------------------------------------
+log "layer 1/4: cargo test -p aegis-core"
+(cd "$REPO_ROOT" && cargo test -p aegis-core 2>&1) | tee "$LOGS/core.log"
+count_libtest "$LOGS/core.log" core "${PIPESTATUS[0]}"
+
+# -- 2. pgrx -------------------------------------------------------------------
+log "layer 2/4: cargo pgrx test pg${PG_MAJOR} --runas ${PG_OS_USER}"
+mkdir -p "$DIR/pgrx-data" && chown "$PG_OS_USER" "$DIR/pgrx-data"
+(cd "$REPO_ROOT" && cargo pgrx test "pg${PG_MAJOR}" --runas "$PG_OS_USER" \
+    --pgdata "$DIR/pgrx-data" 2>&1) | tee "$LOGS/pgrx.log"
+count_libtest "$LOGS/pgrx.log" pgrx "${PIPESTATUS[0]}"
+
+# -- install + throwaway cluster ---------------------------------------------------
+cluster_ok=1
+if ! install_extension >"$LOGS/install.log" 2>&1; then
+    cat "$LOGS/install.log"; cluster_ok=0
+else
+    log "starting throwaway cluster on port $TEST_PORT"
+    ( cluster_init "$DIR/cluster" "$TEST_PORT" "fsync = off" "synchronous_commit = off" \
+        && cluster_start "$DIR/cluster" ) || cluster_ok=0
+fi
+
+# -- 3. regress -------------------------------------------------------------------
+log "layer 3/4: pg_regress over pg_test/"
+if [ "$cluster_ok" -eq 1 ]; then
+    R="$DIR/regress"
+    mkdir -p "$R" && cp -r "$REPO_ROOT/pg_test/sql" "$REPO_ROOT/pg_test/expected" "$R/"
+    chown -R "$PG_OS_USER" "$R"
+    tests=()
+    missing=0
+    for f in "$REPO_ROOT"/pg_test/sql/*.sql; do
+        t="$(basename "$f" .sql)"
+        if [ ! -f "$REPO_ROOT/pg_test/expected/$t.out" ]; then
+            log "FAIL: pg_test/sql/$t.sql has no pg_test/expected/$t.out"
+            missing=$((missing + 1))
+        else
+            tests+=("$t")
+        fi
+    done
+    (cd "$R" && as_pg "$PG_REGRESS" --host="$DIR/cluster/run" --port="$TEST_PORT" \
+        --user=postgres --dbname=aegis_regress --inputdir="$R" --outputdir="$R" \
+        --bindir="$PG_BIN" "${tests[@]}" 2>&1) | tee "$LOGS/regress.log"
+    rc="${PIPESTATUS[0]}"
+    p=$(grep -Ec '\.\.\. ok ' "$LOGS/regress.log")
+    f=$(grep -Ec '\.\.\. FAILED ' "$LOGS/regress.log")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    [ -f "$R/regression.diffs" ] && cp "$R/regression.diffs" "$LOGS/" && cat "$R/regression.diffs"
+    record regress "$p" "$((f + missing))"
+else
+    record regress 0 1
+fi
+
+# -- 4. integration ---------------------------------------------------------------
+log "layer 4/4: cargo test -p aegis-integration"
+if [ "$cluster_ok" -eq 1 ]; then
+    (cd "$REPO_ROOT" && AEGIS_TEST_SOCKET_DIR="$DIR/cluster/run" AEGIS_TEST_PORT="$TEST_PORT" \
+        AEGIS_TEST_DATA_DIR="$DIR/cluster/data" AEGIS_TEST_PG_BIN="$PG_BIN" \
+        cargo test -p aegis-integration 2>&1) | tee "$LOGS/integration.log"
+    count_libtest "$LOGS/integration.log" integration "${PIPESTATUS[0]}"
+else
+    record integration 0 1
+fi
+
+printf '\n'
+printf '%s\n' "${REPORT[@]}"
+printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
+[ "$FAILED" -eq 0 ]

@@ -1,0 +1,72 @@
+//! Digests and HMACs, pgcrypto-compatible. The SQL declarations are
+//! hand-written in sql/10_crypto.sql (`sql = false` here): the argument must be
+//! named `type`, and the text variants bind the same C symbols as the bytea
+//! ones, as pgcrypto does, so text is hashed as its raw bytes in the database
+//! encoding, with no conversion.
+
+use crate::error::{AegisResult, OrReport};
+use crate::guc;
+use aegis_core::hash::HashAlgorithm;
+use pgrx::prelude::*;
+
+fn resolve(name: &str) -> AegisResult<HashAlgorithm> {
+    HashAlgorithm::resolve(name.as_bytes(), guc::allow_legacy_hashes()).or_report()
+}
+
+/// `aegis.digest(data bytea, type text) → bytea`
+#[pg_extern(immutable, strict, parallel_safe, sql = false)]
+fn digest_bytea(data: &[u8], algorithm: &str) -> AegisResult<Vec<u8>> {
+    Ok(resolve(algorithm)?.digest(data))
+}
+
+/// `aegis.hmac(data bytea, key bytea, type text) → bytea`
+#[pg_extern(immutable, strict, parallel_safe, sql = false)]
+fn hmac_bytea(data: &[u8], key: &[u8], algorithm: &str) -> AegisResult<Vec<u8>> {
+    Ok(resolve(algorithm)?.hmac(key, data))
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn digest_text_and_bytea_agree() {
+        let t = Spi::get_one::<Vec<u8>>("SELECT aegis.digest('abc'::text, 'sha256')").unwrap();
+        let b = Spi::get_one::<Vec<u8>>("SELECT aegis.digest('\\x616263'::bytea, 'SHA-256')").unwrap();
+        assert_eq!(t, b);
+        assert_eq!(
+            hex::encode(t.unwrap()),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[pg_test]
+    fn hmac_text_variant_binds_raw_bytes() {
+        let v = Spi::get_one::<Vec<u8>>("SELECT aegis.hmac('what do ya want for nothing?', 'Jefe', 'sha256')")
+            .unwrap()
+            .unwrap();
+        assert_eq!(hex::encode(v), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
+
+    #[pg_test]
+    fn null_in_null_out() {
+        assert_eq!(Spi::get_one::<Vec<u8>>("SELECT aegis.digest(NULL::bytea, 'sha256')").unwrap(), None);
+        assert_eq!(Spi::get_one::<Vec<u8>>("SELECT aegis.hmac('x'::text, NULL, 'sha256')").unwrap(), None);
+    }
+
+    #[pg_test(error = "unsupported hash algorithm \"whirlpool\"")]
+    fn unknown_algorithm_is_an_error() {
+        let _ = Spi::get_one::<Vec<u8>>("SELECT aegis.digest('x'::text, 'whirlpool')");
+    }
+
+    #[pg_test]
+    fn legacy_hashes_follow_the_guc() {
+        Spi::run("SET aegis.allow_legacy_hashes = on").unwrap();
+        let v = Spi::get_one::<Vec<u8>>("SELECT aegis.digest('abc'::text, 'md5')").unwrap().unwrap();
+        assert_eq!(hex::encode(v), "900150983cd24fb0d6963f7d28e17f72");
+        Spi::run("RESET aegis.allow_legacy_hashes").unwrap();
+        let r = std::panic::catch_unwind(|| Spi::get_one::<Vec<u8>>("SELECT aegis.digest('abc'::text, 'md5')"));
+        assert!(r.is_err(), "md5 must be refused once the GUC is off again");
+    }
+}
