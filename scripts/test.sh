@@ -6,6 +6,8 @@
 #   4. integration  cargo test -p aegis-integration       (real client logins)
 # Layers 3 and 4 share one throwaway cluster with the release build installed.
 # Exit status is non-zero if anything failed, including a layer that could not run.
+# LAYERS="regress integration" make test runs a subset (for development only:
+# the full run is what CI and the README mean by make test).
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -31,6 +33,9 @@ record() { # LAYER PASSED FAILED
     REPORT+=("$(printf '%-12s %4d passed, %d failed' "$1" "$2" "$3")")
 }
 
+LAYERS="${LAYERS:-core pgrx regress integration}"
+want() { [[ " $LAYERS " == *" $1 "* ]]; }
+
 cleanup() { cluster_stop "$DIR/cluster"; }
 trap cleanup EXIT
 
@@ -39,20 +44,26 @@ rm -rf "$DIR"
 mkdir -p "$LOGS"
 
 # -- 1. core -------------------------------------------------------------------
+if want core; then
 log "layer 1/4: cargo test -p aegis-core"
 (cd "$REPO_ROOT" && cargo test -p aegis-core 2>&1) | tee "$LOGS/core.log"
 count_libtest "$LOGS/core.log" core "${PIPESTATUS[0]}"
+fi
 
 # -- 2. pgrx -------------------------------------------------------------------
+if want pgrx; then
 log "layer 2/4: cargo pgrx test pg${PG_MAJOR} --runas ${PG_OS_USER}"
 mkdir -p "$DIR/pgrx-data" && chown "$PG_OS_USER" "$DIR/pgrx-data"
 (cd "$REPO_ROOT" && cargo pgrx test "pg${PG_MAJOR}" --runas "$PG_OS_USER" \
     --pgdata "$DIR/pgrx-data" 2>&1) | tee "$LOGS/pgrx.log"
 count_libtest "$LOGS/pgrx.log" pgrx "${PIPESTATUS[0]}"
+fi
 
 # -- install + throwaway cluster ---------------------------------------------------
 cluster_ok=1
-if ! install_extension >"$LOGS/install.log" 2>&1; then
+if ! want regress && ! want integration; then
+    cluster_ok=0
+elif ! install_extension >"$LOGS/install.log" 2>&1; then
     cat "$LOGS/install.log"; cluster_ok=0
 else
     log "starting throwaway cluster on port $TEST_PORT"
@@ -61,6 +72,7 @@ else
 fi
 
 # -- 3. regress -------------------------------------------------------------------
+if want regress; then
 log "layer 3/4: pg_regress over pg_test/"
 if [ "$cluster_ok" -eq 1 ]; then
     R="$DIR/regress"
@@ -79,7 +91,7 @@ if [ "$cluster_ok" -eq 1 ]; then
     done
     (cd "$R" && as_pg "$PG_REGRESS" --host="$DIR/cluster/run" --port="$TEST_PORT" \
         --user=postgres --dbname=aegis_regress --inputdir="$R" --outputdir="$R" \
-        --bindir="$PG_BIN" "${tests[@]}" 2>&1) | tee "$LOGS/regress.log"
+        --bindir="$PG_BIN" --load-extension=pg_aegis --load-extension=pgcrypto "${tests[@]}" 2>&1) | tee "$LOGS/regress.log"
     rc="${PIPESTATUS[0]}"
     p=$(grep -Ec '\.\.\. ok ' "$LOGS/regress.log")
     f=$(grep -Ec '\.\.\. FAILED ' "$LOGS/regress.log")
@@ -89,8 +101,10 @@ if [ "$cluster_ok" -eq 1 ]; then
 else
     record regress 0 1
 fi
+fi
 
 # -- 4. integration ---------------------------------------------------------------
+if want integration; then
 log "layer 4/4: cargo test -p aegis-integration"
 if [ "$cluster_ok" -eq 1 ]; then
     (cd "$REPO_ROOT" && AEGIS_TEST_SOCKET_DIR="$DIR/cluster/run" AEGIS_TEST_PORT="$TEST_PORT" \
@@ -99,6 +113,7 @@ if [ "$cluster_ok" -eq 1 ]; then
     count_libtest "$LOGS/integration.log" integration "${PIPESTATUS[0]}"
 else
     record integration 0 1
+fi
 fi
 
 printf '\n'

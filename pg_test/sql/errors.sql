@@ -5,6 +5,7 @@
 
 -- Unknown algorithm: SQLSTATE 22023, hint names the supported types.
 SELECT aegis.digest('x', 'whirlpool');
+\echo :LAST_ERROR_SQLSTATE
 SELECT aegis.hmac('x', 'k', 'sha3-256');
 SELECT aegis.digest('x', '');
 -- Names are matched exactly, like pgcrypto: no trimming.
@@ -28,6 +29,7 @@ SELECT q, pg_temp.sqlstate_of(q) AS sqlstate FROM (VALUES
 -- Legacy algorithms: refused by default, with a hint on how to opt in.
 SHOW aegis.allow_legacy_hashes;
 SELECT aegis.digest('abc', 'md5');
+\echo :LAST_ERROR_SQLSTATE
 SELECT aegis.hmac('abc', 'k', 'SHA-1');
 
 -- A superuser may enable them for pgcrypto compatibility; output still matches.
@@ -41,3 +43,4 @@ SELECT pg_temp.sqlstate_of($$SELECT aegis.digest('abc', 'md5')$$) AS refused_aga
 
 -- The aegis.* GUC prefix is reserved: a typo is an error, not a silent no-op.
 SET aegis.allow_legacy_hash = on;
+\echo :LAST_ERROR_SQLSTATE

@@ -1,6 +1,6 @@
 -- Control: aegis.hmac() is byte-identical to pgcrypto's hmac() for every
 -- supported algorithm, with empty, short, block-sized and over-long keys
--- (over-long keys are hashed first per RFC 2104) and inputs up to 8 MiB.
+-- (over-long keys are hashed first per RFC 2104) and inputs up to 9 MiB.
 
 CREATE TEMP TABLE algos(name text);
 INSERT INTO algos VALUES ('sha224'), ('sha256'), ('sha384'), ('sha512'), ('SHA-512');
