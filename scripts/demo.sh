@@ -31,6 +31,7 @@ if ! cluster_psql "$DIR" "$DEMO_PORT" postgres -Atc \
     cluster_psql "$DIR" "$DEMO_PORT" postgres -c "CREATE DATABASE $DEMO_DB"
 fi
 cluster_psql "$DIR" "$DEMO_PORT" "$DEMO_DB" <<'SQL'
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pg_aegis;
 ALTER EXTENSION pg_aegis UPDATE;
 CREATE EXTENSION IF NOT EXISTS pgcrypto;

@@ -33,7 +33,8 @@ mod tests {
     #[pg_test]
     fn digest_text_and_bytea_agree() {
         let t = Spi::get_one::<Vec<u8>>("SELECT aegis.digest('abc'::text, 'sha256')").unwrap();
-        let b = Spi::get_one::<Vec<u8>>("SELECT aegis.digest('\\x616263'::bytea, 'SHA-256')").unwrap();
+        let b =
+            Spi::get_one::<Vec<u8>>("SELECT aegis.digest('\\x616263'::bytea, 'SHA-256')").unwrap();
         assert_eq!(t, b);
         assert_eq!(
             hex::encode(t.unwrap()),
@@ -43,16 +44,27 @@ mod tests {
 
     #[pg_test]
     fn hmac_text_variant_binds_raw_bytes() {
-        let v = Spi::get_one::<Vec<u8>>("SELECT aegis.hmac('what do ya want for nothing?', 'Jefe', 'sha256')")
-            .unwrap()
-            .unwrap();
-        assert_eq!(hex::encode(v), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        let v = Spi::get_one::<Vec<u8>>(
+            "SELECT aegis.hmac('what do ya want for nothing?', 'Jefe', 'sha256')",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            hex::encode(v),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 
     #[pg_test]
     fn null_in_null_out() {
-        assert_eq!(Spi::get_one::<Vec<u8>>("SELECT aegis.digest(NULL::bytea, 'sha256')").unwrap(), None);
-        assert_eq!(Spi::get_one::<Vec<u8>>("SELECT aegis.hmac('x'::text, NULL, 'sha256')").unwrap(), None);
+        assert_eq!(
+            Spi::get_one::<Vec<u8>>("SELECT aegis.digest(NULL::bytea, 'sha256')").unwrap(),
+            None
+        );
+        assert_eq!(
+            Spi::get_one::<Vec<u8>>("SELECT aegis.hmac('x'::text, NULL, 'sha256')").unwrap(),
+            None
+        );
     }
 
     #[pg_test(error = "unsupported hash algorithm \"whirlpool\"")]
@@ -63,10 +75,14 @@ mod tests {
     #[pg_test]
     fn legacy_hashes_follow_the_guc() {
         Spi::run("SET aegis.allow_legacy_hashes = on").unwrap();
-        let v = Spi::get_one::<Vec<u8>>("SELECT aegis.digest('abc'::text, 'md5')").unwrap().unwrap();
+        let v = Spi::get_one::<Vec<u8>>("SELECT aegis.digest('abc'::text, 'md5')")
+            .unwrap()
+            .unwrap();
         assert_eq!(hex::encode(v), "900150983cd24fb0d6963f7d28e17f72");
         Spi::run("RESET aegis.allow_legacy_hashes").unwrap();
-        let r = std::panic::catch_unwind(|| Spi::get_one::<Vec<u8>>("SELECT aegis.digest('abc'::text, 'md5')"));
+        let r = std::panic::catch_unwind(|| {
+            Spi::get_one::<Vec<u8>>("SELECT aegis.digest('abc'::text, 'md5')")
+        });
         assert!(r.is_err(), "md5 must be refused once the GUC is off again");
     }
 }

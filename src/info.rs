@@ -25,12 +25,22 @@ fn version() -> &'static str {
 /// was built for, build profile, and whether it was preloaded.
 #[pg_extern(stable, parallel_safe)]
 fn build_info() -> TableIterator<'static, (name!(item, String), name!(value, String))> {
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     let rows = vec![
         ("version".to_string(), aegis_core::VERSION.to_string()),
-        ("postgres_major".to_string(), (pg_sys::PG_VERSION_NUM / 10000).to_string()),
+        (
+            "postgres_major".to_string(),
+            (pg_sys::PG_VERSION_NUM / 10000).to_string(),
+        ),
         ("profile".to_string(), profile.to_string()),
-        ("preloaded".to_string(), PRELOADED.load(Ordering::Relaxed).to_string()),
+        (
+            "preloaded".to_string(),
+            PRELOADED.load(Ordering::Relaxed).to_string(),
+        ),
     ];
     TableIterator::new(rows)
 }

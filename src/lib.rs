@@ -7,6 +7,10 @@
 //! preloading (hooks, the background worker) is listed by `aegis.build_info()`
 //! and in the README.
 
+// Wrappers return pgrx's ErrorReport (about 200 bytes) so the SQLSTATE reaches
+// PostgreSQL; it is only built on the error path, where size does not matter.
+#![allow(clippy::result_large_err)]
+
 use pgrx::prelude::*;
 
 mod crypto;
@@ -18,12 +22,12 @@ mod info;
 
 // Hand-written DDL, in explicit order. Each file opens by revoking from PUBLIC.
 extension_sql_file!("../sql/00_bootstrap.sql", name = "bootstrap", bootstrap);
-extension_sql_file!("../sql/10_crypto.sql", name = "crypto", requires = ["bootstrap"]);
 extension_sql_file!(
-    "../sql/99_finalize.sql",
-    name = "finalize",
-    finalize
+    "../sql/10_crypto.sql",
+    name = "crypto",
+    requires = ["bootstrap"]
 );
+extension_sql_file!("../sql/99_finalize.sql", name = "finalize", finalize);
 
 #[allow(non_snake_case)]
 #[pg_guard]

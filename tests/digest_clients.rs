@@ -52,18 +52,28 @@ fn ordinary_login_gets_hashing_but_not_admin_surface() {
     let role = LoginRole::create(&mut admin, "plain");
     let mut c = role.connect().expect("SCRAM login over TCP");
 
-    let who: String = c.query_one("SELECT current_user::text", &[]).unwrap().get(0);
+    let who: String = c
+        .query_one("SELECT current_user::text", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(who, role.name);
     let same: bool = c
-        .query_one("SELECT aegis.digest('abc','sha256') = digest('abc','sha256')", &[])
+        .query_one(
+            "SELECT aegis.digest('abc','sha256') = digest('abc','sha256')",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert!(same);
 
     // Superuser-only GUC: refused for a real login, and md5 stays refused.
-    let e = c.batch_execute("SET aegis.allow_legacy_hashes = on").unwrap_err();
+    let e = c
+        .batch_execute("SET aegis.allow_legacy_hashes = on")
+        .unwrap_err();
     assert_eq!(sqlstate(&e), "42501");
-    let e = c.query_one("SELECT aegis.digest('abc','md5')", &[]).unwrap_err();
+    let e = c
+        .query_one("SELECT aegis.digest('abc','md5')", &[])
+        .unwrap_err();
     assert_eq!(sqlstate(&e), "22023");
     // The login really is password-checked (the TCP rule is SCRAM, not trust).
     let e = role
@@ -75,10 +85,14 @@ fn ordinary_login_gets_hashing_but_not_admin_surface() {
     assert_eq!(sqlstate(&e), "28P01");
 
     // build_info is not granted to PUBLIC.
-    let e = c.query("SELECT * FROM aegis.build_info()", &[]).unwrap_err();
+    let e = c
+        .query("SELECT * FROM aegis.build_info()", &[])
+        .unwrap_err();
     assert_eq!(sqlstate(&e), "42501");
     // No creating in schema aegis.
-    let e = c.batch_execute("CREATE TABLE aegis.planted(x int)").unwrap_err();
+    let e = c
+        .batch_execute("CREATE TABLE aegis.planted(x int)")
+        .unwrap_err();
     assert_eq!(sqlstate(&e), "42501");
 
     drop(c);
@@ -91,13 +105,21 @@ fn startup_option_cannot_enable_legacy_hashes() {
     let role = LoginRole::create(&mut admin, "opts");
     // `-c` at startup (what PGOPTIONS does) is applied with the user's own
     // privileges: for a superuser-only GUC the server must not enable md5.
-    let r = role.config().options("-c aegis.allow_legacy_hashes=on").connect(postgres::NoTls);
+    let r = role
+        .config()
+        .options("-c aegis.allow_legacy_hashes=on")
+        .connect(postgres::NoTls);
     match r {
         Err(e) => assert_eq!(sqlstate(&e), "42501"),
         Ok(mut c) => {
-            let v: String = c.query_one("SHOW aegis.allow_legacy_hashes", &[]).unwrap().get(0);
+            let v: String = c
+                .query_one("SHOW aegis.allow_legacy_hashes", &[])
+                .unwrap()
+                .get(0);
             assert_eq!(v, "off");
-            let e = c.query_one("SELECT aegis.digest('abc','md5')", &[]).unwrap_err();
+            let e = c
+                .query_one("SELECT aegis.digest('abc','md5')", &[])
+                .unwrap_err();
             assert_eq!(sqlstate(&e), "22023");
         }
     }

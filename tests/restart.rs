@@ -9,7 +9,10 @@ use std::process::Command;
 #[test]
 fn survives_server_restart_and_stays_preloaded() {
     let mut c = superuser();
-    let before: Vec<u8> = c.query_one("SELECT aegis.digest('restart', 'sha256')", &[]).unwrap().get(0);
+    let before: Vec<u8> = c
+        .query_one("SELECT aegis.digest('restart', 'sha256')", &[])
+        .unwrap()
+        .get(0);
     drop(c);
 
     let status = Command::new("runuser")
@@ -24,11 +27,20 @@ fn survives_server_restart_and_stays_preloaded() {
     assert!(status.success(), "pg_ctl restart failed");
 
     let mut c = superuser();
-    let after: Vec<u8> = c.query_one("SELECT aegis.digest('restart', 'sha256')", &[]).unwrap().get(0);
-    assert_eq!(before, after);
-    let pre: String = c
-        .query_one("SELECT value FROM aegis.build_info() WHERE item = 'preloaded'", &[])
+    let after: Vec<u8> = c
+        .query_one("SELECT aegis.digest('restart', 'sha256')", &[])
         .unwrap()
         .get(0);
-    assert_eq!(pre, "true", "shared_preload_libraries must load pg_aegis at server start");
+    assert_eq!(before, after);
+    let pre: String = c
+        .query_one(
+            "SELECT value FROM aegis.build_info() WHERE item = 'preloaded'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        pre, "true",
+        "shared_preload_libraries must load pg_aegis at server start"
+    );
 }

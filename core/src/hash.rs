@@ -160,8 +160,14 @@ mod tests {
             hx(&a("sha512").digest(b"abc")),
             "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
         );
-        assert_eq!(hx(&a("md5").digest(b"abc")), "900150983cd24fb0d6963f7d28e17f72");
-        assert_eq!(hx(&a("sha1").digest(b"abc")), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            hx(&a("md5").digest(b"abc")),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
+        assert_eq!(
+            hx(&a("sha1").digest(b"abc")),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
         assert_eq!(
             hx(&a("sha256").digest(b"")),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -207,7 +213,16 @@ mod tests {
         ] {
             assert_eq!(HashAlgorithm::resolve(n.as_bytes(), false), Ok(want), "{n}");
         }
-        for bad in ["", "sha256 ", " sha256", "sha3-256", "sha", "md4", "sha-512/256", "sha256\0"] {
+        for bad in [
+            "",
+            "sha256 ",
+            " sha256",
+            "sha3-256",
+            "sha",
+            "md4",
+            "sha-512/256",
+            "sha256\0",
+        ] {
             assert!(
                 matches!(
                     HashAlgorithm::resolve(bad.as_bytes(), true),
@@ -233,7 +248,10 @@ mod tests {
     fn errors_name_the_supported_types() {
         let e = HashAlgorithm::resolve(b"whirlpool", false).unwrap_err();
         assert_eq!(e.to_string(), "unsupported hash algorithm \"whirlpool\"");
-        assert_eq!(e.hint(), "Supported types are sha224, sha256, sha384, sha512.");
+        assert_eq!(
+            e.hint(),
+            "Supported types are sha224, sha256, sha384, sha512."
+        );
         // Invalid UTF-8 in the name must not panic.
         assert!(HashAlgorithm::resolve(&[0xff, 0xfe], false).is_err());
     }

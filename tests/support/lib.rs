@@ -20,7 +20,9 @@ fn env(name: &str) -> String {
 }
 
 pub fn port() -> u16 {
-    env("AEGIS_TEST_PORT").parse().expect("AEGIS_TEST_PORT is a port number")
+    env("AEGIS_TEST_PORT")
+        .parse()
+        .expect("AEGIS_TEST_PORT is a port number")
 }
 
 pub fn socket_dir() -> String {
@@ -68,15 +70,19 @@ pub fn superuser() -> Client {
     let mut c = superuser_to(DB);
     // Concurrent CREATE EXTENSION IF NOT EXISTS can still collide; retry once.
     for _ in 0..2 {
-        if c.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_aegis; CREATE EXTENSION IF NOT EXISTS pgcrypto;")
-            .is_ok()
+        if c.batch_execute(
+            "CREATE EXTENSION IF NOT EXISTS pg_aegis; CREATE EXTENSION IF NOT EXISTS pgcrypto;",
+        )
+        .is_ok()
         {
             return c;
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    c.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_aegis; CREATE EXTENSION IF NOT EXISTS pgcrypto;")
-        .expect("create extensions");
+    c.batch_execute(
+        "CREATE EXTENSION IF NOT EXISTS pg_aegis; CREATE EXTENSION IF NOT EXISTS pgcrypto;",
+    )
+    .expect("create extensions");
     c
 }
 
@@ -93,10 +99,13 @@ impl LoginRole {
     pub fn create(admin: &mut Client, label: &str) -> LoginRole {
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let name = format!("it_{label}_{}_{n}", std::process::id());
-        let password = format!("pw-{:x}-{n}", std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0));
+        let password = format!(
+            "pw-{:x}-{n}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
         // Role names are generated here (letters, digits, underscores), never user input.
         admin
             .batch_execute(&format!("CREATE ROLE {name} LOGIN PASSWORD '{password}'"))
@@ -127,5 +136,7 @@ impl LoginRole {
 
 /// The SQLSTATE of a failed statement, for assertions.
 pub fn sqlstate(e: &postgres::Error) -> String {
-    e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no sqlstate: {e}"))
+    e.code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| format!("no sqlstate: {e}"))
 }
