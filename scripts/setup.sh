@@ -61,4 +61,4 @@ if ! grep -qs "pg${PG_MAJOR} *= *\"${PG_CONFIG}\"" "$PGRX_HOME/config.toml"; the
 else
     log "cargo pgrx already initialised for pg${PG_MAJOR}"
 fi
-log "done"
+log "done in ${SECONDS}s"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# make bench: side-by-side benchmarks against the baselines a user would
+# otherwise use, on a throwaway cluster with the release build. Prints one
+# table per benchmark; the README records the ratios with date and machine.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+REPS="${BENCH_REPS:-7}"
+BENCH_PORT="${AEGIS_BENCH_PORT:-54349}"
+
+bash "$REPO_ROOT/scripts/setup.sh"
+install_extension
+
+DIR="$(state_dir bench)"
+cluster_stop "$DIR"
+rm -rf "$DIR"
+cluster_init "$DIR" "$BENCH_PORT"
+trap 'cluster_stop "$DIR"' EXIT
+cluster_start "$DIR"
+cluster_psql "$DIR" "$BENCH_PORT" postgres -c "CREATE DATABASE aegis_bench"
+cluster_psql "$DIR" "$BENCH_PORT" aegis_bench -c "CREATE EXTENSION pg_aegis; CREATE EXTENSION pgcrypto;"
+
+printf 'pg_aegis benchmarks, %s, %s, %s CPUs, %s reps (median)\n' \
+    "$(date -u +%Y-%m-%d)" "$(uname -m)" "$(nproc)" "$REPS"
+for f in "$REPO_ROOT"/benches/*.sql; do
+    printf '\n== %s\n' "$(basename "$f" .sql)"
+    PGOPTIONS="-c bench.reps=$REPS" cluster_psql "$DIR" "$BENCH_PORT" aegis_bench -P pager=off -f "$f"
+done
