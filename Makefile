@@ -42,4 +42,4 @@ lint:
 
 clean:
 	-bash scripts/demo-stop.sh
-	rm -rf .demo .test target
+	rm -rf .demo .test .bench target
