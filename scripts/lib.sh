@@ -16,15 +16,20 @@ TEST_PORT="${AEGIS_TEST_PORT:-54339}"
 log() { printf '[%s] %s\n' "$(basename "$0" .sh)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-# Run a command as the PostgreSQL OS user (we are root here, or already it).
+# Run a command as the PostgreSQL OS user (we are root here, or already it),
+# from / so a working directory that user cannot enter causes no warnings.
+# Callers pass absolute paths.
 as_pg() {
-    if [ "$(id -un)" = "$PG_OS_USER" ]; then
-        "$@"
-    elif [ "$(id -u)" -eq 0 ]; then
-        runuser -u "$PG_OS_USER" -- "$@"
-    else
-        sudo -u "$PG_OS_USER" -- "$@"
-    fi
+    (
+        cd / || exit 1
+        if [ "$(id -un)" = "$PG_OS_USER" ]; then
+            "$@"
+        elif [ "$(id -u)" -eq 0 ]; then
+            runuser -u "$PG_OS_USER" -- "$@"
+        else
+            sudo -u "$PG_OS_USER" -- "$@"
+        fi
+    )
 }
 
 # Where a local cluster lives. Under the repository (an ignored folder) when

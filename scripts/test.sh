@@ -89,7 +89,7 @@ if [ "$cluster_ok" -eq 1 ]; then
             tests+=("$t")
         fi
     done
-    (cd "$R" && as_pg "$PG_REGRESS" --host="$DIR/cluster/run" --port="$TEST_PORT" \
+    (as_pg "$PG_REGRESS" --host="$DIR/cluster/run" --port="$TEST_PORT" \
         --user=postgres --dbname=aegis_regress --inputdir="$R" --outputdir="$R" \
         --bindir="$PG_BIN" --load-extension=pg_aegis --load-extension=pgcrypto "${tests[@]}" 2>&1) | tee "$LOGS/regress.log"
     rc="${PIPESTATUS[0]}"

@@ -9,19 +9,22 @@ use crate::guc;
 use aegis_core::hash::HashAlgorithm;
 use pgrx::prelude::*;
 
-fn resolve(name: &str) -> AegisResult<HashAlgorithm> {
-    HashAlgorithm::resolve(name.as_bytes(), guc::allow_legacy_hashes()).or_report()
+// `type` is SQL text but read as raw bytes (text and bytea are both varlena):
+// no UTF-8 check that could fail with an internal message in a non-UTF-8
+// database; an unknown name is reported as such.
+fn resolve(name: &[u8]) -> AegisResult<HashAlgorithm> {
+    HashAlgorithm::resolve(name, guc::allow_legacy_hashes()).or_report()
 }
 
 /// `aegis.digest(data bytea, type text) → bytea`
 #[pg_extern(immutable, strict, parallel_safe, sql = false)]
-fn digest_bytea(data: &[u8], algorithm: &str) -> AegisResult<Vec<u8>> {
+fn digest_bytea(data: &[u8], algorithm: &[u8]) -> AegisResult<Vec<u8>> {
     Ok(resolve(algorithm)?.digest(data))
 }
 
 /// `aegis.hmac(data bytea, key bytea, type text) → bytea`
 #[pg_extern(immutable, strict, parallel_safe, sql = false)]
-fn hmac_bytea(data: &[u8], key: &[u8], algorithm: &str) -> AegisResult<Vec<u8>> {
+fn hmac_bytea(data: &[u8], key: &[u8], algorithm: &[u8]) -> AegisResult<Vec<u8>> {
     Ok(resolve(algorithm)?.hmac(key, data))
 }
 

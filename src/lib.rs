@@ -3,9 +3,8 @@
 //! belongs in `core/`, not here.
 //!
 //! Loading: everything in this release works whether or not the library is in
-//! `shared_preload_libraries`; the server loads it on first use. What needs
-//! preloading (hooks, the background worker) is listed by `aegis.build_info()`
-//! and in the README.
+//! `shared_preload_libraries`; the server loads it on first use. The README
+//! lists what needs preloading; `aegis.build_info()` says whether it was.
 
 // Wrappers return pgrx's ErrorReport (about 200 bytes) so the SQLSTATE reaches
 // PostgreSQL; it is only built on the error path, where size does not matter.
@@ -20,7 +19,9 @@ mod info;
 
 ::pgrx::pg_module_magic!(name, version);
 
-// Hand-written DDL, in explicit order. Each file opens by revoking from PUBLIC.
+// Hand-written DDL, in explicit order: bootstrap first (revokes the schema from
+// PUBLIC), finalize last (revokes EXECUTE on every function from PUBLIC, then
+// grants an explicit list), so no file can leave something open by accident.
 extension_sql_file!("../sql/00_bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!(
     "../sql/10_crypto.sql",

@@ -83,7 +83,10 @@ impl HashAlgorithm {
             b"sha1" | b"sha-1" => Some(HashAlgorithm::Sha1),
             _ => None,
         };
-        let display = String::from_utf8_lossy(name).into_owned();
+        // Shown in the error message: escape everything but printable ASCII,
+        // since the bytes may be in any server encoding (or be control
+        // characters meant to forge log lines).
+        let display = name.escape_ascii().to_string();
         match found {
             None => Err(CoreError::UnknownHashAlgorithm { name: display }),
             Some(a) if a.is_legacy() && !allow_legacy => {
@@ -252,8 +255,9 @@ mod tests {
             e.hint(),
             "Supported types are sha224, sha256, sha384, sha512."
         );
-        // Invalid UTF-8 in the name must not panic.
-        assert!(HashAlgorithm::resolve(&[0xff, 0xfe], false).is_err());
+        // Non-ASCII or control bytes are escaped in the message, never passed through.
+        let e = HashAlgorithm::resolve(b"sh\xe4256\n", false).unwrap_err();
+        assert_eq!(e.to_string(), "unsupported hash algorithm \"sh\\xe4256\\n\"");
     }
 
     proptest! {

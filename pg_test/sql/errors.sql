@@ -10,6 +10,8 @@ SELECT aegis.hmac('x', 'k', 'sha3-256');
 SELECT aegis.digest('x', '');
 -- Names are matched exactly, like pgcrypto: no trimming.
 SELECT aegis.digest('x', 'sha256 ');
+-- Control characters in the name are escaped in the message: no forged log lines.
+SELECT aegis.digest('x', E'sha256"\nLOG:  forged entry');
 
 CREATE FUNCTION pg_temp.sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
