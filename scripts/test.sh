@@ -36,10 +36,10 @@ record() { # LAYER PASSED FAILED
 LAYERS="${LAYERS:-core pgrx regress integration}"
 want() { [[ " $LAYERS " == *" $1 "* ]]; }
 
-cleanup() { cluster_stop "$DIR/cluster"; }
+cleanup() { cluster_stop "$DIR/cluster"; cluster_stop "$DIR/nopreload"; }
 trap cleanup EXIT
 
-cluster_stop "$DIR/cluster"
+cleanup
 rm -rf "$DIR"
 mkdir -p "$LOGS"
 
@@ -69,6 +69,12 @@ else
     log "starting throwaway cluster on port $TEST_PORT"
     ( cluster_init "$DIR/cluster" "$TEST_PORT" "fsync = off" "synchronous_commit = off" \
         && cluster_start "$DIR/cluster" ) || cluster_ok=0
+    # A second cluster without preloading, for the integration tests that
+    # check the library also works when loaded on first use.
+    if want integration; then
+        ( cluster_init "$DIR/nopreload" "$((TEST_PORT + 1))" "fsync = off" \
+            "shared_preload_libraries = ''" && cluster_start "$DIR/nopreload" ) || cluster_ok=0
+    fi
 fi
 
 # -- 3. regress -------------------------------------------------------------------
@@ -109,6 +115,7 @@ log "layer 4/4: cargo test -p aegis-integration"
 if [ "$cluster_ok" -eq 1 ]; then
     (cd "$REPO_ROOT" && AEGIS_TEST_SOCKET_DIR="$DIR/cluster/run" AEGIS_TEST_PORT="$TEST_PORT" \
         AEGIS_TEST_DATA_DIR="$DIR/cluster/data" AEGIS_TEST_PG_BIN="$PG_BIN" \
+        AEGIS_TEST_PORT_NOPRELOAD="$((TEST_PORT + 1))" AEGIS_TEST_NOPRELOAD_SOCKET_DIR="$DIR/nopreload/run" \
         cargo test -p aegis-integration 2>&1) | tee "$LOGS/integration.log"
     count_libtest "$LOGS/integration.log" integration "${PIPESTATUS[0]}"
 else

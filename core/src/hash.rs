@@ -257,7 +257,10 @@ mod tests {
         );
         // Non-ASCII or control bytes are escaped in the message, never passed through.
         let e = HashAlgorithm::resolve(b"sh\xe4256\n", false).unwrap_err();
-        assert_eq!(e.to_string(), "unsupported hash algorithm \"sh\\xe4256\\n\"");
+        assert_eq!(
+            e.to_string(),
+            "unsupported hash algorithm \"sh\\xe4256\\n\""
+        );
     }
 
     proptest! {

@@ -5,6 +5,9 @@
 //!   AEGIS_TEST_PORT        port; TCP on 127.0.0.1 needs a SCRAM password
 //!   AEGIS_TEST_DATA_DIR    data directory (for restart tests)
 //!   AEGIS_TEST_PG_BIN      PostgreSQL's bin directory (pg_ctl)
+//!   AEGIS_TEST_PORT_NOPRELOAD  a second cluster, same socket directory
+//!                          layout under AEGIS_TEST_NOPRELOAD_SOCKET_DIR,
+//!                          without pg_aegis in shared_preload_libraries
 //! Run outside `make test`, the tests fail with a message saying so: a test
 //! that silently skips could never catch anything.
 
@@ -19,14 +22,36 @@ fn env(name: &str) -> String {
     })
 }
 
-pub fn port() -> u16 {
-    env("AEGIS_TEST_PORT")
-        .parse()
-        .expect("AEGIS_TEST_PORT is a port number")
+/// Which of the two test clusters to talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cluster {
+    /// pg_aegis in shared_preload_libraries (the normal deployment).
+    Preloaded,
+    /// Library loaded on first use only.
+    NotPreloaded,
 }
 
-pub fn socket_dir() -> String {
-    env("AEGIS_TEST_SOCKET_DIR")
+impl Cluster {
+    pub fn port(self) -> u16 {
+        let var = match self {
+            Cluster::Preloaded => "AEGIS_TEST_PORT",
+            Cluster::NotPreloaded => "AEGIS_TEST_PORT_NOPRELOAD",
+        };
+        env(var)
+            .parse()
+            .unwrap_or_else(|_| panic!("{var} is a port number"))
+    }
+
+    pub fn socket_dir(self) -> String {
+        env(match self {
+            Cluster::Preloaded => "AEGIS_TEST_SOCKET_DIR",
+            Cluster::NotPreloaded => "AEGIS_TEST_NOPRELOAD_SOCKET_DIR",
+        })
+    }
+}
+
+pub fn port() -> u16 {
+    Cluster::Preloaded.port()
 }
 
 pub fn data_dir() -> String {
@@ -38,10 +63,10 @@ pub fn pg_bin() -> String {
 }
 
 /// Superuser connection over the unix socket to database `db`.
-pub fn superuser_to(db: &str) -> Client {
+pub fn superuser_to(cluster: Cluster, db: &str) -> Client {
     Config::new()
-        .host_path(socket_dir())
-        .port(port())
+        .host_path(cluster.socket_dir())
+        .port(cluster.port())
         .user("postgres")
         .dbname(db)
         .application_name("aegis-it")
@@ -53,7 +78,12 @@ pub fn superuser_to(db: &str) -> Client {
 /// extensions) on first use. Tests in one binary run in parallel, so creation
 /// tolerates a concurrent creator.
 pub fn superuser() -> Client {
-    let mut admin = superuser_to("postgres");
+    superuser_on(Cluster::Preloaded)
+}
+
+/// As [`superuser`], on either cluster.
+pub fn superuser_on(cluster: Cluster) -> Client {
+    let mut admin = superuser_to(cluster, "postgres");
     let exists = admin
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DB])
         .expect("query pg_database")
@@ -67,7 +97,7 @@ pub fn superuser() -> Client {
             }
         }
     }
-    let mut c = superuser_to(DB);
+    let mut c = superuser_to(cluster, DB);
     // Concurrent CREATE EXTENSION IF NOT EXISTS can still collide; retry once.
     for _ in 0..2 {
         if c.batch_execute(
@@ -91,12 +121,18 @@ pub fn superuser() -> Client {
 pub struct LoginRole {
     pub name: String,
     password: String,
+    cluster: Cluster,
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 impl LoginRole {
     pub fn create(admin: &mut Client, label: &str) -> LoginRole {
+        Self::create_on(Cluster::Preloaded, admin, label)
+    }
+
+    /// `admin` must be connected to `cluster`: roles are per cluster.
+    pub fn create_on(cluster: Cluster, admin: &mut Client, label: &str) -> LoginRole {
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let name = format!("it_{label}_{}_{n}", std::process::id());
         let password = format!(
@@ -110,14 +146,18 @@ impl LoginRole {
         admin
             .batch_execute(&format!("CREATE ROLE {name} LOGIN PASSWORD '{password}'"))
             .expect("create login role");
-        LoginRole { name, password }
+        LoginRole {
+            name,
+            password,
+            cluster,
+        }
     }
 
     /// Connection settings for this role over TCP, to adjust before connecting.
     pub fn config(&self) -> Config {
         let mut cfg = Config::new();
         cfg.host("127.0.0.1")
-            .port(port())
+            .port(self.cluster.port())
             .user(&self.name)
             .password(&self.password)
             .dbname(DB)
