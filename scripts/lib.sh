@@ -42,6 +42,7 @@ state_dir() { # $1 = demo|test
     else
         local tag
         tag="$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-12)"
+        log "user $PG_OS_USER cannot read $REPO_ROOT: $name cluster goes to /var/tmp/pg_aegis-$tag/$name"
         printf '/var/tmp/pg_aegis-%s/%s\n' "$tag" "$name"
     fi
 }

@@ -4,7 +4,8 @@
 #   2. pgrx         cargo pgrx test pg15 --runas postgres (Rust tests inside a backend)
 #   3. regress      pg_regress over pg_test/              (the SQL contract, attack tests)
 #   4. integration  cargo test -p aegis-integration       (real client logins)
-# Layers 3 and 4 share one throwaway cluster with the release build installed.
+# Layers 3 and 4 share a throwaway cluster with the release build installed and
+# preloaded; layer 4 also uses a second one without preloading.
 # Exit status is non-zero if anything failed, including a layer that could not run.
 # LAYERS="regress integration" make test runs a subset (for development only:
 # the full run is what CI and the README mean by make test).
