@@ -11,3 +11,25 @@ GRANT EXECUTE ON FUNCTION
 TO PUBLIC;
 -- Not granted: build_info() reveals deployment details (build profile,
 -- preload state): superusers and explicit grantees only.
+
+-- Harmless lookups: the role catalog, and session helpers that reveal only the
+-- caller's own memberships and on-call assignments. RLS policies and masking
+-- views call the helpers with the reader's privileges, so every role needs them.
+GRANT EXECUTE ON FUNCTION
+    aegis.role_catalog(),
+    aegis.member_role_oids(), aegis.member_role_names(), aegis.is_member_of_any(name[]),
+    aegis.oncall_servers()
+TO PUBLIC;
+
+-- Policy administration: aegis_admin only. (create_roles() and
+-- create_monitoring_schema() are granted to nobody: they need a superuser or
+-- a DBA the superuser grants them to.)
+GRANT EXECUTE ON FUNCTION
+    aegis.protect(regclass, jsonb), aegis.unprotect(regclass),
+    aegis.assign_oncall(regrole, text, timestamptz), aegis.unassign_oncall(regrole, text)
+TO aegis_admin;
+GRANT SELECT ON aegis.protected_tables, aegis.column_classes TO aegis_admin, aegis_auditor;
+
+COMMENT ON FUNCTION aegis.version() IS 'The installed pg_aegis version';
+COMMENT ON FUNCTION aegis.build_info() IS
+    'Build and load facts: version, postgres_major, profile, preloaded (superuser only)';

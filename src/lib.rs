@@ -28,6 +28,13 @@ extension_sql_file!(
     name = "crypto",
     requires = ["bootstrap"]
 );
+extension_sql_file!("../sql/20_roles.sql", name = "roles", requires = ["crypto"]);
+extension_sql_file!("../sql/30_policy.sql", name = "policy", requires = ["roles"]);
+extension_sql_file!(
+    "../sql/40_monitoring_schema.sql",
+    name = "monitoring_schema",
+    requires = ["policy"]
+);
 extension_sql_file!("../sql/99_finalize.sql", name = "finalize", finalize);
 
 #[allow(non_snake_case)]

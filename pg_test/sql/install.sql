@@ -18,6 +18,27 @@ FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname = 'aegis'
 ORDER BY p.oid::regprocedure::text;
 
+-- Every function not written in C pins an empty search_path (so no caller can
+-- redirect an unqualified name), and every function has a comment.
+SELECT p.oid::regprocedure AS function_without_search_path
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
+WHERE n.nspname = 'aegis' AND l.lanname <> 'c'
+  AND NOT coalesce('search_path=""' = ANY (p.proconfig), false)
+ORDER BY 1;
+SELECT p.oid::regprocedure AS function_without_comment
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = 'aegis' AND obj_description(p.oid, 'pg_proc') IS NULL
+ORDER BY 1;
+
+-- The group roles exist, hold no dangerous attributes, and are commented.
+SELECT c.role_name, r.rolcanlogin, r.rolsuper OR r.rolcreaterole OR r.rolcreatedb
+       OR r.rolreplication OR r.rolbypassrls AS powerful, r.rolinherit,
+       shobj_description(r.oid, 'pg_authid') LIKE 'pg_aegis group role: %' AS commented
+FROM aegis.role_catalog() c LEFT JOIN pg_roles r ON r.rolname = c.role_name
+ORDER BY c.role_name;
+-- create_roles() is idempotent.
+SELECT count(*) AS roles, count(*) FILTER (WHERE created) AS created_now FROM aegis.create_roles();
+
 -- Every function belongs to the extension (so DROP EXTENSION removes it).
 SELECT count(*) AS functions_outside_extension
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace

@@ -1,0 +1,259 @@
+-- Policy catalog and the protect() hook: which tables pg_aegis protects, how
+-- their columns are classified, on-call assignments, and the session helpers
+-- the row-level security policies call.
+REVOKE ALL ON SCHEMA aegis FROM PUBLIC;
+
+-- ===========================================================================
+-- Catalog tables (extension config tables: pg_dump dumps their rows)
+-- ===========================================================================
+
+CREATE TABLE aegis.protected_tables (
+    relid        regclass PRIMARY KEY,
+    policy       jsonb NOT NULL DEFAULT '{}'::jsonb,
+    protected_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    protected_by name NOT NULL DEFAULT CURRENT_USER
+);
+COMMENT ON TABLE aegis.protected_tables IS 'Tables under pg_aegis protection (aegis.protect)';
+
+CREATE TABLE aegis.column_classes (
+    relid       regclass NOT NULL REFERENCES aegis.protected_tables ON DELETE CASCADE,
+    column_name name NOT NULL,
+    class       text NOT NULL CHECK (class IN ('public', 'pii', 'secret', 'free_text', 'subject_id', 'metric', 'cost')),
+    PRIMARY KEY (relid, column_name)
+);
+COMMENT ON TABLE aegis.column_classes IS
+    'Column classification of protected tables; unlisted columns are public';
+
+CREATE TABLE aegis.oncall_assignments (
+    engineer    regrole NOT NULL,
+    server_id   text NOT NULL CHECK (server_id <> ''),
+    assigned_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    until       timestamptz,
+    assigned_by name NOT NULL DEFAULT CURRENT_USER,
+    PRIMARY KEY (engineer, server_id)
+);
+CREATE INDEX ON aegis.oncall_assignments (server_id);
+COMMENT ON TABLE aegis.oncall_assignments IS
+    'Which on-call engineer (a role) is assigned to which server, until when (NULL = open-ended)';
+
+SELECT pg_catalog.pg_extension_config_dump('aegis.protected_tables', '');
+SELECT pg_catalog.pg_extension_config_dump('aegis.column_classes', '');
+SELECT pg_catalog.pg_extension_config_dump('aegis.oncall_assignments', '');
+
+-- ===========================================================================
+-- Session helpers used inside RLS policies and masking views. They reveal only
+-- the caller's own memberships and assignments, so PUBLIC may call them.
+-- Policies call them as (SELECT aegis.f()) so each runs once per query (an
+-- initplan), and the comparison becomes an indexable "= ANY(array)".
+-- ===========================================================================
+
+CREATE FUNCTION aegis.member_role_oids() RETURNS oid[]
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+    SELECT COALESCE(pg_catalog.array_agg(r.oid), '{}')
+    FROM pg_catalog.pg_roles r
+    WHERE pg_catalog.pg_has_role(r.oid, 'MEMBER')
+$$;
+COMMENT ON FUNCTION aegis.member_role_oids() IS 'OIDs of every role the current user is a member of, itself included';
+
+CREATE FUNCTION aegis.member_role_names() RETURNS name[]
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+    SELECT COALESCE(pg_catalog.array_agg(r.rolname), '{}')
+    FROM pg_catalog.pg_roles r
+    WHERE pg_catalog.pg_has_role(r.oid, 'MEMBER')
+$$;
+COMMENT ON FUNCTION aegis.member_role_names() IS 'Names of every role the current user is a member of, itself included';
+
+CREATE FUNCTION aegis.is_member_of_any(roles name[]) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                   WHERE r.rolname = ANY (roles) AND pg_catalog.pg_has_role(r.oid, 'MEMBER'))
+$$;
+COMMENT ON FUNCTION aegis.is_member_of_any(name[]) IS
+    'True if the current user is a member of any of these roles (unknown names are ignored, not an error)';
+
+-- SECURITY INVOKER on purpose: aegis.oncall_assignments has its own RLS, so
+-- an engineer can only ever read their own assignments through this.
+CREATE FUNCTION aegis.oncall_servers() RETURNS text[]
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+    SELECT COALESCE(pg_catalog.array_agg(DISTINCT a.server_id), '{}')
+    FROM aegis.oncall_assignments a
+    WHERE a.engineer::oid = ANY (aegis.member_role_oids())
+      AND (a.until IS NULL OR a.until > pg_catalog.now())
+$$;
+COMMENT ON FUNCTION aegis.oncall_servers() IS 'Servers currently assigned to the current user (or a role they belong to)';
+
+ALTER TABLE aegis.oncall_assignments ENABLE ROW LEVEL SECURITY;
+ALTER TABLE aegis.oncall_assignments FORCE ROW LEVEL SECURITY;
+CREATE POLICY oncall_own ON aegis.oncall_assignments FOR SELECT
+    TO aegis_oncall USING (engineer::oid = ANY ((SELECT aegis.member_role_oids())::oid[]));
+CREATE POLICY admin_all ON aegis.oncall_assignments FOR ALL
+    TO aegis_admin USING (true) WITH CHECK (true);
+CREATE POLICY auditor_read ON aegis.oncall_assignments FOR SELECT
+    TO aegis_auditor USING (true);
+GRANT SELECT ON aegis.oncall_assignments TO aegis_oncall, aegis_auditor;
+GRANT SELECT, INSERT, UPDATE, DELETE ON aegis.oncall_assignments TO aegis_admin;
+
+-- ===========================================================================
+-- On-call API (admin-only by grant; SECURITY INVOKER: aegis_admin has the
+-- table privileges itself, so no definer rights are needed)
+-- ===========================================================================
+
+CREATE FUNCTION aegis.assign_oncall(engineer regrole, server_id text, until timestamptz DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+BEGIN
+    IF server_id IS NULL OR pg_catalog.btrim(server_id) = '' THEN
+        RAISE EXCEPTION 'server_id must not be empty' USING ERRCODE = '22023';
+    END IF;
+    IF engineer IS NULL THEN
+        RAISE EXCEPTION 'engineer must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF until IS NOT NULL AND until <= pg_catalog.now() THEN
+        RAISE EXCEPTION 'until (%) is not in the future', until USING ERRCODE = '22023',
+            HINT = 'Use aegis.unassign_oncall() to end an assignment now.';
+    END IF;
+    INSERT INTO aegis.oncall_assignments AS a (engineer, server_id, until)
+    VALUES (assign_oncall.engineer, assign_oncall.server_id, assign_oncall.until)
+    ON CONFLICT ON CONSTRAINT oncall_assignments_pkey
+    DO UPDATE SET until = EXCLUDED.until, assigned_at = pg_catalog.now(), assigned_by = CURRENT_USER;
+END
+$$;
+COMMENT ON FUNCTION aegis.assign_oncall(regrole, text, timestamptz) IS
+    'Assign an on-call engineer (role) to a server, optionally until a time (admin-only)';
+
+CREATE FUNCTION aegis.unassign_oncall(engineer regrole, server_id text)
+RETURNS boolean
+LANGUAGE sql VOLATILE
+SET search_path = ''
+AS $$
+    WITH d AS (
+        DELETE FROM aegis.oncall_assignments a
+        WHERE a.engineer = unassign_oncall.engineer AND a.server_id = unassign_oncall.server_id
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT 1 FROM d)
+$$;
+COMMENT ON FUNCTION aegis.unassign_oncall(regrole, text) IS
+    'End an on-call assignment; true if there was one (admin-only)';
+
+-- ===========================================================================
+-- protect() / unprotect()
+-- ===========================================================================
+
+-- SECURITY DEFINER because enabling and forcing row-level security needs
+-- table ownership, and aegis_admin configures policies on tables it does not
+-- own. It can only add protection (enable + force RLS, revoke PUBLIC, record
+-- the classification); it refuses catalogs and pg_aegis's own schema, builds
+-- identifiers only with %I from pg_class, and runs with an empty search_path.
+-- EXECUTE is granted to aegis_admin only (99_finalize.sql).
+CREATE FUNCTION aegis.protect(tbl regclass, policy jsonb DEFAULT '{}'::jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    nsp name;
+    rel name;
+    kind "char";
+    k text;
+    col text;
+    cls text;
+    valid_classes text[] := ARRAY['public', 'pii', 'secret', 'free_text', 'subject_id', 'metric', 'cost'];
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    SELECT n.nspname, c.relname, c.relkind INTO nsp, rel, kind
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.oid = tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid USING ERRCODE = '42P01';
+    END IF;
+    IF kind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '"%.%" is not a table', nsp, rel USING ERRCODE = '42809',
+            HINT = 'protect() applies to ordinary and partitioned tables; protect the tables behind a view.';
+    END IF;
+    IF nsp IN ('pg_catalog', 'information_schema', 'aegis', 'pg_toast') OR nsp LIKE 'pg\_temp\_%' OR nsp LIKE 'pg\_toast\_temp\_%' THEN
+        RAISE EXCEPTION 'cannot protect "%.%": schema "%" is not for user data', nsp, rel, nsp
+            USING ERRCODE = '42501';
+    END IF;
+
+    policy := COALESCE(policy, '{}'::jsonb);
+    IF pg_catalog.jsonb_typeof(policy) <> 'object' THEN
+        RAISE EXCEPTION 'policy must be a JSON object, not %', pg_catalog.jsonb_typeof(policy)
+            USING ERRCODE = '22023', HINT = 'Example: {"columns": {"user_ip": "pii", "error_message": "free_text"}}';
+    END IF;
+    FOR k IN SELECT pg_catalog.jsonb_object_keys(policy) LOOP
+        IF k <> 'columns' THEN
+            RAISE EXCEPTION 'unknown policy key "%"', k USING ERRCODE = '22023',
+                HINT = 'Valid keys: columns.';
+        END IF;
+    END LOOP;
+    IF policy ? 'columns' AND pg_catalog.jsonb_typeof(policy -> 'columns') <> 'object' THEN
+        RAISE EXCEPTION 'policy.columns must be an object mapping column names to classes'
+            USING ERRCODE = '22023';
+    END IF;
+    FOR col, cls IN SELECT e.key, e.value #>> '{}' FROM pg_catalog.jsonb_each(COALESCE(policy -> 'columns', '{}')) e LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                       WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped) THEN
+            RAISE EXCEPTION 'column "%" of "%.%" does not exist', col, nsp, rel USING ERRCODE = '42703';
+        END IF;
+        IF cls IS NULL OR NOT cls = ANY (valid_classes) THEN
+            RAISE EXCEPTION 'unknown column class "%" for column "%"', cls, col USING ERRCODE = '22023',
+                HINT = 'Valid classes: ' || pg_catalog.array_to_string(valid_classes, ', ') || '.';
+        END IF;
+    END LOOP;
+
+    EXECUTE pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', nsp, rel);
+    EXECUTE pg_catalog.format('ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY', nsp, rel);
+    EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM PUBLIC', nsp, rel);
+
+    INSERT INTO aegis.protected_tables AS p (relid, policy, protected_by)
+    VALUES (tbl, protect.policy, SESSION_USER)
+    ON CONFLICT (relid) DO UPDATE SET policy = EXCLUDED.policy, protected_at = pg_catalog.now(),
+                                      protected_by = EXCLUDED.protected_by;
+    DELETE FROM aegis.column_classes c WHERE c.relid = tbl;
+    INSERT INTO aegis.column_classes (relid, column_name, class)
+    SELECT tbl, e.key, e.value #>> '{}'
+    FROM pg_catalog.jsonb_each(COALESCE(protect.policy -> 'columns', '{}')) e;
+END
+$$;
+COMMENT ON FUNCTION aegis.protect(regclass, jsonb) IS
+    'Put a table under pg_aegis protection: enable and force RLS, revoke PUBLIC, record column classes (admin-only)';
+
+-- SECURITY DEFINER for the same reason as protect() (RLS switches need
+-- ownership). Admin-only by grant. Turns RLS off: every granted role then
+-- sees every row, so it warns.
+CREATE FUNCTION aegis.unprotect(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    nsp name;
+    rel name;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM aegis.protected_tables p WHERE p.relid = tbl) THEN
+        RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000';
+    END IF;
+    SELECT n.nspname, c.relname INTO nsp, rel
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.oid = tbl;
+    EXECUTE pg_catalog.format('ALTER TABLE %I.%I NO FORCE ROW LEVEL SECURITY', nsp, rel);
+    EXECUTE pg_catalog.format('ALTER TABLE %I.%I DISABLE ROW LEVEL SECURITY', nsp, rel);
+    DELETE FROM aegis.protected_tables p WHERE p.relid = tbl;
+    RAISE WARNING 'row-level security is now off on %.%: every role granted on it sees all rows', nsp, rel;
+END
+$$;
+COMMENT ON FUNCTION aegis.unprotect(regclass) IS
+    'Remove pg_aegis protection from a table: RLS off, classification forgotten (admin-only)';
