@@ -131,7 +131,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON %1$I.servers, %1$I.server_metrics, %1$I.
     %1$I.user_access_logs TO aegis_admin;
 GRANT SELECT ON %1$I.servers TO aegis_auditor, aegis_devops, aegis_oncall, aegis_app;
 GRANT SELECT, INSERT, UPDATE ON %1$I.server_metrics TO aegis_devops;
-GRANT SELECT ON %1$I.server_metrics TO aegis_auditor, aegis_app;
+GRANT SELECT ON %1$I.server_metrics TO aegis_app;
 GRANT SELECT ON %1$I.downtime_logs, %1$I.error_logs TO aegis_developer, aegis_oncall, aegis_auditor;
 GRANT SELECT ON %1$I.error_logs TO aegis_security;
 GRANT SELECT ON %1$I.alerts_history TO aegis_oncall, aegis_auditor;
@@ -163,7 +163,7 @@ CREATE POLICY app_owned ON %1$I.servers FOR SELECT TO aegis_app
     USING (owner_role = ANY ((SELECT aegis.member_role_names())::name[]));
 
 CREATE POLICY admin_all ON %1$I.server_metrics FOR ALL TO aegis_admin USING (true) WITH CHECK (true);
-CREATE POLICY read_all ON %1$I.server_metrics FOR SELECT TO aegis_devops, aegis_auditor USING (true);
+CREATE POLICY read_all ON %1$I.server_metrics FOR SELECT TO aegis_devops USING (true);
 CREATE POLICY devops_insert ON %1$I.server_metrics FOR INSERT TO aegis_devops WITH CHECK (true);
 CREATE POLICY devops_update ON %1$I.server_metrics FOR UPDATE TO aegis_devops USING (true) WITH CHECK (true);
 CREATE POLICY ingest_insert ON %1$I.server_metrics FOR INSERT TO aegis_ingest WITH CHECK (true);
