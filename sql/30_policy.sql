@@ -119,7 +119,7 @@ BEGIN
         RAISE EXCEPTION 'engineer must not be NULL' USING ERRCODE = '22004';
     END IF;
     IF until IS NOT NULL AND until <= pg_catalog.now() THEN
-        RAISE EXCEPTION 'until (%) is not in the future', until USING ERRCODE = '22023',
+        RAISE EXCEPTION 'until must be in the future' USING ERRCODE = '22023',
             HINT = 'Use aegis.unassign_oncall() to end an assignment now.';
     END IF;
     INSERT INTO aegis.oncall_assignments AS a (engineer, server_id, until)
@@ -150,13 +150,13 @@ COMMENT ON FUNCTION aegis.unassign_oncall(regrole, text) IS
 -- protect() / unprotect()
 -- ===========================================================================
 
--- SECURITY DEFINER because enabling and forcing row-level security needs
--- table ownership, and aegis_admin configures policies on tables it does not
--- own. It can only add protection (enable + force RLS, revoke PUBLIC, record
--- the classification); it refuses catalogs and pg_aegis's own schema, builds
+-- The only definer-rights step: switching row-level security needs table
+-- ownership, and aegis_admin configures policies on tables it does not own.
+-- SECURITY DEFINER, kept minimal: it can only add protection (enable + force
+-- RLS, revoke PUBLIC), refuses catalogs and pg_aegis's own schema, builds
 -- identifiers only with %I from pg_class, and runs with an empty search_path.
--- EXECUTE is granted to aegis_admin only (99_finalize.sql).
-CREATE FUNCTION aegis.protect(tbl regclass, policy jsonb DEFAULT '{}'::jsonb)
+-- EXECUTE: aegis_admin only (99_finalize.sql).
+CREATE FUNCTION aegis.enforce_rls(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = ''
@@ -165,10 +165,6 @@ DECLARE
     nsp name;
     rel name;
     kind "char";
-    k text;
-    col text;
-    cls text;
-    valid_classes text[] := ARRAY['public', 'pii', 'secret', 'free_text', 'subject_id', 'metric', 'cost'];
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
@@ -183,11 +179,61 @@ BEGIN
         RAISE EXCEPTION '"%.%" is not a table', nsp, rel USING ERRCODE = '42809',
             HINT = 'protect() applies to ordinary and partitioned tables; protect the tables behind a view.';
     END IF;
-    IF nsp IN ('pg_catalog', 'information_schema', 'aegis', 'pg_toast') OR nsp LIKE 'pg\_temp\_%' OR nsp LIKE 'pg\_toast\_temp\_%' THEN
+    IF nsp IN ('pg_catalog', 'information_schema', 'aegis', 'pg_toast')
+       OR nsp LIKE 'pg\_temp\_%' OR nsp LIKE 'pg\_toast\_temp\_%' THEN
         RAISE EXCEPTION 'cannot protect "%.%": schema "%" is not for user data', nsp, rel, nsp
             USING ERRCODE = '42501';
     END IF;
+    EXECUTE pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', nsp, rel);
+    EXECUTE pg_catalog.format('ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY', nsp, rel);
+    EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM PUBLIC', nsp, rel);
+END
+$$;
+COMMENT ON FUNCTION aegis.enforce_rls(regclass) IS
+    'Internal step of protect(): enable and force RLS, revoke PUBLIC (definer rights; admin-only)';
 
+-- The counterpart, for unprotect(). SECURITY DEFINER for the same reason;
+-- it only acts on tables recorded in aegis.protected_tables, so it cannot be
+-- used to switch off RLS that a table's owner enabled for other reasons.
+CREATE FUNCTION aegis.relax_rls(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    nsp name;
+    rel name;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM aegis.protected_tables p WHERE p.relid = tbl) THEN
+        RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000';
+    END IF;
+    SELECT n.nspname, c.relname INTO nsp, rel
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.oid = tbl;
+    EXECUTE pg_catalog.format('ALTER TABLE %I.%I NO FORCE ROW LEVEL SECURITY', nsp, rel);
+    EXECUTE pg_catalog.format('ALTER TABLE %I.%I DISABLE ROW LEVEL SECURITY', nsp, rel);
+END
+$$;
+COMMENT ON FUNCTION aegis.relax_rls(regclass) IS
+    'Internal step of unprotect(): RLS off on a protected table (definer rights; admin-only)';
+
+-- SECURITY INVOKER, so protected_by records the real caller; the table
+-- switch goes through enforce_rls(), the catalog rows through aegis_admin's
+-- own privileges on aegis.protected_tables and aegis.column_classes.
+CREATE FUNCTION aegis.protect(tbl regclass, policy jsonb DEFAULT '{}'::jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    k text;
+    col text;
+    cls text;
+    valid_classes text[] := ARRAY['public', 'pii', 'secret', 'free_text', 'subject_id', 'metric', 'cost'];
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
+    END IF;
     policy := COALESCE(policy, '{}'::jsonb);
     IF pg_catalog.jsonb_typeof(policy) <> 'object' THEN
         RAISE EXCEPTION 'policy must be a JSON object, not %', pg_catalog.jsonb_typeof(policy)
@@ -206,7 +252,7 @@ BEGIN
     FOR col, cls IN SELECT e.key, e.value #>> '{}' FROM pg_catalog.jsonb_each(COALESCE(policy -> 'columns', '{}')) e LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
                        WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped) THEN
-            RAISE EXCEPTION 'column "%" of "%.%" does not exist', col, nsp, rel USING ERRCODE = '42703';
+            RAISE EXCEPTION 'column "%" of % does not exist', col, tbl USING ERRCODE = '42703';
         END IF;
         IF cls IS NULL OR NOT cls = ANY (valid_classes) THEN
             RAISE EXCEPTION 'unknown column class "%" for column "%"', cls, col USING ERRCODE = '22023',
@@ -214,12 +260,10 @@ BEGIN
         END IF;
     END LOOP;
 
-    EXECUTE pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', nsp, rel);
-    EXECUTE pg_catalog.format('ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY', nsp, rel);
-    EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM PUBLIC', nsp, rel);
+    PERFORM aegis.enforce_rls(tbl);
 
     INSERT INTO aegis.protected_tables AS p (relid, policy, protected_by)
-    VALUES (tbl, protect.policy, SESSION_USER)
+    VALUES (tbl, protect.policy, CURRENT_USER)
     ON CONFLICT (relid) DO UPDATE SET policy = EXCLUDED.policy, protected_at = pg_catalog.now(),
                                       protected_by = EXCLUDED.protected_by;
     DELETE FROM aegis.column_classes c WHERE c.relid = tbl;
@@ -231,28 +275,17 @@ $$;
 COMMENT ON FUNCTION aegis.protect(regclass, jsonb) IS
     'Put a table under pg_aegis protection: enable and force RLS, revoke PUBLIC, record column classes (admin-only)';
 
--- SECURITY DEFINER for the same reason as protect() (RLS switches need
--- ownership). Admin-only by grant. Turns RLS off: every granted role then
--- sees every row, so it warns.
+-- Turns RLS off: every role granted on the table then sees every row, so it
+-- warns. SECURITY INVOKER; the RLS switch goes through relax_rls().
 CREATE FUNCTION aegis.unprotect(tbl regclass)
 RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE
 SET search_path = ''
 AS $$
-DECLARE
-    nsp name;
-    rel name;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM aegis.protected_tables p WHERE p.relid = tbl) THEN
-        RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000';
-    END IF;
-    SELECT n.nspname, c.relname INTO nsp, rel
-    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.oid = tbl;
-    EXECUTE pg_catalog.format('ALTER TABLE %I.%I NO FORCE ROW LEVEL SECURITY', nsp, rel);
-    EXECUTE pg_catalog.format('ALTER TABLE %I.%I DISABLE ROW LEVEL SECURITY', nsp, rel);
+    PERFORM aegis.relax_rls(tbl);
     DELETE FROM aegis.protected_tables p WHERE p.relid = tbl;
-    RAISE WARNING 'row-level security is now off on %.%: every role granted on it sees all rows', nsp, rel;
+    RAISE WARNING 'row-level security is now off on %: every role granted on it sees all rows', tbl;
 END
 $$;
 COMMENT ON FUNCTION aegis.unprotect(regclass) IS

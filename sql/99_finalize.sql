@@ -26,9 +26,13 @@ TO PUBLIC;
 -- a DBA the superuser grants them to.)
 GRANT EXECUTE ON FUNCTION
     aegis.protect(regclass, jsonb), aegis.unprotect(regclass),
+    aegis.enforce_rls(regclass), aegis.relax_rls(regclass),
     aegis.assign_oncall(regrole, text, timestamptz), aegis.unassign_oncall(regrole, text)
 TO aegis_admin;
 GRANT SELECT ON aegis.protected_tables, aegis.column_classes TO aegis_admin, aegis_auditor;
+-- protect()/unprotect() run with the admin's own rights on the catalog, so
+-- the catalog records who really called them.
+GRANT INSERT, UPDATE, DELETE ON aegis.protected_tables, aegis.column_classes TO aegis_admin;
 
 COMMENT ON FUNCTION aegis.version() IS 'The installed pg_aegis version';
 COMMENT ON FUNCTION aegis.build_info() IS
