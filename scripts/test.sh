@@ -47,7 +47,7 @@ mkdir -p "$LOGS"
 # -- 1. core -------------------------------------------------------------------
 if want core; then
 log "layer 1/4: cargo test -p aegis-core"
-(cd "$REPO_ROOT" && cargo test -p aegis-core 2>&1) | tee "$LOGS/core.log"
+(cd "$REPO_ROOT" && cargo test --no-fail-fast -p aegis-core 2>&1) | tee "$LOGS/core.log"
 count_libtest "$LOGS/core.log" core "${PIPESTATUS[0]}"
 fi
 
@@ -117,7 +117,7 @@ if [ "$cluster_ok" -eq 1 ]; then
     (cd "$REPO_ROOT" && AEGIS_TEST_SOCKET_DIR="$DIR/cluster/run" AEGIS_TEST_PORT="$TEST_PORT" \
         AEGIS_TEST_DATA_DIR="$DIR/cluster/data" AEGIS_TEST_PG_BIN="$PG_BIN" \
         AEGIS_TEST_PORT_NOPRELOAD="$((TEST_PORT + 1))" AEGIS_TEST_NOPRELOAD_SOCKET_DIR="$DIR/nopreload/run" \
-        cargo test -p aegis-integration 2>&1) | tee "$LOGS/integration.log"
+        cargo test --no-fail-fast -p aegis-integration 2>&1) | tee "$LOGS/integration.log"
     count_libtest "$LOGS/integration.log" integration "${PIPESTATUS[0]}"
 else
     record integration 0 1

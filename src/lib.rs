@@ -29,7 +29,11 @@ extension_sql_file!(
     requires = ["bootstrap"]
 );
 extension_sql_file!("../sql/20_roles.sql", name = "roles", requires = ["crypto"]);
-extension_sql_file!("../sql/30_policy.sql", name = "policy", requires = ["roles"]);
+extension_sql_file!(
+    "../sql/30_policy.sql",
+    name = "policy",
+    requires = ["roles"]
+);
 extension_sql_file!(
     "../sql/40_monitoring_schema.sql",
     name = "monitoring_schema",

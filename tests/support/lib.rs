@@ -62,7 +62,7 @@ pub fn pg_bin() -> String {
     env("AEGIS_TEST_PG_BIN")
 }
 
-/// Superuser connection over the unix socket to database `db`.
+/// Superuser connection over the unix socket to database `db` (which must exist).
 pub fn superuser_to(cluster: Cluster, db: &str) -> Client {
     Config::new()
         .host_path(cluster.socket_dir())
