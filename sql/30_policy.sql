@@ -47,32 +47,38 @@ SELECT pg_catalog.pg_extension_config_dump('aegis.oncall_assignments', '');
 -- initplan), and the comparison becomes an indexable "= ANY(array)".
 -- ===========================================================================
 
+-- plpgsql rather than sql: plpgsql caches its plans for the session, while a
+-- sql-language function would be planned again in every query that uses it.
 CREATE FUNCTION aegis.member_role_oids() RETURNS oid[]
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = ''
 AS $$
-    SELECT COALESCE(pg_catalog.array_agg(r.oid), '{}')
-    FROM pg_catalog.pg_roles r
-    WHERE pg_catalog.pg_has_role(r.oid, 'MEMBER')
+BEGIN
+    RETURN (SELECT COALESCE(pg_catalog.array_agg(r.oid), '{}')
+            FROM pg_catalog.pg_roles r WHERE aegis.is_member(r.oid));
+END
 $$;
 COMMENT ON FUNCTION aegis.member_role_oids() IS 'OIDs of every role the current user is a member of, itself included';
 
 CREATE FUNCTION aegis.member_role_names() RETURNS name[]
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = ''
 AS $$
-    SELECT COALESCE(pg_catalog.array_agg(r.rolname), '{}')
-    FROM pg_catalog.pg_roles r
-    WHERE pg_catalog.pg_has_role(r.oid, 'MEMBER')
+BEGIN
+    RETURN (SELECT COALESCE(pg_catalog.array_agg(r.rolname), '{}')
+            FROM pg_catalog.pg_roles r WHERE aegis.is_member(r.oid));
+END
 $$;
 COMMENT ON FUNCTION aegis.member_role_names() IS 'Names of every role the current user is a member of, itself included';
 
 CREATE FUNCTION aegis.is_member_of_any(roles name[]) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = ''
 AS $$
-    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
-                   WHERE r.rolname = ANY (roles) AND pg_catalog.pg_has_role(r.oid, 'MEMBER'))
+BEGIN
+    RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                   WHERE r.rolname = ANY (roles) AND aegis.is_member(r.oid));
+END
 $$;
 COMMENT ON FUNCTION aegis.is_member_of_any(name[]) IS
     'True if the current user is a member of any of these roles (unknown names are ignored, not an error)';
@@ -80,20 +86,21 @@ COMMENT ON FUNCTION aegis.is_member_of_any(name[]) IS
 -- SECURITY INVOKER on purpose: aegis.oncall_assignments has its own RLS, so
 -- an engineer can only ever read their own assignments through this.
 CREATE FUNCTION aegis.oncall_servers() RETURNS text[]
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = ''
 AS $$
-    SELECT COALESCE(pg_catalog.array_agg(DISTINCT a.server_id), '{}')
-    FROM aegis.oncall_assignments a
-    WHERE a.engineer::oid = ANY (aegis.member_role_oids())
-      AND (a.until IS NULL OR a.until > pg_catalog.now())
+BEGIN
+    RETURN (SELECT COALESCE(pg_catalog.array_agg(DISTINCT a.server_id), '{}')
+            FROM aegis.oncall_assignments a
+            WHERE aegis.is_member(a.engineer::oid) AND (a.until IS NULL OR a.until > pg_catalog.now()));
+END
 $$;
 COMMENT ON FUNCTION aegis.oncall_servers() IS 'Servers currently assigned to the current user (or a role they belong to)';
 
 ALTER TABLE aegis.oncall_assignments ENABLE ROW LEVEL SECURITY;
 ALTER TABLE aegis.oncall_assignments FORCE ROW LEVEL SECURITY;
 CREATE POLICY oncall_own ON aegis.oncall_assignments FOR SELECT
-    TO aegis_oncall USING (engineer::oid = ANY ((SELECT aegis.member_role_oids())::oid[]));
+    TO aegis_oncall USING (aegis.is_member(engineer::oid));
 CREATE POLICY admin_all ON aegis.oncall_assignments FOR ALL
     TO aegis_admin USING (true) WITH CHECK (true);
 CREATE POLICY auditor_read ON aegis.oncall_assignments FOR SELECT

@@ -17,7 +17,8 @@ TO PUBLIC;
 -- views call the helpers with the reader's privileges, so every role needs them.
 GRANT EXECUTE ON FUNCTION
     aegis.role_catalog(),
-    aegis.member_role_oids(), aegis.member_role_names(), aegis.is_member_of_any(name[]),
+    aegis.is_member(oid), aegis.member_role_oids(), aegis.member_role_names(),
+    aegis.is_member_of_any(name[]),
     aegis.oncall_servers()
 TO PUBLIC;
 
@@ -35,5 +36,7 @@ GRANT SELECT ON aegis.protected_tables, aegis.column_classes TO aegis_admin, aeg
 GRANT INSERT, UPDATE, DELETE ON aegis.protected_tables, aegis.column_classes TO aegis_admin;
 
 COMMENT ON FUNCTION aegis.version() IS 'The installed pg_aegis version';
+COMMENT ON FUNCTION aegis.is_member(oid) IS
+    'True if the current user is a member of the role (false for an OID that is not a role)';
 COMMENT ON FUNCTION aegis.build_info() IS
     'Build and load facts: version, postgres_major, profile, preloaded (superuser only)';

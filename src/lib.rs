@@ -16,6 +16,7 @@ mod crypto;
 mod error;
 mod guc;
 mod info;
+mod policy;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -32,7 +33,7 @@ extension_sql_file!("../sql/20_roles.sql", name = "roles", requires = ["crypto"]
 extension_sql_file!(
     "../sql/30_policy.sql",
     name = "policy",
-    requires = ["roles"]
+    requires = ["roles", policy::is_member]
 );
 extension_sql_file!(
     "../sql/40_monitoring_schema.sql",
