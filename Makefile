@@ -1,9 +1,10 @@
 # pg_aegis — the entry point. Every target calls a script in scripts/.
-.PHONY: help setup build install demo demo-stop test test-core bench lint clean
+.PHONY: help setup build install demo demo-stop demo-reset test test-core bench lint clean
 
 help:
 	@echo "make demo       set up, build, install, start a local cluster with pg_aegis and run the walkthrough"
 	@echo "make demo-stop  stop the demo cluster"
+	@echo "make demo-reset stop the demo cluster and delete its data (the next make demo starts fresh)"
 	@echo "make test       run every test layer (core, pgrx, pg_regress, integration); prints 'N passed, N failed'"
 	@echo "make test-core  only the pure-Rust aegis-core tests (no PostgreSQL needed)"
 	@echo "make bench      side-by-side benchmarks against the baselines (pgcrypto)"
@@ -26,6 +27,9 @@ demo:
 
 demo-stop:
 	bash scripts/demo-stop.sh
+
+demo-reset:
+	bash scripts/demo-stop.sh --reset
 
 test:
 	bash scripts/test.sh

@@ -16,3 +16,64 @@ BEGIN
 EXCEPTION WHEN invalid_parameter_value THEN
     RAISE NOTICE 'refused as expected: % (SQLSTATE %)', SQLERRM, SQLSTATE;
 END $$;
+
+-- == 3. Policy pack: roles, row-level security, masking ======================
+-- The reference monitoring schema, created once (a second `make demo` keeps it).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'monitoring') THEN
+        PERFORM aegis.create_monitoring_schema('monitoring');
+        INSERT INTO monitoring.servers (server_id, hostname, region, owner_role) VALUES
+            ('web-1', 'web-1.eu.example.net', 'eu', 'demo_shop_team'),
+            ('db-1', 'db-1.eu.example.net', 'eu', NULL),
+            ('db-2', 'db-2.us.example.net', 'us', NULL);
+        INSERT INTO monitoring.error_logs (server_id, error_severity, error_message, user_identifier, user_ip) VALUES
+            ('db-1', 'ERROR', 'connection timeout after 30s', 'u-1001', '198.51.100.23'),
+            ('db-1', 'SECURITY_BREACH', 'reused session token from 203.0.113.9', 'u-1002', '203.0.113.9'),
+            ('db-2', 'WARNING', 'replication lag 12s', NULL, NULL),
+            ('web-1', 'ERROR', 'upstream 502 for /checkout', 'u-1003', '192.0.2.44');
+        INSERT INTO monitoring.server_metrics (server_id, cpu_usage, memory_usage, network_in_bytes)
+        SELECT s, 20 + g % 70, 40 + g % 50, g * 1000
+        FROM unnest(ARRAY['web-1', 'db-1', 'db-2']) s, generate_series(1, 5) g;
+        INSERT INTO monitoring.incident_response_logs (server_id, severity, incident_summary, root_cause, status) VALUES
+            ('db-1', 'high', 'Checkout outage reported by jane@example.com', 'failed schema migration', 'resolved');
+        INSERT INTO monitoring.aggregated_metrics VALUES ('eu', date_trunc('hour', now()), 41.5, 982000);
+        INSERT INTO monitoring.cost_data (server_id, period_start, period_end, service, amount)
+            VALUES ('db-1', '2026-10-01', '2026-10-31', 'compute', 1840.00);
+    END IF;
+END $$;
+-- People are LOGIN roles that DBAs make members of the pg_aegis group roles.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'demo_shop_team') THEN CREATE ROLE demo_shop_team NOLOGIN; END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'alice') THEN CREATE ROLE alice LOGIN IN ROLE aegis_developer; END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bob') THEN CREATE ROLE bob LOGIN IN ROLE aegis_oncall; END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'shop_app') THEN CREATE ROLE shop_app LOGIN IN ROLE aegis_app, demo_shop_team; END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'carol') THEN CREATE ROLE carol LOGIN IN ROLE aegis_incident_viewer; END IF;
+END $$;
+SELECT aegis.assign_oncall('bob', 'db-2');
+SELECT role_name, description FROM aegis.role_catalog() ORDER BY role_name;
+
+-- alice (developer) reads error logs, but never SECURITY_BREACH rows, and cannot write.
+SET ROLE alice;
+SELECT server_id, error_severity, error_message FROM monitoring.error_logs ORDER BY id;
+DO $$ BEGIN
+    UPDATE monitoring.error_logs SET resolved = true;
+EXCEPTION WHEN insufficient_privilege THEN RAISE NOTICE 'alice cannot update: %', SQLERRM;
+END $$;
+RESET ROLE;
+-- bob (on-call) sees only the server he is assigned to.
+SET ROLE bob;
+SELECT server_id, error_severity, error_message FROM monitoring.error_logs ORDER BY id;
+RESET ROLE;
+-- shop_app sees metrics of the servers its team owns, nothing else.
+SET ROLE shop_app;
+SELECT server_id, count(*) AS metric_rows FROM monitoring.server_metrics GROUP BY server_id;
+RESET ROLE;
+-- carol (incident viewer) gets the incident with summary and root cause masked.
+SET ROLE carol;
+SELECT severity, incident_summary, root_cause, status FROM monitoring.masked_incident_logs;
+RESET ROLE;
+-- Which tables are protected, and how their columns are classified.
+SELECT relid AS table_name, string_agg(column_name || '=' || class, ', ' ORDER BY column_name) AS classes
+FROM aegis.column_classes GROUP BY relid ORDER BY relid::text;
