@@ -1,6 +1,7 @@
 -- Digests and HMACs (pgcrypto-compatible). The text variants bind the same C
 -- symbols as the bytea variants: text is hashed as its raw bytes, exactly as
 -- pgcrypto does, with no encoding conversion.
+REVOKE ALL ON SCHEMA aegis FROM PUBLIC;
 -- PUBLIC's EXECUTE on these is revoked and granted back deliberately in
 -- 99_finalize.sql, in one place with every other grant.
 -- Declared by hand (the Rust side is `sql = false`) so the argument is named

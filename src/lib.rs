@@ -20,9 +20,10 @@ mod policy;
 
 ::pgrx::pg_module_magic!(name, version);
 
-// Hand-written DDL, in explicit order: bootstrap first (revokes the schema from
-// PUBLIC), finalize last (revokes EXECUTE on every function from PUBLIC, then
-// grants an explicit list), so no file can leave something open by accident.
+// Hand-written DDL, in explicit order. Every file opens by revoking schema
+// aegis from PUBLIC; finalize runs last, revokes EXECUTE on every function
+// from PUBLIC and grants an explicit list, so no file can leave something open
+// by accident.
 extension_sql_file!("../sql/00_bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!(
     "../sql/10_crypto.sql",
