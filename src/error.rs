@@ -17,17 +17,32 @@ pub enum AegisError {
 
 impl AegisError {
     fn sqlstate(&self) -> PgSqlErrorCode {
+        use PgSqlErrorCode::*;
         match self {
-            AegisError::Core(CoreError::UnknownHashAlgorithm { .. })
-            | AegisError::Core(CoreError::LegacyHashAlgorithm { .. }) => {
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE // 22023
-            }
+            AegisError::Core(e) => match e {
+                CoreError::UnknownHashAlgorithm { .. } | CoreError::LegacyHashAlgorithm { .. } => {
+                    ERRCODE_INVALID_PARAMETER_VALUE // 22023
+                }
+                CoreError::NotAnEnvelope
+                | CoreError::UnsupportedEnvelopeVersion { .. }
+                | CoreError::EnvelopeTruncated { .. } => {
+                    ERRCODE_INVALID_BINARY_REPRESENTATION // 22P03
+                }
+                // Tampering is corruption from the database's point of view;
+                // XX001 is what monitoring already alerts on.
+                CoreError::DecryptionFailed => ERRCODE_DATA_CORRUPTED, // XX001
+                CoreError::PlaintextTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED, // 54000
+                CoreError::WrappedKeyInvalid | CoreError::MasterKeyFormat { .. } => {
+                    ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE // 55000
+                }
+                CoreError::RandomUnavailable => ERRCODE_SYSTEM_ERROR, // 58000
+            },
         }
     }
 
     fn hint(&self) -> Option<String> {
         match self {
-            AegisError::Core(e) => Some(e.hint()),
+            AegisError::Core(e) => e.hint(),
         }
     }
 }

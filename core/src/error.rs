@@ -14,12 +14,43 @@ pub enum CoreError {
     /// `aegis.allow_legacy_hashes` is off.
     #[error("hash algorithm \"{name}\" is disabled: it is cryptographically broken")]
     LegacyHashAlgorithm { name: String },
+
+    /// Input to decrypt() that does not start like a pg_aegis envelope.
+    #[error("not a pg_aegis ciphertext")]
+    NotAnEnvelope,
+
+    #[error("unsupported pg_aegis ciphertext format version {version}")]
+    UnsupportedEnvelopeVersion { version: u8 },
+
+    #[error("pg_aegis ciphertext is truncated ({len} bytes)")]
+    EnvelopeTruncated { len: usize },
+
+    /// GCM authentication failed: altered ciphertext, wrong key, or an AAD
+    /// other than the one it was sealed with. Deliberately does not say which.
+    #[error(
+        "decryption failed: the ciphertext was altered, or the key or aad differs from encryption"
+    )]
+    DecryptionFailed,
+
+    #[error("value too large to encrypt ({len} bytes)")]
+    PlaintextTooLarge { len: usize },
+
+    /// A wrapped data key did not unwrap under the configured master key.
+    #[error("a data key could not be unwrapped with the configured master key")]
+    WrappedKeyInvalid,
+
+    /// Never carries the key text itself.
+    #[error("the master key is malformed: {reason}")]
+    MasterKeyFormat { reason: String },
+
+    #[error("the operating system's random number generator is unavailable")]
+    RandomUnavailable,
 }
 
 impl CoreError {
     /// A hint for the user: what to do instead.
-    pub fn hint(&self) -> String {
-        match self {
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
             CoreError::UnknownHashAlgorithm { .. } => format!(
                 "Supported types are {}.",
                 crate::hash::HashAlgorithm::supported_names(false).join(", ")
@@ -28,6 +59,22 @@ impl CoreError {
                 "Use one of {}; for pgcrypto compatibility a superuser can SET aegis.allow_legacy_hashes = on.",
                 crate::hash::HashAlgorithm::supported_names(false).join(", ")
             ),
-        }
+            CoreError::NotAnEnvelope | CoreError::EnvelopeTruncated { .. } => {
+                "Pass a value produced by aegis.encrypt(), unmodified.".to_string()
+            }
+            CoreError::UnsupportedEnvelopeVersion { .. } => {
+                "It was written by a newer pg_aegis; upgrade the extension to read it.".to_string()
+            }
+            CoreError::DecryptionFailed => {
+                "Check that the aad is exactly the one used with aegis.encrypt().".to_string()
+            }
+            CoreError::WrappedKeyInvalid => {
+                "The master key differs from the one the keyring was created with.".to_string()
+            }
+            CoreError::MasterKeyFormat { .. } => {
+                "The master key must be 32 random bytes written as 64 hex digits.".to_string()
+            }
+            CoreError::PlaintextTooLarge { .. } | CoreError::RandomUnavailable => return None,
+        })
     }
 }

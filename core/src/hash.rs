@@ -253,7 +253,7 @@ mod tests {
         assert_eq!(e.to_string(), "unsupported hash algorithm \"whirlpool\"");
         assert_eq!(
             e.hint(),
-            "Supported types are sha224, sha256, sha384, sha512."
+            Some("Supported types are sha224, sha256, sha384, sha512.".to_string())
         );
         // Non-ASCII or control bytes are escaped in the message, never passed through.
         let e = HashAlgorithm::resolve(b"sh\xe4256\n", false).unwrap_err();
