@@ -32,7 +32,11 @@ impl AegisError {
                 // XX001 is what monitoring already alerts on.
                 CoreError::DecryptionFailed => ERRCODE_DATA_CORRUPTED, // XX001
                 CoreError::PlaintextTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED, // 54000
-                CoreError::WrappedKeyInvalid | CoreError::MasterKeyFormat { .. } => {
+                CoreError::WrappedKeyInvalid
+                | CoreError::MasterKeyFormat { .. }
+                | CoreError::MasterKeyNotConfigured
+                | CoreError::MasterKeyFile { .. }
+                | CoreError::MasterKeyCommand { .. } => {
                     ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE // 55000
                 }
                 CoreError::RandomUnavailable => ERRCODE_SYSTEM_ERROR, // 58000

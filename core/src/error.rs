@@ -45,6 +45,16 @@ pub enum CoreError {
 
     #[error("the operating system's random number generator is unavailable")]
     RandomUnavailable,
+
+    /// Neither aegis.master_key_file nor aegis.master_key_command is set.
+    #[error("no master key is configured")]
+    MasterKeyNotConfigured,
+
+    #[error("cannot use master key file \"{path}\": {reason}")]
+    MasterKeyFile { path: String, reason: String },
+
+    #[error("aegis.master_key_command failed: {reason}")]
+    MasterKeyCommand { reason: String },
 }
 
 impl CoreError {
@@ -73,6 +83,16 @@ impl CoreError {
             }
             CoreError::MasterKeyFormat { .. } => {
                 "The master key must be 32 random bytes written as 64 hex digits.".to_string()
+            }
+            CoreError::MasterKeyNotConfigured => "Set aegis.master_key_file (a file with 64 hex digits, mode 600, \
+                 owned by the server's user) or aegis.master_key_command in postgresql.conf, \
+                 then reload; `make demo` shows an example."
+                .to_string(),
+            CoreError::MasterKeyFile { .. } => {
+                "The file must hold 64 hex digits, be owned by the database server's user and have mode 600.".to_string()
+            }
+            CoreError::MasterKeyCommand { .. } => {
+                "The command must print the key as 64 hex digits on standard output and exit with status 0.".to_string()
             }
             CoreError::PlaintextTooLarge { .. } | CoreError::RandomUnavailable => return None,
         })

@@ -7,6 +7,7 @@
 pub mod envelope;
 pub mod error;
 pub mod hash;
+pub mod masterkey;
 
 pub use error::CoreError;
 
