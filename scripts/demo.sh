@@ -16,6 +16,7 @@ if [ ! -f "$DIR/data/PG_VERSION" ]; then
     rm -rf "$DIR"
     cluster_init "$DIR" "$DEMO_PORT"
 fi
+cluster_master_key "$DIR"
 if cluster_running "$DIR"; then
     # A running server keeps the old library in already-open backends only;
     # a restart makes every session (and the preloaded hooks) use the new build.

@@ -72,6 +72,22 @@ cluster_init() {
     } | as_pg tee -a "$dir/data/postgresql.conf" >/dev/null
 }
 
+# cluster_master_key DIR: a random pg_aegis master key in DIR/master.key
+# (64 hex digits, owned by the postgres user, mode 600), configured through
+# aegis.master_key_file. Kept if it exists: data encrypted under it must stay
+# readable across `make demo` runs.
+cluster_master_key() {
+    local dir="$1" key="$1/master.key"
+    if [ ! -f "$key" ]; then
+        ( umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$key"; echo >>"$key" )
+        chown "$PG_OS_USER" "$key"
+        chmod 600 "$key"
+    fi
+    if ! grep -q '^aegis.master_key_file' "$dir/data/postgresql.conf"; then
+        echo "aegis.master_key_file = '$key'" | as_pg tee -a "$dir/data/postgresql.conf" >/dev/null
+    fi
+}
+
 cluster_running() { # DIR
     [ -f "$1/data/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$1/data" status >/dev/null 2>&1
 }

@@ -69,7 +69,7 @@ elif ! install_extension >"$LOGS/install.log" 2>&1; then
 else
     log "starting throwaway cluster on port $TEST_PORT"
     ( cluster_init "$DIR/cluster" "$TEST_PORT" "fsync = off" "synchronous_commit = off" \
-        && cluster_start "$DIR/cluster" ) || cluster_ok=0
+        && cluster_master_key "$DIR/cluster" && cluster_start "$DIR/cluster" ) || cluster_ok=0
     # A second cluster without preloading, for the integration tests that
     # check the library also works when loaded on first use.
     if want integration; then

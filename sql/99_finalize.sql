@@ -22,6 +22,19 @@ GRANT EXECUTE ON FUNCTION
     aegis.oncall_servers()
 TO PUBLIC;
 
+-- Encryption: anyone may encrypt (it reveals nothing); decrypting checks the
+-- key's decrypt_role inside the function, so it can be granted to PUBLIC too.
+GRANT EXECUTE ON FUNCTION
+    aegis.encrypt(bytea, text, text), aegis.encrypt(text, text, text),
+    aegis.decrypt(bytea, text), aegis.decrypt_bytea(bytea, text)
+TO PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    aegis.reencrypt(bytea, text), aegis.new_wrapped_key(uuid, integer),
+    aegis.create_key(text, regrole), aegis.rotate_key(text), aegis.retire_key_version(text, integer),
+    aegis.invalidate_keyring_cache(), aegis.keyring_changed()
+TO aegis_admin;
+GRANT EXECUTE ON FUNCTION aegis.keys_overview() TO aegis_admin, aegis_auditor;
+
 -- Policy administration: aegis_admin only. (create_roles() and
 -- create_monitoring_schema() are granted to nobody: they need a superuser or
 -- a DBA the superuser grants them to.)

@@ -13,6 +13,32 @@ use pgrx::PgSqlErrorCode;
 pub enum AegisError {
     #[error(transparent)]
     Core(#[from] CoreError),
+
+    #[error("encryption key \"{name}\" does not exist or has no active version")]
+    UnknownKey { name: String },
+
+    #[error("the ciphertext was made with a key that is not in this database's keyring")]
+    UnknownKeyRef,
+
+    #[error("permission denied to decrypt with key \"{name}\"")]
+    DecryptDenied { name: String },
+
+    #[error("encryption key \"{name}\" has been destroyed: this data can no longer be decrypted")]
+    KeyDestroyed { name: String },
+
+    #[error("version {version} of encryption key \"{name}\" is retired")]
+    KeyRetired { name: String, version: u32 },
+
+    #[error("the decrypted value is not valid text in the database encoding")]
+    NotText,
+
+    #[error("{what} must not be NULL")]
+    NullArgument { what: &'static str },
+
+    /// Unexpected state (catalog missing, SPI failure): a bug or a damaged
+    /// installation, never a user mistake.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl AegisError {
@@ -41,12 +67,37 @@ impl AegisError {
                 }
                 CoreError::RandomUnavailable => ERRCODE_SYSTEM_ERROR, // 58000
             },
+            AegisError::UnknownKey { .. } | AegisError::UnknownKeyRef => ERRCODE_UNDEFINED_OBJECT, // 42704
+            AegisError::DecryptDenied { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501
+            AegisError::KeyDestroyed { .. } | AegisError::KeyRetired { .. } => {
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE // 55000
+            }
+            AegisError::NotText => ERRCODE_CHARACTER_NOT_IN_REPERTOIRE, // 22021
+            AegisError::NullArgument { .. } => ERRCODE_NULL_VALUE_NOT_ALLOWED, // 22004
+            AegisError::Internal(_) => ERRCODE_INTERNAL_ERROR,          // XX000
         }
     }
 
     fn hint(&self) -> Option<String> {
         match self {
             AegisError::Core(e) => e.hint(),
+            AegisError::UnknownKey { name } => Some(format!(
+                "An administrator creates it with SELECT aegis.create_key('{}');",
+                name.replace('\'', "''")
+            )),
+            AegisError::UnknownKeyRef => Some(
+                "It may come from another database or cluster, or its key was deleted from aegis.keys.".into(),
+            ),
+            AegisError::DecryptDenied { .. } => Some(
+                "Decryption is allowed to members of the key's decrypt_role and of aegis_admin.".into(),
+            ),
+            AegisError::KeyRetired { .. } => Some(
+                "Re-encrypt data with aegis.reencrypt() before retiring a version; an administrator can reactivate it.".into(),
+            ),
+            AegisError::NotText => Some("Use aegis.decrypt_bytea() for binary data.".into()),
+            AegisError::KeyDestroyed { .. }
+            | AegisError::Internal(_)
+            | AegisError::NullArgument { .. } => None,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! reserved so a misspelt `aegis.*` setting is an error, not a silent no-op.
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
 
 /// `aegis.allow_legacy_hashes` (bool, default off, superuser).
 /// When off, `aegis.digest`/`aegis.hmac` refuse md5 and sha1 with SQLSTATE
@@ -15,6 +16,31 @@ pub fn allow_legacy_hashes() -> bool {
     ALLOW_LEGACY_HASHES.get()
 }
 
+/// `aegis.master_key_file` (string, unset, postgresql.conf only, reloadable).
+/// Path of a file holding the 32-byte master key as 64 hex digits; it must be
+/// owned by the server's user with mode 600. Superuser-only, hidden from
+/// SHOW ALL: the path itself is sensitive.
+static MASTER_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// `aegis.master_key_command` (string, unset, postgresql.conf only,
+/// reloadable). A shell command printing the master key (64 hex digits) on
+/// standard output, like ssl_passphrase_command, so a KMS or Vault CLI can
+/// supply it. Used when aegis.master_key_file is unset.
+static MASTER_KEY_COMMAND: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+fn non_empty(v: Option<CString>) -> Option<String> {
+    v.map(|c| c.to_string_lossy().into_owned())
+        .filter(|s| !s.trim().is_empty())
+}
+
+pub fn master_key_file() -> Option<String> {
+    non_empty(MASTER_KEY_FILE.get())
+}
+
+pub fn master_key_command() -> Option<String> {
+    non_empty(MASTER_KEY_COMMAND.get())
+}
+
 pub fn register() {
     GucRegistry::define_bool_guc(
         c"aegis.allow_legacy_hashes",
@@ -23,6 +49,23 @@ pub fn register() {
         &ALLOW_LEGACY_HASHES,
         GucContext::Suset,
         GucFlags::default(),
+    );
+
+    GucRegistry::define_string_guc(
+        c"aegis.master_key_file",
+        c"File holding the pg_aegis master key (64 hex digits, mode 600).",
+        c"Set in postgresql.conf and reload. Superuser-only; not shown by SHOW ALL.",
+        &MASTER_KEY_FILE,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_string_guc(
+        c"aegis.master_key_command",
+        c"Command printing the pg_aegis master key on standard output.",
+        c"Used when aegis.master_key_file is unset. Superuser-only; not shown by SHOW ALL.",
+        &MASTER_KEY_COMMAND,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
     );
 
     // SAFETY: called from _PG_init in the backend's main thread with a

@@ -16,6 +16,7 @@ mod crypto;
 mod error;
 mod guc;
 mod info;
+mod keyring;
 mod policy;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -40,6 +41,11 @@ extension_sql_file!(
     "../sql/40_monitoring_schema.sql",
     name = "monitoring_schema",
     requires = ["policy"]
+);
+extension_sql_file!(
+    "../sql/50_keyring.sql",
+    name = "keyring",
+    requires = ["monitoring_schema"]
 );
 extension_sql_file!("../sql/99_finalize.sql", name = "finalize", finalize);
 

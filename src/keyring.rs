@@ -1,0 +1,359 @@
+//! The keyring as the backend sees it: the master key (from the GUCs, read
+//! only when a data key must be unwrapped, never cached), the per-backend
+//! cache of unwrapped data keys, reading `aegis.keys` with the extension
+//! owner's rights (ordinary users cannot read it), decrypt authorization, and
+//! the SQL functions that need key material: encrypt, decrypt, reencrypt and
+//! new_wrapped_key. Key management (create/rotate/retire) is plpgsql in
+//! sql/50_keyring.sql on top of these.
+
+use crate::error::{AegisError, AegisResult};
+use crate::guc;
+use aegis_core::envelope::{self, KeyRef, SecretKey};
+use aegis_core::{masterkey, CoreError};
+use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+// ---------------------------------------------------------------------------
+// Master key
+// ---------------------------------------------------------------------------
+
+fn server_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: DataDir is set by the postmaster before any backend runs SQL
+    // and never changes afterwards; it is a NUL-terminated path.
+    let dir = unsafe { std::ffi::CStr::from_ptr(pg_sys::DataDir) };
+    std::fs::metadata(std::path::Path::new(&*dir.to_string_lossy()))
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
+}
+
+fn master_key() -> Result<SecretKey, AegisError> {
+    if let Some(path) = guc::master_key_file() {
+        return Ok(masterkey::from_file(
+            std::path::Path::new(&path),
+            server_uid(),
+        )?);
+    }
+    if let Some(cmd) = guc::master_key_command() {
+        return Ok(masterkey::from_command(&cmd)?);
+    }
+    Err(CoreError::MasterKeyNotConfigured.into())
+}
+
+// ---------------------------------------------------------------------------
+// Keyring rows and the per-backend cache
+// ---------------------------------------------------------------------------
+
+#[derive(Clone)]
+struct KeyRow {
+    name: String,
+    key_ref: KeyRef,
+    status: String,
+    decrypt_role: Option<pg_sys::Oid>,
+    wrapped: Option<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct Cache {
+    /// Current (highest active) version of each key name.
+    current: HashMap<String, KeyRow>,
+    rows: HashMap<KeyRef, KeyRow>,
+    unwrapped: HashMap<KeyRef, SecretKey>,
+    callback_registered: bool,
+    keys_relid: Option<pg_sys::Oid>,
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+}
+
+/// Relcache callback: any change to aegis.keys (its statement trigger sends a
+/// relcache invalidation, delivered to every backend at commit) drops every
+/// cached row and unwrapped key of this backend.
+unsafe extern "C-unwind" fn on_relcache_inval(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if relid == pg_sys::InvalidOid || Some(relid) == c.keys_relid {
+            c.current.clear();
+            c.rows.clear();
+            c.unwrapped.clear(); // SecretKey zeroes itself on drop
+        }
+    });
+}
+
+fn ensure_callback() -> Result<(), AegisError> {
+    let needs = CACHE.with(|c| !c.borrow().callback_registered);
+    if needs {
+        let relid =
+            Spi::get_one::<pg_sys::Oid>("SELECT 'aegis.keys'::pg_catalog.regclass::pg_catalog.oid")
+                .map_err(spi_error)?
+                .ok_or_else(|| AegisError::Internal("aegis.keys is missing".into()))?;
+        // SAFETY: registers a plain function pointer for the life of the
+        // backend; PostgreSQL calls it from the main thread.
+        unsafe {
+            pg_sys::CacheRegisterRelcacheCallback(
+                Some(on_relcache_inval),
+                pg_sys::Datum::from(0usize),
+            )
+        };
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            c.callback_registered = true;
+            c.keys_relid = Some(relid);
+        });
+    }
+    Ok(())
+}
+
+fn spi_error(e: pgrx::spi::SpiError) -> AegisError {
+    AegisError::Internal(format!("keyring query failed: {e}"))
+}
+
+/// Run `f` with the rights of the extension's owner, so the keyring can be
+/// read without granting ordinary users SELECT on it. The user id switch is
+/// undone afterwards, and by PostgreSQL itself if `f` raises an error
+/// (transaction and subtransaction abort restore the previous user id).
+fn as_extension_owner<R>(f: impl FnOnce() -> Result<R, AegisError>) -> Result<R, AegisError> {
+    let owner = Spi::get_one::<pg_sys::Oid>(
+        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_aegis'",
+    )
+    .map_err(spi_error)?
+    .ok_or_else(|| AegisError::Internal("pg_aegis is not installed in this database".into()))?;
+    let mut saved_user = pg_sys::InvalidOid;
+    let mut saved_ctx: i32 = 0;
+    // SAFETY: reads and then sets the backend's current user id; the flag
+    // SECURITY_LOCAL_USERID_CHANGE forbids SET ROLE and the like meanwhile.
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
+    }
+    let r = f();
+    // SAFETY: restores exactly what was read above.
+    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx) };
+    r
+}
+
+const ROW_COLUMNS: &str =
+    "name, key_id, version, status, decrypt_role::pg_catalog.oid, wrapped_key FROM aegis.keys";
+
+fn read_rows(
+    query: &str,
+    args: Vec<pgrx::datum::DatumWithOid<'_>>,
+) -> Result<Vec<KeyRow>, AegisError> {
+    as_extension_owner(|| {
+        Spi::connect(|client| {
+            let table = client.select(query, None, &args).map_err(spi_error)?;
+            let mut out = Vec::new();
+            for row in table {
+                let name: String = row.get(1).map_err(spi_error)?.unwrap_or_default();
+                let id: pgrx::Uuid = row
+                    .get(2)
+                    .map_err(spi_error)?
+                    .ok_or_else(|| AegisError::Internal("key without id".into()))?;
+                let version: i32 = row.get(3).map_err(spi_error)?.unwrap_or(0);
+                let status: String = row.get(4).map_err(spi_error)?.unwrap_or_default();
+                let decrypt_role: Option<pg_sys::Oid> = row.get(5).map_err(spi_error)?;
+                let wrapped: Option<Vec<u8>> = row.get(6).map_err(spi_error)?;
+                let mut idb = [0u8; 16];
+                idb.copy_from_slice(id.as_bytes());
+                out.push(KeyRow {
+                    name,
+                    key_ref: KeyRef {
+                        id: idb,
+                        version: u32::try_from(version).unwrap_or(0),
+                    },
+                    status,
+                    decrypt_role,
+                    wrapped,
+                });
+            }
+            Ok(out)
+        })
+    })
+}
+
+fn current_row(name: &str) -> Result<KeyRow, AegisError> {
+    ensure_callback()?;
+    if let Some(r) = CACHE.with(|c| c.borrow().current.get(name).cloned()) {
+        return Ok(r);
+    }
+    let q = format!(
+        "SELECT {ROW_COLUMNS} WHERE name = $1 AND status = 'active' ORDER BY version DESC LIMIT 1"
+    );
+    let row = read_rows(&q, vec![name.into()])?
+        .into_iter()
+        .next()
+        .ok_or_else(|| AegisError::UnknownKey {
+            name: name.to_string(),
+        })?;
+    CACHE.with(|c| c.borrow_mut().current.insert(name.to_string(), row.clone()));
+    Ok(row)
+}
+
+fn row_by_ref(key_ref: KeyRef) -> Result<KeyRow, AegisError> {
+    ensure_callback()?;
+    if let Some(r) = CACHE.with(|c| c.borrow().rows.get(&key_ref).cloned()) {
+        return Ok(r);
+    }
+    let q = format!("SELECT {ROW_COLUMNS} WHERE key_id = $1 AND version = $2");
+    let id = pgrx::Uuid::from_bytes(key_ref.id);
+    let version = i32::try_from(key_ref.version).map_err(|_| AegisError::UnknownKeyRef)?;
+    let row = read_rows(&q, vec![id.into(), version.into()])?
+        .into_iter()
+        .next()
+        .ok_or(AegisError::UnknownKeyRef)?;
+    CACHE.with(|c| c.borrow_mut().rows.insert(key_ref, row.clone()));
+    Ok(row)
+}
+
+fn data_key(row: &KeyRow) -> Result<SecretKey, AegisError> {
+    if let Some(k) = CACHE.with(|c| c.borrow().unwrapped.get(&row.key_ref).cloned()) {
+        return Ok(k);
+    }
+    let wrapped = row
+        .wrapped
+        .as_deref()
+        .ok_or_else(|| AegisError::KeyDestroyed {
+            name: row.name.clone(),
+        })?;
+    let key = envelope::unwrap_key(&master_key()?, row.key_ref, wrapped)?;
+    CACHE.with(|c| c.borrow_mut().unwrapped.insert(row.key_ref, key.clone()));
+    Ok(key)
+}
+
+fn may_decrypt(row: &KeyRow) -> bool {
+    // SAFETY: membership checks for the current user; catalog reads only.
+    unsafe {
+        let me = pg_sys::GetUserId();
+        let admin = pg_sys::get_role_oid(c"aegis_admin".as_ptr(), true);
+        (admin != pg_sys::InvalidOid && pg_sys::is_member_of_role(me, admin))
+            || row.decrypt_role.is_some_and(|r| {
+                pg_sys::SearchSysCacheExists(
+                    pg_sys::SysCacheIdentifier::AUTHOID as i32,
+                    pg_sys::Datum::from(r.to_u32()),
+                    pg_sys::Datum::from(0usize),
+                    pg_sys::Datum::from(0usize),
+                    pg_sys::Datum::from(0usize),
+                ) && pg_sys::is_member_of_role(me, r)
+            })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Operations
+// ---------------------------------------------------------------------------
+
+fn do_encrypt(data: &[u8], key_name: &str, aad: Option<&[u8]>) -> Result<Vec<u8>, AegisError> {
+    let row = current_row(key_name)?;
+    let key = data_key(&row)?;
+    Ok(envelope::seal(&key, row.key_ref, data, aad)?)
+}
+
+fn do_decrypt(ct: &[u8], aad: Option<&[u8]>) -> Result<(Vec<u8>, KeyRow), AegisError> {
+    let key_ref = envelope::parse_header(ct)?;
+    let row = row_by_ref(key_ref)?;
+    if !may_decrypt(&row) {
+        return Err(AegisError::DecryptDenied { name: row.name });
+    }
+    match row.status.as_str() {
+        "destroyed" => return Err(AegisError::KeyDestroyed { name: row.name }),
+        "retired" => {
+            return Err(AegisError::KeyRetired {
+                name: row.name,
+                version: key_ref.version,
+            })
+        }
+        _ => {}
+    }
+    let key = data_key(&row)?;
+    Ok((envelope::open(&key, ct, aad)?, row))
+}
+
+fn verify_text(bytes: &[u8]) -> Result<(), AegisError> {
+    let len = i32::try_from(bytes.len()).map_err(|_| AegisError::NotText)?;
+    // SAFETY: checks `len` bytes of a live slice against the server encoding;
+    // noError = true, so it returns false instead of raising.
+    let ok = unsafe { pg_sys::pg_verifymbstr(bytes.as_ptr().cast(), len, true) };
+    if ok && !bytes.contains(&0) {
+        Ok(())
+    } else {
+        Err(AegisError::NotText)
+    }
+}
+
+// The SQL declarations are in sql/50_keyring.sql (sql = false): the text and
+// bytea variants share these symbols, reading text as its raw bytes.
+
+// Not STRICT (a NULL aad means "no aad"), so NULL data gives NULL here.
+
+fn key_name_given(key_name: Option<&str>) -> Result<&str, AegisError> {
+    key_name.ok_or(AegisError::NullArgument { what: "key_name" })
+}
+
+/// `aegis.encrypt(data, key_name, aad) → bytea`
+#[pg_extern(volatile, parallel_restricted, sql = false)]
+fn encrypt_impl(
+    data: Option<&[u8]>,
+    key_name: Option<&str>,
+    aad: Option<&[u8]>,
+) -> AegisResult<Option<Vec<u8>>> {
+    let Some(data) = data else { return Ok(None) };
+    Ok(Some(do_encrypt(data, key_name_given(key_name)?, aad)?))
+}
+
+/// `aegis.decrypt_bytea(ct, aad) → bytea`
+#[pg_extern(volatile, parallel_restricted, sql = false)]
+fn decrypt_bytea_impl(ct: Option<&[u8]>, aad: Option<&[u8]>) -> AegisResult<Option<Vec<u8>>> {
+    let Some(ct) = ct else { return Ok(None) };
+    Ok(Some(do_decrypt(ct, aad)?.0))
+}
+
+/// `aegis.decrypt(ct, aad) → text`: the plaintext must be valid in the server
+/// encoding (a value encrypted from bytea may not be; use decrypt_bytea). The
+/// SQL declaration returns text; the bytes are returned as they are, which is
+/// the varlena representation of text in the server encoding.
+#[pg_extern(volatile, parallel_restricted, sql = false)]
+fn decrypt_text_impl(ct: Option<&[u8]>, aad: Option<&[u8]>) -> AegisResult<Option<Vec<u8>>> {
+    let Some(ct) = ct else { return Ok(None) };
+    let (pt, _) = do_decrypt(ct, aad)?;
+    verify_text(&pt)?;
+    Ok(Some(pt))
+}
+
+/// `aegis.reencrypt(ct, aad) → bytea`: to the current version of the same key.
+#[pg_extern(volatile, parallel_restricted, sql = false)]
+fn reencrypt_impl(ct: Option<&[u8]>, aad: Option<&[u8]>) -> AegisResult<Option<Vec<u8>>> {
+    let Some(ct) = ct else { return Ok(None) };
+    let (pt, row) = do_decrypt(ct, aad)?;
+    Ok(Some(do_encrypt(&pt, &row.name, aad)?))
+}
+
+/// `aegis.new_wrapped_key(key_id uuid, version int) → bytea`: a fresh random
+/// data key, returned only wrapped under the master key (admin-only).
+#[pg_extern(volatile, parallel_restricted, sql = false)]
+fn new_wrapped_key_impl(key_id: pgrx::Uuid, version: i32) -> AegisResult<Vec<u8>> {
+    let mut id = [0u8; 16];
+    id.copy_from_slice(key_id.as_bytes());
+    let key_ref = KeyRef {
+        id,
+        version: u32::try_from(version).map_err(|_| AegisError::UnknownKeyRef)?,
+    };
+    let dk = SecretKey::generate().map_err(AegisError::from)?;
+    Ok(envelope::wrap_key(&master_key()?, key_ref, &dk).map_err(AegisError::from)?)
+}
+
+/// `aegis.invalidate_keyring_cache()`: called by the keyring's statement
+/// trigger; every backend drops its cached keys when the change commits.
+#[pg_extern(volatile, sql = false)]
+fn invalidate_keyring_cache_impl() {
+    // SAFETY: queues a relcache invalidation for aegis.keys; no memory is shared.
+    if let Ok(Some(relid)) =
+        Spi::get_one::<pg_sys::Oid>("SELECT 'aegis.keys'::pg_catalog.regclass::pg_catalog.oid")
+    {
+        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+    }
+}
