@@ -13,6 +13,19 @@ fn survives_server_restart_and_stays_preloaded() {
         .query_one("SELECT aegis.digest('restart', 'sha256')", &[])
         .unwrap()
         .get(0);
+    // Encrypted before the restart, decrypted after: the keyring and the
+    // master key file survive, and the new backends unwrap the key afresh.
+    c.batch_execute(
+        "SELECT aegis.create_key('restart') WHERE NOT EXISTS (SELECT 1 FROM aegis.keys WHERE name = 'restart')",
+    )
+    .unwrap();
+    let ct: Vec<u8> = c
+        .query_one(
+            "SELECT aegis.encrypt('kept across restarts', 'restart')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
     drop(c);
 
     let status = Command::new("runuser")
@@ -27,6 +40,11 @@ fn survives_server_restart_and_stays_preloaded() {
     assert!(status.success(), "pg_ctl restart failed");
 
     let mut c = superuser();
+    let pt: String = c
+        .query_one("SELECT aegis.decrypt($1)", &[&ct])
+        .unwrap()
+        .get(0);
+    assert_eq!(pt, "kept across restarts");
     let after: Vec<u8> = c
         .query_one("SELECT aegis.digest('restart', 'sha256')", &[])
         .unwrap()

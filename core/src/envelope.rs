@@ -96,6 +96,13 @@ impl SecretKey {
         Ok(SecretKey(*k))
     }
 
+    /// The raw bytes, for tests that search logs for leaked keys. Only with
+    /// the `expose-key-for-tests` feature, which the extension never enables.
+    #[cfg(feature = "expose-key-for-tests")]
+    pub fn expose_for_tests(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.0))
     }
