@@ -79,6 +79,38 @@ COMMENT ON FUNCTION aegis.reencrypt(bytea, text) IS
 COMMENT ON FUNCTION aegis.new_wrapped_key(uuid, integer) IS
     'A new random data key, returned only wrapped under the master key (admin-only, used by create_key/rotate_key)';
 
+-- Pseudonyms: keyed HMAC under the oldest active version of a key (stable
+-- across rotations). STRICT: NULL in, NULL out.
+CREATE FUNCTION aegis.pseudonymize(value text, key_name text DEFAULT 'pseudonym')
+RETURNS text LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
+AS 'MODULE_PATHNAME', 'pseudonymize_impl_wrapper';
+COMMENT ON FUNCTION aegis.pseudonymize(text, text) IS
+    'Keyed HMAC-SHA-256 pseudonym (32 hex digits): deterministic, joinable, not reversible';
+
+-- Coarsen an IP address to its network: the host bits are zeroed and the
+-- result is a host address (192.0.2.77 -> 192.0.2.0 with the default /24).
+CREATE FUNCTION aegis.anonymize_ip(addr inet, v4_prefix integer DEFAULT 24, v6_prefix integer DEFAULT 48)
+RETURNS inet
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+DECLARE
+    p integer := CASE pg_catalog.family(addr) WHEN 4 THEN v4_prefix ELSE v6_prefix END;
+BEGIN
+    IF addr IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF v4_prefix IS NULL OR v4_prefix NOT BETWEEN 0 AND 32 OR v6_prefix IS NULL OR v6_prefix NOT BETWEEN 0 AND 128 THEN
+        RAISE EXCEPTION 'prefix out of range (v4: 0..32, v6: 0..128)' USING ERRCODE = '22023';
+    END IF;
+    RETURN pg_catalog.set_masklen(
+        pg_catalog.network(pg_catalog.set_masklen(addr, LEAST(p, pg_catalog.masklen(addr))))::inet,
+        CASE pg_catalog.family(addr) WHEN 4 THEN 32 ELSE 128 END);
+END
+$$;
+COMMENT ON FUNCTION aegis.anonymize_ip(inet, integer, integer) IS
+    'Zero the host bits of an address (default /24 for IPv4, /48 for IPv6)';
+
 -- ---------------------------------------------------------------- key management
 -- SECURITY INVOKER: aegis_admin holds the table privileges these need.
 CREATE FUNCTION aegis.create_key(name text, decrypt_role regrole DEFAULT NULL)

@@ -34,6 +34,11 @@ GRANT EXECUTE ON FUNCTION
     aegis.invalidate_keyring_cache(), aegis.keyring_changed()
 TO aegis_admin;
 GRANT EXECUTE ON FUNCTION aegis.keys_overview() TO aegis_admin, aegis_auditor;
+-- Coarsening IPs reveals nothing; pseudonyms are an oracle for guessing
+-- low-entropy values (is this email's pseudonym X?), so only roles that
+-- write or administer data get them.
+GRANT EXECUTE ON FUNCTION aegis.anonymize_ip(inet, integer, integer) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.pseudonymize(text, text) TO aegis_admin, aegis_ingest;
 
 -- Policy administration: aegis_admin only. (create_roles() and
 -- create_monitoring_schema() are granted to nobody: they need a superuser or

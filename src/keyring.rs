@@ -58,6 +58,9 @@ struct KeyRow {
 struct Cache {
     /// Current (highest active) version of each key name.
     current: HashMap<String, KeyRow>,
+    /// Oldest active version of each key name (pseudonyms must stay stable
+    /// across rotations; retiring that version is the deliberate re-keying).
+    oldest: HashMap<String, KeyRow>,
     rows: HashMap<KeyRef, KeyRow>,
     unwrapped: HashMap<KeyRef, SecretKey>,
     callback_registered: bool,
@@ -76,6 +79,7 @@ unsafe extern "C-unwind" fn on_relcache_inval(_arg: pg_sys::Datum, relid: pg_sys
         let mut c = c.borrow_mut();
         if relid == pg_sys::InvalidOid || Some(relid) == c.keys_relid {
             c.current.clear();
+            c.oldest.clear();
             c.rows.clear();
             c.unwrapped.clear(); // SecretKey zeroes itself on drop
         }
@@ -176,13 +180,19 @@ fn read_rows(
     })
 }
 
-fn current_row(name: &str) -> Result<KeyRow, AegisError> {
+fn active_row(name: &str, newest: bool) -> Result<KeyRow, AegisError> {
     ensure_callback()?;
-    if let Some(r) = CACHE.with(|c| c.borrow().current.get(name).cloned()) {
+    let cached = CACHE.with(|c| {
+        let c = c.borrow();
+        let map = if newest { &c.current } else { &c.oldest };
+        map.get(name).cloned()
+    });
+    if let Some(r) = cached {
         return Ok(r);
     }
+    let order = if newest { "DESC" } else { "ASC" };
     let q = format!(
-        "SELECT {ROW_COLUMNS} WHERE name = $1 AND status = 'active' ORDER BY version DESC LIMIT 1"
+        "SELECT {ROW_COLUMNS} WHERE name = $1 AND status = 'active' ORDER BY version {order} LIMIT 1"
     );
     let row = read_rows(&q, vec![name.into()])?
         .into_iter()
@@ -190,8 +200,20 @@ fn current_row(name: &str) -> Result<KeyRow, AegisError> {
         .ok_or_else(|| AegisError::UnknownKey {
             name: name.to_string(),
         })?;
-    CACHE.with(|c| c.borrow_mut().current.insert(name.to_string(), row.clone()));
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        let map = if newest {
+            &mut c.current
+        } else {
+            &mut c.oldest
+        };
+        map.insert(name.to_string(), row.clone());
+    });
     Ok(row)
+}
+
+fn current_row(name: &str) -> Result<KeyRow, AegisError> {
+    active_row(name, true)
 }
 
 fn row_by_ref(key_ref: KeyRef) -> Result<KeyRow, AegisError> {
@@ -330,6 +352,15 @@ fn reencrypt_impl(ct: Option<&[u8]>, aad: Option<&[u8]>) -> AegisResult<Option<V
     let Some(ct) = ct else { return Ok(None) };
     let (pt, row) = do_decrypt(ct, aad)?;
     Ok(Some(do_encrypt(&pt, &row.name, aad)?))
+}
+
+/// `aegis.pseudonymize(value text, key_name text DEFAULT 'pseudonym') → text`:
+/// 32 hex digits of keyed HMAC-SHA-256; deterministic (joinable across
+/// rows and tables), not reversible, stable across key rotations.
+#[pg_extern(stable, strict, parallel_restricted, sql = false)]
+fn pseudonymize_impl(value: &[u8], key_name: &str) -> AegisResult<String> {
+    let row = active_row(key_name, false)?;
+    Ok(data_key(&row)?.pseudonym(value))
 }
 
 /// `aegis.new_wrapped_key(key_id uuid, version int) → bytea`: a fresh random

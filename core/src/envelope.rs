@@ -103,6 +103,21 @@ impl SecretKey {
         &self.0
     }
 
+    /// A keyed, deterministic, non-reversible pseudonym of `value`: 32 hex
+    /// digits (128 bits) of HMAC-SHA-256 under a subkey derived for this
+    /// purpose only (HMAC(key, "aegis pseudonym v1")), so a key that also
+    /// encrypts never uses the same bytes for both jobs.
+    pub fn pseudonym(&self, value: &[u8]) -> String {
+        let sub =
+            Zeroizing::new(crate::hash::HashAlgorithm::Sha256.hmac(&self.0, b"aegis pseudonym v1"));
+        let mac = crate::hash::HashAlgorithm::Sha256.hmac(&sub, value);
+        let mut out = String::with_capacity(32);
+        for b in &mac[..16] {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out
+    }
+
     fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.0))
     }
@@ -462,6 +477,22 @@ mod tests {
         let e = SecretKey::from_hex(bad.as_bytes()).unwrap_err().to_string();
         assert!(!e.contains("112233"), "{e}");
         assert!(SecretKey::from_hex(b"abcd").is_err());
+    }
+
+    #[test]
+    fn pseudonyms_are_keyed_stable_and_distinct() {
+        let k = SecretKey::from_bytes([1; 32]);
+        let p = k.pseudonym(b"alice@example.com");
+        assert_eq!(p.len(), 32);
+        assert_eq!(p, k.pseudonym(b"alice@example.com"));
+        assert_ne!(p, k.pseudonym(b"bob@example.com"));
+        assert_ne!(
+            p,
+            SecretKey::from_bytes([2; 32]).pseudonym(b"alice@example.com")
+        );
+        // Not the bare HMAC of the value under the key (purpose-derived subkey).
+        let bare = crate::hash::HashAlgorithm::Sha256.hmac(&[1; 32], b"alice@example.com");
+        assert!(!hex::encode(bare).starts_with(&p));
     }
 
     proptest! {
