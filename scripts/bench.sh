@@ -15,6 +15,7 @@ DIR="$(state_dir bench)"
 cluster_stop "$DIR"
 rm -rf "$DIR"
 cluster_init "$DIR" "$BENCH_PORT"
+cluster_master_key "$DIR"
 trap 'cluster_stop "$DIR"' EXIT
 cluster_start "$DIR"
 cluster_psql "$DIR" "$BENCH_PORT" postgres -c "CREATE DATABASE aegis_bench"

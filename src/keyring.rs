@@ -63,6 +63,8 @@ struct Cache {
     oldest: HashMap<String, KeyRow>,
     rows: HashMap<KeyRef, KeyRow>,
     unwrapped: HashMap<KeyRef, SecretKey>,
+    /// Pseudonym keys by key name (derived from the oldest active version).
+    pseudonym: HashMap<String, std::rc::Rc<envelope::PseudonymKey>>,
     callback_registered: bool,
     keys_relid: Option<pg_sys::Oid>,
 }
@@ -80,6 +82,7 @@ unsafe extern "C-unwind" fn on_relcache_inval(_arg: pg_sys::Datum, relid: pg_sys
         if relid == pg_sys::InvalidOid || Some(relid) == c.keys_relid {
             c.current.clear();
             c.oldest.clear();
+            c.pseudonym.clear();
             c.rows.clear();
             c.unwrapped.clear(); // SecretKey zeroes itself on drop
         }
@@ -359,8 +362,22 @@ fn reencrypt_impl(ct: Option<&[u8]>, aad: Option<&[u8]>) -> AegisResult<Option<V
 /// rows and tables), not reversible, stable across key rotations.
 #[pg_extern(stable, strict, parallel_restricted, sql = false)]
 fn pseudonymize_impl(value: &[u8], key_name: &str) -> AegisResult<String> {
-    let row = active_row(key_name, false)?;
-    Ok(data_key(&row)?.pseudonym(value))
+    ensure_callback()?;
+    let cached = CACHE.with(|c| c.borrow().pseudonym.get(key_name).cloned());
+    let pk = match cached {
+        Some(pk) => pk,
+        None => {
+            let row = active_row(key_name, false)?;
+            let pk = std::rc::Rc::new(data_key(&row)?.pseudonym_key());
+            CACHE.with(|c| {
+                c.borrow_mut()
+                    .pseudonym
+                    .insert(key_name.to_string(), pk.clone())
+            });
+            pk
+        }
+    };
+    Ok(pk.pseudonym(value))
 }
 
 /// `aegis.new_wrapped_key(key_id uuid, version int) → bytea`: a fresh random

@@ -31,6 +31,8 @@ use crate::CoreError;
 use aes_gcm::aead::rand_core::RngCore;
 use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 pub const MAGIC: [u8; 3] = *b"AEG";
@@ -103,19 +105,22 @@ impl SecretKey {
         &self.0
     }
 
-    /// A keyed, deterministic, non-reversible pseudonym of `value`: 32 hex
-    /// digits (128 bits) of HMAC-SHA-256 under a subkey derived for this
-    /// purpose only (HMAC(key, "aegis pseudonym v1")), so a key that also
-    /// encrypts never uses the same bytes for both jobs.
-    pub fn pseudonym(&self, value: &[u8]) -> String {
+    /// The pseudonym key derived from this key for this purpose only
+    /// (HMAC(key, "aegis pseudonym v1")), so a key that also encrypts never
+    /// uses the same bytes for both jobs. Derive once, use many times.
+    pub fn pseudonym_key(&self) -> PseudonymKey {
         let sub =
             Zeroizing::new(crate::hash::HashAlgorithm::Sha256.hmac(&self.0, b"aegis pseudonym v1"));
-        let mac = crate::hash::HashAlgorithm::Sha256.hmac(&sub, value);
-        let mut out = String::with_capacity(32);
-        for b in &mac[..16] {
-            out.push_str(&format!("{b:02x}"));
-        }
-        out
+        // HMAC accepts keys of any length; the subkey is 32 bytes.
+        let Ok(mac) = <Hmac<Sha256> as Mac>::new_from_slice(&sub) else {
+            unreachable!("HMAC accepts 32-byte keys")
+        };
+        PseudonymKey(mac)
+    }
+
+    /// Shorthand for `self.pseudonym_key().pseudonym(value)`.
+    pub fn pseudonym(&self, value: &[u8]) -> String {
+        self.pseudonym_key().pseudonym(value)
     }
 
     fn cipher(&self) -> Aes256Gcm {
@@ -129,6 +134,27 @@ fn hex_val(c: u8) -> Option<u8> {
         b'a'..=b'f' => Some(c - b'a' + 10),
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
+    }
+}
+
+/// A keyed HMAC-SHA-256 state, ready to pseudonymize many values (the key
+/// schedule is computed once).
+#[derive(Clone)]
+pub struct PseudonymKey(Hmac<Sha256>);
+
+impl std::fmt::Debug for PseudonymKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PseudonymKey(..)")
+    }
+}
+
+impl PseudonymKey {
+    /// A deterministic, non-reversible pseudonym of `value`: 32 hex digits
+    /// (the first 128 bits of the MAC).
+    pub fn pseudonym(&self, value: &[u8]) -> String {
+        let mut mac = self.0.clone();
+        mac.update(value);
+        hex::encode(&mac.finalize().into_bytes()[..16])
     }
 }
 
