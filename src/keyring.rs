@@ -1,6 +1,6 @@
 //! The keyring as the backend sees it: the master key (from the GUCs, read
 //! only when a data key must be unwrapped, never cached), the per-backend
-//! cache of unwrapped data keys, reading `aegis.keys` with the extension
+//! cache of expanded data keys and pseudonym keys, reading `aegis.keys` with the extension
 //! owner's rights (ordinary users cannot read it), decrypt authorization, and
 //! the SQL functions that need key material: encrypt, decrypt, reencrypt and
 //! new_wrapped_key. Key management (create/rotate/retire) is plpgsql in
@@ -13,6 +13,7 @@ use aegis_core::{masterkey, CoreError};
 use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 // ---------------------------------------------------------------------------
 // Master key
@@ -57,14 +58,15 @@ struct KeyRow {
 #[derive(Default)]
 struct Cache {
     /// Current (highest active) version of each key name.
-    current: HashMap<String, KeyRow>,
+    current: HashMap<String, Rc<KeyRow>>,
     /// Oldest active version of each key name (pseudonyms must stay stable
     /// across rotations; retiring that version is the deliberate re-keying).
-    oldest: HashMap<String, KeyRow>,
-    rows: HashMap<KeyRef, KeyRow>,
-    unwrapped: HashMap<KeyRef, SecretKey>,
+    oldest: HashMap<String, Rc<KeyRow>>,
+    rows: HashMap<KeyRef, Rc<KeyRow>>,
+    /// Expanded AES keys of unwrapped data keys (zeroed when dropped).
+    ciphers: HashMap<KeyRef, Rc<envelope::DataCipher>>,
     /// Pseudonym keys by key name (derived from the oldest active version).
-    pseudonym: HashMap<String, std::rc::Rc<envelope::PseudonymKey>>,
+    pseudonym: HashMap<String, Rc<envelope::PseudonymKey>>,
     callback_registered: bool,
     keys_relid: Option<pg_sys::Oid>,
 }
@@ -84,7 +86,7 @@ unsafe extern "C-unwind" fn on_relcache_inval(_arg: pg_sys::Datum, relid: pg_sys
             c.oldest.clear();
             c.pseudonym.clear();
             c.rows.clear();
-            c.unwrapped.clear(); // SecretKey zeroes itself on drop
+            c.ciphers.clear();
         }
     });
 }
@@ -183,7 +185,7 @@ fn read_rows(
     })
 }
 
-fn active_row(name: &str, newest: bool) -> Result<KeyRow, AegisError> {
+fn active_row(name: &str, newest: bool) -> Result<Rc<KeyRow>, AegisError> {
     ensure_callback()?;
     let cached = CACHE.with(|c| {
         let c = c.borrow();
@@ -197,12 +199,14 @@ fn active_row(name: &str, newest: bool) -> Result<KeyRow, AegisError> {
     let q = format!(
         "SELECT {ROW_COLUMNS} WHERE name = $1 AND status = 'active' ORDER BY version {order} LIMIT 1"
     );
-    let row = read_rows(&q, vec![name.into()])?
-        .into_iter()
-        .next()
-        .ok_or_else(|| AegisError::UnknownKey {
-            name: name.to_string(),
-        })?;
+    let row = Rc::new(
+        read_rows(&q, vec![name.into()])?
+            .into_iter()
+            .next()
+            .ok_or_else(|| AegisError::UnknownKey {
+                name: name.to_string(),
+            })?,
+    );
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         let map = if newest {
@@ -215,11 +219,11 @@ fn active_row(name: &str, newest: bool) -> Result<KeyRow, AegisError> {
     Ok(row)
 }
 
-fn current_row(name: &str) -> Result<KeyRow, AegisError> {
+fn current_row(name: &str) -> Result<Rc<KeyRow>, AegisError> {
     active_row(name, true)
 }
 
-fn row_by_ref(key_ref: KeyRef) -> Result<KeyRow, AegisError> {
+fn row_by_ref(key_ref: KeyRef) -> Result<Rc<KeyRow>, AegisError> {
     ensure_callback()?;
     if let Some(r) = CACHE.with(|c| c.borrow().rows.get(&key_ref).cloned()) {
         return Ok(r);
@@ -227,27 +231,35 @@ fn row_by_ref(key_ref: KeyRef) -> Result<KeyRow, AegisError> {
     let q = format!("SELECT {ROW_COLUMNS} WHERE key_id = $1 AND version = $2");
     let id = pgrx::Uuid::from_bytes(key_ref.id);
     let version = i32::try_from(key_ref.version).map_err(|_| AegisError::UnknownKeyRef)?;
-    let row = read_rows(&q, vec![id.into(), version.into()])?
-        .into_iter()
-        .next()
-        .ok_or(AegisError::UnknownKeyRef)?;
+    let row = Rc::new(
+        read_rows(&q, vec![id.into(), version.into()])?
+            .into_iter()
+            .next()
+            .ok_or(AegisError::UnknownKeyRef)?,
+    );
     CACHE.with(|c| c.borrow_mut().rows.insert(key_ref, row.clone()));
     Ok(row)
 }
 
-fn data_key(row: &KeyRow) -> Result<SecretKey, AegisError> {
-    if let Some(k) = CACHE.with(|c| c.borrow().unwrapped.get(&row.key_ref).cloned()) {
-        return Ok(k);
-    }
+/// Unwrap a row's data key with the master key (not cached: callers cache
+/// what they derive from it).
+fn unwrap_row(row: &KeyRow) -> Result<SecretKey, AegisError> {
     let wrapped = row
         .wrapped
         .as_deref()
         .ok_or_else(|| AegisError::KeyDestroyed {
             name: row.name.clone(),
         })?;
-    let key = envelope::unwrap_key(&master_key()?, row.key_ref, wrapped)?;
-    CACHE.with(|c| c.borrow_mut().unwrapped.insert(row.key_ref, key.clone()));
-    Ok(key)
+    Ok(envelope::unwrap_key(&master_key()?, row.key_ref, wrapped)?)
+}
+
+fn cipher_for(row: &KeyRow) -> Result<Rc<envelope::DataCipher>, AegisError> {
+    if let Some(c) = CACHE.with(|c| c.borrow().ciphers.get(&row.key_ref).cloned()) {
+        return Ok(c);
+    }
+    let cipher = Rc::new(unwrap_row(row)?.data_cipher());
+    CACHE.with(|c| c.borrow_mut().ciphers.insert(row.key_ref, cipher.clone()));
+    Ok(cipher)
 }
 
 fn may_decrypt(row: &KeyRow) -> bool {
@@ -274,28 +286,34 @@ fn may_decrypt(row: &KeyRow) -> bool {
 
 fn do_encrypt(data: &[u8], key_name: &str, aad: Option<&[u8]>) -> Result<Vec<u8>, AegisError> {
     let row = current_row(key_name)?;
-    let key = data_key(&row)?;
-    Ok(envelope::seal(&key, row.key_ref, data, aad)?)
+    let cipher = cipher_for(&row)?;
+    Ok(envelope::seal(&cipher, row.key_ref, data, aad)?)
 }
 
-fn do_decrypt(ct: &[u8], aad: Option<&[u8]>) -> Result<(Vec<u8>, KeyRow), AegisError> {
+fn do_decrypt(ct: &[u8], aad: Option<&[u8]>) -> Result<(Vec<u8>, Rc<KeyRow>), AegisError> {
     let key_ref = envelope::parse_header(ct)?;
     let row = row_by_ref(key_ref)?;
     if !may_decrypt(&row) {
-        return Err(AegisError::DecryptDenied { name: row.name });
+        return Err(AegisError::DecryptDenied {
+            name: row.name.clone(),
+        });
     }
     match row.status.as_str() {
-        "destroyed" => return Err(AegisError::KeyDestroyed { name: row.name }),
+        "destroyed" => {
+            return Err(AegisError::KeyDestroyed {
+                name: row.name.clone(),
+            })
+        }
         "retired" => {
             return Err(AegisError::KeyRetired {
-                name: row.name,
+                name: row.name.clone(),
                 version: key_ref.version,
             })
         }
         _ => {}
     }
-    let key = data_key(&row)?;
-    Ok((envelope::open(&key, ct, aad)?, row))
+    let cipher = cipher_for(&row)?;
+    Ok((envelope::open(&cipher, ct, aad)?, row))
 }
 
 fn verify_text(bytes: &[u8]) -> Result<(), AegisError> {
@@ -368,7 +386,7 @@ fn pseudonymize_impl(value: &[u8], key_name: &str) -> AegisResult<String> {
         Some(pk) => pk,
         None => {
             let row = active_row(key_name, false)?;
-            let pk = std::rc::Rc::new(data_key(&row)?.pseudonym_key());
+            let pk = Rc::new(unwrap_row(&row)?.pseudonym_key());
             CACHE.with(|c| {
                 c.borrow_mut()
                     .pseudonym

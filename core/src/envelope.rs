@@ -126,6 +126,11 @@ impl SecretKey {
     fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.0))
     }
+
+    /// The expanded AES key, ready to seal and open many envelopes.
+    pub fn data_cipher(&self) -> DataCipher {
+        DataCipher(self.cipher())
+    }
 }
 
 fn hex_val(c: u8) -> Option<u8> {
@@ -134,6 +139,16 @@ fn hex_val(c: u8) -> Option<u8> {
         b'a'..=b'f' => Some(c - b'a' + 10),
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
+    }
+}
+
+/// An AES-256-GCM key schedule for one data key (what the backend caches).
+#[derive(Clone)]
+pub struct DataCipher(Aes256Gcm);
+
+impl std::fmt::Debug for DataCipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataCipher(..)")
     }
 }
 
@@ -233,7 +248,7 @@ pub fn parse_header(envelope: &[u8]) -> Result<KeyRef, CoreError> {
 
 /// Seal `plaintext` with a fresh random nonce.
 pub fn seal(
-    key: &SecretKey,
+    key: &DataCipher,
     key_ref: KeyRef,
     plaintext: &[u8],
     aad: Option<&[u8]>,
@@ -244,7 +259,7 @@ pub fn seal(
 /// Seal with a caller-chosen nonce. Only for known-answer tests: reusing a
 /// nonce under one key breaks GCM, which is why [`seal`] draws a new one.
 pub fn seal_with_nonce(
-    key: &SecretKey,
+    key: &DataCipher,
     key_ref: KeyRef,
     nonce: [u8; NONCE_LEN],
     plaintext: &[u8],
@@ -258,7 +273,7 @@ pub fn seal_with_nonce(
     let header = key_ref.header();
     let ad = envelope_aad(&header, aad);
     let body = key
-        .cipher()
+        .0
         .encrypt(
             Nonce::from_slice(&nonce),
             Payload {
@@ -279,11 +294,11 @@ pub fn seal_with_nonce(
 /// Open an envelope with the key its header names. Fails (without saying
 /// which) if the envelope was tampered with, the key is wrong, or the AAD
 /// differs from the one it was sealed with.
-pub fn open(key: &SecretKey, envelope: &[u8], aad: Option<&[u8]>) -> Result<Vec<u8>, CoreError> {
+pub fn open(key: &DataCipher, envelope: &[u8], aad: Option<&[u8]>) -> Result<Vec<u8>, CoreError> {
     parse_header(envelope)?;
     let ad = envelope_aad(&envelope[..HEADER_LEN], aad);
     let nonce = Nonce::from_slice(&envelope[HEADER_LEN..HEADER_LEN + NONCE_LEN]);
-    key.cipher()
+    key.0
         .decrypt(
             nonce,
             Payload {
@@ -421,44 +436,56 @@ mod tests {
     #[test]
     fn envelope_layout_is_as_documented() {
         let k = SecretKey::from_bytes([1; 32]);
-        let env = seal_with_nonce(&k, KREF, [9; 12], b"hello", None).unwrap();
+        let env = seal_with_nonce(&k.data_cipher(), KREF, [9; 12], b"hello", None).unwrap();
         assert_eq!(env.len(), OVERHEAD + 5);
         assert_eq!(&env[..4], b"AEG\x01");
         assert_eq!(&env[4..20], &[7; 16]);
         assert_eq!(&env[20..24], &[0, 0, 0, 3]);
         assert_eq!(&env[24..36], &[9; 12]);
         assert_eq!(parse_header(&env).unwrap(), KREF);
-        assert_eq!(open(&k, &env, None).unwrap(), b"hello");
+        assert_eq!(open(&k.data_cipher(), &env, None).unwrap(), b"hello");
     }
 
     #[test]
     fn empty_plaintext_round_trips() {
         let k = SecretKey::generate().unwrap();
-        let env = seal(&k, KREF, b"", None).unwrap();
+        let env = seal(&k.data_cipher(), KREF, b"", None).unwrap();
         assert_eq!(env.len(), OVERHEAD);
-        assert_eq!(open(&k, &env, None).unwrap(), b"");
+        assert_eq!(open(&k.data_cipher(), &env, None).unwrap(), b"");
     }
 
     #[test]
     fn aad_binds_the_place() {
         let k = SecretKey::generate().unwrap();
-        let env = seal(&k, KREF, b"10.0.0.1", Some(b"error_logs.user_ip:1")).unwrap();
+        let env = seal(
+            &k.data_cipher(),
+            KREF,
+            b"10.0.0.1",
+            Some(b"error_logs.user_ip:1"),
+        )
+        .unwrap();
         assert_eq!(
-            open(&k, &env, Some(b"error_logs.user_ip:1")).unwrap(),
+            open(&k.data_cipher(), &env, Some(b"error_logs.user_ip:1")).unwrap(),
             b"10.0.0.1"
         );
         for wrong in [None, Some(&b""[..]), Some(&b"error_logs.user_ip:2"[..])] {
-            assert_eq!(open(&k, &env, wrong), Err(CoreError::DecryptionFailed));
+            assert_eq!(
+                open(&k.data_cipher(), &env, wrong),
+                Err(CoreError::DecryptionFailed)
+            );
         }
         // No AAD at seal time: an empty AAD at open time is a different thing.
-        let env = seal(&k, KREF, b"x", None).unwrap();
-        assert_eq!(open(&k, &env, Some(b"")), Err(CoreError::DecryptionFailed));
+        let env = seal(&k.data_cipher(), KREF, b"x", None).unwrap();
+        assert_eq!(
+            open(&k.data_cipher(), &env, Some(b"")),
+            Err(CoreError::DecryptionFailed)
+        );
     }
 
     #[test]
     fn malformed_envelopes_are_rejected_specifically() {
         let k = SecretKey::generate().unwrap();
-        let env = seal(&k, KREF, b"payload", None).unwrap();
+        let env = seal(&k.data_cipher(), KREF, b"payload", None).unwrap();
         assert_eq!(parse_header(b""), Err(CoreError::NotAnEnvelope));
         assert_eq!(parse_header(b"\\x0123"), Err(CoreError::NotAnEnvelope));
         let mut v2 = env.clone();
@@ -468,16 +495,22 @@ mod tests {
             Err(CoreError::UnsupportedEnvelopeVersion { version: 2 })
         );
         assert_eq!(
-            open(&k, &env[..OVERHEAD - 1], None),
+            open(&k.data_cipher(), &env[..OVERHEAD - 1], None),
             Err(CoreError::EnvelopeTruncated { len: OVERHEAD - 1 })
         );
         // Changing the key version in the header breaks authentication.
         let mut other = env.clone();
         other[23] ^= 1;
-        assert_eq!(open(&k, &other, None), Err(CoreError::DecryptionFailed));
+        assert_eq!(
+            open(&k.data_cipher(), &other, None),
+            Err(CoreError::DecryptionFailed)
+        );
         // Another key fails the same way.
         let k2 = SecretKey::generate().unwrap();
-        assert_eq!(open(&k2, &env, None), Err(CoreError::DecryptionFailed));
+        assert_eq!(
+            open(&k2.data_cipher(), &env, None),
+            Err(CoreError::DecryptionFailed)
+        );
     }
 
     #[test]
@@ -528,10 +561,10 @@ mod tests {
                       id in any::<[u8; 16]>(), version in any::<u32>()) {
             let k = SecretKey::generate().unwrap();
             let kref = KeyRef { id, version };
-            let env = seal(&k, kref, &pt, aad.as_deref()).unwrap();
+            let env = seal(&k.data_cipher(), kref, &pt, aad.as_deref()).unwrap();
             prop_assert_eq!(env.len(), pt.len() + OVERHEAD);
             prop_assert_eq!(parse_header(&env).unwrap(), kref);
-            prop_assert_eq!(open(&k, &env, aad.as_deref()).unwrap(), pt);
+            prop_assert_eq!(open(&k.data_cipher(), &env, aad.as_deref()).unwrap(), pt);
         }
 
         // Flipping any single bit anywhere makes opening fail, never return
@@ -540,10 +573,10 @@ mod tests {
         fn any_bit_flip_is_detected(pt in proptest::collection::vec(any::<u8>(), 0..256),
                                     pos in any::<prop::sample::Index>(), bit in 0u8..8) {
             let k = SecretKey::from_bytes([3; 32]);
-            let mut env = seal(&k, KREF, &pt, None).unwrap();
+            let mut env = seal(&k.data_cipher(), KREF, &pt, None).unwrap();
             let i = pos.index(env.len());
             env[i] ^= 1 << bit;
-            prop_assert!(open(&k, &env, None).is_err());
+            prop_assert!(open(&k.data_cipher(), &env, None).is_err());
         }
 
         // Arbitrary bytes never panic and never open.
@@ -551,7 +584,7 @@ mod tests {
         fn garbage_never_opens(data in proptest::collection::vec(any::<u8>(), 0..200)) {
             let k = SecretKey::from_bytes([5; 32]);
             let _ = parse_header(&data);
-            prop_assert!(open(&k, &data, None).is_err());
+            prop_assert!(open(&k.data_cipher(), &data, None).is_err());
         }
     }
 }
