@@ -77,3 +77,41 @@ RESET ROLE;
 -- Which tables are protected, and how their columns are classified.
 SELECT relid AS table_name, string_agg(column_name || '=' || class, ', ' ORDER BY column_name) AS classes
 FROM aegis.column_classes GROUP BY relid ORDER BY relid::text;
+
+-- == 4. Encryption with a keyring =============================================
+-- make demo wrote a master key to .demo/master.key (mode 600) and set
+-- aegis.master_key_file; SQL never sees it.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM aegis.keys WHERE name = 'default') THEN
+        PERFORM aegis.create_key('default');
+        PERFORM aegis.create_key('user_ip', 'aegis_security');
+        PERFORM aegis.create_key('pseudonym');
+    END IF;
+END $$;
+SELECT name, version, status, is_current, decrypt_role FROM aegis.keys_overview();
+-- Encrypt client IPs in place, bound to their row with the aad.
+CREATE TABLE IF NOT EXISTS monitoring.login_events (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_pseudonym text, user_ip_enc bytea, at timestamptz DEFAULT now());
+INSERT INTO monitoring.login_events (user_pseudonym, user_ip_enc)
+SELECT aegis.pseudonymize(u), NULL FROM (VALUES ('jane@example.com'), ('omar@example.com')) v(u);
+UPDATE monitoring.login_events SET user_ip_enc = aegis.encrypt('198.51.100.' || id, 'user_ip', 'login_events.user_ip:' || id)
+WHERE user_ip_enc IS NULL;
+SELECT id, user_pseudonym, length(user_ip_enc) AS ciphertext_bytes,
+       aegis.decrypt(user_ip_enc, 'login_events.user_ip:' || id) AS user_ip
+FROM monitoring.login_events ORDER BY id LIMIT 2;
+-- alice is not in user_ip's decrypt_role: refused.
+GRANT SELECT ON monitoring.login_events TO alice;
+SET ROLE alice;
+DO $$ BEGIN
+    PERFORM aegis.decrypt(user_ip_enc, 'login_events.user_ip:' || id) FROM monitoring.login_events;
+EXCEPTION WHEN insufficient_privilege THEN RAISE NOTICE 'alice: %', SQLERRM;
+END $$;
+RESET ROLE;
+-- Rotate, re-encrypt online, and anonymize instead of encrypting when a
+-- coarse value is enough.
+SELECT aegis.rotate_key('user_ip') AS new_version;
+UPDATE monitoring.login_events SET user_ip_enc = aegis.reencrypt(user_ip_enc, 'login_events.user_ip:' || id);
+SELECT get_byte(user_ip_enc, 23) AS key_version, count(*) FROM monitoring.login_events GROUP BY 1;
+SELECT aegis.anonymize_ip('198.51.100.77') AS coarse_ip;
