@@ -208,3 +208,51 @@ COMMENT ON FUNCTION aegis.keys_overview() IS 'The keyring without key material (
 GRANT SELECT (key_id, name, version, algorithm, status, decrypt_role, created_at, rotated_at, retired_at)
     ON aegis.keys TO aegis_admin, aegis_auditor;
 GRANT INSERT, UPDATE ON aegis.keys TO aegis_admin;
+
+-- ---------------------------------------------------------------- crypto-shredding
+-- Per-subject keys: named "subject:" + a keyed index of the subject (derived
+-- from the master key, so names reveal nobody), decryptable by aegis_admin.
+CREATE FUNCTION aegis.encrypt_for_subject(subject text, data text)
+RETURNS bytea LANGUAGE c VOLATILE PARALLEL RESTRICTED
+AS 'MODULE_PATHNAME', 'encrypt_for_subject_impl_wrapper';
+COMMENT ON FUNCTION aegis.encrypt_for_subject(text, text) IS
+    'Encrypt under the subject''s own key (created on first use); forget_subject() makes it unreadable';
+CREATE FUNCTION aegis.subject_key_name(subject text)
+RETURNS text LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
+AS 'MODULE_PATHNAME', 'subject_key_name_impl_wrapper';
+COMMENT ON FUNCTION aegis.subject_key_name(text) IS
+    'The keyring name of a subject''s key (admin-only)';
+
+-- Destroys every version of the subject's key: the wrapped key bytes are
+-- deleted, so the subject's ciphertexts in tables, backups, dumps and
+-- replicas can never be decrypted again. Idempotent; returns a receipt.
+-- SECURITY INVOKER: aegis_admin may UPDATE aegis.keys.
+CREATE FUNCTION aegis.forget_subject(subject text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    key_name text;
+    destroyed integer;
+    total integer;
+BEGIN
+    IF subject IS NULL THEN
+        RAISE EXCEPTION 'subject must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    key_name := aegis.subject_key_name(subject);
+    UPDATE aegis.keys k SET status = 'destroyed', wrapped_key = NULL, retired_at = pg_catalog.now()
+    WHERE k.name = key_name AND k.status <> 'destroyed';
+    GET DIAGNOSTICS destroyed = ROW_COUNT;
+    SELECT pg_catalog.count(*) INTO total FROM aegis.keys k WHERE k.name = key_name;
+    RETURN pg_catalog.jsonb_build_object(
+        'subject_key', key_name,
+        'versions_destroyed_now', destroyed,
+        'versions_destroyed_total', total,
+        'already_forgotten', destroyed = 0 AND total > 0,
+        'had_key', total > 0,
+        'at', pg_catalog.now());
+END
+$$;
+COMMENT ON FUNCTION aegis.forget_subject(text) IS
+    'Crypto-shred a subject: destroy every version of their key and return a receipt (admin-only)';

@@ -39,6 +39,9 @@ GRANT EXECUTE ON FUNCTION aegis.keys_overview() TO aegis_admin, aegis_auditor;
 -- write or administer data get them.
 GRANT EXECUTE ON FUNCTION aegis.anonymize_ip(inet, integer, integer) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.pseudonymize(text, text) TO aegis_admin, aegis_ingest;
+-- Subject keys: writers encrypt per subject; only admins find or destroy them.
+GRANT EXECUTE ON FUNCTION aegis.encrypt_for_subject(text, text) TO aegis_admin, aegis_ingest;
+GRANT EXECUTE ON FUNCTION aegis.subject_key_name(text), aegis.forget_subject(text) TO aegis_admin;
 
 -- Policy administration: aegis_admin only. (create_roles() and
 -- create_monitoring_schema() are granted to nobody: they need a superuser or

@@ -67,6 +67,8 @@ struct Cache {
     ciphers: HashMap<KeyRef, Rc<envelope::DataCipher>>,
     /// Pseudonym keys by key name (derived from the oldest active version).
     pseudonym: HashMap<String, Rc<envelope::PseudonymKey>>,
+    /// Keyed index for subject key names, derived from the master key.
+    subject_index: Option<Rc<envelope::PseudonymKey>>,
     callback_registered: bool,
     keys_relid: Option<pg_sys::Oid>,
 }
@@ -85,6 +87,7 @@ unsafe extern "C-unwind" fn on_relcache_inval(_arg: pg_sys::Datum, relid: pg_sys
             c.current.clear();
             c.oldest.clear();
             c.pseudonym.clear();
+            c.subject_index = None;
             c.rows.clear();
             c.ciphers.clear();
         }
@@ -396,6 +399,97 @@ fn pseudonymize_impl(value: &[u8], key_name: &str) -> AegisResult<String> {
         }
     };
     Ok(pk.pseudonym(value))
+}
+
+// ---------------------------------------------------------------------------
+// Per-subject keys (crypto-shredding)
+// ---------------------------------------------------------------------------
+
+/// The keyring name of a subject's key: "subject:" and a keyed index of the
+/// subject (HMAC under a key derived from the master key), so key names do
+/// not reveal who they belong to, not even to a dictionary attack by someone
+/// who can list the keyring.
+fn subject_key_name(subject: &[u8]) -> Result<String, AegisError> {
+    let cached = CACHE.with(|c| c.borrow().subject_index.clone());
+    let idx = match cached {
+        Some(k) => k,
+        None => {
+            let k = Rc::new(master_key()?.purpose_key(b"aegis subject index v1"));
+            CACHE.with(|c| c.borrow_mut().subject_index = Some(k.clone()));
+            k
+        }
+    };
+    Ok(format!("subject:{}", idx.pseudonym(subject)))
+}
+
+/// The subject's current key, created (with the extension owner's rights) if
+/// the subject has none or all its versions were destroyed.
+fn subject_row(subject: &[u8]) -> Result<Rc<KeyRow>, AegisError> {
+    let name = subject_key_name(subject)?;
+    match current_row(&name) {
+        Ok(row) => return Ok(row),
+        Err(AegisError::UnknownKey { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    let existing = read_rows(
+        &format!("SELECT {ROW_COLUMNS} WHERE name = $1 ORDER BY version DESC LIMIT 1"),
+        vec![name.as_str().into()],
+    )?;
+    let (id, version) = match existing.first() {
+        Some(r) => (r.key_ref.id, r.key_ref.version + 1),
+        None => (random_uuid()?, 1),
+    };
+    let key_ref = KeyRef { id, version };
+    let wrapped = envelope::wrap_key(&master_key()?, key_ref, &SecretKey::generate()?)?;
+    let version_i32 = i32::try_from(version).map_err(|_| AegisError::UnknownKeyRef)?;
+    as_extension_owner(|| {
+        // A concurrent session may create the same version first: keep theirs.
+        Spi::run_with_args(
+            "INSERT INTO aegis.keys (key_id, name, version, wrapped_key) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+            &[
+                pgrx::Uuid::from_bytes(id).into(),
+                name.as_str().into(),
+                version_i32.into(),
+                wrapped.into(),
+            ],
+        )
+        .map_err(spi_error)
+    })?;
+    CACHE.with(|c| c.borrow_mut().current.remove(&name));
+    current_row(&name)
+}
+
+fn random_uuid() -> Result<[u8; 16], AegisError> {
+    let mut id: [u8; 16] = envelope::random_bytes()?;
+    // RFC 4122 version 4, variant 1.
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    Ok(id)
+}
+
+/// `aegis.encrypt_for_subject(subject text, data text) → bytea`: encrypt
+/// under the subject's own key (created on first use). Forgetting the subject
+/// destroys that key, and with it every copy of this ciphertext.
+#[pg_extern(volatile, parallel_restricted, sql = false)]
+fn encrypt_for_subject_impl(
+    subject: Option<&[u8]>,
+    data: Option<&[u8]>,
+) -> AegisResult<Option<Vec<u8>>> {
+    let subject = subject.ok_or(AegisError::NullArgument { what: "subject" })?;
+    let Some(data) = data else { return Ok(None) };
+    let row = subject_row(subject)?;
+    let cipher = cipher_for(&row)?;
+    Ok(Some(
+        envelope::seal(&cipher, row.key_ref, data, None).map_err(AegisError::from)?,
+    ))
+}
+
+/// `aegis.subject_key_name(subject text) → text` (admin-only): which keyring
+/// entry holds a subject's key, for forget_subject() and receipts.
+#[pg_extern(stable, strict, parallel_restricted, sql = false)]
+fn subject_key_name_impl(subject: &[u8]) -> AegisResult<String> {
+    Ok(subject_key_name(subject)?)
 }
 
 /// `aegis.new_wrapped_key(key_id uuid, version int) → bytea`: a fresh random

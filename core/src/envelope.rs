@@ -109,8 +109,13 @@ impl SecretKey {
     /// (HMAC(key, "aegis pseudonym v1")), so a key that also encrypts never
     /// uses the same bytes for both jobs. Derive once, use many times.
     pub fn pseudonym_key(&self) -> PseudonymKey {
-        let sub =
-            Zeroizing::new(crate::hash::HashAlgorithm::Sha256.hmac(&self.0, b"aegis pseudonym v1"));
+        self.purpose_key(b"aegis pseudonym v1")
+    }
+
+    /// A keyed HMAC state for one purpose, derived as HMAC(key, label).
+    /// Different labels give unrelated keys.
+    pub fn purpose_key(&self, label: &[u8]) -> PseudonymKey {
+        let sub = Zeroizing::new(crate::hash::HashAlgorithm::Sha256.hmac(&self.0, label));
         // HMAC accepts keys of any length; the subkey is 32 bytes.
         let Ok(mac) = <Hmac<Sha256> as Mac>::new_from_slice(&sub) else {
             unreachable!("HMAC accepts 32-byte keys")
@@ -198,12 +203,17 @@ impl KeyRef {
     }
 }
 
-fn random_nonce() -> Result<[u8; NONCE_LEN], CoreError> {
-    let mut n = [0u8; NONCE_LEN];
+/// `N` bytes from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], CoreError> {
+    let mut n = [0u8; N];
     OsRng
         .try_fill_bytes(&mut n)
         .map_err(|_| CoreError::RandomUnavailable)?;
     Ok(n)
+}
+
+fn random_nonce() -> Result<[u8; NONCE_LEN], CoreError> {
+    random_bytes()
 }
 
 fn envelope_aad(header: &[u8], aad: Option<&[u8]>) -> Vec<u8> {
