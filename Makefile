@@ -1,5 +1,5 @@
 # pg_aegis — the entry point. Every target calls a script in scripts/.
-.PHONY: help setup build install demo demo-stop demo-reset test test-core bench lint clean
+.PHONY: help setup build install demo demo-stop demo-reset test test-core bench fuzz lint clean
 
 help:
 	@echo "make demo       set up, build, install, start a local cluster with pg_aegis and run the walkthrough"
@@ -7,7 +7,8 @@ help:
 	@echo "make demo-reset stop the demo cluster and delete its data (the next make demo starts fresh)"
 	@echo "make test       run every test layer (core, pgrx, pg_regress, integration); prints 'N passed, N failed'"
 	@echo "make test-core  only the pure-Rust aegis-core tests (no PostgreSQL needed)"
-	@echo "make bench      side-by-side benchmarks against the baselines (pgcrypto)"
+	@echo "make bench      side-by-side benchmarks against the baselines (pgcrypto, table owner)"
+	@echo "make fuzz       fuzz the envelope parser for FUZZ_SECONDS (default 60) with cargo-fuzz"
 	@echo "make setup      install the toolchain (apt packages, cargo-pgrx 0.18.1, pgrx init); idempotent"
 	@echo "make install    build in release mode and install into the system PostgreSQL 15"
 	@echo "make lint       cargo fmt --check and clippy"
@@ -39,6 +40,9 @@ test-core:
 
 bench:
 	bash scripts/bench.sh
+
+fuzz:
+	bash scripts/fuzz.sh
 
 lint:
 	cargo fmt --all -- --check
