@@ -285,3 +285,58 @@ fn missing_or_different_master_key_fails_cleanly_and_dumps_restore() {
         .unwrap();
     let _ = std::fs::remove_file(&other_key);
 }
+
+#[test]
+fn other_sessions_see_keyring_changes_at_commit() {
+    let mut a = superuser_on(Cluster::Preloaded);
+    let mut b = superuser_on(Cluster::Preloaded);
+    exec_each(
+        &mut b,
+        &[
+            "DELETE FROM aegis.keys WHERE name IN ('cachetest')",
+            "SELECT aegis.create_key('cachetest')",
+        ],
+    );
+    // Session A encrypts and decrypts: its key cache now holds version 1.
+    let ct: Vec<u8> = a
+        .query_one("SELECT aegis.encrypt('cached', 'cachetest')", &[])
+        .unwrap()
+        .get(0);
+    let pt: String = a
+        .query_one("SELECT aegis.decrypt($1)", &[&ct])
+        .unwrap()
+        .get(0);
+    assert_eq!(pt, "cached");
+    // Session B rotates and retires version 1.
+    exec_each(
+        &mut b,
+        &[
+            "SELECT aegis.rotate_key('cachetest')",
+            "SELECT aegis.retire_key_version('cachetest', 1)",
+        ],
+    );
+    // A must notice: no stale cache lets the retired version decrypt, and new
+    // encryptions use version 2.
+    let e = a.query_one("SELECT aegis.decrypt($1)", &[&ct]).unwrap_err();
+    assert_eq!(sqlstate(&e), "55000", "{e}");
+    let v: i32 = a
+        .query_one("SELECT get_byte(aegis.encrypt('x', 'cachetest'), 23)", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(v, 2);
+    // Destroying the key (as forget_subject does) is seen the same way.
+    let ct2: Vec<u8> = a
+        .query_one("SELECT aegis.encrypt('doomed', 'cachetest')", &[])
+        .unwrap()
+        .get(0);
+    b.batch_execute(
+        "UPDATE aegis.keys SET status = 'destroyed', wrapped_key = NULL WHERE name = 'cachetest'",
+    )
+    .unwrap();
+    let e = a
+        .query_one("SELECT aegis.decrypt($1)", &[&ct2])
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "55000", "{e}");
+    b.batch_execute("DELETE FROM aegis.keys WHERE name = 'cachetest'")
+        .unwrap();
+}
