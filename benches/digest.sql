@@ -1,8 +1,8 @@
 -- Side-by-side benchmark: aegis.digest/aegis.hmac against pgcrypto's
 -- digest/hmac, the baseline a user would otherwise use. Same data, same
 -- server, same run; runs alternate between the two so machine noise hits both.
--- Reported: median wall time of each side over :reps runs, and the ratio
--- pgcrypto_ms / aegis_ms (above 1 means pg_aegis is faster).
+-- Reported: median wall time of each side, and the ratio pgcrypto / pg_aegis
+-- (above 1 means pg_aegis is faster).
 \set QUIET on
 \pset footer off
 SET client_min_messages = warning;
@@ -20,9 +20,9 @@ INSERT INTO bench_data
 SELECT '1 MiB x 40', decode(repeat(md5(g::text), 32768), 'hex') FROM generate_series(1, 40) g;
 VACUUM ANALYZE bench_data;
 
-CREATE TEMP TABLE cases(dataset text, fn text, ours text, theirs text);
+\ir lib/harness.sql
 INSERT INTO cases
-SELECT d, f,
+SELECT d || ' / ' || f, NULL,
        format('SELECT count(%s) FROM bench_data WHERE dataset = %L', o, d),
        format('SELECT count(%s) FROM bench_data WHERE dataset = %L', t, d)
 FROM (VALUES ('log lines 80 B x 200k'), ('4 KiB x 20k'), ('1 MiB x 40')) ds(d),
@@ -30,43 +30,9 @@ FROM (VALUES ('log lines 80 B x 200k'), ('4 KiB x 20k'), ('1 MiB x 40')) ds(d),
              ('digest sha512', 'aegis.digest(b, ''sha512'')', 'public.digest(b, ''sha512'')'),
              ('hmac sha256',   'aegis.hmac(b, ''k3y'', ''sha256'')', 'public.hmac(b, ''k3y'', ''sha256'')')) fs(f, o, t);
 
-CREATE TEMP TABLE timings(dataset text, fn text, side text, rep int, ms float8);
-
-CREATE FUNCTION pg_temp.time_ms(q text) RETURNS float8 LANGUAGE plpgsql AS $$
-DECLARE t0 timestamptz;
-BEGIN
-    t0 := clock_timestamp();
-    EXECUTE q;
-    RETURN extract(epoch FROM clock_timestamp() - t0) * 1000;
-END $$;
-
--- One warm-up round (caches, library load), then alternate sides.
-DO $$
-DECLARE c record; r int; ignored float8;
-BEGIN
-    FOR c IN SELECT * FROM cases LOOP
-        ignored := pg_temp.time_ms(c.ours) + pg_temp.time_ms(c.theirs);
-    END LOOP;
-    FOR r IN 1..current_setting('bench.reps')::int LOOP
-        FOR c IN SELECT * FROM cases ORDER BY dataset, fn LOOP
-            IF r % 2 = 0 THEN
-                INSERT INTO timings VALUES (c.dataset, c.fn, 'aegis', r, pg_temp.time_ms(c.ours));
-                INSERT INTO timings VALUES (c.dataset, c.fn, 'pgcrypto', r, pg_temp.time_ms(c.theirs));
-            ELSE
-                INSERT INTO timings VALUES (c.dataset, c.fn, 'pgcrypto', r, pg_temp.time_ms(c.theirs));
-                INSERT INTO timings VALUES (c.dataset, c.fn, 'aegis', r, pg_temp.time_ms(c.ours));
-            END IF;
-        END LOOP;
-    END LOOP;
-END $$;
+DO $$ BEGIN PERFORM pg_temp.run_cases(current_setting('bench.reps')::int); END $$;
 
 \set QUIET off
-SELECT dataset, fn AS function,
-       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE side = 'aegis')::numeric, 1) AS aegis_ms,
-       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE side = 'pgcrypto')::numeric, 1) AS pgcrypto_ms,
-       round((percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE side = 'pgcrypto')
-            / percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE side = 'aegis'))::numeric, 2) AS ratio
-FROM timings
-GROUP BY dataset, fn
-ORDER BY min(length(dataset)) DESC, dataset, fn;
+SELECT * FROM pg_temp.report('aegis');
+\set QUIET on
 DROP TABLE bench_data;

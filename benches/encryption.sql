@@ -20,8 +20,8 @@ DO $$ BEGIN
     PERFORM aegis.create_key('pseudonym') WHERE NOT EXISTS (SELECT 1 FROM aegis.keys WHERE name = 'pseudonym');
 END $$;
 
-CREATE TEMP TABLE cases(name text, ours text, base text);
-INSERT INTO cases VALUES
+\ir lib/harness.sql
+INSERT INTO cases (name, ours, base) VALUES
 ('round trip vs pgp_sym_encrypt/decrypt',
  $$SELECT count(aegis.decrypt(aegis.encrypt(v, 'bench'))) FROM enc_data$$,
  $$SELECT count(pgp_sym_decrypt(pgp_sym_encrypt(v, 'correct horse battery'), 'correct horse battery')) FROM enc_data$$),
@@ -35,45 +35,12 @@ INSERT INTO cases VALUES
  $$SELECT count(aegis.hmac(v, 'k3y', 'sha256')) FROM enc_data$$,
  $$SELECT count(hmac(v, 'k3y', 'sha256')) FROM enc_data$$);
 
-CREATE FUNCTION pg_temp.time_ms(q text) RETURNS float8 LANGUAGE plpgsql AS $$
-DECLARE t0 timestamptz;
-BEGIN
-    t0 := clock_timestamp();
-    EXECUTE q;
-    RETURN extract(epoch FROM clock_timestamp() - t0) * 1000;
-END $$;
-
 -- Same answers on both sides.
-CREATE FUNCTION pg_temp.val(q text) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE r bigint; BEGIN EXECUTE q INTO r; RETURN r; END $$;
-SELECT name, pg_temp.val(ours) = pg_temp.val(base) AS same_row_count FROM cases ORDER BY name;
+SELECT name, pg_temp.run_as(ours_role, ours) = pg_temp.run_as(NULL, base) AS same_row_count FROM cases ORDER BY name;
 
-CREATE TEMP TABLE timings(name text, side text, ms float8);
-DO $$
-DECLARE c record; r int; ignored float8;
-BEGIN
-    FOR c IN SELECT * FROM cases LOOP
-        ignored := pg_temp.time_ms(c.ours);
-    END LOOP;
-    FOR r IN 1..least(current_setting('bench.reps')::int, 3) LOOP
-        FOR c IN SELECT * FROM cases ORDER BY name LOOP
-            IF r % 2 = 0 THEN
-                INSERT INTO timings VALUES (c.name, 'aegis', pg_temp.time_ms(c.ours));
-                INSERT INTO timings VALUES (c.name, 'base', pg_temp.time_ms(c.base));
-            ELSE
-                INSERT INTO timings VALUES (c.name, 'base', pg_temp.time_ms(c.base));
-                INSERT INTO timings VALUES (c.name, 'aegis', pg_temp.time_ms(c.ours));
-            END IF;
-        END LOOP;
-    END LOOP;
-END $$;
+DO $$ BEGIN PERFORM pg_temp.run_cases(least(current_setting('bench.reps')::int, 3)); END $$;
 
 \set QUIET off
-SELECT name AS "case",
-       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE side = 'aegis')::numeric, 1) AS pg_aegis_ms,
-       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE side = 'base')::numeric, 1) AS baseline_ms,
-       round((percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE side = 'base')
-            / percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE side = 'aegis'))::numeric, 2) AS ratio
-FROM timings GROUP BY name ORDER BY name;
+SELECT * FROM pg_temp.report('aegis');
 \set QUIET on
 DROP TABLE enc_data;

@@ -48,7 +48,7 @@ SELECT 'region-' || r, '2025-11-01'::timestamptz + h * interval '1 hour', (r * h
 FROM generate_series(1, 23) r, generate_series(0, 8695) h;
 VACUUM ANALYZE bench_mon.servers, bench_mon.server_metrics, bench_mon.error_logs, bench_mon.aggregated_metrics;
 
-CREATE TEMP TABLE cases(name text, ours_role name, ours text, base text);
+\ir lib/harness.sql
 INSERT INTO cases VALUES
 ('app: own servers'' metrics (1M rows)', 'bench_app',
  'SELECT count(*), avg(cpu_usage) FROM bench_mon.server_metrics',
@@ -62,23 +62,6 @@ INSERT INTO cases VALUES
  'SELECT count(*), max(peak_network_usage) FROM bench_mon.masked_aggregated_metrics',
  'SELECT count(*), max(peak_network_usage::text) FROM bench_mon.aggregated_metrics');
 
--- Both sides pay for SET ROLE: the baseline switches to the session user
--- (the table owner), so only the policies differ.
-CREATE FUNCTION pg_temp.run_as(r name, q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE res text;
-BEGIN
-    EXECUTE format('SET ROLE %I', coalesce(r, session_user));
-    EXECUTE q INTO res;
-    RESET ROLE;
-    RETURN res;
-END $$;
-CREATE FUNCTION pg_temp.time_ms(r name, q text) RETURNS float8 LANGUAGE plpgsql AS $$
-DECLARE t0 timestamptz;
-BEGIN
-    t0 := clock_timestamp();
-    PERFORM pg_temp.run_as(r, q);
-    RETURN extract(epoch FROM clock_timestamp() - t0) * 1000;
-END $$;
 -- Index scans on the queried table (the app policy also looks up the
 -- servers the app owns, through servers' own index: listed, not compared).
 CREATE FUNCTION pg_temp.index_lines(r name, q text, tbl text) RETURNS text LANGUAGE plpgsql AS $$
@@ -102,34 +85,10 @@ SELECT name, pg_temp.index_lines(ours_role, ours, tbl) AS pg_aegis_plan,
 FROM cases, LATERAL (SELECT substring(ours FROM 'bench_mon\.(\w+)') AS tbl) t
 WHERE name NOT LIKE 'masking%' ORDER BY name;
 
-CREATE TEMP TABLE timings(name text, side text, ms float8);
-DO $$
-DECLARE c record; r int; ignored float8;
-BEGIN
-    FOR c IN SELECT * FROM cases LOOP
-        ignored := pg_temp.time_ms(c.ours_role, c.ours) + pg_temp.time_ms(NULL, c.base);
-    END LOOP;
-    FOR r IN 1..current_setting('bench.reps')::int LOOP
-        FOR c IN SELECT * FROM cases ORDER BY name LOOP
-            IF r % 2 = 0 THEN
-                INSERT INTO timings VALUES (c.name, 'aegis', pg_temp.time_ms(c.ours_role, c.ours));
-                INSERT INTO timings VALUES (c.name, 'base', pg_temp.time_ms(NULL, c.base));
-            ELSE
-                INSERT INTO timings VALUES (c.name, 'base', pg_temp.time_ms(NULL, c.base));
-                INSERT INTO timings VALUES (c.name, 'aegis', pg_temp.time_ms(c.ours_role, c.ours));
-            END IF;
-        END LOOP;
-    END LOOP;
-END $$;
+DO $$ BEGIN PERFORM pg_temp.run_cases(current_setting('bench.reps')::int); END $$;
 
 \set QUIET off
-SELECT name AS "case",
-       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE side = 'aegis')::numeric, 2) AS pg_aegis_ms,
-       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE side = 'base')::numeric, 2) AS baseline_ms,
-       round((percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE side = 'aegis')
-            / percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE side = 'base'))::numeric, 2) AS ratio
-FROM timings GROUP BY name ORDER BY name;
-
+SELECT * FROM pg_temp.report('overhead');
 \set QUIET on
 DROP SCHEMA bench_mon CASCADE;
 DELETE FROM aegis.oncall_assignments WHERE engineer = 'bench_oncall'::regrole;

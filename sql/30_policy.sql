@@ -36,7 +36,18 @@ CREATE INDEX ON aegis.oncall_assignments (server_id);
 COMMENT ON TABLE aegis.oncall_assignments IS
     'Which on-call engineer (a role) is assigned to which server, until when (NULL = open-ended)';
 
+-- Tables on which enforce_rls() switched RLS on: written only by the
+-- definer-rights functions (no grants), so relax_rls() cannot be pointed at a
+-- table pg_aegis never protected by inserting into aegis.protected_tables.
+CREATE TABLE aegis.rls_enforced (
+    relid       regclass PRIMARY KEY,
+    enforced_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE aegis.rls_enforced IS
+    'Internal: tables whose RLS pg_aegis enabled (written only by enforce_rls/relax_rls)';
+
 SELECT pg_catalog.pg_extension_config_dump('aegis.protected_tables', '');
+SELECT pg_catalog.pg_extension_config_dump('aegis.rls_enforced', '');
 SELECT pg_catalog.pg_extension_config_dump('aegis.column_classes', '');
 SELECT pg_catalog.pg_extension_config_dump('aegis.oncall_assignments', '');
 
@@ -172,6 +183,7 @@ DECLARE
     nsp name;
     rel name;
     kind "char";
+    part record;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
@@ -194,14 +206,30 @@ BEGIN
     EXECUTE pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', nsp, rel);
     EXECUTE pg_catalog.format('ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY', nsp, rel);
     EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM PUBLIC', nsp, rel);
+    -- A partitioned table: its partitions too (RLS on the parent does not
+    -- cover a partition queried directly). Partitions added later need
+    -- protect() again.
+    FOR part IN
+        SELECT n.nspname, c.relname
+        FROM pg_catalog.pg_partition_tree(tbl) t
+        JOIN pg_catalog.pg_class c ON c.oid = t.relid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND t.relid OPERATOR(pg_catalog.<>) tbl
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', part.nspname, part.relname);
+        EXECUTE pg_catalog.format('ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY', part.nspname, part.relname);
+        EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM PUBLIC', part.nspname, part.relname);
+    END LOOP;
+    INSERT INTO aegis.rls_enforced (relid) VALUES (tbl) ON CONFLICT (relid) DO NOTHING;
 END
 $$;
 COMMENT ON FUNCTION aegis.enforce_rls(regclass) IS
     'Internal step of protect(): enable and force RLS, revoke PUBLIC (definer rights; admin-only)';
 
 -- The counterpart, for unprotect(). SECURITY DEFINER for the same reason;
--- it only acts on tables recorded in aegis.protected_tables, so it cannot be
--- used to switch off RLS that a table's owner enabled for other reasons.
+-- it only acts on tables recorded in aegis.rls_enforced (which only
+-- enforce_rls() writes), so it cannot be used to switch off RLS that a
+-- table's owner enabled for other reasons.
 CREATE FUNCTION aegis.relax_rls(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -211,14 +239,18 @@ DECLARE
     nsp name;
     rel name;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM aegis.protected_tables p WHERE p.relid = tbl) THEN
+    IF tbl IS NULL OR NOT EXISTS (SELECT 1 FROM aegis.rls_enforced r WHERE r.relid = tbl) THEN
         RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000';
     END IF;
     SELECT n.nspname, c.relname INTO nsp, rel
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.oid = tbl;
+    WHERE c.oid = tbl AND c.relkind IN ('r', 'p');
+    IF NOT FOUND OR nsp IN ('pg_catalog', 'information_schema', 'aegis', 'pg_toast') THEN
+        RAISE EXCEPTION 'cannot unprotect %', tbl USING ERRCODE = '42501';
+    END IF;
     EXECUTE pg_catalog.format('ALTER TABLE %I.%I NO FORCE ROW LEVEL SECURITY', nsp, rel);
     EXECUTE pg_catalog.format('ALTER TABLE %I.%I DISABLE ROW LEVEL SECURITY', nsp, rel);
+    DELETE FROM aegis.rls_enforced r WHERE r.relid = tbl;
 END
 $$;
 COMMENT ON FUNCTION aegis.relax_rls(regclass) IS

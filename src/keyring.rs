@@ -84,6 +84,9 @@ unsafe extern "C-unwind" fn on_relcache_inval(_arg: pg_sys::Datum, relid: pg_sys
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if relid == pg_sys::InvalidOid || Some(relid) == c.keys_relid {
+            // Also forget the table's OID: after DROP/CREATE EXTENSION it is a
+            // new table, looked up again on next use.
+            c.keys_relid = None;
             c.current.clear();
             c.oldest.clear();
             c.pseudonym.clear();
@@ -95,12 +98,19 @@ unsafe extern "C-unwind" fn on_relcache_inval(_arg: pg_sys::Datum, relid: pg_sys
 }
 
 fn ensure_callback() -> Result<(), AegisError> {
-    let needs = CACHE.with(|c| !c.borrow().callback_registered);
-    if needs {
-        let relid =
-            Spi::get_one::<pg_sys::Oid>("SELECT 'aegis.keys'::pg_catalog.regclass::pg_catalog.oid")
-                .map_err(spi_error)?
-                .ok_or_else(|| AegisError::Internal("aegis.keys is missing".into()))?;
+    let (registered, known) = CACHE.with(|c| {
+        let c = c.borrow();
+        (c.callback_registered, c.keys_relid.is_some())
+    });
+    if known {
+        return Ok(());
+    }
+    let relid = with_safe_search_path(|| {
+        Spi::get_one::<pg_sys::Oid>("SELECT 'aegis.keys'::pg_catalog.regclass::pg_catalog.oid")
+    })
+    .map_err(spi_error)?
+    .ok_or_else(|| AegisError::Internal("aegis.keys is missing".into()))?;
+    if !registered {
         // SAFETY: registers a plain function pointer for the life of the
         // backend; PostgreSQL calls it from the main thread.
         unsafe {
@@ -109,12 +119,12 @@ fn ensure_callback() -> Result<(), AegisError> {
                 pg_sys::Datum::from(0usize),
             )
         };
-        CACHE.with(|c| {
-            let mut c = c.borrow_mut();
-            c.callback_registered = true;
-            c.keys_relid = Some(relid);
-        });
     }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        c.callback_registered = true;
+        c.keys_relid = Some(relid);
+    });
     Ok(())
 }
 
@@ -122,13 +132,44 @@ fn spi_error(e: pgrx::spi::SpiError) -> AegisError {
     AegisError::Internal(format!("keyring query failed: {e}"))
 }
 
+/// Run `f` with `search_path = pg_catalog, pg_temp`, so no operator,
+/// function or type in a caller's schema can be picked up by our queries
+/// (operators and functions are never looked up in pg_temp). The setting is
+/// restored afterwards, and by PostgreSQL on error (GUC nest levels unwind
+/// with the (sub)transaction).
+fn with_safe_search_path<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: standard GUC nesting, as SECURITY DEFINER calls do; the strings
+    // are static and NUL-terminated.
+    let level = unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        level
+    };
+    let r = f();
+    // SAFETY: pops exactly the nest level pushed above.
+    unsafe { pg_sys::AtEOXact_GUC(true, level) };
+    r
+}
+
 /// Run `f` with the rights of the extension's owner, so the keyring can be
 /// read without granting ordinary users SELECT on it. The user id switch is
 /// undone afterwards, and by PostgreSQL itself if `f` raises an error
 /// (transaction and subtransaction abort restore the previous user id).
+/// Callers run inside [`with_safe_search_path`]: a query run with the owner's
+/// rights must never resolve a name through the caller's search_path.
 fn as_extension_owner<R>(f: impl FnOnce() -> Result<R, AegisError>) -> Result<R, AegisError> {
     let owner = Spi::get_one::<pg_sys::Oid>(
-        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_aegis'",
+        "SELECT e.extowner FROM pg_catalog.pg_extension e \
+         WHERE e.extname OPERATOR(pg_catalog.=) 'pg_aegis'::pg_catalog.name",
     )
     .map_err(spi_error)?
     .ok_or_else(|| AegisError::Internal("pg_aegis is not installed in this database".into()))?;
@@ -156,34 +197,36 @@ fn read_rows(
     query: &str,
     args: Vec<pgrx::datum::DatumWithOid<'_>>,
 ) -> Result<Vec<KeyRow>, AegisError> {
-    as_extension_owner(|| {
-        Spi::connect(|client| {
-            let table = client.select(query, None, &args).map_err(spi_error)?;
-            let mut out = Vec::new();
-            for row in table {
-                let name: String = row.get(1).map_err(spi_error)?.unwrap_or_default();
-                let id: pgrx::Uuid = row
-                    .get(2)
-                    .map_err(spi_error)?
-                    .ok_or_else(|| AegisError::Internal("key without id".into()))?;
-                let version: i32 = row.get(3).map_err(spi_error)?.unwrap_or(0);
-                let status: String = row.get(4).map_err(spi_error)?.unwrap_or_default();
-                let decrypt_role: Option<pg_sys::Oid> = row.get(5).map_err(spi_error)?;
-                let wrapped: Option<Vec<u8>> = row.get(6).map_err(spi_error)?;
-                let mut idb = [0u8; 16];
-                idb.copy_from_slice(id.as_bytes());
-                out.push(KeyRow {
-                    name,
-                    key_ref: KeyRef {
-                        id: idb,
-                        version: u32::try_from(version).unwrap_or(0),
-                    },
-                    status,
-                    decrypt_role,
-                    wrapped,
-                });
-            }
-            Ok(out)
+    with_safe_search_path(|| {
+        as_extension_owner(|| {
+            Spi::connect(|client| {
+                let table = client.select(query, None, &args).map_err(spi_error)?;
+                let mut out = Vec::new();
+                for row in table {
+                    let name: String = row.get(1).map_err(spi_error)?.unwrap_or_default();
+                    let id: pgrx::Uuid = row
+                        .get(2)
+                        .map_err(spi_error)?
+                        .ok_or_else(|| AegisError::Internal("key without id".into()))?;
+                    let version: i32 = row.get(3).map_err(spi_error)?.unwrap_or(0);
+                    let status: String = row.get(4).map_err(spi_error)?.unwrap_or_default();
+                    let decrypt_role: Option<pg_sys::Oid> = row.get(5).map_err(spi_error)?;
+                    let wrapped: Option<Vec<u8>> = row.get(6).map_err(spi_error)?;
+                    let mut idb = [0u8; 16];
+                    idb.copy_from_slice(id.as_bytes());
+                    out.push(KeyRow {
+                        name,
+                        key_ref: KeyRef {
+                            id: idb,
+                            version: u32::try_from(version).unwrap_or(0),
+                        },
+                        status,
+                        decrypt_role,
+                        wrapped,
+                    });
+                }
+                Ok(out)
+            })
         })
     })
 }
@@ -200,7 +243,8 @@ fn active_row(name: &str, newest: bool) -> Result<Rc<KeyRow>, AegisError> {
     }
     let order = if newest { "DESC" } else { "ASC" };
     let q = format!(
-        "SELECT {ROW_COLUMNS} WHERE name = $1 AND status = 'active' ORDER BY version {order} LIMIT 1"
+        "SELECT {ROW_COLUMNS} WHERE name OPERATOR(pg_catalog.=) $1 \
+         AND status OPERATOR(pg_catalog.=) 'active' ORDER BY version {order} LIMIT 1"
     );
     let row = Rc::new(
         read_rows(&q, vec![name.into()])?
@@ -231,7 +275,10 @@ fn row_by_ref(key_ref: KeyRef) -> Result<Rc<KeyRow>, AegisError> {
     if let Some(r) = CACHE.with(|c| c.borrow().rows.get(&key_ref).cloned()) {
         return Ok(r);
     }
-    let q = format!("SELECT {ROW_COLUMNS} WHERE key_id = $1 AND version = $2");
+    let q = format!(
+        "SELECT {ROW_COLUMNS} WHERE key_id OPERATOR(pg_catalog.=) $1 \
+         AND version OPERATOR(pg_catalog.=) $2"
+    );
     let id = pgrx::Uuid::from_bytes(key_ref.id);
     let version = i32::try_from(key_ref.version).map_err(|_| AegisError::UnknownKeyRef)?;
     let row = Rc::new(
@@ -265,12 +312,14 @@ fn cipher_for(row: &KeyRow) -> Result<Rc<envelope::DataCipher>, AegisError> {
     Ok(cipher)
 }
 
+/// Decrypt is a privilege: checked like pg_has_role(role, 'USAGE'), so a
+/// NOINHERIT member must SET ROLE first, as with table privileges.
 fn may_decrypt(row: &KeyRow) -> bool {
-    // SAFETY: membership checks for the current user; catalog reads only.
+    // SAFETY: privilege checks for the current user; catalog reads only.
     unsafe {
         let me = pg_sys::GetUserId();
         let admin = pg_sys::get_role_oid(c"aegis_admin".as_ptr(), true);
-        (admin != pg_sys::InvalidOid && pg_sys::is_member_of_role(me, admin))
+        (admin != pg_sys::InvalidOid && pg_sys::has_privs_of_role(me, admin))
             || row.decrypt_role.is_some_and(|r| {
                 pg_sys::SearchSysCacheExists(
                     pg_sys::SysCacheIdentifier::AUTHOID as i32,
@@ -278,7 +327,7 @@ fn may_decrypt(row: &KeyRow) -> bool {
                     pg_sys::Datum::from(0usize),
                     pg_sys::Datum::from(0usize),
                     pg_sys::Datum::from(0usize),
-                ) && pg_sys::is_member_of_role(me, r)
+                ) && pg_sys::has_privs_of_role(me, r)
             })
     }
 }
@@ -432,7 +481,9 @@ fn subject_row(subject: &[u8]) -> Result<Rc<KeyRow>, AegisError> {
         Err(e) => return Err(e),
     }
     let existing = read_rows(
-        &format!("SELECT {ROW_COLUMNS} WHERE name = $1 ORDER BY version DESC LIMIT 1"),
+        &format!(
+            "SELECT {ROW_COLUMNS} WHERE name OPERATOR(pg_catalog.=) $1 ORDER BY version DESC LIMIT 1"
+        ),
         vec![name.as_str().into()],
     )?;
     let (id, version) = match existing.first() {
@@ -442,9 +493,10 @@ fn subject_row(subject: &[u8]) -> Result<Rc<KeyRow>, AegisError> {
     let key_ref = KeyRef { id, version };
     let wrapped = envelope::wrap_key(&master_key()?, key_ref, &SecretKey::generate()?)?;
     let version_i32 = i32::try_from(version).map_err(|_| AegisError::UnknownKeyRef)?;
-    as_extension_owner(|| {
-        // A concurrent session may create the same version first: keep theirs.
-        Spi::run_with_args(
+    with_safe_search_path(|| {
+        as_extension_owner(|| {
+            // A concurrent session may create the same version first: keep theirs.
+            Spi::run_with_args(
             "INSERT INTO aegis.keys (key_id, name, version, wrapped_key) VALUES ($1, $2, $3, $4)
              ON CONFLICT DO NOTHING",
             &[
@@ -455,6 +507,7 @@ fn subject_row(subject: &[u8]) -> Result<Rc<KeyRow>, AegisError> {
             ],
         )
         .map_err(spi_error)
+        })
     })?;
     CACHE.with(|c| c.borrow_mut().current.remove(&name));
     current_row(&name)
@@ -511,9 +564,9 @@ fn new_wrapped_key_impl(key_id: pgrx::Uuid, version: i32) -> AegisResult<Vec<u8>
 #[pg_extern(volatile, sql = false)]
 fn invalidate_keyring_cache_impl() {
     // SAFETY: queues a relcache invalidation for aegis.keys; no memory is shared.
-    if let Ok(Some(relid)) =
+    if let Ok(Some(relid)) = with_safe_search_path(|| {
         Spi::get_one::<pg_sys::Oid>("SELECT 'aegis.keys'::pg_catalog.regclass::pg_catalog.oid")
-    {
+    }) {
         unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
     }
 }

@@ -125,6 +125,29 @@ RESET ROLE;
 SELECT count(*) AS master_key_settings_listed FROM pg_settings WHERE name LIKE 'aegis.master_key%';
 SET aegis.master_key_file = '/tmp/other.key';
 \echo :LAST_ERROR_SQLSTATE
+-- The keyring is read with the extension owner's rights: a user's operators
+-- must never be picked up by those queries (that would run the user's code
+-- as a superuser). Shadow = for uuid, int and text in a schema first on the
+-- search_path, then call every entry point with a cache miss.
+CREATE SCHEMA ex_evil AUTHORIZATION ex_dev;
+SET ROLE ex_dev;
+CREATE FUNCTION ex_evil.eq_uuid(uuid, uuid) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN RAISE NOTICE 'hijacked as %', current_user; RETURN false; END $$;
+CREATE FUNCTION ex_evil.eq_text(text, text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN RAISE NOTICE 'hijacked as %', current_user; RETURN false; END $$;
+CREATE FUNCTION ex_evil.eq_name(name, text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN RAISE NOTICE 'hijacked as %', current_user; RETURN false; END $$;
+CREATE OPERATOR ex_evil.= (LEFTARG = uuid, RIGHTARG = uuid, FUNCTION = ex_evil.eq_uuid);
+CREATE OPERATOR ex_evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = ex_evil.eq_text);
+CREATE OPERATOR ex_evil.= (LEFTARG = name, RIGHTARG = text, FUNCTION = ex_evil.eq_name);
+SET search_path = ex_evil, pg_catalog;
+SELECT aegis.decrypt(overlay(aegis.encrypt('x') PLACING '\x11111111111111111111111111111111'::bytea FROM 5));
+\echo :LAST_ERROR_SQLSTATE
+SELECT aegis.encrypt('x', 'ip') IS NOT NULL AS encrypted_without_hijack;
+SELECT aegis.encrypt('x', 'never_created');
+\echo :LAST_ERROR_SQLSTATE
+RESET search_path;
+RESET ROLE;
 SET ROLE ex_admin;
 SELECT name, key_id IS NOT NULL AS has_id FROM aegis.keys ORDER BY name, version LIMIT 1;
 SELECT wrapped_key FROM aegis.keys;

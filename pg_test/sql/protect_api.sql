@@ -86,8 +86,24 @@ ALTER TABLE app.events ENABLE ROW LEVEL SECURITY;
 SET ROLE px_admin;
 SELECT aegis.relax_rls('app.events');
 \echo :LAST_ERROR_SQLSTATE
+-- Nor by recording the table in the catalog by hand (aegis_admin may write
+-- aegis.protected_tables, but only enforce_rls() marks what it enforced).
+INSERT INTO aegis.protected_tables (relid) VALUES ('app.events');
+SELECT aegis.relax_rls('app.events');
+\echo :LAST_ERROR_SQLSTATE
+SELECT aegis.unprotect('app.events');
+\echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 SELECT relrowsecurity AS owner_rls_kept FROM pg_class WHERE oid = 'app.events'::regclass;
+-- A partitioned table: its partitions are protected too.
+CREATE TABLE app.parted (ts date, v int) PARTITION BY RANGE (ts);
+CREATE TABLE app.parted_2026 PARTITION OF app.parted FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+GRANT SELECT ON app.parted_2026 TO PUBLIC;
+SET ROLE px_admin;
+SELECT aegis.protect('app.parted');
+RESET ROLE;
+SELECT relname, relrowsecurity, relforcerowsecurity, has_table_privilege('public', oid, 'SELECT') AS public_select
+FROM pg_class WHERE relname IN ('parted', 'parted_2026') ORDER BY relname;
 
 -- create_monitoring_schema() refuses to reuse or misplace a schema.
 SELECT aegis.create_monitoring_schema('app');
