@@ -340,3 +340,56 @@ fn other_sessions_see_keyring_changes_at_commit() {
     b.batch_execute("DELETE FROM aegis.keys WHERE name = 'cachetest'")
         .unwrap();
 }
+
+#[test]
+fn cache_follows_the_keyring_across_drop_and_create_extension() {
+    // Its own database: dropping the extension must not disturb other tests.
+    let mut admin = superuser_to(Cluster::Preloaded, "postgres");
+    admin
+        .batch_execute("DROP DATABASE IF EXISTS aegis_cache_db WITH (FORCE)")
+        .unwrap();
+    admin
+        .batch_execute("CREATE DATABASE aegis_cache_db")
+        .unwrap();
+    let mut b = superuser_to(Cluster::Preloaded, "aegis_cache_db");
+    exec_each(
+        &mut b,
+        &["CREATE EXTENSION pg_aegis", "SELECT aegis.create_key('k')"],
+    );
+    // Session A, like a pooled backend, caches the keyring's table.
+    let mut a = superuser_to(Cluster::Preloaded, "aegis_cache_db");
+    let _: Vec<u8> = a
+        .query_one("SELECT aegis.encrypt('first', 'k')", &[])
+        .unwrap()
+        .get(0);
+    // The extension is dropped and created again: a new aegis.keys table.
+    exec_each(
+        &mut b,
+        &[
+            "DROP EXTENSION pg_aegis",
+            "CREATE EXTENSION pg_aegis",
+            "SELECT aegis.create_key('k')",
+        ],
+    );
+    let ct: Vec<u8> = a
+        .query_one("SELECT aegis.encrypt('second', 'k')", &[])
+        .unwrap()
+        .get(0);
+    let pt: String = a
+        .query_one("SELECT aegis.decrypt($1)", &[&ct])
+        .unwrap()
+        .get(0);
+    assert_eq!(pt, "second");
+    // A change to the new table must still reach session A's cache.
+    b.batch_execute(
+        "UPDATE aegis.keys SET status = 'destroyed', wrapped_key = NULL WHERE name = 'k'",
+    )
+    .unwrap();
+    let e = a.query_one("SELECT aegis.decrypt($1)", &[&ct]).unwrap_err();
+    assert_eq!(sqlstate(&e), "55000", "{e}");
+    drop(a);
+    drop(b);
+    admin
+        .batch_execute("DROP DATABASE aegis_cache_db WITH (FORCE)")
+        .unwrap();
+}

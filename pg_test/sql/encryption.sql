@@ -84,6 +84,15 @@ SET ROLE ex_dev;
 SELECT aegis.decrypt(ct, 'vault.ct:1') FROM vault;
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
+-- Decrypting is a privilege of the role, like table privileges: a NOINHERIT
+-- member must SET ROLE to it first.
+CREATE ROLE ex_noinherit LOGIN NOINHERIT IN ROLE aegis_security;
+SET SESSION AUTHORIZATION ex_noinherit;
+SELECT aegis.decrypt(ct, 'vault.ct:1') FROM vault;
+\echo :LAST_ERROR_SQLSTATE
+SET ROLE aegis_security;
+SELECT aegis.decrypt(ct, 'vault.ct:1') AS after_set_role FROM vault;
+RESET SESSION AUTHORIZATION;
 
 -- Rotation: old data still decrypts; reencrypt moves it to the current
 -- version; then the old version can be retired, and what was not moved stops
