@@ -8,6 +8,7 @@ pub mod envelope;
 pub mod error;
 pub mod hash;
 pub mod masterkey;
+pub mod pii;
 
 pub use error::CoreError;
 
