@@ -4,7 +4,7 @@
 //! ones, as pgcrypto does, so text is hashed as its raw bytes in the database
 //! encoding, with no conversion.
 
-use crate::error::{AegisResult, OrReport};
+use crate::error::{AegisError, AegisResult};
 use crate::guc;
 use aegis_core::hash::HashAlgorithm;
 use pgrx::prelude::*;
@@ -13,7 +13,7 @@ use pgrx::prelude::*;
 // no UTF-8 check that could fail with an internal message in a non-UTF-8
 // database; an unknown name is reported as such.
 fn resolve(name: &[u8]) -> AegisResult<HashAlgorithm> {
-    HashAlgorithm::resolve(name, guc::allow_legacy_hashes()).or_report()
+    Ok(HashAlgorithm::resolve(name, guc::allow_legacy_hashes()).map_err(AegisError::from)?)
 }
 
 /// `aegis.digest(data bytea, type text) → bytea`

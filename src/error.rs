@@ -1,9 +1,10 @@
 //! The one error type of the pgrx crate, and its mapping to SQLSTATEs.
 //!
-//! Wrappers return `Result<T, ErrorReport>`; `?` on an [`AegisError`] (or a
-//! `CoreError`, through `From`) turns it into an `ErrorReport` with the right
-//! SQLSTATE and hint. pgrx would report any other error type as a generic
-//! 22000, which is why nothing else is ever returned to PostgreSQL.
+//! Wrappers return `Result<T, ErrorReport>`; `?` on an [`AegisError`] turns it
+//! into an `ErrorReport` with the right SQLSTATE and hint. A `CoreError` goes
+//! through `.map_err(AegisError::from)?` (the orphan rule forbids a direct
+//! `From<CoreError> for ErrorReport`). pgrx would report any other error type
+//! as a generic 22000, which is why nothing else is ever returned to PostgreSQL.
 
 use aegis_core::CoreError;
 use pgrx::pg_sys::panic::ErrorReport;
@@ -115,15 +116,3 @@ impl From<AegisError> for ErrorReport {
 
 /// Shorthand for wrapper return types.
 pub type AegisResult<T> = Result<T, ErrorReport>;
-
-/// Lets `?` go straight from a `CoreError` to an `ErrorReport`.
-pub trait OrReport<T> {
-    fn or_report(self) -> AegisResult<T>;
-}
-
-impl<T, E: Into<AegisError>> OrReport<T> for Result<T, E> {
-    #[track_caller]
-    fn or_report(self) -> AegisResult<T> {
-        self.map_err(|e| ErrorReport::from(e.into()))
-    }
-}

@@ -97,6 +97,15 @@ unsafe extern "C-unwind" fn on_relcache_inval(_arg: pg_sys::Datum, relid: pg_sys
     });
 }
 
+/// The OID of aegis.keys in this database.
+fn keys_relid() -> Result<pg_sys::Oid, AegisError> {
+    with_safe_search_path(|| {
+        Spi::get_one::<pg_sys::Oid>("SELECT 'aegis.keys'::pg_catalog.regclass::pg_catalog.oid")
+    })
+    .map_err(spi_error)?
+    .ok_or_else(|| AegisError::Internal("aegis.keys is missing".into()))
+}
+
 fn ensure_callback() -> Result<(), AegisError> {
     let (registered, known) = CACHE.with(|c| {
         let c = c.borrow();
@@ -105,11 +114,7 @@ fn ensure_callback() -> Result<(), AegisError> {
     if known {
         return Ok(());
     }
-    let relid = with_safe_search_path(|| {
-        Spi::get_one::<pg_sys::Oid>("SELECT 'aegis.keys'::pg_catalog.regclass::pg_catalog.oid")
-    })
-    .map_err(spi_error)?
-    .ok_or_else(|| AegisError::Internal("aegis.keys is missing".into()))?;
+    let relid = keys_relid()?;
     if !registered {
         // SAFETY: registers a plain function pointer for the life of the
         // backend; PostgreSQL calls it from the main thread.
@@ -560,13 +565,13 @@ fn new_wrapped_key_impl(key_id: pgrx::Uuid, version: i32) -> AegisResult<Vec<u8>
 }
 
 /// `aegis.invalidate_keyring_cache()`: called by the keyring's statement
-/// trigger; every backend drops its cached keys when the change commits.
+/// trigger; every backend drops its cached keys when the change commits. A
+/// failure here fails the keyring change itself: a change other backends
+/// would not see must not commit.
 #[pg_extern(volatile, sql = false)]
-fn invalidate_keyring_cache_impl() {
+fn invalidate_keyring_cache_impl() -> AegisResult<()> {
+    let relid = keys_relid()?;
     // SAFETY: queues a relcache invalidation for aegis.keys; no memory is shared.
-    if let Ok(Some(relid)) = with_safe_search_path(|| {
-        Spi::get_one::<pg_sys::Oid>("SELECT 'aegis.keys'::pg_catalog.regclass::pg_catalog.oid")
-    }) {
-        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
-    }
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+    Ok(())
 }
