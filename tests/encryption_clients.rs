@@ -15,6 +15,19 @@ fn exec_each(c: &mut postgres::Client, stmts: &[&str]) {
     }
 }
 
+/// `aegis.encrypt(pt, key)` in session `c`.
+fn encrypt(c: &mut postgres::Client, pt: &str, key: &str) -> Vec<u8> {
+    c.query_one("SELECT aegis.encrypt($1::text, $2)", &[&pt, &key])
+        .unwrap_or_else(|e| panic!("encrypt with {key}: {e}"))
+        .get(0)
+}
+
+/// `aegis.decrypt(ct)` in session `c`: the plaintext, or the error.
+fn decrypt(c: &mut postgres::Client, ct: &[u8]) -> Result<String, postgres::Error> {
+    c.query_one("SELECT aegis.decrypt($1)", &[&ct])
+        .map(|r| r.get(0))
+}
+
 fn master_key_path() -> String {
     format!("{}/../master.key", data_dir())
 }
@@ -298,14 +311,8 @@ fn other_sessions_see_keyring_changes_at_commit() {
         ],
     );
     // Session A encrypts and decrypts: its key cache now holds version 1.
-    let ct: Vec<u8> = a
-        .query_one("SELECT aegis.encrypt('cached', 'cachetest')", &[])
-        .unwrap()
-        .get(0);
-    let pt: String = a
-        .query_one("SELECT aegis.decrypt($1)", &[&ct])
-        .unwrap()
-        .get(0);
+    let ct = encrypt(&mut a, "cached", "cachetest");
+    let pt = decrypt(&mut a, &ct).unwrap();
     assert_eq!(pt, "cached");
     // Session B rotates and retires version 1.
     exec_each(
@@ -317,7 +324,7 @@ fn other_sessions_see_keyring_changes_at_commit() {
     );
     // A must notice: no stale cache lets the retired version decrypt, and new
     // encryptions use version 2.
-    let e = a.query_one("SELECT aegis.decrypt($1)", &[&ct]).unwrap_err();
+    let e = decrypt(&mut a, &ct).unwrap_err();
     assert_eq!(sqlstate(&e), "55000", "{e}");
     let v: i32 = a
         .query_one("SELECT get_byte(aegis.encrypt('x', 'cachetest'), 23)", &[])
@@ -325,17 +332,12 @@ fn other_sessions_see_keyring_changes_at_commit() {
         .get(0);
     assert_eq!(v, 2);
     // Destroying the key (as forget_subject does) is seen the same way.
-    let ct2: Vec<u8> = a
-        .query_one("SELECT aegis.encrypt('doomed', 'cachetest')", &[])
-        .unwrap()
-        .get(0);
+    let ct2 = encrypt(&mut a, "doomed", "cachetest");
     b.batch_execute(
         "UPDATE aegis.keys SET status = 'destroyed', wrapped_key = NULL WHERE name = 'cachetest'",
     )
     .unwrap();
-    let e = a
-        .query_one("SELECT aegis.decrypt($1)", &[&ct2])
-        .unwrap_err();
+    let e = decrypt(&mut a, &ct2).unwrap_err();
     assert_eq!(sqlstate(&e), "55000", "{e}");
     b.batch_execute("DELETE FROM aegis.keys WHERE name = 'cachetest'")
         .unwrap();
@@ -358,10 +360,7 @@ fn cache_follows_the_keyring_across_drop_and_create_extension() {
     );
     // Session A, like a pooled backend, caches the keyring's table.
     let mut a = superuser_to(Cluster::Preloaded, "aegis_cache_db");
-    let _: Vec<u8> = a
-        .query_one("SELECT aegis.encrypt('first', 'k')", &[])
-        .unwrap()
-        .get(0);
+    encrypt(&mut a, "first", "k");
     // The extension is dropped and created again: a new aegis.keys table.
     exec_each(
         &mut b,
@@ -371,21 +370,15 @@ fn cache_follows_the_keyring_across_drop_and_create_extension() {
             "SELECT aegis.create_key('k')",
         ],
     );
-    let ct: Vec<u8> = a
-        .query_one("SELECT aegis.encrypt('second', 'k')", &[])
-        .unwrap()
-        .get(0);
-    let pt: String = a
-        .query_one("SELECT aegis.decrypt($1)", &[&ct])
-        .unwrap()
-        .get(0);
+    let ct = encrypt(&mut a, "second", "k");
+    let pt = decrypt(&mut a, &ct).unwrap();
     assert_eq!(pt, "second");
     // A change to the new table must still reach session A's cache.
     b.batch_execute(
         "UPDATE aegis.keys SET status = 'destroyed', wrapped_key = NULL WHERE name = 'k'",
     )
     .unwrap();
-    let e = a.query_one("SELECT aegis.decrypt($1)", &[&ct]).unwrap_err();
+    let e = decrypt(&mut a, &ct).unwrap_err();
     assert_eq!(sqlstate(&e), "55000", "{e}");
     drop(a);
     drop(b);
