@@ -168,22 +168,22 @@ COMMENT ON FUNCTION aegis.unassign_oncall(regrole, text) IS
 -- protect() / unprotect()
 -- ===========================================================================
 
--- The only definer-rights step: switching row-level security needs table
--- ownership, and aegis_admin configures policies on tables it does not own.
--- SECURITY DEFINER, kept minimal: it can only add protection (enable + force
--- RLS, revoke PUBLIC), refuses catalogs and pg_aegis's own schema, builds
--- identifiers only with %I from pg_class, and runs with an empty search_path.
--- EXECUTE: aegis_admin only (99_finalize.sql).
-CREATE FUNCTION aegis.enforce_rls(tbl regclass)
+-- Switch RLS on (enable + force, revoke PUBLIC) or off for a table and, if it
+-- is partitioned, its existing partitions (RLS on the parent does not cover a
+-- partition queried directly; partitions added later need protect() again).
+-- Refuses non-tables, catalogs and pg_aegis's own schema; builds identifiers
+-- only with %I from pg_class. Not granted to anyone: it runs only inside the
+-- two definer-rights functions below, with their (owner's) rights.
+CREATE FUNCTION aegis.switch_rls(tbl regclass, enable boolean)
 RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE
 SET search_path = ''
 AS $$
 DECLARE
     nsp name;
     rel name;
     kind "char";
-    part record;
+    r record;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
@@ -200,56 +200,61 @@ BEGIN
     END IF;
     IF nsp IN ('pg_catalog', 'information_schema', 'aegis', 'pg_toast')
        OR nsp LIKE 'pg\_temp\_%' OR nsp LIKE 'pg\_toast\_temp\_%' THEN
-        RAISE EXCEPTION 'cannot protect "%.%": schema "%" is not for user data', nsp, rel, nsp
+        RAISE EXCEPTION 'cannot % "%.%": schema "%" is not for user data',
+            CASE WHEN enable THEN 'protect' ELSE 'unprotect' END, nsp, rel, nsp
             USING ERRCODE = '42501';
     END IF;
-    EXECUTE pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', nsp, rel);
-    EXECUTE pg_catalog.format('ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY', nsp, rel);
-    EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM PUBLIC', nsp, rel);
-    -- A partitioned table: its partitions too (RLS on the parent does not
-    -- cover a partition queried directly). Partitions added later need
-    -- protect() again.
-    FOR part IN
+    FOR r IN
         SELECT n.nspname, c.relname
-        FROM pg_catalog.pg_partition_tree(tbl) t
+        FROM (SELECT tbl AS relid UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t) t
         JOIN pg_catalog.pg_class c ON c.oid = t.relid
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('r', 'p') AND t.relid OPERATOR(pg_catalog.<>) tbl
+        WHERE c.relkind IN ('r', 'p')
     LOOP
-        EXECUTE pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', part.nspname, part.relname);
-        EXECUTE pg_catalog.format('ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY', part.nspname, part.relname);
-        EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM PUBLIC', part.nspname, part.relname);
+        IF enable THEN
+            EXECUTE pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', r.nspname, r.relname);
+            EXECUTE pg_catalog.format('ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY', r.nspname, r.relname);
+            EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM PUBLIC', r.nspname, r.relname);
+        ELSE
+            EXECUTE pg_catalog.format('ALTER TABLE %I.%I NO FORCE ROW LEVEL SECURITY', r.nspname, r.relname);
+            EXECUTE pg_catalog.format('ALTER TABLE %I.%I DISABLE ROW LEVEL SECURITY', r.nspname, r.relname);
+        END IF;
     END LOOP;
+END
+$$;
+COMMENT ON FUNCTION aegis.switch_rls(regclass, boolean) IS
+    'Internal: RLS on (enable, force, revoke PUBLIC) or off for a table and its partitions (no grants)';
+
+-- The only definer-rights steps: switching row-level security needs table
+-- ownership, and aegis_admin configures policies on tables it does not own.
+-- SECURITY DEFINER, kept minimal: enforce_rls() can only add protection and
+-- records what it enforced in aegis.rls_enforced; relax_rls() acts only on
+-- tables recorded there (which only enforce_rls() writes), so it cannot be
+-- used to switch off RLS that a table's owner enabled for other reasons.
+-- Both run with an empty search_path. EXECUTE: aegis_admin only.
+CREATE FUNCTION aegis.enforce_rls(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+BEGIN
+    PERFORM aegis.switch_rls(tbl, true);
     INSERT INTO aegis.rls_enforced (relid) VALUES (tbl) ON CONFLICT (relid) DO NOTHING;
 END
 $$;
 COMMENT ON FUNCTION aegis.enforce_rls(regclass) IS
     'Internal step of protect(): enable and force RLS, revoke PUBLIC (definer rights; admin-only)';
 
--- The counterpart, for unprotect(). SECURITY DEFINER for the same reason;
--- it only acts on tables recorded in aegis.rls_enforced (which only
--- enforce_rls() writes), so it cannot be used to switch off RLS that a
--- table's owner enabled for other reasons.
 CREATE FUNCTION aegis.relax_rls(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = ''
 AS $$
-DECLARE
-    nsp name;
-    rel name;
 BEGIN
     IF tbl IS NULL OR NOT EXISTS (SELECT 1 FROM aegis.rls_enforced r WHERE r.relid = tbl) THEN
         RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000';
     END IF;
-    SELECT n.nspname, c.relname INTO nsp, rel
-    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.oid = tbl AND c.relkind IN ('r', 'p');
-    IF NOT FOUND OR nsp IN ('pg_catalog', 'information_schema', 'aegis', 'pg_toast') THEN
-        RAISE EXCEPTION 'cannot unprotect %', tbl USING ERRCODE = '42501';
-    END IF;
-    EXECUTE pg_catalog.format('ALTER TABLE %I.%I NO FORCE ROW LEVEL SECURITY', nsp, rel);
-    EXECUTE pg_catalog.format('ALTER TABLE %I.%I DISABLE ROW LEVEL SECURITY', nsp, rel);
+    PERFORM aegis.switch_rls(tbl, false);
     DELETE FROM aegis.rls_enforced r WHERE r.relid = tbl;
 END
 $$;

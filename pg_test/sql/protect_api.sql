@@ -104,6 +104,12 @@ SELECT aegis.protect('app.parted');
 RESET ROLE;
 SELECT relname, relrowsecurity, relforcerowsecurity, has_table_privilege('public', oid, 'SELECT') AS public_select
 FROM pg_class WHERE relname IN ('parted', 'parted_2026') ORDER BY relname;
+-- ...and unprotect() relaxes them all again.
+SET ROLE px_admin;
+SELECT aegis.unprotect('app.parted');
+RESET ROLE;
+SELECT relname, relrowsecurity, relforcerowsecurity
+FROM pg_class WHERE relname IN ('parted', 'parted_2026') ORDER BY relname;
 
 -- create_monitoring_schema() refuses to reuse or misplace a schema.
 SELECT aegis.create_monitoring_schema('app');
