@@ -55,6 +55,15 @@ pub enum CoreError {
 
     #[error("aegis.master_key_command failed: {reason}")]
     MasterKeyCommand { reason: String },
+
+    #[error("unknown PII kind \"{name}\"")]
+    UnknownPiiKind { name: String },
+
+    #[error("unknown redaction style \"{name}\"")]
+    UnknownRedactionStyle { name: String },
+
+    #[error("max_bytes must be between {min} and {max}, not {value}")]
+    SanitizeLimit { value: i64, min: usize, max: usize },
 }
 
 impl CoreError {
@@ -94,7 +103,17 @@ impl CoreError {
             CoreError::MasterKeyCommand { .. } => {
                 "The command must print the key as 64 hex digits on standard output and exit with status 0.".to_string()
             }
-            CoreError::PlaintextTooLarge { .. } | CoreError::RandomUnavailable => return None,
+            CoreError::UnknownPiiKind { .. } => format!(
+                "Valid kinds are {}.",
+                crate::pii::Kind::ALL.map(|k| k.name()).join(", ")
+            ),
+            CoreError::UnknownRedactionStyle { .. } => format!(
+                "Valid styles are {}.",
+                crate::pii::Style::NAMES.join(", ")
+            ),
+            CoreError::PlaintextTooLarge { .. }
+            | CoreError::RandomUnavailable
+            | CoreError::SanitizeLimit { .. } => return None,
         })
     }
 }

@@ -1,0 +1,1294 @@
+//! The single-pass scanner. See the module documentation in `mod.rs`.
+//!
+//! Every detector is a function of the text and a start position that either
+//! finds a validated span or says how far the scan may skip. Detectors read a
+//! bounded number of bytes, except where the span they read becomes a match
+//! or is skipped as a whole, which keeps the scan linear.
+
+use super::validate::{card_valid, iban_valid, ssn_valid};
+use super::{Kind, Match};
+use std::net::Ipv6Addr;
+
+/// Longest local part (RFC 5321) and domain (RFC 1035) of an email address.
+const MAX_LOCAL: usize = 64;
+const MAX_DOMAIN: usize = 253;
+/// How far a quoted secret value may run before its closing quote.
+const MAX_QUOTED: usize = 1024;
+/// Longest textual IPv6 address: 8 groups, or 6 groups and an IPv4 address.
+const MAX_IPV6: usize = 45;
+
+#[inline]
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+#[inline]
+fn is_b64url(b: u8) -> bool {
+    is_word(b) || b == b'-'
+}
+
+#[inline]
+fn is_digit(b: u8) -> bool {
+    b.is_ascii_digit()
+}
+
+#[inline]
+fn is_hex(b: u8) -> bool {
+    b.is_ascii_hexdigit()
+}
+
+/// The byte at `i`, or 0 past the end (PostgreSQL text never contains NUL).
+#[inline]
+fn at(s: &[u8], i: usize) -> u8 {
+    s.get(i).copied().unwrap_or(0)
+}
+
+/// The byte before `i`, or 0 at the start.
+#[inline]
+fn before(s: &[u8], i: usize) -> u8 {
+    if i == 0 {
+        0
+    } else {
+        s[i - 1]
+    }
+}
+
+fn run(s: &[u8], mut i: usize, pred: impl Fn(u8) -> bool) -> usize {
+    while i < s.len() && pred(s[i]) {
+        i += 1;
+    }
+    i
+}
+
+fn run_max(s: &[u8], mut i: usize, max: usize, pred: impl Fn(u8) -> bool) -> usize {
+    let limit = s.len().min(i.saturating_add(max));
+    while i < limit && pred(s[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// Iterate over the PII spans of `text`, left to right, non-overlapping.
+pub fn find_iter(text: &[u8]) -> Scanner<'_> {
+    Scanner {
+        s: text,
+        pos: 0,
+        floor: 0,
+    }
+}
+
+/// Whether `text` contains any PII: stops at the first span.
+pub fn has_pii(text: &[u8]) -> bool {
+    find_iter(text).next().is_some()
+}
+
+pub struct Scanner<'a> {
+    s: &'a [u8],
+    /// Where the scan resumes.
+    pos: usize,
+    /// End of the last reported span: backward looks (an email's local part)
+    /// never reach into it.
+    floor: usize,
+}
+
+enum Step {
+    Found(Match),
+    Skip(usize),
+}
+
+fn found(kind: Kind, start: usize, end: usize) -> Option<Step> {
+    Some(Step::Found(Match { kind, start, end }))
+}
+
+impl Iterator for Scanner<'_> {
+    type Item = Match;
+
+    fn next(&mut self) -> Option<Match> {
+        let s = self.s;
+        let mut i = self.pos;
+        while i < s.len() {
+            let b = s[i];
+            let step = if is_word(b) {
+                let end = run(s, i, is_word);
+                self.word(i, end).unwrap_or(Step::Skip(end))
+            } else {
+                match b {
+                    b'@' => email(s, i, self.floor),
+                    b':' => colon(s, i),
+                    b'+' => plus_phone(s, i),
+                    b'(' => paren_phone(s, i),
+                    b'-' => pem(s, i),
+                    _ => None,
+                }
+                .unwrap_or(Step::Skip(i + 1))
+            };
+            match step {
+                Step::Found(m) => {
+                    debug_assert!(m.start >= self.floor && m.end > m.start);
+                    self.pos = m.end;
+                    self.floor = m.end;
+                    return Some(m);
+                }
+                Step::Skip(j) => {
+                    debug_assert!(j > i);
+                    i = j;
+                }
+            }
+        }
+        self.pos = s.len();
+        None
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Words: numbers, hex structures, IBANs, tokens, key=value secrets
+// ---------------------------------------------------------------------------
+
+impl Scanner<'_> {
+    /// `s[i..end]` is a whole word (`[A-Za-z0-9_]+`).
+    fn word(&self, i: usize, end: usize) -> Option<Step> {
+        let s = self.s;
+        let w = &s[i..end];
+        let nb = at(s, end);
+        if w.len() <= 8 && matches!(nb, b':' | b'-' | b'.') && w.iter().all(|&b| is_hex(b)) {
+            if let Some(st) = hex_structure(s, i, end) {
+                return Some(st);
+            }
+        }
+        if is_digit(w[0]) {
+            if w.iter().all(|&b| is_digit(b)) {
+                if let Some(st) = number(s, i, end) {
+                    return Some(st);
+                }
+            }
+            return kv_secret(s, i, end);
+        }
+        if let Some(st) = iban(s, i, end)
+            .or_else(|| jwt(s, i))
+            .or_else(|| known_token(s, i, end))
+            .or_else(|| auth_scheme(s, i, end))
+        {
+            return Some(st);
+        }
+        kv_secret(s, i, end)
+    }
+}
+
+/// Left edge of a number or hex structure: not the middle of a longer dotted,
+/// dashed, comma-grouped or colon-separated value (`1.2.3.4.5`, `2026-11-22`,
+/// `1,234,567`, `12:34:56`), and not after `+` (handled as a phone).
+fn structure_left_ok(s: &[u8], i: usize) -> bool {
+    let p = before(s, i);
+    if is_word(p) || p == b'+' {
+        return false;
+    }
+    let pp = if i >= 2 { s[i - 2] } else { 0 };
+    match p {
+        b'.' => !pp.is_ascii_alphanumeric(),
+        b'-' | b',' => !is_digit(pp),
+        b':' => {
+            // After a group of hex digits (`dead:`, `12:`) we are inside an
+            // address or a time; after a word (`mac:`, `port:`) we are not.
+            let k = {
+                let mut k = i - 1;
+                while k > 0 && s[k - 1].is_ascii_alphanumeric() && i - 1 - k < 5 {
+                    k -= 1;
+                }
+                k
+            };
+            let group = &s[k..i - 1];
+            !(group.len() <= 4
+                && !group.is_empty()
+                && group.iter().all(|&b| is_hex(b))
+                && (group.iter().any(|&b| is_digit(b)) || before(s, k) == b':'))
+        }
+        _ => true,
+    }
+}
+
+/// Right edge of a number: not followed by a word, `@` (local part of an
+/// email), or a separator that continues the number (`.5`, `,000`, `-22`,
+/// `:30`).
+fn number_right_ok(s: &[u8], j: usize) -> bool {
+    let c = at(s, j);
+    let n = at(s, j + 1);
+    !(is_word(c)
+        || c == b'@'
+        || (matches!(c, b'.' | b',' | b'-') && is_digit(n))
+        || (c == b':' && n.is_ascii_alphanumeric()))
+}
+
+/// `s[i..end]` is all hex digits, at most 8, followed by `:`, `-` or `.`:
+/// a MAC address, an IPv6 address, or a UUID (skipped: never PII, but its
+/// digit groups would otherwise look like phone or card fragments).
+fn hex_structure(s: &[u8], i: usize, end: usize) -> Option<Step> {
+    if !structure_left_ok(s, i) {
+        return None;
+    }
+    let len = end - i;
+    let nb = at(s, end);
+    if len == 8 && nb == b'-' {
+        if let Some(e) = uuid_end(s, i) {
+            return Some(Step::Skip(e));
+        }
+    }
+    if len == 2 && matches!(nb, b':' | b'-') {
+        if let Some(e) = mac_separated(s, i, nb) {
+            return found(Kind::MacAddress, i, e);
+        }
+    }
+    if len == 4 && nb == b'.' {
+        if let Some(e) = mac_dotted(s, i) {
+            return found(Kind::MacAddress, i, e);
+        }
+    }
+    if nb == b':' && len <= 4 {
+        return ipv6(s, i);
+    }
+    None
+}
+
+fn hex_group(s: &[u8], i: usize, n: usize) -> bool {
+    s.len() >= i + n && s[i..i + n].iter().all(|&b| is_hex(b))
+}
+
+fn uuid_end(s: &[u8], i: usize) -> Option<usize> {
+    let mut j = i;
+    for (k, n) in [8, 4, 4, 4, 12].into_iter().enumerate() {
+        if k > 0 {
+            if at(s, j) != b'-' {
+                return None;
+            }
+            j += 1;
+        }
+        if !hex_group(s, j, n) {
+            return None;
+        }
+        j += n;
+    }
+    (!is_b64url(at(s, j))).then_some(j)
+}
+
+/// `00:1a:2b:3c:4d:5e` or `00-1A-2B-3C-4D-5E` (one separator throughout).
+fn mac_separated(s: &[u8], i: usize, sep: u8) -> Option<usize> {
+    let mut j = i;
+    for k in 0..6 {
+        if k > 0 {
+            if at(s, j) != sep {
+                return None;
+            }
+            j += 1;
+        }
+        if !hex_group(s, j, 2) {
+            return None;
+        }
+        j += 2;
+    }
+    let c = at(s, j);
+    (!(is_word(c) || (c == sep && is_hex(at(s, j + 1))))).then_some(j)
+}
+
+/// Cisco notation `0011.2233.4455`.
+fn mac_dotted(s: &[u8], i: usize) -> Option<usize> {
+    let mut j = i;
+    for k in 0..3 {
+        if k > 0 {
+            if at(s, j) != b'.' {
+                return None;
+            }
+            j += 1;
+        }
+        if !hex_group(s, j, 4) {
+            return None;
+        }
+        j += 4;
+    }
+    let c = at(s, j);
+    (!(is_word(c) || (c == b'.' && is_word(at(s, j + 1))))).then_some(j)
+}
+
+/// An IPv6 address starting at `i` (a hex group, or `::`), parsed by the
+/// standard library. Cheap structural checks run first: a time like
+/// `18:33:33` never reaches the parser.
+fn ipv6(s: &[u8], i: usize) -> Option<Step> {
+    // After `*`: the unmasked tail of a masked address (`****:****::1`).
+    let p = before(s, i);
+    if is_word(p) || matches!(p, b':' | b'.' | b'*') {
+        return None;
+    }
+    let end = run(s, i, |b| is_hex(b) || b == b':' || b == b'.');
+    if end - i > MAX_IPV6 + 1 {
+        return Some(Step::Skip(end));
+    }
+    let mut e = end;
+    while e > i && s[e - 1] == b'.' {
+        e -= 1;
+    }
+    if e >= i + 2 && s[e - 1] == b':' && s[e - 2] != b':' {
+        e -= 1;
+    }
+    if let Some(m) = ipv6_at(s, i, e) {
+        return Some(m);
+    }
+    // `::ffff:10.0.0.1:8080`, `fe80::1:5432` ends with a port only if the
+    // address without it parses and the whole does not.
+    let k = s[i..e].iter().rposition(|&b| b == b':')? + i;
+    if k > i
+        && s[k - 1] != b':'
+        && s[k + 1..e].iter().all(|&b| is_digit(b))
+        && s[i..k].contains(&b'.')
+    {
+        return ipv6_at(s, i, k);
+    }
+    None
+}
+
+fn ipv6_at(s: &[u8], i: usize, e: usize) -> Option<Step> {
+    let cand = &s[i..e];
+    let c = at(s, e);
+    if !ipv6_plausible(cand) || is_word(c) || (c == b':' && is_hex(at(s, e + 1))) {
+        return None;
+    }
+    std::str::from_utf8(cand).ok()?.parse::<Ipv6Addr>().ok()?;
+    let mut end = e;
+    if c == b'%' && is_word(at(s, e + 1)) {
+        end = run_max(s, e + 1, 32, |b| is_word(b) || b == b'-' || b == b'.');
+        while s[end - 1] == b'.' {
+            end -= 1;
+        }
+    }
+    found(Kind::Ipv6, i, end)
+}
+
+/// Shape test before parsing: "::" or exactly 7 colons (6 with an embedded
+/// IPv4 address), and at least one decimal digit (`add::face` is a C++ name
+/// far more often than an address).
+fn ipv6_plausible(c: &[u8]) -> bool {
+    let colons = c.iter().filter(|&&b| b == b':').count();
+    let double = c.windows(2).any(|w| w == b"::");
+    let dotted = c.contains(&b'.');
+    (double || colons == 7 || (colons == 6 && dotted))
+        && c.iter().any(|&b| is_digit(b))
+        && c.iter().any(|&b| b != b':')
+}
+
+/// `s[i..end]` is a run of decimal digits at a word start.
+fn number(s: &[u8], i: usize, end: usize) -> Option<Step> {
+    if !structure_left_ok(s, i) {
+        return None;
+    }
+    let len = end - i;
+    let nb = at(s, end);
+    if nb == b'.' {
+        if let Some(st) = ipv4(s, i) {
+            return Some(st);
+        }
+    }
+    if len == 3 && matches!(nb, b'-' | b' ') {
+        if let Some(e) = ssn_formatted(s, i) {
+            return found(Kind::UsSsn, i, e);
+        }
+    }
+    if let Some(e) = nanp_phone(s, i) {
+        return found(Kind::Phone, i, e);
+    }
+    if s[i] == b'0' && (2..=5).contains(&len) {
+        if let Some(e) = national_phone(s, i) {
+            return found(Kind::Phone, i, e);
+        }
+    }
+    if let Some(e) = card(s, i, end) {
+        return found(Kind::CreditCard, i, e);
+    }
+    if (7..=15).contains(&len) && number_right_ok(s, end) {
+        match label_before(s, i) {
+            Some(Label::Phone) => return found(Kind::Phone, i, end),
+            Some(Label::Ssn) if len == 9 && ssn_valid(&s[i..end]) => {
+                return found(Kind::UsSsn, i, end)
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A dotted quad, unless it is a version (`version 1.2.3.4`, `Agent/1.2.3.4`).
+fn ipv4(s: &[u8], i: usize) -> Option<Step> {
+    let mut j = i;
+    for k in 0..4 {
+        if k > 0 {
+            if at(s, j) != b'.' {
+                return None;
+            }
+            j += 1;
+        }
+        let e = run_max(s, j, 4, is_digit);
+        if e == j || e - j > 3 {
+            return None;
+        }
+        let v: u32 = s[j..e].iter().fold(0, |a, &d| a * 10 + u32::from(d - b'0'));
+        if v > 255 {
+            return None;
+        }
+        j = e;
+    }
+    let c = at(s, j);
+    if is_word(c) || (c == b'.' && is_digit(at(s, j + 1))) {
+        return None;
+    }
+    let p = before(s, i);
+    if p == b'/' && is_word(before(s, i - 1)) {
+        return None;
+    }
+    if version_before(s, i) {
+        return None;
+    }
+    found(Kind::Ipv4, i, j)
+}
+
+/// Is the word before `i` (past a few separators) one that introduces a
+/// version number?
+fn version_before(s: &[u8], i: usize) -> bool {
+    let mut k = i;
+    let mut n = 0;
+    while k > 0 && n < 3 && matches!(s[k - 1], b' ' | b':' | b'=' | b'"' | b'\'') {
+        k -= 1;
+        n += 1;
+    }
+    let e = k;
+    while k > 0 && s[k - 1].is_ascii_alphabetic() && e - k < 12 {
+        k -= 1;
+    }
+    let w = &s[k..e];
+    const WORDS: [&[u8]; 12] = [
+        b"version",
+        b"ver",
+        b"release",
+        b"build",
+        b"firmware",
+        b"fw",
+        b"kernel",
+        b"rev",
+        b"revision",
+        b"vsn",
+        b"bios",
+        b"driver",
+    ];
+    WORDS.iter().any(|x| x.eq_ignore_ascii_case(w))
+}
+
+/// Digit groups separated by one of `seps`, starting at `i`:
+/// (group end positions, digits so far at each end, separator used).
+struct Groups {
+    ends: Vec<(usize, usize)>,
+}
+
+fn groups(s: &[u8], i: usize, seps: &[u8], max_groups: usize, same_sep: bool) -> Groups {
+    let mut ends = Vec::new();
+    let mut j = i;
+    let mut digits = 0;
+    let mut sep_used = 0u8;
+    loop {
+        let e = run_max(s, j, 20, is_digit);
+        if e == j {
+            break;
+        }
+        digits += e - j;
+        ends.push((e, digits));
+        if ends.len() >= max_groups || digits > 19 {
+            break;
+        }
+        let c = at(s, e);
+        if !seps.contains(&c) || !is_digit(at(s, e + 1)) {
+            break;
+        }
+        if same_sep {
+            if sep_used != 0 && c != sep_used {
+                break;
+            }
+            sep_used = c;
+        }
+        j = e + 1;
+    }
+    Groups { ends }
+}
+
+/// `123-45-6789` or `123 45 6789`.
+fn ssn_formatted(s: &[u8], i: usize) -> Option<usize> {
+    let sep = at(s, i + 3);
+    if !(digits_at(s, i, 3)
+        && at(s, i + 6) == sep
+        && digits_at(s, i + 4, 2)
+        && digits_at(s, i + 7, 4))
+    {
+        return None;
+    }
+    let e = i + 11;
+    if !number_right_ok(s, e) || (at(s, e) == sep && is_digit(at(s, e + 1))) {
+        return None;
+    }
+    let d = [&s[i..i + 3], &s[i + 4..i + 6], &s[i + 7..i + 11]].concat();
+    ssn_valid(&d).then_some(e)
+}
+
+fn digits_at(s: &[u8], i: usize, n: usize) -> bool {
+    s.len() >= i + n && s[i..i + n].iter().all(|&b| is_digit(b))
+}
+
+/// North American numbers: `555-123-4567`, `555.123.4567`, `1-800-555-0199`
+/// (one separator throughout; with spaces only after a `+1`, a label, or in
+/// parentheses, because `640 480 1024` is more often three numbers).
+fn nanp_phone(s: &[u8], i: usize) -> Option<usize> {
+    let g = groups(s, i, b"-.", 4, true);
+    let mut start = i;
+    let lens: Vec<usize> = g
+        .ends
+        .iter()
+        .map(|&(e, _)| {
+            let l = e - start;
+            start = e + 1;
+            l
+        })
+        .collect();
+    let last = match lens.as_slice() {
+        [1, 3, 3, 4, ..] if s[i] == b'1' => 3,
+        [3, 3, 4, ..] => 2,
+        _ => return None,
+    };
+    let e = g.ends[last].0;
+    (number_right_ok(s, e) && !(matches!(at(s, e), b'-' | b'.') && is_digit(at(s, e + 1))))
+        .then_some(e)
+}
+
+/// National numbers with a trunk 0: `020 7946 0958`, `030 12345678`,
+/// `01 23 45 67 89`, `0800-123-4567`.
+fn national_phone(s: &[u8], i: usize) -> Option<usize> {
+    let g = groups(s, i, b" -", 6, true);
+    if g.ends.len() < 2 {
+        return None;
+    }
+    let mut start = i;
+    for &(e, _) in &g.ends {
+        if !(2..=8).contains(&(e - start)) {
+            return None;
+        }
+        start = e + 1;
+    }
+    let &(e, digits) = g.ends.last()?;
+    let continues = matches!(at(s, e), b' ' | b'-') && is_digit(at(s, e + 1));
+    ((9..=12).contains(&digits) && number_right_ok(s, e) && !continues).then_some(e)
+}
+
+/// 13–19 digits, contiguous or in groups (`4111 1111 1111 1111`,
+/// `3782-822463-10005`), Luhn-valid with a known brand prefix and length.
+fn card(s: &[u8], i: usize, end: usize) -> Option<usize> {
+    let len = end - i;
+    if (13..=19).contains(&len) {
+        return (number_right_ok(s, end) && card_valid(&s[i..end])).then_some(end);
+    }
+    if len != 4 || !matches!(at(s, end), b' ' | b'-') {
+        return None;
+    }
+    let g = groups(s, i, b" -", 6, true);
+    let mut start = i;
+    let mut ok = Vec::new();
+    for &(e, digits) in &g.ends {
+        if start != i && !(3..=6).contains(&(e - start)) {
+            break;
+        }
+        ok.push((e, digits));
+        start = e + 1;
+    }
+    // Longest prefix of groups that is a valid card number.
+    for &(e, digits) in ok.iter().rev() {
+        if !(13..=19).contains(&digits) {
+            continue;
+        }
+        let c = at(s, e);
+        if is_word(c) || c == b'@' || (matches!(c, b'.' | b',') && is_digit(at(s, e + 1))) {
+            continue;
+        }
+        let d: Vec<u8> = s[i..e].iter().copied().filter(|b| is_digit(*b)).collect();
+        if card_valid(&d) {
+            return Some(e);
+        }
+    }
+    None
+}
+
+enum Label {
+    Phone,
+    Ssn,
+}
+
+/// A bare digit run is a phone number or SSN only when a label says so right
+/// before it: `phone: 5551234567`, `tel=...`, `Mobile No. ...`, `SSN ...`.
+fn label_before(s: &[u8], i: usize) -> Option<Label> {
+    let mut k = i;
+    for round in 0..2 {
+        let mut n = 0;
+        while k > 0
+            && n < 4
+            && matches!(
+                s[k - 1],
+                b' ' | b'\t' | b':' | b'=' | b'#' | b'"' | b'\'' | b'.'
+            )
+        {
+            k -= 1;
+            n += 1;
+        }
+        let e = k;
+        while k > 0 && (is_word(s[k - 1]) || s[k - 1] == b'-') && e - k < 32 {
+            k -= 1;
+        }
+        if k == e || before(s, k) == b'[' {
+            return None;
+        }
+        let mut w: Vec<u8> = s[k..e]
+            .iter()
+            .filter(|b| b.is_ascii_alphanumeric())
+            .map(u8::to_ascii_lowercase)
+            .collect();
+        for suffix in [&b"number"[..], b"num", b"nr", b"no"] {
+            if w.ends_with(suffix) {
+                w.truncate(w.len() - suffix.len());
+                break;
+            }
+        }
+        if w.is_empty() {
+            if round == 0 {
+                continue;
+            }
+            return None;
+        }
+        let ends = |x: &[u8]| w.ends_with(x);
+        if ends(b"phone")
+            || ends(b"mobile")
+            || ends(b"msisdn")
+            || ends(b"fax")
+            || matches!(
+                w.as_slice(),
+                b"tel" | b"cell" | b"sms" | b"mob" | b"whatsapp"
+            )
+        {
+            return Some(Label::Phone);
+        }
+        if ends(b"ssn") || ends(b"socialsecurity") {
+            return Some(Label::Ssn);
+        }
+        return None;
+    }
+    None
+}
+
+/// `+` and 8–15 digits in groups: `+14155552671`, `+44 20 7946 0958`,
+/// `+1 (555) 123-4567`, `+44 (0)20 7946 0958`.
+fn plus_phone(s: &[u8], i: usize) -> Option<Step> {
+    if is_word(before(s, i)) || !matches!(at(s, i + 1), b'1'..=b'9') {
+        return None;
+    }
+    let mut j = i + 1;
+    let mut digits = 0;
+    let mut best = None;
+    for group in 0..8 {
+        // Only the area code may be in parentheses: `+1 (555) ...`,
+        // `+44 (0)20 ...`; a later `(` starts something else.
+        let paren = at(s, j) == b'(';
+        if paren && group != 1 {
+            break;
+        }
+        let start = if paren { j + 1 } else { j };
+        let e = run_max(s, start, 16, is_digit);
+        if e == start {
+            break;
+        }
+        digits += e - start;
+        j = e;
+        if paren {
+            if at(s, j) != b')' {
+                break;
+            }
+            j += 1;
+        }
+        if digits > 16 {
+            break;
+        }
+        if (8..=15).contains(&digits) && number_right_ok(s, j) {
+            best = Some(j);
+        }
+        // Next group: one separator, or none after a parenthesis.
+        if matches!(at(s, j), b' ' | b'-' | b'.')
+            && (is_digit(at(s, j + 1)) || at(s, j + 1) == b'(')
+        {
+            j += 1;
+        } else if !(paren && is_digit(at(s, j))) && at(s, j) != b'(' {
+            break;
+        }
+    }
+    best.map(|e| {
+        Step::Found(Match {
+            kind: Kind::Phone,
+            start: i,
+            end: e,
+        })
+    })
+}
+
+/// `(555) 123-4567`, `(020) 7946 0958`, `(0)20 7946 0958`.
+fn paren_phone(s: &[u8], i: usize) -> Option<Step> {
+    if is_word(before(s, i)) {
+        return None;
+    }
+    let e = run_max(s, i + 1, 6, is_digit);
+    if !(1..=5).contains(&(e - i - 1)) || at(s, e) != b')' {
+        return None;
+    }
+    let mut digits = e - i - 1;
+    let mut j = e + 1;
+    let mut best = None;
+    let mut first = true;
+    for _ in 0..5 {
+        let adjacent = first && is_digit(at(s, j));
+        if !adjacent {
+            if !(matches!(at(s, j), b' ' | b'-' | b'.') && is_digit(at(s, j + 1))) {
+                break;
+            }
+            j += 1;
+        }
+        let g = run_max(s, j, 9, is_digit);
+        let min = if adjacent { 2 } else { 3 };
+        if g - j < min {
+            break;
+        }
+        digits += g - j;
+        j = g;
+        first = false;
+        if digits > 12 {
+            break;
+        }
+        if digits >= 9 && number_right_ok(s, j) {
+            best = Some(j);
+        }
+    }
+    best.map(|e| {
+        Step::Found(Match {
+            kind: Kind::Phone,
+            start: i,
+            end: e,
+        })
+    })
+}
+
+/// `DE89370400440532013000` or `GB82 WEST 1234 5698 7654 32`.
+fn iban(s: &[u8], i: usize, end: usize) -> Option<Step> {
+    let w = &s[i..end];
+    if w.len() < 4
+        || !w[..2].iter().all(u8::is_ascii_uppercase)
+        || !w[2..4].iter().all(|&b| is_digit(b))
+    {
+        return None;
+    }
+    let upper_or_digit = |b: u8| b.is_ascii_uppercase() || is_digit(b);
+    if w.len() >= 15 {
+        return (w.len() <= 34 && w.iter().all(|&b| upper_or_digit(b)) && iban_valid(w)).then_some(
+            {
+                Step::Found(Match {
+                    kind: Kind::Iban,
+                    start: i,
+                    end,
+                })
+            },
+        );
+    }
+    if w.len() != 4 || at(s, end) != b' ' {
+        return None;
+    }
+    let mut compact = w.to_vec();
+    let mut ends = Vec::new();
+    let mut j = end;
+    while at(s, j) == b' ' && compact.len() < 34 {
+        let g = run_max(s, j + 1, 5, upper_or_digit);
+        let glen = g - j - 1;
+        if glen == 0 || glen > 4 || is_word(at(s, g)) {
+            break;
+        }
+        compact.extend_from_slice(&s[j + 1..g]);
+        ends.push((g, compact.len()));
+        j = g;
+        if glen < 4 {
+            break;
+        }
+    }
+    ends.iter()
+        .rev()
+        .find(|&&(_, n)| (15..=34).contains(&n) && iban_valid(&compact[..n]))
+        .map(|&(e, _)| {
+            Step::Found(Match {
+                kind: Kind::Iban,
+                start: i,
+                end: e,
+            })
+        })
+}
+
+/// `header.payload.signature`, the header being base64url JSON (`eyJ`), or
+/// the five parts of an encrypted JWT.
+fn jwt(s: &[u8], i: usize) -> Option<Step> {
+    if !s[i..].starts_with(b"eyJ") || before(s, i) == b'-' {
+        return None;
+    }
+    let h = run(s, i, is_b64url);
+    if h - i < 10 || at(s, h) != b'.' {
+        return Some(Step::Skip(h));
+    }
+    let mut ends = vec![h];
+    let mut j = h;
+    while at(s, j) == b'.' && ends.len() < 5 {
+        let e = run(s, j + 1, is_b64url);
+        ends.push(e);
+        j = e;
+    }
+    // ends[k] is the end of part k+1.
+    let ok = |parts: usize| {
+        ends.len() >= parts && {
+            let e = ends[parts - 1];
+            !(at(s, e) == b'.' && is_b64url(at(s, e + 1)))
+        }
+    };
+    if ends.len() >= 5 && ok(5) {
+        return found(Kind::Jwt, i, ends[4]);
+    }
+    if ends.len() >= 3 && ends[1] - ends[0] > 4 && ok(3) {
+        return found(Kind::Jwt, i, ends[2]);
+    }
+    Some(Step::Skip(*ends.last().unwrap_or(&h)))
+}
+
+/// Credentials with a recognisable shape: AWS access key ids, GitHub, Slack,
+/// Stripe, Google API and npm tokens.
+fn known_token(s: &[u8], i: usize, end: usize) -> Option<Step> {
+    let w = &s[i..end];
+    let upper_digit = |b: &u8| b.is_ascii_uppercase() || b.is_ascii_digit();
+    if w.len() == 20
+        && (w.starts_with(b"AKIA") || w.starts_with(b"ASIA"))
+        && w.iter().all(upper_digit)
+    {
+        return found(Kind::Secret, i, end);
+    }
+    let alnum_tail = |prefix: &[u8], min: usize| {
+        w.starts_with(prefix)
+            && w.len() >= prefix.len() + min
+            && w[prefix.len()..].iter().all(|b| b.is_ascii_alphanumeric())
+    };
+    if ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "npm_"]
+        .iter()
+        .any(|p| alnum_tail(p.as_bytes(), 30))
+        || (w.starts_with(b"github_pat_") && w.len() >= 40)
+        || ["sk_live_", "rk_live_", "sk_test_", "rk_test_"]
+            .iter()
+            .any(|p| alnum_tail(p.as_bytes(), 16))
+    {
+        return found(Kind::Secret, i, end);
+    }
+    if w.len() == 4
+        && w.starts_with(b"xox")
+        && matches!(w[3], b'a' | b'b' | b'p' | b'r' | b's')
+        && at(s, end) == b'-'
+    {
+        let e = run(s, end, is_b64url);
+        if e - end > 10 {
+            return found(Kind::Secret, i, e);
+        }
+    }
+    if w.starts_with(b"AIza") {
+        let e = run(s, i, is_b64url);
+        if e - i == 39 {
+            return found(Kind::Secret, i, e);
+        }
+    }
+    None
+}
+
+/// `Bearer <token>` and `Authorization: Basic <credentials>`; a bearer
+/// token that is a JWT is reported as a JWT.
+fn auth_scheme(s: &[u8], i: usize, end: usize) -> Option<Step> {
+    let w = &s[i..end];
+    let bearer = w.eq_ignore_ascii_case(b"bearer");
+    let basic = w.eq_ignore_ascii_case(b"basic");
+    if !(bearer || basic) || at(s, end) != b' ' {
+        return None;
+    }
+    let t = end + 1;
+    if bearer {
+        if let Some(Step::Found(m)) = jwt(s, t) {
+            return Some(Step::Found(m));
+        }
+    }
+    let e = run(s, t, |b| {
+        is_b64url(b) || matches!(b, b'.' | b'~' | b'+' | b'/' | b'=')
+    });
+    let tok = &s[t..e];
+    if tok.len() < 8 || is_word(at(s, e)) {
+        return None;
+    }
+    // "Bearer authentication failed": a token has digits or symbols, a
+    // word does not; after "Authorization:" anything goes.
+    let authz = {
+        let mut k = i;
+        while k > 0 && matches!(s[k - 1], b' ' | b':' | b'=' | b'"' | b'\'') && i - k < 4 {
+            k -= 1;
+        }
+        k >= 13 && s[k - 13..k].eq_ignore_ascii_case(b"authorization")
+    };
+    let tokenish = tok.iter().any(|b| !b.is_ascii_alphabetic());
+    (authz || tokenish).then_some({
+        Step::Found(Match {
+            kind: Kind::Secret,
+            start: t,
+            end: e,
+        })
+    })
+}
+
+// ---------------------------------------------------------------------------
+// key=value secrets
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq)]
+enum SecretKey {
+    /// password, passwd, pwd, passphrase
+    Password,
+    /// secret, api_key, private_key, ...
+    Key,
+    /// token, access_token, ...
+    Token,
+}
+
+fn secret_key_class(ident: &[u8]) -> Option<SecretKey> {
+    let mut buf = [0u8; 64];
+    let n = ident.len().min(64);
+    for (d, s) in buf.iter_mut().zip(&ident[ident.len() - n..]) {
+        *d = s.to_ascii_lowercase();
+    }
+    let k = &buf[..n];
+    let ends = |x: &[u8]| k.ends_with(x);
+    let component =
+        |x: &[u8]| k == x || (ends(x) && matches!(k[k.len() - x.len() - 1], b'_' | b'-' | b'.'));
+    if ends(b"password")
+        || ends(b"passwd")
+        || ends(b"passphrase")
+        || component(b"pwd")
+        || component(b"pass")
+    {
+        return Some(SecretKey::Password);
+    }
+    if ends(b"secret") {
+        return Some(SecretKey::Key);
+    }
+    const KEYS: [&[u8]; 10] = [
+        b"apikey",
+        b"api_key",
+        b"api-key",
+        b"privatekey",
+        b"private_key",
+        b"secretkey",
+        b"secret_key",
+        b"accesskey",
+        b"access_key",
+        b"signing_key",
+    ];
+    if KEYS.iter().any(|x| ends(x)) {
+        return Some(SecretKey::Key);
+    }
+    if ends(b"token") {
+        return Some(SecretKey::Token);
+    }
+    None
+}
+
+/// `password=hunter2`, `"client_secret": "abc"`, `pwd: x`, `--password x`,
+/// `api_key => 'k'`: the value is the secret. The key is the identifier that
+/// ends at `end` (it may start before `i`: `x-api-key`, `db.password`).
+fn kv_secret(s: &[u8], i: usize, end: usize) -> Option<Step> {
+    let nb = at(s, end);
+    if !matches!(nb, b'=' | b':' | b'"' | b'\'' | b'\\' | b' ')
+        || !matches!(
+            s[end - 1].to_ascii_lowercase(),
+            b'd' | b'e' | b's' | b't' | b'n' | b'y'
+        )
+    {
+        return None;
+    }
+    let mut k = i;
+    while k > 0 && (is_word(s[k - 1]) || matches!(s[k - 1], b'-' | b'.')) && end - k < 64 {
+        k -= 1;
+    }
+    while k < i && matches!(s[k], b'-' | b'.') {
+        k += 1;
+    }
+    let class = secret_key_class(&s[k..end])?;
+    // Separator: optional closing quote of a JSON key, then = : or =>.
+    let mut j = end;
+    if s[j..].starts_with(b"\\\"") {
+        j += 2;
+    } else if matches!(at(s, j), b'"' | b'\'') {
+        j += 1;
+    }
+    let spaced = at(s, j) == b' ';
+    while at(s, j) == b' ' && j - end < 4 {
+        j += 1;
+    }
+    match at(s, j) {
+        b'=' => {
+            j += 1;
+            if at(s, j) == b'>' {
+                j += 1;
+            }
+            // `password= user=bob` is an empty password; `key = value`
+            // (spaced on both sides) is config syntax.
+            if !spaced && at(s, j) == b' ' {
+                return None;
+            }
+        }
+        b':' if !s[j..].starts_with(b"://") => j += 1,
+        // `--password hunter2`
+        b if j > end && is_b64url(b) && k >= 2 && &s[k - 2..k] == b"--" && at(s, end) == b' ' => {}
+        _ => return None,
+    }
+    while matches!(at(s, j), b' ' | b'\t') && j - end < 12 {
+        j += 1;
+    }
+    let (vs, ve) = secret_value(s, j)?;
+    let v = &s[vs..ve];
+    let min = match class {
+        SecretKey::Password => 2,
+        SecretKey::Key => 6,
+        SecretKey::Token => 8,
+    };
+    if v.len() < min {
+        return None;
+    }
+    if placeholder(v)
+        || (class == SecretKey::Password && matches!(v[0], b'/' | b'~') && {
+            let key = &s[k..end];
+            key.eq_ignore_ascii_case(b"pwd") || key.eq_ignore_ascii_case(b"oldpwd")
+        })
+    {
+        // Not a secret; nothing inside a masked value is worth rescanning.
+        return Some(Step::Skip(ve.max(end)));
+    }
+    if let Some(Step::Found(m)) = jwt(s, vs) {
+        if m.end == ve {
+            return Some(Step::Found(m));
+        }
+    }
+    found(Kind::Secret, vs, ve)
+}
+
+/// The value starting at `j`: quoted (`"..."`, `'...'`, `\"...\"`) or bare
+/// (up to whitespace or a delimiter). A missing closing quote within
+/// `MAX_QUOTED` bytes on the same line makes the value bare.
+fn secret_value(s: &[u8], j: usize) -> Option<(usize, usize)> {
+    let (q, vs): (&[u8], usize) = if s[j.min(s.len())..].starts_with(b"\\\"") {
+        (b"\\\"", j + 2)
+    } else {
+        match at(s, j) {
+            b'"' => (b"\"", j + 1),
+            b'\'' => (b"'", j + 1),
+            _ => (b"", j),
+        }
+    };
+    if !q.is_empty() {
+        let limit = s.len().min(vs + MAX_QUOTED);
+        let mut e = vs;
+        while e < limit && s[e] != b'\n' {
+            if s[e..].starts_with(q) {
+                if e == vs {
+                    return None;
+                }
+                return Some((vs, e));
+            }
+            e += 1;
+        }
+    }
+    // A bracketed value runs to its closing bracket: `[SECRET]`, `<hidden>`.
+    if let Some(close) = match at(s, vs) {
+        b'[' => Some(b']'),
+        b'<' => Some(b'>'),
+        b'(' => Some(b')'),
+        b'{' => Some(b'}'),
+        _ => None,
+    } {
+        let e = run_max(s, vs + 1, 64, |b| b != close && !b.is_ascii_whitespace());
+        if at(s, e) == close {
+            return Some((vs, e + 1));
+        }
+    }
+    let mut e = run(s, vs, |b| {
+        !(b.is_ascii_whitespace()
+            || matches!(
+                b,
+                b',' | b';' | b'&' | b'"' | b'\'' | b'<' | b'>' | b')' | b']' | b'}' | b'\\'
+            ))
+    });
+    // A sentence-ending period is not part of the value.
+    if e > vs + 1 && s[e - 1] == b'.' && (e == s.len() || s[e].is_ascii_whitespace()) {
+        e -= 1;
+    }
+    (e > vs).then_some((vs, e))
+}
+
+/// Values that are visibly not a secret: masked, redacted (including our own
+/// redaction output, so redaction is idempotent), templated, or empty words.
+fn placeholder(v: &[u8]) -> bool {
+    if v.iter()
+        .all(|b| matches!(b, b'*' | b'#' | b'x' | b'X' | b'.' | b'-' | b'?'))
+    {
+        return true;
+    }
+    let (f, l) = (v[0], v[v.len() - 1]);
+    if matches!(
+        (f, l),
+        (b'[', b']') | (b'<', b'>') | (b'(', b')') | (b'{', b'}')
+    ) {
+        return true;
+    }
+    if v.starts_with(b"${") || v.starts_with(b"{{") || v.starts_with(b"%(") || v == b"%s" {
+        return true;
+    }
+    const WORDS: [&[u8]; 14] = [
+        b"null",
+        b"none",
+        b"nil",
+        b"undefined",
+        b"true",
+        b"false",
+        b"redacted",
+        b"hidden",
+        b"masked",
+        b"filtered",
+        b"removed",
+        b"empty",
+        b"changeme",
+        b"required",
+    ];
+    WORDS.iter().any(|w| w.eq_ignore_ascii_case(v))
+}
+
+// ---------------------------------------------------------------------------
+// Anchors that are not words: @ :// :: + ( -----BEGIN
+// ---------------------------------------------------------------------------
+
+/// `local@domain.tld` around the `@` at `i`. The local part is read
+/// backwards, never past `floor` (the end of the previous span).
+fn email(s: &[u8], i: usize, floor: usize) -> Option<Step> {
+    let local_char =
+        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-');
+    let mut ls = i;
+    while ls > floor && local_char(s[ls - 1]) && i - ls <= MAX_LOCAL {
+        ls -= 1;
+    }
+    let local = &s[ls..i];
+    if local.is_empty()
+        || i - ls > MAX_LOCAL
+        || local[0] == b'.'
+        || local[local.len() - 1] == b'.'
+        || local.windows(2).any(|w| w == b"..")
+        || !local.iter().any(u8::is_ascii_alphanumeric)
+    {
+        return None;
+    }
+    // `https://user@host` is a URL's user name, not an address.
+    if ls >= 3 && &s[ls - 3..ls] == b"://" {
+        return None;
+    }
+    let ds = i + 1;
+    let de = run_max(s, ds, MAX_DOMAIN + 1, |b| {
+        b.is_ascii_alphanumeric() || b == b'-' || b == b'.'
+    });
+    let mut e = de;
+    while e > ds && s[e - 1] == b'.' {
+        e -= 1;
+    }
+    let domain = &s[ds..e];
+    let mut labels = domain.split(|&b| b == b'.');
+    let mut n = 0;
+    let mut last: &[u8] = b"";
+    for l in labels.by_ref() {
+        if l.is_empty() || l.len() > 63 || l[0] == b'-' || l[l.len() - 1] == b'-' {
+            return None;
+        }
+        n += 1;
+        last = l;
+    }
+    if n < 2
+        || last.len() < 2
+        || !last.iter().all(u8::is_ascii_alphabetic)
+        || domain.len() > MAX_DOMAIN
+    {
+        return None;
+    }
+    if is_word(at(s, e)) || at(s, e) == b'@' {
+        return None;
+    }
+    found(Kind::Email, ls, e)
+}
+
+fn colon(s: &[u8], i: usize) -> Option<Step> {
+    if s[i..].starts_with(b"://") {
+        return url_password(s, i);
+    }
+    if at(s, i + 1) == b':' {
+        return ipv6(s, i);
+    }
+    None
+}
+
+/// `scheme://user:password@host`: the password is the secret. The `@` is
+/// skipped either way, so the host is never mistaken for an email domain.
+fn url_password(s: &[u8], i: usize) -> Option<Step> {
+    if !is_word(before(s, i)) {
+        return None;
+    }
+    let us = i + 3;
+    let ue = run_max(s, us, 256, |b| {
+        !(b.is_ascii_whitespace()
+            || matches!(b, b'/' | b'?' | b'#' | b'"' | b'\'' | b'<' | b'>' | b'`'))
+    });
+    let at_sign = s[us..ue].iter().rposition(|&b| b == b'@')? + us;
+    let colon = s[us..at_sign]
+        .iter()
+        .position(|&b| b == b':')
+        .map(|c| c + us);
+    if let Some(c) = colon {
+        let pw = &s[c + 1..at_sign];
+        if !pw.is_empty() && !placeholder(pw) {
+            return found(Kind::Secret, c + 1, at_sign);
+        }
+    }
+    Some(Step::Skip(at_sign + 1))
+}
+
+/// A PEM private key block, through its END line (or the end of the text,
+/// if truncated). Certificates and public keys are not secrets.
+fn pem(s: &[u8], i: usize) -> Option<Step> {
+    const BEGIN: &[u8] = b"-----BEGIN ";
+    if !s[i..].starts_with(BEGIN) {
+        return None;
+    }
+    let ls = i + BEGIN.len();
+    let le = run_max(s, ls, 64, |b| b.is_ascii_uppercase() || b == b' ');
+    if !s[le..].starts_with(b"-----")
+        || !s[ls..le].ends_with(b"PRIVATE KEY") && !s[ls..le].ends_with(b"PRIVATE KEY BLOCK")
+    {
+        return Some(Step::Skip(le.max(i + 1)));
+    }
+    let mut end_marker = b"-----END ".to_vec();
+    end_marker.extend_from_slice(&s[ls..le]);
+    end_marker.extend_from_slice(b"-----");
+    let body = le + 5;
+    let e = memchr::memmem::find(&s[body..], &end_marker)
+        .map(|k| body + k + end_marker.len())
+        .unwrap_or(s.len());
+    found(Kind::Secret, i, e)
+}
