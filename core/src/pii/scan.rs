@@ -157,7 +157,7 @@ impl Scanner<'_> {
         }
         if is_digit(w[0]) {
             if w.iter().all(|&b| is_digit(b)) {
-                if let Some(st) = number(s, i, end) {
+                if let Some(st) = number(s, i, end, self.floor) {
                     return Some(st);
                 }
             }
@@ -167,6 +167,7 @@ impl Scanner<'_> {
             .or_else(|| jwt(s, i))
             .or_else(|| known_token(s, i, end))
             .or_else(|| auth_scheme(s, i, end))
+            .or_else(|| command_credentials(s, i, end))
         {
             return Some(st);
         }
@@ -185,7 +186,9 @@ fn structure_left_ok(s: &[u8], i: usize) -> bool {
     let pp = if i >= 2 { s[i - 2] } else { 0 };
     match p {
         b'.' => !pp.is_ascii_alphanumeric(),
-        b'-' | b',' => !is_digit(pp),
+        b'-' => !is_digit(pp),
+        // `1,234,567`; but `...,4111111111111111,12.50` is a CSV field.
+        b',' => !(is_digit(pp) && thousands_group(s, i)),
         b':' => {
             // After a group of hex digits (`dead:`, `12:`) we are inside an
             // address or a time; after a word (`mac:`, `port:`) we are not.
@@ -214,8 +217,14 @@ fn number_right_ok(s: &[u8], j: usize) -> bool {
     let n = at(s, j + 1);
     !(is_word(c)
         || c == b'@'
-        || (matches!(c, b'.' | b',' | b'-') && is_digit(n))
+        || (matches!(c, b'.' | b'-') && is_digit(n))
+        || (c == b',' && thousands_group(s, j + 1))
         || (c == b':' && n.is_ascii_alphanumeric()))
+}
+
+/// Exactly three digits at `i`, then no more: a thousands group.
+fn thousands_group(s: &[u8], i: usize) -> bool {
+    run_max(s, i, 4, is_digit) - i == 3
 }
 
 /// `s[i..end]` is all hex digits, at most 8, followed by `:`, `-` or `.`:
@@ -327,17 +336,24 @@ fn ipv6(s: &[u8], i: usize) -> Option<Step> {
     if e >= i + 2 && s[e - 1] == b':' && s[e - 2] != b':' {
         e -= 1;
     }
+    // The unspecified address alone only when delimited: `[::]:80`, `"::"`.
+    if &s[i..e] == b"::" {
+        let ok = matches!((p, at(s, e)), (b'[', b']') | (b'"', b'"') | (b'\'', b'\''));
+        return ok.then(|| {
+            Step::Found(Match {
+                kind: Kind::Ipv6,
+                start: i,
+                end: e,
+            })
+        });
+    }
     if let Some(m) = ipv6_at(s, i, e) {
         return Some(m);
     }
-    // `::ffff:10.0.0.1:8080`, `fe80::1:5432` ends with a port only if the
-    // address without it parses and the whole does not.
+    // Load balancers write `2001:db8::17:50514` (address:port, unbracketed):
+    // when the whole does not parse, try it without a decimal last group.
     let k = s[i..e].iter().rposition(|&b| b == b':')? + i;
-    if k > i
-        && s[k - 1] != b':'
-        && s[k + 1..e].iter().all(|&b| is_digit(b))
-        && s[i..k].contains(&b'.')
-    {
+    if k > i && s[k - 1] != b':' && k + 1 < e && s[k + 1..e].iter().all(|&b| is_digit(b)) {
         return ipv6_at(s, i, k);
     }
     None
@@ -346,7 +362,12 @@ fn ipv6(s: &[u8], i: usize) -> Option<Step> {
 fn ipv6_at(s: &[u8], i: usize, e: usize) -> Option<Step> {
     let cand = &s[i..e];
     let c = at(s, e);
-    if !ipv6_plausible(cand) || is_word(c) || (c == b':' && is_hex(at(s, e + 1))) {
+    if !ipv6_plausible(cand)
+        || is_word(c)
+        || (c == b':'
+            && is_hex(at(s, e + 1))
+            && !(cand.windows(2).any(|w| w == b"::") && port_after(s, e)))
+    {
         return None;
     }
     std::str::from_utf8(cand).ok()?.parse::<Ipv6Addr>().ok()?;
@@ -358,6 +379,12 @@ fn ipv6_at(s: &[u8], i: usize, e: usize) -> Option<Step> {
         }
     }
     found(Kind::Ipv6, i, end)
+}
+
+/// `:` and 1-5 decimal digits ending the token: a port.
+fn port_after(s: &[u8], e: usize) -> bool {
+    let d = run_max(s, e + 1, 6, is_digit);
+    (2..=6).contains(&(d - e)) && !is_hex(at(s, d)) && at(s, d) != b':'
 }
 
 /// Shape test before parsing: "::" or exactly 7 colons (6 with an embedded
@@ -373,10 +400,7 @@ fn ipv6_plausible(c: &[u8]) -> bool {
 }
 
 /// `s[i..end]` is a run of decimal digits at a word start.
-fn number(s: &[u8], i: usize, end: usize) -> Option<Step> {
-    if !structure_left_ok(s, i) {
-        return None;
-    }
+fn number(s: &[u8], i: usize, end: usize, floor: usize) -> Option<Step> {
     let len = end - i;
     let nb = at(s, end);
     if nb == b'.' {
@@ -384,7 +408,17 @@ fn number(s: &[u8], i: usize, end: usize) -> Option<Step> {
             return Some(st);
         }
     }
-    if len == 3 && matches!(nb, b'-' | b' ') {
+    if !structure_left_ok(s, i) {
+        return None;
+    }
+    // `123 45 6789` alone or after a label, not inside a run of numbers:
+    // access logs are full of `200 200 34 1532 ...`.
+    let spaced_ok = || {
+        matches!(label_before(s, i), Some(Label::Ssn))
+            || !(before(s, i) == b' ' && i >= 2 && is_digit(s[i - 2])
+                || at(s, i + 11) == b' ' && is_digit(at(s, i + 12)))
+    };
+    if len == 3 && (nb == b'-' || (nb == b' ' && spaced_ok())) {
         if let Some(e) = ssn_formatted(s, i) {
             return found(Kind::UsSsn, i, e);
         }
@@ -392,12 +426,12 @@ fn number(s: &[u8], i: usize, end: usize) -> Option<Step> {
     if let Some(e) = nanp_phone(s, i) {
         return found(Kind::Phone, i, e);
     }
-    if s[i] == b'0' && (2..=5).contains(&len) {
+    if s[i] == b'0' && matches!(at(s, i + 1), b'1'..=b'9') && (2..=5).contains(&len) {
         if let Some(e) = national_phone(s, i) {
             return found(Kind::Phone, i, e);
         }
     }
-    if let Some(e) = card(s, i, end) {
+    if let Some(e) = card(s, i, end, floor) {
         return found(Kind::CreditCard, i, e);
     }
     if (7..=15).contains(&len) && number_right_ok(s, end) {
@@ -436,12 +470,24 @@ fn ipv4(s: &[u8], i: usize) -> Option<Step> {
     if is_word(c) || (c == b'.' && is_digit(at(s, j + 1))) {
         return None;
     }
+    // Lists and ranges (`10.0.0.1,10.0.0.2`, `10.0.0.1-10.0.0.9`) are fine;
+    // the tail of a longer dotted number or a word is not.
     let p = before(s, i);
-    if p == b'/' && is_word(before(s, i - 1)) {
+    let pp = if i >= 2 { s[i - 2] } else { 0 };
+    if is_word(p) || p == b'+' || (p == b'.' && pp.is_ascii_alphanumeric()) || version_before(s, i)
+    {
         return None;
     }
-    if version_before(s, i) {
-        return None;
+    // `Chrome/120.0.0.0` is a product version; `db.internal/10.0.3.12` is a
+    // host name and its address.
+    if p == b'/' && pp.is_ascii_alphabetic() {
+        let mut k = i - 1;
+        while k > 0 && (is_word(s[k - 1]) || matches!(s[k - 1], b'.' | b'-')) {
+            k -= 1;
+        }
+        if !s[k..i - 1].contains(&b'.') {
+            return None;
+        }
     }
     found(Kind::Ipv4, i, j)
 }
@@ -581,12 +627,17 @@ fn national_phone(s: &[u8], i: usize) -> Option<usize> {
 
 /// 13–19 digits, contiguous or in groups (`4111 1111 1111 1111`,
 /// `3782-822463-10005`), Luhn-valid with a known brand prefix and length.
-fn card(s: &[u8], i: usize, end: usize) -> Option<usize> {
+fn card(s: &[u8], i: usize, end: usize, floor: usize) -> Option<usize> {
     let len = end - i;
     if (13..=19).contains(&len) {
         return (number_right_ok(s, end) && card_valid(&s[i..end])).then_some(end);
     }
     if len != 4 || !matches!(at(s, end), b' ' | b'-') {
+        return None;
+    }
+    // Not the tail of a longer group sequence (`ES72 1886 5589 7096 ...`,
+    // an IBAN that failed its own check).
+    if matches!(before(s, i), b' ' | b'-') && i >= 2 && is_digit(s[i - 2]) && i - 1 != floor {
         return None;
     }
     let g = groups(s, i, b" -", 6, true);
@@ -605,7 +656,11 @@ fn card(s: &[u8], i: usize, end: usize) -> Option<usize> {
             continue;
         }
         let c = at(s, e);
-        if is_word(c) || c == b'@' || (matches!(c, b'.' | b',') && is_digit(at(s, e + 1))) {
+        if is_word(c)
+            || c == b'@'
+            || (c == b'.' && is_digit(at(s, e + 1)))
+            || (c == b',' && thousands_group(s, e + 1))
+        {
             continue;
         }
         let d: Vec<u8> = s[i..e].iter().copied().filter(|b| is_digit(*b)).collect();
@@ -900,6 +955,13 @@ fn known_token(s: &[u8], i: usize, end: usize) -> Option<Step> {
             return found(Kind::Secret, i, e);
         }
     }
+    // HashiCorp Vault service, batch and recovery tokens: `hvs.CAES...`.
+    if matches!(w, b"hvs" | b"hvb" | b"hvr") && at(s, end) == b'.' {
+        let e = run(s, end + 1, is_b64url);
+        if e - end > 20 {
+            return found(Kind::Secret, i, e);
+        }
+    }
     if w.starts_with(b"AIza") {
         let e = run(s, i, is_b64url);
         if e - i == 39 {
@@ -909,13 +971,15 @@ fn known_token(s: &[u8], i: usize, end: usize) -> Option<Step> {
     None
 }
 
-/// `Bearer <token>` and `Authorization: Basic <credentials>`; a bearer
-/// token that is a JWT is reported as a JWT.
+/// `Bearer <token>`, and after `Authorization:` also `Basic`, `ApiKey` and
+/// `token` credentials; a bearer token that is a JWT is reported as a JWT.
 fn auth_scheme(s: &[u8], i: usize, end: usize) -> Option<Step> {
     let w = &s[i..end];
     let bearer = w.eq_ignore_ascii_case(b"bearer");
-    let basic = w.eq_ignore_ascii_case(b"basic");
-    if !(bearer || basic) || at(s, end) != b' ' {
+    let other = [&b"basic"[..], b"apikey", b"token"]
+        .iter()
+        .any(|x| w.eq_ignore_ascii_case(x));
+    if !(bearer || other) || at(s, end) != b' ' {
         return None;
     }
     let t = end + 1;
@@ -931,23 +995,97 @@ fn auth_scheme(s: &[u8], i: usize, end: usize) -> Option<Step> {
     if tok.len() < 8 || is_word(at(s, e)) {
         return None;
     }
-    // "Bearer authentication failed": a token has digits or symbols, a
-    // word does not; after "Authorization:" anything goes.
     let authz = {
         let mut k = i;
-        while k > 0 && matches!(s[k - 1], b' ' | b':' | b'=' | b'"' | b'\'') && i - k < 4 {
+        while k > 0 && matches!(s[k - 1], b' ' | b':' | b'=' | b'"' | b'\'' | b',') && i - k < 4 {
             k -= 1;
         }
         k >= 13 && s[k - 13..k].eq_ignore_ascii_case(b"authorization")
     };
-    let tokenish = tok.iter().any(|b| !b.is_ascii_alphabetic());
-    (authz || tokenish).then_some({
-        Step::Found(Match {
+    // "Bearer authentication failed": a token has digits or symbols, a
+    // word does not; after "Authorization:" anything goes.
+    let tokenish = bearer && tok.iter().any(|b| !b.is_ascii_alphabetic());
+    (authz || tokenish).then_some(Step::Found(Match {
+        kind: Kind::Secret,
+        start: t,
+        end: e,
+    }))
+}
+
+/// Credentials passed on a command line or in SQL, which logs capture:
+/// `curl -u user:pass`, `--user user:pass`, `IDENTIFIED BY 'pass'`, and the
+/// Redis `AUTH [user] pass` command (`"AUTH" "pass"` in MONITOR output).
+fn command_credentials(s: &[u8], i: usize, end: usize) -> Option<Step> {
+    let w = &s[i..end];
+    let nb = at(s, end);
+    if nb == b' '
+        && ((w == b"u" && before(s, i) == b'-' && !is_word(before(s, i - 1)))
+            || (w == b"user" && i >= 2 && &s[i - 2..i] == b"--"))
+    {
+        let (vs, ve) = secret_value(s, end + 1, false)?;
+        let c = s[vs..ve].iter().position(|&b| b == b':')? + vs;
+        return (ve > c + 1 && !placeholder(&s[c + 1..ve])).then_some(Step::Found(Match {
             kind: Kind::Secret,
-            start: t,
-            end: e,
-        })
-    })
+            start: c + 1,
+            end: ve,
+        }));
+    }
+    if w.eq_ignore_ascii_case(b"by") && nb == b' ' && matches!(at(s, end + 1), b'\'' | b'"') {
+        let k = i.checked_sub(11)?;
+        if s[k..i].eq_ignore_ascii_case(b"identified ") {
+            let (vs, ve) = secret_value(s, end + 1, false)?;
+            return (!placeholder(&s[vs..ve])).then_some(Step::Found(Match {
+                kind: Kind::Secret,
+                start: vs,
+                end: ve,
+            }));
+        }
+    }
+    // ~/.pgpass lines: `host:port:database:user:password`.
+    if w == b"pgpass" && before(s, i) == b'.' && nb == b':' {
+        let ls = run_max(s, end + 1, 4, |b| b == b' ');
+        let le = run(s, ls, |b| b != b'\n' && b != b'\r' && b != b' ');
+        let line = &s[ls..le];
+        if line.iter().filter(|&&b| b == b':').count() == 4 {
+            let c = line.iter().rposition(|&b| b == b':')? + ls;
+            return (le > c + 1).then_some(Step::Found(Match {
+                kind: Kind::Secret,
+                start: c + 1,
+                end: le,
+            }));
+        }
+    }
+    if w == b"AUTH" && matches!(before(s, i), 0 | b' ' | b'"' | b'\n' | b'>') {
+        // Up to two arguments; the last one, ending the line, is the password.
+        let mut j = if before(s, i) == b'"' && nb == b'"' {
+            end + 1
+        } else {
+            end
+        };
+        let mut last = None;
+        for _ in 0..2 {
+            if at(s, j) != b' ' {
+                break;
+            }
+            let Some((vs, ve)) = secret_value(s, j + 1, false) else {
+                break;
+            };
+            last = Some((vs, ve));
+            j = if matches!(at(s, ve), b'"' | b'\'') {
+                ve + 1
+            } else {
+                ve
+            };
+        }
+        let (vs, ve) = last?;
+        let line_ends = matches!(at(s, j), 0 | b'\n' | b'\r');
+        return (line_ends && !placeholder(&s[vs..ve])).then_some(Step::Found(Match {
+            kind: Kind::Secret,
+            start: vs,
+            end: ve,
+        }));
+    }
+    None
 }
 
 // ---------------------------------------------------------------------------
@@ -1029,10 +1167,13 @@ fn kv_secret(s: &[u8], i: usize, end: usize) -> Option<Step> {
     let class = secret_key_class(&s[k..end])?;
     // Separator: optional closing quote of a JSON key, then = : or =>.
     let mut j = end;
+    let mut quoted_key = true;
     if s[j..].starts_with(b"\\\"") {
         j += 2;
     } else if matches!(at(s, j), b'"' | b'\'') {
         j += 1;
+    } else {
+        quoted_key = false;
     }
     let spaced = at(s, j) == b' ';
     while at(s, j) == b' ' && j - end < 4 {
@@ -1053,12 +1194,25 @@ fn kv_secret(s: &[u8], i: usize, end: usize) -> Option<Step> {
         b':' if !s[j..].starts_with(b"://") => j += 1,
         // `--password hunter2`
         b if j > end && is_b64url(b) && k >= 2 && &s[k - 2..k] == b"--" && at(s, end) == b' ' => {}
+        // SQL: `PASSWORD 'x'` (CREATE/ALTER ROLE, which the server logs).
+        b'\'' | b'"' if j > end && !quoted_key && class == SecretKey::Password => {}
+        // Header dumps: `'x-api-key', 'value'`.
+        b',' if quoted_key && at(s, j + 1) == b' ' && matches!(at(s, j + 2), b'\'' | b'"') => {
+            j += 1
+        }
         _ => return None,
     }
     while matches!(at(s, j), b' ' | b'\t') && j - end < 12 {
         j += 1;
     }
-    let (vs, ve) = secret_value(s, j)?;
+    // In a query string (`?user=x&password=y&db=z`) `&` ends the value;
+    // elsewhere (`password: tr0ub&3`) it is part of it.
+    let query = matches!(before(s, k), b'?' | b'&');
+    let q = usize::from(matches!(at(s, j), b'"' | b'\''));
+    if s[j + q..].starts_with(b"-----BEGIN ") {
+        return pem(s, j + q);
+    }
+    let (vs, ve) = secret_value(s, j, query)?;
     let v = &s[vs..ve];
     let min = match class {
         SecretKey::Password => 2,
@@ -1068,12 +1222,18 @@ fn kv_secret(s: &[u8], i: usize, end: usize) -> Option<Step> {
     if v.len() < min {
         return None;
     }
-    if placeholder(v)
-        || (class == SecretKey::Password && matches!(v[0], b'/' | b'~') && {
-            let key = &s[k..end];
-            key.eq_ignore_ascii_case(b"pwd") || key.eq_ignore_ascii_case(b"oldpwd")
-        })
-    {
+    let key = &s[k..end];
+    let not_secret = placeholder(v)
+        // `PWD=/home/user`: the shell's working directory.
+        || (matches!(v[0], b'/' | b'~')
+            && (key.eq_ignore_ascii_case(b"pwd") || key.eq_ignore_ascii_case(b"oldpwd")))
+        // `kubectl describe secret`: `password:  24 bytes`.
+        || (v.iter().all(|&b| is_digit(b)) && s[ve..].starts_with(b" bytes"))
+        // `pam_unix(passwd:chauthtok)`: a service and an action.
+        || (before(s, k) == b'(' && at(s, ve) == b')' && v.iter().all(u8::is_ascii_lowercase))
+        // Code, not a value: `SECRET_KEY = os.environ["..."]`, `get_token()`.
+        || matches!(at(s, ve), b'(' | b'[');
+    if not_secret {
         // Not a secret; nothing inside a masked value is worth rescanning.
         return Some(Step::Skip(ve.max(end)));
     }
@@ -1088,7 +1248,7 @@ fn kv_secret(s: &[u8], i: usize, end: usize) -> Option<Step> {
 /// The value starting at `j`: quoted (`"..."`, `'...'`, `\"...\"`) or bare
 /// (up to whitespace or a delimiter). A missing closing quote within
 /// `MAX_QUOTED` bytes on the same line makes the value bare.
-fn secret_value(s: &[u8], j: usize) -> Option<(usize, usize)> {
+fn secret_value(s: &[u8], j: usize, query: bool) -> Option<(usize, usize)> {
     let (q, vs): (&[u8], usize) = if s[j.min(s.len())..].starts_with(b"\\\"") {
         (b"\\\"", j + 2)
     } else {
@@ -1128,8 +1288,9 @@ fn secret_value(s: &[u8], j: usize) -> Option<(usize, usize)> {
         !(b.is_ascii_whitespace()
             || matches!(
                 b,
-                b',' | b';' | b'&' | b'"' | b'\'' | b'<' | b'>' | b')' | b']' | b'}' | b'\\'
-            ))
+                b',' | b';' | b'"' | b'\'' | b'<' | b'>' | b')' | b']' | b'}' | b'\\' | b'(' | b'['
+            )
+            || (query && b == b'&'))
     });
     // A sentence-ending period is not part of the value.
     if e > vs + 1 && s[e - 1] == b'.' && (e == s.len() || s[e].is_ascii_whitespace()) {
@@ -1156,13 +1317,24 @@ fn placeholder(v: &[u8]) -> bool {
     if v.starts_with(b"${") || v.starts_with(b"{{") || v.starts_with(b"%(") || v == b"%s" {
         return true;
     }
-    const WORDS: [&[u8]; 14] = [
+    // An environment variable reference: `$CLIENT_SECRET`.
+    if v.len() > 1
+        && v[0] == b'$'
+        && v[1..]
+            .iter()
+            .all(|&b| b.is_ascii_uppercase() || is_digit(b) || b == b'_')
+    {
+        return true;
+    }
+    const WORDS: [&[u8]; 16] = [
         b"null",
         b"none",
         b"nil",
         b"undefined",
         b"true",
         b"false",
+        b"yes",
+        b"no",
         b"redacted",
         b"hidden",
         b"masked",
@@ -1231,6 +1403,18 @@ fn email(s: &[u8], i: usize, floor: usize) -> Option<Step> {
     if is_word(at(s, e)) || at(s, e) == b'@' {
         return None;
     }
+    // `git@github.com:org/repo.git` is an SSH remote.
+    if at(s, e) == b':' && (at(s, e + 1).is_ascii_alphanumeric() || at(s, e + 1) == b'/') {
+        return None;
+    }
+    // `banner@2x.png`, `logo@3x.webp`: asset names, not addresses.
+    const FILE_EXTENSIONS: [&[u8]; 16] = [
+        b"png", b"jpg", b"jpeg", b"gif", b"svg", b"webp", b"ico", b"css", b"js", b"json", b"html",
+        b"txt", b"log", b"pdf", b"gz", b"map",
+    ];
+    if FILE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(last)) {
+        return None;
+    }
     found(Kind::Email, ls, e)
 }
 
@@ -1251,20 +1435,22 @@ fn url_password(s: &[u8], i: usize) -> Option<Step> {
         return None;
     }
     let us = i + 3;
+    // `?` and `#` do not end the user info: unencoded passwords contain them.
     let ue = run_max(s, us, 256, |b| {
-        !(b.is_ascii_whitespace()
-            || matches!(b, b'/' | b'?' | b'#' | b'"' | b'\'' | b'<' | b'>' | b'`'))
+        !(b.is_ascii_whitespace() || matches!(b, b'/' | b'"' | b'\'' | b'<' | b'>' | b'`'))
     });
     let at_sign = s[us..ue].iter().rposition(|&b| b == b'@')? + us;
     let colon = s[us..at_sign]
         .iter()
         .position(|&b| b == b':')
         .map(|c| c + us);
-    if let Some(c) = colon {
-        let pw = &s[c + 1..at_sign];
-        if !pw.is_empty() && !placeholder(pw) {
-            return found(Kind::Secret, c + 1, at_sign);
-        }
+    let Some(c) = colon else {
+        // No password; `?q=a@b.example` may still hold an email.
+        return Some(Step::Skip(us));
+    };
+    let pw = &s[c + 1..at_sign];
+    if !pw.is_empty() && !placeholder(pw) {
+        return found(Kind::Secret, c + 1, at_sign);
     }
     Some(Step::Skip(at_sign + 1))
 }
