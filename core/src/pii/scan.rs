@@ -17,9 +17,21 @@ const MAX_QUOTED: usize = 1024;
 /// Longest textual IPv6 address: 8 groups, or 6 groups and an IPv4 address.
 const MAX_IPV6: usize = 45;
 
-#[inline]
+/// `[A-Za-z0-9_]`, by table: the scan's inner loop asks this of every byte.
+static WORD: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'_';
+        b += 1;
+    }
+    t
+};
+
+#[inline(always)]
 fn is_word(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
+    WORD[b as usize]
 }
 
 #[inline]
@@ -163,13 +175,31 @@ impl Scanner<'_> {
             }
             return kv_secret(s, i, end);
         }
-        if let Some(st) = iban(s, i, end)
-            .or_else(|| jwt(s, i))
-            .or_else(|| known_token(s, i, end))
-            .or_else(|| auth_scheme(s, i, end))
-            .or_else(|| command_credentials(s, i, end))
-        {
-            return Some(st);
+        // Dispatch on the first byte and length so that ordinary words cost
+        // a few comparisons.
+        let f = w[0];
+        let st = match f {
+            b'A'..=b'Z' if w.len() >= 4 && is_digit(w[2]) => iban(s, i, end),
+            b'e' => jwt(s, i),
+            _ => None,
+        };
+        if st.is_some() {
+            return st;
+        }
+        if matches!(f, b'A' | b'g' | b'n' | b's' | b'r' | b'x' | b'h') {
+            if let Some(st) = known_token(s, i, end) {
+                return Some(st);
+            }
+        }
+        if nb == b' ' && matches!(w.len(), 5 | 6) {
+            if let Some(st) = auth_scheme(s, i, end) {
+                return Some(st);
+            }
+        }
+        if matches!(w.len(), 1 | 2 | 4 | 6) {
+            if let Some(st) = command_credentials(s, i, end) {
+                return Some(st);
+            }
         }
         kv_secret(s, i, end)
     }
@@ -231,11 +261,18 @@ fn thousands_group(s: &[u8], i: usize) -> bool {
 /// a MAC address, an IPv6 address, or a UUID (skipped: never PII, but its
 /// digit groups would otherwise look like phone or card fragments).
 fn hex_structure(s: &[u8], i: usize, end: usize) -> Option<Step> {
+    let len = end - i;
+    let nb = at(s, end);
+    // A colon MAC is distinctive enough to stand after a dash
+    // (`AP 10.30.0.41-24:de:c6:c8:1a:f0-AP`).
+    if len == 2 && nb == b':' && before(s, i) == b'-' {
+        if let Some(e) = mac_separated(s, i, nb) {
+            return found(Kind::MacAddress, i, e);
+        }
+    }
     if !structure_left_ok(s, i) {
         return None;
     }
-    let len = end - i;
-    let nb = at(s, end);
     if len == 8 && nb == b'-' {
         if let Some(e) = uuid_end(s, i) {
             return Some(Step::Skip(e));
@@ -339,7 +376,7 @@ fn ipv6(s: &[u8], i: usize) -> Option<Step> {
     // The unspecified address alone only when delimited: `[::]:80`, `"::"`.
     if &s[i..e] == b"::" {
         let ok = matches!((p, at(s, e)), (b'[', b']') | (b'"', b'"') | (b'\'', b'\''));
-        return ok.then(|| {
+        return ok.then_some({
             Step::Found(Match {
                 kind: Kind::Ipv6,
                 start: i,
@@ -423,10 +460,16 @@ fn number(s: &[u8], i: usize, end: usize, floor: usize) -> Option<Step> {
             return found(Kind::UsSsn, i, e);
         }
     }
-    if let Some(e) = nanp_phone(s, i) {
-        return found(Kind::Phone, i, e);
+    if (len == 3 || (len == 1 && s[i] == b'1')) && matches!(nb, b'-' | b'.') {
+        if let Some(e) = nanp_phone(s, i) {
+            return found(Kind::Phone, i, e);
+        }
     }
-    if s[i] == b'0' && matches!(at(s, i + 1), b'1'..=b'9') && (2..=5).contains(&len) {
+    if s[i] == b'0'
+        && matches!(at(s, i + 1), b'1'..=b'9')
+        && (2..=5).contains(&len)
+        && matches!(nb, b' ' | b'-')
+    {
         if let Some(e) = national_phone(s, i) {
             return found(Kind::Phone, i, e);
         }
@@ -526,11 +569,27 @@ fn version_before(s: &[u8], i: usize) -> bool {
 /// Digit groups separated by one of `seps`, starting at `i`:
 /// (group end positions, digits so far at each end, separator used).
 struct Groups {
-    ends: Vec<(usize, usize)>,
+    buf: [(usize, usize); 8],
+    len: usize,
+}
+
+impl Groups {
+    fn push(&mut self, g: (usize, usize)) {
+        self.buf[self.len] = g;
+        self.len += 1;
+    }
+
+    fn ends(&self) -> &[(usize, usize)] {
+        &self.buf[..self.len]
+    }
 }
 
 fn groups(s: &[u8], i: usize, seps: &[u8], max_groups: usize, same_sep: bool) -> Groups {
-    let mut ends = Vec::new();
+    debug_assert!(max_groups <= 8);
+    let mut ends = Groups {
+        buf: [(0, 0); 8],
+        len: 0,
+    };
     let mut j = i;
     let mut digits = 0;
     let mut sep_used = 0u8;
@@ -541,7 +600,7 @@ fn groups(s: &[u8], i: usize, seps: &[u8], max_groups: usize, same_sep: bool) ->
         }
         digits += e - j;
         ends.push((e, digits));
-        if ends.len() >= max_groups || digits > 19 {
+        if ends.len >= max_groups || digits > 19 {
             break;
         }
         let c = at(s, e);
@@ -556,7 +615,7 @@ fn groups(s: &[u8], i: usize, seps: &[u8], max_groups: usize, same_sep: bool) ->
         }
         j = e + 1;
     }
-    Groups { ends }
+    ends
 }
 
 /// `123-45-6789` or `123 45 6789`.
@@ -588,7 +647,7 @@ fn nanp_phone(s: &[u8], i: usize) -> Option<usize> {
     let g = groups(s, i, b"-.", 4, true);
     let mut start = i;
     let lens: Vec<usize> = g
-        .ends
+        .ends()
         .iter()
         .map(|&(e, _)| {
             let l = e - start;
@@ -601,7 +660,7 @@ fn nanp_phone(s: &[u8], i: usize) -> Option<usize> {
         [3, 3, 4, ..] => 2,
         _ => return None,
     };
-    let e = g.ends[last].0;
+    let e = g.ends()[last].0;
     (number_right_ok(s, e) && !(matches!(at(s, e), b'-' | b'.') && is_digit(at(s, e + 1))))
         .then_some(e)
 }
@@ -609,18 +668,22 @@ fn nanp_phone(s: &[u8], i: usize) -> Option<usize> {
 /// National numbers with a trunk 0: `020 7946 0958`, `030 12345678`,
 /// `01 23 45 67 89`, `0800-123-4567`.
 fn national_phone(s: &[u8], i: usize) -> Option<usize> {
+    // Not the tail of a longer digit-group sequence (a card, an IBAN).
+    if matches!(before(s, i), b' ' | b'-') && i >= 2 && is_digit(s[i - 2]) {
+        return None;
+    }
     let g = groups(s, i, b" -", 6, true);
-    if g.ends.len() < 2 {
+    if g.ends().len() < 2 {
         return None;
     }
     let mut start = i;
-    for &(e, _) in &g.ends {
+    for &(e, _) in g.ends() {
         if !(2..=8).contains(&(e - start)) {
             return None;
         }
         start = e + 1;
     }
-    let &(e, digits) = g.ends.last()?;
+    let &(e, digits) = g.ends().last()?;
     let continues = matches!(at(s, e), b' ' | b'-') && is_digit(at(s, e + 1));
     ((9..=12).contains(&digits) && number_right_ok(s, e) && !continues).then_some(e)
 }
@@ -643,8 +706,11 @@ fn card(s: &[u8], i: usize, end: usize, floor: usize) -> Option<usize> {
     let g = groups(s, i, b" -", 6, true);
     let mut start = i;
     let mut ok = Vec::new();
-    for &(e, digits) in &g.ends {
-        if start != i && !(3..=6).contains(&(e - start)) {
+    for (n, &(e, digits)) in g.ends().iter().enumerate() {
+        // 4-4-4-4, 4-6-5, 4-6-4, and a short fifth group (`6239 6855 0861
+        // 6955 11`, 18-digit UnionPay).
+        let min = if n >= 4 { 1 } else { 3 };
+        if start != i && !(min..=6).contains(&(e - start)) {
             break;
         }
         ok.push((e, digits));
@@ -1157,6 +1223,14 @@ fn kv_secret(s: &[u8], i: usize, end: usize) -> Option<Step> {
     {
         return None;
     }
+    // After a space only `key = value`, `key : value`, `--key value` and
+    // SQL's `PASSWORD 'value'` continue; most words stop here.
+    if nb == b' ' {
+        let n = at(s, run_max(s, end, 4, |b| b == b' '));
+        if !matches!(n, b'=' | b':' | b'\'' | b'"') && !(i >= 2 && &s[i - 2..i] == b"--") {
+            return None;
+        }
+    }
     let mut k = i;
     while k > 0 && (is_word(s[k - 1]) || matches!(s[k - 1], b'-' | b'.')) && end - k < 64 {
         k -= 1;
@@ -1213,6 +1287,13 @@ fn kv_secret(s: &[u8], i: usize, end: usize) -> Option<Step> {
         return pem(s, j + q);
     }
     let (vs, ve) = secret_value(s, j, query)?;
+    // `"authorizationToken":"Bearer eyJ..."`: the scheme decides.
+    let scheme_end = run(s, vs, is_word);
+    if at(s, scheme_end) == b' ' {
+        if let Some(st) = auth_scheme(s, vs, scheme_end) {
+            return Some(st);
+        }
+    }
     let v = &s[vs..ve];
     let min = match class {
         SecretKey::Password => 2,
@@ -1316,6 +1397,19 @@ fn placeholder(v: &[u8]) -> bool {
     }
     if v.starts_with(b"${") || v.starts_with(b"{{") || v.starts_with(b"%(") || v == b"%s" {
         return true;
+    }
+    // A hash of a secret (Vault audit logs): `hmac-sha256:3fae6908...`.
+    if let Some(c) = v.iter().position(|&b| b == b':') {
+        let hex = &v[c + 1..];
+        if c > 0
+            && hex.len() >= 32
+            && hex.iter().all(|&b| is_hex(b))
+            && v[..c]
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return true;
+        }
     }
     // An environment variable reference: `$CLIENT_SECRET`.
     if v.len() > 1
