@@ -132,7 +132,10 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON %1$I.servers, %1$I.server_metrics, %1$I.
 GRANT SELECT ON %1$I.servers TO aegis_auditor, aegis_devops, aegis_oncall, aegis_app;
 GRANT SELECT, INSERT, UPDATE ON %1$I.server_metrics TO aegis_devops;
 GRANT SELECT ON %1$I.server_metrics TO aegis_app;
-GRANT SELECT ON %1$I.downtime_logs, %1$I.error_logs TO aegis_developer, aegis_oncall, aegis_auditor;
+GRANT SELECT ON %1$I.downtime_logs TO aegis_developer, aegis_oncall, aegis_auditor;
+-- Developers read error messages only through developer_error_logs, which
+-- redacts PII: a direct grant would make the redaction optional.
+GRANT SELECT ON %1$I.error_logs TO aegis_oncall, aegis_auditor, aegis_masking_owner;
 GRANT SELECT ON %1$I.error_logs TO aegis_security;
 GRANT SELECT ON %1$I.alerts_history TO aegis_oncall, aegis_auditor;
 GRANT SELECT ON %1$I.user_access_logs TO aegis_auditor;
@@ -179,7 +182,8 @@ CREATE POLICY ingest_insert ON %1$I.downtime_logs FOR INSERT TO aegis_ingest WIT
 
 CREATE POLICY admin_all ON %1$I.error_logs FOR ALL TO aegis_admin USING (true) WITH CHECK (true);
 CREATE POLICY read_all ON %1$I.error_logs FOR SELECT TO aegis_auditor USING (true);
-CREATE POLICY developer_no_breach ON %1$I.error_logs FOR SELECT TO aegis_developer
+-- What developer_error_logs (owned by aegis_masking_owner) may read.
+CREATE POLICY developer_view_no_breach ON %1$I.error_logs FOR SELECT TO aegis_masking_owner
     USING (error_severity <> 'SECURITY_BREACH');
 CREATE POLICY security_breach_only ON %1$I.error_logs FOR SELECT TO aegis_security
     USING (error_severity = 'SECURITY_BREACH');
@@ -242,6 +246,20 @@ FROM %1$I.aggregated_metrics a;
 ALTER VIEW %1$I.masked_aggregated_metrics OWNER TO aegis_masking_owner;
 REVOKE ALL ON %1$I.masked_aggregated_metrics FROM PUBLIC;
 GRANT SELECT ON %1$I.masked_aggregated_metrics TO aegis_admin, aegis_operations;
+
+-- Error messages are free text full of emails, IPs and tokens: developers get
+-- them through redact_pii() (tag style, so the kind of data that was there
+-- stays visible). The user columns are left out and the client address is
+-- coarsened to its /24 (/48) network.
+CREATE VIEW %1$I.developer_error_logs WITH (security_barrier = true, security_invoker = false) AS
+SELECT e.id, e.server_id, e.ts, e.error_severity,
+       aegis.redact_pii(e.error_message) AS error_message,
+       aegis.anonymize_ip(e.user_ip) AS user_network,
+       e.resolved, e.contains_user_data
+FROM %1$I.error_logs e;
+ALTER VIEW %1$I.developer_error_logs OWNER TO aegis_masking_owner;
+REVOKE ALL ON %1$I.developer_error_logs FROM PUBLIC;
+GRANT SELECT ON %1$I.developer_error_logs TO aegis_developer, aegis_admin;
 
 -- No masking here, so the reader's own rights suffice: security_invoker =
 -- true, and the reader's RLS policies decide the rows.

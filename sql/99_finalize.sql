@@ -39,6 +39,14 @@ GRANT EXECUTE ON FUNCTION aegis.keys_overview() TO aegis_admin, aegis_auditor;
 -- write or administer data get them.
 GRANT EXECUTE ON FUNCTION aegis.anonymize_ip(inet, integer, integer) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.pseudonymize(text, text) TO aegis_admin, aegis_ingest;
+-- PII functions read nothing but their arguments. The hash style of
+-- redact_pii() is a pseudonym oracle like pseudonymize(): it checks for
+-- EXECUTE on pseudonymize() itself, so granting these to PUBLIC opens nothing.
+GRANT EXECUTE ON FUNCTION
+    aegis.redact_pii(text), aegis.redact_pii(text, text[], text),
+    aegis.has_pii(text), aegis.detect_pii(text), aegis.pii_kinds(),
+    aegis.sanitize_log(text, integer), aegis.sanitize_columns()
+TO PUBLIC;
 -- Subject keys: writers encrypt per subject; only admins find or destroy them.
 GRANT EXECUTE ON FUNCTION aegis.encrypt_for_subject(text, text) TO aegis_admin, aegis_ingest;
 GRANT EXECUTE ON FUNCTION aegis.subject_key_name(text), aegis.forget_subject(text) TO aegis_admin;

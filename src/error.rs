@@ -36,6 +36,9 @@ pub enum AegisError {
     #[error("{what} must not be NULL")]
     NullArgument { what: &'static str },
 
+    #[error("permission denied for the hash redaction style")]
+    HashStyleDenied,
+
     /// Unexpected state (catalog missing, SPI failure): a bug or a damaged
     /// installation, never a user mistake.
     #[error("{0}")]
@@ -47,7 +50,12 @@ impl AegisError {
         use PgSqlErrorCode::*;
         match self {
             AegisError::Core(e) => match e {
-                CoreError::UnknownHashAlgorithm { .. } | CoreError::LegacyHashAlgorithm { .. } => {
+                CoreError::UnknownHashAlgorithm { .. }
+                | CoreError::LegacyHashAlgorithm { .. }
+                | CoreError::UnknownPiiKind { .. }
+                | CoreError::UnknownRedactionStyle { .. }
+                | CoreError::SanitizeLimit { .. }
+                | CoreError::TriggerArgument { .. } => {
                     ERRCODE_INVALID_PARAMETER_VALUE // 22023
                 }
                 CoreError::NotAnEnvelope
@@ -69,7 +77,9 @@ impl AegisError {
                 CoreError::RandomUnavailable => ERRCODE_SYSTEM_ERROR, // 58000
             },
             AegisError::UnknownKey { .. } | AegisError::UnknownKeyRef => ERRCODE_UNDEFINED_OBJECT, // 42704
-            AegisError::DecryptDenied { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501
+            AegisError::DecryptDenied { .. } | AegisError::HashStyleDenied => {
+                ERRCODE_INSUFFICIENT_PRIVILEGE // 42501
+            }
             AegisError::KeyDestroyed { .. } | AegisError::KeyRetired { .. } => {
                 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE // 55000
             }
@@ -96,6 +106,9 @@ impl AegisError {
                 "Re-encrypt data with aegis.reencrypt() before retiring a version; an administrator can reactivate it.".into(),
             ),
             AegisError::NotText => Some("Use aegis.decrypt_bytea() for binary data.".into()),
+            AegisError::HashStyleDenied => Some(
+                "It needs EXECUTE on aegis.pseudonymize(text, text); use the tag or mask style.".into(),
+            ),
             AegisError::KeyDestroyed { .. }
             | AegisError::Internal(_)
             | AegisError::NullArgument { .. } => None,

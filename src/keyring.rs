@@ -437,6 +437,12 @@ fn reencrypt_impl(ct: Option<&[u8]>, aad: Option<&[u8]>) -> AegisResult<Option<V
 /// rows and tables), not reversible, stable across key rotations.
 #[pg_extern(stable, strict, parallel_restricted, sql = false)]
 fn pseudonymize_impl(value: &[u8], key_name: &str) -> AegisResult<String> {
+    pseudonym(value, key_name)
+}
+
+/// The keyed pseudonym of `value` under `key_name` (hex), for SQL and for
+/// redact_pii()'s `hash` style.
+pub(crate) fn pseudonym(value: &[u8], key_name: &str) -> AegisResult<String> {
     ensure_callback()?;
     let cached = CACHE.with(|c| c.borrow().pseudonym.get(key_name).cloned());
     let pk = match cached {

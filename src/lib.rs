@@ -17,6 +17,7 @@ mod error;
 mod guc;
 mod info;
 mod keyring;
+mod pii;
 mod policy;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -47,6 +48,7 @@ extension_sql_file!(
     name = "keyring",
     requires = ["monitoring_schema"]
 );
+extension_sql_file!("../sql/60_pii.sql", name = "pii", requires = ["keyring"]);
 extension_sql_file!("../sql/99_finalize.sql", name = "finalize", finalize);
 
 #[allow(non_snake_case)]

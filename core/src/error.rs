@@ -64,6 +64,9 @@ pub enum CoreError {
 
     #[error("max_bytes must be between {min} and {max}, not {value}")]
     SanitizeLimit { value: i64, min: usize, max: usize },
+
+    #[error("invalid aegis.sanitize_columns() argument \"{arg}\": {reason}")]
+    TriggerArgument { arg: String, reason: String },
 }
 
 impl CoreError {
@@ -114,6 +117,9 @@ impl CoreError {
             CoreError::PlaintextTooLarge { .. }
             | CoreError::RandomUnavailable
             | CoreError::SanitizeLimit { .. } => return None,
+            CoreError::TriggerArgument { .. } => "Arguments are column names and the options redact, \
+                 redact=KIND,..., style=tag|mask|hash|remove and max_bytes=N."
+                .to_string(),
         })
     }
 }

@@ -23,7 +23,8 @@ CREATE ROLE ax_admin LOGIN IN ROLE aegis_admin;
 CREATE ROLE ax_ingest LOGIN IN ROLE aegis_ingest;
 INSERT INTO monitoring.servers (server_id) VALUES ('s1');
 INSERT INTO monitoring.error_logs (server_id, error_severity, error_message) VALUES
-    ('s1', 'ERROR', 'timeout talking to db'), ('s1', 'SECURITY_BREACH', 'stolen token used from 203.0.113.9');
+    ('s1', 'ERROR', 'timeout talking to db for bob@example.com'),
+    ('s1', 'SECURITY_BREACH', 'stolen token used from 203.0.113.9');
 INSERT INTO monitoring.incident_response_logs (server_id, incident_summary, root_cause) VALUES
     ('s1', 'DB outage caused by alice@example.com', 'bad migration');
 INSERT INTO monitoring.aggregated_metrics VALUES ('eu', '2026-11-01 10:00+00', 40, 9000), ('us', '2026-11-01 10:00+00', 50, 12000);
@@ -46,8 +47,12 @@ CREATE FUNCTION pg_temp.leak(text) RETURNS boolean LANGUAGE plpgsql COST 0.00000
 BEGIN RAISE NOTICE 'leaked: %', $1; RETURN true; END $$;
 GRANT EXECUTE ON FUNCTION pg_temp.leak(text) TO PUBLIC;
 SET ROLE ax_dev;
--- RLS quals run before the (non-leakproof) user function: no SECURITY_BREACH text leaks.
+-- Developers read error messages only through developer_error_logs; the
+-- table itself is closed to them.
 SELECT count(*) FROM monitoring.error_logs WHERE pg_temp.leak(error_message);
+-- Through the view the function only ever sees redacted text, and never a
+-- SECURITY_BREACH row (the owner's RLS policy runs first).
+SELECT count(*) FROM monitoring.developer_error_logs WHERE pg_temp.leak(error_message);
 RESET ROLE;
 SET ROLE ax_viewer;
 -- The masking view's CASE runs first: the function only ever sees [REDACTED].
@@ -62,7 +67,8 @@ COPY (SELECT incident_summary, root_cause FROM monitoring.masked_incident_logs) 
 RESET ROLE;
 SET ROLE ax_dev;
 COPY monitoring.error_logs (error_severity, error_message) TO STDOUT;
-COPY (SELECT error_message FROM monitoring.error_logs WHERE error_severity = 'SECURITY_BREACH') TO STDOUT;
+COPY (SELECT error_severity, error_message FROM monitoring.developer_error_logs) TO STDOUT;
+COPY (SELECT error_message FROM monitoring.developer_error_logs WHERE error_severity = 'SECURITY_BREACH') TO STDOUT;
 RESET ROLE;
 SET ROLE ax_ingest;
 COPY monitoring.error_logs (server_id, error_message) FROM STDIN;
@@ -77,6 +83,11 @@ DECLARE c CURSOR FOR SELECT incident_summary FROM monitoring.masked_incident_log
 FETCH ALL FROM c;
 CLOSE c;
 RESET ROLE;
+SET ROLE ax_dev;
+DECLARE d CURSOR FOR SELECT error_message FROM monitoring.developer_error_logs;
+FETCH ALL FROM d;
+CLOSE d;
+RESET ROLE;
 
 -- 5. Views. A user's own view runs with the user's rights: still no breach rows.
 CREATE SCHEMA scratch;
@@ -84,6 +95,15 @@ GRANT CREATE, USAGE ON SCHEMA scratch TO ax_dev;
 SET ROLE ax_dev;
 CREATE VIEW scratch.my_errors AS SELECT error_message FROM monitoring.error_logs;
 SELECT error_message FROM scratch.my_errors ORDER BY 1;
+-- A view over the masking view adds nothing: still redacted.
+CREATE VIEW scratch.my_dev_errors AS SELECT error_message FROM monitoring.developer_error_logs;
+SELECT error_message FROM scratch.my_dev_errors ORDER BY 1;
+-- Shadowing the redaction function changes nothing: the view calls the
+-- schema-qualified aegis.redact_pii.
+CREATE FUNCTION scratch.redact_pii(text) RETURNS text LANGUAGE sql AS 'SELECT $1';
+SET search_path = scratch, public;
+SELECT error_message FROM monitoring.developer_error_logs ORDER BY 1;
+RESET search_path;
 RESET ROLE;
 -- Our views never read with the rights of a role that bypasses RLS (a
 -- superuser-owned definer view would return every row whatever the reader's

@@ -90,7 +90,8 @@ INSERT INTO targets VALUES
     ('alerts_history', false, $$(server_id, rule) VALUES ('s1', 'x')$$, 'acknowledged', ''),
     ('user_access_logs', false, $$(user_id) VALUES ('u9')$$, 'resource', '');
 INSERT INTO targets (obj, is_view) VALUES
-    ('masked_incident_logs', true), ('masked_aggregated_metrics', true), ('security_errors', true);
+    ('masked_incident_logs', true), ('masked_aggregated_metrics', true), ('security_errors', true),
+    ('developer_error_logs', true);
 
 RESET client_min_messages;
 SELECT l.login AS role, t.obj AS "table/view",

@@ -18,6 +18,7 @@
 mod redact;
 mod sanitize;
 mod scan;
+pub mod trigger_args;
 pub mod validate;
 
 pub use redact::{normalize, redact, Style};

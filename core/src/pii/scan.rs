@@ -249,7 +249,7 @@ fn number_right_ok(s: &[u8], j: usize) -> bool {
         || c == b'@'
         || (matches!(c, b'.' | b'-') && is_digit(n))
         || (c == b',' && thousands_group(s, j + 1))
-        || (c == b':' && n.is_ascii_alphanumeric()))
+        || (c == b':' && (n.is_ascii_alphanumeric() || n == b':')))
 }
 
 /// Exactly three digits at `i`, then no more: a thousands group.
@@ -718,15 +718,7 @@ fn card(s: &[u8], i: usize, end: usize, floor: usize) -> Option<usize> {
     }
     // Longest prefix of groups that is a valid card number.
     for &(e, digits) in ok.iter().rev() {
-        if !(13..=19).contains(&digits) {
-            continue;
-        }
-        let c = at(s, e);
-        if is_word(c)
-            || c == b'@'
-            || (c == b'.' && is_digit(at(s, e + 1)))
-            || (c == b',' && thousands_group(s, e + 1))
-        {
+        if !(13..=19).contains(&digits) || !number_right_ok(s, e) {
             continue;
         }
         let d: Vec<u8> = s[i..e].iter().copied().filter(|b| is_digit(*b)).collect();
@@ -1448,11 +1440,25 @@ fn placeholder(v: &[u8]) -> bool {
 /// `local@domain.tld` around the `@` at `i`. The local part is read
 /// backwards, never past `floor` (the end of the previous span).
 fn email(s: &[u8], i: usize, floor: usize) -> Option<Step> {
+    // Two-byte UTF-8 characters (accented Latin, Greek, Cyrillic) are letters
+    // of internationalized addresses (RFC 6531: `zoë@example.com`); wider
+    // ones (CJK, full-width brackets, emoji) are taken as surrounding text.
+    // Spans still start and end on character boundaries.
     let local_char =
         |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-');
     let mut ls = i;
-    while ls > floor && local_char(s[ls - 1]) && i - ls <= MAX_LOCAL {
-        ls -= 1;
+    while ls > floor && i - ls <= MAX_LOCAL {
+        let b = s[ls - 1];
+        if local_char(b) {
+            ls -= 1;
+        } else if (0x80..=0xbf).contains(&b)
+            && ls >= floor + 2
+            && (0xc2..=0xdf).contains(&s[ls - 2])
+        {
+            ls -= 2;
+        } else {
+            break;
+        }
     }
     let local = &s[ls..i];
     if local.is_empty()
@@ -1469,9 +1475,17 @@ fn email(s: &[u8], i: usize, floor: usize) -> Option<Step> {
         return None;
     }
     let ds = i + 1;
-    let de = run_max(s, ds, MAX_DOMAIN + 1, |b| {
-        b.is_ascii_alphanumeric() || b == b'-' || b == b'.'
-    });
+    let mut de = ds;
+    while de < s.len() && de - ds <= MAX_DOMAIN {
+        let b = s[de];
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'.' {
+            de += 1;
+        } else if (0xc2..=0xdf).contains(&b) && (0x80..=0xbf).contains(&at(s, de + 1)) {
+            de += 2;
+        } else {
+            break;
+        }
+    }
     let mut e = de;
     while e > ds && s[e - 1] == b'.' {
         e -= 1;

@@ -305,11 +305,12 @@ fn jwts() {
 #[test]
 fn multibyte_neighbours() {
     let t = "Zoë <zoë@example.com> 電話 +81 3-1234-5678 ✉ bob@example.jp";
-    let got = spans(t);
     assert_eq!(
-        got,
-        vec![(Phone, "+81 3-1234-5678"), (Email, "bob@example.jp")]
+        spans(t),
+        vec![(Email, "zoë@example.com"), (Phone, "+81 3-1234-5678"), (Email, "bob@example.jp")]
     );
+    let t = "山田さん（yamada@example.jp）から josé@exämple.de";
+    assert_eq!(spans(t), vec![(Email, "yamada@example.jp"), (Email, "josé@exämple.de")]);
 }
 
 // ---------------------------------------------------------------------------
