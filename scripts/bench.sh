@@ -23,7 +23,8 @@ cluster_psql "$DIR" "$BENCH_PORT" aegis_bench -c "CREATE EXTENSION pg_aegis; CRE
 
 printf 'pg_aegis benchmarks, %s, %s, %s CPUs, %s reps (median)\n' \
     "$(date -u +%Y-%m-%d)" "$(uname -m)" "$(nproc)" "$REPS"
-for f in "$REPO_ROOT"/benches/*.sql; do
+# BENCH_ONLY=pii runs benches/pii.sql alone.
+for f in "$REPO_ROOT"/benches/${BENCH_ONLY:-*}.sql; do
     printf '\n== %s\n' "$(basename "$f" .sql)"
     PGOPTIONS="-c bench.reps=$REPS" cluster_psql "$DIR" "$BENCH_PORT" aegis_bench -P pager=off -f "$f"
 done
