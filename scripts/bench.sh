@@ -28,3 +28,11 @@ for f in "$REPO_ROOT"/benches/${BENCH_ONLY:-*}.sql; do
     printf '\n== %s\n' "$(basename "$f" .sql)"
     PGOPTIONS="-c bench.reps=$REPS" cluster_psql "$DIR" "$BENCH_PORT" aegis_bench -P pager=off -f "$f"
 done
+
+# The pure scanner's throughput (criterion, 2 KiB texts built from the PII
+# corpus): the README quotes the MiB/s.
+if [ -z "${BENCH_ONLY:-}" ] || [ "${BENCH_ONLY}" = pii ]; then
+    printf '\n== pii scanner (aegis-core, criterion)\n'
+    (cd "$REPO_ROOT" && cargo bench -q -p aegis-core --bench pii_scan -- \
+        --warm-up-time 1 --measurement-time 3 2>/dev/null | grep -E '^2KiB|thrpt:' | grep -v '%')
+fi

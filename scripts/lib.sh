@@ -116,4 +116,8 @@ cluster_psql() { # DIR PORT DB [psql args...]
 install_extension() {
     log "building and installing pg_aegis (release) into $("$PG_CONFIG" --pkglibdir)"
     (cd "$REPO_ROOT" && cargo pgrx install --release --pg-config "$PG_CONFIG" >&2)
+    # Install scripts of released versions (cargo pgrx writes only the
+    # current one), so CREATE EXTENSION ... VERSION 'old' and the upgrade
+    # path can be tested; update scripts themselves come from cargo pgrx.
+    cp "$REPO_ROOT"/sql/released/pg_aegis--*.sql "$("$PG_CONFIG" --sharedir)/extension/"
 }

@@ -1,0 +1,87 @@
+-- Control: the upgrade path. 0.1.0, installed and in use (a monitoring
+-- schema with data, a key, ciphertext), is updated to the current version;
+-- the data and its protection survive, and the extension's catalog is then
+-- identical, object by object (definitions, grants, comments, settings), to
+-- a fresh install. Runs in a database of its own.
+\set SHOW_CONTEXT never
+\set VERBOSITY terse
+SET client_min_messages = warning;
+CREATE DATABASE aegis_regress_upgrade;
+\c aegis_regress_upgrade
+SET client_min_messages = warning;
+CREATE EXTENSION pg_aegis VERSION '0.1.0';
+SELECT extversion FROM pg_extension WHERE extname = 'pg_aegis';
+SELECT aegis.create_monitoring_schema('monitoring');
+INSERT INTO monitoring.servers (server_id) VALUES ('s1');
+INSERT INTO monitoring.error_logs (server_id, error_message) VALUES ('s1', 'timeout for bob@example.com');
+SELECT aegis.create_key('notes') IS NOT NULL AS key_created;
+CREATE TABLE notes AS SELECT aegis.encrypt('kept across the upgrade', 'notes') AS ct;
+
+ALTER EXTENSION pg_aegis UPDATE;
+SELECT extversion = aegis.version() AS updated_to_this_build FROM pg_extension WHERE extname = 'pg_aegis';
+-- Data, keys and policies carry over; the new functions work.
+SELECT aegis.decrypt(ct) FROM notes;
+SELECT relrowsecurity AND relforcerowsecurity AS rls_still_forced
+FROM pg_class WHERE oid = 'monitoring.error_logs'::regclass;
+SELECT aegis.redact_pii(error_message) FROM monitoring.error_logs;
+
+-- The catalog fingerprint of everything that belongs to the extension.
+CREATE FUNCTION pg_temp.fingerprint() RETURNS TABLE(item text) LANGUAGE sql AS $$
+    SELECT pg_describe_object(d.classid, d.objid, 0) || ' ' || coalesce(
+        CASE d.classid
+        WHEN 'pg_proc'::regclass THEN
+            (SELECT pg_get_functiondef(p.oid) || ' acl=' || coalesce(p.proacl::text, 'default')
+                    || ' comment=' || coalesce(obj_description(p.oid, 'pg_proc'), '-')
+             FROM pg_proc p WHERE p.oid = d.objid)
+        WHEN 'pg_class'::regclass THEN
+            (SELECT c.relkind::text || ' acl=' || coalesce(c.relacl::text, 'default')
+                    || ' rls=' || c.relrowsecurity || '/' || c.relforcerowsecurity
+                    || ' comment=' || coalesce(obj_description(c.oid, 'pg_class'), '-')
+                    || ' cols=' || coalesce((SELECT string_agg(a.attname || ':' || format_type(a.atttypid, a.atttypmod)
+                                                    || ':' || a.attnotnull || ':' || coalesce(pg_get_expr(ad.adbin, ad.adrelid), '')
+                                                    || ':' || coalesce(col_description(c.oid, a.attnum), '-')
+                                                    || ':' || coalesce(a.attacl::text, ''), ', ' ORDER BY a.attnum)
+                                             FROM pg_attribute a LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+                                             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '')
+                    || ' view=' || coalesce(pg_get_viewdef(c.oid), '-')
+             FROM pg_class c WHERE c.oid = d.objid)
+        WHEN 'pg_type'::regclass THEN (SELECT format_type(t.oid, NULL) FROM pg_type t WHERE t.oid = d.objid)
+        END, '')
+    FROM pg_depend d
+    WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+      AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_aegis')
+    UNION ALL
+    SELECT 'schema aegis acl=' || coalesce(nspacl::text, 'default') FROM pg_namespace WHERE nspname = 'aegis'
+    UNION ALL
+    SELECT 'policy ' || polname || ' on ' || polrelid::regclass || ' ' || pg_get_expr(polqual, polrelid)
+    FROM pg_policy WHERE polrelid::regclass::text LIKE 'aegis.%'
+    UNION ALL
+    SELECT 'trigger ' || pg_get_triggerdef(t.oid) FROM pg_trigger t
+    WHERE NOT t.tgisinternal AND t.tgrelid::regclass::text LIKE 'aegis.%'
+    UNION ALL
+    SELECT 'config ' || extconfig::regclass[]::text FROM pg_extension WHERE extname = 'pg_aegis'
+$$;
+CREATE TEMP TABLE updated AS SELECT * FROM pg_temp.fingerprint();
+
+-- A fresh install of this build in the same database.
+DROP TABLE notes;
+DROP SCHEMA monitoring CASCADE;
+DROP EXTENSION pg_aegis;
+DROP SCHEMA aegis CASCADE;
+CREATE EXTENSION pg_aegis;
+CREATE TEMP TABLE fresh AS SELECT * FROM pg_temp.fingerprint();
+-- What the comparison covers.
+SELECT count(*) FILTER (WHERE item LIKE 'function %') AS functions,
+       count(*) FILTER (WHERE item LIKE 'table %' OR item LIKE 'view %') AS tables_and_views,
+       count(*) FILTER (WHERE item LIKE 'policy %') AS policies,
+       count(*) FILTER (WHERE item LIKE 'trigger %') AS triggers,
+       count(*) AS items
+FROM fresh;
+-- Anything here differs between the updated and the fresh catalog.
+(SELECT 'only after update' AS "where", item FROM updated EXCEPT SELECT 'only after update', item FROM fresh)
+UNION ALL
+(SELECT 'only in fresh install', item FROM fresh EXCEPT SELECT 'only in fresh install', item FROM updated)
+ORDER BY 1, 2;
+\c aegis_regress
+SET client_min_messages = warning;
+DROP DATABASE aegis_regress_upgrade;
