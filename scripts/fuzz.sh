@@ -12,6 +12,8 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 cd "$REPO_ROOT/core"
-log "fuzzing envelope parsing for ${SECONDS_TO_RUN}s"
-RUSTC_BOOTSTRAP=1 cargo fuzz run envelope --sanitizer none -- \
-    -max_total_time="$SECONDS_TO_RUN" -max_len=4096
+for target in envelope pii; do
+    log "fuzzing $target for ${SECONDS_TO_RUN}s"
+    RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" --sanitizer none -- \
+        -max_total_time="$SECONDS_TO_RUN" -max_len=4096
+done

@@ -136,7 +136,7 @@ fn dump_and_restore_keeps_policies_grants_and_data() {
         .expect("login to restored database");
     let msgs: Vec<String> = dev
         .query(
-            "SELECT error_message FROM monitoring.error_logs ORDER BY 1",
+            "SELECT error_message FROM monitoring.developer_error_logs ORDER BY 1",
             &[],
         )
         .unwrap()

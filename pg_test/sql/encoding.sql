@@ -18,6 +18,15 @@ SELECT aegis.digest('Grüße', 'sha256') = digest('Grüße', 'sha256') AS same_a
 -- A type name with a non-ASCII character (one LATIN1 byte, invalid UTF-8).
 SELECT aegis.digest('x', 'shä256');
 \echo :LAST_ERROR_SQLSTATE
+-- PII functions work on the database's bytes: positions count LATIN1
+-- characters, redaction keeps the accented text around a finding intact,
+-- and truncation uses an ASCII marker ("…" does not exist in LATIN1).
+SELECT aegis.redact_pii('Café Müller: jane@example.com, Straße 5, 203.0.113.9') AS redacted;
+SELECT kind, start_pos, end_pos, value,
+       substr('Grüße an jane@example.com', start_pos, end_pos - start_pos + 1) = value AS substr_matches
+FROM aegis.detect_pii('Grüße an jane@example.com');
+SELECT aegis.sanitize_log(E'Grüße\nneue Zeile ' || repeat('é', 60), 40) AS sanitized,
+       octet_length(aegis.sanitize_log(E'Grüße\nneue Zeile ' || repeat('é', 60), 40)) <= 40 AS fits;
 \c aegis_regress
 SET client_min_messages = warning;
 DROP DATABASE aegis_regress_latin1;

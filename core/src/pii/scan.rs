@@ -163,7 +163,7 @@ impl Scanner<'_> {
         let w = &s[i..end];
         let nb = at(s, end);
         if w.len() <= 8 && matches!(nb, b':' | b'-' | b'.') && w.iter().all(|&b| is_hex(b)) {
-            if let Some(st) = hex_structure(s, i, end) {
+            if let Some(st) = hex_structure(s, i, end, self.floor) {
                 return Some(st);
             }
         }
@@ -208,10 +208,16 @@ impl Scanner<'_> {
 /// Left edge of a number or hex structure: not the middle of a longer dotted,
 /// dashed, comma-grouped or colon-separated value (`1.2.3.4.5`, `2026-11-22`,
 /// `1,234,567`, `12:34:56`), and not after `+` (handled as a phone).
-fn structure_left_ok(s: &[u8], i: usize) -> bool {
+fn structure_left_ok(s: &[u8], i: usize, floor: usize) -> bool {
     let p = before(s, i);
     if is_word(p) || p == b'+' {
         return false;
+    }
+    // Right after a reported span the left context is that span, which
+    // redaction replaces: decide as if it were opaque, so that redacting
+    // twice gives the same result as once (`::1-1::1` -> `[IPV6]-1::1`).
+    if after_span(i, floor) {
+        return true;
     }
     let pp = if i >= 2 { s[i - 2] } else { 0 };
     match p {
@@ -239,6 +245,11 @@ fn structure_left_ok(s: &[u8], i: usize) -> bool {
     }
 }
 
+/// Whether the one byte before `i` directly follows the previous span.
+fn after_span(i: usize, floor: usize) -> bool {
+    floor > 0 && i == floor + 1
+}
+
 /// Right edge of a number: not followed by a word, `@` (local part of an
 /// email), or a separator that continues the number (`.5`, `,000`, `-22`,
 /// `:30`).
@@ -260,7 +271,7 @@ fn thousands_group(s: &[u8], i: usize) -> bool {
 /// `s[i..end]` is all hex digits, at most 8, followed by `:`, `-` or `.`:
 /// a MAC address, an IPv6 address, or a UUID (skipped: never PII, but its
 /// digit groups would otherwise look like phone or card fragments).
-fn hex_structure(s: &[u8], i: usize, end: usize) -> Option<Step> {
+fn hex_structure(s: &[u8], i: usize, end: usize, floor: usize) -> Option<Step> {
     let len = end - i;
     let nb = at(s, end);
     // A colon MAC is distinctive enough to stand after a dash
@@ -270,7 +281,7 @@ fn hex_structure(s: &[u8], i: usize, end: usize) -> Option<Step> {
             return found(Kind::MacAddress, i, e);
         }
     }
-    if !structure_left_ok(s, i) {
+    if !structure_left_ok(s, i, floor) {
         return None;
     }
     if len == 8 && nb == b'-' {
@@ -441,11 +452,11 @@ fn number(s: &[u8], i: usize, end: usize, floor: usize) -> Option<Step> {
     let len = end - i;
     let nb = at(s, end);
     if nb == b'.' {
-        if let Some(st) = ipv4(s, i) {
+        if let Some(st) = ipv4(s, i, floor) {
             return Some(st);
         }
     }
-    if !structure_left_ok(s, i) {
+    if !structure_left_ok(s, i, floor) {
         return None;
     }
     // `123 45 6789` alone or after a label, not inside a run of numbers:
@@ -490,7 +501,7 @@ fn number(s: &[u8], i: usize, end: usize, floor: usize) -> Option<Step> {
 }
 
 /// A dotted quad, unless it is a version (`version 1.2.3.4`, `Agent/1.2.3.4`).
-fn ipv4(s: &[u8], i: usize) -> Option<Step> {
+fn ipv4(s: &[u8], i: usize, floor: usize) -> Option<Step> {
     let mut j = i;
     for k in 0..4 {
         if k > 0 {
@@ -517,7 +528,10 @@ fn ipv4(s: &[u8], i: usize) -> Option<Step> {
     // the tail of a longer dotted number or a word is not.
     let p = before(s, i);
     let pp = if i >= 2 { s[i - 2] } else { 0 };
-    if is_word(p) || p == b'+' || (p == b'.' && pp.is_ascii_alphanumeric()) || version_before(s, i)
+    if is_word(p)
+        || p == b'+'
+        || (p == b'.' && pp.is_ascii_alphanumeric() && !after_span(i, floor))
+        || version_before(s, i)
     {
         return None;
     }

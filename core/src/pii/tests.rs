@@ -307,10 +307,17 @@ fn multibyte_neighbours() {
     let t = "Zoë <zoë@example.com> 電話 +81 3-1234-5678 ✉ bob@example.jp";
     assert_eq!(
         spans(t),
-        vec![(Email, "zoë@example.com"), (Phone, "+81 3-1234-5678"), (Email, "bob@example.jp")]
+        vec![
+            (Email, "zoë@example.com"),
+            (Phone, "+81 3-1234-5678"),
+            (Email, "bob@example.jp")
+        ]
     );
     let t = "山田さん（yamada@example.jp）から josé@exämple.de";
-    assert_eq!(spans(t), vec![(Email, "yamada@example.jp"), (Email, "josé@exämple.de")]);
+    assert_eq!(
+        spans(t),
+        vec![(Email, "yamada@example.jp"), (Email, "josé@exämple.de")]
+    );
 }
 
 // ---------------------------------------------------------------------------
