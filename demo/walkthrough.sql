@@ -28,10 +28,10 @@ BEGIN
             ('db-1', 'db-1.eu.example.net', 'eu', NULL),
             ('db-2', 'db-2.us.example.net', 'us', NULL);
         INSERT INTO monitoring.error_logs (server_id, error_severity, error_message, user_identifier, user_ip) VALUES
-            ('db-1', 'ERROR', 'connection timeout after 30s', 'u-1001', '198.51.100.23'),
+            ('db-1', 'ERROR', 'connection timeout after 30s for jane.doe@example.com from 198.51.100.23', 'u-1001', '198.51.100.23'),
             ('db-1', 'SECURITY_BREACH', 'reused session token from 203.0.113.9', 'u-1002', '203.0.113.9'),
             ('db-2', 'WARNING', 'replication lag 12s', NULL, NULL),
-            ('web-1', 'ERROR', 'upstream 502 for /checkout', 'u-1003', '192.0.2.44');
+            ('web-1', 'ERROR', 'upstream 502 for /checkout, card 4111 1111 1111 1111, callback +44 20 7946 0958', 'u-1003', '192.0.2.44');
         INSERT INTO monitoring.server_metrics (server_id, cpu_usage, memory_usage, network_in_bytes)
         SELECT s, 20 + g % 70, 40 + g % 50, g * 1000
         FROM unnest(ARRAY['web-1', 'db-1', 'db-2']) s, generate_series(1, 5) g;
@@ -54,9 +54,10 @@ END $$;
 SELECT aegis.assign_oncall('bob', 'db-2');
 SELECT role_name, description FROM aegis.role_catalog() ORDER BY role_name;
 
--- alice (developer) reads error logs, but never SECURITY_BREACH rows, and cannot write.
+-- alice (developer) reads error logs through developer_error_logs: PII in the
+-- messages redacted, never SECURITY_BREACH rows, and she cannot write.
 SET ROLE alice;
-SELECT server_id, error_severity, error_message FROM monitoring.error_logs ORDER BY id;
+SELECT server_id, error_severity, error_message, user_network FROM monitoring.developer_error_logs ORDER BY id;
 DO $$ BEGIN
     UPDATE monitoring.error_logs SET resolved = true;
 EXCEPTION WHEN insufficient_privilege THEN RAISE NOTICE 'alice cannot update: %', SQLERRM;
@@ -115,3 +116,34 @@ SELECT aegis.rotate_key('user_ip') AS new_version;
 UPDATE monitoring.login_events SET user_ip_enc = aegis.reencrypt(user_ip_enc, 'login_events.user_ip:' || id);
 SELECT get_byte(user_ip_enc, 23) AS key_version, count(*) FROM monitoring.login_events GROUP BY 1;
 SELECT aegis.anonymize_ip('198.51.100.77') AS coarse_ip;
+
+-- == 5. PII redaction and log sanitizing ======================================
+-- One pass over the text, every kind validated (Luhn, IBAN mod-97, SSN rules,
+-- parsed IPv6); look-alikes in operational logs (timestamps, UUIDs, versions,
+-- SQLSTATEs, digests) stay as they are.
+SELECT array_agg(k) AS pii_kinds FROM aegis.pii_kinds() k;
+SELECT aegis.redact_pii('login failed for jane.doe@example.com from 2001:db8::17, '
+    || 'dsn postgres://app:s3cr3t@db:5432/prod, SSN 512-48-3097; '
+    || 'req 550e8400-e29b-41d4-a716-446655440000 v1.2.3.4 SQLSTATE 23505') AS redacted;
+SELECT * FROM aegis.detect_pii('mail jane.doe@example.com, IBAN GB82 WEST 1234 5698 7654 32');
+-- Styles: mask keeps what helps debugging; hash gives a keyed token, so the
+-- same person stays trackable across rows without being identifiable.
+SELECT aegis.redact_pii(error_message, NULL, 'mask') AS masked,
+       aegis.redact_pii(error_message, '{EMAIL}', 'hash') AS email_tokens
+FROM monitoring.error_logs WHERE aegis.has_pii(error_message) ORDER BY id;
+-- Log injection: a forged line, terminal escapes and an oversized message.
+SELECT aegis.sanitize_log(E'user=bob\nFORGED: admin login ok \x1b[2J' || repeat('x', 100), 64) AS sanitized;
+-- A trigger sanitizes (and redacts) columns on the way in, COPY included.
+CREATE TABLE IF NOT EXISTS monitoring.app_events (id bigint GENERATED ALWAYS AS IDENTITY, msg text);
+DROP TRIGGER IF EXISTS app_events_sanitize ON monitoring.app_events;
+CREATE TRIGGER app_events_sanitize BEFORE INSERT OR UPDATE ON monitoring.app_events
+    FOR EACH ROW EXECUTE FUNCTION aegis.sanitize_columns('msg', 'redact');
+INSERT INTO monitoring.app_events (msg) VALUES (E'password=hunter2 sent to ops@example.com\nFAKE entry');
+SELECT msg FROM monitoring.app_events ORDER BY id DESC LIMIT 1;
+-- Developers cannot read the raw table at all.
+SET ROLE alice;
+DO $$ BEGIN
+    PERFORM 1 FROM monitoring.error_logs;
+EXCEPTION WHEN insufficient_privilege THEN RAISE NOTICE 'alice: %', SQLERRM;
+END $$;
+RESET ROLE;

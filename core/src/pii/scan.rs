@@ -126,9 +126,9 @@ impl Iterator for Scanner<'_> {
             } else {
                 match b {
                     b'@' => email(s, i, self.floor),
-                    b':' => colon(s, i),
-                    b'+' => plus_phone(s, i),
-                    b'(' => paren_phone(s, i),
+                    b':' => colon(s, i, self.floor),
+                    b'+' => plus_phone(s, i, self.floor),
+                    b'(' => paren_phone(s, i, self.floor),
                     b'-' => pem(s, i),
                     _ => None,
                 }
@@ -247,7 +247,33 @@ fn structure_left_ok(s: &[u8], i: usize, floor: usize) -> bool {
 
 /// Whether the one byte before `i` directly follows the previous span.
 fn after_span(i: usize, floor: usize) -> bool {
-    floor > 0 && i == floor + 1
+    floor > 0 && (i == floor || i == floor + 1)
+}
+
+/// A redaction tag at `j` (`[EMAIL]`, `[CARD:3f9a1c2e]`). Redacting again
+/// sees a tag where the first pass saw the value it replaced, often a word
+/// or a number; right-edge checks treat it as one, so that a neighbour the
+/// first pass rejected is rejected again (`11::lJJJ@J.JJ` ->
+/// `11::[EMAIL]`, where `11::` stays text).
+fn tag_at(s: &[u8], j: usize) -> bool {
+    if at(s, j) != b'[' {
+        return false;
+    }
+    let e = run_max(s, j + 1, 12, |b| {
+        b.is_ascii_uppercase() || b == b'_' || is_digit(b)
+    });
+    let name = &s[j + 1..e];
+    if !Kind::ALL.iter().any(|k| k.name().as_bytes() == name) {
+        return false;
+    }
+    match at(s, e) {
+        b']' => true,
+        b':' => {
+            let h = run_max(s, e + 1, 9, is_hex);
+            h > e + 1 && at(s, h) == b']'
+        }
+        _ => false,
+    }
 }
 
 /// Right edge of a number: not followed by a word, `@` (local part of an
@@ -258,7 +284,8 @@ fn number_right_ok(s: &[u8], j: usize) -> bool {
     let n = at(s, j + 1);
     !(is_word(c)
         || c == b'@'
-        || (matches!(c, b'.' | b'-') && is_digit(n))
+        || tag_at(s, j)
+        || (matches!(c, b'.' | b'-') && (is_digit(n) || tag_at(s, j + 1)))
         || (c == b',' && thousands_group(s, j + 1))
         || (c == b':' && (n.is_ascii_alphanumeric() || n == b':')))
 }
@@ -300,7 +327,7 @@ fn hex_structure(s: &[u8], i: usize, end: usize, floor: usize) -> Option<Step> {
         }
     }
     if nb == b':' && len <= 4 {
-        return ipv6(s, i);
+        return ipv6(s, i, floor);
     }
     None
 }
@@ -367,10 +394,10 @@ fn mac_dotted(s: &[u8], i: usize) -> Option<usize> {
 /// An IPv6 address starting at `i` (a hex group, or `::`), parsed by the
 /// standard library. Cheap structural checks run first: a time like
 /// `18:33:33` never reaches the parser.
-fn ipv6(s: &[u8], i: usize) -> Option<Step> {
+fn ipv6(s: &[u8], i: usize, floor: usize) -> Option<Step> {
     // After `*`: the unmasked tail of a masked address (`****:****::1`).
     let p = before(s, i);
-    if is_word(p) || matches!(p, b':' | b'.' | b'*') {
+    if !after_span(i, floor) && (is_word(p) || matches!(p, b':' | b'.' | b'*')) {
         return None;
     }
     let end = run(s, i, |b| is_hex(b) || b == b':' || b == b'.');
@@ -412,6 +439,7 @@ fn ipv6_at(s: &[u8], i: usize, e: usize) -> Option<Step> {
     let c = at(s, e);
     if !ipv6_plausible(cand)
         || is_word(c)
+        || tag_at(s, e)
         || (c == b':'
             && is_hex(at(s, e + 1))
             && !(cand.windows(2).any(|w| w == b"::") && port_after(s, e)))
@@ -521,16 +549,15 @@ fn ipv4(s: &[u8], i: usize, floor: usize) -> Option<Step> {
         j = e;
     }
     let c = at(s, j);
-    if is_word(c) || (c == b'.' && is_digit(at(s, j + 1))) {
+    if is_word(c) || tag_at(s, j) || (c == b'.' && (is_digit(at(s, j + 1)) || tag_at(s, j + 1))) {
         return None;
     }
     // Lists and ranges (`10.0.0.1,10.0.0.2`, `10.0.0.1-10.0.0.9`) are fine;
     // the tail of a longer dotted number or a word is not.
     let p = before(s, i);
     let pp = if i >= 2 { s[i - 2] } else { 0 };
-    if is_word(p)
-        || p == b'+'
-        || (p == b'.' && pp.is_ascii_alphanumeric() && !after_span(i, floor))
+    let fresh = !after_span(i, floor);
+    if (fresh && (is_word(p) || p == b'+' || (p == b'.' && pp.is_ascii_alphanumeric())))
         || version_before(s, i)
     {
         return None;
@@ -698,7 +725,7 @@ fn national_phone(s: &[u8], i: usize) -> Option<usize> {
         start = e + 1;
     }
     let &(e, digits) = g.ends().last()?;
-    let continues = matches!(at(s, e), b' ' | b'-') && is_digit(at(s, e + 1));
+    let continues = matches!(at(s, e), b' ' | b'-') && (is_digit(at(s, e + 1)) || tag_at(s, e + 1));
     ((9..=12).contains(&digits) && number_right_ok(s, e) && !continues).then_some(e)
 }
 
@@ -810,8 +837,8 @@ fn label_before(s: &[u8], i: usize) -> Option<Label> {
 
 /// `+` and 8–15 digits in groups: `+14155552671`, `+44 20 7946 0958`,
 /// `+1 (555) 123-4567`, `+44 (0)20 7946 0958`.
-fn plus_phone(s: &[u8], i: usize) -> Option<Step> {
-    if is_word(before(s, i)) || !matches!(at(s, i + 1), b'1'..=b'9') {
+fn plus_phone(s: &[u8], i: usize, floor: usize) -> Option<Step> {
+    if (is_word(before(s, i)) && !after_span(i, floor)) || !matches!(at(s, i + 1), b'1'..=b'9') {
         return None;
     }
     let mut j = i + 1;
@@ -862,8 +889,8 @@ fn plus_phone(s: &[u8], i: usize) -> Option<Step> {
 }
 
 /// `(555) 123-4567`, `(020) 7946 0958`, `(0)20 7946 0958`.
-fn paren_phone(s: &[u8], i: usize) -> Option<Step> {
-    if is_word(before(s, i)) {
+fn paren_phone(s: &[u8], i: usize, floor: usize) -> Option<Step> {
+    if is_word(before(s, i)) && !after_span(i, floor) {
         return None;
     }
     let e = run_max(s, i + 1, 6, is_digit);
@@ -1522,11 +1549,13 @@ fn email(s: &[u8], i: usize, floor: usize) -> Option<Step> {
     {
         return None;
     }
-    if is_word(at(s, e)) || at(s, e) == b'@' {
+    if is_word(at(s, e)) || at(s, e) == b'@' || tag_at(s, e) {
         return None;
     }
     // `git@github.com:org/repo.git` is an SSH remote.
-    if at(s, e) == b':' && (at(s, e + 1).is_ascii_alphanumeric() || at(s, e + 1) == b'/') {
+    if at(s, e) == b':'
+        && (at(s, e + 1).is_ascii_alphanumeric() || at(s, e + 1) == b'/' || tag_at(s, e + 1))
+    {
         return None;
     }
     // `banner@2x.png`, `logo@3x.webp`: asset names, not addresses.
@@ -1540,12 +1569,12 @@ fn email(s: &[u8], i: usize, floor: usize) -> Option<Step> {
     found(Kind::Email, ls, e)
 }
 
-fn colon(s: &[u8], i: usize) -> Option<Step> {
+fn colon(s: &[u8], i: usize, floor: usize) -> Option<Step> {
     if s[i..].starts_with(b"://") {
         return url_password(s, i);
     }
     if at(s, i + 1) == b':' {
-        return ipv6(s, i);
+        return ipv6(s, i, floor);
     }
     None
 }

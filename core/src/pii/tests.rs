@@ -538,3 +538,19 @@ proptest! {
         prop_assert_eq!(sanitize_log(out.as_bytes(), max, Charset::Utf8).into_owned(), out.as_bytes().to_vec());
     }
 }
+
+/// Inputs the fuzzer (`make fuzz`) found where redacting twice differed from
+/// redacting once, because a replacement changed a neighbour's context.
+#[test]
+fn fuzzer_found_inputs_stay_idempotent() {
+    for t in [
+        "::1-1::1-111",
+        "11::lJJJ@J.JJJ!0",
+        "lJJ@J.JJJ@J.JJJ:JJ@J.BJJ!JJ@J.J\x1b",
+    ] {
+        for style in [Style::Tag, Style::Mask, Style::Hash] {
+            let once = red(t, style);
+            assert_eq!(red(&once, style), once, "{style:?} on {t:?}");
+        }
+    }
+}
