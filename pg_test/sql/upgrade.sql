@@ -24,6 +24,26 @@ SELECT aegis.decrypt(ct) FROM notes;
 SELECT relrowsecurity AND relforcerowsecurity AS rls_still_forced
 FROM pg_class WHERE oid = 'monitoring.error_logs'::regclass;
 SELECT aegis.redact_pii(error_message) FROM monitoring.error_logs;
+-- The README's statements that give a 0.1.0 monitoring schema the 0.2.0
+-- developer view; afterwards a developer reads only redacted messages.
+CREATE VIEW monitoring.developer_error_logs WITH (security_barrier = true, security_invoker = false) AS
+SELECT e.id, e.server_id, e.ts, e.error_severity, aegis.redact_pii(e.error_message) AS error_message,
+       aegis.anonymize_ip(e.user_ip) AS user_network, e.resolved, e.contains_user_data
+FROM monitoring.error_logs e;
+ALTER VIEW monitoring.developer_error_logs OWNER TO aegis_masking_owner;
+REVOKE ALL ON monitoring.developer_error_logs FROM PUBLIC;
+GRANT SELECT ON monitoring.developer_error_logs TO aegis_developer, aegis_admin;
+GRANT SELECT ON monitoring.error_logs TO aegis_masking_owner;
+CREATE POLICY developer_view_no_breach ON monitoring.error_logs FOR SELECT TO aegis_masking_owner
+    USING (error_severity <> 'SECURITY_BREACH');
+DROP POLICY developer_no_breach ON monitoring.error_logs;
+REVOKE SELECT ON monitoring.error_logs FROM aegis_developer;
+CREATE ROLE up_dev LOGIN IN ROLE aegis_developer;
+SET SESSION AUTHORIZATION up_dev;
+SELECT error_message FROM monitoring.developer_error_logs;
+SELECT error_message FROM monitoring.error_logs;
+RESET SESSION AUTHORIZATION;
+DROP ROLE up_dev;
 
 -- The catalog fingerprint of everything that belongs to the extension.
 CREATE FUNCTION pg_temp.fingerprint() RETURNS TABLE(item text) LANGUAGE sql AS $$
