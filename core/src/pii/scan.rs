@@ -86,6 +86,7 @@ pub fn find_iter(text: &[u8]) -> Scanner<'_> {
         s: text,
         pos: 0,
         floor: 0,
+        pending: Vec::new(),
     }
 }
 
@@ -101,6 +102,10 @@ pub struct Scanner<'a> {
     /// End of the last reported span: backward looks (an email's local part)
     /// never reach into it.
     floor: usize,
+    /// A span found ahead of the scan position (the value after `password=`,
+    /// the password after `-u user:`): reported once the text before it has
+    /// been scanned, so nothing between the key and the value is skipped.
+    pending: Vec<Match>,
 }
 
 enum Step {
@@ -118,37 +123,70 @@ impl Iterator for Scanner<'_> {
     fn next(&mut self) -> Option<Match> {
         let s = self.s;
         let mut i = self.pos;
-        while i < s.len() {
+        loop {
+            if let Some(&p) = self.pending.first() {
+                if i >= p.start {
+                    self.pending.remove(0);
+                    return Some(self.emit(p));
+                }
+            }
+            if i >= s.len() {
+                self.pos = s.len();
+                return None;
+            }
             let b = s[i];
-            let step = if is_word(b) {
+            let (step, next) = if is_word(b) {
                 let end = run(s, i, is_word);
-                self.word(i, end).unwrap_or(Step::Skip(end))
+                (self.word(i, end), end)
             } else {
-                match b {
+                let st = match b {
                     b'@' => email(s, i, self.floor),
                     b':' => colon(s, i, self.floor),
                     b'+' => plus_phone(s, i, self.floor),
                     b'(' => paren_phone(s, i, self.floor),
                     b'-' => pem(s, i),
                     _ => None,
-                }
-                .unwrap_or(Step::Skip(i + 1))
+                };
+                (st, i + 1)
             };
             match step {
-                Step::Found(m) => {
+                Some(Step::Found(m)) => {
                     debug_assert!(m.start >= self.floor && m.end > m.start);
-                    self.pos = m.end;
-                    self.floor = m.end;
-                    return Some(m);
+                    if self
+                        .pending
+                        .iter()
+                        .any(|p| m.start < p.end && p.start < m.end)
+                    {
+                        // Overlaps a span already found ahead: that one wins.
+                        i = next;
+                    } else if m.start >= next {
+                        // Ahead of the scan: hold it, scan what lies before it.
+                        let at = self.pending.partition_point(|p| p.start < m.start);
+                        self.pending.insert(at, m);
+                        i = next;
+                    } else {
+                        return Some(self.emit(m));
+                    }
                 }
-                Step::Skip(j) => {
+                Some(Step::Skip(j)) => {
                     debug_assert!(j > i);
-                    i = j;
+                    // A skip never jumps over a span held for later.
+                    i = match self.pending.first() {
+                        Some(p) => j.min(p.start.max(i + 1)),
+                        None => j,
+                    };
                 }
+                None => i = next,
             }
         }
-        self.pos = s.len();
-        None
+    }
+}
+
+impl Scanner<'_> {
+    fn emit(&mut self, m: Match) -> Match {
+        self.pos = m.end;
+        self.floor = m.end;
+        m
     }
 }
 
@@ -288,6 +326,19 @@ fn number_right_ok(s: &[u8], j: usize) -> bool {
         || (matches!(c, b'.' | b'-') && (is_digit(n) || tag_at(s, j + 1)))
         || (c == b',' && thousands_group(s, j + 1))
         || (c == b':' && (n.is_ascii_alphanumeric() || n == b':')))
+}
+
+/// Whether `i` follows a space or dash after a group of digits (`1886 5589`),
+/// but not after a word that ends in one (`L1 080 ...`).
+fn after_digit_group(s: &[u8], i: usize) -> bool {
+    if i < 2 || !matches!(s[i - 1], b' ' | b'-') {
+        return false;
+    }
+    let mut k = i - 1;
+    while k > 0 && s[k - 1].is_ascii_alphanumeric() {
+        k -= 1;
+    }
+    k < i - 1 && s[k..i - 1].iter().all(|&b| is_digit(b))
 }
 
 /// Exactly three digits at `i`, then no more: a thousands group.
@@ -569,7 +620,8 @@ fn ipv4(s: &[u8], i: usize, floor: usize) -> Option<Step> {
         while k > 0 && (is_word(s[k - 1]) || matches!(s[k - 1], b'.' | b'-')) {
             k -= 1;
         }
-        if !s[k..i - 1].contains(&b'.') {
+        // `UDP/10.30.0.5` is an address; reduced user agents end in `.0.0`.
+        if !s[k..i - 1].contains(&b'.') && s[..j].ends_with(b".0.0") {
             return None;
         }
     }
@@ -710,7 +762,7 @@ fn nanp_phone(s: &[u8], i: usize) -> Option<usize> {
 /// `01 23 45 67 89`, `0800-123-4567`.
 fn national_phone(s: &[u8], i: usize) -> Option<usize> {
     // Not the tail of a longer digit-group sequence (a card, an IBAN).
-    if matches!(before(s, i), b' ' | b'-') && i >= 2 && is_digit(s[i - 2]) {
+    if after_digit_group(s, i) {
         return None;
     }
     let g = groups(s, i, b" -", 6, true);
@@ -734,14 +786,15 @@ fn national_phone(s: &[u8], i: usize) -> Option<usize> {
 fn card(s: &[u8], i: usize, end: usize, floor: usize) -> Option<usize> {
     let len = end - i;
     if (13..=19).contains(&len) {
-        return (number_right_ok(s, end) && card_valid(&s[i..end])).then_some(end);
+        return (number_right_ok(s, end) && !id_key_before(s, i) && card_valid(&s[i..end]))
+            .then_some(end);
     }
     if len != 4 || !matches!(at(s, end), b' ' | b'-') {
         return None;
     }
     // Not the tail of a longer group sequence (`ES72 1886 5589 7096 ...`,
     // an IBAN that failed its own check).
-    if matches!(before(s, i), b' ' | b'-') && i >= 2 && is_digit(s[i - 2]) && i - 1 != floor {
+    if after_digit_group(s, i) && i - 1 != floor {
         return None;
     }
     let g = groups(s, i, b" -", 6, true);
@@ -768,6 +821,39 @@ fn card(s: &[u8], i: usize, end: usize, floor: usize) -> Option<usize> {
         }
     }
     None
+}
+
+/// Whether the number at `i` is the value of a key that names an id, a
+/// time or a size (`"trace_id":"6827381021934427183"`, `offset=...`): such
+/// numbers pass a Luhn check one time in ten.
+fn id_key_before(s: &[u8], i: usize) -> bool {
+    let mut k = i;
+    while k > 0 && i - k < 4 && matches!(s[k - 1], b'"' | b'\'' | b' ' | b':' | b'=') {
+        k -= 1;
+    }
+    let e = k;
+    while k > 0 && e - k < 32 && (is_word(s[k - 1]) || s[k - 1] == b'-') {
+        k -= 1;
+    }
+    if k == e || e == i {
+        return false;
+    }
+    let key = s[k..e].to_ascii_lowercase();
+    const SUFFIXES: [&[u8]; 12] = [
+        b"id",
+        b"ids",
+        b"ts",
+        b"time",
+        b"timestamp",
+        b"offset",
+        b"seq",
+        b"nonce",
+        b"bytes",
+        b"size",
+        b"count",
+        b"lsn",
+    ];
+    SUFFIXES.iter().any(|x| key.ends_with(x))
 }
 
 enum Label {
@@ -867,7 +953,8 @@ fn plus_phone(s: &[u8], i: usize, floor: usize) -> Option<Step> {
         if digits > 16 {
             break;
         }
-        if (8..=15).contains(&digits) && number_right_ok(s, j) {
+        // `@` may follow: SIP URIs (`sip:+14155550132@host`, `+44...@trunk`).
+        if (8..=15).contains(&digits) && (number_right_ok(s, j) || at(s, j) == b'@') {
             best = Some(j);
         }
         // Next group: one separator, or none after a parenthesis.
@@ -1211,6 +1298,10 @@ fn secret_key_class(ident: &[u8]) -> Option<SecretKey> {
     let ends = |x: &[u8]| k.ends_with(x);
     let component =
         |x: &[u8]| k == x || (ends(x) && matches!(k[k.len() - x.len() - 1], b'_' | b'-' | b'.'));
+    // Docker's config.json: `"auth": "<base64 user:password>"`.
+    if k == b"auth" {
+        return Some(SecretKey::Token);
+    }
     if ends(b"password")
         || ends(b"passwd")
         || ends(b"passphrase")
@@ -1222,7 +1313,7 @@ fn secret_key_class(ident: &[u8]) -> Option<SecretKey> {
     if ends(b"secret") {
         return Some(SecretKey::Key);
     }
-    const KEYS: [&[u8]; 10] = [
+    const KEYS: [&[u8]; 20] = [
         b"apikey",
         b"api_key",
         b"api-key",
@@ -1233,6 +1324,16 @@ fn secret_key_class(ident: &[u8]) -> Option<SecretKey> {
         b"accesskey",
         b"access_key",
         b"signing_key",
+        b"license_key",
+        b"licensekey",
+        b"master_key",
+        b"encryption_key",
+        b"client_key",
+        b"app_key",
+        b"auth_key",
+        b"account_key",
+        b"storage_key",
+        b"webhook_key",
     ];
     if KEYS.iter().any(|x| ends(x)) {
         return Some(SecretKey::Key);
@@ -1251,7 +1352,7 @@ fn kv_secret(s: &[u8], i: usize, end: usize) -> Option<Step> {
     if !matches!(nb, b'=' | b':' | b'"' | b'\'' | b'\\' | b' ')
         || !matches!(
             s[end - 1].to_ascii_lowercase(),
-            b'd' | b'e' | b's' | b't' | b'n' | b'y'
+            b'd' | b'e' | b'h' | b's' | b't' | b'n' | b'y'
         )
     {
         return None;
@@ -1271,7 +1372,13 @@ fn kv_secret(s: &[u8], i: usize, end: usize) -> Option<Step> {
     while k < i && matches!(s[k], b'-' | b'.') {
         k += 1;
     }
-    let class = secret_key_class(&s[k..end])?;
+    let class = match secret_key_class(&s[k..end]) {
+        Some(c) => c,
+        // `{"name": "DB_PASSWORD", "value": "..."}`, Kubernetes `env:` entries,
+        // Ansible `{'key': 'SMTP_PASSWORD', 'value': '...'}`.
+        None if s[k..end].eq_ignore_ascii_case(b"value") => named_secret_before(s, k)?,
+        None => return None,
+    };
     // Separator: optional closing quote of a JSON key, then = : or =>.
     let mut j = end;
     let mut quoted_key = true;
@@ -1304,7 +1411,11 @@ fn kv_secret(s: &[u8], i: usize, end: usize) -> Option<Step> {
         // SQL: `PASSWORD 'x'` (CREATE/ALTER ROLE, which the server logs).
         b'\'' | b'"' if j > end && !quoted_key && class == SecretKey::Password => {}
         // Header dumps: `'x-api-key', 'value'`.
-        b',' if quoted_key && at(s, j + 1) == b' ' && matches!(at(s, j + 2), b'\'' | b'"') => {
+        b',' if quoted_key
+            && at(s, j + 1) == b' '
+            && matches!(at(s, j + 2), b'\'' | b'"')
+            && !quoted_value_position(s, k) =>
+        {
             j += 1
         }
         _ => return None,
@@ -1345,6 +1456,8 @@ fn kv_secret(s: &[u8], i: usize, end: usize) -> Option<Step> {
         || (v.iter().all(|&b| is_digit(b)) && s[ve..].starts_with(b" bytes"))
         // `pam_unix(passwd:chauthtok)`: a service and an action.
         || (before(s, k) == b'(' && at(s, ve) == b')' && v.iter().all(u8::is_ascii_lowercase))
+        // Docker's `auth` holds base64, not a word (`auth: disabled`).
+        || (key.eq_ignore_ascii_case(b"auth") && !v.iter().any(|&b| is_digit(b) || matches!(b, b'+' | b'/' | b'=')))
         // Code, not a value: `SECRET_KEY = os.environ["..."]`, `get_token()`.
         || matches!(at(s, ve), b'(' | b'[');
     if not_secret {
@@ -1357,6 +1470,48 @@ fn kv_secret(s: &[u8], i: usize, end: usize) -> Option<Step> {
         }
     }
     found(Kind::Secret, vs, ve)
+}
+
+/// Whether the quoted string starting at `k` (after its quote) is itself a
+/// value (`'key': 'SMTP_PASSWORD'`), not a key.
+fn quoted_value_position(s: &[u8], k: usize) -> bool {
+    let mut q = k.saturating_sub(1);
+    while q > 0 && s[q - 1] == b' ' {
+        q -= 1;
+    }
+    q > 0 && matches!(s[q - 1], b':' | b'=')
+}
+
+/// For a `value` key: the class of the secret named by a `name` or `key`
+/// entry just before it in the same object.
+fn named_secret_before(s: &[u8], k: usize) -> Option<SecretKey> {
+    let lo = k.saturating_sub(120);
+    let window = &s[lo..k];
+    // The object must not end between the name and the value.
+    let start = window
+        .iter()
+        .rposition(|&b| b == b'}' || b == b'{')
+        .map_or(0, |p| p + 1);
+    let w = &window[start..];
+    let mut best = None;
+    for key in [&b"name"[..], b"key"] {
+        let mut from = 0;
+        while let Some(p) = memchr::memmem::find(&w[from..], key) {
+            let at_ = from + p;
+            let before_ok = at_ == 0 || !is_word(w[at_ - 1]);
+            let after = at_ + key.len();
+            if before_ok && !is_word(at(w, after)) {
+                best = best.max(Some(after));
+            }
+            from = at_ + 1;
+        }
+    }
+    let mut j = best?;
+    while j < w.len() && matches!(w[j], b'"' | b'\'' | b' ' | b':' | b'=') {
+        j += 1;
+    }
+    let e = run(w, j, |b| is_word(b) || b == b'-' || b == b'.');
+    secret_key_class(&w[j..e]).filter(|_| e > j)
 }
 
 /// The value starting at `j`: quoted (`"..."`, `'...'`, `\"...\"`) or bare
@@ -1393,7 +1548,12 @@ fn secret_value(s: &[u8], j: usize, query: bool) -> Option<(usize, usize)> {
         b'{' => Some(b'}'),
         _ => None,
     } {
-        let e = run_max(s, vs + 1, 64, |b| b != close && !b.is_ascii_whitespace());
+        // `<from 1Password: "Mailgun prod">` may hold spaces; the others not.
+        let e = if close == b'>' {
+            run_max(s, vs + 1, 128, |b| b != close && b != b'\n')
+        } else {
+            run_max(s, vs + 1, 64, |b| b != close && !b.is_ascii_whitespace())
+        };
         if at(s, e) == close {
             return Some((vs, e + 1));
         }
@@ -1453,7 +1613,7 @@ fn placeholder(v: &[u8]) -> bool {
     {
         return true;
     }
-    const WORDS: [&[u8]; 16] = [
+    const WORDS: [&[u8]; 17] = [
         b"null",
         b"none",
         b"nil",
@@ -1470,6 +1630,7 @@ fn placeholder(v: &[u8]) -> bool {
         b"empty",
         b"changeme",
         b"required",
+        b"value_specified_in_no_log_parameter",
     ];
     WORDS.iter().any(|w| w.eq_ignore_ascii_case(v))
 }

@@ -286,6 +286,11 @@ fn secrets() {
             &[(Secret, "-----BEGIN PRIVATE KEY-----\nMIIE truncated")],
         ),
         ("password=hunter2.", &[(Secret, "hunter2")]),
+        // A value found ahead of the scan does not hide what lies before it.
+        (
+            "AUTH jane@example.com s3cretpw",
+            &[(Email, "jane@example.com"), (Secret, "s3cretpw")],
+        ),
     ]);
 }
 
