@@ -198,6 +198,10 @@ impl Scanner<'_> {
     /// `s[i..end]` is a whole word (`[A-Za-z0-9_]+`).
     fn word(&self, i: usize, end: usize) -> Option<Step> {
         let s = self.s;
+        // Our own redaction tags (`[SECRET:af63b54c]`) are opaque.
+        if before(s, i) == b'[' && tag_at(s, i - 1) {
+            return Some(Step::Skip(run(s, i, |b| b != b']')));
+        }
         let w = &s[i..end];
         let nb = at(s, end);
         if w.len() <= 8 && matches!(nb, b':' | b'-' | b'.') && w.iter().all(|&b| is_hex(b)) {
@@ -288,6 +292,11 @@ fn after_span(i: usize, floor: usize) -> bool {
     floor > 0 && (i == floor || i == floor + 1)
 }
 
+/// Redaction output at `j`: a tag, or a mask's `*`.
+fn redacted_at(s: &[u8], j: usize) -> bool {
+    at(s, j) == b'*' || tag_at(s, j)
+}
+
 /// A redaction tag at `j` (`[EMAIL]`, `[CARD:3f9a1c2e]`). Redacting again
 /// sees a tag where the first pass saw the value it replaced, often a word
 /// or a number; right-edge checks treat it as one, so that a neighbour the
@@ -323,9 +332,9 @@ fn number_right_ok(s: &[u8], j: usize) -> bool {
     !(is_word(c)
         || c == b'@'
         || tag_at(s, j)
-        || (matches!(c, b'.' | b'-') && (is_digit(n) || tag_at(s, j + 1)))
+        || (matches!(c, b'.' | b'-') && (is_digit(n) || redacted_at(s, j + 1)))
         || (c == b',' && thousands_group(s, j + 1))
-        || (c == b':' && (n.is_ascii_alphanumeric() || n == b':')))
+        || (c == b':' && (n.is_ascii_alphanumeric() || n == b':' || redacted_at(s, j + 1))))
 }
 
 /// Whether `i` follows a space or dash after a group of digits (`1886 5589`),
@@ -831,11 +840,15 @@ fn id_key_before(s: &[u8], i: usize) -> bool {
     while k > 0 && i - k < 4 && matches!(s[k - 1], b'"' | b'\'' | b' ' | b':' | b'=') {
         k -= 1;
     }
+    // A key needs its `=` or `:`; a word and a space are not a key.
+    if !s[k..i].iter().any(|&b| b == b'=' || b == b':') {
+        return false;
+    }
     let e = k;
     while k > 0 && e - k < 32 && (is_word(s[k - 1]) || s[k - 1] == b'-') {
         k -= 1;
     }
-    if k == e || e == i {
+    if k == e {
         return false;
     }
     let key = s[k..e].to_ascii_lowercase();
@@ -1210,11 +1223,13 @@ fn command_credentials(s: &[u8], i: usize, end: usize) -> Option<Step> {
     {
         let (vs, ve) = secret_value(s, end + 1, false)?;
         let c = s[vs..ve].iter().position(|&b| b == b':')? + vs;
-        return (ve > c + 1 && !placeholder(&s[c + 1..ve])).then_some(Step::Found(Match {
-            kind: Kind::Secret,
-            start: c + 1,
-            end: ve,
-        }));
+        return (ve > c + 1 && !placeholder(&s[c + 1..ve]) && !redacted_at(s, c + 1)).then_some(
+            Step::Found(Match {
+                kind: Kind::Secret,
+                start: c + 1,
+                end: ve,
+            }),
+        );
     }
     if w.eq_ignore_ascii_case(b"by") && nb == b' ' && matches!(at(s, end + 1), b'\'' | b'"') {
         let k = i.checked_sub(11)?;

@@ -552,6 +552,7 @@ fn fuzzer_found_inputs_stay_idempotent() {
         "::1-1::1-111",
         "11::lJJJ@J.JJJ!0",
         "lJJ@J.JJJ@J.JJJ:JJ@J.BJJ!JJ@J.J\x1b",
+        "-u BBBB-09-10-001-01:1",
     ] {
         for style in [Style::Tag, Style::Mask, Style::Hash] {
             let once = red(t, style);
