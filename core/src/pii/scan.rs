@@ -1376,7 +1376,7 @@ fn kv_secret(s: &[u8], i: usize, end: usize) -> Option<Step> {
     // SQL's `PASSWORD 'value'` continue; most words stop here.
     if nb == b' ' {
         let n = at(s, run_max(s, end, 4, |b| b == b' '));
-        if !matches!(n, b'=' | b':' | b'\'' | b'"') && !(i >= 2 && &s[i - 2..i] == b"--") {
+        if !(matches!(n, b'=' | b':' | b'\'' | b'"') || (i >= 2 && &s[i - 2..i] == b"--")) {
             return None;
         }
     }
