@@ -293,6 +293,11 @@ fn sanitize_columns<'a>(
         .extra_args()
         .unwrap_or_else(|e| raise(AegisError::Internal(e.to_string())));
     let args = SanitizeTriggerArgs::parse(&args).unwrap_or_else(|e| raise(AegisError::from(e)));
+    // The same gate as redact_pii(): a trigger on one's own table must not
+    // become a pseudonym oracle.
+    if matches!(args.redact, Some((_, Style::Hash))) {
+        ensure_may_pseudonymize().unwrap_or_else(|e| raise(e));
+    }
     let td = trigger.trigger_data();
     let Some(new) = trigger.new() else {
         protocol_error("aegis.sanitize_columns() found no new row");

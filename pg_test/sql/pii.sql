@@ -64,6 +64,13 @@ SET SESSION AUTHORIZATION pii_dev;
 SELECT aegis.redact_pii('jane.doe@example.com', NULL, 'hash');
 \echo :LAST_ERROR_SQLSTATE
 SELECT aegis.redact_pii('jane.doe@example.com', NULL, 'mask') AS developer_may_mask;
+-- Nor through a hash-style trigger on a table of one's own.
+CREATE TEMP TABLE my_oracle(v text);
+CREATE TRIGGER my_oracle_hash BEFORE INSERT ON my_oracle
+    FOR EACH ROW EXECUTE FUNCTION aegis.sanitize_columns('v', 'style=hash');
+INSERT INTO my_oracle VALUES ('jane.doe@example.com');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS tokens_obtained FROM my_oracle;
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION pii_ingest;
 SELECT aegis.redact_pii('jane.doe@example.com', NULL, 'hash') ~ '^\[EMAIL:[0-9a-f]{8}\]$' AS ingest_may_hash;

@@ -560,3 +560,40 @@ fn fuzzer_found_inputs_stay_idempotent() {
         }
     }
 }
+
+/// Inputs built to make a backtracking or rescanning scanner quadratic:
+/// each is about 2 MiB, so a quadratic pass would not finish. Linear time
+/// is what lets redact_pii run on values up to PostgreSQL's 1 GB limit.
+#[test]
+fn adversarial_inputs_scan_in_linear_time() {
+    let unit_patterns: [&str; 16] = [
+        "a@",
+        "a.b@c.",
+        "::",
+        "1::",
+        "eyJhbGciOi-",
+        "eyJhbGciOiJIUzI1NiJ9.",
+        "password=\"",
+        "-----BEGIN RSA PRIVATE KEY-----\n",
+        "1.1.1.1.",
+        "+1 ",
+        "(1) ",
+        "0 ",
+        "4111 ",
+        "AUTH ",
+        "GB82 ",
+        "x://u:p@",
+    ];
+    for unit in unit_patterns {
+        let text = unit.repeat((2 << 20) / unit.len());
+        let t0 = std::time::Instant::now();
+        let n = find_iter(text.as_bytes()).count();
+        let _ = sanitize_log(text.as_bytes(), 1 << 30, Charset::Utf8);
+        // Not a timing assertion (machines vary): printed for the record.
+        println!(
+            "{unit:?} x {}: {n} findings in {:?}",
+            text.len() / unit.len(),
+            t0.elapsed()
+        );
+    }
+}
