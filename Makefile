@@ -8,7 +8,7 @@ help:
 	@echo "make test       run every test layer (core, pgrx, pg_regress, integration); prints 'N passed, N failed'"
 	@echo "make test-core  only the pure-Rust aegis-core tests (no PostgreSQL needed)"
 	@echo "make bench      side-by-side benchmarks against the baselines (pgcrypto, table owner)"
-	@echo "make fuzz       fuzz the envelope parser for FUZZ_SECONDS (default 60) with cargo-fuzz"
+	@echo "make fuzz       fuzz the envelope parser and the PII scanner for FUZZ_SECONDS each (default 60)"
 	@echo "make setup      install the toolchain (apt packages, cargo-pgrx 0.18.1, pgrx init); idempotent"
 	@echo "make install    build in release mode and install into the system PostgreSQL 15"
 	@echo "make lint       cargo fmt --check and clippy"
