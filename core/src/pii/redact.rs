@@ -126,7 +126,14 @@ fn mask(kind: Kind, v: &[u8], o: &mut Vec<u8>) {
     match kind {
         Kind::Email => {
             let at = v.iter().rposition(|&b| b == b'@').unwrap_or(0);
-            o.push(v[0]);
+            // The first character, whole: local parts may start with a
+            // two-byte UTF-8 letter (`élodie@...`).
+            let first = if (0xc2..=0xdf).contains(&v[0]) && v.len() > 1 {
+                2
+            } else {
+                1
+            };
+            o.extend_from_slice(&v[..first]);
             o.extend_from_slice(b"***");
             o.extend_from_slice(&v[at..]);
         }

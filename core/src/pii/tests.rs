@@ -380,6 +380,7 @@ fn styles() {
     );
     assert_eq!(red("00:1a:2b:3c:4d:5e", Style::Mask), "00:1a:2b:**:**:**");
     assert_eq!(red("512-48-3097", Style::Mask), "***-**-3097");
+    assert_eq!(red("élodie@example.fr", Style::Mask), "é***@example.fr");
 }
 
 #[test]
