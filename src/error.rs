@@ -55,7 +55,8 @@ impl AegisError {
                 | CoreError::UnknownPiiKind { .. }
                 | CoreError::UnknownRedactionStyle { .. }
                 | CoreError::SanitizeLimit { .. }
-                | CoreError::TriggerArgument { .. } => {
+                | CoreError::TriggerArgument { .. }
+                | CoreError::AuditValue { .. } => {
                     ERRCODE_INVALID_PARAMETER_VALUE // 22023
                 }
                 CoreError::NotAnEnvelope

@@ -67,6 +67,10 @@ pub enum CoreError {
 
     #[error("invalid aegis.sanitize_columns() argument \"{arg}\": {reason}")]
     TriggerArgument { arg: String, reason: String },
+
+    /// A value the audit trail cannot encode canonically.
+    #[error("cannot encode an audit value: {reason}")]
+    AuditValue { reason: String },
 }
 
 impl CoreError {
@@ -116,7 +120,8 @@ impl CoreError {
             ),
             CoreError::PlaintextTooLarge { .. }
             | CoreError::RandomUnavailable
-            | CoreError::SanitizeLimit { .. } => return None,
+            | CoreError::SanitizeLimit { .. }
+            | CoreError::AuditValue { .. } => return None,
             CoreError::TriggerArgument { .. } => "Arguments are column names and the options redact, \
                  redact=KIND,..., style=tag|mask|hash|remove and max_bytes=N."
                 .to_string(),

@@ -4,6 +4,7 @@
 //! fuzzed and benchmarked without a server. The pgrx crate (`pg_aegis`) wraps
 //! these functions in thin `#[pg_extern]`s and maps [`CoreError`] to SQLSTATEs.
 
+pub mod audit;
 pub mod envelope;
 pub mod error;
 pub mod hash;
