@@ -297,7 +297,7 @@ fn redacted_at(s: &[u8], j: usize) -> bool {
     at(s, j) == b'*' || tag_at(s, j)
 }
 
-/// A redaction tag at `j` (`[EMAIL]`, `[CARD:3f9a1c2e]`). Redacting again
+/// A redaction tag at `j` (`[EMAIL]`, `[CREDIT_CARD:3f9a1c2e]`). Redacting again
 /// sees a tag where the first pass saw the value it replaced, often a word
 /// or a number; right-edge checks treat it as one, so that a neighbour the
 /// first pass rejected is rejected again (`11::lJJJ@J.JJ` ->
@@ -588,7 +588,7 @@ fn number(s: &[u8], i: usize, end: usize, floor: usize) -> Option<Step> {
     None
 }
 
-/// A dotted quad, unless it is a version (`version 1.2.3.4`, `Agent/1.2.3.4`).
+/// A dotted quad, unless it is a version (`version 1.2.3.4`, `Chrome/120.0.0.0`).
 fn ipv4(s: &[u8], i: usize, floor: usize) -> Option<Step> {
     let mut j = i;
     for k in 0..4 {
@@ -669,7 +669,7 @@ fn version_before(s: &[u8], i: usize) -> bool {
 }
 
 /// Digit groups separated by one of `seps`, starting at `i`:
-/// (group end positions, digits so far at each end, separator used).
+/// (group end, digits so far) for each group.
 struct Groups {
     buf: [(usize, usize); 8],
     len: usize,
@@ -743,7 +743,7 @@ fn digits_at(s: &[u8], i: usize, n: usize) -> bool {
 }
 
 /// North American numbers: `555-123-4567`, `555.123.4567`, `1-800-555-0199`
-/// (one separator throughout; with spaces only after a `+1`, a label, or in
+/// (one separator throughout; spaced forms only after a `+1` or with
 /// parentheses, because `640 480 1024` is more often three numbers).
 fn nanp_phone(s: &[u8], i: usize) -> Option<usize> {
     let g = groups(s, i, b"-.", 4, true);
@@ -1119,7 +1119,7 @@ fn jwt(s: &[u8], i: usize) -> Option<Step> {
 }
 
 /// Credentials with a recognisable shape: AWS access key ids, GitHub, Slack,
-/// Stripe, Google API and npm tokens.
+/// Stripe, Google API, npm and Vault tokens.
 fn known_token(s: &[u8], i: usize, end: usize) -> Option<Step> {
     let w = &s[i..end];
     let upper_digit = |b: &u8| b.is_ascii_uppercase() || b.is_ascii_digit();
