@@ -185,18 +185,54 @@ fn redact(text: &[u8], kinds: KindSet, style: Style) -> AegisResult<Cow<'_, [u8]
 
 /// `hash` tokens are pseudonyms, and pseudonyms are an oracle for guessing
 /// low-entropy values; the style is for those who may call
-/// `aegis.pseudonymize()` (see sql/99_finalize.sql).
+/// `aegis.pseudonymize()` (see sql/99_finalize.sql). Checked on every call
+/// (a row of a hash-style trigger included), so it is a syscache ACL check
+/// on a cached function OID, not a query.
 fn ensure_may_pseudonymize() -> Result<(), AegisError> {
-    let ok = Spi::get_one::<bool>(
-        "SELECT pg_catalog.has_function_privilege(\
-         'aegis.pseudonymize(pg_catalog.text, pg_catalog.text)'::pg_catalog.regprocedure, 'EXECUTE')",
-    )
-    .map_err(|e| AegisError::Internal(e.to_string()))?;
-    if ok == Some(true) {
+    let oid = pseudonymize_oid()?;
+    // SAFETY: an ACL check for the current user on a function that exists
+    // (pseudonymize_oid checked it); both run on the backend's main thread.
+    let ok = unsafe {
+        pg_sys::pg_proc_aclcheck(oid, pg_sys::GetUserId(), pg_sys::ACL_EXECUTE as pg_sys::AclMode)
+            == pg_sys::AclResult::ACLCHECK_OK
+    };
+    if ok {
         Ok(())
     } else {
         Err(AegisError::HashStyleDenied)
     }
+}
+
+thread_local! {
+    static PSEUDONYMIZE_OID: std::cell::Cell<pg_sys::Oid> =
+        const { std::cell::Cell::new(pg_sys::InvalidOid) };
+}
+
+/// OID of `aegis.pseudonymize(text, text)`, looked up once per backend and
+/// again if the function is gone (the extension was dropped and recreated).
+fn pseudonymize_oid() -> Result<pg_sys::Oid, AegisError> {
+    let cached = PSEUDONYMIZE_OID.with(|c| c.get());
+    // SAFETY: a syscache existence probe by OID.
+    let exists = cached != pg_sys::InvalidOid
+        && unsafe {
+            pg_sys::SearchSysCacheExists(
+                pg_sys::SysCacheIdentifier::PROCOID as i32,
+                pg_sys::Datum::from(cached.to_u32()),
+                pg_sys::Datum::from(0usize),
+                pg_sys::Datum::from(0usize),
+                pg_sys::Datum::from(0usize),
+            )
+        };
+    if exists {
+        return Ok(cached);
+    }
+    let oid = Spi::get_one::<pg_sys::Oid>(
+        "SELECT 'aegis.pseudonymize(pg_catalog.text, pg_catalog.text)'::pg_catalog.regprocedure::pg_catalog.oid",
+    )
+    .map_err(|e| AegisError::Internal(e.to_string()))?
+    .ok_or_else(|| AegisError::Internal("aegis.pseudonymize(text, text) is missing".into()))?;
+    PSEUDONYMIZE_OID.with(|c| c.set(oid));
+    Ok(oid)
 }
 
 /// `aegis.has_pii(msg text) → boolean`: stops at the first finding.
