@@ -807,25 +807,28 @@ fn card(s: &[u8], i: usize, end: usize, floor: usize) -> Option<usize> {
         return None;
     }
     let g = groups(s, i, b" -", 6, true);
+    // How many groups have card-like lengths: 4-4-4-4, 4-6-5, 4-6-4, and a
+    // short fifth group (`6239 6855 0861 6955 11`, 18-digit UnionPay).
     let mut start = i;
-    let mut ok = Vec::new();
-    for (n, &(e, digits)) in g.ends().iter().enumerate() {
-        // 4-4-4-4, 4-6-5, 4-6-4, and a short fifth group (`6239 6855 0861
-        // 6955 11`, 18-digit UnionPay).
+    let mut shaped = 0;
+    for (n, &(e, _)) in g.ends().iter().enumerate() {
         let min = if n >= 4 { 1 } else { 3 };
         if start != i && !(min..=6).contains(&(e - start)) {
             break;
         }
-        ok.push((e, digits));
+        shaped = n + 1;
         start = e + 1;
     }
     // Longest prefix of groups that is a valid card number.
-    for &(e, digits) in ok.iter().rev() {
+    for &(e, digits) in g.ends()[..shaped].iter().rev() {
         if !(13..=19).contains(&digits) || !number_right_ok(s, e) {
             continue;
         }
-        let d: Vec<u8> = s[i..e].iter().copied().filter(|b| is_digit(*b)).collect();
-        if card_valid(&d) {
+        let mut d = [0u8; 19];
+        for (slot, b) in d.iter_mut().zip(s[i..e].iter().filter(|b| is_digit(**b))) {
+            *slot = *b;
+        }
+        if card_valid(&d[..digits]) {
             return Some(e);
         }
     }
@@ -851,7 +854,10 @@ fn id_key_before(s: &[u8], i: usize) -> bool {
     if k == e {
         return false;
     }
-    let key = s[k..e].to_ascii_lowercase();
+    let mut buf = [0u8; 32];
+    let key = &mut buf[..e - k];
+    key.copy_from_slice(&s[k..e]);
+    key.make_ascii_lowercase();
     const SUFFIXES: [&[u8]; 12] = [
         b"id",
         b"ids",
@@ -897,14 +903,17 @@ fn label_before(s: &[u8], i: usize) -> Option<Label> {
         if k == e || before(s, k) == b'[' {
             return None;
         }
-        let mut w: Vec<u8> = s[k..e]
-            .iter()
-            .filter(|b| b.is_ascii_alphanumeric())
-            .map(u8::to_ascii_lowercase)
-            .collect();
+        // The label's letters and digits, lowercased (at most 32 bytes).
+        let mut buf = [0u8; 32];
+        let mut len = 0;
+        for b in s[k..e].iter().filter(|b| b.is_ascii_alphanumeric()) {
+            buf[len] = b.to_ascii_lowercase();
+            len += 1;
+        }
+        let mut w = &buf[..len];
         for suffix in [&b"number"[..], b"num", b"nr", b"no"] {
             if w.ends_with(suffix) {
-                w.truncate(w.len() - suffix.len());
+                w = &w[..w.len() - suffix.len()];
                 break;
             }
         }
@@ -919,10 +928,7 @@ fn label_before(s: &[u8], i: usize) -> Option<Label> {
             || ends(b"mobile")
             || ends(b"msisdn")
             || ends(b"fax")
-            || matches!(
-                w.as_slice(),
-                b"tel" | b"cell" | b"sms" | b"mob" | b"whatsapp"
-            )
+            || matches!(w, b"tel" | b"cell" | b"sms" | b"mob" | b"whatsapp")
         {
             return Some(Label::Phone);
         }
