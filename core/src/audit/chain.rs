@@ -158,14 +158,7 @@ pub fn verify(
         first_bad_position: Some(pos),
         problem: Some(problem),
     };
-    loop {
-        if window.is_empty() {
-            match it.next() {
-                Some(e) => window.push_back(e),
-                None => break,
-            }
-        }
-        let e = window.pop_front().expect("window is not empty");
+    while let Some(e) = window.pop_front().or_else(|| it.next()) {
         if e.position < expected {
             return bad(checked, e.position, Problem::Duplicate);
         }
