@@ -176,6 +176,14 @@ impl PseudonymKey {
         mac.update(value);
         hex::encode(&mac.finalize().into_bytes()[..16])
     }
+
+    /// The full 256-bit MAC of `msg` (signatures, where 128 bits of a
+    /// pseudonym would be a needless truncation).
+    pub fn mac(&self, msg: &[u8]) -> [u8; 32] {
+        let mut mac = self.0.clone();
+        mac.update(msg);
+        mac.finalize().into_bytes().into()
+    }
 }
 
 /// Which key (and version) an envelope was sealed with.

@@ -5,7 +5,8 @@
 //! entry_hash   = SHA-256("pg_aegis audit entry v1\0" || fields || data_digest)
 //! chain_hash_p = SHA-256("pg_aegis audit chain v1\0" || p (u64 BE) || chain_hash_{p-1} || entry_hash_p)
 //! chain_hash_0 = GENESIS (32 zero bytes)
-//! head_mac     = HMAC-SHA-256(key, "pg_aegis audit head v1\0" || p || chain_hash_p || time (i64 BE))
+//! head_sig     = HMAC-SHA-256(k, "pg_aegis audit head v1\0" || p || chain_hash_p || time (i64 BE))
+//!                where k = HMAC-SHA-256(keyring key "audit_head", "aegis audit head v1")
 //! ```
 //! where `fields` is a u32 count and, per field, its name (u32 length and
 //! bytes) and its canonical value (`canonical.rs`). Positions are not part of
@@ -14,7 +15,6 @@
 
 use super::canonical::{encode_value, Value};
 use crate::CoreError;
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 
@@ -63,15 +63,17 @@ pub fn chain_link(position: u64, prev: &[u8; 32], entry: &[u8; 32]) -> [u8; 32] 
     h.finalize().into()
 }
 
-/// The signature of a published head.
-pub fn head_mac(key: &[u8], position: u64, chain_hash: &[u8; 32], time_us: i64) -> [u8; 32] {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    m.update(b"pg_aegis audit head v1\0");
-    m.update(&position.to_be_bytes());
-    m.update(chain_hash);
-    m.update(&time_us.to_be_bytes());
-    m.finalize().into_bytes().into()
+/// The message a published head's signature covers (`head_sig` above).
+pub fn head_message(position: u64, chain_hash: &[u8; 32], time_us: i64) -> Vec<u8> {
+    let mut m = b"pg_aegis audit head v1\0".to_vec();
+    m.extend_from_slice(&position.to_be_bytes());
+    m.extend_from_slice(chain_hash);
+    m.extend_from_slice(&time_us.to_be_bytes());
+    m
 }
+
+/// The label the head-signing subkey is derived with.
+pub const HEAD_KEY_LABEL: &[u8] = b"aegis audit head v1";
 
 /// One stored entry as verification sees it: what the table says, and the
 /// entry hash recomputed from the stored fields.
@@ -336,11 +338,13 @@ mod tests {
     #[test]
     fn head_signature_depends_on_every_part() {
         let h = [7u8; 32];
-        let m = head_mac(b"k", 5, &h, 100);
-        assert_ne!(m, head_mac(b"k2", 5, &h, 100));
-        assert_ne!(m, head_mac(b"k", 6, &h, 100));
-        assert_ne!(m, head_mac(b"k", 5, &[8; 32], 100));
-        assert_ne!(m, head_mac(b"k", 5, &h, 101));
+        let k = crate::envelope::SecretKey::from_bytes([1; 32]).purpose_key(HEAD_KEY_LABEL);
+        let k2 = crate::envelope::SecretKey::from_bytes([2; 32]).purpose_key(HEAD_KEY_LABEL);
+        let m = k.mac(&head_message(5, &h, 100));
+        assert_ne!(m, k2.mac(&head_message(5, &h, 100)));
+        assert_ne!(m, k.mac(&head_message(6, &h, 100)));
+        assert_ne!(m, k.mac(&head_message(5, &[8; 32], 100)));
+        assert_ne!(m, k.mac(&head_message(5, &h, 101)));
     }
 
     #[test]

@@ -11,9 +11,13 @@
 
 pub mod canonical;
 pub mod chain;
+pub mod entry;
+pub mod image;
 
 pub use canonical::{encode_value, Value};
 pub use chain::{
-    chain_link, data_digest, entry_hash, head_mac, verify, Problem, Report, Stored, TrustedHead,
-    GENESIS,
+    chain_link, data_digest, entry_hash, head_message, verify, Problem, Report, Stored,
+    TrustedHead, GENESIS, HEAD_KEY_LABEL,
 };
+pub use entry::Entry;
+pub use image::{Cell, ImageBuilder};
