@@ -168,8 +168,8 @@ COMMENT ON FUNCTION aegis.unassign_oncall(regrole, text) IS
 -- protect() / unprotect()
 -- ===========================================================================
 
--- Switch RLS on (enable + force, revoke PUBLIC) or off for a table and, if it
--- is partitioned, its existing partitions (RLS on the parent does not cover a
+-- Switch RLS and the audit triggers on (enable + force, revoke PUBLIC,
+-- attach) or off for a table and, if it is partitioned, its existing partitions (RLS on the parent does not cover a
 -- partition queried directly; partitions added later need protect() again).
 -- Refuses non-tables, catalogs and pg_aegis's own schema; builds identifiers
 -- only with %I from pg_class. Not granted to anyone: it runs only inside the
@@ -215,15 +215,31 @@ BEGIN
             EXECUTE pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', r.nspname, r.relname);
             EXECUTE pg_catalog.format('ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY', r.nspname, r.relname);
             EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM PUBLIC', r.nspname, r.relname);
+            -- Statement triggers are not inherited by partitions: each gets one.
+            IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                           WHERE t.tgrelid = pg_catalog.format('%I.%I', r.nspname, r.relname)::regclass
+                             AND t.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure) THEN
+                EXECUTE pg_catalog.format('CREATE TRIGGER aegis_audit_truncate AFTER TRUNCATE ON %I.%I '
+                    'FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_truncate()', r.nspname, r.relname);
+            END IF;
         ELSE
             EXECUTE pg_catalog.format('ALTER TABLE %I.%I NO FORCE ROW LEVEL SECURITY', r.nspname, r.relname);
             EXECUTE pg_catalog.format('ALTER TABLE %I.%I DISABLE ROW LEVEL SECURITY', r.nspname, r.relname);
+            EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit_truncate ON %I.%I', r.nspname, r.relname);
         END IF;
     END LOOP;
+    -- Row triggers on a partitioned table are cloned to its partitions.
+    IF enable AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                              WHERE t.tgrelid = tbl AND t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure) THEN
+        EXECUTE pg_catalog.format('CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON %I.%I '
+            'FOR EACH ROW EXECUTE FUNCTION aegis.audit_row()', nsp, rel);
+    ELSIF NOT enable THEN
+        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit ON %I.%I', nsp, rel);
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION aegis.switch_rls(regclass, boolean) IS
-    'Internal: RLS on (enable, force, revoke PUBLIC) or off for a table and its partitions (no grants)';
+    'Internal: RLS and audit triggers on (enable, force, revoke PUBLIC, attach) or off for a table and its partitions (no grants)';
 
 -- The only definer-rights steps: switching row-level security needs table
 -- ownership, and aegis_admin configures policies on tables it does not own.
@@ -254,8 +270,10 @@ BEGIN
     IF tbl IS NULL OR NOT EXISTS (SELECT 1 FROM aegis.rls_enforced r WHERE r.relid = tbl) THEN
         RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000';
     END IF;
-    PERFORM aegis.switch_rls(tbl, false);
+    -- Forget the table first: the DDL guard refuses switching off RLS or the
+    -- audit trigger of a table still recorded here.
     DELETE FROM aegis.rls_enforced r WHERE r.relid = tbl;
+    PERFORM aegis.switch_rls(tbl, false);
 END
 $$;
 COMMENT ON FUNCTION aegis.relax_rls(regclass) IS

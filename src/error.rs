@@ -39,6 +39,15 @@ pub enum AegisError {
     #[error("permission denied for the hash redaction style")]
     HashStyleDenied,
 
+    #[error("aegis.seal() must run in a READ COMMITTED transaction")]
+    SealIsolation,
+
+    #[error("invalid trusted head: {reason}")]
+    BadHead { reason: String },
+
+    #[error("the audit chain is empty: nothing has been sealed yet")]
+    EmptyChain,
+
     /// Unexpected state (catalog missing, SPI failure): a bug or a damaged
     /// installation, never a user mistake.
     #[error("{0}")]
@@ -86,6 +95,9 @@ impl AegisError {
             }
             AegisError::NotText => ERRCODE_CHARACTER_NOT_IN_REPERTOIRE, // 22021
             AegisError::NullArgument { .. } => ERRCODE_NULL_VALUE_NOT_ALLOWED, // 22004
+            AegisError::SealIsolation => ERRCODE_ACTIVE_SQL_TRANSACTION, // 25001
+            AegisError::BadHead { .. } => ERRCODE_INVALID_PARAMETER_VALUE, // 22023
+            AegisError::EmptyChain => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, // 55000
             AegisError::Internal(_) => ERRCODE_INTERNAL_ERROR,          // XX000
         }
     }
@@ -110,6 +122,15 @@ impl AegisError {
             AegisError::HashStyleDenied => Some(
                 "It needs EXECUTE on aegis.pseudonymize(text, text); use the tag or mask style.".into(),
             ),
+            AegisError::SealIsolation => Some(
+                "Sealing takes a fresh snapshot after locking the chain; run it in its own READ COMMITTED transaction.".into(),
+            ),
+            AegisError::BadHead { .. } => Some(
+                "Pass the jsonb aegis.chain_head() returned, unchanged: position, hash, time_us and signature.".into(),
+            ),
+            AegisError::EmptyChain => {
+                Some("Run SELECT aegis.seal(); after the first audited change.".into())
+            }
             AegisError::KeyDestroyed { .. }
             | AegisError::Internal(_)
             | AegisError::NullArgument { .. } => None,

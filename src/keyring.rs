@@ -133,7 +133,7 @@ fn ensure_callback() -> Result<(), AegisError> {
     Ok(())
 }
 
-fn spi_error(e: pgrx::spi::SpiError) -> AegisError {
+pub(crate) fn spi_error(e: pgrx::spi::SpiError) -> AegisError {
     AegisError::Internal(format!("keyring query failed: {e}"))
 }
 
@@ -142,7 +142,7 @@ fn spi_error(e: pgrx::spi::SpiError) -> AegisError {
 /// (operators and functions are never looked up in pg_temp). The setting is
 /// restored afterwards, and by PostgreSQL on error (GUC nest levels unwind
 /// with the (sub)transaction).
-fn with_safe_search_path<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn with_safe_search_path<R>(f: impl FnOnce() -> R) -> R {
     // SAFETY: standard GUC nesting, as SECURITY DEFINER calls do; the strings
     // are static and NUL-terminated.
     let level = unsafe {
@@ -171,7 +171,9 @@ fn with_safe_search_path<R>(f: impl FnOnce() -> R) -> R {
 /// (transaction and subtransaction abort restore the previous user id).
 /// Callers run inside [`with_safe_search_path`]: a query run with the owner's
 /// rights must never resolve a name through the caller's search_path.
-fn as_extension_owner<R>(f: impl FnOnce() -> Result<R, AegisError>) -> Result<R, AegisError> {
+pub(crate) fn as_extension_owner<R>(
+    f: impl FnOnce() -> Result<R, AegisError>,
+) -> Result<R, AegisError> {
     let owner = Spi::get_one::<pg_sys::Oid>(
         "SELECT e.extowner FROM pg_catalog.pg_extension e \
          WHERE e.extname OPERATOR(pg_catalog.=) 'pg_aegis'::pg_catalog.name",
@@ -459,6 +461,19 @@ pub(crate) fn pseudonym(value: &[u8], key_name: &str) -> AegisResult<String> {
         }
     };
     Ok(pk.pseudonym(value))
+}
+
+/// A full HMAC-SHA-256 of `msg` under a subkey of `key_name` derived for
+/// `label` only (signatures: the audit trail's chain heads). Not cached: it
+/// is called once per signature.
+pub(crate) fn purpose_mac(
+    key_name: &str,
+    label: &[u8],
+    msg: &[u8],
+) -> Result<[u8; 32], AegisError> {
+    ensure_callback()?;
+    let row = active_row(key_name, false)?;
+    Ok(unwrap_row(&row)?.purpose_key(label).mac(msg))
 }
 
 // ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 
 use pgrx::prelude::*;
 
+mod audit;
 mod crypto;
 mod error;
 mod guc;
@@ -49,6 +50,17 @@ extension_sql_file!(
     requires = ["monitoring_schema"]
 );
 extension_sql_file!("../sql/60_pii.sql", name = "pii", requires = ["keyring"]);
+extension_sql_file!(
+    "../sql/70_audit.sql",
+    name = "audit",
+    requires = [
+        "pii",
+        audit::audit_row,
+        audit::audit_truncate,
+        audit::audit_plans_changed,
+        audit::audit_append_only
+    ]
+);
 extension_sql_file!("../sql/99_finalize.sql", name = "finalize", finalize);
 
 #[allow(non_snake_case)]

@@ -193,8 +193,11 @@ fn ensure_may_pseudonymize() -> Result<(), AegisError> {
     // SAFETY: an ACL check for the current user on a function that exists
     // (pseudonymize_oid checked it); both run on the backend's main thread.
     let ok = unsafe {
-        pg_sys::pg_proc_aclcheck(oid, pg_sys::GetUserId(), pg_sys::ACL_EXECUTE as pg_sys::AclMode)
-            == pg_sys::AclResult::ACLCHECK_OK
+        pg_sys::pg_proc_aclcheck(
+            oid,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_EXECUTE as pg_sys::AclMode,
+        ) == pg_sys::AclResult::ACLCHECK_OK
     };
     if ok {
         Ok(())

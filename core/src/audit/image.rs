@@ -188,6 +188,13 @@ fn push_date(out: &mut String, days: i64) {
     }
 }
 
+/// A timestamp as UTC ISO 8601 text (`2026-11-22T20:15:36.123456Z`).
+pub fn timestamp_utc(us: i64) -> String {
+    let mut s = String::new();
+    push_timestamp(&mut s, us, true);
+    s.trim_matches('"').to_string()
+}
+
 fn push_timestamp(out: &mut String, us: i64, utc: bool) {
     match us {
         i64::MAX => return out.push_str("\"infinity\""),

@@ -1,0 +1,1370 @@
+//! The audit trail in the backend: the capture triggers, writing entries,
+//! sealing, verification, the signed head and the DDL guard. The entry
+//! layout, canonical encoding, row images and chain math are in
+//! `aegis_core::audit`; SQL declarations in sql/70_audit.sql.
+//!
+//! Writers never wait for each other: each entry is hashed by the backend
+//! that writes it and inserted straight into `aegis.audit_log` (heap and its
+//! one index, no SQL, no permission check: no role holds INSERT on it).
+//! `aegis.seal()` later links committed entries into `aegis.audit_chain`.
+
+use crate::error::{AegisError, AegisResult};
+use crate::keyring::{self, as_extension_owner, spi_error, with_safe_search_path};
+use aegis_core::audit::{self as core_audit, Cell, Entry, ImageBuilder, Stored, TrustedHead};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::rc::Rc;
+
+/// The keyring key whose pseudonyms replace pii and subject_id values (the
+/// default of `aegis.pseudonymize()`, so they join with it).
+const PSEUDONYM_KEY: &str = "pseudonym";
+/// The keyring key that signs chain heads, used for nothing else.
+const HEAD_KEY: &str = "audit_head";
+/// Columns of aegis.audit_log, in order.
+const AUDIT_LOG_NATTS: usize = 17;
+
+fn raise(e: impl Into<ErrorReport>) -> ! {
+    e.into().report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+fn internal(msg: impl Into<String>) -> AegisError {
+    AegisError::Internal(msg.into())
+}
+
+// ---------------------------------------------------------------------------
+// Per-backend caches: OIDs of our tables, and one plan per audited relation
+// ---------------------------------------------------------------------------
+
+/// How a column's value enters the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Public,
+    /// Only a hash of the value.
+    Secret,
+    /// A keyed pseudonym (pii and subject_id).
+    Pseudonym,
+    /// Through redact_pii().
+    FreeText,
+}
+
+/// How a column's binary value is rendered.
+#[derive(Debug, Clone, Copy)]
+enum Render {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Numeric,
+    Text,
+    Name,
+    TimestampTz,
+    Timestamp,
+    Date,
+    Bytea,
+    Json,
+    Jsonb,
+    /// An output function whose result does not depend on settings.
+    Plain(pg_sys::Oid),
+    /// Any other output function: called under fixed settings.
+    Guarded(pg_sys::Oid),
+}
+
+#[derive(Debug)]
+struct Column {
+    /// Index into the tuple descriptor.
+    index: usize,
+    name: String,
+    render: Render,
+    class: Class,
+    in_pk: bool,
+}
+
+#[derive(Debug)]
+struct RelPlan {
+    /// The protected (root) table's name, schema-qualified and quoted.
+    table_name: String,
+    columns: Vec<Column>,
+    has_pk: bool,
+    guarded: bool,
+}
+
+#[derive(Default)]
+struct Cache {
+    callback_registered: bool,
+    audit_log: Option<pg_sys::Oid>,
+    sequence: pg_sys::Oid,
+    catalog_relids: Vec<pg_sys::Oid>,
+    plans: HashMap<pg_sys::Oid, Rc<RelPlan>>,
+    /// Whether the pseudonym key can be used (None: not checked yet).
+    pseudonyms: Option<bool>,
+    users: HashMap<pg_sys::Oid, Rc<str>>,
+    client_addr: Option<Option<String>>,
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+}
+
+/// Relcache callback: a change to an audited table drops its plan; a change
+/// to the classification, the protected-table list, the keyring or our own
+/// tables (or a full reset) drops everything.
+unsafe extern "C-unwind" fn on_relcache_inval(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if relid == pg_sys::InvalidOid
+            || c.catalog_relids.contains(&relid)
+            || Some(relid) == c.audit_log
+        {
+            c.audit_log = None;
+            c.catalog_relids.clear();
+            c.plans.clear();
+            c.pseudonyms = None;
+        } else {
+            c.plans.remove(&relid);
+        }
+    });
+}
+
+fn aegis_relid(name: &CStr) -> Result<pg_sys::Oid, AegisError> {
+    // SAFETY: catalog lookups by name; both return InvalidOid when missing.
+    let oid = unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"aegis".as_ptr(), true);
+        if nsp == pg_sys::InvalidOid {
+            pg_sys::InvalidOid
+        } else {
+            pg_sys::get_relname_relid(name.as_ptr(), nsp)
+        }
+    };
+    if oid == pg_sys::InvalidOid {
+        Err(internal(format!(
+            "aegis.{} is missing: is pg_aegis installed in this database?",
+            name.to_string_lossy()
+        )))
+    } else {
+        Ok(oid)
+    }
+}
+
+/// The OIDs of aegis.audit_log and its id sequence.
+fn audit_log_oids() -> Result<(pg_sys::Oid, pg_sys::Oid), AegisError> {
+    if let Some(r) = CACHE.with(|c| {
+        let c = c.borrow();
+        c.audit_log.map(|o| (o, c.sequence))
+    }) {
+        return Ok(r);
+    }
+    let log = aegis_relid(c"audit_log")?;
+    let seq = aegis_relid(c"audit_log_id_seq")?;
+    let catalogs = vec![
+        aegis_relid(c"column_classes")?,
+        aegis_relid(c"protected_tables")?,
+        aegis_relid(c"keys")?,
+    ];
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if !c.callback_registered {
+            // SAFETY: registers a plain function pointer for the life of the
+            // backend; PostgreSQL calls it on the main thread.
+            unsafe {
+                pg_sys::CacheRegisterRelcacheCallback(
+                    Some(on_relcache_inval),
+                    pg_sys::Datum::from(0usize),
+                )
+            };
+            c.callback_registered = true;
+        }
+        c.audit_log = Some(log);
+        c.sequence = seq;
+        c.catalog_relids = catalogs;
+    });
+    Ok((log, seq))
+}
+
+fn render_for(typoid: pg_sys::Oid) -> Render {
+    use pg_sys::BuiltinOid as B;
+    // SAFETY: syscache lookups of a type that exists (it is a column's).
+    let base = unsafe { pg_sys::getBaseType(typoid) };
+    let r = match B::from_u32(base.to_u32()) {
+        Ok(B::BOOLOID) => Render::Bool,
+        Ok(B::INT2OID) => Render::Int2,
+        Ok(B::INT4OID) => Render::Int4,
+        Ok(B::INT8OID) => Render::Int8,
+        Ok(B::FLOAT4OID) => Render::Float4,
+        Ok(B::FLOAT8OID) => Render::Float8,
+        Ok(B::NUMERICOID) => Render::Numeric,
+        Ok(B::TEXTOID | B::VARCHAROID | B::BPCHAROID) => Render::Text,
+        Ok(B::NAMEOID) => Render::Name,
+        Ok(B::TIMESTAMPTZOID) => Render::TimestampTz,
+        Ok(B::TIMESTAMPOID) => Render::Timestamp,
+        Ok(B::DATEOID) => Render::Date,
+        Ok(B::BYTEAOID) => Render::Bytea,
+        Ok(B::JSONOID) => Render::Json,
+        Ok(B::JSONBOID) => Render::Jsonb,
+        _ => {
+            let mut out = pg_sys::InvalidOid;
+            let mut varlena = false;
+            // SAFETY: as above.
+            unsafe { pg_sys::getTypeOutputInfo(base, &mut out, &mut varlena) };
+            let plain = matches!(
+                B::from_u32(base.to_u32()),
+                Ok(B::UUIDOID
+                    | B::INETOID
+                    | B::CIDROID
+                    | B::MACADDROID
+                    | B::MACADDR8OID
+                    | B::OIDOID
+                    | B::CHAROID
+                    | B::BITOID
+                    | B::VARBITOID)
+            ) || unsafe { pg_sys::type_is_enum(base) };
+            if plain {
+                Render::Plain(out)
+            } else {
+                Render::Guarded(out)
+            }
+        }
+    };
+    r
+}
+
+/// Build the plan for a relation: its columns, their classes (recorded on
+/// the protected root table), its primary key.
+///
+/// # Safety
+/// `rel` must be an open relation.
+unsafe fn build_plan(rel: pg_sys::Relation) -> Result<RelPlan, AegisError> {
+    let relid = unsafe { (*rel).rd_id };
+    let (table_name, classes, pk) = with_safe_search_path(|| {
+        as_extension_owner(|| {
+            Spi::connect(|client| {
+                let root = "COALESCE(pg_catalog.pg_partition_root($1), $1)";
+                let name: String = client
+                    .select(
+                        &format!(
+                            "SELECT pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' \
+                             OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname) \
+                             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n \
+                             ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+                             WHERE c.oid OPERATOR(pg_catalog.=) {root}"
+                        ),
+                        None,
+                        &[relid.into()],
+                    )
+                    .map_err(spi_error)?
+                    .first()
+                    .get_one::<String>()
+                    .map_err(spi_error)?
+                    .ok_or_else(|| internal("audited relation vanished"))?;
+                let mut classes = HashMap::new();
+                for row in client
+                    .select(
+                        &format!(
+                            "SELECT column_name::pg_catalog.text, class FROM aegis.column_classes \
+                             WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) {root}"
+                        ),
+                        None,
+                        &[relid.into()],
+                    )
+                    .map_err(spi_error)?
+                {
+                    let col: Option<String> = row.get(1).map_err(spi_error)?;
+                    let class: Option<String> = row.get(2).map_err(spi_error)?;
+                    if let (Some(col), Some(class)) = (col, class) {
+                        classes.insert(col, class);
+                    }
+                }
+                let mut pk = Vec::new();
+                for row in client
+                    .select(
+                        "SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_index i \
+                         JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid \
+                         AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::pg_catalog.int2[]) \
+                         WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisprimary",
+                        None,
+                        &[relid.into()],
+                    )
+                    .map_err(spi_error)?
+                {
+                    if let Some(n) = row.get::<String>(1).map_err(spi_error)? {
+                        pk.push(n);
+                    }
+                }
+                Ok((name, classes, pk))
+            })
+        })
+    })?;
+    let mut columns = Vec::new();
+    // SAFETY: the relation is open; its tuple descriptor lives as long.
+    unsafe {
+        let tupdesc = (*rel).rd_att;
+        let natts = (*tupdesc).natts as usize;
+        for (index, att) in (*tupdesc).attrs.as_slice(natts).iter().enumerate() {
+            if att.attisdropped {
+                continue;
+            }
+            let name = CStr::from_ptr(att.attname.data.as_ptr())
+                .to_string_lossy()
+                .into_owned();
+            let render = render_for(att.atttypid);
+            let class = match classes.get(&name).map(String::as_str) {
+                Some("secret") => Class::Secret,
+                Some("pii" | "subject_id") => Class::Pseudonym,
+                Some("free_text") if matches!(render, Render::Text) => Class::FreeText,
+                _ => Class::Public,
+            };
+            columns.push(Column {
+                index,
+                in_pk: pk.contains(&name),
+                name,
+                render,
+                class,
+            });
+        }
+    }
+    Ok(RelPlan {
+        table_name,
+        guarded: columns
+            .iter()
+            .any(|c| matches!(c.render, Render::Guarded(_))),
+        has_pk: !pk.is_empty(),
+        columns,
+    })
+}
+
+/// # Safety
+/// `rel` must be an open relation.
+unsafe fn plan_for(rel: pg_sys::Relation) -> Result<Rc<RelPlan>, AegisError> {
+    audit_log_oids()?;
+    let relid = unsafe { (*rel).rd_id };
+    if let Some(p) = CACHE.with(|c| c.borrow().plans.get(&relid).cloned()) {
+        return Ok(p);
+    }
+    let plan = Rc::new(unsafe { build_plan(rel) }?);
+    CACHE.with(|c| c.borrow_mut().plans.insert(relid, plan.clone()));
+    Ok(plan)
+}
+
+/// Whether the pseudonym key is usable (master key configured, key present).
+/// Checked once and cached until the keyring changes.
+fn pseudonyms_available() -> bool {
+    if let Some(v) = CACHE.with(|c| c.borrow().pseudonyms) {
+        return v;
+    }
+    let ok = keyring::pseudonym(b"", PSEUDONYM_KEY).is_ok();
+    CACHE.with(|c| c.borrow_mut().pseudonyms = Some(ok));
+    ok
+}
+
+// ---------------------------------------------------------------------------
+// Text in the server encoding <-> UTF-8
+// ---------------------------------------------------------------------------
+
+fn server_is_utf8() -> bool {
+    // SAFETY: reads a backend global.
+    unsafe { pg_sys::GetDatabaseEncoding() == pg_sys::pg_enc::PG_UTF8 as i32 }
+}
+
+/// Text from the server encoding as UTF-8 (images and hashes are UTF-8).
+fn to_utf8(bytes: &[u8]) -> Cow<'_, str> {
+    if server_is_utf8() {
+        return String::from_utf8_lossy(bytes);
+    }
+    // SAFETY: converts `len` bytes; returns the input pointer when nothing
+    // changes, else a palloc'd NUL-terminated string.
+    unsafe {
+        let p = pg_sys::pg_server_to_any(
+            bytes.as_ptr().cast(),
+            bytes.len() as i32,
+            pg_sys::pg_enc::PG_UTF8 as i32,
+        );
+        if p.cast::<u8>().cast_const() == bytes.as_ptr() {
+            String::from_utf8_lossy(bytes)
+        } else {
+            Cow::Owned(CStr::from_ptr(p).to_string_lossy().into_owned())
+        }
+    }
+}
+
+/// UTF-8 text as a NUL-terminated string in the server encoding.
+fn to_server_cstring(s: &str) -> CString {
+    let bytes: Vec<u8> = if server_is_utf8() {
+        s.as_bytes().to_vec()
+    } else {
+        // SAFETY: converts `len` bytes; the result is NUL-terminated.
+        unsafe {
+            let p = pg_sys::pg_any_to_server(
+                s.as_ptr().cast(),
+                s.len() as i32,
+                pg_sys::pg_enc::PG_UTF8 as i32,
+            );
+            if p.cast::<u8>().cast_const() == s.as_ptr() {
+                s.as_bytes().to_vec()
+            } else {
+                CStr::from_ptr(p).to_bytes().to_vec()
+            }
+        }
+    };
+    // Text datums never contain NUL.
+    CString::new(bytes).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// Row images
+// ---------------------------------------------------------------------------
+
+/// # Safety
+/// `d` must be a non-null varlena datum.
+unsafe fn varlena_bytes<'a>(d: pg_sys::Datum) -> &'a [u8] {
+    // SAFETY: per the contract; the detoasted copy lives for the call.
+    unsafe {
+        let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+        pgrx::varlena::varlena_to_byte_slice(v)
+    }
+}
+
+/// # Safety
+/// `out_fn` must be the output function of `d`'s type.
+unsafe fn output_text(out_fn: pg_sys::Oid, d: pg_sys::Datum) -> String {
+    // SAFETY: per the contract; the result is a palloc'd C string.
+    unsafe {
+        let p = pg_sys::OidOutputFunctionCall(out_fn, d);
+        to_utf8(CStr::from_ptr(p).to_bytes()).into_owned()
+    }
+}
+
+/// Settings that change how values print, pinned while output functions of
+/// "guarded" types run, so images never depend on the session.
+const FIXED_SETTINGS: [(&CStr, &CStr); 5] = [
+    (c"DateStyle", c"ISO, YMD"),
+    (c"TimeZone", c"UTC"),
+    (c"IntervalStyle", c"iso_8601"),
+    (c"extra_float_digits", c"3"),
+    (c"bytea_output", c"hex"),
+];
+
+fn with_fixed_settings<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: standard GUC nesting (as SECURITY DEFINER ... SET does); the
+    // values are static and valid. Popped below, or by the (sub)transaction
+    // abort on error.
+    let level = unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        for (name, value) in FIXED_SETTINGS {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+        level
+    };
+    let r = f();
+    // SAFETY: pops exactly the level pushed above.
+    unsafe { pg_sys::AtEOXact_GUC(true, level) };
+    r
+}
+
+struct Images {
+    row: String,
+    pk: Option<String>,
+}
+
+/// Render one column's value as a JSON cell and hand it to `sink`.
+///
+/// # Safety
+/// `d` must be a non-null datum of the column's type.
+unsafe fn with_cell<R>(col: &Column, d: pg_sys::Datum, sink: impl FnOnce(&Cell<'_>) -> R) -> R {
+    // SAFETY: each arm reads the datum as its type's representation.
+    unsafe {
+        match col.render {
+            Render::Bool => sink(&Cell::Bool(d.value() != 0)),
+            Render::Int2 => sink(&Cell::Int(i64::from(d.value() as i16))),
+            Render::Int4 => sink(&Cell::Int(i64::from(d.value() as i32))),
+            Render::Int8 => sink(&Cell::Int(d.value() as i64)),
+            Render::Float4 => sink(&Cell::Float(f64::from(f32::from_bits(d.value() as u32)))),
+            Render::Float8 => sink(&Cell::Float(f64::from_bits(d.value() as u64))),
+            Render::Numeric => {
+                let t = output_text(pg_sys::Oid::from(pg_sys::F_NUMERIC_OUT), d);
+                sink(&Cell::Numeric(&t))
+            }
+            Render::Text => sink(&Cell::Text(&to_utf8(varlena_bytes(d)))),
+            Render::Name => {
+                let t = CStr::from_ptr(d.cast_mut_ptr::<std::ffi::c_char>());
+                sink(&Cell::Text(&to_utf8(t.to_bytes())))
+            }
+            Render::TimestampTz => sink(&Cell::TimestampTz(d.value() as i64)),
+            Render::Timestamp => sink(&Cell::Timestamp(d.value() as i64)),
+            Render::Date => sink(&Cell::Date(d.value() as i32)),
+            Render::Bytea => sink(&Cell::Bytes(varlena_bytes(d))),
+            Render::Json => sink(&Cell::Json(&to_utf8(varlena_bytes(d)))),
+            Render::Jsonb => {
+                let t = output_text(pg_sys::Oid::from(pg_sys::F_JSONB_OUT), d);
+                sink(&Cell::Json(&t))
+            }
+            Render::Plain(f) | Render::Guarded(f) => sink(&Cell::Text(&output_text(f, d))),
+        }
+    }
+}
+
+/// The value a classified column contributes instead of itself.
+fn classified(col: &Column, cell: &Cell<'_>) -> Option<String> {
+    match col.class {
+        Class::Public => None,
+        Class::FreeText => match cell {
+            Cell::Text(t) => {
+                let Ok(r) = aegis_core::pii::redact(
+                    t.as_bytes(),
+                    aegis_core::pii::KindSet::ALL,
+                    aegis_core::pii::Style::Tag,
+                    |_, _| Ok::<String, std::convert::Infallible>(String::new()),
+                );
+                match r {
+                    Cow::Borrowed(_) => None,
+                    Cow::Owned(v) => Some(String::from_utf8_lossy(&v).into_owned()),
+                }
+            }
+            _ => None,
+        },
+        Class::Secret | Class::Pseudonym => {
+            // The value's canonical bytes, so equal values hash equally
+            // whatever their type.
+            let mut b = ImageBuilder::new();
+            b.push("", cell);
+            let bytes = b.finish();
+            if col.class == Class::Secret {
+                Some(format!(
+                    "sha256:{}",
+                    hex::encode(aegis_core::hash::HashAlgorithm::Sha256.digest(bytes.as_bytes()))
+                ))
+            } else if pseudonyms_available() {
+                keyring::pseudonym(bytes.as_bytes(), PSEUDONYM_KEY)
+                    .ok()
+                    .map(|p| format!("pseudonym:{p}"))
+            } else {
+                Some("[PII]".into())
+            }
+        }
+    }
+}
+
+/// The row image (and primary key image) of a tuple.
+///
+/// # Safety
+/// `tuple` must be a valid tuple of a relation described by `tupdesc`,
+/// planned as `plan`.
+unsafe fn images(plan: &RelPlan, tupdesc: pg_sys::TupleDesc, tuple: pg_sys::HeapTuple) -> Images {
+    let natts = unsafe { (*tupdesc).natts as usize };
+    let mut values = vec![pg_sys::Datum::from(0usize); natts];
+    let mut nulls = vec![false; natts];
+    // SAFETY: arrays sized to the descriptor.
+    unsafe { pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr()) };
+    let build = || {
+        let mut row = ImageBuilder::new();
+        let mut pk = plan.has_pk.then(ImageBuilder::new);
+        for col in &plan.columns {
+            if nulls[col.index] {
+                row.push(&col.name, &Cell::Null);
+                if let (true, Some(pk)) = (col.in_pk, pk.as_mut()) {
+                    pk.push(&col.name, &Cell::Null);
+                }
+                continue;
+            }
+            // SAFETY: a non-null datum of this column.
+            unsafe {
+                with_cell(col, values[col.index], |cell| {
+                    let replaced = classified(col, cell);
+                    let cell = match &replaced {
+                        Some(s) => Cell::Text(s),
+                        None => cell.clone(),
+                    };
+                    row.push(&col.name, &cell);
+                    if let (true, Some(pk)) = (col.in_pk, pk.as_mut()) {
+                        pk.push(&col.name, &cell);
+                    }
+                })
+            };
+        }
+        Images {
+            row: row.finish(),
+            pk: pk.map(ImageBuilder::finish),
+        }
+    };
+    if plan.guarded {
+        with_fixed_settings(build)
+    } else {
+        build()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Writing entries
+// ---------------------------------------------------------------------------
+
+fn user_name(oid: pg_sys::Oid) -> Rc<str> {
+    if let Some(n) = CACHE.with(|c| c.borrow().users.get(&oid).cloned()) {
+        return n;
+    }
+    // SAFETY: noerr lookup; NULL for a dropped role.
+    let name: Rc<str> = unsafe {
+        let p = pg_sys::GetUserNameFromId(oid, true);
+        if p.is_null() {
+            Rc::from(format!("oid:{}", oid.to_u32()))
+        } else {
+            Rc::from(to_utf8(CStr::from_ptr(p).to_bytes()).as_ref())
+        }
+    };
+    CACHE.with(|c| c.borrow_mut().users.insert(oid, name.clone()));
+    name
+}
+
+fn client_addr() -> Option<String> {
+    if let Some(a) = CACHE.with(|c| c.borrow().client_addr.clone()) {
+        return a;
+    }
+    // SAFETY: inet_client_addr() takes no arguments and returns NULL for
+    // Unix-socket and background connections.
+    let addr = unsafe {
+        pgrx::fcinfo::direct_function_call_as_datum(pg_sys::inet_client_addr, &[])
+            .map(|d| output_text(pg_sys::Oid::from(pg_sys::F_INET_OUT), d))
+    };
+    CACHE.with(|c| c.borrow_mut().client_addr = Some(addr.clone()));
+    addr
+}
+
+fn application_name() -> Option<String> {
+    // SAFETY: reads the GUC's C string (never freed while we read it).
+    unsafe {
+        let p = pg_sys::application_name;
+        if p.is_null() || *p == 0 {
+            None
+        } else {
+            Some(to_utf8(CStr::from_ptr(p).to_bytes()).into_owned())
+        }
+    }
+}
+
+/// What the caller supplies for an entry; the rest is the session's.
+pub(crate) struct NewEntry<'a> {
+    pub operation: &'a str,
+    pub table_name: Option<&'a str>,
+    pub pk: Option<&'a str>,
+    pub old_row: Option<&'a str>,
+    pub new_row: Option<&'a str>,
+    pub detail: Option<&'a str>,
+}
+
+fn text_datum(s: &str) -> pg_sys::Datum {
+    let c = to_server_cstring(s);
+    // SAFETY: a NUL-terminated string; the text is palloc'd.
+    unsafe { pg_sys::Datum::from(pg_sys::cstring_to_text(c.as_ptr())) }
+}
+
+fn jsonb_datum(s: &str) -> pg_sys::Datum {
+    let c = to_server_cstring(s);
+    // SAFETY: jsonb_in takes one cstring; our images are valid JSON.
+    unsafe {
+        pgrx::fcinfo::direct_function_call_as_datum(
+            pg_sys::jsonb_in,
+            &[Some(pg_sys::Datum::from(c.as_ptr()))],
+        )
+        .unwrap_or(pg_sys::Datum::from(0usize))
+    }
+}
+
+fn bytea_datum(b: &[u8]) -> pg_sys::Datum {
+    pg_sys::Datum::from(pgrx::varlena::rust_byte_slice_to_bytea(b).into_pg())
+}
+
+/// Append one entry to aegis.audit_log: hashed here, inserted into the heap
+/// and its index directly.
+pub(crate) fn write_entry(e: &NewEntry<'_>) -> Result<(), AegisError> {
+    let (log_oid, seq) = audit_log_oids()?;
+    // SAFETY: backend globals and a transaction that can write (callers run
+    // in triggers and DDL); GetTopFullTransactionId assigns one if needed.
+    let (user, session, xid, stmt, pid) = unsafe {
+        (
+            user_name(pg_sys::GetUserId()),
+            user_name(pg_sys::GetSessionUserId()),
+            pg_sys::GetTopFullTransactionId().value,
+            pg_sys::GetCurrentStatementStartTimestamp(),
+            pg_sys::MyProcPid,
+        )
+    };
+    let app = application_name();
+    let addr = client_addr();
+    let entry = Entry {
+        operation: e.operation,
+        table_name: e.table_name,
+        db_user: &user,
+        session_user: &session,
+        application_name: app.as_deref(),
+        client_addr: addr.as_deref(),
+        backend_pid: pid,
+        xid: xid as i64,
+        statement_time: stmt,
+        pk: e.pk,
+        old_row: e.old_row,
+        new_row: e.new_row,
+        detail: e.detail,
+    };
+    let (data_digest, entry_hash) = entry.hashes()?;
+    // SAFETY: nextval_oid takes the sequence's OID; it checks USAGE, which
+    // PUBLIC holds.
+    let id = unsafe {
+        pgrx::fcinfo::direct_function_call_as_datum(
+            pg_sys::nextval_oid,
+            &[Some(pg_sys::Datum::from(seq))],
+        )
+        .ok_or_else(|| internal("nextval returned NULL"))?
+    };
+    let none = pg_sys::Datum::from(0usize);
+    let opt = |v: Option<pg_sys::Datum>| (v.unwrap_or(none), v.is_none());
+    let cols: [(pg_sys::Datum, bool); AUDIT_LOG_NATTS] = [
+        (id, false),
+        (pg_sys::Datum::from(xid), false),
+        (text_datum(e.operation), false),
+        opt(e.table_name.map(text_datum)),
+        (text_datum(&user), false),
+        (text_datum(&session), false),
+        opt(app.as_deref().map(text_datum)),
+        // SAFETY: inet_in parses the text inet_out produced.
+        opt(addr.as_deref().map(|a| unsafe {
+            let c = to_server_cstring(a);
+            pgrx::fcinfo::direct_function_call_as_datum(
+                pg_sys::inet_in,
+                &[Some(pg_sys::Datum::from(c.as_ptr()))],
+            )
+            .unwrap_or(none)
+        })),
+        (pg_sys::Datum::from(pid), false),
+        (pg_sys::Datum::from(stmt), false),
+        opt(e.pk.map(jsonb_datum)),
+        opt(e.old_row.map(jsonb_datum)),
+        opt(e.new_row.map(jsonb_datum)),
+        opt(e.detail.map(jsonb_datum)),
+        (bytea_datum(&data_digest), false),
+        (bytea_datum(&entry_hash), false),
+        (none, true),
+    ];
+    let mut values: Vec<pg_sys::Datum> = cols.iter().map(|c| c.0).collect();
+    let mut nulls: Vec<bool> = cols.iter().map(|c| c.1).collect();
+    // SAFETY: the relation is opened and locked for the insert and closed
+    // again (the lock is kept to commit, as for any insert); the tuple
+    // matches its descriptor (checked: the column count is ours).
+    unsafe {
+        let rel = pg_sys::table_open(log_oid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+        let tupdesc = (*rel).rd_att;
+        if (*tupdesc).natts as usize != AUDIT_LOG_NATTS {
+            pg_sys::table_close(rel, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+            return Err(internal("aegis.audit_log has an unexpected layout"));
+        }
+        let tuple = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        // The catalog insert helpers: heap insert, then each index of the
+        // table (aegis.audit_log has one plain btree, no expressions).
+        let indstate = pg_sys::CatalogOpenIndexes(rel);
+        pg_sys::CatalogTupleInsertWithInfo(rel, tuple, indstate);
+        pg_sys::CatalogCloseIndexes(indstate);
+        pg_sys::heap_freetuple(tuple);
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Capture triggers
+// ---------------------------------------------------------------------------
+
+fn protocol_error(msg: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+        msg.to_string(),
+        "pg_aegis",
+    ))
+}
+
+/// `aegis.audit_row()`: AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW.
+#[pg_trigger(sql = false)]
+fn audit_row<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, std::convert::Infallible> {
+    use pgrx::trigger_support::{PgTriggerLevel, PgTriggerOperation, PgTriggerWhen};
+    if !matches!(trigger.when(), Ok(PgTriggerWhen::After))
+        || !matches!(trigger.level(), PgTriggerLevel::Row)
+    {
+        protocol_error("aegis.audit_row() must be an AFTER ... FOR EACH ROW trigger");
+    }
+    let td = trigger.trigger_data();
+    let (op, old, new) = match trigger.op() {
+        Ok(PgTriggerOperation::Insert) => ("INSERT", None, Some(td.tg_trigtuple)),
+        Ok(PgTriggerOperation::Update) => ("UPDATE", Some(td.tg_trigtuple), Some(td.tg_newtuple)),
+        Ok(PgTriggerOperation::Delete) => ("DELETE", Some(td.tg_trigtuple), None),
+        _ => protocol_error("aegis.audit_row() fires on INSERT, UPDATE or DELETE"),
+    };
+    // SAFETY: a row trigger: the relation and tuples are valid for the call.
+    let r = unsafe {
+        let rel = td.tg_relation;
+        plan_for(rel).and_then(|plan| {
+            let tupdesc = (*rel).rd_att;
+            let old = old.map(|t| images(&plan, tupdesc, t));
+            let new = new.map(|t| images(&plan, tupdesc, t));
+            let pk = new.as_ref().or(old.as_ref()).and_then(|i| i.pk.as_deref());
+            write_entry(&NewEntry {
+                operation: op,
+                table_name: Some(&plan.table_name),
+                pk,
+                old_row: old.as_ref().map(|i| i.row.as_str()),
+                new_row: new.as_ref().map(|i| i.row.as_str()),
+                detail: None,
+            })
+        })
+    };
+    if let Err(e) = r {
+        raise(e);
+    }
+    Ok(None)
+}
+
+/// `aegis.audit_truncate()`: AFTER TRUNCATE ... FOR EACH STATEMENT.
+#[pg_trigger(sql = false)]
+fn audit_truncate<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, std::convert::Infallible> {
+    use pgrx::trigger_support::PgTriggerOperation;
+    if !matches!(trigger.op(), Ok(PgTriggerOperation::Truncate)) {
+        protocol_error("aegis.audit_truncate() must be an AFTER TRUNCATE trigger");
+    }
+    let td = trigger.trigger_data();
+    // SAFETY: the relation is valid for the call.
+    let r = unsafe { plan_for(td.tg_relation) }.and_then(|plan| {
+        // SAFETY: as above.
+        let own = unsafe { relation_name(td.tg_relation) };
+        let detail = (own != plan.table_name).then(|| {
+            let mut d = String::from("{\"partition\":");
+            core_audit::image::push_json_string(&mut d, &own);
+            d.push('}');
+            d
+        });
+        write_entry(&NewEntry {
+            operation: "TRUNCATE",
+            table_name: Some(&plan.table_name),
+            pk: None,
+            old_row: None,
+            new_row: None,
+            detail: detail.as_deref(),
+        })
+    });
+    if let Err(e) = r {
+        raise(e);
+    }
+    Ok(None)
+}
+
+/// # Safety
+/// `rel` must be an open relation.
+unsafe fn relation_name(rel: pg_sys::Relation) -> String {
+    // SAFETY: per the contract; quote_qualified_identifier returns palloc'd text.
+    unsafe {
+        let nsp = pg_sys::get_namespace_name(
+            (*rel)
+                .rd_rel
+                .as_ref()
+                .map_or(pg_sys::InvalidOid, |r| r.relnamespace),
+        );
+        let name = (*rel).rd_rel.as_ref().map(|r| r.relname.data.as_ptr());
+        match (nsp.is_null(), name) {
+            (false, Some(n)) => {
+                let q = pg_sys::quote_qualified_identifier(nsp, n);
+                to_utf8(CStr::from_ptr(q).to_bytes()).into_owned()
+            }
+            _ => String::new(),
+        }
+    }
+}
+
+/// `aegis.audit_plans_changed()`: statement trigger on the classification
+/// catalogs; every backend drops its audit plans when the change commits.
+#[pg_trigger(sql = false)]
+fn audit_plans_changed<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, std::convert::Infallible> {
+    // SAFETY: queues a relcache invalidation of the catalog table that fired.
+    unsafe { pg_sys::CacheInvalidateRelcache(trigger.trigger_data().tg_relation) };
+    Ok(None)
+}
+
+/// `aegis.audit_append_only()`: refuses UPDATE, DELETE and TRUNCATE.
+#[pg_trigger(sql = false)]
+fn audit_append_only<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, std::convert::Infallible> {
+    let table = trigger.table_name().unwrap_or_default();
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("aegis.{table} is append-only"),
+            "pg_aegis",
+        )
+        .set_detail(format!(
+            "{} is refused for every role: audit entries are never changed or removed.",
+            match trigger.op() {
+                Ok(pgrx::trigger_support::PgTriggerOperation::Update) => "UPDATE",
+                Ok(pgrx::trigger_support::PgTriggerOperation::Delete) => "DELETE",
+                _ => "TRUNCATE",
+            }
+        )),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Sealing
+// ---------------------------------------------------------------------------
+
+fn hash32(v: Option<Vec<u8>>) -> [u8; 32] {
+    let mut h = [0u8; 32];
+    if let Some(v) = v {
+        if v.len() == 32 {
+            h.copy_from_slice(&v);
+        }
+    }
+    h
+}
+
+/// How many entries one sealing round reads at a time.
+const SEAL_BATCH: i64 = 20_000;
+
+fn seal_impl() -> Result<i64, AegisError> {
+    // SAFETY: reads the transaction's isolation level.
+    if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
+        return Err(AegisError::SealIsolation);
+    }
+    with_safe_search_path(|| {
+        as_extension_owner(|| {
+            Spi::connect_mut(|client| {
+                // One sealer at a time; writers are never blocked by this.
+                client
+                    .update(
+                        "LOCK TABLE aegis.audit_chain IN SHARE ROW EXCLUSIVE MODE",
+                        None,
+                        &[],
+                    )
+                    .map_err(spi_error)?;
+                let head = client
+                    .select(
+                        "SELECT position, chain_hash FROM aegis.audit_chain \
+                         ORDER BY position DESC LIMIT 1",
+                        None,
+                        &[],
+                    )
+                    .map_err(spi_error)?;
+                let (mut position, mut prev) = match head.first().get_two::<i64, Vec<u8>>() {
+                    Ok((Some(p), h)) => (p, hash32(h)),
+                    _ => (0, core_audit::GENESIS),
+                };
+                let horizon: Option<String> = client
+                    .select(
+                        "SELECT horizon::pg_catalog.text FROM aegis.audit_seal_state",
+                        None,
+                        &[],
+                    )
+                    .map_err(spi_error)?
+                    .first()
+                    .get_one::<String>()
+                    .unwrap_or(None);
+                // One statement, one snapshot: every transaction below its
+                // xmin has ended, so its visible entries are all there is.
+                // Without a horizon (new install, or restored from a dump)
+                // every entry not yet in the chain is a candidate; xids at or
+                // above xmax cannot be this cluster's running transactions
+                // (restored entries), so they are sealed too.
+                let candidates = "WITH s AS (SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()) AS xmin, \
+                                  pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()) AS xmax) \
+                     SELECT l.id, l.xid::pg_catalog.text::pg_catalog.int8, l.entry_hash, s.xmin::pg_catalog.text \
+                     FROM aegis.audit_log l, s \
+                     WHERE ($1::pg_catalog.xid8 IS NULL OR l.xid OPERATOR(pg_catalog.>=) $1::pg_catalog.xid8) \
+                       AND (l.xid OPERATOR(pg_catalog.<) s.xmin OR ($1 IS NULL AND l.xid OPERATOR(pg_catalog.>=) s.xmax)) \
+                       AND (l.xid, l.id) OPERATOR(pg_catalog.>) ($2::pg_catalog.int8::pg_catalog.text::pg_catalog.xid8, $3) \
+                       AND NOT EXISTS (SELECT 1 FROM aegis.audit_chain c WHERE c.entry_id OPERATOR(pg_catalog.=) l.id) \
+                     ORDER BY l.xid, l.id LIMIT $4";
+                let mut sealed = 0i64;
+                let mut after: (i64, i64) = (0, 0);
+                let mut new_horizon: Option<String> = None;
+                loop {
+                    let mut ids = Vec::new();
+                    let mut xids = Vec::new();
+                    let mut hashes = Vec::new();
+                    let rows = client
+                        .select(
+                            candidates,
+                            None,
+                            &[
+                                horizon.clone().into(),
+                                after.0.into(),
+                                after.1.into(),
+                                SEAL_BATCH.into(),
+                            ],
+                        )
+                        .map_err(spi_error)?;
+                    for row in rows {
+                        let id: i64 = row.get(1).map_err(spi_error)?.unwrap_or(0);
+                        let xid: i64 = row.get(2).map_err(spi_error)?.unwrap_or(0);
+                        let entry = hash32(row.get(3).map_err(spi_error)?);
+                        if new_horizon.is_none() {
+                            new_horizon = row.get(4).map_err(spi_error)?;
+                        }
+                        position += 1;
+                        prev = core_audit::chain_link(position as u64, &prev, &entry);
+                        ids.push(id);
+                        xids.push(xid);
+                        hashes.push(prev.to_vec());
+                        after = (xid, id);
+                    }
+                    let n = ids.len() as i64;
+                    if n > 0 {
+                        let first = position - n + 1;
+                        client
+                            .update(
+                                "INSERT INTO aegis.audit_chain (position, entry_xid, entry_id, chain_hash) \
+                                 SELECT $1 OPERATOR(pg_catalog.+) o OPERATOR(pg_catalog.-) 1, \
+                                        x::pg_catalog.text::pg_catalog.xid8, i, h \
+                                 FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.int8[]), pg_catalog.unnest($3::pg_catalog.int8[]), \
+                                      pg_catalog.unnest($4::pg_catalog.bytea[])) WITH ORDINALITY AS u(x, i, h, o)",
+                                None,
+                                &[first.into(), xids.into(), ids.into(), hashes.into()],
+                            )
+                            .map_err(spi_error)?;
+                        sealed += n;
+                    }
+                    if n < SEAL_BATCH {
+                        break;
+                    }
+                }
+                // The new horizon: this round's xmin (read once more when
+                // nothing was sealed).
+                let new_horizon = match new_horizon {
+                    Some(h) => Some(h),
+                    None => client
+                        .select(
+                            "SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::pg_catalog.text",
+                            None,
+                            &[],
+                        )
+                        .map_err(spi_error)?
+                        .first()
+                        .get_one::<String>()
+                        .map_err(spi_error)?,
+                };
+                client
+                    .update(
+                        "INSERT INTO aegis.audit_seal_state (horizon, sealed_at) \
+                         VALUES ($1::pg_catalog.xid8, pg_catalog.now()) \
+                         ON CONFLICT (singleton) DO UPDATE SET horizon = EXCLUDED.horizon, \
+                         sealed_at = EXCLUDED.sealed_at",
+                        None,
+                        &[new_horizon.into()],
+                    )
+                    .map_err(spi_error)?;
+                Ok(sealed)
+            })
+        })
+    })
+}
+
+/// `aegis.seal() → bigint`
+#[pg_extern(volatile, sql = false)]
+fn seal() -> AegisResult<i64> {
+    Ok(seal_impl()?)
+}
+
+// ---------------------------------------------------------------------------
+// Verification
+// ---------------------------------------------------------------------------
+
+type VerifyRow = (Option<bool>, Option<i64>, Option<i64>, Option<String>);
+
+/// Read the chain in position order and recompute every entry.
+fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, AegisError> {
+    let report = with_safe_search_path(|| {
+        Spi::connect(|client| -> Result<_, AegisError> {
+            let mut cursor = client.open_cursor(
+                "SELECT c.position, c.chain_hash, l.entry_hash, l.data_digest, l.erased_at IS NOT NULL, \
+                        pg_catalog.convert_to(l.operation, 'UTF8'), pg_catalog.convert_to(l.table_name, 'UTF8'), \
+                        pg_catalog.convert_to(l.db_user, 'UTF8'), pg_catalog.convert_to(l.session_user_name, 'UTF8'), \
+                        pg_catalog.convert_to(l.application_name, 'UTF8'), \
+                        pg_catalog.convert_to(NULLIF(pg_catalog.format('%s', l.client_addr), ''), 'UTF8'), \
+                        l.backend_pid, l.xid::pg_catalog.text::pg_catalog.int8, \
+                        (EXTRACT(EPOCH FROM l.statement_time) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 \
+                          OPERATOR(pg_catalog.-) 946684800000000, \
+                        pg_catalog.convert_to(l.pk::pg_catalog.text, 'UTF8'), \
+                        pg_catalog.convert_to(l.old_row::pg_catalog.text, 'UTF8'), \
+                        pg_catalog.convert_to(l.new_row::pg_catalog.text, 'UTF8'), \
+                        pg_catalog.convert_to(l.detail::pg_catalog.text, 'UTF8') \
+                 FROM aegis.audit_chain c \
+                 JOIN aegis.audit_log l ON l.xid OPERATOR(pg_catalog.=) c.entry_xid \
+                      AND l.id OPERATOR(pg_catalog.=) c.entry_id \
+                 ORDER BY c.position",
+                &[],
+            );
+            let mut stored: Vec<Stored> = Vec::new();
+            loop {
+                let batch = cursor.fetch(10_000).map_err(spi_error)?;
+                if batch.is_empty() {
+                    break;
+                }
+                for row in batch {
+                    stored.push(stored_from_row(&row)?);
+                }
+            }
+            Ok(stored)
+        })
+    })?;
+    let r = core_audit::verify(report, 1, core_audit::GENESIS, trusted);
+    let (ok, checked, pos, problem) = if r.ok {
+        // Entries outside the chain that sealing will never pick up (their
+        // transactions ended before the horizon): inserted by hand.
+        let orphan: Option<i64> = with_safe_search_path(|| {
+            Spi::get_one(
+                "SELECT (SELECT l.id FROM aegis.audit_log l, aegis.audit_seal_state s \
+                 WHERE l.xid OPERATOR(pg_catalog.<) s.horizon AND NOT EXISTS \
+                 (SELECT 1 FROM aegis.audit_chain c WHERE c.entry_id OPERATOR(pg_catalog.=) l.id) \
+                 ORDER BY l.id LIMIT 1)",
+            )
+        })
+        .map_err(spi_error)?;
+        match orphan {
+            Some(id) => (
+                false,
+                r.entries_checked,
+                None,
+                Some(format!(
+                    "entry inserted outside the chain: audit_log id {id} belongs to no position"
+                )),
+            ),
+            None => (true, r.entries_checked, None, None),
+        }
+    } else {
+        (
+            false,
+            r.entries_checked,
+            r.first_bad_position.map(|p| p as i64),
+            r.problem.map(|p| p.describe()),
+        )
+    };
+    Ok((Some(ok), Some(checked as i64), pos, problem))
+}
+
+fn stored_from_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> Result<Stored, AegisError> {
+    let bytes = |i: usize| -> Result<Option<String>, AegisError> {
+        Ok(row
+            .get::<Vec<u8>>(i)
+            .map_err(spi_error)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    };
+    let position: i64 = row.get(1).map_err(spi_error)?.unwrap_or(0);
+    let chain_hash = hash32(row.get(2).map_err(spi_error)?);
+    let entry_hash = hash32(row.get(3).map_err(spi_error)?);
+    let stored_digest = hash32(row.get(4).map_err(spi_error)?);
+    let erased: bool = row.get(5).map_err(spi_error)?.unwrap_or(false);
+    let (op, table, user, session, app, addr) = (
+        bytes(6)?,
+        bytes(7)?,
+        bytes(8)?,
+        bytes(9)?,
+        bytes(10)?,
+        bytes(11)?,
+    );
+    let pid: i32 = row.get(12).map_err(spi_error)?.unwrap_or(0);
+    let xid: i64 = row.get(13).map_err(spi_error)?.unwrap_or(0);
+    let stmt: i64 = row.get(14).map_err(spi_error)?.unwrap_or(0);
+    let (pk, old, new, detail) = (bytes(15)?, bytes(16)?, bytes(17)?, bytes(18)?);
+    let entry = Entry {
+        operation: op.as_deref().unwrap_or(""),
+        table_name: table.as_deref(),
+        db_user: user.as_deref().unwrap_or(""),
+        session_user: session.as_deref().unwrap_or(""),
+        application_name: app.as_deref(),
+        client_addr: addr.as_deref(),
+        backend_pid: pid,
+        xid,
+        statement_time: stmt,
+        pk: pk.as_deref(),
+        old_row: old.as_deref(),
+        new_row: new.as_deref(),
+        detail: detail.as_deref(),
+    };
+    // An erased entry's data is a tombstone: its stored digest stands in.
+    let digest = if erased {
+        stored_digest
+    } else {
+        entry.data_digest().unwrap_or([0xff; 32])
+    };
+    let recomputed = entry.entry_hash(&digest).unwrap_or([0xff; 32]);
+    Ok(Stored {
+        position: position as u64,
+        entry_hash,
+        recomputed,
+        chain_hash,
+    })
+}
+
+/// `aegis.verify_chain() → TABLE(ok, entries_checked, first_bad_position, problem)`
+#[pg_extern(stable, sql = false)]
+fn verify_chain() -> TableIterator<
+    'static,
+    (
+        name!(ok, Option<bool>),
+        name!(entries_checked, Option<i64>),
+        name!(first_bad_position, Option<i64>),
+        name!(problem, Option<String>),
+    ),
+> {
+    TableIterator::once(verify_impl(None).unwrap_or_else(|e| raise(e)))
+}
+
+/// `aegis.verify_chain(trusted_head jsonb)`
+#[pg_extern(stable, sql = false)]
+fn verify_chain_trusted(
+    trusted_head: pgrx::JsonB,
+) -> TableIterator<
+    'static,
+    (
+        name!(ok, Option<bool>),
+        name!(entries_checked, Option<i64>),
+        name!(first_bad_position, Option<i64>),
+        name!(problem, Option<String>),
+    ),
+> {
+    let run = || -> Result<VerifyRow, AegisError> {
+        let head = parse_head(&trusted_head.0)?;
+        if !head_signature_ok(&head)? {
+            return Ok((
+                Some(false),
+                Some(0),
+                Some(head.position as i64),
+                Some("trusted head's signature does not verify: not issued by this database's audit_head key".into()),
+            ));
+        }
+        verify_impl(Some(TrustedHead {
+            position: head.position,
+            chain_hash: head.hash,
+        }))
+    };
+    TableIterator::once(run().unwrap_or_else(|e| raise(e)))
+}
+
+struct Head {
+    position: u64,
+    hash: [u8; 32],
+    time_us: i64,
+    signature: Option<[u8; 32]>,
+}
+
+fn parse_head(v: &serde_json::Value) -> Result<Head, AegisError> {
+    let bad = |what: &str| AegisError::BadHead {
+        reason: what.to_string(),
+    };
+    let position = v
+        .get("position")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| bad("\"position\" must be a positive integer"))?;
+    let hex32 = |key: &str| -> Result<Option<[u8; 32]>, AegisError> {
+        match v.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(s) => {
+                let s = s
+                    .as_str()
+                    .ok_or_else(|| bad(&format!("\"{key}\" must be a string")))?;
+                let b =
+                    hex::decode(s).map_err(|_| bad(&format!("\"{key}\" must be 64 hex digits")))?;
+                let a: [u8; 32] = b
+                    .try_into()
+                    .map_err(|_| bad(&format!("\"{key}\" must be 64 hex digits")))?;
+                Ok(Some(a))
+            }
+        }
+    };
+    let hash = hex32("hash")?.ok_or_else(|| bad("\"hash\" is missing"))?;
+    let time_us = v
+        .get("time_us")
+        .and_then(serde_json::Value::as_i64)
+        .ok_or_else(|| bad("\"time_us\" must be an integer"))?;
+    Ok(Head {
+        position,
+        hash,
+        time_us,
+        signature: hex32("signature")?,
+    })
+}
+
+fn head_mac(position: u64, hash: &[u8; 32], time_us: i64) -> Result<[u8; 32], AegisError> {
+    let msg = core_audit::head_message(position, hash, time_us);
+    keyring::purpose_mac(HEAD_KEY, core_audit::HEAD_KEY_LABEL, &msg)
+}
+
+fn head_signature_ok(h: &Head) -> Result<bool, AegisError> {
+    let Some(sig) = h.signature else {
+        return Err(AegisError::BadHead {
+            reason: "\"signature\" is missing".into(),
+        });
+    };
+    let expected = head_mac(h.position, &h.hash, h.time_us)?;
+    // Constant time is not needed for a public value, but costs nothing.
+    Ok(expected
+        .iter()
+        .zip(sig.iter())
+        .fold(0u8, |a, (x, y)| a | (x ^ y))
+        == 0)
+}
+
+/// `aegis.chain_head() → jsonb`
+#[pg_extern(volatile, sql = false)]
+fn chain_head() -> AegisResult<pgrx::JsonB> {
+    let row = with_safe_search_path(|| {
+        Spi::connect(
+            |client| -> Result<Option<(i64, [u8; 32], i64)>, AegisError> {
+                let t = client
+                .select(
+                    "SELECT position, chain_hash, (EXTRACT(EPOCH FROM pg_catalog.now()) \
+                     OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 OPERATOR(pg_catalog.-) 946684800000000, \
+                     pg_catalog.now()::pg_catalog.text \
+                     FROM aegis.audit_chain ORDER BY position DESC LIMIT 1",
+                    None,
+                    &[],
+                )
+                .map_err(spi_error)?;
+                if t.is_empty() {
+                    return Ok(None);
+                }
+                let r = t.first();
+                Ok(Some((
+                    r.get::<i64>(1).map_err(spi_error)?.unwrap_or(0),
+                    hash32(r.get(2).map_err(spi_error)?),
+                    r.get::<i64>(3).map_err(spi_error)?.unwrap_or(0),
+                )))
+            },
+        )
+    })?;
+    let Some((position, hash, time_us)) = row else {
+        return Err(AegisError::EmptyChain.into());
+    };
+    let sig = head_mac(position as u64, &hash, time_us)?;
+    Ok(pgrx::JsonB(serde_json::json!({
+        "position": position,
+        "hash": hex::encode(hash),
+        "time_us": time_us,
+        "time": core_audit::image::timestamp_utc(time_us),
+        "key": HEAD_KEY,
+        "signature": hex::encode(sig),
+    })))
+}
