@@ -64,6 +64,12 @@ GRANT SELECT ON aegis.protected_tables, aegis.column_classes TO aegis_admin, aeg
 -- the catalog records who really called them.
 GRANT INSERT, UPDATE, DELETE ON aegis.protected_tables, aegis.column_classes TO aegis_admin;
 
+-- Audit trail: sealing and verification for admins and auditors. The
+-- capture and guard functions are granted to nobody: only triggers call them.
+GRANT EXECUTE ON FUNCTION
+    aegis.seal(), aegis.verify_chain(), aegis.verify_chain(jsonb), aegis.chain_head()
+TO aegis_admin, aegis_auditor;
+
 COMMENT ON FUNCTION aegis.version() IS 'The installed pg_aegis version';
 COMMENT ON FUNCTION aegis.is_member(oid) IS
     'True if the current user is a member of the role (false for an OID that is not a role)';

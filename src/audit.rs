@@ -538,11 +538,13 @@ fn classified(col: &Column, cell: &Cell<'_>) -> Option<String> {
             _ => None,
         },
         Class::Secret | Class::Pseudonym => {
-            // The value's canonical bytes, so equal values hash equally
-            // whatever their type.
-            let mut b = ImageBuilder::new();
-            b.push("", cell);
-            let bytes = b.finish();
+            // Text as itself, so the pseudonym equals aegis.pseudonymize()'s
+            // of the same value (auditors can link, erasure can find);
+            // other types as their JSON rendering.
+            let bytes = match cell {
+                Cell::Text(t) => (*t).to_string(),
+                other => core_audit::image::render_cell(other),
+            };
             if col.class == Class::Secret {
                 Some(format!(
                     "sha256:{}",

@@ -24,6 +24,13 @@ SELECT aegis.decrypt(ct) FROM notes;
 SELECT relrowsecurity AND relforcerowsecurity AS rls_still_forced
 FROM pg_class WHERE oid = 'monitoring.error_logs'::regclass;
 SELECT aegis.redact_pii(error_message) FROM monitoring.error_logs;
+-- 0.3.0: tables protected before the update are audited from now on.
+SELECT count(*) AS audit_triggers FROM pg_trigger
+WHERE tgfoid IN ('aegis.audit_row()'::regprocedure, 'aegis.audit_truncate()'::regprocedure);
+UPDATE monitoring.error_logs SET resolved = true;
+SELECT operation, table_name, new_row ->> 'error_message' AS message FROM aegis.audit_log;
+SELECT aegis.seal();
+SELECT ok, entries_checked FROM aegis.verify_chain();
 -- The README's statements that give a 0.1.0 monitoring schema the 0.2.0
 -- developer view; afterwards a developer reads only redacted messages.
 CREATE VIEW monitoring.developer_error_logs WITH (security_barrier = true, security_invoker = false) AS

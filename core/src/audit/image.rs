@@ -75,6 +75,13 @@ impl ImageBuilder {
     }
 }
 
+/// One cell's JSON text on its own.
+pub fn render_cell(cell: &Cell<'_>) -> String {
+    let mut s = String::new();
+    push_cell(&mut s, cell);
+    s
+}
+
 /// Append `s` as a JSON string literal.
 pub fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
