@@ -984,24 +984,36 @@ fn seal_impl() -> Result<i64, AegisError> {
                     .first()
                     .get_one::<String>()
                     .unwrap_or(None);
-                // One statement, one snapshot: every transaction below its
-                // xmin has ended, so its visible entries are all there is.
-                // Without a horizon (new install, or restored from a dump)
-                // every entry not yet in the chain is a candidate; xids at or
-                // above xmax cannot be this cluster's running transactions
-                // (restored entries), so they are sealed too.
-                let candidates = "WITH s AS (SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()) AS xmin, \
-                                  pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()) AS xmax) \
-                     SELECT l.id, l.xid::pg_catalog.text::pg_catalog.int8, l.entry_hash, s.xmin::pg_catalog.text \
-                     FROM aegis.audit_log l, s \
+                // Every transaction below this snapshot's xmin has ended, so
+                // any later snapshot sees all of their committed entries:
+                // those are what this round seals, and xmin is the new
+                // horizon. Without a horizon (new install, or restored from a
+                // dump) every entry not yet in the chain is a candidate; xids
+                // at or above xmax cannot belong to this cluster's running
+                // transactions (restored entries), so they are sealed too.
+                let snap = client
+                    .select(
+                        "SELECT pg_catalog.pg_snapshot_xmin(s)::pg_catalog.text, \
+                                pg_catalog.pg_snapshot_xmax(s)::pg_catalog.text \
+                         FROM pg_catalog.pg_current_snapshot() s",
+                        None,
+                        &[],
+                    )
+                    .map_err(spi_error)?;
+                let (xmin, xmax) = snap
+                    .first()
+                    .get_two::<String, String>()
+                    .map_err(spi_error)?;
+                let candidates = "SELECT l.id, l.xid::pg_catalog.text::pg_catalog.int8, l.entry_hash \
+                     FROM aegis.audit_log l \
                      WHERE ($1::pg_catalog.xid8 IS NULL OR l.xid OPERATOR(pg_catalog.>=) $1::pg_catalog.xid8) \
-                       AND (l.xid OPERATOR(pg_catalog.<) s.xmin OR ($1 IS NULL AND l.xid OPERATOR(pg_catalog.>=) s.xmax)) \
+                       AND (l.xid OPERATOR(pg_catalog.<) $5::pg_catalog.xid8 \
+                            OR ($1 IS NULL AND l.xid OPERATOR(pg_catalog.>=) $6::pg_catalog.xid8)) \
                        AND (l.xid, l.id) OPERATOR(pg_catalog.>) ($2::pg_catalog.int8::pg_catalog.text::pg_catalog.xid8, $3) \
                        AND NOT EXISTS (SELECT 1 FROM aegis.audit_chain c WHERE c.entry_id OPERATOR(pg_catalog.=) l.id) \
                      ORDER BY l.xid, l.id LIMIT $4";
                 let mut sealed = 0i64;
                 let mut after: (i64, i64) = (0, 0);
-                let mut new_horizon: Option<String> = None;
                 loop {
                     let mut ids = Vec::new();
                     let mut xids = Vec::new();
@@ -1015,6 +1027,8 @@ fn seal_impl() -> Result<i64, AegisError> {
                                 after.0.into(),
                                 after.1.into(),
                                 SEAL_BATCH.into(),
+                                xmin.clone().into(),
+                                xmax.clone().into(),
                             ],
                         )
                         .map_err(spi_error)?;
@@ -1022,9 +1036,6 @@ fn seal_impl() -> Result<i64, AegisError> {
                         let id: i64 = row.get(1).map_err(spi_error)?.unwrap_or(0);
                         let xid: i64 = row.get(2).map_err(spi_error)?.unwrap_or(0);
                         let entry = hash32(row.get(3).map_err(spi_error)?);
-                        if new_horizon.is_none() {
-                            new_horizon = row.get(4).map_err(spi_error)?;
-                        }
                         position += 1;
                         prev = core_audit::chain_link(position as u64, &prev, &entry);
                         ids.push(id);
@@ -1052,21 +1063,6 @@ fn seal_impl() -> Result<i64, AegisError> {
                         break;
                     }
                 }
-                // The new horizon: this round's xmin (read once more when
-                // nothing was sealed).
-                let new_horizon = match new_horizon {
-                    Some(h) => Some(h),
-                    None => client
-                        .select(
-                            "SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::pg_catalog.text",
-                            None,
-                            &[],
-                        )
-                        .map_err(spi_error)?
-                        .first()
-                        .get_one::<String>()
-                        .map_err(spi_error)?,
-                };
                 client
                     .update(
                         "INSERT INTO aegis.audit_seal_state (horizon, sealed_at) \
@@ -1074,7 +1070,7 @@ fn seal_impl() -> Result<i64, AegisError> {
                          ON CONFLICT (singleton) DO UPDATE SET horizon = EXCLUDED.horizon, \
                          sealed_at = EXCLUDED.sealed_at",
                         None,
-                        &[new_horizon.into()],
+                        &[xmin.into()],
                     )
                     .map_err(spi_error)?;
                 Ok(sealed)
