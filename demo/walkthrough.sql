@@ -147,3 +147,30 @@ DO $$ BEGIN
 EXCEPTION WHEN insufficient_privilege THEN RAISE NOTICE 'alice: %', SQLERRM;
 END $$;
 RESET ROLE;
+
+-- == 6. Tamper-evident audit trail ============================================
+-- Every change to a protected table is an entry, personal data already
+-- pseudonymized or redacted in the images.
+UPDATE monitoring.error_logs SET resolved = true WHERE id = (SELECT min(id) FROM monitoring.error_logs);
+SELECT operation, table_name, db_user, new_row ->> 'error_message' AS message,
+       new_row ->> 'user_ip' AS user_ip
+FROM aegis.audit_log ORDER BY id DESC LIMIT 1;
+-- Sealing links committed entries into the hash chain; verification
+-- recomputes it, and the signed head is what you store outside the database.
+SELECT aegis.create_key('audit_head') WHERE NOT EXISTS (SELECT 1 FROM aegis.keys WHERE name = 'audit_head');
+SELECT aegis.seal() AS newly_sealed;
+SELECT * FROM aegis.verify_chain();
+SELECT aegis.chain_head() AS head \gset
+SELECT :'head'::jsonb - 'signature' AS head_without_signature;
+-- Nobody may change the trail, superusers included.
+DO $$ BEGIN
+    UPDATE aegis.audit_log SET operation = 'forged';
+EXCEPTION WHEN insufficient_privilege THEN RAISE NOTICE '%', SQLERRM;
+END $$;
+-- A superuser who lifts the guard is still caught.
+BEGIN;
+ALTER TABLE aegis.audit_log DISABLE TRIGGER append_only;
+UPDATE aegis.audit_log SET new_row = jsonb_set(new_row, '{resolved}', 'false')
+WHERE id = (SELECT entry_id FROM aegis.audit_chain ORDER BY position DESC LIMIT 1);
+SELECT * FROM aegis.verify_chain(:'head');
+ROLLBACK;
