@@ -541,21 +541,22 @@ fn classified(col: &Column, cell: &Cell<'_>) -> Option<String> {
             // Text as itself, so the pseudonym equals aegis.pseudonymize()'s
             // of the same value (auditors can link, erasure can find);
             // other types as their JSON rendering.
-            let bytes = match cell {
-                Cell::Text(t) => (*t).to_string(),
-                other => core_audit::image::render_cell(other),
+            let bytes: Cow<'_, str> = match cell {
+                Cell::Text(t) => Cow::Borrowed(t),
+                other => Cow::Owned(core_audit::image::render_cell(other)),
             };
             if col.class == Class::Secret {
                 Some(format!(
                     "sha256:{}",
                     hex::encode(aegis_core::hash::HashAlgorithm::Sha256.digest(bytes.as_bytes()))
                 ))
-            } else if pseudonyms_available() {
-                keyring::pseudonym(bytes.as_bytes(), PSEUDONYM_KEY)
-                    .ok()
-                    .map(|p| format!("pseudonym:{p}"))
             } else {
-                Some("[PII]".into())
+                // Whatever goes wrong with the key, the value itself is never
+                // what gets stored.
+                let p = pseudonyms_available()
+                    .then(|| keyring::pseudonym(bytes.as_bytes(), PSEUDONYM_KEY).ok())
+                    .flatten();
+                Some(p.map_or_else(|| "[PII]".into(), |p| format!("pseudonym:{p}")))
             }
         }
     }

@@ -48,6 +48,14 @@ FROM aegis.audit_log WHERE xid = pg_current_xact_id() AND operation = 'INSERT';
 SELECT old_row -> 'f' AS old_f, new_row -> 'f' AS new_f FROM aegis.audit_log
 WHERE xid = pg_current_xact_id() AND operation = 'UPDATE';
 
+-- Without the pseudonym key, pii columns are stored as [PII], never as themselves.
+SAVEPOINT no_key;
+DELETE FROM aegis.keys WHERE name = 'pseudonym';
+INSERT INTO audit_t (k, email, who) VALUES ('nokey', 'jane@example.com', 'user-42');
+SELECT new_row ->> 'email' AS email, new_row ->> 'who' AS who FROM aegis.audit_log
+WHERE xid = pg_current_xact_id() AND pk ->> 'k' = 'nokey';
+ROLLBACK TO SAVEPOINT no_key;
+
 -- ---------------------------------------------------------------- settings do not change images or hashes
 -- The same row written under other DateStyle, TimeZone, IntervalStyle,
 -- extra_float_digits, bytea_output and lc_monetary gives the same image and
