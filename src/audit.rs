@@ -8,12 +8,13 @@
 //! one index, no SQL, no permission check: no role holds INSERT on it).
 //! `aegis.seal()` later links committed entries into `aegis.audit_chain`.
 
-use crate::error::{AegisError, AegisResult};
+use crate::error::{protocol_error, raise, AegisError, AegisResult};
 use crate::keyring::{self, as_extension_owner, spi_error, with_safe_search_path};
+use crate::pii::{redact_tags, text_bytes};
 use aegis_core::audit::{self as core_audit, Cell, Entry, ImageBuilder, Stored, TrustedHead};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
-use pgrx::{PgLogLevel, PgSqlErrorCode};
+use pgrx::PgSqlErrorCode;
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -27,11 +28,6 @@ const PSEUDONYM_KEY: &str = "pseudonym";
 const HEAD_KEY: &str = "audit_head";
 /// Columns of aegis.audit_log, in order.
 const AUDIT_LOG_NATTS: usize = 17;
-
-fn raise(e: impl Into<ErrorReport>) -> ! {
-    e.into().report(PgLogLevel::ERROR);
-    unreachable!("ERROR does not return")
-}
 
 fn internal(msg: impl Into<String>) -> AegisError {
     AegisError::Internal(msg.into())
@@ -192,7 +188,7 @@ fn render_for(typoid: pg_sys::Oid) -> Render {
     use pg_sys::BuiltinOid as B;
     // SAFETY: syscache lookups of a type that exists (it is a column's).
     let base = unsafe { pg_sys::getBaseType(typoid) };
-    let r = match B::from_u32(base.to_u32()) {
+    match B::from_u32(base.to_u32()) {
         Ok(B::BOOLOID) => Render::Bool,
         Ok(B::INT2OID) => Render::Int2,
         Ok(B::INT4OID) => Render::Int4,
@@ -231,8 +227,7 @@ fn render_for(typoid: pg_sys::Oid) -> Render {
                 Render::Guarded(out)
             }
         }
-    };
-    r
+    }
 }
 
 /// Build the plan for a relation: its columns, their classes (recorded on
@@ -421,16 +416,6 @@ fn to_server_cstring(s: &str) -> CString {
 // ---------------------------------------------------------------------------
 
 /// # Safety
-/// `d` must be a non-null varlena datum.
-unsafe fn varlena_bytes<'a>(d: pg_sys::Datum) -> &'a [u8] {
-    // SAFETY: per the contract; the detoasted copy lives for the call.
-    unsafe {
-        let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
-        pgrx::varlena::varlena_to_byte_slice(v)
-    }
-}
-
-/// # Safety
 /// `out_fn` must be the output function of `d`'s type.
 unsafe fn output_text(out_fn: pg_sys::Oid, d: pg_sys::Datum) -> String {
     // SAFETY: per the contract; the result is a palloc'd C string.
@@ -449,32 +434,6 @@ const FIXED_SETTINGS: [(&CStr, &CStr); 5] = [
     (c"extra_float_digits", c"3"),
     (c"bytea_output", c"hex"),
 ];
-
-fn with_fixed_settings<R>(f: impl FnOnce() -> R) -> R {
-    // SAFETY: standard GUC nesting (as SECURITY DEFINER ... SET does); the
-    // values are static and valid. Popped below, or by the (sub)transaction
-    // abort on error.
-    let level = unsafe {
-        let level = pg_sys::NewGUCNestLevel();
-        for (name, value) in FIXED_SETTINGS {
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-        }
-        level
-    };
-    let r = f();
-    // SAFETY: pops exactly the level pushed above.
-    unsafe { pg_sys::AtEOXact_GUC(true, level) };
-    r
-}
 
 struct Images {
     row: String,
@@ -499,7 +458,7 @@ unsafe fn with_cell<R>(col: &Column, d: pg_sys::Datum, sink: impl FnOnce(&Cell<'
                 let t = output_text(pg_sys::Oid::from(pg_sys::F_NUMERIC_OUT), d);
                 sink(&Cell::Numeric(&t))
             }
-            Render::Text => sink(&Cell::Text(&to_utf8(varlena_bytes(d)))),
+            Render::Text => sink(&Cell::Text(&to_utf8(text_bytes(d)))),
             Render::Name => {
                 let t = CStr::from_ptr(d.cast_mut_ptr::<std::ffi::c_char>());
                 sink(&Cell::Text(&to_utf8(t.to_bytes())))
@@ -507,8 +466,8 @@ unsafe fn with_cell<R>(col: &Column, d: pg_sys::Datum, sink: impl FnOnce(&Cell<'
             Render::TimestampTz => sink(&Cell::TimestampTz(d.value() as i64)),
             Render::Timestamp => sink(&Cell::Timestamp(d.value() as i64)),
             Render::Date => sink(&Cell::Date(d.value() as i32)),
-            Render::Bytea => sink(&Cell::Bytes(varlena_bytes(d))),
-            Render::Json => sink(&Cell::Json(&to_utf8(varlena_bytes(d)))),
+            Render::Bytea => sink(&Cell::Bytes(text_bytes(d))),
+            Render::Json => sink(&Cell::Json(&to_utf8(text_bytes(d)))),
             Render::Jsonb => {
                 let t = output_text(pg_sys::Oid::from(pg_sys::F_JSONB_OUT), d);
                 sink(&Cell::Json(&t))
@@ -524,12 +483,7 @@ fn classified(col: &Column, cell: &Cell<'_>) -> Option<String> {
         Class::Public => None,
         Class::FreeText => match cell {
             Cell::Text(t) => {
-                let Ok(r) = aegis_core::pii::redact(
-                    t.as_bytes(),
-                    aegis_core::pii::KindSet::ALL,
-                    aegis_core::pii::Style::Tag,
-                    |_, _| Ok::<String, std::convert::Infallible>(String::new()),
-                );
+                let r = redact_tags(t.as_bytes());
                 match r {
                     Cow::Borrowed(_) => None,
                     Cow::Owned(v) => Some(String::from_utf8_lossy(&v).into_owned()),
@@ -605,7 +559,7 @@ unsafe fn images(plan: &RelPlan, tupdesc: pg_sys::TupleDesc, tuple: pg_sys::Heap
         }
     };
     if plan.guarded {
-        with_fixed_settings(build)
+        crate::guc::with_settings(&FIXED_SETTINGS, build)
     } else {
         build()
     }
@@ -789,14 +743,6 @@ pub(crate) fn write_entry(e: &NewEntry<'_>) -> Result<(), AegisError> {
 // Capture triggers
 // ---------------------------------------------------------------------------
 
-fn protocol_error(msg: &str) -> ! {
-    raise(ErrorReport::new(
-        PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
-        msg.to_string(),
-        "pg_aegis",
-    ))
-}
-
 /// `aegis.audit_row()`: AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW.
 #[pg_trigger(sql = false)]
 fn audit_row<'a>(
@@ -877,22 +823,13 @@ fn audit_truncate<'a>(
 /// # Safety
 /// `rel` must be an open relation.
 unsafe fn relation_name(rel: pg_sys::Relation) -> String {
-    // SAFETY: per the contract; quote_qualified_identifier returns palloc'd text.
+    // SAFETY: per the contract (an open relation always has rd_rel);
+    // quote_qualified_identifier returns a palloc'd string.
     unsafe {
-        let nsp = pg_sys::get_namespace_name(
-            (*rel)
-                .rd_rel
-                .as_ref()
-                .map_or(pg_sys::InvalidOid, |r| r.relnamespace),
-        );
-        let name = (*rel).rd_rel.as_ref().map(|r| r.relname.data.as_ptr());
-        match (nsp.is_null(), name) {
-            (false, Some(n)) => {
-                let q = pg_sys::quote_qualified_identifier(nsp, n);
-                to_utf8(CStr::from_ptr(q).to_bytes()).into_owned()
-            }
-            _ => String::new(),
-        }
+        let form = &*(*rel).rd_rel;
+        let nsp = pg_sys::get_namespace_name(form.relnamespace);
+        let q = pg_sys::quote_qualified_identifier(nsp, form.relname.data.as_ptr());
+        to_utf8(CStr::from_ptr(q).to_bytes()).into_owned()
     }
 }
 
@@ -1115,20 +1052,41 @@ fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, AegisError> {
                  ORDER BY c.position",
                 &[],
             );
-            let mut stored: Vec<Stored> = Vec::new();
-            loop {
-                let batch = cursor.fetch(10_000).map_err(spi_error)?;
-                if batch.is_empty() {
-                    break;
+            // Streamed batch by batch: memory stays flat however long the
+            // chain is.
+            let mut failed: Option<AegisError> = None;
+            let mut batch: std::collections::VecDeque<Stored> = Default::default();
+            let entries = std::iter::from_fn(|| loop {
+                if let Some(s) = batch.pop_front() {
+                    return Some(s);
                 }
-                for row in batch {
-                    stored.push(stored_from_row(&row)?);
+                if failed.is_some() {
+                    return None;
                 }
+                match cursor.fetch(10_000) {
+                    Ok(rows) if rows.is_empty() => return None,
+                    Ok(rows) => {
+                        for row in rows {
+                            match stored_from_row(&row) {
+                                Ok(s) => batch.push_back(s),
+                                Err(e) => {
+                                    failed = Some(e);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => failed = Some(spi_error(e)),
+                }
+            });
+            let report = core_audit::verify(entries, 1, core_audit::GENESIS, trusted);
+            match failed {
+                Some(e) => Err(e),
+                None => Ok(report),
             }
-            Ok(stored)
         })
     })?;
-    let r = core_audit::verify(report, 1, core_audit::GENESIS, trusted);
+    let r = report;
     let (ok, checked, pos, problem) = if r.ok {
         // Entries outside the chain that sealing will never pick up (their
         // transactions ended before the horizon): inserted by hand.
@@ -1218,6 +1176,9 @@ fn stored_from_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> Result<Stored, Aegi
 }
 
 /// `aegis.verify_chain() → TABLE(ok, entries_checked, first_bad_position, problem)`
+// The row type is spelled out in both signatures: pgrx's SQL generator does
+// not resolve a type alias.
+#[allow(clippy::type_complexity)]
 #[pg_extern(stable, sql = false)]
 fn verify_chain() -> TableIterator<
     'static,
@@ -1232,6 +1193,7 @@ fn verify_chain() -> TableIterator<
 }
 
 /// `aegis.verify_chain(trusted_head jsonb)`
+#[allow(clippy::type_complexity)]
 #[pg_extern(stable, sql = false)]
 fn verify_chain_trusted(
     trusted_head: pgrx::JsonB,

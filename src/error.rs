@@ -8,7 +8,7 @@
 
 use aegis_core::CoreError;
 use pgrx::pg_sys::panic::ErrorReport;
-use pgrx::PgSqlErrorCode;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AegisError {
@@ -151,3 +151,19 @@ impl From<AegisError> for ErrorReport {
 
 /// Shorthand for wrapper return types.
 pub type AegisResult<T> = Result<T, ErrorReport>;
+
+/// Raise `e` as an ERROR right here. For triggers and V1 functions, where
+/// pgrx would turn a returned error into a generic internal error.
+pub fn raise(e: impl Into<ErrorReport>) -> ! {
+    e.into().report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+/// A trigger function attached the wrong way (39P01).
+pub fn protocol_error(msg: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+        msg.to_string(),
+        "pg_aegis",
+    ))
+}

@@ -3,7 +3,7 @@
 //! reserved so a misspelt `aegis.*` setting is an error, not a silent no-op.
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 
 /// `aegis.allow_legacy_hashes` (bool, default off, superuser).
 /// When off, `aegis.digest`/`aegis.hmac` refuse md5 and sha1 with SQLSTATE
@@ -39,6 +39,34 @@ pub fn master_key_file() -> Option<String> {
 
 pub fn master_key_command() -> Option<String> {
     non_empty(MASTER_KEY_COMMAND.get())
+}
+
+/// Run `f` with session settings changed, as `SECURITY DEFINER ... SET`
+/// does: a GUC nest level, popped afterwards, and by PostgreSQL itself when
+/// `f` raises an error (nest levels unwind with the (sub)transaction).
+pub fn with_settings<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R {
+    // SAFETY: standard GUC nesting; names and values are NUL-terminated and
+    // valid for the call.
+    let level = unsafe {
+        let level = pgrx::pg_sys::NewGUCNestLevel();
+        for (name, value) in settings {
+            pgrx::pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pgrx::pg_sys::GucContext::PGC_USERSET,
+                pgrx::pg_sys::GucSource::PGC_S_SESSION,
+                pgrx::pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+        level
+    };
+    let r = f();
+    // SAFETY: pops exactly the level pushed above.
+    unsafe { pgrx::pg_sys::AtEOXact_GUC(true, level) };
+    r
 }
 
 pub fn register() {

@@ -143,26 +143,7 @@ pub(crate) fn spi_error(e: pgrx::spi::SpiError) -> AegisError {
 /// restored afterwards, and by PostgreSQL on error (GUC nest levels unwind
 /// with the (sub)transaction).
 pub(crate) fn with_safe_search_path<R>(f: impl FnOnce() -> R) -> R {
-    // SAFETY: standard GUC nesting, as SECURITY DEFINER calls do; the strings
-    // are static and NUL-terminated.
-    let level = unsafe {
-        let level = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-        level
-    };
-    let r = f();
-    // SAFETY: pops exactly the nest level pushed above.
-    unsafe { pg_sys::AtEOXact_GUC(true, level) };
-    r
+    crate::guc::with_settings(&[(c"search_path", c"pg_catalog, pg_temp")], f)
 }
 
 /// Run `f` with the rights of the extension's owner, so the keyring can be

@@ -6,13 +6,13 @@
 //! keeps intact), and a text that needs no change is returned as the very
 //! datum that came in: no copy, no allocation.
 
-use crate::error::{AegisError, AegisResult};
+use crate::error::{protocol_error, raise, AegisError, AegisResult};
 use crate::keyring;
 use aegis_core::pii::trigger_args::{check_max_bytes, SanitizeTriggerArgs};
 use aegis_core::pii::{self, Charset, Kind, KindSet, Style};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
-use pgrx::{PgLogLevel, PgSqlErrorCode};
+use pgrx::PgSqlErrorCode;
 use std::borrow::Cow;
 
 /// The keyring key whose pseudonyms make `hash`-style tokens, the same
@@ -23,7 +23,7 @@ const HASH_KEY: &str = "pseudonym";
 ///
 /// # Safety
 /// `d` must be a non-null text (or other varlena) datum.
-unsafe fn text_bytes<'a>(d: pg_sys::Datum) -> &'a [u8] {
+pub(crate) unsafe fn text_bytes<'a>(d: pg_sys::Datum) -> &'a [u8] {
     // SAFETY: the caller guarantees a varlena datum; detoasting returns a
     // palloc'd or in-place varlena valid for the rest of the call.
     unsafe {
@@ -73,10 +73,16 @@ pub unsafe extern "C-unwind" fn aegis_redact_pii(
     // SAFETY: declared STRICT with one text argument: a non-null text datum.
     let msg = unsafe { pgrx::fcinfo::pg_getarg_datum_raw(fcinfo, 0) };
     let bytes = unsafe { text_bytes(msg) };
+    text_result(msg, redact_tags(bytes))
+}
+
+/// Every kind replaced by its tag: `aegis.redact_pii(msg)`, and the audit
+/// trail's free_text columns.
+pub(crate) fn redact_tags(bytes: &[u8]) -> Cow<'_, [u8]> {
     let Ok(out) = pii::redact(bytes, KindSet::ALL, Style::Tag, |_, _| {
         Ok::<String, std::convert::Infallible>(String::new())
     });
-    text_result(msg, out)
+    out
 }
 
 v1_info!(pg_finfo_aegis_redact_pii_kinds);
@@ -294,19 +300,6 @@ fn sanitize(bytes: &[u8], max_bytes: usize) -> Cow<'_, [u8]> {
 // ---------------------------------------------------------------------------
 // The sanitize_columns() trigger
 // ---------------------------------------------------------------------------
-
-fn raise(e: impl Into<ErrorReport>) -> ! {
-    e.into().report(PgLogLevel::ERROR);
-    unreachable!("ERROR does not return")
-}
-
-fn protocol_error(msg: &str) -> ! {
-    raise(ErrorReport::new(
-        PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
-        msg.to_string(),
-        "pg_aegis",
-    ))
-}
 
 /// `aegis.sanitize_columns()`: BEFORE INSERT OR UPDATE ... FOR EACH ROW.
 /// Sanitizes (and optionally redacts) the named text columns of the new row.
