@@ -1,6 +1,9 @@
 //! pg_dump of a database with the reference monitoring schema restores into a
 //! fresh database with the extension, with policies, grants, the policy
 //! catalog and data intact, and the policies still enforced for a real login.
+//! The audit trail survives the same way: entries, chain and keys restored,
+//! the chain and a head saved before the dump verify, and auditing and
+//! sealing carry on in the restored database.
 
 use aegis_integration::{pg_bin, sqlstate, superuser_to, Cluster, LoginRole};
 use postgres::Client;
@@ -8,6 +11,9 @@ use std::process::Command;
 
 const SRC: &str = "aegis_dump_src";
 const DST: &str = "aegis_dump_dst";
+
+const AUDIT_SRC: &str = "aegis_dump_audit_src";
+const AUDIT_DST: &str = "aegis_dump_audit_dst";
 
 fn recreate_db(name: &str) {
     let mut admin = superuser_to(Cluster::Preloaded, "postgres");
@@ -26,6 +32,32 @@ fn run(cmd: &mut Command) {
         "{cmd:?} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// pg_dump -Fc of `src`, pg_restore into a new database `dst`.
+fn dump_and_restore(src: &str, dst: &str) {
+    let dump = std::env::temp_dir().join(format!("aegis-dump-{}-{src}.pgc", std::process::id()));
+    let sock = Cluster::Preloaded.socket_dir();
+    let port = Cluster::Preloaded.port().to_string();
+    run(Command::new(format!("{}/pg_dump", pg_bin()))
+        .args(["-h", &sock, "-p", &port, "-U", "postgres", "-Fc", "-f"])
+        .arg(&dump)
+        .arg(src));
+    recreate_db(dst);
+    run(Command::new(format!("{}/pg_restore", pg_bin()))
+        .args([
+            "-h",
+            &sock,
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "--exit-on-error",
+            "-d",
+            dst,
+        ])
+        .arg(&dump));
+    let _ = std::fs::remove_file(&dump);
 }
 
 /// A fingerprint of everything the policy pack sets up, comparable across databases.
@@ -98,28 +130,7 @@ fn dump_and_restore_keeps_policies_grants_and_data() {
         "fingerprint too small to mean anything: {before:?}"
     );
 
-    let dump = std::env::temp_dir().join(format!("aegis-dump-{}.pgc", std::process::id()));
-    let sock = Cluster::Preloaded.socket_dir();
-    let port = Cluster::Preloaded.port().to_string();
-    run(Command::new(format!("{}/pg_dump", pg_bin()))
-        .args(["-h", &sock, "-p", &port, "-U", "postgres", "-Fc", "-f"])
-        .arg(&dump)
-        .arg(SRC));
-    recreate_db(DST);
-    run(Command::new(format!("{}/pg_restore", pg_bin()))
-        .args([
-            "-h",
-            &sock,
-            "-p",
-            &port,
-            "-U",
-            "postgres",
-            "--exit-on-error",
-            "-d",
-            DST,
-        ])
-        .arg(&dump));
-    let _ = std::fs::remove_file(&dump);
+    dump_and_restore(SRC, DST);
 
     let mut dst = superuser_to(Cluster::Preloaded, DST);
     let after = fingerprint(&mut dst);
@@ -169,4 +180,228 @@ fn dump_and_restore_keeps_policies_grants_and_data() {
             .unwrap();
     }
     role.drop_with(&mut admin);
+}
+
+/// seal() until every entry is in the chain (sealing waits for the oldest
+/// transaction of the whole cluster, so a neighbour test can hold it back
+/// for a moment); returns the number of entries.
+fn seal_all(c: &mut Client) -> i64 {
+    for _ in 0..100 {
+        c.query_one("SELECT aegis.seal()", &[]).unwrap();
+        let r = c
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS
+                        (SELECT 1 FROM aegis.audit_chain c WHERE c.entry_id = l.id))
+                 FROM aegis.audit_log l",
+                &[],
+            )
+            .unwrap();
+        if r.get::<_, i64>(1) == 0 {
+            return r.get(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("entries still unsealed after 100 rounds of seal()");
+}
+
+/// (ok, entries_checked, problem) of verify_chain(), or of
+/// verify_chain(head) when a saved head is given.
+fn verify(c: &mut Client, head: Option<&str>) -> (bool, i64, Option<String>) {
+    let r = match head {
+        None => c.query_one(
+            "SELECT ok, entries_checked, problem FROM aegis.verify_chain()",
+            &[],
+        ),
+        Some(h) => c.query_one(
+            "SELECT ok, entries_checked, problem FROM aegis.verify_chain($1::text::jsonb)",
+            &[&h],
+        ),
+    }
+    .unwrap();
+    (r.get(0), r.get(1), r.get(2))
+}
+
+/// Every stored column of the entries and the chain, comparable across databases.
+fn audit_rows(c: &mut Client) -> Vec<String> {
+    c.query(
+        "SELECT 'log ' || to_jsonb(l)::text FROM aegis.audit_log l
+         UNION ALL
+         SELECT 'chain ' || to_jsonb(c)::text FROM aegis.audit_chain c
+         ORDER BY 1",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+#[test]
+fn audit_trail_survives_dump_and_restore() {
+    recreate_db(AUDIT_SRC);
+    let mut src = superuser_to(Cluster::Preloaded, AUDIT_SRC);
+    src.batch_execute(
+        r#"CREATE EXTENSION pg_aegis;
+           SELECT aegis.create_key('audit_head');
+           SELECT aegis.create_key('pseudonym');
+           CREATE TABLE public.events (id int PRIMARY KEY, email text, token text, msg text,
+                                       at timestamptz DEFAULT '2026-11-22 10:00:00+00');
+           SELECT aegis.protect('public.events',
+               '{"columns": {"email": "pii", "token": "secret", "msg": "free_text"}}');
+           CREATE TABLE public.notes (id int PRIMARY KEY, note text);
+           SELECT aegis.protect('public.notes', '{}');"#,
+    )
+    .expect("set up source database");
+    // One transaction per statement: entries of many transactions.
+    for i in 1..=30 {
+        src.execute(
+            "INSERT INTO events (id, email, token, msg) VALUES ($1::int, format('user%s@example.com', $1::int),
+                     format('tok-%s', $1::int), format('login failed for user%s@example.com', $1::int))",
+            &[&i],
+        )
+        .unwrap();
+    }
+    src.batch_execute(
+        "UPDATE events SET msg = 'resolved' WHERE id <= 10;
+         DELETE FROM events WHERE id > 25;
+         INSERT INTO notes SELECT g, 'n' || g FROM generate_series(1, 5) g;
+         TRUNCATE notes;",
+    )
+    .unwrap();
+    // (Its own query: a BEGIN inside a multi-statement query would take the
+    // statements before it into the transaction it rolls back.)
+    src.batch_execute(
+        "BEGIN; INSERT INTO events (id, email) VALUES (1000, 'rolled@back.example'); ROLLBACK;",
+    )
+    .unwrap();
+    let sealed = seal_all(&mut src);
+    assert_eq!(
+        sealed,
+        30 + 10 + 5 + 5 + 1,
+        "inserts, updates, deletes, notes, truncate"
+    );
+    let head: String = src
+        .query_one("SELECT aegis.chain_head()::text", &[])
+        .unwrap()
+        .get(0);
+    // Entries still unsealed when the dump is taken: the sealing horizon is
+    // not dumped, so the restored database's first seal() must find them.
+    src.batch_execute(
+        "INSERT INTO events (id, email) VALUES (31, 'late@example.com'), (32, NULL), (33, NULL)",
+    )
+    .unwrap();
+    let (ok, checked, problem) = verify(&mut src, None);
+    assert!(
+        ok && checked == sealed,
+        "source chain: {checked}, {problem:?}"
+    );
+    let pseudonym_src: String = src
+        .query_one(
+            "SELECT new_row ->> 'email' FROM aegis.audit_log
+             WHERE operation = 'INSERT' AND table_name = 'public.events' AND pk ->> 'id' = '1'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(pseudonym_src.starts_with("pseudonym:"), "{pseudonym_src}");
+    let before = audit_rows(&mut src);
+    assert_eq!(before.len() as i64, 2 * sealed + 3);
+
+    dump_and_restore(AUDIT_SRC, AUDIT_DST);
+
+    let mut dst = superuser_to(Cluster::Preloaded, AUDIT_DST);
+    assert_eq!(
+        audit_rows(&mut dst),
+        before,
+        "audit entries or chain changed across dump/restore"
+    );
+    let horizons: i64 = dst
+        .query_one("SELECT count(*) FROM aegis.audit_seal_state", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        horizons, 0,
+        "the sealing horizon is not dumped (xids are per cluster)"
+    );
+    let (ok, checked, problem) = verify(&mut dst, None);
+    assert!(
+        ok && checked == sealed,
+        "restored chain: {checked} of {sealed}, {problem:?}"
+    );
+    let (ok, checked, problem) = verify(&mut dst, Some(&head));
+    assert!(
+        ok && checked == sealed,
+        "restored chain against the head saved in the source: {problem:?}"
+    );
+
+    // Auditing goes on in the restored database, with the restored keys.
+    let max_id: i64 = dst
+        .query_one("SELECT max(id) FROM aegis.audit_log", &[])
+        .unwrap()
+        .get(0);
+    dst.batch_execute(
+        "INSERT INTO events (id, email, token) VALUES (100, 'user1@example.com', 'x');
+         UPDATE events SET msg = 'after restore' WHERE id IN (1, 2);
+         DELETE FROM events WHERE id = 3;",
+    )
+    .unwrap();
+    let r = dst
+        .query_one(
+            "SELECT count(*), min(id), max(new_row ->> 'email') FILTER (WHERE pk ->> 'id' = '100')
+             FROM aegis.audit_log WHERE id > $1",
+            &[&max_id],
+        )
+        .unwrap();
+    let (new_entries, min_new_id, pseudonym_dst): (i64, i64, Option<String>) =
+        (r.get(0), r.get(1), r.get(2));
+    assert_eq!(
+        new_entries, 4,
+        "DML after the restore is audited, ids after the restored ones"
+    );
+    assert!(min_new_id > max_id);
+    assert_eq!(
+        pseudonym_dst.as_deref(),
+        Some(pseudonym_src.as_str()),
+        "the restored pseudonym key gives the source's pseudonyms"
+    );
+    let total = seal_all(&mut dst);
+    assert_eq!(total, sealed + 3 + 4);
+    let late: i64 = dst
+        .query_one(
+            "SELECT min(c.position) FROM aegis.audit_chain c JOIN aegis.audit_log l ON l.id = c.entry_id
+             WHERE l.table_name = 'public.events' AND l.pk ->> 'id' IN ('31', '32', '33')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        late,
+        sealed + 1,
+        "entries unsealed at dump time are linked after the old chain"
+    );
+    let (ok, checked, problem) = verify(&mut dst, None);
+    assert!(
+        ok && checked == total,
+        "after sealing in the restored database: {checked} of {total}, {problem:?}"
+    );
+    let (ok, _, problem) = verify(&mut dst, Some(&head));
+    assert!(ok, "the source's head after more sealing: {problem:?}");
+    let new_head: String = dst
+        .query_one("SELECT aegis.chain_head()::text", &[])
+        .unwrap()
+        .get(0);
+    let (ok, checked, problem) = verify(&mut dst, Some(&new_head));
+    assert!(
+        ok && checked == total,
+        "the restored database's own head: {problem:?}"
+    );
+
+    drop(src);
+    drop(dst);
+    let mut admin = superuser_to(Cluster::Preloaded, "postgres");
+    for db in [AUDIT_SRC, AUDIT_DST] {
+        admin
+            .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+            .unwrap();
+    }
 }

@@ -14,6 +14,9 @@
 use postgres::{Client, Config, NoTls};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+mod scratch;
+pub use scratch::ScratchCluster;
+
 pub const DB: &str = "aegis_it";
 
 fn env(name: &str) -> String {
