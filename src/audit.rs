@@ -11,7 +11,9 @@
 use crate::error::{protocol_error, raise, AegisError, AegisResult};
 use crate::keyring::{self, as_extension_owner, spi_error, with_safe_search_path};
 use crate::pii::{redact_tags, text_bytes};
-use aegis_core::audit::{self as core_audit, Cell, Entry, ImageBuilder, Stored, TrustedHead};
+use aegis_core::audit::{
+    self as core_audit, Cell, Entry, ImageBuilder, Scalar, Stored, TrustedHead, Value,
+};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -324,6 +326,9 @@ unsafe fn build_plan(rel: pg_sys::Relation) -> Result<RelPlan, AegisError> {
             });
         }
     }
+    // Canonical member order (byte order of the names): images are encoded
+    // member by member, never sorted per row.
+    columns.sort_by(|a: &Column, b: &Column| a.name.as_bytes().cmp(b.name.as_bytes()));
     Ok(RelPlan {
         table_name,
         guarded: columns
@@ -435,9 +440,181 @@ const FIXED_SETTINGS: [(&CStr, &CStr); 5] = [
     (c"bytea_output", c"hex"),
 ];
 
+/// A JSON document of an entry (row image, key, detail): its jsonb datum
+/// and its canonical encoding, built together so the writer never renders
+/// text and parses it back.
+pub(crate) struct Doc {
+    datum: pg_sys::Datum,
+    canonical: Vec<u8>,
+}
+
+impl Doc {
+    /// From JSON text (entry details).
+    pub(crate) fn from_json(text: &str) -> Result<Doc, AegisError> {
+        let mut canonical = Vec::new();
+        core_audit::encode_value(&Value::Json(text), &mut canonical)?;
+        Ok(Doc {
+            datum: jsonb_datum(text),
+            canonical,
+        })
+    }
+
+    fn value(&self) -> Value<'_> {
+        Value::Encoded(&self.canonical)
+    }
+}
+
+/// A jsonb object built member by member with pushJsonbValue (no JSON text,
+/// no parser). Strings are copied into the current memory context.
+struct JsonbObject {
+    state: *mut pg_sys::JsonbParseState,
+}
+
+impl JsonbObject {
+    fn new() -> Self {
+        let mut state = std::ptr::null_mut();
+        // SAFETY: starts a new parse state in the current memory context.
+        unsafe {
+            pg_sys::pushJsonbValue(
+                &mut state,
+                pg_sys::JsonbIteratorToken::WJB_BEGIN_OBJECT,
+                std::ptr::null_mut(),
+            )
+        };
+        JsonbObject { state }
+    }
+
+    fn string(s: &str) -> pg_sys::JsonbValue {
+        // SAFETY: a palloc'd copy that outlives the builder (same context).
+        let p = unsafe {
+            let p = pg_sys::palloc(s.len().max(1)).cast::<u8>();
+            std::ptr::copy_nonoverlapping(s.as_ptr(), p, s.len());
+            p
+        };
+        let mut v = pg_sys::JsonbValue {
+            type_: pg_sys::jbvType::jbvString,
+            // SAFETY: all-zero is a valid value of this plain C union.
+            val: unsafe { std::mem::zeroed() },
+        };
+        v.val.string = pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_1 {
+            len: s.len() as i32,
+            val: p.cast(),
+        };
+        v
+    }
+
+    /// Add one member (keys arrive unique; jsonb orders them itself).
+    fn push(&mut self, key: &str, v: &Scalar<'_>) {
+        let mut k = Self::string(key);
+        // SAFETY: all-zero is a valid value of this plain C union.
+        let mut val = pg_sys::JsonbValue {
+            type_: pg_sys::jbvType::jbvNull,
+            val: unsafe { std::mem::zeroed() },
+        };
+        match v {
+            Scalar::Null => {}
+            Scalar::Bool(b) => {
+                val.type_ = pg_sys::jbvType::jbvBool;
+                val.val.boolean = *b;
+            }
+            Scalar::Number(n) => {
+                let c = CString::new(n.as_bytes()).unwrap_or_default();
+                // SAFETY: numeric_in(cstring, oid, int4) on a valid JSON
+                // number, which numeric accepts.
+                let d = unsafe {
+                    pgrx::fcinfo::direct_function_call_as_datum(
+                        pg_sys::numeric_in,
+                        &[
+                            Some(pg_sys::Datum::from(c.as_ptr())),
+                            Some(pg_sys::Datum::from(pg_sys::InvalidOid)),
+                            Some(pg_sys::Datum::from(-1i32)),
+                        ],
+                    )
+                };
+                val.type_ = pg_sys::jbvType::jbvNumeric;
+                val.val.numeric = d.map_or(std::ptr::null_mut(), |d| d.cast_mut_ptr());
+            }
+            Scalar::String(s) => val = Self::string(s),
+            Scalar::Json(text) => {
+                let d = jsonb_datum(text);
+                let jb = d.cast_mut_ptr::<pg_sys::Jsonb>();
+                val.type_ = pg_sys::jbvType::jbvBinary;
+                // SAFETY: jsonb_in returns a plain (untoasted) jsonb.
+                val.val.binary = unsafe {
+                    pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_4 {
+                        len: (pgrx::varsize_any(jb.cast()) - pg_sys::VARHDRSZ) as i32,
+                        data: std::ptr::addr_of_mut!((*jb).root),
+                    }
+                };
+            }
+        }
+        // SAFETY: the state was begun by new(); keys and values as built
+        // above (a jbvBinary value is unpacked by pushJsonbValue).
+        unsafe {
+            pg_sys::pushJsonbValue(&mut self.state, pg_sys::JsonbIteratorToken::WJB_KEY, &mut k);
+            pg_sys::pushJsonbValue(&mut self.state, pg_sys::JsonbIteratorToken::WJB_VALUE, &mut val);
+        }
+    }
+
+    fn finish(mut self) -> pg_sys::Datum {
+        // SAFETY: closes the object begun by new().
+        unsafe {
+            let v = pg_sys::pushJsonbValue(
+                &mut self.state,
+                pg_sys::JsonbIteratorToken::WJB_END_OBJECT,
+                std::ptr::null_mut(),
+            );
+            pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(v))
+        }
+    }
+}
+
+/// One image (row or key) being built: its canonical encoding, and either
+/// its jsonb directly (UTF-8 databases) or its text for jsonb_in (others,
+/// whose strings must be converted to the server encoding first).
+struct DocBuilder {
+    canonical: core_audit::ObjectEncoder,
+    jsonb: Option<JsonbObject>,
+    text: Option<ImageBuilder>,
+}
+
+impl DocBuilder {
+    fn new(utf8: bool) -> Self {
+        DocBuilder {
+            canonical: core_audit::ObjectEncoder::new(),
+            jsonb: utf8.then(JsonbObject::new),
+            text: (!utf8).then(ImageBuilder::new),
+        }
+    }
+
+    fn push(&mut self, key: &str, v: &Scalar<'_>) -> Result<(), AegisError> {
+        self.canonical.push(key, v)?;
+        if let Some(j) = self.jsonb.as_mut() {
+            j.push(key, v);
+        }
+        if let Some(t) = self.text.as_mut() {
+            t.push_scalar(key, v);
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Doc {
+        let datum = match (self.jsonb, self.text) {
+            (Some(j), _) => j.finish(),
+            (None, Some(t)) => jsonb_datum(&t.finish()),
+            (None, None) => pg_sys::Datum::from(0usize),
+        };
+        Doc {
+            datum,
+            canonical: self.canonical.finish(),
+        }
+    }
+}
+
+/// The row image and primary-key image of a tuple.
 struct Images {
-    row: String,
-    pk: Option<String>,
+    row: Doc,
+    pk: Option<Doc>,
 }
 
 /// Render one column's value as a JSON cell and hand it to `sink`.
@@ -521,42 +698,44 @@ fn classified(col: &Column, cell: &Cell<'_>) -> Option<String> {
 /// # Safety
 /// `tuple` must be a valid tuple of a relation described by `tupdesc`,
 /// planned as `plan`.
-unsafe fn images(plan: &RelPlan, tupdesc: pg_sys::TupleDesc, tuple: pg_sys::HeapTuple) -> Images {
+unsafe fn images(
+    plan: &RelPlan,
+    tupdesc: pg_sys::TupleDesc,
+    tuple: pg_sys::HeapTuple,
+) -> Result<Images, AegisError> {
     let natts = unsafe { (*tupdesc).natts as usize };
     let mut values = vec![pg_sys::Datum::from(0usize); natts];
     let mut nulls = vec![false; natts];
     // SAFETY: arrays sized to the descriptor.
     unsafe { pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr()) };
-    let build = || {
-        let mut row = ImageBuilder::new();
-        let mut pk = plan.has_pk.then(ImageBuilder::new);
+    let utf8 = server_is_utf8();
+    let build = || -> Result<Images, AegisError> {
+        let mut row = DocBuilder::new(utf8);
+        let mut pk = plan.has_pk.then(|| DocBuilder::new(utf8));
         for col in &plan.columns {
-            if nulls[col.index] {
-                row.push(&col.name, &Cell::Null);
+            let mut add = |v: &Scalar<'_>| -> Result<(), AegisError> {
+                row.push(&col.name, v)?;
                 if let (true, Some(pk)) = (col.in_pk, pk.as_mut()) {
-                    pk.push(&col.name, &Cell::Null);
+                    pk.push(&col.name, v)?;
                 }
+                Ok(())
+            };
+            if nulls[col.index] {
+                add(&Scalar::Null)?;
                 continue;
             }
             // SAFETY: a non-null datum of this column.
             unsafe {
-                with_cell(col, values[col.index], |cell| {
-                    let replaced = classified(col, cell);
-                    let cell = match &replaced {
-                        Some(s) => Cell::Text(s),
-                        None => cell.clone(),
-                    };
-                    row.push(&col.name, &cell);
-                    if let (true, Some(pk)) = (col.in_pk, pk.as_mut()) {
-                        pk.push(&col.name, &cell);
-                    }
+                with_cell(col, values[col.index], |cell| match classified(col, cell) {
+                    Some(s) => add(&Scalar::String(Cow::Owned(s))),
+                    None => add(&core_audit::scalar(cell)),
                 })
-            };
+            }?;
         }
-        Images {
+        Ok(Images {
             row: row.finish(),
-            pk: pk.map(ImageBuilder::finish),
-        }
+            pk: pk.map(DocBuilder::finish),
+        })
     };
     if plan.guarded {
         crate::guc::with_settings(&FIXED_SETTINGS, build)
@@ -616,10 +795,10 @@ fn application_name() -> Option<String> {
 pub(crate) struct NewEntry<'a> {
     pub operation: &'a str,
     pub table_name: Option<&'a str>,
-    pub pk: Option<&'a str>,
-    pub old_row: Option<&'a str>,
-    pub new_row: Option<&'a str>,
-    pub detail: Option<&'a str>,
+    pub pk: Option<&'a Doc>,
+    pub old_row: Option<&'a Doc>,
+    pub new_row: Option<&'a Doc>,
+    pub detail: Option<&'a Doc>,
 }
 
 fn text_datum(s: &str) -> pg_sys::Datum {
@@ -671,10 +850,10 @@ pub(crate) fn write_entry(e: &NewEntry<'_>) -> Result<(), AegisError> {
         backend_pid: pid,
         xid: xid as i64,
         statement_time: stmt,
-        pk: e.pk,
-        old_row: e.old_row,
-        new_row: e.new_row,
-        detail: e.detail,
+        pk: e.pk.map_or(Value::Null, Doc::value),
+        old_row: e.old_row.map_or(Value::Null, Doc::value),
+        new_row: e.new_row.map_or(Value::Null, Doc::value),
+        detail: e.detail.map_or(Value::Null, Doc::value),
     };
     let (data_digest, entry_hash) = entry.hashes()?;
     // SAFETY: nextval_oid takes the sequence's OID; it checks USAGE, which
@@ -707,35 +886,210 @@ pub(crate) fn write_entry(e: &NewEntry<'_>) -> Result<(), AegisError> {
         })),
         (pg_sys::Datum::from(pid), false),
         (pg_sys::Datum::from(stmt), false),
-        opt(e.pk.map(jsonb_datum)),
-        opt(e.old_row.map(jsonb_datum)),
-        opt(e.new_row.map(jsonb_datum)),
-        opt(e.detail.map(jsonb_datum)),
+        opt(e.pk.map(|d| d.datum)),
+        opt(e.old_row.map(|d| d.datum)),
+        opt(e.new_row.map(|d| d.datum)),
+        opt(e.detail.map(|d| d.datum)),
         (bytea_datum(&data_digest), false),
         (bytea_datum(&entry_hash), false),
         (none, true),
     ];
     let mut values: Vec<pg_sys::Datum> = cols.iter().map(|c| c.0).collect();
     let mut nulls: Vec<bool> = cols.iter().map(|c| c.1).collect();
-    // SAFETY: the relation is opened and locked for the insert and closed
-    // again (the lock is kept to commit, as for any insert); the tuple
-    // matches its descriptor (checked: the column count is ours).
+    with_open_log(log_oid, |rel, indstate| {
+        // SAFETY: the relation and its index state are open (see
+        // with_open_log); the tuple matches its descriptor (the column count
+        // was checked when it was opened).
+        unsafe {
+            let tuple = pg_sys::heap_form_tuple((*rel).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
+            // The catalog insert helpers: heap insert, then each index of
+            // the table (aegis.audit_log has one plain btree, no
+            // expressions).
+            pg_sys::CatalogTupleInsertWithInfo(rel, tuple, indstate);
+            pg_sys::heap_freetuple(tuple);
+        }
+    })
+}
+
+/// aegis.audit_log, opened once per statement for all its entries (a bulk
+/// statement writes one per row): held by the top transaction's resource
+/// owner, so it outlives the trigger calls and subtransactions; closed when
+/// the statement's resources are released (a portal's or subtransaction's
+/// owner) and, at the latest, just before commit; forgotten on abort (the
+/// resource owner releases it then). Not kept across statements, so a later
+/// statement of the transaction does not find the table "in use".
+struct OpenLog {
+    oid: pg_sys::Oid,
+    rel: pg_sys::Relation,
+    indstate: pg_sys::CatalogIndexState,
+}
+
+thread_local! {
+    static OPEN_LOG: std::cell::Cell<Option<OpenLog>> = const { std::cell::Cell::new(None) };
+    /// Set between pre-commit and the end of the transaction: entries
+    /// written then (none are expected) open and close the log themselves.
+    static COMMITTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static XACT_CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Restores the resource owner and memory context on every exit, errors
+/// included.
+struct TopTransactionScope {
+    owner: pg_sys::ResourceOwner,
+    context: pg_sys::MemoryContext,
+}
+
+impl TopTransactionScope {
+    /// # Safety
+    /// Inside a transaction.
+    unsafe fn enter() -> Self {
+        // SAFETY: per the contract both globals are valid.
+        unsafe {
+            let owner = pg_sys::CurrentResourceOwner;
+            pg_sys::CurrentResourceOwner = pg_sys::TopTransactionResourceOwner;
+            let context = pg_sys::MemoryContextSwitchTo(pg_sys::TopTransactionContext);
+            TopTransactionScope { owner, context }
+        }
+    }
+}
+
+impl Drop for TopTransactionScope {
+    fn drop(&mut self) {
+        // SAFETY: puts back what enter() replaced.
+        unsafe {
+            pg_sys::MemoryContextSwitchTo(self.context);
+            pg_sys::CurrentResourceOwner = self.owner;
+        }
+    }
+}
+
+unsafe fn open_log(oid: pg_sys::Oid) -> Result<OpenLog, AegisError> {
+    // SAFETY: opens with the lock an insert takes; closes again if the
+    // layout is not ours.
     unsafe {
-        let rel = pg_sys::table_open(log_oid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-        let tupdesc = (*rel).rd_att;
-        if (*tupdesc).natts as usize != AUDIT_LOG_NATTS {
+        let rel = pg_sys::table_open(oid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+        if (*(*rel).rd_att).natts as usize != AUDIT_LOG_NATTS {
             pg_sys::table_close(rel, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
             return Err(internal("aegis.audit_log has an unexpected layout"));
         }
-        let tuple = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
-        // The catalog insert helpers: heap insert, then each index of the
-        // table (aegis.audit_log has one plain btree, no expressions).
         let indstate = pg_sys::CatalogOpenIndexes(rel);
-        pg_sys::CatalogTupleInsertWithInfo(rel, tuple, indstate);
-        pg_sys::CatalogCloseIndexes(indstate);
-        pg_sys::heap_freetuple(tuple);
-        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        // The catalog insert helpers maintain plain indexes only: an
+        // expression or partial index (a superuser could add one) would be
+        // corrupted or crash the backend, so refuse to write instead.
+        let n = (*indstate).ri_NumIndices as usize;
+        let plain = (0..n).all(|i| {
+            let ii = *(*indstate).ri_IndexRelationInfo.add(i);
+            (*ii).ii_Expressions.is_null()
+                && (*ii).ii_Predicate.is_null()
+                && (*ii).ii_ExclusionOps.is_null()
+        });
+        if !plain {
+            pg_sys::CatalogCloseIndexes(indstate);
+            pg_sys::table_close(rel, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+            return Err(internal(
+                "aegis.audit_log has an expression, partial or exclusion index; \
+                 audit entries cannot be written until it is dropped",
+            ));
+        }
+        Ok(OpenLog { oid, rel, indstate })
     }
+}
+
+unsafe fn close_log(l: OpenLog) {
+    // SAFETY: closes what open_log opened (the lock stays to commit).
+    unsafe {
+        pg_sys::CatalogCloseIndexes(l.indstate);
+        pg_sys::table_close(l.rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent as X;
+    match event {
+        X::XACT_EVENT_PRE_COMMIT | X::XACT_EVENT_PARALLEL_PRE_COMMIT | X::XACT_EVENT_PRE_PREPARE => {
+            COMMITTING.set(true);
+            if let Some(l) = OPEN_LOG.take() {
+                // SAFETY: closed under the owner it was opened with.
+                unsafe {
+                    let _scope = TopTransactionScope::enter();
+                    close_log(l);
+                }
+            }
+        }
+        X::XACT_EVENT_COMMIT
+        | X::XACT_EVENT_PARALLEL_COMMIT
+        | X::XACT_EVENT_PREPARE
+        | X::XACT_EVENT_ABORT
+        | X::XACT_EVENT_PARALLEL_ABORT => {
+            // On abort the resource owner has released (or will release)
+            // the relation: only forget it.
+            OPEN_LOG.set(None);
+            COMMITTING.set(false);
+        }
+        _ => {}
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_resource_release(
+    phase: pg_sys::ResourceReleasePhase::Type,
+    is_commit: bool,
+    is_top_level: bool,
+    _arg: *mut std::ffi::c_void,
+) {
+    if is_commit
+        && !is_top_level
+        && phase == pg_sys::ResourceReleasePhase::RESOURCE_RELEASE_BEFORE_LOCKS
+    {
+        if let Some(l) = OPEN_LOG.take() {
+            // SAFETY: closed under the owner it was opened with.
+            unsafe {
+                let _scope = TopTransactionScope::enter();
+                close_log(l);
+            }
+        }
+    }
+}
+
+/// Run `f` with aegis.audit_log and its index state open.
+fn with_open_log(
+    oid: pg_sys::Oid,
+    f: impl FnOnce(pg_sys::Relation, pg_sys::CatalogIndexState),
+) -> Result<(), AegisError> {
+    if COMMITTING.get() {
+        // SAFETY: a plain open/insert/close under the current owner.
+        let l = unsafe { open_log(oid) }?;
+        f(l.rel, l.indstate);
+        unsafe { close_log(l) };
+        return Ok(());
+    }
+    if !XACT_CALLBACK.get() {
+        // SAFETY: registers functions for the life of the backend.
+        unsafe {
+            pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut());
+            pg_sys::RegisterResourceReleaseCallback(Some(on_resource_release), std::ptr::null_mut());
+        }
+        XACT_CALLBACK.set(true);
+    }
+    let l = match OPEN_LOG.take() {
+        Some(l) if l.oid == oid => l,
+        other => {
+            // SAFETY: in a transaction (we are writing an entry); opened
+            // under the top transaction's owner and memory, so it outlives
+            // this statement and subtransactions.
+            unsafe {
+                let _scope = TopTransactionScope::enter();
+                if let Some(stale) = other {
+                    close_log(stale);
+                }
+                open_log(oid)?
+            }
+        }
+    };
+    let (rel, indstate) = (l.rel, l.indstate);
+    OPEN_LOG.set(Some(l));
+    f(rel, indstate);
     Ok(())
 }
 
@@ -766,15 +1120,15 @@ fn audit_row<'a>(
         let rel = td.tg_relation;
         plan_for(rel).and_then(|plan| {
             let tupdesc = (*rel).rd_att;
-            let old = old.map(|t| images(&plan, tupdesc, t));
-            let new = new.map(|t| images(&plan, tupdesc, t));
-            let pk = new.as_ref().or(old.as_ref()).and_then(|i| i.pk.as_deref());
+            let old = old.map(|t| images(&plan, tupdesc, t)).transpose()?;
+            let new = new.map(|t| images(&plan, tupdesc, t)).transpose()?;
+            let pk = new.as_ref().or(old.as_ref()).and_then(|i| i.pk.as_ref());
             write_entry(&NewEntry {
                 operation: op,
                 table_name: Some(&plan.table_name),
                 pk,
-                old_row: old.as_ref().map(|i| i.row.as_str()),
-                new_row: new.as_ref().map(|i| i.row.as_str()),
+                old_row: old.as_ref().map(|i| &i.row),
+                new_row: new.as_ref().map(|i| &i.row),
                 detail: None,
             })
         })
@@ -799,19 +1153,21 @@ fn audit_truncate<'a>(
     let r = unsafe { plan_for(td.tg_relation) }.and_then(|plan| {
         // SAFETY: as above.
         let own = unsafe { relation_name(td.tg_relation) };
-        let detail = (own != plan.table_name).then(|| {
-            let mut d = String::from("{\"partition\":");
-            core_audit::image::push_json_string(&mut d, &own);
-            d.push('}');
-            d
-        });
+        let detail = (own != plan.table_name)
+            .then(|| {
+                let mut d = String::from("{\"partition\":");
+                core_audit::image::push_json_string(&mut d, &own);
+                d.push('}');
+                Doc::from_json(&d)
+            })
+            .transpose()?;
         write_entry(&NewEntry {
             operation: "TRUNCATE",
             table_name: Some(&plan.table_name),
             pk: None,
             old_row: None,
             new_row: None,
-            detail: detail.as_deref(),
+            detail: detail.as_ref(),
         })
     });
     if let Err(e) = r {
@@ -1155,10 +1511,10 @@ fn stored_from_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> Result<Stored, Aegi
         backend_pid: pid,
         xid,
         statement_time: stmt,
-        pk: pk.as_deref(),
-        old_row: old.as_deref(),
-        new_row: new.as_deref(),
-        detail: detail.as_deref(),
+        pk: core_audit::opt_json(pk.as_deref()),
+        old_row: core_audit::opt_json(old.as_deref()),
+        new_row: core_audit::opt_json(new.as_deref()),
+        detail: core_audit::opt_json(detail.as_deref()),
     };
     // An erased entry's data is a tombstone: its stored digest stands in.
     let digest = if erased {

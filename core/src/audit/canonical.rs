@@ -26,12 +26,13 @@
 //! significant digits (u32 length, ASCII, no leading or trailing zeros), so
 //! that value = digits x 10^exponent.
 
+use super::image::Scalar;
 use crate::CoreError;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 
 /// A typed value, as the audit trigger reads it from a row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value<'a> {
     Null,
     Bool(bool),
@@ -43,6 +44,10 @@ pub enum Value<'a> {
     Timestamp(i64),
     /// JSON text (a jsonb value's output).
     Json(&'a str),
+    /// A JSON value already in canonical form (tag 0x07 and payload), as
+    /// [`ObjectEncoder`] builds it: the writer's path, which never renders
+    /// and re-parses the text.
+    Encoded(&'a [u8]),
 }
 
 fn put_len(out: &mut Vec<u8>, n: usize) -> Result<(), CoreError> {
@@ -92,8 +97,82 @@ pub fn encode_value(v: &Value<'_>, out: &mut Vec<u8>) -> Result<(), CoreError> {
             })?;
             encode_json(raw, out)?;
         }
+        Value::Encoded(bytes) => out.extend_from_slice(bytes),
     }
     Ok(())
+}
+
+/// Append the canonical JSON encoding of one scalar (no 0x07 tag): the same
+/// bytes as encoding its JSON text.
+pub fn encode_scalar(v: &Scalar<'_>, out: &mut Vec<u8>) -> Result<(), CoreError> {
+    match v {
+        Scalar::Null => out.push(0x26),
+        Scalar::Bool(true) => out.push(0x24),
+        Scalar::Bool(false) => out.push(0x25),
+        Scalar::Number(n) => {
+            out.push(0x23);
+            encode_number(n, out)?;
+        }
+        Scalar::String(s) => {
+            out.push(0x22);
+            put_len(out, s.len())?;
+            out.extend_from_slice(s.as_bytes());
+        }
+        Scalar::Json(text) => {
+            let raw: &RawValue = serde_json::from_str(text).map_err(json_err)?;
+            encode_json(raw, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds the canonical encoding of a JSON object (a [`Value::Encoded`])
+/// member by member. Members must come in strictly ascending byte order of
+/// their keys, which is the canonical order: callers sort once (a table's
+/// columns), not per row.
+#[derive(Debug)]
+pub struct ObjectEncoder {
+    buf: Vec<u8>,
+    count: u32,
+    last: Vec<u8>,
+}
+
+impl Default for ObjectEncoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ObjectEncoder {
+    pub fn new() -> Self {
+        let mut buf = Vec::with_capacity(256);
+        buf.extend_from_slice(&[0x07, 0x20, 0, 0, 0, 0]);
+        ObjectEncoder {
+            buf,
+            count: 0,
+            last: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, key: &str, v: &Scalar<'_>) -> Result<(), CoreError> {
+        if self.count > 0 && key.as_bytes() <= self.last.as_slice() {
+            return Err(CoreError::AuditValue {
+                reason: format!("object keys out of canonical order at {key:?}"),
+            });
+        }
+        self.last.clear();
+        self.last.extend_from_slice(key.as_bytes());
+        self.count += 1;
+        put_len(&mut self.buf, key.len())?;
+        self.buf.extend_from_slice(key.as_bytes());
+        encode_scalar(v, &mut self.buf)
+    }
+
+    /// The encoded object, tag included.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf[2..6].copy_from_slice(&self.count.to_be_bytes());
+        self.buf
+    }
 }
 
 fn json_err(e: serde_json::Error) -> CoreError {
@@ -204,6 +283,61 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// An owned cell, for generating rows.
+    #[derive(Debug, Clone)]
+    enum OwnedCell {
+        Null,
+        Bool(bool),
+        Int(i64),
+        Float(f64),
+        Numeric(String),
+        Text(String),
+        Bytes(Vec<u8>),
+        TimestampTz(i64),
+        Date(i32),
+        Json(String),
+    }
+
+    impl OwnedCell {
+        fn cell(&self) -> crate::audit::Cell<'_> {
+            use crate::audit::Cell;
+            match self {
+                OwnedCell::Null => Cell::Null,
+                OwnedCell::Bool(b) => Cell::Bool(*b),
+                OwnedCell::Int(i) => Cell::Int(*i),
+                OwnedCell::Float(f) => Cell::Float(*f),
+                OwnedCell::Numeric(n) => Cell::Numeric(n),
+                OwnedCell::Text(t) => Cell::Text(t),
+                OwnedCell::Bytes(b) => Cell::Bytes(b),
+                OwnedCell::TimestampTz(t) => Cell::TimestampTz(*t),
+                OwnedCell::Date(d) => Cell::Date(*d),
+                OwnedCell::Json(j) => Cell::Json(j),
+            }
+        }
+    }
+
+    fn arb_cell() -> impl Strategy<Value = OwnedCell> {
+        prop_oneof![
+            Just(OwnedCell::Null),
+            any::<bool>().prop_map(OwnedCell::Bool),
+            any::<i64>().prop_map(OwnedCell::Int),
+            any::<f64>().prop_map(OwnedCell::Float),
+            (-99_999i64..99_999, 0usize..4).prop_map(|(m, s)| {
+                let t = m.unsigned_abs().to_string();
+                let t = format!("{t:0>w$}", w = s + 1);
+                let (i, f) = t.split_at(t.len() - s);
+                let sign = if m < 0 { "-" } else { "" };
+                OwnedCell::Numeric(if s == 0 { format!("{sign}{i}") } else { format!("{sign}{i}.{f}") })
+            }),
+            Just(OwnedCell::Numeric("NaN".into())),
+            "\\PC{0,20}".prop_map(OwnedCell::Text),
+            proptest::collection::vec(any::<u8>(), 0..8).prop_map(OwnedCell::Bytes),
+            any::<i64>().prop_map(OwnedCell::TimestampTz),
+            any::<i32>().prop_map(OwnedCell::Date),
+            Just(OwnedCell::Json(r#" {"b": [1.50, "x"], "a": null} "#.into())),
+        ]
+    }
+
     fn enc(v: Value<'_>) -> Vec<u8> {
         let mut out = Vec::new();
         encode_value(&v, &mut out).unwrap();
@@ -277,6 +411,30 @@ mod tests {
                 format!("{sign}{i}.{f}{}", "0".repeat(extra_zeros))
             };
             prop_assert_eq!(enc(Value::Json(&sci)), enc(Value::Json(&dec)));
+        }
+
+        #[test]
+        fn object_encoder_equals_encoding_the_image_text(
+            cells in proptest::collection::btree_map("[a-z_é]{1,8}", arb_cell(), 0..8),
+            reversed in any::<bool>(),
+        ) {
+            use crate::audit::image::{scalar, ImageBuilder};
+            // The writer's path (members in key order, never text) and the
+            // verifier's (the stored image's text, any member order) agree.
+            let mut text = ImageBuilder::new();
+            let mut order: Vec<_> = cells.iter().collect();
+            if reversed {
+                order.reverse();
+            }
+            for (k, c) in &order {
+                text.push(k, &c.cell());
+            }
+            let mut direct = ObjectEncoder::new();
+            for (k, c) in &cells {
+                direct.push(k, &scalar(&c.cell())).unwrap();
+            }
+            let text = text.finish();
+            prop_assert_eq!(enc(Value::Json(&text)), direct.finish(), "{}", text);
         }
 
         #[test]

@@ -7,7 +7,10 @@ use super::canonical::Value;
 use super::chain::{data_digest, entry_hash};
 use crate::CoreError;
 
-/// What an entry says happened. JSON fields are JSON text.
+/// What an entry says happened. The personal fields (pk, old_row, new_row,
+/// detail) are JSON values: `Value::Json` text when read back for
+/// verification, `Value::Encoded` when the writer built them directly;
+/// `Value::Null` when absent.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Entry<'a> {
     /// INSERT, UPDATE, DELETE, TRUNCATE, SELECT, COPY, DDL, ...
@@ -25,17 +28,18 @@ pub struct Entry<'a> {
     pub xid: i64,
     /// Statement start, microseconds since 2000-01-01 UTC.
     pub statement_time: i64,
-    pub pk: Option<&'a str>,
-    pub old_row: Option<&'a str>,
-    pub new_row: Option<&'a str>,
-    pub detail: Option<&'a str>,
+    pub pk: Value<'a>,
+    pub old_row: Value<'a>,
+    pub new_row: Value<'a>,
+    pub detail: Value<'a>,
 }
 
 fn opt_text(v: Option<&str>) -> Value<'_> {
     v.map_or(Value::Null, Value::Text)
 }
 
-fn opt_json(v: Option<&str>) -> Value<'_> {
+/// JSON text or NULL, as the verifier reads a stored field.
+pub fn opt_json(v: Option<&str>) -> Value<'_> {
     v.map_or(Value::Null, Value::Json)
 }
 
@@ -43,10 +47,10 @@ impl Entry<'_> {
     /// Digest of the personal data: key, old and new row, detail.
     pub fn data_digest(&self) -> Result<[u8; 32], CoreError> {
         data_digest(&[
-            ("pk", opt_json(self.pk)),
-            ("old_row", opt_json(self.old_row)),
-            ("new_row", opt_json(self.new_row)),
-            ("detail", opt_json(self.detail)),
+            ("pk", self.pk),
+            ("old_row", self.old_row),
+            ("new_row", self.new_row),
+            ("detail", self.detail),
         ])
     }
 
@@ -91,10 +95,10 @@ mod tests {
             backend_pid: 4242,
             xid: 900,
             statement_time: 1_000_000,
-            pk: Some(r#"{"id": 1}"#),
-            old_row: Some(r#"{"id": 1, "msg": "a"}"#),
-            new_row: Some(r#"{"msg": "b", "id": 1}"#),
-            detail: None,
+            pk: Value::Json(r#"{"id": 1}"#),
+            old_row: Value::Json(r#"{"id": 1, "msg": "a"}"#),
+            new_row: Value::Json(r#"{"msg": "b", "id": 1}"#),
+            detail: Value::Null,
         }
     }
 
@@ -102,7 +106,7 @@ mod tests {
     fn every_field_counts_and_json_spelling_does_not() {
         let (d, h) = sample().hashes().unwrap();
         let same = Entry {
-            new_row: Some(r#"{ "id": 1.0, "msg": "b" }"#),
+            new_row: Value::Json(r#"{ "id": 1.0, "msg": "b" }"#),
             ..sample()
         };
         assert_eq!(same.hashes().unwrap(), (d, h));
@@ -144,19 +148,19 @@ mod tests {
                 ..sample()
             },
             Entry {
-                pk: Some(r#"{"id": 2}"#),
+                pk: Value::Json(r#"{"id": 2}"#),
                 ..sample()
             },
             Entry {
-                old_row: None,
+                old_row: Value::Null,
                 ..sample()
             },
             Entry {
-                new_row: Some(r#"{"id": 1, "msg": "c"}"#),
+                new_row: Value::Json(r#"{"id": 1, "msg": "c"}"#),
                 ..sample()
             },
             Entry {
-                detail: Some("{}"),
+                detail: Value::Json("{}"),
                 ..sample()
             },
         ];
@@ -165,7 +169,7 @@ mod tests {
         }
         // Erasure: new data, same stored digest, same entry hash.
         let erased = Entry {
-            old_row: Some(r#"{"erased": true}"#),
+            old_row: Value::Json(r#"{"erased": true}"#),
             ..sample()
         };
         assert_eq!(erased.entry_hash(&d).unwrap(), h);

@@ -22,6 +22,7 @@
 //! `"-0044-03-15"`, astronomical numbering); `±infinity` as
 //! `"infinity"`/`"-infinity"`.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// One column value in binary form.
@@ -60,13 +61,17 @@ impl ImageBuilder {
     }
 
     pub fn push(&mut self, name: &str, cell: &Cell<'_>) {
+        self.push_scalar(name, &scalar(cell));
+    }
+
+    pub fn push_scalar(&mut self, name: &str, v: &Scalar<'_>) {
         if !self.empty {
             self.out.push(',');
         }
         self.empty = false;
         push_json_string(&mut self.out, name);
         self.out.push(':');
-        push_cell(&mut self.out, cell);
+        push_scalar(&mut self.out, v);
     }
 
     pub fn finish(mut self) -> String {
@@ -110,49 +115,77 @@ pub fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-fn push_cell(out: &mut String, cell: &Cell<'_>) {
+/// A cell as the JSON value it becomes: what both the image text and its
+/// jsonb (built without parsing text) are made of.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    /// A JSON number, spelled as valid JSON.
+    Number(Cow<'a, str>),
+    /// A JSON string's content (unescaped).
+    String(Cow<'a, str>),
+    /// A JSON value's text, embedded as it is.
+    Json(&'a str),
+}
+
+/// The JSON value of one cell.
+pub fn scalar<'a>(cell: &Cell<'a>) -> Scalar<'a> {
+    let owned = |f: &dyn Fn(&mut String)| {
+        let mut s = String::new();
+        f(&mut s);
+        Cow::Owned(s)
+    };
     match cell {
-        Cell::Null => out.push_str("null"),
-        Cell::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Cell::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Cell::Float(f) => push_float(out, *f),
+        Cell::Null => Scalar::Null,
+        Cell::Bool(b) => Scalar::Bool(*b),
+        Cell::Int(i) => Scalar::Number(owned(&|s| {
+            let _ = write!(s, "{i}");
+        })),
+        Cell::Float(f) if f.is_nan() => Scalar::String(Cow::Borrowed("NaN")),
+        Cell::Float(f) if f.is_infinite() => Scalar::String(Cow::Borrowed(if *f > 0.0 {
+            "Infinity"
+        } else {
+            "-Infinity"
+        })),
+        Cell::Float(f) => Scalar::Number(owned(&|s| push_float(s, *f))),
         Cell::Numeric(t) => match *t {
-            "NaN" | "Infinity" | "-Infinity" => push_json_string(out, t),
-            _ => out.push_str(t),
+            "NaN" | "Infinity" | "-Infinity" => Scalar::String(Cow::Borrowed(t)),
+            _ => Scalar::Number(Cow::Borrowed(t)),
         },
-        Cell::Text(t) => push_json_string(out, t),
-        Cell::Bytes(b) => {
-            out.push_str("\"\\\\x");
-            out.push_str(&hex::encode(b));
-            out.push('"');
-        }
-        Cell::TimestampTz(us) => push_timestamp(out, *us, true),
-        Cell::Timestamp(us) => push_timestamp(out, *us, false),
-        Cell::Date(d) => match *d {
-            i32::MAX => out.push_str("\"infinity\""),
-            i32::MIN => out.push_str("\"-infinity\""),
-            d => {
-                out.push('"');
-                push_date(out, i64::from(d));
-                out.push('"');
-            }
-        },
-        Cell::Json(j) => out.push_str(j.trim()),
+        Cell::Text(t) => Scalar::String(Cow::Borrowed(t)),
+        Cell::Bytes(b) => Scalar::String(owned(&|s| {
+            s.push_str("\\x");
+            s.push_str(&hex::encode(b));
+        })),
+        Cell::TimestampTz(us) => Scalar::String(owned(&|s| push_timestamp(s, *us, true))),
+        Cell::Timestamp(us) => Scalar::String(owned(&|s| push_timestamp(s, *us, false))),
+        Cell::Date(d) => Scalar::String(match *d {
+            i32::MAX => Cow::Borrowed("infinity"),
+            i32::MIN => Cow::Borrowed("-infinity"),
+            d => owned(&|s| push_date(s, i64::from(d))),
+        }),
+        Cell::Json(j) => Scalar::Json(j.trim()),
     }
 }
 
+fn push_cell(out: &mut String, cell: &Cell<'_>) {
+    push_scalar(out, &scalar(cell));
+}
+
+fn push_scalar(out: &mut String, v: &Scalar<'_>) {
+    match v {
+        Scalar::Null => out.push_str("null"),
+        Scalar::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Scalar::Number(n) => out.push_str(n),
+        Scalar::String(s) => push_json_string(out, s),
+        Scalar::Json(j) => out.push_str(j),
+    }
+}
+
+/// A finite float's shortest round-trip spelling.
 fn push_float(out: &mut String, f: f64) {
-    if f.is_nan() {
-        out.push_str("\"NaN\"");
-    } else if f.is_infinite() {
-        out.push_str(if f > 0.0 {
-            "\"Infinity\""
-        } else {
-            "\"-Infinity\""
-        });
-    } else if f == 0.0 {
+    if f == 0.0 {
         out.push('0');
     } else {
         let a = f.abs();
@@ -199,20 +232,19 @@ fn push_date(out: &mut String, days: i64) {
 pub fn timestamp_utc(us: i64) -> String {
     let mut s = String::new();
     push_timestamp(&mut s, us, true);
-    s.trim_matches('"').to_string()
+    s
 }
 
 fn push_timestamp(out: &mut String, us: i64, utc: bool) {
     match us {
-        i64::MAX => return out.push_str("\"infinity\""),
-        i64::MIN => return out.push_str("\"-infinity\""),
+        i64::MAX => return out.push_str("infinity"),
+        i64::MIN => return out.push_str("-infinity"),
         _ => {}
     }
     let days = us.div_euclid(USECS_PER_DAY);
     let rem = us.rem_euclid(USECS_PER_DAY);
     let secs = rem / 1_000_000;
     let frac = rem % 1_000_000;
-    out.push('"');
     push_date(out, days);
     let _ = write!(
         out,
@@ -224,7 +256,6 @@ fn push_timestamp(out: &mut String, us: i64, utc: bool) {
     if utc {
         out.push('Z');
     }
-    out.push('"');
 }
 
 #[cfg(test)]

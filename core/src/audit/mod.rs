@@ -14,10 +14,10 @@ pub mod chain;
 pub mod entry;
 pub mod image;
 
-pub use canonical::{encode_value, Value};
+pub use canonical::{encode_scalar, encode_value, ObjectEncoder, Value};
 pub use chain::{
     chain_link, data_digest, entry_hash, head_message, verify, Problem, Report, Stored,
     TrustedHead, GENESIS, HEAD_KEY_LABEL,
 };
-pub use entry::Entry;
-pub use image::{Cell, ImageBuilder};
+pub use entry::{opt_json, Entry};
+pub use image::{scalar, Cell, ImageBuilder, Scalar};
