@@ -2,14 +2,37 @@
 # make bench: side-by-side benchmarks against the baselines a user would
 # otherwise use, on a throwaway cluster with the release build. Prints one
 # table per benchmark; the README records the ratios with date and machine.
+#   BENCH_ONLY=name        run benches/name.sql alone (e.g. BENCH_ONLY=audit)
+#   BENCH_REPS=n           repetitions per benchmark (default 7)
+#   BENCH_AUDIT_REPS=n     repetitions of the audit bulk inserts (default 5)
+#   BENCH_PGBENCH_SECONDS, BENCH_PGBENCH_RUNS   see benches/audit_pgbench.sh
+#   BENCH_NO_INSTALL=1     skip setup.sh and the build: use the installed extension
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 REPS="${BENCH_REPS:-7}"
+AUDIT_REPS="${BENCH_AUDIT_REPS:-$(( REPS < 5 ? REPS : 5 ))}"
 BENCH_PORT="${AEGIS_BENCH_PORT:-54349}"
+PGAUDIT_PKG="postgresql-${PG_MAJOR}-pgaudit"
 
-bash "$REPO_ROOT/scripts/setup.sh"
-install_extension
+if [ -z "${BENCH_NO_INSTALL:-}" ]; then
+    bash "$REPO_ROOT/scripts/setup.sh"
+    install_extension
+else
+    log "BENCH_NO_INSTALL: using the installed pg_aegis ($("$PG_CONFIG" --pkglibdir)/pg_aegis.so)"
+fi
+
+# The audit benchmark compares with pgaudit (a reference row): install it if
+# missing; without it that benchmark says "pgaudit: not available".
+audit_selected() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = audit ]; }
+pgaudit_lib() { [ -f "$("$PG_CONFIG" --pkglibdir)/pgaudit.so" ]; }
+if audit_selected && ! dpkg-query -W -f='${Status}' "$PGAUDIT_PKG" 2>/dev/null | grep -q "install ok installed"; then
+    log "installing $PGAUDIT_PKG"
+    as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+    { as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+        as_root apt-get install -y -qq --no-install-recommends "$PGAUDIT_PKG"; } >&2 \
+        || log "could not install $PGAUDIT_PKG: the audit benchmark runs without pgaudit"
+fi
 
 DIR="$(state_dir bench)"
 cluster_stop "$DIR"
@@ -21,11 +44,43 @@ cluster_start "$DIR"
 cluster_psql "$DIR" "$BENCH_PORT" postgres -c "CREATE DATABASE aegis_bench"
 cluster_psql "$DIR" "$BENCH_PORT" aegis_bench -c "CREATE EXTENSION pg_aegis; CREATE EXTENSION pgcrypto;"
 
-printf 'pg_aegis benchmarks, %s, %s, %s CPUs, %s reps (median)\n' \
-    "$(date -u +%Y-%m-%d)" "$(uname -m)" "$(nproc)" "$REPS"
+# pgaudit's executor hooks run for every statement once it is loaded, so it
+# is preloaded only while the audit benchmark runs (pg_aegis stays preloaded).
+# A library that does not load leaves the cluster as it was.
+restart() { cluster_stop "$DIR"; ( cluster_start "$DIR" ); }
+pgaudit_loaded=""
+pgaudit_on() {
+    pgaudit_lib || return 0
+    pgaudit_loaded=1
+    cluster_psql "$DIR" "$BENCH_PORT" postgres -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_aegis', 'pgaudit'"
+    if ! restart; then
+        log "pgaudit did not load: the audit benchmark runs without it"
+        as_pg sed -i '/^shared_preload_libraries/d' "$DIR/data/postgresql.auto.conf"
+        cluster_start "$DIR"
+        pgaudit_loaded=""
+    fi
+}
+pgaudit_off() {
+    [ -n "$pgaudit_loaded" ] || return 0
+    pgaudit_loaded=""
+    cluster_psql "$DIR" "$BENCH_PORT" postgres -c "ALTER SYSTEM RESET shared_preload_libraries"
+    restart
+}
+
+printf 'pg_aegis benchmarks, %s, %s, %s CPUs, %s reps (median); load average %s\n' \
+    "$(date -u +%Y-%m-%d)" "$(uname -m)" "$(nproc)" "$REPS" "$(cut -d' ' -f1-3 /proc/loadavg)"
 # BENCH_ONLY=pii runs benches/pii.sql alone.
 for f in "$REPO_ROOT"/benches/${BENCH_ONLY:-*}.sql; do
-    printf '\n== %s\n' "$(basename "$f" .sql)"
+    name="$(basename "$f" .sql)"
+    if [ "$name" = audit ]; then
+        printf '\n== audit (%s reps)\n' "$AUDIT_REPS"
+        pgaudit_on
+        PGOPTIONS="-c bench.reps=$AUDIT_REPS" cluster_psql "$DIR" "$BENCH_PORT" aegis_bench -P pager=off -f "$f"
+        bash "$REPO_ROOT/benches/audit_pgbench.sh" "$DIR" "$BENCH_PORT" aegis_bench
+        pgaudit_off
+        continue
+    fi
+    printf '\n== %s\n' "$name"
     PGOPTIONS="-c bench.reps=$REPS" cluster_psql "$DIR" "$BENCH_PORT" aegis_bench -P pager=off -f "$f"
 done
 
