@@ -253,9 +253,16 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = ''
 AS $$
+DECLARE
+    newly boolean;
 BEGIN
+    newly := NOT EXISTS (SELECT 1 FROM aegis.rls_enforced r WHERE r.relid = tbl);
     PERFORM aegis.switch_rls(tbl, true);
     INSERT INTO aegis.rls_enforced (relid) VALUES (tbl) ON CONFLICT (relid) DO NOTHING;
+    -- The rows already there are the trail's starting point.
+    IF newly THEN
+        PERFORM aegis.audit_baseline(tbl);
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION aegis.enforce_rls(regclass) IS
@@ -302,11 +309,14 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'Example: {"columns": {"user_ip": "pii", "error_message": "free_text"}}';
     END IF;
     FOR k IN SELECT pg_catalog.jsonb_object_keys(policy) LOOP
-        IF k <> 'columns' THEN
+        IF k NOT IN ('columns', 'audit_reads') THEN
             RAISE EXCEPTION 'unknown policy key "%"', k USING ERRCODE = '22023',
-                HINT = 'Valid keys: columns.';
+                HINT = 'Valid keys: columns, audit_reads.';
         END IF;
     END LOOP;
+    IF policy ? 'audit_reads' AND pg_catalog.jsonb_typeof(policy -> 'audit_reads') <> 'boolean' THEN
+        RAISE EXCEPTION 'policy.audit_reads must be true or false' USING ERRCODE = '22023';
+    END IF;
     IF policy ? 'columns' AND pg_catalog.jsonb_typeof(policy -> 'columns') <> 'object' THEN
         RAISE EXCEPTION 'policy.columns must be an object mapping column names to classes'
             USING ERRCODE = '22023';

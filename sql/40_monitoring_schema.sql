@@ -304,17 +304,17 @@ BEGIN
         '{"columns": {"cause": "free_text", "reported_by": "subject_id", "user_name": "subject_id",
                       "user_id": "subject_id"}}');
     PERFORM aegis.protect(pg_catalog.format('%I.error_logs', schema)::regclass,
-        '{"columns": {"error_message": "free_text", "user_identifier": "subject_id", "user_ip": "pii"}}');
+        '{"columns": {"error_message": "free_text", "user_identifier": "subject_id", "user_ip": "pii"}, "audit_reads": true}');
     PERFORM aegis.protect(pg_catalog.format('%I.incident_response_logs', schema)::regclass,
-        '{"columns": {"incident_summary": "free_text", "root_cause": "free_text", "assigned_to": "pii"}}');
+        '{"columns": {"incident_summary": "free_text", "root_cause": "free_text", "assigned_to": "pii"}, "audit_reads": true}');
     PERFORM aegis.protect(pg_catalog.format('%I.aggregated_metrics', schema)::regclass,
         '{"columns": {"hourly_avg_cpu_usage": "metric", "peak_network_usage": "metric"}}');
     PERFORM aegis.protect(pg_catalog.format('%I.cost_data', schema)::regclass,
-        '{"columns": {"amount": "cost"}}');
+        '{"columns": {"amount": "cost"}, "audit_reads": true}');
     PERFORM aegis.protect(pg_catalog.format('%I.alerts_history', schema)::regclass,
         '{"columns": {"value": "metric", "message": "free_text"}}');
     PERFORM aegis.protect(pg_catalog.format('%I.user_access_logs', schema)::regclass,
-        '{"columns": {"user_id": "subject_id", "ip_address": "pii"}}');
+        '{"columns": {"user_id": "subject_id", "ip_address": "pii"}, "audit_reads": true}');
 END
 $$;
 COMMENT ON FUNCTION aegis.create_monitoring_schema(name) IS

@@ -14,7 +14,9 @@ REVOKE ALL ON SCHEMA aegis FROM PUBLIC;
 -- nextval() checks USAGE for the user whose statement fires the trigger.
 -- Taking an id reveals nothing and ids are not chain positions (gaps are
 -- harmless), so PUBLIC may use it.
-CREATE SEQUENCE aegis.audit_log_id_seq;
+-- CACHE: a bulk statement takes one id per row; cached ids skip the
+-- sequence's buffer lock and WAL record for most of them.
+CREATE SEQUENCE aegis.audit_log_id_seq CACHE 32;
 GRANT USAGE ON SEQUENCE aegis.audit_log_id_seq TO PUBLIC;
 
 CREATE TABLE aegis.audit_log (
@@ -55,10 +57,16 @@ COMMENT ON TABLE aegis.audit_chain IS
 -- Where the last seal stopped: every transaction below horizon had ended, so
 -- its entries are sealed. Not dumped on purpose: xids are not portable to
 -- another cluster, so after a restore the first seal searches the whole log.
+-- chain_position and log_was_empty say what the horizon was computed over:
+-- when the chain has since changed under it or the log was empty (a seal
+-- that ran before a restore loaded the data), the next seal searches the
+-- whole log instead of trusting the horizon.
 CREATE TABLE aegis.audit_seal_state (
-    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    horizon   xid8 NOT NULL,
-    sealed_at timestamptz NOT NULL
+    singleton      boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    horizon        xid8 NOT NULL,
+    sealed_at      timestamptz NOT NULL,
+    chain_position bigint NOT NULL DEFAULT 0,
+    log_was_empty  boolean NOT NULL DEFAULT true
 );
 COMMENT ON TABLE aegis.audit_seal_state IS 'Internal: the sealing horizon (not dumped)';
 
@@ -154,3 +162,187 @@ CREATE FUNCTION aegis.chain_head() RETURNS jsonb LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'chain_head_wrapper';
 COMMENT ON FUNCTION aegis.chain_head() IS
     'The sealed chain head (position, hash, time) signed with the audit_head key: store it outside the database';
+
+-- ===========================================================================
+-- Live rows against the trail; entries written by pg_aegis itself
+-- ===========================================================================
+
+CREATE FUNCTION aegis.verify_table(tbl regclass)
+RETURNS TABLE (ok boolean, rows_checked bigint, mismatches bigint, first_mismatch jsonb, problem text)
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'verify_table_wrapper';
+COMMENT ON FUNCTION aegis.verify_table(regclass) IS
+    'Check that every live row of a protected table equals its latest audit entry, and that no audited row is missing';
+
+-- Internal (no grants): enforce_rls() records each existing row of a table
+-- it starts protecting as a BASELINE entry, so verify_table() has an entry
+-- for every row.
+CREATE FUNCTION aegis.audit_baseline(tbl regclass) RETURNS bigint LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'audit_baseline_wrapper';
+COMMENT ON FUNCTION aegis.audit_baseline(regclass) IS
+    'Internal: record every existing row of a newly protected table as a BASELINE audit entry';
+
+-- Internal (no grants): the DDL guard records what a superuser did.
+CREATE FUNCTION aegis.audit_event(operation text, table_name text, detail jsonb) RETURNS void
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'audit_event_wrapper';
+COMMENT ON FUNCTION aegis.audit_event(text, text, jsonb) IS
+    'Internal: append one audit entry (used by the DDL guard)';
+
+-- ===========================================================================
+-- DDL guard: switching off RLS or the audit triggers of a protected table,
+-- or dropping it, is refused for non-superusers and recorded for
+-- superusers. ddl_command_start notes which protected tables are compliant
+-- (RLS enabled and forced, capture triggers present and enabled);
+-- ddl_command_end compares, so only a command that breaks a compliant table
+-- is refused, never one that merely runs while another table is broken.
+-- ===========================================================================
+
+-- Definer rights: the guard runs as whoever issues the DDL, who may not read
+-- the aegis catalog.
+CREATE FUNCTION aegis.guard_compliant_tables() RETURNS SETOF oid
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = ''
+AS $$
+SELECT t.relid::oid
+FROM aegis.rls_enforced e
+CROSS JOIN LATERAL pg_catalog.pg_partition_tree(e.relid) t
+JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
+WHERE c.relrowsecurity AND c.relforcerowsecurity
+  AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+              WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
+                AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_row()'::pg_catalog.regprocedure
+                AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[]))
+  AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+              WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
+                AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_truncate()'::pg_catalog.regprocedure
+                AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[]))
+$$;
+COMMENT ON FUNCTION aegis.guard_compliant_tables() IS
+    'Internal: protected tables (and partitions) whose RLS is enabled and forced and whose audit triggers fire';
+
+CREATE FUNCTION aegis.guard_ddl_start() RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('aegis_guard.compliant',
+        COALESCE((SELECT pg_catalog.string_agg(o::text, ',') FROM aegis.guard_compliant_tables() o), ''), true);
+END
+$$;
+COMMENT ON FUNCTION aegis.guard_ddl_start() IS
+    'Internal event trigger: note the compliant protected tables before a DDL command';
+
+-- Refuse (non-superusers) or record (superusers) a change that left tables
+-- in "broken" non-compliant. The refusal is also written to the server log
+-- as a JSON line, which survives the rollback.
+CREATE FUNCTION aegis.guard_report(names text[], command text, what text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    is_super boolean;
+    detail jsonb;
+    t text;
+BEGIN
+    SELECT r.rolsuper INTO is_super FROM pg_catalog.pg_roles r
+    WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER;
+    detail := pg_catalog.jsonb_build_object('command', command, 'change', what,
+        'tables', pg_catalog.to_jsonb(names), 'user', CURRENT_USER, 'session_user', SESSION_USER);
+    IF COALESCE(is_super, false) THEN
+        FOREACH t IN ARRAY names LOOP
+            PERFORM aegis.audit_event('DDL', t, detail);
+        END LOOP;
+        RAISE WARNING 'pg_aegis: % %: recorded in the audit trail', what,
+            pg_catalog.array_to_string(names, ', ');
+        RETURN;
+    END IF;
+    RAISE LOG 'pg_aegis: %', (detail || '{"event": "ddl_refused"}')::text;
+    RAISE EXCEPTION 'permission denied: % %', what, pg_catalog.array_to_string(names, ', ')
+        USING ERRCODE = '42501',
+              DETAIL = 'Row-level security and the audit triggers of tables protected by pg_aegis stay on.',
+              HINT = 'An aegis_admin can unprotect the table first (aegis.unprotect), which is itself audited.';
+END
+$$;
+COMMENT ON FUNCTION aegis.guard_report(text[], text, text) IS
+    'Internal: refuse (non-superuser) or record (superuser) a change that weakened protected tables';
+
+CREATE FUNCTION aegis.guard_ddl_end() RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    before oid[];
+    broken text[];
+BEGIN
+    before := pg_catalog.string_to_array(
+        NULLIF(pg_catalog.current_setting('aegis_guard.compliant', true), ''), ',')::oid[];
+    IF before IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT pg_catalog.array_agg(pg_catalog.format('%I.%I', n.nspname, c.relname) ORDER BY 1) INTO broken
+    FROM pg_catalog.unnest(before) b
+    JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) b
+    JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+    WHERE b NOT IN (SELECT aegis.guard_compliant_tables());
+    PERFORM pg_catalog.set_config('aegis_guard.compliant', '', true);
+    IF broken IS NOT NULL THEN
+        PERFORM aegis.guard_report(broken, tg_tag, 'switching off row-level security or audit triggers of protected table');
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.guard_ddl_end() IS
+    'Internal event trigger: refuse or record a DDL command that weakened a protected table';
+
+CREATE FUNCTION aegis.guard_sql_drop() RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    dropped oid[];
+    names text[];
+BEGIN
+    SELECT pg_catalog.array_agg(d.objid), pg_catalog.array_agg(d.object_identity ORDER BY d.object_identity)
+    INTO dropped, names
+    FROM pg_catalog.pg_event_trigger_dropped_objects() d
+    WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+      AND d.objsubid OPERATOR(pg_catalog.=) 0
+      AND d.objid IN (SELECT aegis.guard_protected_tables());
+    IF dropped IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM aegis.guard_report(names, tg_tag, 'dropping protected table');
+    -- A superuser dropped them (guard_report refused everyone else): forget
+    -- them in the catalog too.
+    PERFORM aegis.guard_forget(dropped);
+END
+$$;
+COMMENT ON FUNCTION aegis.guard_sql_drop() IS
+    'Internal event trigger: refuse or record dropping a protected table';
+
+CREATE FUNCTION aegis.guard_protected_tables() RETURNS SETOF oid
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = ''
+AS $$
+SELECT p.relid::oid FROM aegis.protected_tables p
+UNION SELECT e.relid::oid FROM aegis.rls_enforced e
+$$;
+COMMENT ON FUNCTION aegis.guard_protected_tables() IS 'Internal: OIDs of protected tables';
+
+CREATE FUNCTION aegis.guard_forget(dropped oid[]) RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = ''
+AS $$
+DELETE FROM aegis.rls_enforced e WHERE e.relid::oid OPERATOR(pg_catalog.=) ANY (dropped);
+DELETE FROM aegis.protected_tables p WHERE p.relid::oid OPERATOR(pg_catalog.=) ANY (dropped);
+$$;
+COMMENT ON FUNCTION aegis.guard_forget(oid[]) IS 'Internal: forget dropped protected tables (superuser only)';
+
+CREATE EVENT TRIGGER aegis_guard_start ON ddl_command_start
+    WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER', 'ALTER TRIGGER')
+    EXECUTE FUNCTION aegis.guard_ddl_start();
+CREATE EVENT TRIGGER aegis_guard_end ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER', 'ALTER TRIGGER')
+    EXECUTE FUNCTION aegis.guard_ddl_end();
+CREATE EVENT TRIGGER aegis_guard_drop ON sql_drop
+    EXECUTE FUNCTION aegis.guard_sql_drop();

@@ -67,8 +67,15 @@ GRANT INSERT, UPDATE, DELETE ON aegis.protected_tables, aegis.column_classes TO 
 -- Audit trail: sealing and verification for admins and auditors. The
 -- capture and guard functions are granted to nobody: only triggers call them.
 GRANT EXECUTE ON FUNCTION
-    aegis.seal(), aegis.verify_chain(), aegis.verify_chain(jsonb), aegis.chain_head()
+    aegis.seal(), aegis.verify_chain(), aegis.verify_chain(jsonb), aegis.chain_head(),
+    aegis.verify_table(regclass)
 TO aegis_admin, aegis_auditor;
+-- The DDL guard's event triggers run as whoever issues the DDL. These reveal
+-- only which tables are protected, and guard_report() refuses unless the
+-- caller is a superuser (audit_event() and guard_forget() stay ungranted).
+GRANT EXECUTE ON FUNCTION
+    aegis.guard_compliant_tables(), aegis.guard_protected_tables(), aegis.guard_report(text[], text, text)
+TO PUBLIC;
 
 COMMENT ON FUNCTION aegis.version() IS 'The installed pg_aegis version';
 COMMENT ON FUNCTION aegis.is_member(oid) IS

@@ -105,6 +105,17 @@ struct Cache {
     pseudonyms: Option<bool>,
     users: HashMap<pg_sys::Oid, Rc<str>>,
     client_addr: Option<Option<String>>,
+    /// Protected tables and partitions, for read auditing.
+    read_targets: Option<Rc<HashMap<pg_sys::Oid, ReadTarget>>>,
+}
+
+/// A relation whose reads may be audited.
+#[derive(Debug)]
+pub(crate) struct ReadTarget {
+    /// The protected (root) table's name.
+    pub table: String,
+    /// Its policy asks for read auditing (`"audit_reads": true`).
+    pub audit_reads: bool,
 }
 
 thread_local! {
@@ -125,6 +136,7 @@ unsafe extern "C-unwind" fn on_relcache_inval(_arg: pg_sys::Datum, relid: pg_sys
             c.catalog_relids.clear();
             c.plans.clear();
             c.pseudonyms = None;
+            c.read_targets = None;
         } else {
             c.plans.remove(&relid);
         }
@@ -748,6 +760,60 @@ unsafe fn images(
 // Writing entries
 // ---------------------------------------------------------------------------
 
+/// A role's name as the audit trail records it.
+pub(crate) fn role_name(oid: pg_sys::Oid) -> String {
+    user_name(oid).to_string()
+}
+
+/// The protected tables of this database and their partitions, cached until
+/// the catalog changes; None when pg_aegis is not installed here.
+pub(crate) fn read_targets() -> Option<Rc<HashMap<pg_sys::Oid, ReadTarget>>> {
+    if let Some(t) = CACHE.with(|c| c.borrow().read_targets.clone()) {
+        return Some(t);
+    }
+    // Registers the invalidation callback; fails when not installed.
+    audit_log_oids().ok()?;
+    let map = with_safe_search_path(|| {
+        as_extension_owner(|| {
+            Spi::connect(|client| {
+                let mut map = HashMap::new();
+                for row in client
+                    .select(
+                        "SELECT t.relid::pg_catalog.oid, pg_catalog.quote_ident(n.nspname) \
+                                OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname), \
+                                COALESCE((p.policy OPERATOR(pg_catalog.->>) 'audit_reads')::boolean, false) \
+                         FROM aegis.protected_tables p \
+                         CROSS JOIN LATERAL pg_catalog.pg_partition_tree(p.relid) t \
+                         JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relid \
+                         JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace",
+                        None,
+                        &[],
+                    )
+                    .map_err(spi_error)?
+                {
+                    let relid: Option<pg_sys::Oid> = row.get(1).map_err(spi_error)?;
+                    let table: Option<String> = row.get(2).map_err(spi_error)?;
+                    let audit_reads: Option<bool> = row.get(3).map_err(spi_error)?;
+                    if let (Some(relid), Some(table)) = (relid, table) {
+                        map.insert(
+                            relid,
+                            ReadTarget {
+                                table,
+                                audit_reads: audit_reads.unwrap_or(false),
+                            },
+                        );
+                    }
+                }
+                Ok::<_, AegisError>(map)
+            })
+        })
+    })
+    .ok()?;
+    let map = Rc::new(map);
+    CACHE.with(|c| c.borrow_mut().read_targets = Some(map.clone()));
+    Some(map)
+}
+
 fn user_name(oid: pg_sys::Oid) -> Rc<str> {
     if let Some(n) = CACHE.with(|c| c.borrow().users.get(&oid).cloned()) {
         return n;
@@ -986,10 +1052,7 @@ unsafe fn open_log(oid: pg_sys::Oid) -> Result<OpenLog, AegisError> {
         if !plain {
             pg_sys::CatalogCloseIndexes(indstate);
             pg_sys::table_close(rel, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-            return Err(internal(
-                "aegis.audit_log has an expression, partial or exclusion index; \
-                 audit entries cannot be written until it is dropped",
-            ));
+            return Err(AegisError::LogIndex);
         }
         Ok(OpenLog { oid, rel, indstate })
     }
@@ -1268,11 +1331,17 @@ fn seal_impl() -> Result<i64, AegisError> {
                     Ok((Some(p), h)) => (p, hash32(h)),
                     _ => (0, core_audit::GENESIS),
                 };
+                // The horizon is trusted only if the chain is still where
+                // that seal left it and the log was not empty then: a seal
+                // that ran while a restore was loading the log would
+                // otherwise leave the restored entries below the horizon,
+                // never sealed.
                 let horizon: Option<String> = client
                     .select(
-                        "SELECT horizon::pg_catalog.text FROM aegis.audit_seal_state",
+                        "SELECT horizon::pg_catalog.text FROM aegis.audit_seal_state \
+                         WHERE chain_position OPERATOR(pg_catalog.=) $1 AND NOT log_was_empty",
                         None,
-                        &[],
+                        &[position.into()],
                     )
                     .map_err(spi_error)?
                     .first()
@@ -1359,18 +1428,25 @@ fn seal_impl() -> Result<i64, AegisError> {
                 }
                 client
                     .update(
-                        "INSERT INTO aegis.audit_seal_state (horizon, sealed_at) \
-                         VALUES ($1::pg_catalog.xid8, pg_catalog.now()) \
+                        "INSERT INTO aegis.audit_seal_state (horizon, sealed_at, chain_position, log_was_empty) \
+                         VALUES ($1::pg_catalog.xid8, pg_catalog.now(), $2, \
+                                 NOT EXISTS (SELECT 1 FROM aegis.audit_log)) \
                          ON CONFLICT (singleton) DO UPDATE SET horizon = EXCLUDED.horizon, \
-                         sealed_at = EXCLUDED.sealed_at",
+                         sealed_at = EXCLUDED.sealed_at, chain_position = EXCLUDED.chain_position, \
+                         log_was_empty = EXCLUDED.log_was_empty",
                         None,
-                        &[xmin.into()],
+                        &[xmin.into(), position.into()],
                     )
                     .map_err(spi_error)?;
                 Ok(sealed)
             })
         })
     })
+}
+
+/// One sealing round, for the background sealer.
+pub(crate) fn seal_now() -> Result<i64, AegisError> {
+    seal_impl()
 }
 
 /// `aegis.seal() → bigint`
@@ -1684,4 +1760,282 @@ fn chain_head() -> AegisResult<pgrx::JsonB> {
         "key": HEAD_KEY,
         "signature": hex::encode(sig),
     })))
+}
+
+// ---------------------------------------------------------------------------
+// Entries pg_aegis writes itself: DDL records, baselines
+// ---------------------------------------------------------------------------
+
+/// `aegis.audit_event(operation, table_name, detail)`: internal (no grants);
+/// the DDL guard records a superuser's change with it.
+#[pg_extern(volatile, sql = false)]
+fn audit_event(
+    operation: Option<&str>,
+    table_name: Option<&str>,
+    detail: Option<pgrx::JsonB>,
+) -> AegisResult<()> {
+    let operation = operation.ok_or(AegisError::NullArgument { what: "operation" })?;
+    let detail = detail
+        .map(|d| Doc::from_json(&d.0.to_string()))
+        .transpose()?;
+    write_entry(&NewEntry {
+        operation,
+        table_name,
+        pk: None,
+        old_row: None,
+        new_row: None,
+        detail: detail.as_ref(),
+    })?;
+    Ok(())
+}
+
+/// The leaf relations of a table's partition tree (the table itself when it
+/// is not partitioned).
+fn leaf_relations(tbl: pg_sys::Oid) -> Result<Vec<pg_sys::Oid>, AegisError> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client
+            .select(
+                "SELECT relid::pg_catalog.oid FROM pg_catalog.pg_partition_tree($1) WHERE isleaf",
+                None,
+                &[tbl.into()],
+            )
+            .map_err(spi_error)?
+        {
+            if let Some(o) = row.get::<pg_sys::Oid>(1).map_err(spi_error)? {
+                out.push(o);
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// Run `f` on every live tuple (in the active snapshot) of every leaf of
+/// `tbl`, with that leaf's plan and descriptor.
+fn for_each_row(
+    tbl: pg_sys::Oid,
+    mut f: impl FnMut(&RelPlan, pg_sys::TupleDesc, pg_sys::HeapTuple) -> Result<(), AegisError>,
+) -> Result<(), AegisError> {
+    for leaf in leaf_relations(tbl)? {
+        // SAFETY: the relation is opened with a read lock for the scan and
+        // closed after it; tuples are valid until the next heap_getnext.
+        unsafe {
+            let rel = pg_sys::table_open(leaf, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+            let plan = plan_for(rel)?;
+            let scan = pg_sys::heap_beginscan(
+                rel,
+                pg_sys::GetActiveSnapshot(),
+                0,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                (pg_sys::ScanOptions::SO_TYPE_SEQSCAN
+                    | pg_sys::ScanOptions::SO_ALLOW_STRAT
+                    | pg_sys::ScanOptions::SO_ALLOW_PAGEMODE) as u32,
+            );
+            let mut result = Ok(());
+            loop {
+                let t = pg_sys::heap_getnext(scan, pg_sys::ScanDirection::ForwardScanDirection);
+                if t.is_null() {
+                    break;
+                }
+                result = f(&plan, (*rel).rd_att, t);
+                if result.is_err() {
+                    break;
+                }
+                pgrx::check_for_interrupts!();
+            }
+            pg_sys::heap_endscan(scan);
+            pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+            result?;
+        }
+    }
+    Ok(())
+}
+
+/// `aegis.audit_baseline(tbl) → bigint`: internal (no grants; enforce_rls()
+/// calls it once, when it starts protecting a table): each existing row
+/// becomes a BASELINE entry, the starting point verify_table() compares to.
+#[pg_extern(volatile, sql = false)]
+fn audit_baseline(tbl: pg_sys::Oid) -> AegisResult<i64> {
+    let mut n = 0i64;
+    for_each_row(tbl, |plan, tupdesc, tuple| {
+        // SAFETY: a live tuple of the scanned leaf.
+        let img = unsafe { images(plan, tupdesc, tuple) }?;
+        write_entry(&NewEntry {
+            operation: "BASELINE",
+            table_name: Some(&plan.table_name),
+            pk: img.pk.as_ref(),
+            old_row: None,
+            new_row: Some(&img.row),
+            detail: None,
+        })?;
+        n += 1;
+        Ok(())
+    })?;
+    Ok(n)
+}
+
+/// The latest entry for one key.
+struct Latest {
+    id: i64,
+    operation: String,
+    new_row: Option<Vec<u8>>,
+}
+
+fn verify_table_impl(tbl: pg_sys::Oid) -> Result<VerifyTableRow, AegisError> {
+    // SAFETY: opens the table only to plan it (lock kept to the end).
+    let plan = unsafe {
+        let rel = pg_sys::table_open(tbl, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let name = relation_name(rel);
+        let protected = with_safe_search_path(|| {
+            as_extension_owner(|| {
+                Spi::get_one_with_args::<bool>(
+                    "SELECT EXISTS (SELECT 1 FROM aegis.rls_enforced \
+                     WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1)",
+                    &[tbl.into()],
+                )
+                .map_err(spi_error)
+            })
+        })?;
+        if protected != Some(true) {
+            pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+            return Err(AegisError::NotProtected { table: name });
+        }
+        let plan = plan_for(rel);
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        plan?
+    };
+    if !plan.has_pk {
+        return Err(AegisError::NoPrimaryKey {
+            table: plan.table_name.clone(),
+        });
+    }
+    // The latest entry per key since the table was last truncated whole, in
+    // statement order (then transaction and entry order).
+    let mut latest: HashMap<Vec<u8>, Latest> = HashMap::new();
+    with_safe_search_path(|| {
+        as_extension_owner(|| {
+            Spi::connect(|client| {
+                let rows = client
+                    .select(
+                        "WITH t AS (SELECT l.statement_time, l.xid, l.id FROM aegis.audit_log l \
+                           WHERE l.table_name OPERATOR(pg_catalog.=) $1 \
+                             AND l.operation OPERATOR(pg_catalog.=) 'TRUNCATE' AND l.detail IS NULL \
+                           ORDER BY 1 DESC, 2 DESC, 3 DESC LIMIT 1) \
+                         SELECT DISTINCT ON (l.pk) pg_catalog.convert_to(l.pk::pg_catalog.text, 'UTF8'), \
+                                l.id, l.operation, pg_catalog.convert_to(l.new_row::pg_catalog.text, 'UTF8') \
+                         FROM aegis.audit_log l \
+                         WHERE l.table_name OPERATOR(pg_catalog.=) $1 AND l.pk IS NOT NULL \
+                           AND NOT EXISTS (SELECT 1 FROM t WHERE (t.statement_time, t.xid, t.id) \
+                               OPERATOR(pg_catalog.>=) (l.statement_time, l.xid, l.id)) \
+                         ORDER BY l.pk, l.statement_time DESC, l.xid DESC, l.id DESC",
+                        None,
+                        &[plan.table_name.as_str().into()],
+                    )
+                    .map_err(spi_error)?;
+                for row in rows {
+                    let pk: Vec<u8> = row.get(1).map_err(spi_error)?.unwrap_or_default();
+                    let new_row: Option<Vec<u8>> = row.get(4).map_err(spi_error)?;
+                    let canon = |b: &[u8]| -> Result<Vec<u8>, AegisError> {
+                        let mut out = Vec::new();
+                        core_audit::encode_value(
+                            &Value::Json(&String::from_utf8_lossy(b)),
+                            &mut out,
+                        )?;
+                        Ok(out)
+                    };
+                    latest.insert(
+                        canon(&pk)?,
+                        Latest {
+                            id: row.get(2).map_err(spi_error)?.unwrap_or(0),
+                            operation: row.get(3).map_err(spi_error)?.unwrap_or_default(),
+                            new_row: new_row.map(|b| canon(&b)).transpose()?,
+                        },
+                    );
+                }
+                Ok::<_, AegisError>(())
+            })
+        })
+    })?;
+    let mut checked = 0i64;
+    let mut mismatches = 0i64;
+    let mut first: Option<(serde_json::Value, String)> = None;
+    let mut note = |pk: serde_json::Value, problem: String, first: &mut Option<_>| {
+        mismatches += 1;
+        if first.is_none() {
+            *first = Some((pk, problem));
+        }
+    };
+    let pk_json = |doc: &Doc| -> serde_json::Value {
+        // SAFETY: a jsonb datum we built.
+        let text = unsafe { output_text(pg_sys::Oid::from(pg_sys::F_JSONB_OUT), doc.datum) };
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    };
+    for_each_row(tbl, |plan, tupdesc, tuple| {
+        checked += 1;
+        // SAFETY: a live tuple of the scanned leaf.
+        let img = unsafe { images(plan, tupdesc, tuple) }?;
+        let Some(pk) = img.pk.as_ref() else {
+            return Ok(());
+        };
+        match latest.remove(&pk.canonical) {
+            None => note(pk_json(pk), "row has no audit entry".into(), &mut first),
+            Some(l) if l.operation == "DELETE" => note(
+                pk_json(pk),
+                format!("row was deleted in the audit trail (entry {}) but is present", l.id),
+                &mut first,
+            ),
+            Some(l) if l.new_row.as_deref() != Some(img.row.canonical.as_slice()) => note(
+                pk_json(pk),
+                format!("row differs from its latest audit entry {}", l.id),
+                &mut first,
+            ),
+            Some(_) => {}
+        }
+        Ok(())
+    })?;
+    // Keys the trail says exist but the table does not have.
+    let mut missing: Vec<&Latest> = latest.values().filter(|l| l.operation != "DELETE").collect();
+    missing.sort_by_key(|l| l.id);
+    for l in missing {
+        note(
+            serde_json::json!({ "entry_id": l.id }),
+            format!("row of audit entry {} is missing from the table", l.id),
+            &mut first,
+        );
+    }
+    let (first_mismatch, problem) = match first {
+        Some((pk, p)) => (Some(pgrx::JsonB(serde_json::json!({ "key": pk, "problem": p }))), Some(p)),
+        None => (None, None),
+    };
+    Ok((Some(mismatches == 0), Some(checked), Some(mismatches), first_mismatch, problem))
+}
+
+type VerifyTableRow = (
+    Option<bool>,
+    Option<i64>,
+    Option<i64>,
+    Option<pgrx::JsonB>,
+    Option<String>,
+);
+
+/// `aegis.verify_table(tbl) → TABLE(ok, rows_checked, mismatches, first_mismatch, problem)`
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, sql = false)]
+fn verify_table(
+    tbl: pg_sys::Oid,
+) -> TableIterator<
+    'static,
+    (
+        name!(ok, Option<bool>),
+        name!(rows_checked, Option<i64>),
+        name!(mismatches, Option<i64>),
+        name!(first_mismatch, Option<pgrx::JsonB>),
+        name!(problem, Option<String>),
+    ),
+> {
+    match verify_table_impl(tbl) {
+        Ok(row) => TableIterator::once(row),
+        Err(e) => raise(e),
+    }
 }

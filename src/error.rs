@@ -48,6 +48,15 @@ pub enum AegisError {
     #[error("the audit chain is empty: nothing has been sealed yet")]
     EmptyChain,
 
+    #[error("table {table} is not protected by pg_aegis")]
+    NotProtected { table: String },
+
+    #[error("table {table} has no primary key: its rows cannot be matched to audit entries")]
+    NoPrimaryKey { table: String },
+
+    #[error("aegis.audit_log has an expression, partial or exclusion index: audit entries cannot be written")]
+    LogIndex,
+
     /// Unexpected state (catalog missing, SPI failure): a bug or a damaged
     /// installation, never a user mistake.
     #[error("{0}")]
@@ -98,6 +107,9 @@ impl AegisError {
             AegisError::SealIsolation => ERRCODE_ACTIVE_SQL_TRANSACTION, // 25001
             AegisError::BadHead { .. } => ERRCODE_INVALID_PARAMETER_VALUE, // 22023
             AegisError::EmptyChain => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, // 55000
+            AegisError::NotProtected { .. } | AegisError::NoPrimaryKey { .. } | AegisError::LogIndex => {
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE // 55000
+            }
             AegisError::Internal(_) => ERRCODE_INTERNAL_ERROR,          // XX000
         }
     }
@@ -131,6 +143,11 @@ impl AegisError {
             AegisError::EmptyChain => {
                 Some("Run SELECT aegis.seal(); after the first audited change.".into())
             }
+            AegisError::NotProtected { .. } => Some("Protect it first: SELECT aegis.protect('<table>');".into()),
+            AegisError::NoPrimaryKey { .. } => None,
+            AegisError::LogIndex => Some(
+                "Only plain indexes may exist on aegis.audit_log; drop the extra index.".into(),
+            ),
             AegisError::KeyDestroyed { .. }
             | AegisError::Internal(_)
             | AegisError::NullArgument { .. } => None,

@@ -28,6 +28,41 @@ static MASTER_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CStrin
 /// supply it. Used when aegis.master_key_file is unset.
 static MASTER_KEY_COMMAND: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
+/// `aegis.audit_reads` (bool, default off, superuser). When on, every
+/// SELECT and COPY TO that reads a protected table is recorded; when off,
+/// only tables whose policy says `"audit_reads": true` are (the reference
+/// schema sets it for error_logs, incident_response_logs, cost_data and
+/// user_access_logs). Needs the library in shared_preload_libraries.
+static AUDIT_READS: GucSetting<bool> = GucSetting::<bool>::new(false);
+
+pub fn audit_reads() -> bool {
+    AUDIT_READS.get()
+}
+
+/// `aegis.seal_databases` (string, default empty, postgresql.conf only,
+/// restart). Comma-separated databases in which a background worker runs
+/// `aegis.seal()` every `aegis.seal_interval`. Empty: no worker.
+static SEAL_DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+pub fn seal_databases() -> Vec<String> {
+    non_empty(SEAL_DATABASES.get())
+        .map(|s| {
+            s.split(',')
+                .map(|d| d.trim().to_string())
+                .filter(|d| !d.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `aegis.seal_interval` (milliseconds, default 1000, 10 ms to 1 day,
+/// postgresql.conf, reloadable): how often the background sealer runs.
+static SEAL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+
+pub fn seal_interval() -> std::time::Duration {
+    std::time::Duration::from_millis(SEAL_INTERVAL_MS.get().max(10) as u64)
+}
+
 fn non_empty(v: Option<CString>) -> Option<String> {
     v.map(|c| c.to_string_lossy().into_owned())
         .filter(|s| !s.trim().is_empty())
@@ -94,6 +129,33 @@ pub fn register() {
         &MASTER_KEY_COMMAND,
         GucContext::Sighup,
         GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
+    );
+
+    GucRegistry::define_bool_guc(
+        c"aegis.audit_reads",
+        c"Record every SELECT and COPY TO of a protected table in the audit trail.",
+        c"Off: only tables whose protect() policy has \"audit_reads\": true. Superuser-only; needs shared_preload_libraries.",
+        &AUDIT_READS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"aegis.seal_databases",
+        c"Databases in which a background worker seals the audit chain (comma-separated).",
+        c"Empty: no sealing worker; call aegis.seal() yourself. Needs shared_preload_libraries; restart to change.",
+        &SEAL_DATABASES,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"aegis.seal_interval",
+        c"How often the background sealer runs aegis.seal().",
+        c"The tamper window of new entries is about this long.",
+        &SEAL_INTERVAL_MS,
+        10,
+        86_400_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
     );
 
     // SAFETY: called from _PG_init in the backend's main thread with a

@@ -20,6 +20,8 @@ mod info;
 mod keyring;
 mod pii;
 mod policy;
+mod read_audit;
+mod sealer;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -68,6 +70,11 @@ extension_sql_file!("../sql/99_finalize.sql", name = "finalize", finalize);
 pub extern "C-unwind" fn _PG_init() {
     guc::register();
     info::record_load_mode();
+    // SAFETY: reads a postmaster global.
+    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        read_audit::install();
+        sealer::register();
+    }
 }
 
 // ---------------------------------------------------------------------------

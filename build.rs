@@ -1,0 +1,22 @@
+//! Compiles the C hook trampolines (src/read_audit_hooks.c) against the
+//! server headers of the PostgreSQL that pgrx builds for.
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-changed=src/read_audit_hooks.c");
+    println!("cargo:rerun-if-env-changed=PGRX_PG_CONFIG_PATH");
+    let pg_config = std::env::var("PGRX_PG_CONFIG_PATH")
+        .or_else(|_| std::env::var("PG_CONFIG"))
+        .unwrap_or_else(|_| "pg_config".into());
+    let out = Command::new(&pg_config)
+        .arg("--includedir-server")
+        .output()
+        .unwrap_or_else(|e| panic!("running {pg_config} --includedir-server: {e}"));
+    assert!(out.status.success(), "{pg_config} --includedir-server failed");
+    let include = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    cc::Build::new()
+        .file("src/read_audit_hooks.c")
+        .include(&include)
+        .flag_if_supported("-Wno-unused-parameter")
+        .compile("aegis_read_audit_hooks");
+}

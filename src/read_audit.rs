@@ -1,0 +1,292 @@
+//! Read auditing: executor and utility hooks (installed when the library is
+//! preloaded) that record each SELECT and COPY TO reading a protected table,
+//! and log each permission-denied attempt on one. The hooks themselves are C
+//! trampolines (src/read_audit_hooks.c) so errors of the statements they
+//! wrap reach the client untouched; they call the functions below before or
+//! after the standard executor.
+//!
+//! A read is recorded in `aegis.audit_log` (operation SELECT or COPY, one
+//! entry per protected table, detail `{"rows": n, "query_id": id}`) when the
+//! transaction can write; otherwise (read-only transaction, hot standby) it
+//! goes to the server log as one JSON line. Denied attempts always go to the
+//! server log, written before the error, so they survive its rollback.
+
+use crate::audit::{self, Doc, NewEntry, ReadTarget};
+use crate::error::raise;
+use crate::guc;
+use pgrx::prelude::*;
+use pgrx::PgList;
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+thread_local! {
+    /// Set while pg_aegis itself runs queries (loading its catalog, writing
+    /// an entry): those are never audited.
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+    /// Set when the executor recorded the query of a COPY TO, so the COPY
+    /// statement itself is not recorded twice.
+    static COPY_RECORDED: Cell<bool> = const { Cell::new(false) };
+}
+
+unsafe extern "C" {
+    fn aegis_install_read_audit_hooks();
+}
+
+/// Install the hooks (from `_PG_init`, only while preloading).
+pub fn install() {
+    // SAFETY: _PG_init runs once per process before any query; the C side
+    // keeps and calls the previous hooks.
+    unsafe { aegis_install_read_audit_hooks() };
+}
+
+struct Busy(bool);
+
+impl Busy {
+    fn enter() -> Self {
+        Busy(BUSY.replace(true))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        BUSY.set(self.0);
+    }
+}
+
+/// The protected tables (and partitions) in this database; None when
+/// pg_aegis is not installed here or we are inside our own queries.
+fn targets() -> Option<Rc<HashMap<pg_sys::Oid, ReadTarget>>> {
+    if BUSY.get() {
+        return None;
+    }
+    let _busy = Busy::enter();
+    // SAFETY: a transaction is in progress (the executor or utility runs).
+    if !unsafe { pg_sys::IsTransactionState() } {
+        return None;
+    }
+    // ExecutorEnd of a portal runs after its snapshot was popped; loading
+    // the catalog needs one.
+    // SAFETY: pushes a snapshot only when none is active, popped below.
+    let pushed = unsafe {
+        let none = !pg_sys::ActiveSnapshotSet();
+        if none {
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        }
+        none
+    };
+    let t = audit::read_targets();
+    if pushed {
+        // SAFETY: the snapshot pushed above.
+        unsafe { pg_sys::PopActiveSnapshot() };
+    }
+    t.filter(|t| !t.is_empty())
+}
+
+/// Protected tables a statement's range table reads: (table, audited).
+unsafe fn protected_in(
+    rtable: *mut pg_sys::List,
+    targets: &HashMap<pg_sys::Oid, ReadTarget>,
+) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = Vec::new();
+    // SAFETY: a plan's range table is a List of RangeTblEntry.
+    let list = unsafe { PgList::<pg_sys::RangeTblEntry>::from_pg(rtable) };
+    for rte in list.iter_ptr() {
+        // SAFETY: entries of a valid range table.
+        let (kind, relid) = unsafe { ((*rte).rtekind, (*rte).relid) };
+        if kind != pg_sys::RTEKind::RTE_RELATION {
+            continue;
+        }
+        if let Some(t) = targets.get(&relid) {
+            let audited = t.audit_reads || guc::audit_reads();
+            match out.iter_mut().find(|(n, _)| *n == t.table) {
+                Some(e) => e.1 |= audited,
+                None => out.push((t.table.clone(), audited)),
+            }
+        }
+    }
+    out
+}
+
+/// Foreign-key checks (FOR KEY SHARE queries the RI triggers run) are not
+/// reads anyone asked for.
+unsafe fn is_ri_check(stmt: *mut pg_sys::PlannedStmt) -> bool {
+    // SAFETY: rowMarks is a List of PlanRowMark.
+    let marks = unsafe { PgList::<pg_sys::PlanRowMark>::from_pg((*stmt).rowMarks) };
+    let ri = marks
+        .iter_ptr()
+        .any(|m| unsafe { (*m).strength } == pg_sys::LockClauseStrength::LCS_FORKEYSHARE);
+    ri
+}
+
+fn json_line(fields: serde_json::Value) -> String {
+    let mut v = fields;
+    // SAFETY: backend globals.
+    let (user, session, pid) = unsafe {
+        (
+            pg_sys::GetUserId(),
+            pg_sys::GetSessionUserId(),
+            pg_sys::MyProcPid,
+        )
+    };
+    if let serde_json::Value::Object(m) = &mut v {
+        m.insert("user".into(), audit::role_name(user).into());
+        m.insert("session_user".into(), audit::role_name(session).into());
+        m.insert("backend_pid".into(), pid.into());
+    }
+    format!("pg_aegis: {v}")
+}
+
+/// Record a read of `tables`.
+fn record(operation: &str, tables: &[String], rows: u64, query_id: u64) {
+    if tables.is_empty() {
+        return;
+    }
+    let query_id = (query_id != 0).then_some(query_id as i64);
+    // SAFETY: backend globals and functions without side effects.
+    let writable = unsafe {
+        !pg_sys::RecoveryInProgress() && !pg_sys::XactReadOnly && !pg_sys::IsInParallelMode()
+    };
+    if !writable {
+        pgrx::log!(
+            "{}",
+            json_line(serde_json::json!({
+                "event": "read", "operation": operation, "tables": tables,
+                "rows": rows, "query_id": query_id,
+                "recorded_in": "server log (the transaction cannot write)",
+            }))
+        );
+        return;
+    }
+    let _busy = Busy::enter();
+    let detail = serde_json::json!({ "rows": rows, "query_id": query_id }).to_string();
+    let r = Doc::from_json(&detail).and_then(|detail| {
+        for t in tables {
+            audit::write_entry(&NewEntry {
+                operation,
+                table_name: Some(t),
+                pk: None,
+                old_row: None,
+                new_row: None,
+                detail: Some(&detail),
+            })?;
+        }
+        Ok(())
+    });
+    if let Err(e) = r {
+        raise(e);
+    }
+}
+
+/// Before ExecutorStart: log a permission-denied attempt on a protected
+/// table before the standard check raises the error, so the attempt is on
+/// record whatever happens to the transaction.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn aegis_read_audit_before_start(qd: *mut pg_sys::QueryDesc) {
+    let Some(targets) = targets() else {
+        return;
+    };
+    // SAFETY: a valid query descriptor with its plan.
+    unsafe {
+        let rtable = (*(*qd).plannedstmt).rtable;
+        let touched = protected_in(rtable, &targets);
+        if !touched.is_empty() && !pg_sys::ExecCheckRTPerms(rtable, false) {
+            let tables: Vec<&String> = touched.iter().map(|(t, _)| t).collect();
+            let query_id = (*(*qd).plannedstmt).queryId;
+            pgrx::log!(
+                "{}",
+                json_line(serde_json::json!({
+                    "event": "access_denied", "tables": tables,
+                    "query_id": (query_id != 0).then_some(query_id as i64),
+                }))
+            );
+        }
+    }
+}
+
+/// Before ExecutorEnd: record a SELECT (or the query of a COPY TO) that
+/// read protected tables, with the rows it returned.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn aegis_read_audit_before_end(qd: *mut pg_sys::QueryDesc) {
+    // SAFETY: a valid query descriptor that has run (its estate is live
+    // until the standard ExecutorEnd).
+    unsafe {
+        if (*qd).operation != pg_sys::CmdType::CMD_SELECT
+            || (*qd).estate.is_null()
+            || (*(*qd).estate).es_top_eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0
+        {
+            return;
+        }
+        let Some(targets) = targets() else {
+            return;
+        };
+        let stmt = (*qd).plannedstmt;
+        let read: Vec<String> = protected_in((*stmt).rtable, &targets)
+            .into_iter()
+            .filter(|(_, audited)| *audited)
+            .map(|(t, _)| t)
+            .collect();
+        if read.is_empty() || is_ri_check(stmt) {
+            return;
+        }
+        let copy = !(*qd).dest.is_null() && (*(*qd).dest).mydest == pg_sys::CommandDest::DestCopyOut;
+        if copy {
+            COPY_RECORDED.set(true);
+        }
+        record(
+            if copy { "COPY" } else { "SELECT" },
+            &read,
+            (*(*qd).estate).es_processed,
+            (*stmt).queryId,
+        );
+    }
+}
+
+/// Before a COPY TO runs.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn aegis_read_audit_copy_begin() {
+    COPY_RECORDED.set(false);
+}
+
+/// After a COPY TO succeeded: a COPY that read a table directly (no
+/// row-level security applies to the caller, e.g. a superuser) did not go
+/// through the executor; record it here.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn aegis_read_audit_copy_done(
+    pstmt: *mut pg_sys::PlannedStmt,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    if COPY_RECORDED.replace(false) {
+        return;
+    }
+    let Some(targets) = targets() else {
+        return;
+    };
+    // SAFETY: a CopyStmt (the C side checked); its relation is a RangeVar
+    // when it names a table.
+    unsafe {
+        let copy = (*pstmt).utilityStmt.cast::<pg_sys::CopyStmt>();
+        if (*copy).relation.is_null() {
+            return;
+        }
+        let relid = pg_sys::RangeVarGetRelidExtended(
+            (*copy).relation,
+            pg_sys::NoLock as pg_sys::LOCKMODE,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        );
+        let Some(t) = targets.get(&relid) else {
+            return;
+        };
+        if !(t.audit_reads || guc::audit_reads()) {
+            return;
+        }
+        let rows = if qc.is_null() { 0 } else { (*qc).nprocessed };
+        record("COPY", std::slice::from_ref(&t.table), rows, (*pstmt).queryId);
+    }
+}

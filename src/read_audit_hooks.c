@@ -1,0 +1,73 @@
+/*
+ * Executor and utility hook trampolines for read auditing (src/read_audit.rs).
+ *
+ * They are in C so that an ERROR raised by the standard executor or a utility
+ * command (a DO block, a procedure, COPY FROM hitting a constraint) passes
+ * through them by longjmp untouched, with every field (position, context,
+ * constraint name) intact. The Rust side only runs before or after those
+ * calls and is guarded itself.
+ */
+#include "postgres.h"
+
+#include "executor/executor.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
+
+/* Implemented in Rust (src/read_audit.rs). */
+extern void aegis_read_audit_before_start(QueryDesc *queryDesc);
+extern void aegis_read_audit_before_end(QueryDesc *queryDesc);
+extern void aegis_read_audit_copy_begin(void);
+extern void aegis_read_audit_copy_done(PlannedStmt *pstmt, QueryCompletion *qc);
+
+static ExecutorStart_hook_type prev_executor_start = NULL;
+static ExecutorEnd_hook_type prev_executor_end = NULL;
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+static void
+aegis_executor_start(QueryDesc *queryDesc, int eflags)
+{
+	aegis_read_audit_before_start(queryDesc);
+	if (prev_executor_start)
+		prev_executor_start(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+static void
+aegis_executor_end(QueryDesc *queryDesc)
+{
+	aegis_read_audit_before_end(queryDesc);
+	if (prev_executor_end)
+		prev_executor_end(queryDesc);
+	else
+		standard_ExecutorEnd(queryDesc);
+}
+
+static void
+aegis_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					  ProcessUtilityContext context, ParamListInfo params,
+					  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	bool		copy_to = pstmt->utilityStmt != NULL && IsA(pstmt->utilityStmt, CopyStmt)
+		&& !((CopyStmt *) pstmt->utilityStmt)->is_from;
+
+	if (copy_to)
+		aegis_read_audit_copy_begin();
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	if (copy_to)
+		aegis_read_audit_copy_done(pstmt, qc);
+}
+
+void
+aegis_install_read_audit_hooks(void)
+{
+	prev_executor_start = ExecutorStart_hook;
+	ExecutorStart_hook = aegis_executor_start;
+	prev_executor_end = ExecutorEnd_hook;
+	ExecutorEnd_hook = aegis_executor_end;
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = aegis_process_utility;
+}
