@@ -206,7 +206,7 @@ SET search_path = ''
 AS $$
 SELECT t.relid::oid
 FROM aegis.rls_enforced e
-CROSS JOIN LATERAL pg_catalog.pg_partition_tree(e.relid) t
+CROSS JOIN LATERAL (SELECT e.relid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(e.relid) pt) t
 JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
 WHERE c.relrowsecurity AND c.relforcerowsecurity
   AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g

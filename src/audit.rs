@@ -783,7 +783,8 @@ pub(crate) fn read_targets() -> Option<Rc<HashMap<pg_sys::Oid, ReadTarget>>> {
                                 OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname), \
                                 COALESCE((p.policy OPERATOR(pg_catalog.->>) 'audit_reads')::boolean, false) \
                          FROM aegis.protected_tables p \
-                         CROSS JOIN LATERAL pg_catalog.pg_partition_tree(p.relid) t \
+                         CROSS JOIN LATERAL (SELECT p.relid UNION \
+                              SELECT pt.relid FROM pg_catalog.pg_partition_tree(p.relid) pt) t \
                          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relid \
                          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace",
                         None,
@@ -1796,7 +1797,8 @@ fn leaf_relations(tbl: pg_sys::Oid) -> Result<Vec<pg_sys::Oid>, AegisError> {
         let mut out = Vec::new();
         for row in client
             .select(
-                "SELECT relid::pg_catalog.oid FROM pg_catalog.pg_partition_tree($1) WHERE isleaf",
+                "SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partition_tree($1)) \
+                 UNION ALL SELECT relid::pg_catalog.oid FROM pg_catalog.pg_partition_tree($1) WHERE isleaf",
                 None,
                 &[tbl.into()],
             )
