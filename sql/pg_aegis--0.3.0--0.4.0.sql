@@ -335,4 +335,9 @@ GRANT EXECUTE ON FUNCTION
     aegis.guard_compliant_tables(), aegis.guard_protected_tables(), aegis.guard_report(text[], text, text)
 TO PUBLIC;
 
+-- Tables protected before this update: their current rows become the
+-- baseline verify_table() compares to (rows changed since 0.3.0 already have
+-- entries; the baseline is newer and equal to them).
+SELECT aegis.audit_baseline(e.relid) FROM aegis.rls_enforced e ORDER BY e.relid::pg_catalog.oid;
+
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;

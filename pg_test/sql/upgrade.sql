@@ -31,6 +31,10 @@ UPDATE monitoring.error_logs SET resolved = true;
 SELECT operation, table_name, new_row ->> 'error_message' AS message FROM aegis.audit_log;
 SELECT aegis.seal();
 SELECT ok, entries_checked FROM aegis.verify_chain();
+-- 0.4.0: the update records the protected tables' rows as baselines, so
+-- verify_table() works at once; the DDL guard is active.
+SELECT ok, rows_checked, mismatches FROM aegis.verify_table('monitoring.error_logs');
+SELECT count(*) AS guard_event_triggers FROM pg_event_trigger WHERE evtname LIKE 'aegis\_guard\_%';
 -- The README's statements that give a 0.1.0 monitoring schema the 0.2.0
 -- developer view; afterwards a developer reads only redacted messages.
 CREATE VIEW monitoring.developer_error_logs WITH (security_barrier = true, security_invoker = false) AS
