@@ -139,14 +139,19 @@ pub fn register() {
         GucContext::Suset,
         GucFlags::default(),
     );
-    GucRegistry::define_string_guc(
-        c"aegis.seal_databases",
-        c"Databases in which a background worker seals the audit chain (comma-separated).",
-        c"Empty: no sealing worker; call aegis.seal() yourself. Needs shared_preload_libraries; restart to change.",
-        &SEAL_DATABASES,
-        GucContext::Postmaster,
-        GucFlags::default(),
-    );
+    // A server-start setting can only be defined while preloading (a later
+    // load may not create one); without preloading there is no worker.
+    // SAFETY: reads a postmaster global.
+    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        GucRegistry::define_string_guc(
+            c"aegis.seal_databases",
+            c"Databases in which a background worker seals the audit chain (comma-separated).",
+            c"Empty: no sealing worker; call aegis.seal() yourself. Needs shared_preload_libraries; restart to change.",
+            &SEAL_DATABASES,
+            GucContext::Postmaster,
+            GucFlags::default(),
+        );
+    }
     GucRegistry::define_int_guc(
         c"aegis.seal_interval",
         c"How often the background sealer runs aegis.seal().",
