@@ -35,10 +35,15 @@ SET client_min_messages = warning;
 SET max_parallel_workers_per_gather = 0;
 
 -- ------------------------------------------------------------- setup
-DELETE FROM aegis.protected_tables
-WHERE relid::text ~ '^bench_(audit|plain|plpgsql|pgaudit)\.';
+-- Leftovers of an interrupted run (unprotect() and DROP warn: silenced).
+SET client_min_messages = error;
+DO $$ BEGIN
+    PERFORM aegis.unprotect(relid) FROM aegis.protected_tables
+    WHERE relid::text ~ '^bench_(audit|plain|plpgsql|pgaudit)\.';
+END $$;
 DROP SCHEMA IF EXISTS bench_audit, bench_plain, bench_plpgsql, bench_pgaudit CASCADE;
 DELETE FROM aegis.protected_tables WHERE relid::text ~ '^[0-9]+$';
+SET client_min_messages = warning;
 DROP ROLE IF EXISTS bench_ingest;
 DROP ROLE IF EXISTS bench_ingest_pgaudit;
 DROP ROLE IF EXISTS bench_auditor;
