@@ -3,7 +3,8 @@
 //! catalog and data intact, and the policies still enforced for a real login.
 //! The audit trail survives the same way: entries, chain and keys restored,
 //! the chain and a head saved before the dump verify, and auditing and
-//! sealing carry on in the restored database.
+//! sealing carry on in the restored database, also when the restore runs
+//! section by section with a seal() in between.
 
 use aegis_integration::{pg_bin, sqlstate, superuser_to, Cluster, LoginRole};
 use postgres::Client;
@@ -400,6 +401,213 @@ fn audit_trail_survives_dump_and_restore() {
     drop(dst);
     let mut admin = superuser_to(Cluster::Preloaded, "postgres");
     for db in [AUDIT_SRC, AUDIT_DST] {
+        admin
+            .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+            .unwrap();
+    }
+}
+
+// ---------------------------------------------------------------- a restore in sections
+
+const SPLIT_SRC: &str = "aegis_dump_split_src";
+const SPLIT_DST: &str = "aegis_dump_split_dst";
+
+/// pg_restore of one `--section` of `dump` into `dst`.
+fn restore_section(dump: &std::path::Path, dst: &str, section: &str) {
+    run(Command::new(format!("{}/pg_restore", pg_bin()))
+        .args([
+            "-h",
+            &Cluster::Preloaded.socket_dir(),
+            "-p",
+            &Cluster::Preloaded.port().to_string(),
+            "-U",
+            "postgres",
+            "--exit-on-error",
+            &format!("--section={section}"),
+            "-d",
+            dst,
+        ])
+        .arg(dump));
+}
+
+/// (entries, entries not in aegis.audit_chain, chain positions).
+fn trail_counts(c: &mut Client) -> (i64, i64, i64) {
+    let r = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM aegis.audit_log),
+                    (SELECT count(*) FROM aegis.audit_log l WHERE NOT EXISTS
+                        (SELECT 1 FROM aegis.audit_chain c WHERE c.entry_id = l.id)),
+                    (SELECT count(*) FROM aegis.audit_chain)",
+            &[],
+        )
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2))
+}
+
+/// A restore run section by section, with a seal() between pre-data and
+/// data: the sealer worker, a cron job or a DBA can call seal() while the
+/// target database holds the extension's empty tables. That seal records a
+/// sealing horizon (this cluster's oldest running xid, beyond every xid of
+/// the entries about to be restored: they were committed before the dump).
+/// The fixed seal() trusts a stored horizon only when the chain is still
+/// where that seal left it and the log was not empty then; before the fix
+/// it trusted it unconditionally, sealed only entries with xid >= horizon,
+/// so the restored unsealed entries (all below it) were never sealed: the
+/// first seal() below returned 0 and verify_chain() reported "entry inserted
+/// outside the chain". Run twice: with sealed entries in the dump (the
+/// chain moved: the position check decides) and with none (chain still at 0:
+/// only "the log was empty" tells the horizon is stale).
+#[test]
+fn seal_between_restore_sections_does_not_strand_restored_entries() {
+    for with_sealed in [true, false] {
+        split_restore_case(with_sealed);
+    }
+}
+
+fn split_restore_case(with_sealed: bool) {
+    recreate_db(SPLIT_SRC);
+    let mut src = superuser_to(Cluster::Preloaded, SPLIT_SRC);
+    src.batch_execute(
+        "CREATE EXTENSION pg_aegis;
+         CREATE TABLE public.items (id int PRIMARY KEY, v text);
+         SELECT aegis.protect('public.items', '{}');",
+    )
+    .expect("set up source database");
+    let mut sealed = 0;
+    if with_sealed {
+        for i in 1..=5 {
+            src.execute("INSERT INTO items VALUES ($1, 'sealed')", &[&i])
+                .unwrap();
+        }
+        src.batch_execute("UPDATE items SET v = 'sealed too' WHERE id <= 2")
+            .unwrap();
+        sealed = seal_all(&mut src);
+        assert_eq!(sealed, 7);
+    }
+    // Unsealed at dump time, in two transactions.
+    src.batch_execute("INSERT INTO items VALUES (101, 'late'), (102, 'late')")
+        .unwrap();
+    src.batch_execute("UPDATE items SET v = 'later' WHERE id = 101")
+        .unwrap();
+    const UNSEALED: i64 = 3;
+    assert_eq!(
+        trail_counts(&mut src),
+        (sealed + UNSEALED, UNSEALED, sealed)
+    );
+    let newest_xid: i64 = src
+        .query_one("SELECT max(xid)::text::bigint FROM aegis.audit_log", &[])
+        .unwrap()
+        .get(0);
+
+    let dump = std::env::temp_dir().join(format!(
+        "aegis-dump-{}-{SPLIT_SRC}-{with_sealed}.pgc",
+        std::process::id()
+    ));
+    run(Command::new(format!("{}/pg_dump", pg_bin()))
+        .args([
+            "-h",
+            &Cluster::Preloaded.socket_dir(),
+            "-p",
+            &Cluster::Preloaded.port().to_string(),
+            "-U",
+            "postgres",
+            "-Fc",
+            "-f",
+        ])
+        .arg(&dump)
+        .arg(SPLIT_SRC));
+    recreate_db(SPLIT_DST);
+
+    // ---- pre-data: the extension and its empty tables; a seal() now.
+    restore_section(&dump, SPLIT_DST, "pre-data");
+    let mut dst = superuser_to(Cluster::Preloaded, SPLIT_DST);
+    assert_eq!(
+        trail_counts(&mut dst),
+        (0, 0, 0),
+        "pre-data restores no entries"
+    );
+    // The horizon this seal records must lie beyond every restored entry's
+    // xid, or even the old seal() would have picked them up; the cluster's
+    // oldest running transaction (a neighbour test's) may hold it back for
+    // a moment.
+    let mut horizon = 0i64;
+    for _ in 0..100 {
+        let n: i64 = dst.query_one("SELECT aegis.seal()", &[]).unwrap().get(0);
+        assert_eq!(n, 0, "nothing to seal in an empty log");
+        horizon = dst
+            .query_one(
+                "SELECT horizon::text::bigint FROM aegis.audit_seal_state",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if horizon > newest_xid {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        horizon > newest_xid,
+        "the pre-data seal's horizon {horizon} is beyond the restored xids (up to {newest_xid})"
+    );
+
+    // ---- data and post-data.
+    restore_section(&dump, SPLIT_DST, "data");
+    restore_section(&dump, SPLIT_DST, "post-data");
+    let _ = std::fs::remove_file(&dump);
+    assert_eq!(
+        trail_counts(&mut dst),
+        (sealed + UNSEALED, UNSEALED, sealed),
+        "restored entries and chain"
+    );
+    let r = dst
+        .query_one(
+            "SELECT horizon::text::bigint, chain_position, log_was_empty FROM aegis.audit_seal_state",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, bool>(2)),
+        (horizon, 0, true),
+        "the pre-data seal's state is what the next seal() finds"
+    );
+
+    // Every restored entry is below that horizon, so the one seal() that
+    // follows decides: all three, at once, right after the restored chain.
+    let n: i64 = dst.query_one("SELECT aegis.seal()", &[]).unwrap().get(0);
+    assert_eq!(
+        n, UNSEALED,
+        "the first seal() after the restore seals the restored unsealed entries \
+         (with_sealed = {with_sealed})"
+    );
+    assert_eq!(
+        trail_counts(&mut dst),
+        (sealed + UNSEALED, 0, sealed + UNSEALED)
+    );
+    let r = dst
+        .query_one(
+            "SELECT min(c.position), max(c.position) FROM aegis.audit_chain c
+             JOIN aegis.audit_log l ON l.id = c.entry_id WHERE l.pk ->> 'id' IN ('101', '102')",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (r.get::<_, i64>(0), r.get::<_, i64>(1)),
+        (sealed + 1, sealed + UNSEALED),
+        "linked after the restored chain"
+    );
+    let (ok, checked, problem) = verify(&mut dst, None);
+    assert!(
+        ok && checked == sealed + UNSEALED,
+        "verify_chain after the split restore (with_sealed = {with_sealed}): \
+         {checked} of {}, {problem:?}",
+        sealed + UNSEALED
+    );
+
+    drop(src);
+    drop(dst);
+    let mut admin = superuser_to(Cluster::Preloaded, "postgres");
+    for db in [SPLIT_SRC, SPLIT_DST] {
         admin
             .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
             .unwrap();

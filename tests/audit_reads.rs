@@ -1,0 +1,482 @@
+//! What the audit trail does on its own, seen from outside the backend:
+//!   - the background sealer (`aegis.seal_databases`, `aegis.seal_interval`)
+//!     links new entries into the chain without anyone calling seal(), in
+//!     the databases it is configured for and in no other;
+//!   - a read that cannot be written to aegis.audit_log (read-only
+//!     transaction) is recorded as one JSON line in the server log, while a
+//!     writable transaction's read is an audit_log entry;
+//!   - a permission-denied attempt on a protected table is in the server log,
+//!     naming the role, although its transaction fails.
+//!
+//! Each test has a cluster of its own: the sealer is configured in
+//! postgresql.conf and starts with the server, and the server log must hold
+//! only what the test did. The log is the file `pg_ctl -l` writes (stderr,
+//! no logging collector), read back by the test as root.
+
+use aegis_integration::{sqlstate, ScratchCluster};
+use postgres::{Client, NoTls};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// postgresql.conf lines every cluster here gets: the server log is plain
+/// stderr into `server.log`, written by each backend as it logs.
+const LOG_TO_FILE: [&str; 2] = ["log_destination = 'stderr'", "logging_collector = off"];
+
+fn cluster(name: &str, extra: &[&str]) -> ScratchCluster {
+    let mut conf: Vec<&str> = LOG_TO_FILE.to_vec();
+    conf.extend_from_slice(extra);
+    let c = ScratchCluster::init(name, &conf);
+    c.start();
+    c
+}
+
+fn create_db(cluster: &ScratchCluster, db: &str) {
+    cluster
+        .connect("postgres")
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .unwrap_or_else(|e| panic!("create database {db}: {e}"));
+}
+
+/// The server log from a point on.
+struct LogTail {
+    path: PathBuf,
+    from: usize,
+}
+
+impl LogTail {
+    /// Everything logged after now.
+    fn mark(cluster: &ScratchCluster) -> LogTail {
+        let path = cluster.log_path();
+        let from = std::fs::metadata(&path)
+            .map(|m| m.len() as usize)
+            .unwrap_or(0);
+        LogTail { path, from }
+    }
+
+    /// The JSON documents of the `pg_aegis: {...}` lines logged since the
+    /// mark, as written.
+    fn aegis_json(&self) -> Vec<String> {
+        let text = std::fs::read(&self.path).expect("read server log");
+        String::from_utf8_lossy(&text[self.from.min(text.len())..])
+            .lines()
+            .filter_map(|l| {
+                l.split_once("LOG:  pg_aegis: {")
+                    .map(|(_, j)| format!("{{{j}"))
+            })
+            .collect()
+    }
+
+    /// Those of one event (`"event":"<name>"`, as serde_json writes it).
+    fn events(&self, event: &str) -> Vec<String> {
+        let tag = format!("\"event\":\"{event}\"");
+        self.aegis_json()
+            .into_iter()
+            .filter(|j| j.contains(&tag))
+            .collect()
+    }
+}
+
+/// Fields of a logged JSON document, parsed by the server (the test crate
+/// has no JSON parser): event, tables, rows, user, session_user, operation.
+fn fields(
+    c: &mut Client,
+    json: &str,
+) -> (String, String, Option<i64>, String, String, Option<String>) {
+    let r = c
+        .query_one(
+            "SELECT j ->> 'event', (j -> 'tables')::text, (j ->> 'rows')::bigint,
+                    j ->> 'user', j ->> 'session_user', j ->> 'operation'
+             FROM (SELECT $1::text::jsonb AS j) s",
+            &[&json],
+        )
+        .unwrap_or_else(|e| panic!("log line is not JSON: {json}: {e}"));
+    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))
+}
+
+/// (entries, entries not in aegis.audit_chain).
+fn sealing_state(c: &mut Client) -> (i64, i64) {
+    let r = c
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS
+                    (SELECT 1 FROM aegis.audit_chain c WHERE c.entry_id = l.id))
+             FROM aegis.audit_log l",
+            &[],
+        )
+        .unwrap();
+    (r.get(0), r.get(1))
+}
+
+/// A protected table `t` with some history: 11 entries in 4 transactions.
+fn audited_writes(c: &mut Client) -> i64 {
+    c.batch_execute(
+        "CREATE EXTENSION pg_aegis;
+         CREATE TABLE t (k int PRIMARY KEY, v text);
+         SELECT aegis.protect('t');",
+    )
+    .unwrap();
+    c.batch_execute("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 5) g")
+        .unwrap();
+    c.batch_execute("UPDATE t SET v = 'changed' WHERE k IN (1, 2)")
+        .unwrap();
+    c.batch_execute(
+        "BEGIN; INSERT INTO t VALUES (6, 'six'), (7, 'seven'), (8, 'eight'); DELETE FROM t WHERE k = 3; COMMIT;",
+    )
+    .unwrap();
+    c.batch_execute("BEGIN; INSERT INTO t VALUES (100, 'rolled back'); ROLLBACK;")
+        .unwrap();
+    5 + 2 + 3 + 1
+}
+
+// ---------------------------------------------------------------- background sealer
+
+const SEALED_DB: &str = "aegis_sealed";
+const UNSEALED_DB: &str = "aegis_unsealed";
+
+#[test]
+fn background_sealer_seals_the_configured_database_only() {
+    let started = Instant::now();
+    let cluster = cluster(
+        "reads-sealer",
+        &[
+            &format!("aegis.seal_databases = '{SEALED_DB}'"),
+            "aegis.seal_interval = 100",
+        ],
+    );
+    // The worker connects to its database when the server starts (and is
+    // restarted only 10 s after failing to): create both, then restart.
+    create_db(&cluster, SEALED_DB);
+    create_db(&cluster, UNSEALED_DB);
+    cluster.stop("fast");
+    cluster.start();
+
+    let mut admin = cluster.connect("postgres");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let workers = loop {
+        let r = admin
+            .query_one(
+                "SELECT count(*), string_agg(datname, ',') FROM pg_stat_activity
+                 WHERE backend_type = 'pg_aegis sealer'",
+                &[],
+            )
+            .unwrap();
+        let (n, dbs): (i64, Option<String>) = (r.get(0), r.get(1));
+        if n >= 1 || Instant::now() > deadline {
+            break (n, dbs);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        workers,
+        (1, Some(SEALED_DB.to_string())),
+        "one sealer worker, connected to the configured database"
+    );
+
+    let mut sealed_db = cluster.connect(SEALED_DB);
+    let mut other_db = cluster.connect(UNSEALED_DB);
+    // The other database first: its entries are the older ones.
+    let n = audited_writes(&mut other_db);
+    assert_eq!(audited_writes(&mut sealed_db), n);
+    let written = Instant::now();
+
+    // Nobody calls aegis.seal(): the worker must link every entry.
+    let deadline = written + Duration::from_secs(15);
+    let (total, unsealed) = loop {
+        let s = sealing_state(&mut sealed_db);
+        if s.1 == 0 || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = written.elapsed();
+    assert_eq!(
+        (total, unsealed),
+        (n, 0),
+        "entries / unsealed entries in {SEALED_DB} {:.1}s after the writes",
+        took.as_secs_f64()
+    );
+    let r = sealed_db
+        .query_one(
+            "SELECT ok, entries_checked, problem FROM aegis.verify_chain()",
+            &[],
+        )
+        .unwrap();
+    let (ok, checked, problem): (bool, i64, Option<String>) = (r.get(0), r.get(1), r.get(2));
+    assert!(
+        ok && checked == n,
+        "verify_chain: {checked} of {n}, {problem:?}"
+    );
+    let state_rows: i64 = sealed_db
+        .query_one("SELECT count(*) FROM aegis.audit_seal_state", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(state_rows, 1, "the worker recorded its sealing state");
+
+    // The database not listed: the same entries, written just before, stay
+    // outside the chain for as long and a second (10 intervals) more...
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        sealing_state(&mut other_db),
+        (n, n),
+        "no worker seals {UNSEALED_DB}, which is not in aegis.seal_databases"
+    );
+    let state: i64 = other_db
+        .query_one("SELECT count(*) FROM aegis.audit_seal_state", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(state, 0, "seal() never ran in {UNSEALED_DB}");
+    // ...although they could be sealed: a manual seal() takes them all.
+    let manual: i64 = other_db
+        .query_one("SELECT aegis.seal()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(manual, n);
+
+    // The worker keeps sealing what comes later.
+    sealed_db
+        .batch_execute("INSERT INTO t VALUES (200, 'later')")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sealing_state(&mut sealed_db).1 != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(sealing_state(&mut sealed_db), (n + 1, 0), "a later entry");
+
+    drop((sealed_db, other_db, admin));
+    cluster.stop("fast");
+    eprintln!(
+        "sealer: {n} entries sealed {:.2}s after the writes; test took {:.1}s",
+        took.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+// ---------------------------------------------------------------- reads in the server log
+
+const DB: &str = "aegis_reads";
+
+/// A protected table public.t with 3 rows, and an unprotected one public.u.
+fn reads_setup(cluster: &ScratchCluster) -> Client {
+    create_db(cluster, DB);
+    let mut c = cluster.connect(DB);
+    c.batch_execute(
+        "CREATE EXTENSION pg_aegis;
+         CREATE TABLE t (k int PRIMARY KEY, v text);
+         SELECT aegis.protect('t');
+         INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, 'three');
+         CREATE TABLE u (k int PRIMARY KEY);
+         INSERT INTO u VALUES (1);",
+    )
+    .unwrap();
+    c
+}
+
+fn read_entries(c: &mut Client) -> Vec<(String, String, String, Option<String>)> {
+    c.query(
+        "SELECT operation, table_name, db_user, detail ->> 'rows' FROM aegis.audit_log
+         WHERE operation IN ('SELECT', 'COPY') ORDER BY id",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+    .collect()
+}
+
+#[test]
+fn reads_in_read_only_transactions_go_to_the_server_log() {
+    let started = Instant::now();
+    let cluster = cluster("reads-log", &[]);
+    let mut c = reads_setup(&cluster);
+
+    // Off (the default) and no "audit_reads" in the policy: nothing anywhere.
+    let log = LogTail::mark(&cluster);
+    c.batch_execute("BEGIN READ ONLY; SELECT count(*) FROM t; COMMIT;")
+        .unwrap();
+    c.batch_execute("SELECT count(*) FROM t").unwrap();
+    assert_eq!(log.aegis_json(), Vec::<String>::new(), "reads not audited");
+    assert!(read_entries(&mut c).is_empty());
+
+    // On, read-only transaction: a JSON line in the log, no entry.
+    let log = LogTail::mark(&cluster);
+    c.batch_execute("SET aegis.audit_reads = on; BEGIN READ ONLY; SELECT count(*) FROM t; COMMIT;")
+        .unwrap();
+    let lines = log.events("read");
+    assert_eq!(
+        lines.len(),
+        1,
+        "one read event logged: {:?}",
+        log.aegis_json()
+    );
+    let line = &lines[0];
+    for part in [
+        "\"event\":\"read\"",
+        "\"operation\":\"SELECT\"",
+        "\"tables\":[\"public.t\"]",
+        "\"rows\":1",
+        "\"user\":\"postgres\"",
+    ] {
+        assert!(line.contains(part), "{part} in {line}");
+    }
+    assert_eq!(
+        fields(&mut c, line),
+        (
+            "read".to_string(),
+            "[\"public.t\"]".to_string(),
+            Some(1),
+            "postgres".to_string(),
+            "postgres".to_string(),
+            Some("SELECT".to_string())
+        )
+    );
+    assert!(
+        read_entries(&mut c).is_empty(),
+        "the read-only transaction added no entry to aegis.audit_log"
+    );
+
+    // The extended protocol (a portal ended at commit) and the row count of
+    // a multi-row result, still read-only.
+    let log = LogTail::mark(&cluster);
+    {
+        let mut tx = c.build_transaction().read_only(true).start().unwrap();
+        let rows = tx.query("SELECT k FROM t ORDER BY k", &[]).unwrap();
+        assert_eq!(rows.len(), 3);
+        tx.commit().unwrap();
+    }
+    let lines = log.events("read");
+    assert_eq!(lines.len(), 1, "{:?}", log.aegis_json());
+    assert!(lines[0].contains("\"rows\":3"), "{}", lines[0]);
+    assert!(read_entries(&mut c).is_empty());
+
+    // A writable transaction records the read in aegis.audit_log instead.
+    let log = LogTail::mark(&cluster);
+    c.batch_execute("BEGIN; SELECT count(*) FROM t; COMMIT;")
+        .unwrap();
+    let rows = c.query("SELECT k FROM t WHERE k <= 2", &[]).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        read_entries(&mut c),
+        vec![
+            (
+                "SELECT".into(),
+                "public.t".into(),
+                "postgres".into(),
+                Some("1".into())
+            ),
+            (
+                "SELECT".into(),
+                "public.t".into(),
+                "postgres".into(),
+                Some("2".into())
+            ),
+        ],
+        "the writable transactions' reads are entries"
+    );
+    assert_eq!(
+        log.events("read"),
+        Vec::<String>::new(),
+        "and not log lines"
+    );
+
+    // Unprotected tables are never audited.
+    let log = LogTail::mark(&cluster);
+    c.batch_execute("BEGIN READ ONLY; SELECT count(*) FROM u; COMMIT; SELECT count(*) FROM u;")
+        .unwrap();
+    assert_eq!(log.aegis_json(), Vec::<String>::new());
+    assert_eq!(read_entries(&mut c).len(), 2);
+
+    drop(c);
+    cluster.stop("fast");
+    eprintln!("read log test took {:.1}s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn denied_attempts_on_protected_tables_go_to_the_server_log() {
+    let started = Instant::now();
+    let cluster = cluster("reads-denied", &[]);
+    let mut admin = reads_setup(&cluster);
+    // A login role with no privilege on t or u. The scratch cluster listens
+    // on its unix socket only, with trust: a real login as that role (its
+    // own session, not SET ROLE), without a password.
+    let role = "it_no_privileges";
+    admin
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN"))
+        .unwrap();
+    let entries_before = sealing_state(&mut admin).0;
+    let mut user = cluster
+        .config(DB)
+        .user(role)
+        .connect(NoTls)
+        .expect("login as the unprivileged role");
+
+    let log = LogTail::mark(&cluster);
+    let e = user.query("SELECT * FROM t", &[]).unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e}");
+    let lines = log.events("access_denied");
+    assert_eq!(
+        lines.len(),
+        1,
+        "one denied attempt logged: {:?}",
+        log.aegis_json()
+    );
+    let line = &lines[0];
+    for part in [
+        "\"event\":\"access_denied\"",
+        "\"tables\":[\"public.t\"]",
+        &format!("\"user\":\"{role}\""),
+    ] {
+        assert!(line.contains(part), "{part} in {line}");
+    }
+    let (event, tables, _, who, session, _) = fields(&mut admin, line);
+    assert_eq!(
+        (
+            event.as_str(),
+            tables.as_str(),
+            who.as_str(),
+            session.as_str()
+        ),
+        ("access_denied", "[\"public.t\"]", role, role)
+    );
+
+    // Inside a transaction block that the error aborts and that is rolled
+    // back: the attempt is on record all the same.
+    let log = LogTail::mark(&cluster);
+    user.batch_execute("BEGIN").unwrap();
+    let e = user
+        .batch_execute("SELECT v FROM t WHERE k = 1")
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e}");
+    user.batch_execute("ROLLBACK").unwrap();
+    let lines = log.events("access_denied");
+    assert_eq!(lines.len(), 1, "{:?}", log.aegis_json());
+    assert!(
+        lines[0].contains(&format!("\"user\":\"{role}\"")) && lines[0].contains("public.t"),
+        "{}",
+        lines[0]
+    );
+
+    // SET ROLE: "user" is the role checked, "session_user" the login.
+    let log = LogTail::mark(&cluster);
+    admin.batch_execute(&format!("SET ROLE {role}")).unwrap();
+    let e = admin.batch_execute("SELECT count(*) FROM t").unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e}");
+    admin.batch_execute("RESET ROLE").unwrap();
+    let lines = log.events("access_denied");
+    assert_eq!(lines.len(), 1, "{:?}", log.aegis_json());
+    let (_, _, _, who, session, _) = fields(&mut admin, &lines[0]);
+    assert_eq!((who.as_str(), session.as_str()), (role, "postgres"));
+
+    // A denied read of an unprotected table is none of pg_aegis's business.
+    let log = LogTail::mark(&cluster);
+    let e = user.query("SELECT * FROM u", &[]).unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e}");
+    assert_eq!(log.aegis_json(), Vec::<String>::new());
+
+    // Denied attempts are log lines only: the trail is unchanged.
+    assert_eq!(sealing_state(&mut admin).0, entries_before);
+
+    drop(user);
+    admin.batch_execute(&format!("DROP ROLE {role}")).unwrap();
+    drop(admin);
+    cluster.stop("fast");
+    eprintln!("denied test took {:.1}s", started.elapsed().as_secs_f64());
+}
