@@ -174,3 +174,34 @@ UPDATE aegis.audit_log SET new_row = jsonb_set(new_row, '{resolved}', 'false')
 WHERE id = (SELECT entry_id FROM aegis.audit_chain ORDER BY position DESC LIMIT 1);
 SELECT * FROM aegis.verify_chain(:'head');
 ROLLBACK;
+-- Reads of the sensitive tables are audited too (their policy says
+-- "audit_reads"; the library is preloaded), with who and how many rows.
+SET ROLE bob;
+SELECT count(*) AS errors_bob_sees FROM monitoring.error_logs;
+RESET ROLE;
+SELECT operation, table_name, db_user, detail FROM aegis.audit_log
+WHERE operation = 'SELECT' ORDER BY id DESC LIMIT 1;
+-- The live table matches its trail, and a change made behind the trigger's
+-- back (a superuser in replica mode) is found.
+SELECT ok, rows_checked, mismatches FROM aegis.verify_table('monitoring.error_logs');
+BEGIN;
+SET LOCAL session_replication_role = replica;
+UPDATE monitoring.error_logs SET error_message = 'nothing to see here'
+WHERE id = (SELECT min(id) FROM monitoring.error_logs);
+SELECT ok, mismatches, problem FROM aegis.verify_table('monitoring.error_logs');
+ROLLBACK;
+-- A table's owner cannot switch its audit trigger or RLS off (the DDL guard);
+-- a superuser can, and that is recorded.
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'demo_owner') THEN CREATE ROLE demo_owner; END IF;
+END $$;
+CREATE TABLE IF NOT EXISTS public.demo_guarded (id int PRIMARY KEY, note text);
+ALTER TABLE public.demo_guarded OWNER TO demo_owner;
+SELECT aegis.protect('public.demo_guarded')
+WHERE NOT EXISTS (SELECT 1 FROM aegis.protected_tables WHERE relid = 'public.demo_guarded'::regclass);
+SET ROLE demo_owner;
+DO $$ BEGIN
+    ALTER TABLE public.demo_guarded DISABLE TRIGGER aegis_audit;
+EXCEPTION WHEN insufficient_privilege THEN RAISE NOTICE '%', SQLERRM;
+END $$;
+RESET ROLE;

@@ -364,9 +364,18 @@ unsafe fn plan_for(rel: pg_sys::Relation) -> Result<Rc<RelPlan>, AegisError> {
     Ok(plan)
 }
 
+thread_local! {
+    /// verify_table() renders a row as it was written before the pseudonym
+    /// key existed (pii values as `[PII]`) to compare with such entries.
+    static WITHOUT_PSEUDONYMS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Whether the pseudonym key is usable (master key configured, key present).
 /// Checked once and cached until the keyring changes.
 fn pseudonyms_available() -> bool {
+    if WITHOUT_PSEUDONYMS.get() {
+        return false;
+    }
     if let Some(v) = CACHE.with(|c| c.borrow().pseudonyms) {
         return v;
     }
@@ -1987,11 +1996,29 @@ fn verify_table_impl(tbl: pg_sys::Oid) -> Result<VerifyTableRow, AegisError> {
                 format!("row was deleted in the audit trail (entry {}) but is present", l.id),
                 &mut first,
             ),
-            Some(l) if l.new_row.as_deref() != Some(img.row.canonical.as_slice()) => note(
-                pk_json(pk),
-                format!("row differs from its latest audit entry {}", l.id),
-                &mut first,
-            ),
+            Some(l) if l.new_row.as_deref() != Some(img.row.canonical.as_slice()) => {
+                // An entry written before the pseudonym key existed holds
+                // `[PII]` where the row now gives a pseudonym: compare the
+                // row rendered that way too.
+                struct Reset;
+                impl Drop for Reset {
+                    fn drop(&mut self) {
+                        WITHOUT_PSEUDONYMS.set(false);
+                    }
+                }
+                let reset = Reset;
+                WITHOUT_PSEUDONYMS.set(true);
+                // SAFETY: as above.
+                let plain = unsafe { images(plan, tupdesc, tuple) };
+                drop(reset);
+                if l.new_row.as_deref() != Some(plain?.row.canonical.as_slice()) {
+                    note(
+                        pk_json(pk),
+                        format!("row differs from its latest audit entry {}", l.id),
+                        &mut first,
+                    );
+                }
+            }
             Some(_) => {}
         }
         Ok(())

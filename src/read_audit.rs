@@ -147,17 +147,20 @@ fn record(operation: &str, tables: &[String], rows: u64, query_id: u64) {
     let writable = unsafe {
         !pg_sys::RecoveryInProgress() && !pg_sys::XactReadOnly && !pg_sys::IsInParallelMode()
     };
+    let line = |recorded_in: &str| {
+        json_line(serde_json::json!({
+            "event": "read", "operation": operation, "tables": tables,
+            "rows": rows, "query_id": query_id, "recorded_in": recorded_in,
+        }))
+    };
     if !writable {
-        pgrx::log!(
-            "{}",
-            json_line(serde_json::json!({
-                "event": "read", "operation": operation, "tables": tables,
-                "rows": rows, "query_id": query_id,
-                "recorded_in": "server log (the transaction cannot write)",
-            }))
-        );
+        pgrx::log!("{}", line("server log (the transaction cannot write)"));
         return;
     }
+    // The entries roll back with the transaction; if it (or the
+    // subtransaction that read) aborts, the read goes to the server log
+    // then, so a rollback cannot hide it.
+    pending_push(line("server log (the transaction that read rolled back)"));
     let _busy = Busy::enter();
     let detail = serde_json::json!({ "rows": rows, "query_id": query_id }).to_string();
     let r = Doc::from_json(&detail).and_then(|detail| {
@@ -175,6 +178,74 @@ fn record(operation: &str, tables: &[String], rows: u64, query_id: u64) {
     });
     if let Err(e) = r {
         raise(e);
+    }
+}
+
+thread_local! {
+    /// Log lines of reads recorded as entries in the current transaction,
+    /// with the subtransaction that read; emitted if it aborts.
+    static PENDING: std::cell::RefCell<Vec<(pg_sys::SubTransactionId, String)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+    static CALLBACKS: Cell<bool> = const { Cell::new(false) };
+}
+
+fn pending_push(line: String) {
+    if !CALLBACKS.replace(true) {
+        // SAFETY: registers functions for the life of the backend.
+        unsafe {
+            pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
+            pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
+        }
+    }
+    // SAFETY: a backend function without side effects.
+    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    PENDING.with(|p| p.borrow_mut().push((sub, line)));
+}
+
+fn emit(lines: Vec<(pg_sys::SubTransactionId, String)>) {
+    for (_, l) in lines {
+        pgrx::log!("{l}");
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent as X;
+    match event {
+        X::XACT_EVENT_ABORT | X::XACT_EVENT_PARALLEL_ABORT => {
+            emit(PENDING.with(|p| std::mem::take(&mut *p.borrow_mut())));
+        }
+        X::XACT_EVENT_COMMIT | X::XACT_EVENT_PARALLEL_COMMIT | X::XACT_EVENT_PREPARE => {
+            PENDING.with(|p| p.borrow_mut().clear());
+        }
+        _ => {}
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subxact(
+    event: pg_sys::SubXactEvent::Type,
+    my_subid: pg_sys::SubTransactionId,
+    parent_subid: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::SubXactEvent as S;
+    match event {
+        S::SUBXACT_EVENT_ABORT_SUB => {
+            let aborted = PENDING.with(|p| {
+                let mut p = p.borrow_mut();
+                let (gone, kept): (Vec<_>, Vec<_>) = p.drain(..).partition(|(s, _)| *s == my_subid);
+                *p = kept;
+                gone
+            });
+            emit(aborted);
+        }
+        S::SUBXACT_EVENT_COMMIT_SUB => PENDING.with(|p| {
+            for e in p.borrow_mut().iter_mut().filter(|(s, _)| *s == my_subid) {
+                e.0 = parent_subid;
+            }
+        }),
+        _ => {}
     }
 }
 

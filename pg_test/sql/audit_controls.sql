@@ -52,6 +52,23 @@ SELECT ok, rows_checked, mismatches FROM aegis.verify_table('public.ctl_t');
 TRUNCATE ctl_t;
 INSERT INTO ctl_t VALUES (5, 'five', NULL);
 SELECT ok, rows_checked, mismatches FROM aegis.verify_table('public.ctl_t');
+-- Entries written before the pseudonym key existed hold [PII] for pii
+-- columns; creating the key later is not a mismatch, a real change still is.
+CREATE TABLE public.ctl_pii (id int PRIMARY KEY, email text, v text);
+SELECT aegis.protect('public.ctl_pii', '{"columns": {"email": "pii"}}');
+INSERT INTO ctl_pii VALUES (1, 'a@example.com', 'x');
+SELECT new_row ->> 'email' AS stored_email FROM aegis.audit_log WHERE table_name = 'public.ctl_pii';
+SELECT aegis.create_key('pseudonym') IS NOT NULL AS pseudonym_key;
+SELECT ok, mismatches FROM aegis.verify_table('public.ctl_pii');
+SET session_replication_role = replica;
+UPDATE ctl_pii SET v = 'y';
+RESET session_replication_role;
+SELECT ok, mismatches FROM aegis.verify_table('public.ctl_pii');
+DELETE FROM aegis.keys WHERE name = 'pseudonym';
+SET client_min_messages = error;
+SELECT aegis.unprotect('public.ctl_pii');
+RESET client_min_messages;
+DROP TABLE ctl_pii;
 -- Errors and privileges.
 CREATE TABLE public.ctl_plain (id int PRIMARY KEY);
 SELECT * FROM aegis.verify_table('public.ctl_plain');
