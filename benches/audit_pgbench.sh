@@ -102,8 +102,8 @@ fi
 sql -q <<'EOF' >/dev/null
 SET client_min_messages = error;  -- unprotect() and DROP warn
 SELECT aegis.unprotect(relid) FROM aegis.protected_tables
-WHERE relid::text ~ '^bench_(audit|plain|plpgsql|pgaudit)\.';
-DROP SCHEMA IF EXISTS bench_audit, bench_plain, bench_plpgsql, bench_pgaudit CASCADE;
+WHERE relid::text ~ '^bench_(audit|plain|plpgsql|supa|pgaudit)\.';
+DROP SCHEMA IF EXISTS bench_audit, bench_plain, bench_plpgsql, bench_supa, bench_pgaudit CASCADE;
 DELETE FROM aegis.protected_tables WHERE relid::text ~ '^[0-9]+$';
 DROP ROLE IF EXISTS bench_ingest;
 DROP ROLE IF EXISTS bench_ingest_pgaudit;

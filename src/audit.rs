@@ -485,58 +485,56 @@ impl Doc {
     }
 }
 
-/// A jsonb object built member by member with pushJsonbValue (no JSON text,
-/// no parser). Strings are copied into the current memory context.
+/// A jsonb object built member by member (no JSON text, no parser): the
+/// pairs are collected in Rust, sorted into jsonb's key order and converted
+/// with one JsonbValueToJsonb call. String bytes live in the builder until
+/// then. An embedded json/jsonb value goes through pushJsonbValue instead,
+/// which can unpack it.
 struct JsonbObject {
-    state: *mut pg_sys::JsonbParseState,
+    pairs: Vec<pg_sys::JsonbPair>,
+    /// Owned bytes the pairs point into (heap buffers do not move).
+    bytes: Vec<Box<[u8]>>,
+    nested: bool,
+}
+
+/// A JsonbValue with all-zero payload (a valid value of the plain C union).
+fn jbv(type_: pg_sys::jbvType::Type) -> pg_sys::JsonbValue {
+    pg_sys::JsonbValue {
+        type_,
+        // SAFETY: all-zero is a valid value of this plain C union.
+        val: unsafe { std::mem::zeroed() },
+    }
 }
 
 impl JsonbObject {
     fn new() -> Self {
-        let mut state = std::ptr::null_mut();
-        // SAFETY: starts a new parse state in the current memory context.
-        unsafe {
-            pg_sys::pushJsonbValue(
-                &mut state,
-                pg_sys::JsonbIteratorToken::WJB_BEGIN_OBJECT,
-                std::ptr::null_mut(),
-            )
-        };
-        JsonbObject { state }
+        JsonbObject {
+            pairs: Vec::with_capacity(16),
+            bytes: Vec::with_capacity(32),
+            nested: false,
+        }
     }
 
-    fn string(s: &str) -> pg_sys::JsonbValue {
-        // SAFETY: a palloc'd copy that outlives the builder (same context).
-        let p = unsafe {
-            let p = pg_sys::palloc(s.len().max(1)).cast::<u8>();
-            std::ptr::copy_nonoverlapping(s.as_ptr(), p, s.len());
-            p
-        };
-        let mut v = pg_sys::JsonbValue {
-            type_: pg_sys::jbvType::jbvString,
-            // SAFETY: all-zero is a valid value of this plain C union.
-            val: unsafe { std::mem::zeroed() },
-        };
+    fn string(&mut self, s: &str) -> pg_sys::JsonbValue {
+        let b: Box<[u8]> = s.as_bytes().into();
+        let mut v = jbv(pg_sys::jbvType::jbvString);
         v.val.string = pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_1 {
-            len: s.len() as i32,
-            val: p.cast(),
+            len: b.len() as i32,
+            val: b.as_ptr().cast_mut().cast(),
         };
+        self.bytes.push(b);
         v
     }
 
-    /// Add one member (keys arrive unique; jsonb orders them itself).
+    /// Add one member (keys arrive unique).
     fn push(&mut self, key: &str, v: &Scalar<'_>) {
-        let mut k = Self::string(key);
-        // SAFETY: all-zero is a valid value of this plain C union.
-        let mut val = pg_sys::JsonbValue {
-            type_: pg_sys::jbvType::jbvNull,
-            val: unsafe { std::mem::zeroed() },
-        };
-        match v {
-            Scalar::Null => {}
+        let k = self.string(key);
+        let val = match v {
+            Scalar::Null => jbv(pg_sys::jbvType::jbvNull),
             Scalar::Bool(b) => {
-                val.type_ = pg_sys::jbvType::jbvBool;
+                let mut val = jbv(pg_sys::jbvType::jbvBool);
                 val.val.boolean = *b;
+                val
             }
             Scalar::Number(n) => {
                 let c = CString::new(n.as_bytes()).unwrap_or_default();
@@ -552,14 +550,15 @@ impl JsonbObject {
                         ],
                     )
                 };
-                val.type_ = pg_sys::jbvType::jbvNumeric;
+                let mut val = jbv(pg_sys::jbvType::jbvNumeric);
                 val.val.numeric = d.map_or(std::ptr::null_mut(), |d| d.cast_mut_ptr());
+                val
             }
-            Scalar::String(s) => val = Self::string(s),
+            Scalar::String(s) => self.string(s),
             Scalar::Json(text) => {
                 let d = jsonb_datum(text);
                 let jb = d.cast_mut_ptr::<pg_sys::Jsonb>();
-                val.type_ = pg_sys::jbvType::jbvBinary;
+                let mut val = jbv(pg_sys::jbvType::jbvBinary);
                 // SAFETY: jsonb_in returns a plain (untoasted) jsonb.
                 val.val.binary = unsafe {
                     pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_4 {
@@ -567,24 +566,52 @@ impl JsonbObject {
                         data: std::ptr::addr_of_mut!((*jb).root),
                     }
                 };
+                self.nested = true;
+                val
             }
-        }
-        // SAFETY: the state was begun by new(); keys and values as built
-        // above (a jbvBinary value is unpacked by pushJsonbValue).
-        unsafe {
-            pg_sys::pushJsonbValue(&mut self.state, pg_sys::JsonbIteratorToken::WJB_KEY, &mut k);
-            pg_sys::pushJsonbValue(&mut self.state, pg_sys::JsonbIteratorToken::WJB_VALUE, &mut val);
-        }
+        };
+        self.pairs.push(pg_sys::JsonbPair {
+            key: k,
+            value: val,
+            order: self.pairs.len() as u32,
+        });
     }
 
     fn finish(mut self) -> pg_sys::Datum {
-        // SAFETY: closes the object begun by new().
+        if self.nested {
+            return self.finish_pushed();
+        }
+        // jsonb's key order: shorter keys first, then bytewise.
+        // SAFETY: every key is a jbvString built by string().
+        self.pairs.sort_by(|a, b| unsafe {
+            let (ka, kb) = (a.key.val.string, b.key.val.string);
+            ka.len.cmp(&kb.len).then_with(|| {
+                std::slice::from_raw_parts(ka.val.cast::<u8>(), ka.len as usize)
+                    .cmp(std::slice::from_raw_parts(kb.val.cast::<u8>(), kb.len as usize))
+            })
+        });
+        let mut obj = jbv(pg_sys::jbvType::jbvObject);
+        obj.val.object = pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_3 {
+            nPairs: self.pairs.len() as i32,
+            pairs: self.pairs.as_mut_ptr(),
+        };
+        // SAFETY: an object of scalar pairs, sorted and unique, whose bytes
+        // are alive for the call; the result is a new palloc'd jsonb.
+        unsafe { pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(&mut obj)) }
+    }
+
+    /// Through pushJsonbValue, which unpacks embedded jsonb values.
+    fn finish_pushed(mut self) -> pg_sys::Datum {
+        let mut state = std::ptr::null_mut();
+        // SAFETY: a new parse state in the current memory context; keys and
+        // values as built by push(), alive until JsonbValueToJsonb.
         unsafe {
-            let v = pg_sys::pushJsonbValue(
-                &mut self.state,
-                pg_sys::JsonbIteratorToken::WJB_END_OBJECT,
-                std::ptr::null_mut(),
-            );
+            pg_sys::pushJsonbValue(&mut state, pg_sys::JsonbIteratorToken::WJB_BEGIN_OBJECT, std::ptr::null_mut());
+            for p in self.pairs.iter_mut() {
+                pg_sys::pushJsonbValue(&mut state, pg_sys::JsonbIteratorToken::WJB_KEY, &mut p.key);
+                pg_sys::pushJsonbValue(&mut state, pg_sys::JsonbIteratorToken::WJB_VALUE, &mut p.value);
+            }
+            let v = pg_sys::pushJsonbValue(&mut state, pg_sys::JsonbIteratorToken::WJB_END_OBJECT, std::ptr::null_mut());
             pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(v))
         }
     }
@@ -878,6 +905,12 @@ pub(crate) struct NewEntry<'a> {
 }
 
 fn text_datum(s: &str) -> pg_sys::Datum {
+    if server_is_utf8() {
+        // SAFETY: copies `len` bytes into a palloc'd text.
+        return unsafe {
+            pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(s.as_ptr().cast(), s.len() as i32))
+        };
+    }
     let c = to_server_cstring(s);
     // SAFETY: a NUL-terminated string; the text is palloc'd.
     unsafe { pg_sys::Datum::from(pg_sys::cstring_to_text(c.as_ptr())) }

@@ -186,3 +186,11 @@ SELECT aegis.unprotect('public.ctl_t');
 DROP TABLE ctl_t;
 DROP OWNED BY ctl_owner, ctl_reader, ctl_auditor;
 DROP ROLE ctl_owner, ctl_reader, ctl_auditor;
+
+-- The writer builds jsonb directly (no parser): every stored image is the
+-- same jsonb its text parses to, and every key is found by jsonb's binary
+-- search (keys in jsonb order).
+SELECT bool_and(d::text::jsonb = d AND (SELECT bool_and(d ? k) FROM jsonb_object_keys(d) k)) AS images_well_formed,
+       count(*) > 0 AS some_images
+FROM aegis.audit_log, LATERAL (VALUES (new_row), (old_row), (pk)) v(d)
+WHERE jsonb_typeof(d) = 'object';
