@@ -586,8 +586,9 @@ impl JsonbObject {
         self.pairs.sort_by(|a, b| unsafe {
             let (ka, kb) = (a.key.val.string, b.key.val.string);
             ka.len.cmp(&kb.len).then_with(|| {
-                std::slice::from_raw_parts(ka.val.cast::<u8>(), ka.len as usize)
-                    .cmp(std::slice::from_raw_parts(kb.val.cast::<u8>(), kb.len as usize))
+                std::slice::from_raw_parts(ka.val.cast::<u8>(), ka.len as usize).cmp(
+                    std::slice::from_raw_parts(kb.val.cast::<u8>(), kb.len as usize),
+                )
             })
         });
         let mut obj = jbv(pg_sys::jbvType::jbvObject);
@@ -606,12 +607,24 @@ impl JsonbObject {
         // SAFETY: a new parse state in the current memory context; keys and
         // values as built by push(), alive until JsonbValueToJsonb.
         unsafe {
-            pg_sys::pushJsonbValue(&mut state, pg_sys::JsonbIteratorToken::WJB_BEGIN_OBJECT, std::ptr::null_mut());
+            pg_sys::pushJsonbValue(
+                &mut state,
+                pg_sys::JsonbIteratorToken::WJB_BEGIN_OBJECT,
+                std::ptr::null_mut(),
+            );
             for p in self.pairs.iter_mut() {
                 pg_sys::pushJsonbValue(&mut state, pg_sys::JsonbIteratorToken::WJB_KEY, &mut p.key);
-                pg_sys::pushJsonbValue(&mut state, pg_sys::JsonbIteratorToken::WJB_VALUE, &mut p.value);
+                pg_sys::pushJsonbValue(
+                    &mut state,
+                    pg_sys::JsonbIteratorToken::WJB_VALUE,
+                    &mut p.value,
+                );
             }
-            let v = pg_sys::pushJsonbValue(&mut state, pg_sys::JsonbIteratorToken::WJB_END_OBJECT, std::ptr::null_mut());
+            let v = pg_sys::pushJsonbValue(
+                &mut state,
+                pg_sys::JsonbIteratorToken::WJB_END_OBJECT,
+                std::ptr::null_mut(),
+            );
             pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(v))
         }
     }
@@ -908,7 +921,10 @@ fn text_datum(s: &str) -> pg_sys::Datum {
     if server_is_utf8() {
         // SAFETY: copies `len` bytes into a palloc'd text.
         return unsafe {
-            pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(s.as_ptr().cast(), s.len() as i32))
+            pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(
+                s.as_ptr().cast(),
+                s.len() as i32,
+            ))
         };
     }
     let c = to_server_cstring(s);
@@ -1010,7 +1026,8 @@ pub(crate) fn write_entry(e: &NewEntry<'_>) -> Result<(), AegisError> {
         // with_open_log); the tuple matches its descriptor (the column count
         // was checked when it was opened).
         unsafe {
-            let tuple = pg_sys::heap_form_tuple((*rel).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
+            let tuple =
+                pg_sys::heap_form_tuple((*rel).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
             // The catalog insert helpers: heap insert, then each index of
             // the table (aegis.audit_log has one plain btree, no
             // expressions).
@@ -1110,10 +1127,15 @@ unsafe fn close_log(l: OpenLog) {
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+unsafe extern "C-unwind" fn on_xact_event(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
     use pg_sys::XactEvent as X;
     match event {
-        X::XACT_EVENT_PRE_COMMIT | X::XACT_EVENT_PARALLEL_PRE_COMMIT | X::XACT_EVENT_PRE_PREPARE => {
+        X::XACT_EVENT_PRE_COMMIT
+        | X::XACT_EVENT_PARALLEL_PRE_COMMIT
+        | X::XACT_EVENT_PRE_PREPARE => {
             COMMITTING.set(true);
             if let Some(l) = OPEN_LOG.take() {
                 // SAFETY: closed under the owner it was opened with.
@@ -1174,7 +1196,10 @@ fn with_open_log(
         // SAFETY: registers functions for the life of the backend.
         unsafe {
             pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut());
-            pg_sys::RegisterResourceReleaseCallback(Some(on_resource_release), std::ptr::null_mut());
+            pg_sys::RegisterResourceReleaseCallback(
+                Some(on_resource_release),
+                std::ptr::null_mut(),
+            );
         }
         XACT_CALLBACK.set(true);
     }
@@ -1872,9 +1897,9 @@ fn for_each_row(
                 0,
                 std::ptr::null_mut(),
                 std::ptr::null_mut(),
-                (pg_sys::ScanOptions::SO_TYPE_SEQSCAN
+                pg_sys::ScanOptions::SO_TYPE_SEQSCAN
                     | pg_sys::ScanOptions::SO_ALLOW_STRAT
-                    | pg_sys::ScanOptions::SO_ALLOW_PAGEMODE) as u32,
+                    | pg_sys::ScanOptions::SO_ALLOW_PAGEMODE,
             );
             let mut result = Ok(());
             loop {
@@ -2026,7 +2051,10 @@ fn verify_table_impl(tbl: pg_sys::Oid) -> Result<VerifyTableRow, AegisError> {
             None => note(pk_json(pk), "row has no audit entry".into(), &mut first),
             Some(l) if l.operation == "DELETE" => note(
                 pk_json(pk),
-                format!("row was deleted in the audit trail (entry {}) but is present", l.id),
+                format!(
+                    "row was deleted in the audit trail (entry {}) but is present",
+                    l.id
+                ),
                 &mut first,
             ),
             Some(l) if l.new_row.as_deref() != Some(img.row.canonical.as_slice()) => {
@@ -2057,7 +2085,10 @@ fn verify_table_impl(tbl: pg_sys::Oid) -> Result<VerifyTableRow, AegisError> {
         Ok(())
     })?;
     // Keys the trail says exist but the table does not have.
-    let mut missing: Vec<&Latest> = latest.values().filter(|l| l.operation != "DELETE").collect();
+    let mut missing: Vec<&Latest> = latest
+        .values()
+        .filter(|l| l.operation != "DELETE")
+        .collect();
     missing.sort_by_key(|l| l.id);
     for l in missing {
         note(
@@ -2067,10 +2098,19 @@ fn verify_table_impl(tbl: pg_sys::Oid) -> Result<VerifyTableRow, AegisError> {
         );
     }
     let (first_mismatch, problem) = match first {
-        Some((pk, p)) => (Some(pgrx::JsonB(serde_json::json!({ "key": pk, "problem": p }))), Some(p)),
+        Some((pk, p)) => (
+            Some(pgrx::JsonB(serde_json::json!({ "key": pk, "problem": p }))),
+            Some(p),
+        ),
         None => (None, None),
     };
-    Ok((Some(mismatches == 0), Some(checked), Some(mismatches), first_mismatch, problem))
+    Ok((
+        Some(mismatches == 0),
+        Some(checked),
+        Some(mismatches),
+        first_mismatch,
+        problem,
+    ))
 }
 
 type VerifyTableRow = (

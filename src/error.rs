@@ -107,10 +107,12 @@ impl AegisError {
             AegisError::SealIsolation => ERRCODE_ACTIVE_SQL_TRANSACTION, // 25001
             AegisError::BadHead { .. } => ERRCODE_INVALID_PARAMETER_VALUE, // 22023
             AegisError::EmptyChain => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, // 55000
-            AegisError::NotProtected { .. } | AegisError::NoPrimaryKey { .. } | AegisError::LogIndex => {
+            AegisError::NotProtected { .. }
+            | AegisError::NoPrimaryKey { .. }
+            | AegisError::LogIndex => {
                 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE // 55000
             }
-            AegisError::Internal(_) => ERRCODE_INTERNAL_ERROR,          // XX000
+            AegisError::Internal(_) => ERRCODE_INTERNAL_ERROR, // XX000
         }
     }
 

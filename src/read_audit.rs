@@ -302,7 +302,8 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_end(qd: *mut pg_sys::Que
         if read.is_empty() || is_ri_check(stmt) {
             return;
         }
-        let copy = !(*qd).dest.is_null() && (*(*qd).dest).mydest == pg_sys::CommandDest::DestCopyOut;
+        let copy =
+            !(*qd).dest.is_null() && (*(*qd).dest).mydest == pg_sys::CommandDest::DestCopyOut;
         if copy {
             COPY_RECORDED.set(true);
         }
@@ -358,6 +359,11 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_copy_done(
             return;
         }
         let rows = if qc.is_null() { 0 } else { (*qc).nprocessed };
-        record("COPY", std::slice::from_ref(&t.table), rows, (*pstmt).queryId);
+        record(
+            "COPY",
+            std::slice::from_ref(&t.table),
+            rows,
+            (*pstmt).queryId,
+        );
     }
 }

@@ -13,7 +13,9 @@ use std::time::Duration;
 pub fn register() {
     for db in guc::seal_databases() {
         if db.len() >= 64 {
-            pgrx::warning!("pg_aegis: database name {db:?} in aegis.seal_databases is too long; skipped");
+            pgrx::warning!(
+                "pg_aegis: database name {db:?} in aegis.seal_databases is too long; skipped"
+            );
             continue;
         }
         BackgroundWorkerBuilder::new(&format!("pg_aegis sealer {db}"))

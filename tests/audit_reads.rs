@@ -381,15 +381,25 @@ fn reads_in_read_only_transactions_go_to_the_server_log() {
     // so the read is written to the server log when the transaction or the
     // subtransaction that read aborts; committed reads stay entries only.
     let log = LogTail::mark(&cluster);
-    c.batch_execute("BEGIN; SELECT count(*) FROM t; ROLLBACK;").unwrap();
+    c.batch_execute("BEGIN; SELECT count(*) FROM t; ROLLBACK;")
+        .unwrap();
     c.batch_execute(
         "BEGIN; SAVEPOINT s; SELECT k FROM t WHERE k = 1; ROLLBACK TO s; \
          SAVEPOINT s2; SELECT k FROM t WHERE k <= 2; RELEASE s2; COMMIT;",
     )
     .unwrap();
     let lines = log.events("read");
-    assert_eq!(lines.len(), 2, "the two rolled-back reads: {:?}", log.aegis_json());
-    assert!(lines[0].contains("\"rows\":1") && lines[0].contains("rolled back"), "{}", lines[0]);
+    assert_eq!(
+        lines.len(),
+        2,
+        "the two rolled-back reads: {:?}",
+        log.aegis_json()
+    );
+    assert!(
+        lines[0].contains("\"rows\":1") && lines[0].contains("rolled back"),
+        "{}",
+        lines[0]
+    );
     assert!(lines[1].contains("\"rows\":1"), "{}", lines[1]);
     assert_eq!(
         read_entries(&mut c).len(),

@@ -327,7 +327,11 @@ mod tests {
                 let t = format!("{t:0>w$}", w = s + 1);
                 let (i, f) = t.split_at(t.len() - s);
                 let sign = if m < 0 { "-" } else { "" };
-                OwnedCell::Numeric(if s == 0 { format!("{sign}{i}") } else { format!("{sign}{i}.{f}") })
+                OwnedCell::Numeric(if s == 0 {
+                    format!("{sign}{i}")
+                } else {
+                    format!("{sign}{i}.{f}")
+                })
             }),
             Just(OwnedCell::Numeric("NaN".into())),
             "\\PC{0,20}".prop_map(OwnedCell::Text),
