@@ -143,6 +143,12 @@ unsafe extern "C-unwind" fn on_relcache_inval(_arg: pg_sys::Datum, relid: pg_sys
     });
 }
 
+/// Syscache callback on pg_authid: a renamed or dropped role drops the
+/// cached role names, so entries name roles as they are now called.
+unsafe extern "C-unwind" fn on_role_inval(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+    CACHE.with(|c| c.borrow_mut().users.clear());
+}
+
 fn aegis_relid(name: &CStr) -> Result<pg_sys::Oid, AegisError> {
     // SAFETY: catalog lookups by name; both return InvalidOid when missing.
     let oid = unsafe {
@@ -187,7 +193,12 @@ fn audit_log_oids() -> Result<(pg_sys::Oid, pg_sys::Oid), AegisError> {
                 pg_sys::CacheRegisterRelcacheCallback(
                     Some(on_relcache_inval),
                     pg_sys::Datum::from(0usize),
-                )
+                );
+                pg_sys::CacheRegisterSyscacheCallback(
+                    pg_sys::SysCacheIdentifier::AUTHOID as i32,
+                    Some(on_role_inval),
+                    pg_sys::Datum::from(0usize),
+                );
             };
             c.callback_registered = true;
         }

@@ -194,3 +194,26 @@ SELECT bool_and(d::text::jsonb = d AND (SELECT bool_and(d ? k) FROM jsonb_object
        count(*) > 0 AS some_images
 FROM aegis.audit_log, LATERAL (VALUES (new_row), (old_row), (pk)) v(d)
 WHERE jsonb_typeof(d) = 'object';
+
+-- Entries name roles as they are called now: a rename in the middle of a
+-- session is followed.
+SET client_min_messages = warning;
+CREATE ROLE ctl_writer;
+CREATE TABLE public.ctl_names (id int PRIMARY KEY);
+SELECT aegis.protect('public.ctl_names');
+CREATE POLICY ctl_names_all ON ctl_names USING (true) WITH CHECK (true);
+GRANT INSERT ON ctl_names TO ctl_writer;
+RESET client_min_messages;
+SET ROLE ctl_writer;
+INSERT INTO ctl_names VALUES (1);
+RESET ROLE;
+ALTER ROLE ctl_writer RENAME TO ctl_writer_renamed;
+SET ROLE ctl_writer_renamed;
+INSERT INTO ctl_names VALUES (2);
+RESET ROLE;
+SELECT pk ->> 'id' AS id, db_user FROM aegis.audit_log
+WHERE table_name = 'public.ctl_names' AND operation = 'INSERT' ORDER BY id;
+SET client_min_messages = error;
+SELECT aegis.unprotect('public.ctl_names');
+DROP TABLE ctl_names;
+DROP ROLE ctl_writer_renamed;
