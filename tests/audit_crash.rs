@@ -20,6 +20,7 @@
 //! fsync = off is sound here: the test kills server processes, not the
 //! machine, so everything written to the kernel survives.
 
+use aegis_integration::audit::{chain_head, seal_all, verify};
 use aegis_integration::ScratchCluster;
 use postgres::{Client, Config, NoTls, Transaction};
 use std::collections::{BTreeMap, HashMap};
@@ -257,42 +258,6 @@ fn entries_by_xid(c: &mut Client) -> BTreeMap<(u64, i64), (String, Entry)> {
     .collect()
 }
 
-fn verify(c: &mut Client, head: Option<&str>) -> (bool, i64, Option<String>) {
-    let r = match head {
-        None => c.query_one(
-            "SELECT ok, entries_checked, problem FROM aegis.verify_chain()",
-            &[],
-        ),
-        Some(h) => c.query_one(
-            "SELECT ok, entries_checked, problem FROM aegis.verify_chain($1::text::jsonb)",
-            &[&h],
-        ),
-    }
-    .unwrap();
-    (r.get(0), r.get(1), r.get(2))
-}
-
-/// seal() until every entry is in the chain; returns the number of entries.
-fn seal_all(c: &mut Client) -> i64 {
-    for _ in 0..50 {
-        c.query_one("SELECT aegis.seal()", &[]).unwrap();
-        let r = c
-            .query_one(
-                "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS
-                        (SELECT 1 FROM aegis.audit_chain c WHERE c.entry_id = l.id))
-                 FROM aegis.audit_log l",
-                &[],
-            )
-            .unwrap();
-        let (total, unsealed): (i64, i64) = (r.get(0), r.get(1));
-        if unsealed == 0 {
-            return total;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("entries still unsealed after 50 rounds of seal()");
-}
-
 #[test]
 fn committed_entries_survive_a_crash_and_the_chain_resumes() {
     let started = Instant::now();
@@ -476,7 +441,7 @@ fn committed_entries_survive_a_crash_and_the_chain_resumes() {
     .expect("amcheck on the audit indexes after crash recovery");
 
     // Sealing resumes where the crash left it; the old head still holds.
-    let total = seal_all(&mut c);
+    let total = seal_all(&mut c, 50);
     assert_eq!(total as usize, log.len());
     let (ok, checked, problem) = verify(&mut c, None);
     assert!(
@@ -511,7 +476,7 @@ fn committed_entries_survive_a_crash_and_the_chain_resumes() {
         .unwrap()
         .get(0);
     tx.rollback().unwrap();
-    let total_after = seal_all(&mut c);
+    let total_after = seal_all(&mut c, 50);
     assert_eq!(total_after, total + 16, "10 inserts, 4 updates, 2 deletes");
     let r = c
         .query_one(
@@ -544,10 +509,7 @@ fn committed_entries_survive_a_crash_and_the_chain_resumes() {
     );
     let (ok, _, problem) = verify(&mut c, Some(&head_before));
     assert!(ok, "the pre-crash head after more DML: {problem:?}");
-    let head_after: String = c
-        .query_one("SELECT aegis.chain_head()::text", &[])
-        .unwrap()
-        .get(0);
+    let head_after: String = chain_head(&mut c);
     let (ok, checked, problem) = verify(&mut c, Some(&head_after));
     assert!(ok && checked == total_after, "the new head: {problem:?}");
     drop(c);

@@ -13,6 +13,7 @@
 //! only what the test did. The log is the file `pg_ctl -l` writes (stderr,
 //! no logging collector), read back by the test as root.
 
+use aegis_integration::audit::sealing_state;
 use aegis_integration::{sqlstate, ScratchCluster};
 use postgres::{Client, NoTls};
 use std::path::PathBuf;
@@ -91,19 +92,6 @@ fn fields(
         )
         .unwrap_or_else(|e| panic!("log line is not JSON: {json}: {e}"));
     (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))
-}
-
-/// (entries, entries not in aegis.audit_chain).
-fn sealing_state(c: &mut Client) -> (i64, i64) {
-    let r = c
-        .query_one(
-            "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS
-                    (SELECT 1 FROM aegis.audit_chain c WHERE c.entry_id = l.id))
-             FROM aegis.audit_log l",
-            &[],
-        )
-        .unwrap();
-    (r.get(0), r.get(1))
 }
 
 /// A protected table `t` with some history: 11 entries in 4 transactions.

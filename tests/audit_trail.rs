@@ -6,6 +6,7 @@
 //! waits for the oldest running transaction of the whole cluster (xids are
 //! cluster-wide), so a neighbour's open transaction would hold back seal().
 
+use aegis_integration::audit::chain_head;
 use aegis_integration::{superuser_to, Cluster};
 use postgres::Client;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,12 +74,6 @@ fn verify(c: &mut Client, head: Option<&str>) -> Verdict {
     }
 }
 
-fn head(c: &mut Client) -> String {
-    c.query_one("SELECT aegis.chain_head()::text", &[])
-        .unwrap()
-        .get(0)
-}
-
 /// Lift the append-only guards, as a superuser with full access can.
 const UNGUARD: &str = "ALTER TABLE aegis.audit_log DISABLE TRIGGER append_only;
                        ALTER TABLE aegis.audit_chain DISABLE TRIGGER append_only;
@@ -105,7 +100,7 @@ fn untampered_chain_verifies_with_and_without_its_head() {
     let _serial = serial();
     let db = "aegis_it_tamper_none";
     let mut c = fresh_db(db, 10);
-    let h = head(&mut c);
+    let h = chain_head(&mut c);
     let v = verify(&mut c, None);
     assert!(v.ok && v.checked == 10, "{v:?}");
     let v = verify(&mut c, Some(&h));
@@ -159,7 +154,7 @@ fn deleted_tail_is_caught_by_the_saved_head() {
     let _serial = serial();
     let db = "aegis_it_tamper_tail";
     let mut c = fresh_db(db, 10);
-    let h = head(&mut c);
+    let h = chain_head(&mut c);
     c.batch_execute(UNGUARD).unwrap();
     c.batch_execute(
         "DELETE FROM aegis.audit_log l USING aegis.audit_chain c WHERE c.entry_id = l.id AND c.position > 8;
@@ -236,7 +231,7 @@ fn consistently_rewritten_chain_is_caught_by_the_saved_head() {
     let _serial = serial();
     let db = "aegis_it_tamper_rewrite";
     let mut c = fresh_db(db, 10);
-    let h = head(&mut c);
+    let h = chain_head(&mut c);
     c.batch_execute(UNGUARD).unwrap();
     c.batch_execute(RELINK).unwrap();
     // Reorder two entries and recompute every link after them: the chain is

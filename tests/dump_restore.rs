@@ -6,6 +6,7 @@
 //! sealing carry on in the restored database, also when the restore runs
 //! section by section with a seal() in between.
 
+use aegis_integration::audit::{chain_head, seal_all, verify};
 use aegis_integration::{pg_bin, sqlstate, superuser_to, Cluster, LoginRole};
 use postgres::Client;
 use std::process::Command;
@@ -183,45 +184,6 @@ fn dump_and_restore_keeps_policies_grants_and_data() {
     role.drop_with(&mut admin);
 }
 
-/// seal() until every entry is in the chain (sealing waits for the oldest
-/// transaction of the whole cluster, so a neighbour test can hold it back
-/// for a moment); returns the number of entries.
-fn seal_all(c: &mut Client) -> i64 {
-    for _ in 0..100 {
-        c.query_one("SELECT aegis.seal()", &[]).unwrap();
-        let r = c
-            .query_one(
-                "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS
-                        (SELECT 1 FROM aegis.audit_chain c WHERE c.entry_id = l.id))
-                 FROM aegis.audit_log l",
-                &[],
-            )
-            .unwrap();
-        if r.get::<_, i64>(1) == 0 {
-            return r.get(0);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("entries still unsealed after 100 rounds of seal()");
-}
-
-/// (ok, entries_checked, problem) of verify_chain(), or of
-/// verify_chain(head) when a saved head is given.
-fn verify(c: &mut Client, head: Option<&str>) -> (bool, i64, Option<String>) {
-    let r = match head {
-        None => c.query_one(
-            "SELECT ok, entries_checked, problem FROM aegis.verify_chain()",
-            &[],
-        ),
-        Some(h) => c.query_one(
-            "SELECT ok, entries_checked, problem FROM aegis.verify_chain($1::text::jsonb)",
-            &[&h],
-        ),
-    }
-    .unwrap();
-    (r.get(0), r.get(1), r.get(2))
-}
-
 /// Every stored column of the entries and the chain, comparable across databases.
 fn audit_rows(c: &mut Client) -> Vec<String> {
     c.query(
@@ -275,16 +237,13 @@ fn audit_trail_survives_dump_and_restore() {
         "BEGIN; INSERT INTO events (id, email) VALUES (1000, 'rolled@back.example'); ROLLBACK;",
     )
     .unwrap();
-    let sealed = seal_all(&mut src);
+    let sealed = seal_all(&mut src, 100);
     assert_eq!(
         sealed,
         30 + 10 + 5 + 5 + 1,
         "inserts, updates, deletes, notes, truncate"
     );
-    let head: String = src
-        .query_one("SELECT aegis.chain_head()::text", &[])
-        .unwrap()
-        .get(0);
+    let head: String = chain_head(&mut src);
     // Entries still unsealed when the dump is taken: the sealing horizon is
     // not dumped, so the restored database's first seal() must find them.
     src.batch_execute(
@@ -365,7 +324,7 @@ fn audit_trail_survives_dump_and_restore() {
         Some(pseudonym_src.as_str()),
         "the restored pseudonym key gives the source's pseudonyms"
     );
-    let total = seal_all(&mut dst);
+    let total = seal_all(&mut dst, 100);
     assert_eq!(total, sealed + 3 + 4);
     let late: i64 = dst
         .query_one(
@@ -387,10 +346,7 @@ fn audit_trail_survives_dump_and_restore() {
     );
     let (ok, _, problem) = verify(&mut dst, Some(&head));
     assert!(ok, "the source's head after more sealing: {problem:?}");
-    let new_head: String = dst
-        .query_one("SELECT aegis.chain_head()::text", &[])
-        .unwrap()
-        .get(0);
+    let new_head: String = chain_head(&mut dst);
     let (ok, checked, problem) = verify(&mut dst, Some(&new_head));
     assert!(
         ok && checked == total,
@@ -481,7 +437,7 @@ fn split_restore_case(with_sealed: bool) {
         }
         src.batch_execute("UPDATE items SET v = 'sealed too' WHERE id <= 2")
             .unwrap();
-        sealed = seal_all(&mut src);
+        sealed = seal_all(&mut src, 100);
         assert_eq!(sealed, 7);
     }
     // Unsealed at dump time, in two transactions.

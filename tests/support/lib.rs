@@ -14,6 +14,7 @@
 use postgres::{Client, Config, NoTls};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+pub mod audit;
 mod scratch;
 pub use scratch::ScratchCluster;
 
