@@ -499,13 +499,15 @@ impl Doc {
 /// A jsonb object built member by member (no JSON text, no parser): the
 /// pairs are collected in Rust, sorted into jsonb's key order and converted
 /// with one JsonbValueToJsonb call. String bytes live in the builder until
-/// then. An embedded json/jsonb value goes through pushJsonbValue instead,
-/// which can unpack it.
-struct JsonbObject {
+/// then; keys point into the relation's plan, which outlives the builder
+/// (`'k`). An embedded json/jsonb value goes through pushJsonbValue
+/// instead, which can unpack it.
+struct JsonbObject<'k> {
     pairs: Vec<pg_sys::JsonbPair>,
-    /// Owned bytes the pairs point into (heap buffers do not move).
+    /// Owned value bytes the pairs point into (heap buffers do not move).
     bytes: Vec<Box<[u8]>>,
     nested: bool,
+    keys: std::marker::PhantomData<&'k str>,
 }
 
 /// A JsonbValue with all-zero payload (a valid value of the plain C union).
@@ -517,29 +519,37 @@ fn jbv(type_: pg_sys::jbvType::Type) -> pg_sys::JsonbValue {
     }
 }
 
-impl JsonbObject {
+/// A jbvString pointing at `s` (which must outlive its use).
+fn jbv_string(s: &[u8]) -> pg_sys::JsonbValue {
+    let mut v = jbv(pg_sys::jbvType::jbvString);
+    v.val.string = pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_1 {
+        len: s.len() as i32,
+        val: s.as_ptr().cast_mut().cast(),
+    };
+    v
+}
+
+impl<'k> JsonbObject<'k> {
     fn new() -> Self {
         JsonbObject {
             pairs: Vec::with_capacity(16),
-            bytes: Vec::with_capacity(32),
+            bytes: Vec::with_capacity(16),
             nested: false,
+            keys: std::marker::PhantomData,
         }
     }
 
+    /// A string value, copied into the builder.
     fn string(&mut self, s: &str) -> pg_sys::JsonbValue {
         let b: Box<[u8]> = s.as_bytes().into();
-        let mut v = jbv(pg_sys::jbvType::jbvString);
-        v.val.string = pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_1 {
-            len: b.len() as i32,
-            val: b.as_ptr().cast_mut().cast(),
-        };
+        let v = jbv_string(&b);
         self.bytes.push(b);
         v
     }
 
     /// Add one member (keys arrive unique).
-    fn push(&mut self, key: &str, v: &Scalar<'_>) {
-        let k = self.string(key);
+    fn push(&mut self, key: &'k str, v: &Scalar<'_>) {
+        let k = jbv_string(key.as_bytes());
         let val = match v {
             Scalar::Null => jbv(pg_sys::jbvType::jbvNull),
             Scalar::Bool(b) => {
@@ -644,13 +654,13 @@ impl JsonbObject {
 /// One image (row or key) being built: its canonical encoding, and either
 /// its jsonb directly (UTF-8 databases) or its text for jsonb_in (others,
 /// whose strings must be converted to the server encoding first).
-struct DocBuilder {
+struct DocBuilder<'k> {
     canonical: core_audit::ObjectEncoder,
-    jsonb: Option<JsonbObject>,
+    jsonb: Option<JsonbObject<'k>>,
     text: Option<ImageBuilder>,
 }
 
-impl DocBuilder {
+impl<'k> DocBuilder<'k> {
     fn new(utf8: bool) -> Self {
         DocBuilder {
             canonical: core_audit::ObjectEncoder::new(),
@@ -659,7 +669,7 @@ impl DocBuilder {
         }
     }
 
-    fn push(&mut self, key: &str, v: &Scalar<'_>) -> Result<(), AegisError> {
+    fn push(&mut self, key: &'k str, v: &Scalar<'_>) -> Result<(), AegisError> {
         self.canonical.push(key, v)?;
         if let Some(j) = self.jsonb.as_mut() {
             j.push(key, v);
@@ -830,6 +840,12 @@ pub(crate) fn role_name(oid: pg_sys::Oid) -> String {
 pub(crate) fn read_targets() -> Option<Rc<HashMap<pg_sys::Oid, ReadTarget>>> {
     if let Some(t) = CACHE.with(|c| c.borrow().read_targets.clone()) {
         return Some(t);
+    }
+    // Every statement of every database asks: where pg_aegis is not
+    // installed, answer with one syscache lookup (no error built).
+    // SAFETY: a catalog lookup by name; InvalidOid when missing.
+    if unsafe { pg_sys::get_namespace_oid(c"aegis".as_ptr(), true) } == pg_sys::InvalidOid {
+        return None;
     }
     // Registers the invalidation callback; fails when not installed.
     audit_log_oids().ok()?;
