@@ -849,6 +849,16 @@ pub(crate) fn read_targets() -> Option<Rc<HashMap<pg_sys::Oid, ReadTarget>>> {
     }
     // Registers the invalidation callback; fails when not installed.
     audit_log_oids().ok()?;
+    // ExecutorEnd of a portal runs after its snapshot was popped; loading
+    // the catalog needs one (only here, not on every statement).
+    // SAFETY: pushes a snapshot only when none is active, popped below.
+    let pushed = unsafe {
+        let none = !pg_sys::ActiveSnapshotSet();
+        if none {
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        }
+        none
+    };
     let map = with_safe_search_path(|| {
         as_extension_owner(|| {
             Spi::connect(|client| {
@@ -884,9 +894,12 @@ pub(crate) fn read_targets() -> Option<Rc<HashMap<pg_sys::Oid, ReadTarget>>> {
                 Ok::<_, AegisError>(map)
             })
         })
-    })
-    .ok()?;
-    let map = Rc::new(map);
+    });
+    if pushed {
+        // SAFETY: the snapshot pushed above.
+        unsafe { pg_sys::PopActiveSnapshot() };
+    }
+    let map = Rc::new(map.ok()?);
     CACHE.with(|c| c.borrow_mut().read_targets = Some(map.clone()));
     Some(map)
 }
@@ -1398,7 +1411,8 @@ fn hash32(v: Option<Vec<u8>>) -> [u8; 32] {
 /// How many entries one sealing round reads at a time.
 const SEAL_BATCH: i64 = 20_000;
 
-fn seal_impl() -> Result<i64, AegisError> {
+/// One sealing round (aegis.seal() and the background sealer).
+pub(crate) fn seal_impl() -> Result<i64, AegisError> {
     // SAFETY: reads the transaction's isolation level.
     if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
         return Err(AegisError::SealIsolation);
@@ -1537,11 +1551,6 @@ fn seal_impl() -> Result<i64, AegisError> {
             })
         })
     })
-}
-
-/// One sealing round, for the background sealer.
-pub(crate) fn seal_now() -> Result<i64, AegisError> {
-    seal_impl()
 }
 
 /// `aegis.seal() → bigint`

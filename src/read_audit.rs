@@ -65,22 +65,7 @@ fn targets() -> Option<Rc<HashMap<pg_sys::Oid, ReadTarget>>> {
     if !unsafe { pg_sys::IsTransactionState() } {
         return None;
     }
-    // ExecutorEnd of a portal runs after its snapshot was popped; loading
-    // the catalog needs one.
-    // SAFETY: pushes a snapshot only when none is active, popped below.
-    let pushed = unsafe {
-        let none = !pg_sys::ActiveSnapshotSet();
-        if none {
-            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-        }
-        none
-    };
-    let t = audit::read_targets();
-    if pushed {
-        // SAFETY: the snapshot pushed above.
-        unsafe { pg_sys::PopActiveSnapshot() };
-    }
-    t.filter(|t| !t.is_empty())
+    audit::read_targets().filter(|t| !t.is_empty())
 }
 
 /// Protected tables a statement's range table reads: (table, audited).

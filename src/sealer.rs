@@ -60,7 +60,7 @@ pub extern "C-unwind" fn aegis_sealer_main(_arg: pg_sys::Datum) {
             if !installed() {
                 return Ok(0);
             }
-            crate::audit::seal_now()
+            crate::audit::seal_impl()
         });
         if let Err(e) = r {
             pgrx::warning!("pg_aegis sealer in {db:?}: {e}");
