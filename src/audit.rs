@@ -375,18 +375,9 @@ unsafe fn plan_for(rel: pg_sys::Relation) -> Result<Rc<RelPlan>, AegisError> {
     Ok(plan)
 }
 
-thread_local! {
-    /// verify_table() renders a row as it was written before the pseudonym
-    /// key existed (pii values as `[PII]`) to compare with such entries.
-    static WITHOUT_PSEUDONYMS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
 /// Whether the pseudonym key is usable (master key configured, key present).
 /// Checked once and cached until the keyring changes.
 fn pseudonyms_available() -> bool {
-    if WITHOUT_PSEUDONYMS.get() {
-        return false;
-    }
     if let Some(v) = CACHE.with(|c| c.borrow().pseudonyms) {
         return v;
     }
@@ -736,8 +727,9 @@ unsafe fn with_cell<R>(col: &Column, d: pg_sys::Datum, sink: impl FnOnce(&Cell<'
     }
 }
 
-/// The value a classified column contributes instead of itself.
-fn classified(col: &Column, cell: &Cell<'_>) -> Option<String> {
+/// The value a classified column contributes instead of itself; pii values
+/// become `[PII]` unless `pseudonyms` (the key is usable).
+fn classified(col: &Column, cell: &Cell<'_>, pseudonyms: bool) -> Option<String> {
     match col.class {
         Class::Public => None,
         Class::FreeText => match cell {
@@ -766,7 +758,7 @@ fn classified(col: &Column, cell: &Cell<'_>) -> Option<String> {
             } else {
                 // Whatever goes wrong with the key, the value itself is never
                 // what gets stored.
-                let p = pseudonyms_available()
+                let p = pseudonyms
                     .then(|| keyring::pseudonym(bytes.as_bytes(), PSEUDONYM_KEY).ok())
                     .flatten();
                 Some(p.map_or_else(|| "[PII]".into(), |p| format!("pseudonym:{p}")))
@@ -775,7 +767,8 @@ fn classified(col: &Column, cell: &Cell<'_>) -> Option<String> {
     }
 }
 
-/// The row image (and primary key image) of a tuple.
+/// The row image (and primary key image) of a tuple, with pii values as
+/// pseudonyms when `pseudonyms` (see pseudonyms_available()), else `[PII]`.
 ///
 /// # Safety
 /// `tuple` must be a valid tuple of a relation described by `tupdesc`,
@@ -784,6 +777,7 @@ unsafe fn images(
     plan: &RelPlan,
     tupdesc: pg_sys::TupleDesc,
     tuple: pg_sys::HeapTuple,
+    pseudonyms: bool,
 ) -> Result<Images, AegisError> {
     let natts = unsafe { (*tupdesc).natts as usize };
     let mut values = vec![pg_sys::Datum::from(0usize); natts];
@@ -808,9 +802,11 @@ unsafe fn images(
             }
             // SAFETY: a non-null datum of this column.
             unsafe {
-                with_cell(col, values[col.index], |cell| match classified(col, cell) {
-                    Some(s) => add(&Scalar::String(Cow::Owned(s))),
-                    None => add(&core_audit::scalar(cell)),
+                with_cell(col, values[col.index], |cell| {
+                    match classified(col, cell, pseudonyms) {
+                        Some(s) => add(&Scalar::String(Cow::Owned(s))),
+                        None => add(&core_audit::scalar(cell)),
+                    }
                 })
             }?;
         }
@@ -1291,8 +1287,13 @@ fn audit_row<'a>(
         let rel = td.tg_relation;
         plan_for(rel).and_then(|plan| {
             let tupdesc = (*rel).rd_att;
-            let old = old.map(|t| images(&plan, tupdesc, t)).transpose()?;
-            let new = new.map(|t| images(&plan, tupdesc, t)).transpose()?;
+            let pseudonyms = pseudonyms_available();
+            let old = old
+                .map(|t| images(&plan, tupdesc, t, pseudonyms))
+                .transpose()?;
+            let new = new
+                .map(|t| images(&plan, tupdesc, t, pseudonyms))
+                .transpose()?;
             let pk = new.as_ref().or(old.as_ref()).and_then(|i| i.pk.as_ref());
             write_entry(&NewEntry {
                 operation: op,
@@ -1963,9 +1964,10 @@ fn for_each_row(
 #[pg_extern(volatile, sql = false)]
 fn audit_baseline(tbl: pg_sys::Oid) -> AegisResult<i64> {
     let mut n = 0i64;
+    let pseudonyms = pseudonyms_available();
     for_each_row(tbl, |plan, tupdesc, tuple| {
         // SAFETY: a live tuple of the scanned leaf.
-        let img = unsafe { images(plan, tupdesc, tuple) }?;
+        let img = unsafe { images(plan, tupdesc, tuple, pseudonyms) }?;
         write_entry(&NewEntry {
             operation: "BASELINE",
             table_name: Some(&plan.table_name),
@@ -2076,10 +2078,11 @@ fn verify_table_impl(tbl: pg_sys::Oid) -> Result<VerifyTableRow, AegisError> {
         let text = unsafe { output_text(pg_sys::Oid::from(pg_sys::F_JSONB_OUT), doc.datum) };
         serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
     };
+    let pseudonyms = pseudonyms_available();
     for_each_row(tbl, |plan, tupdesc, tuple| {
         checked += 1;
         // SAFETY: a live tuple of the scanned leaf.
-        let img = unsafe { images(plan, tupdesc, tuple) }?;
+        let img = unsafe { images(plan, tupdesc, tuple, pseudonyms) }?;
         let Some(pk) = img.pk.as_ref() else {
             return Ok(());
         };
@@ -2097,18 +2100,12 @@ fn verify_table_impl(tbl: pg_sys::Oid) -> Result<VerifyTableRow, AegisError> {
                 // An entry written before the pseudonym key existed holds
                 // `[PII]` where the row now gives a pseudonym: compare the
                 // row rendered that way too.
-                struct Reset;
-                impl Drop for Reset {
-                    fn drop(&mut self) {
-                        WITHOUT_PSEUDONYMS.set(false);
-                    }
-                }
-                let reset = Reset;
-                WITHOUT_PSEUDONYMS.set(true);
-                // SAFETY: as above.
-                let plain = unsafe { images(plan, tupdesc, tuple) };
-                drop(reset);
-                if l.new_row.as_deref() != Some(plain?.row.canonical.as_slice()) {
+                let matches_plain = pseudonyms && {
+                    // SAFETY: as above.
+                    let plain = unsafe { images(plan, tupdesc, tuple, false) }?;
+                    l.new_row.as_deref() == Some(plain.row.canonical.as_slice())
+                };
+                if !matches_plain {
                     note(
                         pk_json(pk),
                         format!("row differs from its latest audit entry {}", l.id),
