@@ -315,6 +315,18 @@ BEGIN
         '{"columns": {"value": "metric", "message": "free_text"}}');
     PERFORM aegis.protect(pg_catalog.format('%I.user_access_logs', schema)::regclass,
         '{"columns": {"user_id": "subject_id", "ip_address": "pii"}, "audit_reads": true}');
+
+    -- Retention from the requirements: access logs 90 days, incidents one
+    -- year, error logs with user data one year, downtime records that name a
+    -- person two years. Everything else is kept until a policy says otherwise.
+    PERFORM aegis.set_retention(pg_catalog.format('%I.user_access_logs', schema)::regclass,
+        '90 days', 'accessed_at');
+    PERFORM aegis.set_retention(pg_catalog.format('%I.incident_response_logs', schema)::regclass,
+        '1 year', 'ts');
+    PERFORM aegis.set_retention(pg_catalog.format('%I.error_logs', schema)::regclass,
+        '1 year', 'ts', 'contains_user_data');
+    PERFORM aegis.set_retention(pg_catalog.format('%I.downtime_logs', schema)::regclass,
+        '2 years', 'start_time', 'reported_by IS NOT NULL OR user_name IS NOT NULL OR user_id IS NOT NULL');
 END
 $$;
 COMMENT ON FUNCTION aegis.create_monitoring_schema(name) IS

@@ -77,6 +77,17 @@ GRANT EXECUTE ON FUNCTION
     aegis.guard_compliant_tables(), aegis.guard_protected_tables(), aegis.guard_report(text[], text, text)
 TO PUBLIC;
 
+-- Lifecycle: retention and legal holds are administered by aegis_admin (the
+-- catalogs are written with the admin's own rights, so the audit trigger
+-- records who did it); the row-filter validator and the table check are what
+-- those functions call. apply_retention() is the definer-rights step.
+GRANT EXECUTE ON FUNCTION
+    aegis.set_retention(regclass, interval, name, text), aegis.remove_retention(regclass),
+    aegis.place_legal_hold(regclass, text, text), aegis.release_legal_hold(bigint),
+    aegis.apply_retention(boolean),
+    aegis.row_filter(regclass, text), aegis.retention_check_table(regclass, name)
+TO aegis_admin;
+
 COMMENT ON FUNCTION aegis.version() IS 'The installed pg_aegis version';
 COMMENT ON FUNCTION aegis.is_member(oid) IS
     'True if the current user is a member of the role (false for an OID that is not a role)';

@@ -57,6 +57,12 @@ pub enum AegisError {
     #[error("aegis.audit_log has an expression, partial or exclusion index: audit entries cannot be written")]
     LogIndex,
 
+    #[error("invalid row filter: {reason}")]
+    InvalidFilter { reason: String },
+
+    #[error("row filter not allowed: {reason}")]
+    FilterNotAllowed { reason: String },
+
     /// Unexpected state (catalog missing, SPI failure): a bug or a damaged
     /// installation, never a user mistake.
     #[error("{0}")]
@@ -112,6 +118,8 @@ impl AegisError {
             | AegisError::LogIndex => {
                 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE // 55000
             }
+            AegisError::InvalidFilter { .. } => ERRCODE_INVALID_PARAMETER_VALUE, // 22023
+            AegisError::FilterNotAllowed { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501
             AegisError::Internal(_) => ERRCODE_INTERNAL_ERROR, // XX000
         }
     }
@@ -149,6 +157,12 @@ impl AegisError {
             AegisError::NoPrimaryKey { .. } => None,
             AegisError::LogIndex => Some(
                 "Only plain indexes may exist on aegis.audit_log; drop the extra index.".into(),
+            ),
+            AegisError::InvalidFilter { .. } => Some(
+                "A row filter is one boolean expression over the table's columns, e.g. contains_user_data AND severity <> 'low'.".into(),
+            ),
+            AegisError::FilterNotAllowed { .. } => Some(
+                "Filters run with pg_aegis's rights: only columns, constants, operators and non-volatile built-in functions.".into(),
             ),
             AegisError::KeyDestroyed { .. }
             | AegisError::Internal(_)

@@ -18,6 +18,7 @@ mod error;
 mod guc;
 mod info;
 mod keyring;
+mod lifecycle;
 mod pii;
 mod policy;
 mod read_audit;
@@ -62,6 +63,11 @@ extension_sql_file!(
         audit::audit_plans_changed,
         audit::audit_append_only
     ]
+);
+extension_sql_file!(
+    "../sql/80_lifecycle.sql",
+    name = "lifecycle",
+    requires = ["audit", lifecycle::row_filter]
 );
 extension_sql_file!("../sql/99_finalize.sql", name = "finalize", finalize);
 

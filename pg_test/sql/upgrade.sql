@@ -35,6 +35,15 @@ SELECT ok, entries_checked FROM aegis.verify_chain();
 -- verify_table() works at once; the DDL guard is active.
 SELECT ok, rows_checked, mismatches FROM aegis.verify_table('monitoring.error_logs');
 SELECT count(*) AS guard_event_triggers FROM pg_event_trigger WHERE evtname LIKE 'aegis\_guard\_%';
+-- 0.5.0: the README's statements give an existing monitoring schema the
+-- reference retention periods; apply_retention() then works on it.
+SELECT aegis.set_retention('monitoring.user_access_logs', '90 days', 'accessed_at');
+SELECT aegis.set_retention('monitoring.incident_response_logs', '1 year', 'ts');
+SELECT aegis.set_retention('monitoring.error_logs', '1 year', 'ts', 'contains_user_data');
+SELECT aegis.set_retention('monitoring.downtime_logs', '2 years', 'start_time',
+    'reported_by IS NOT NULL OR user_name IS NOT NULL OR user_id IS NOT NULL');
+SELECT table_name, keep, only_where FROM aegis.retention_policies ORDER BY table_name::text;
+SELECT * FROM aegis.apply_retention(dry_run => true);
 -- The README's statements that give a 0.1.0 monitoring schema the 0.2.0
 -- developer view; afterwards a developer reads only redacted messages.
 CREATE VIEW monitoring.developer_error_logs WITH (security_barrier = true, security_invoker = false) AS

@@ -1,0 +1,449 @@
+-- pg_aegis 0.4.0 -> 0.5.0: lifecycle, part 1: retention policies, legal
+-- holds and apply_retention(); the reference schema's retention defaults.
+-- A fresh 0.5.0 install and 0.4.0 updated with this script have the same
+-- catalog: pg_test/sql/upgrade.sql compares them object by object.
+\echo Use "ALTER EXTENSION pg_aegis UPDATE TO '0.5.0'" to load this file. \quit
+REVOKE ALL ON SCHEMA aegis FROM PUBLIC;
+
+-- ===========================================================================
+-- Row filters
+-- ===========================================================================
+
+-- Parses the text as one expression, analyses it as a WHERE clause on the
+-- table, refuses subqueries and any function that is not a non-volatile
+-- built-in, and returns PostgreSQL's rendering of the analysed expression.
+-- Only that rendering is ever placed in SQL. Internal: granted to nobody.
+CREATE FUNCTION aegis.row_filter(tbl regclass, expr text) RETURNS text
+LANGUAGE c STABLE STRICT
+SET search_path = ''
+AS 'MODULE_PATHNAME', 'row_filter_wrapper';
+COMMENT ON FUNCTION aegis.row_filter(regclass, text) IS
+    'Internal: validate a row filter on a table and return its canonical text';
+
+-- ===========================================================================
+-- Catalogs (extension config tables: pg_dump dumps their rows)
+-- ===========================================================================
+
+CREATE TABLE aegis.retention_rules (
+    relid           regclass PRIMARY KEY REFERENCES aegis.protected_tables ON DELETE CASCADE,
+    keep            interval NOT NULL CHECK (keep > interval '0'),
+    time_column     name NOT NULL,
+    only_where      text CHECK (only_where IS NULL OR pg_catalog.btrim(only_where) <> ''),
+    set_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    set_by          name NOT NULL DEFAULT CURRENT_USER,
+    last_applied_at timestamptz,
+    last_deleted    bigint,
+    last_held       bigint
+);
+COMMENT ON TABLE aegis.retention_rules IS
+    'Retention periods of protected tables (aegis.set_retention); see aegis.retention_policies';
+
+CREATE SEQUENCE aegis.legal_holds_id_seq;
+CREATE TABLE aegis.legal_holds (
+    id          bigint PRIMARY KEY DEFAULT pg_catalog.nextval('aegis.legal_holds_id_seq'),
+    relid       oid NOT NULL,
+    table_name  text NOT NULL,
+    only_where  text CHECK (only_where IS NULL OR pg_catalog.btrim(only_where) <> ''),
+    reason      text NOT NULL CHECK (pg_catalog.btrim(reason) <> ''),
+    placed_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    placed_by   name NOT NULL DEFAULT CURRENT_USER,
+    released_at timestamptz,
+    released_by name,
+    CHECK ((released_at IS NULL) = (released_by IS NULL))
+);
+ALTER SEQUENCE aegis.legal_holds_id_seq OWNED BY aegis.legal_holds.id;
+CREATE INDEX ON aegis.legal_holds (relid) WHERE released_at IS NULL;
+COMMENT ON TABLE aegis.legal_holds IS
+    'Legal holds: rows matching an active hold (only_where, or the whole table) are never deleted by retention';
+
+SELECT pg_catalog.pg_extension_config_dump('aegis.retention_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('aegis.legal_holds', '');
+SELECT pg_catalog.pg_extension_config_dump('aegis.legal_holds_id_seq', '');
+
+-- Who set which retention and who placed or released which hold is audit
+-- evidence: the same capture trigger as protected tables records every change
+-- (including a superuser's direct DML) with the real user.
+-- (apply_retention's own bookkeeping, the last_* columns, is left out: each
+-- run is recorded as a RETENTION entry instead.)
+CREATE TRIGGER aegis_audit AFTER INSERT OR DELETE ON aegis.retention_rules
+    FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
+CREATE TRIGGER aegis_audit_update AFTER UPDATE ON aegis.retention_rules
+    FOR EACH ROW WHEN ((OLD.relid, OLD.keep, OLD.time_column, OLD.only_where, OLD.set_at, OLD.set_by)
+                       IS DISTINCT FROM (NEW.relid, NEW.keep, NEW.time_column, NEW.only_where, NEW.set_at, NEW.set_by))
+    EXECUTE FUNCTION aegis.audit_row();
+CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.legal_holds
+    FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
+
+CREATE VIEW aegis.retention_policies AS
+SELECT r.relid AS table_name, r.keep, r.time_column, r.only_where,
+       pg_catalog.now() - r.keep AS expires_before,
+       (SELECT pg_catalog.count(*) FROM aegis.legal_holds h
+        WHERE h.relid = r.relid::oid AND h.released_at IS NULL) AS active_holds,
+       r.set_at, r.set_by, r.last_applied_at, r.last_deleted, r.last_held
+FROM aegis.retention_rules r;
+COMMENT ON VIEW aegis.retention_policies IS
+    'Retention policies: period, time column, filter, active legal holds and the last run';
+
+-- ===========================================================================
+-- Checks shared by set_retention() and apply_retention()
+-- ===========================================================================
+
+-- apply_retention() deletes with the extension owner's rights, so anything
+-- the table runs on DELETE would run with them too. A table whose owner is
+-- not a superuser may therefore have no enabled trigger of its own that runs
+-- with the caller's rights (pg_aegis's capture triggers, foreign-key triggers
+-- and SECURITY DEFINER trigger functions are fine) and no DELETE rule.
+-- Foreign-key actions cascade with the referencing table's owner's rights.
+-- SECURITY DEFINER so that set_retention() (run with the admin's rights) can
+-- read aegis.rls_enforced; it only reads catalogs and raises or returns.
+CREATE FUNCTION aegis.retention_check_table(tbl regclass, time_column name)
+RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    owner_is_super boolean;
+    offenders text;
+    typ regtype;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM aegis.rls_enforced e WHERE e.relid = tbl) THEN
+        RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000',
+            HINT = 'Retention deletes only from protected tables, whose deletions are audited: SELECT aegis.protect(''<table>'');';
+    END IF;
+    SELECT a.atttypid::regtype INTO typ FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid = tbl AND a.attname = time_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'column "%" of % does not exist', time_column, tbl USING ERRCODE = '42703';
+    END IF;
+    IF typ NOT IN ('timestamp with time zone'::regtype, 'timestamp without time zone'::regtype, 'date'::regtype) THEN
+        RAISE EXCEPTION 'time column "%" of % is of type %, not a timestamp or date', time_column, tbl, typ
+            USING ERRCODE = '42804';
+    END IF;
+    SELECT r.rolsuper INTO owner_is_super
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
+    WHERE c.oid = tbl;
+    IF COALESCE(owner_is_super, false) THEN
+        RETURN;
+    END IF;
+    SELECT pg_catalog.string_agg(pg_catalog.format('trigger %I on %s', t.tgname, t.tgrelid::regclass), ', '
+                                 ORDER BY t.tgname)
+    INTO offenders
+    FROM (SELECT tbl::oid AS relid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(tbl) pt) tree
+    JOIN pg_catalog.pg_trigger t ON t.tgrelid = tree.relid
+    JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+    WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND NOT p.prosecdef
+      AND t.tgfoid NOT IN ('aegis.audit_row()'::regprocedure, 'aegis.audit_truncate()'::regprocedure);
+    IF offenders IS NULL THEN
+        SELECT pg_catalog.string_agg(pg_catalog.format('rule %I on %s', w.rulename, w.ev_class::regclass), ', ')
+        INTO offenders
+        FROM (SELECT tbl::oid AS relid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(tbl) pt) tree
+        JOIN pg_catalog.pg_rewrite w ON w.ev_class = tree.relid
+        WHERE w.ev_type = '4' AND w.ev_enabled <> 'D';
+    END IF;
+    IF offenders IS NOT NULL THEN
+        RAISE EXCEPTION 'retention cannot delete from %: % would run with pg_aegis''s rights', tbl, offenders
+            USING ERRCODE = '42501',
+                  HINT = 'Make the trigger function SECURITY DEFINER, drop the rule, or have a superuser own the table.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.retention_check_table(regclass, name) IS
+    'Internal: may retention delete from this table (protected, time column, no code running with definer rights)?';
+
+-- ===========================================================================
+-- Retention and legal hold administration (aegis_admin). SECURITY INVOKER:
+-- aegis_admin writes the catalogs with its own privileges, so the audit
+-- trigger records the real caller.
+-- ===========================================================================
+
+CREATE FUNCTION aegis.set_retention(tbl regclass, keep interval, time_column name, only_where text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+BEGIN
+    IF tbl IS NULL OR keep IS NULL OR time_column IS NULL THEN
+        RAISE EXCEPTION 'table, keep and time_column must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF keep <= interval '0' THEN
+        RAISE EXCEPTION 'keep must be a positive interval, not %', keep USING ERRCODE = '22023';
+    END IF;
+    PERFORM aegis.retention_check_table(tbl, time_column);
+    IF only_where IS NOT NULL THEN
+        PERFORM aegis.row_filter(tbl, only_where);
+    END IF;
+    INSERT INTO aegis.retention_rules AS r (relid, keep, time_column, only_where, set_by)
+    VALUES (tbl, set_retention.keep, set_retention.time_column, set_retention.only_where, CURRENT_USER)
+    ON CONFLICT (relid) DO UPDATE SET keep = EXCLUDED.keep, time_column = EXCLUDED.time_column,
+        only_where = EXCLUDED.only_where, set_at = pg_catalog.now(), set_by = EXCLUDED.set_by;
+END
+$$;
+COMMENT ON FUNCTION aegis.set_retention(regclass, interval, name, text) IS
+    'Keep rows of a protected table for an interval after time_column (optionally only rows matching only_where) (admin-only)';
+
+CREATE FUNCTION aegis.remove_retention(tbl regclass)
+RETURNS boolean
+LANGUAGE sql VOLATILE
+SET search_path = ''
+AS $$
+    WITH d AS (DELETE FROM aegis.retention_rules r WHERE r.relid = tbl RETURNING 1)
+    SELECT EXISTS (SELECT 1 FROM d)
+$$;
+COMMENT ON FUNCTION aegis.remove_retention(regclass) IS
+    'Stop expiring rows of a table; true if it had a retention policy (admin-only)';
+
+CREATE FUNCTION aegis.place_legal_hold(tbl regclass, only_where text, reason text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    id bigint;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF reason IS NULL OR pg_catalog.btrim(reason) = '' THEN
+        RAISE EXCEPTION 'a legal hold needs a reason' USING ERRCODE = '22023',
+            HINT = 'Name the matter, case or request it preserves evidence for.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = tbl AND c.relkind IN ('r', 'p')) THEN
+        RAISE EXCEPTION '% is not a table', tbl USING ERRCODE = '42809';
+    END IF;
+    IF only_where IS NOT NULL THEN
+        PERFORM aegis.row_filter(tbl, only_where);
+    END IF;
+    INSERT INTO aegis.legal_holds AS h (relid, table_name, only_where, reason, placed_by)
+    VALUES (tbl, tbl::text, place_legal_hold.only_where, place_legal_hold.reason, CURRENT_USER)
+    RETURNING h.id INTO id;
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION aegis.place_legal_hold(regclass, text, text) IS
+    'Preserve rows of a table (those matching only_where, or all when NULL) from retention; returns the hold id (admin-only)';
+
+CREATE FUNCTION aegis.release_legal_hold(id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    h record;
+BEGIN
+    SELECT * INTO h FROM aegis.legal_holds l WHERE l.id = release_legal_hold.id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'legal hold % does not exist', id USING ERRCODE = '42704';
+    END IF;
+    IF h.released_at IS NOT NULL THEN
+        RAISE EXCEPTION 'legal hold % was already released by %', id, h.released_by
+            USING ERRCODE = '55000', DETAIL = pg_catalog.format('Released at %s.', h.released_at);
+    END IF;
+    UPDATE aegis.legal_holds l SET released_at = pg_catalog.now(), released_by = CURRENT_USER
+    WHERE l.id = release_legal_hold.id;
+END
+$$;
+COMMENT ON FUNCTION aegis.release_legal_hold(bigint) IS
+    'Release a legal hold: its rows expire again under their table''s retention (admin-only)';
+
+-- ===========================================================================
+-- apply_retention()
+-- ===========================================================================
+
+-- SECURITY DEFINER: deleting expired rows must see every row whatever the
+-- caller's row-level security, and the scheduler runs it with no user at all.
+-- What it may run is fixed: tables recorded in aegis.rls_enforced (written
+-- only by enforce_rls, which refuses catalogs and pg_aegis's schema), filters
+-- re-validated by row_filter() at every run (built-in, non-volatile functions
+-- only, no subqueries), retention_check_table() against triggers and rules
+-- that would run with these rights, identifiers through %I/regclass. Empty
+-- search_path. EXECUTE: aegis_admin.
+--
+-- Deletion is batched: one scan collects the expired rows' ctids, and each
+-- batch deletes its ctids (a TID scan) with the conditions checked again, so
+-- a row changed or newly held meanwhile is kept. DELETE takes only ROW
+-- EXCLUSIVE locks, which never block concurrent inserts; batches bound the
+-- after-trigger queue. Holds cannot change during a run (SHARE lock on
+-- aegis.legal_holds: place_legal_hold waits for the run to commit).
+CREATE FUNCTION aegis.apply_retention(dry_run boolean DEFAULT false)
+RETURNS TABLE(table_name text, rows_affected bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    r record;
+    h record;
+    batch_size integer := 10000;
+    cutoff timestamptz;
+    expired text;
+    held text;
+    whole_table_held boolean;
+    hold_ids bigint[];
+    n_deleted bigint;
+    n_held bigint;
+    k bigint;
+    part regclass;
+    ids tid[];
+BEGIN
+    IF dry_run IS NULL THEN
+        RAISE EXCEPTION 'dry_run must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF NOT dry_run THEN
+        LOCK TABLE aegis.legal_holds IN SHARE MODE;
+    END IF;
+    FOR r IN
+        SELECT rr.* FROM aegis.retention_rules rr ORDER BY rr.relid::text
+    LOOP
+        table_name := r.relid::text;
+        BEGIN
+            PERFORM aegis.retention_check_table(r.relid, r.time_column);
+            cutoff := pg_catalog.now() - r.keep;
+            expired := pg_catalog.format('%I < $1', r.time_column);
+            IF r.only_where IS NOT NULL THEN
+                expired := expired || ' AND (' || aegis.row_filter(r.relid, r.only_where) || ')';
+            END IF;
+            held := NULL;
+            whole_table_held := false;
+            hold_ids := '{}';
+            FOR h IN
+                SELECT l.id, l.only_where FROM aegis.legal_holds l
+                WHERE l.relid = r.relid::oid AND l.released_at IS NULL ORDER BY l.id
+            LOOP
+                hold_ids := hold_ids || h.id;
+                IF h.only_where IS NULL THEN
+                    whole_table_held := true;
+                ELSE
+                    held := COALESCE(held || ' OR ', '') || '(' || aegis.row_filter(r.relid, h.only_where) || ')';
+                END IF;
+            END LOOP;
+            IF whole_table_held THEN
+                held := 'true';
+            END IF;
+            n_held := 0;
+            IF held IS NOT NULL THEN
+                EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s WHERE %s AND COALESCE(%s, false)',
+                                          r.relid, expired, held)
+                    INTO n_held USING cutoff;
+                expired := expired || ' AND NOT COALESCE(' || held || ', false)';
+            END IF;
+            n_deleted := 0;
+            IF dry_run THEN
+                EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s WHERE %s', r.relid, expired)
+                    INTO n_deleted USING cutoff;
+            ELSE
+                FOR part, ids IN EXECUTE pg_catalog.format(
+                    'SELECT b.tableoid::pg_catalog.regclass, pg_catalog.array_agg(b.ctid) '
+                    'FROM (SELECT tableoid, ctid, (pg_catalog.row_number() OVER (PARTITION BY tableoid ORDER BY ctid) - 1) / $2 AS batch '
+                    '      FROM %s WHERE %s) b '
+                    'GROUP BY b.tableoid, b.batch ORDER BY b.tableoid, b.batch', r.relid, expired)
+                    USING cutoff, batch_size
+                LOOP
+                    EXECUTE pg_catalog.format('DELETE FROM ONLY %s WHERE ctid = ANY ($2) AND %s', part, expired)
+                        USING cutoff, ids;
+                    GET DIAGNOSTICS k = ROW_COUNT;
+                    n_deleted := n_deleted + k;
+                END LOOP;
+                UPDATE aegis.retention_rules rr
+                SET last_applied_at = pg_catalog.now(), last_deleted = n_deleted, last_held = n_held
+                WHERE rr.relid = r.relid;
+                PERFORM aegis.audit_event('RETENTION', r.relid::text, pg_catalog.jsonb_build_object(
+                    'keep', r.keep::text, 'time_column', r.time_column, 'cutoff', cutoff,
+                    'only_where', r.only_where, 'rows_deleted', n_deleted, 'rows_held', n_held,
+                    'legal_holds', pg_catalog.to_jsonb(hold_ids), 'requested_by', SESSION_USER));
+            END IF;
+            rows_affected := n_deleted;
+        EXCEPTION WHEN OTHERS THEN
+            -- One broken policy (a dropped column, a trigger added since)
+            -- must not stop the others: it is reported and skipped.
+            RAISE WARNING 'retention of % skipped: %', r.relid, SQLERRM;
+            rows_affected := NULL;
+        END;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION aegis.apply_retention(boolean) IS
+    'Delete expired rows of every table with a retention policy, except rows under legal hold; dry_run only counts (admin-only)';
+
+GRANT SELECT ON aegis.retention_rules, aegis.legal_holds, aegis.retention_policies TO aegis_admin, aegis_auditor;
+GRANT INSERT, UPDATE, DELETE ON aegis.retention_rules TO aegis_admin;
+GRANT INSERT, UPDATE (released_at, released_by) ON aegis.legal_holds TO aegis_admin;
+GRANT USAGE ON SEQUENCE aegis.legal_holds_id_seq TO aegis_admin;
+
+-- create_monitoring_schema(): retention defaults for new monitoring schemas
+-- (existing ones: see the README, "Upgrading").
+CREATE OR REPLACE FUNCTION aegis.create_monitoring_schema(schema name DEFAULT 'monitoring')
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    t text;
+BEGIN
+    IF schema IS NULL OR schema = '' THEN
+        RAISE EXCEPTION 'schema name must not be empty' USING ERRCODE = '22023';
+    END IF;
+    IF schema IN ('aegis', 'public', 'information_schema') OR schema LIKE 'pg\_%' THEN
+        RAISE EXCEPTION 'cannot create the monitoring schema as "%"', schema USING ERRCODE = '42939',
+            HINT = 'Use a schema of its own, such as monitoring.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = schema) THEN
+        RAISE EXCEPTION 'schema "%" already exists', schema USING ERRCODE = '42P06',
+            HINT = 'create_monitoring_schema() only creates a new schema; use aegis.protect() for existing tables.';
+    END IF;
+    PERFORM aegis.create_roles();
+    EXECUTE pg_catalog.format(aegis.monitoring_schema_ddl(), schema);
+
+    PERFORM aegis.protect(pg_catalog.format('%I.servers', schema)::regclass, '{}');
+    PERFORM aegis.protect(pg_catalog.format('%I.server_metrics', schema)::regclass,
+        '{"columns": {"cpu_usage": "metric", "memory_usage": "metric", "disk_usage": "metric",
+                      "network_in_bytes": "metric", "network_out_bytes": "metric"}}');
+    PERFORM aegis.protect(pg_catalog.format('%I.downtime_logs', schema)::regclass,
+        '{"columns": {"cause": "free_text", "reported_by": "subject_id", "user_name": "subject_id",
+                      "user_id": "subject_id"}}');
+    PERFORM aegis.protect(pg_catalog.format('%I.error_logs', schema)::regclass,
+        '{"columns": {"error_message": "free_text", "user_identifier": "subject_id", "user_ip": "pii"}, "audit_reads": true}');
+    PERFORM aegis.protect(pg_catalog.format('%I.incident_response_logs', schema)::regclass,
+        '{"columns": {"incident_summary": "free_text", "root_cause": "free_text", "assigned_to": "pii"}, "audit_reads": true}');
+    PERFORM aegis.protect(pg_catalog.format('%I.aggregated_metrics', schema)::regclass,
+        '{"columns": {"hourly_avg_cpu_usage": "metric", "peak_network_usage": "metric"}}');
+    PERFORM aegis.protect(pg_catalog.format('%I.cost_data', schema)::regclass,
+        '{"columns": {"amount": "cost"}, "audit_reads": true}');
+    PERFORM aegis.protect(pg_catalog.format('%I.alerts_history', schema)::regclass,
+        '{"columns": {"value": "metric", "message": "free_text"}}');
+    PERFORM aegis.protect(pg_catalog.format('%I.user_access_logs', schema)::regclass,
+        '{"columns": {"user_id": "subject_id", "ip_address": "pii"}, "audit_reads": true}');
+
+    -- Retention from the requirements: access logs 90 days, incidents one
+    -- year, error logs with user data one year, downtime records that name a
+    -- person two years. Everything else is kept until a policy says otherwise.
+    PERFORM aegis.set_retention(pg_catalog.format('%I.user_access_logs', schema)::regclass,
+        '90 days', 'accessed_at');
+    PERFORM aegis.set_retention(pg_catalog.format('%I.incident_response_logs', schema)::regclass,
+        '1 year', 'ts');
+    PERFORM aegis.set_retention(pg_catalog.format('%I.error_logs', schema)::regclass,
+        '1 year', 'ts', 'contains_user_data');
+    PERFORM aegis.set_retention(pg_catalog.format('%I.downtime_logs', schema)::regclass,
+        '2 years', 'start_time', 'reported_by IS NOT NULL OR user_name IS NOT NULL OR user_id IS NOT NULL');
+END
+$$;
+COMMENT ON FUNCTION aegis.create_monitoring_schema(name) IS
+    'Create the reference monitoring schema with its roles, grants, RLS policies and masking views';
+
+REVOKE EXECUTE ON FUNCTION
+    aegis.row_filter(regclass, text), aegis.retention_check_table(regclass, name),
+    aegis.set_retention(regclass, interval, name, text), aegis.remove_retention(regclass),
+    aegis.place_legal_hold(regclass, text, text), aegis.release_legal_hold(bigint),
+    aegis.apply_retention(boolean)
+FROM PUBLIC;
+-- Lifecycle: retention and legal holds are administered by aegis_admin (the
+-- catalogs are written with the admin's own rights, so the audit trigger
+-- records who did it); the row-filter validator and the table check are what
+-- those functions call. apply_retention() is the definer-rights step.
+GRANT EXECUTE ON FUNCTION
+    aegis.set_retention(regclass, interval, name, text), aegis.remove_retention(regclass),
+    aegis.place_legal_hold(regclass, text, text), aegis.release_legal_hold(bigint),
+    aegis.apply_retention(boolean),
+    aegis.row_filter(regclass, text), aegis.retention_check_table(regclass, name)
+TO aegis_admin;
+
+GRANT USAGE ON SCHEMA aegis TO PUBLIC;

@@ -1,0 +1,206 @@
+//! Lifecycle glue: the row filters of retention policies and legal holds.
+//!
+//! A filter is text a DBA types (`contains_user_data`, `user_id IS NOT NULL`)
+//! and it ends up inside a DELETE that runs with the extension owner's
+//! rights. So it is never spliced as typed: [`row_filter`] parses it as
+//! exactly one expression (PostgreSQL's own parser, in the mode PL/pgSQL uses
+//! for expressions, so no statement text is built around it), analyses it
+//! against the table like a WHERE clause, refuses anything that could run
+//! code or read other data, and returns PostgreSQL's own rendering of the
+//! analysed tree (what `pg_get_expr()` prints). Only that rendering is ever
+//! placed in SQL, and it is recomputed from the user's text at every use.
+
+use std::ffi::{CStr, CString};
+
+use pgrx::prelude::*;
+use pgrx::PgList;
+
+use crate::error::{AegisError, AegisResult};
+
+/// Why a function in a filter is refused (first one found).
+struct Walk {
+    refused: Option<String>,
+}
+
+fn describe_function(func: pg_sys::Oid) -> String {
+    // SAFETY: catalog lookups by OID; both return palloc'd copies or NULL.
+    unsafe {
+        let name = pg_sys::get_func_name(func);
+        let nsp = pg_sys::get_namespace_name(pg_sys::get_func_namespace(func));
+        let s = |p: *mut std::ffi::c_char| {
+            if p.is_null() {
+                "?".to_string()
+            } else {
+                CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        };
+        format!("{}.{}()", s(nsp), s(name))
+    }
+}
+
+/// Functions a filter may call: built-in (pg_catalog), not volatile, and not
+/// `current_setting` (which would turn the row count of a dry run into an
+/// oracle for settings only superusers may read).
+unsafe extern "C-unwind" fn check_function(func: pg_sys::Oid, ctx: *mut std::ffi::c_void) -> bool {
+    // SAFETY: ctx is the &mut Walk passed to the walker below.
+    let walk = unsafe { &mut *(ctx as *mut Walk) };
+    // SAFETY: syscache lookups by OID.
+    let (nsp, volatile, name) = unsafe {
+        let name = pg_sys::get_func_name(func);
+        (
+            pg_sys::get_func_namespace(func),
+            pg_sys::func_volatile(func) as u8 == pg_sys::PROVOLATILE_VOLATILE,
+            if name.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(name).to_string_lossy().into_owned()
+            },
+        )
+    };
+    let refused = if nsp != pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE) {
+        Some(format!(
+            "{} is not a built-in function (only functions in pg_catalog are allowed)",
+            describe_function(func)
+        ))
+    } else if volatile {
+        Some(format!("{} is volatile", describe_function(func)))
+    } else if name == "current_setting" {
+        Some(format!("{} reads server settings", describe_function(func)))
+    } else {
+        None
+    };
+    match refused {
+        Some(r) => {
+            walk.refused = Some(r);
+            true
+        }
+        None => false,
+    }
+}
+
+unsafe extern "C-unwind" fn walker(node: *mut pg_sys::Node, ctx: *mut std::ffi::c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    // SAFETY: node is a valid analysed expression node; ctx is our &mut Walk.
+    unsafe {
+        if (*node).type_ == pg_sys::NodeTag::T_SubLink {
+            (*(ctx as *mut Walk)).refused = Some("subqueries are not allowed".into());
+            return true;
+        }
+        if pg_sys::check_functions_in_node(node, Some(check_function), ctx) {
+            return true;
+        }
+        pg_sys::expression_tree_walker(node, Some(walker), ctx)
+    }
+}
+
+/// Parse `expr` as one expression: the parser's PL/pgSQL-expression mode
+/// reads `<target list> [FROM ...] [WHERE ...] ...`; anything beyond exactly
+/// one unnamed target is refused. Returns the raw (unanalysed) expression.
+unsafe fn parse_one_expression(expr: &CStr) -> Result<*mut pg_sys::Node, AegisError> {
+    let bad = |reason: &str| AegisError::InvalidFilter {
+        reason: reason.to_string(),
+    };
+    // SAFETY: raw_parser returns a palloc'd List of one RawStmt in this mode
+    // (or raises a syntax error).
+    unsafe {
+        let list = pg_sys::raw_parser(expr.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_PLPGSQL_EXPR);
+        let stmts = PgList::<pg_sys::RawStmt>::from_pg(list);
+        let raw = match stmts.get_ptr(0) {
+            Some(r) if stmts.len() == 1 => r,
+            _ => return Err(bad("it must be one expression")),
+        };
+        let sel = (*raw).stmt as *mut pg_sys::SelectStmt;
+        if sel.is_null() || (*(sel as *mut pg_sys::Node)).type_ != pg_sys::NodeTag::T_SelectStmt {
+            return Err(bad("it must be one expression"));
+        }
+        let s = &*sel;
+        let targets = PgList::<pg_sys::ResTarget>::from_pg(s.targetList);
+        if targets.is_empty() {
+            return Err(bad("it is empty"));
+        }
+        if targets.len() != 1
+            || !s.distinctClause.is_null()
+            || !s.fromClause.is_null()
+            || !s.whereClause.is_null()
+            || !s.groupClause.is_null()
+            || !s.havingClause.is_null()
+            || !s.windowClause.is_null()
+            || !s.sortClause.is_null()
+            || !s.limitOffset.is_null()
+            || !s.limitCount.is_null()
+            || !s.lockingClause.is_null()
+            || !s.intoClause.is_null()
+        {
+            return Err(bad(
+                "it must be one expression, without FROM, WHERE, ORDER BY or other clauses",
+            ));
+        }
+        let target = targets.get_ptr(0).ok_or_else(|| bad("it is empty"))?;
+        if !(*target).name.is_null() {
+            return Err(bad("it must be an expression, not a named column (AS ...)"));
+        }
+        Ok((*target).val)
+    }
+}
+
+/// Validate `expr` as a boolean row filter on `tbl` and return its canonical
+/// text (PostgreSQL's deparsed rendering), safe to place in a WHERE clause
+/// on that table.
+pub(crate) fn row_filter_impl(tbl: pg_sys::Oid, expr: &str) -> Result<String, AegisError> {
+    let cexpr = CString::new(expr).map_err(|_| AegisError::InvalidFilter {
+        reason: "it contains a NUL byte".into(),
+    })?;
+    // SAFETY: standard parse-analysis sequence (as CreatePolicy does for a
+    // policy's USING clause): a parse state with the table as the only range
+    // table entry, transformExpr as a WHERE clause, coercion to boolean,
+    // collations; then the expression is walked and deparsed. All memory is
+    // palloc'd in the current context; the relation stays locked (AccessShare)
+    // until the transaction ends.
+    unsafe {
+        let raw = parse_one_expression(&cexpr)?;
+        let rel = pg_sys::relation_open(tbl, pg_sys::AccessShareLock as i32);
+        let relname = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_owned();
+        let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
+        (*pstate).p_sourcetext = cexpr.as_ptr();
+        let nsitem = pg_sys::addRangeTableEntryForRelation(
+            pstate,
+            rel,
+            pg_sys::AccessShareLock as i32,
+            std::ptr::null_mut(),
+            false,
+            false,
+        );
+        pg_sys::addNSItemToQuery(pstate, nsitem, false, true, true);
+        let qual = pg_sys::transformExpr(pstate, raw, pg_sys::ParseExprKind::EXPR_KIND_WHERE);
+        let qual = pg_sys::coerce_to_boolean(pstate, qual, c"only_where".as_ptr());
+        pg_sys::assign_expr_collations(pstate, qual);
+        let has_sublinks = (*pstate).p_hasSubLinks;
+        pg_sys::free_parsestate(pstate);
+        pg_sys::relation_close(rel, pg_sys::NoLock as i32);
+        if has_sublinks {
+            return Err(AegisError::FilterNotAllowed {
+                reason: "subqueries are not allowed".into(),
+            });
+        }
+        let mut walk = Walk { refused: None };
+        if walker(qual, &mut walk as *mut Walk as *mut std::ffi::c_void) {
+            return Err(AegisError::FilterNotAllowed {
+                reason: walk.refused.unwrap_or_else(|| "not allowed".into()),
+            });
+        }
+        let ctx = pg_sys::deparse_context_for(relname.as_ptr(), tbl);
+        let text = pg_sys::deparse_expression(qual, ctx, false, false);
+        Ok(CStr::from_ptr(text).to_string_lossy().into_owned())
+    }
+}
+
+/// `aegis.row_filter(tbl regclass, expr text) → text` (internal: granted to
+/// nobody; set_retention, place_legal_hold and apply_retention call it).
+/// STABLE: the result depends on the table's definition and the functions
+/// in the catalog, not only on the arguments.
+#[pg_extern(stable, sql = false)]
+fn row_filter(tbl: pg_sys::Oid, expr: &str) -> AegisResult<String> {
+    Ok(row_filter_impl(tbl, expr)?)
+}
