@@ -364,11 +364,50 @@ $$;
 COMMENT ON FUNCTION aegis.apply_retention(boolean) IS
     'Delete expired rows of every table with a retention policy, except rows under legal hold; dry_run only counts (admin-only)';
 
-GRANT SELECT ON aegis.retention_rules, aegis.legal_holds, aegis.retention_policies TO aegis_admin, aegis_auditor;
+-- ===========================================================================
+-- Pruning the audit trail
+-- ===========================================================================
+
+-- Where pruning cut the chain: the chain hash at the last removed position,
+-- signed like chain_head() with the audit_head key. verify_chain() starts
+-- from the newest checkpoint, so what remains stays verifiable and a forged
+-- checkpoint (no master key) does not verify. Append-only like the chain.
+CREATE TABLE aegis.audit_checkpoints (
+    position       bigint PRIMARY KEY CHECK (position > 0),
+    chain_hash     bytea NOT NULL CHECK (pg_catalog.length(chain_hash) = 32),
+    time_us        bigint NOT NULL,
+    signature      bytea NOT NULL CHECK (pg_catalog.length(signature) = 32),
+    pruned_before  timestamptz NOT NULL,
+    entries_pruned bigint NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE aegis.audit_checkpoints IS
+    'Signed chain checkpoints left by prune_audit(): verification starts after the newest one';
+SELECT pg_catalog.pg_extension_config_dump('aegis.audit_checkpoints', '');
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON aegis.audit_checkpoints
+    FOR EACH ROW EXECUTE FUNCTION aegis.audit_append_only();
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON aegis.audit_checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_append_only();
+ALTER TABLE aegis.audit_checkpoints ENABLE ALWAYS TRIGGER append_only;
+ALTER TABLE aegis.audit_checkpoints ENABLE ALWAYS TRIGGER append_only_truncate;
+
+-- Removes the sealed entries older than the cutoff (a prefix of the chain,
+-- never its newest entry), leaves a signed checkpoint, re-baselines the
+-- protected tables that lost entries (so verify_table() still has a starting
+-- point for every row) and records a PRUNE entry with the receipt. Granted
+-- to nobody: removing evidence is for superusers, or whom they grant it to.
+CREATE FUNCTION aegis.prune_audit(before timestamptz) RETURNS jsonb
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'prune_audit_wrapper';
+COMMENT ON FUNCTION aegis.prune_audit(timestamptz) IS
+    'Remove sealed audit entries older than a time behind a signed checkpoint; returns the receipt (superuser)';
+
+
+GRANT SELECT ON aegis.retention_rules, aegis.legal_holds, aegis.retention_policies, aegis.audit_checkpoints
+    TO aegis_admin, aegis_auditor;
 GRANT INSERT, UPDATE, DELETE ON aegis.retention_rules TO aegis_admin;
 GRANT INSERT, UPDATE (released_at, released_by) ON aegis.legal_holds TO aegis_admin;
 GRANT USAGE ON SEQUENCE aegis.legal_holds_id_seq TO aegis_admin;
-
 -- create_monitoring_schema(): retention defaults for new monitoring schemas
 -- (existing ones: see the README, "Upgrading").
 CREATE OR REPLACE FUNCTION aegis.create_monitoring_schema(schema name DEFAULT 'monitoring')
@@ -433,7 +472,7 @@ REVOKE EXECUTE ON FUNCTION
     aegis.row_filter(regclass, text), aegis.retention_check_table(regclass, name),
     aegis.set_retention(regclass, interval, name, text), aegis.remove_retention(regclass),
     aegis.place_legal_hold(regclass, text, text), aegis.release_legal_hold(bigint),
-    aegis.apply_retention(boolean)
+    aegis.apply_retention(boolean), aegis.prune_audit(timestamptz)
 FROM PUBLIC;
 -- Lifecycle: retention and legal holds are administered by aegis_admin (the
 -- catalogs are written with the admin's own rights, so the audit trigger

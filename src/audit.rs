@@ -1372,11 +1372,38 @@ fn audit_plans_changed<'a>(
     Ok(None)
 }
 
+thread_local! {
+    /// Set only while pg_aegis's own maintenance (pruning behind a signed
+    /// checkpoint) changes the audit tables; no SQL can set it.
+    static MAINTENANCE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` with the append-only guard lifted for pg_aegis's own row
+/// changes. Reset on return and on error (pgrx unwinds through this frame).
+pub(crate) fn with_log_maintenance<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            MAINTENANCE.set(self.0);
+        }
+    }
+    let _reset = Reset(MAINTENANCE.replace(true));
+    f()
+}
+
 /// `aegis.audit_append_only()`: refuses UPDATE, DELETE and TRUNCATE.
 #[pg_trigger(sql = false)]
 fn audit_append_only<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, std::convert::Infallible> {
+    use pgrx::trigger_support::PgTriggerOperation;
+    if MAINTENANCE.get() {
+        match trigger.op() {
+            Ok(PgTriggerOperation::Delete) => return Ok(trigger.old()),
+            Ok(PgTriggerOperation::Update) => return Ok(trigger.new()),
+            _ => {}
+        }
+    }
     let table = trigger.table_name().unwrap_or_default();
     raise(
         ErrorReport::new(
@@ -1399,7 +1426,7 @@ fn audit_append_only<'a>(
 // Sealing
 // ---------------------------------------------------------------------------
 
-fn hash32(v: Option<Vec<u8>>) -> [u8; 32] {
+pub(crate) fn hash32(v: Option<Vec<u8>>) -> [u8; 32] {
     let mut h = [0u8; 32];
     if let Some(v) = v {
         if v.len() == 32 {
@@ -1566,8 +1593,77 @@ fn seal() -> AegisResult<i64> {
 
 type VerifyRow = (Option<bool>, Option<i64>, Option<i64>, Option<String>);
 
+/// The latest pruning checkpoint: the chain is verified from the position
+/// after it, starting from its (signed) chain hash.
+pub(crate) struct Checkpoint {
+    pub(crate) position: u64,
+    pub(crate) hash: [u8; 32],
+    pub(crate) time_us: i64,
+    pub(crate) signature: [u8; 32],
+}
+
+fn latest_checkpoint() -> Result<Option<Checkpoint>, AegisError> {
+    with_safe_search_path(|| {
+        Spi::connect(|client| {
+            let t = client
+                .select(
+                    "SELECT position, chain_hash, time_us, signature FROM aegis.audit_checkpoints \
+                     ORDER BY position DESC LIMIT 1",
+                    None,
+                    &[],
+                )
+                .map_err(spi_error)?;
+            if t.is_empty() {
+                return Ok(None);
+            }
+            let r = t.first();
+            Ok(Some(Checkpoint {
+                position: r.get::<i64>(1).map_err(spi_error)?.unwrap_or(0) as u64,
+                hash: hash32(r.get(2).map_err(spi_error)?),
+                time_us: r.get::<i64>(3).map_err(spi_error)?.unwrap_or(0),
+                signature: hash32(r.get(4).map_err(spi_error)?),
+            }))
+        })
+    })
+}
+
 /// Read the chain in position order and recompute every entry.
 fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, AegisError> {
+    let checkpoint = latest_checkpoint()?;
+    let (first, prev) = match &checkpoint {
+        None => (1, core_audit::GENESIS),
+        Some(cp) => {
+            if !signature_matches(&head_mac(cp.position, &cp.hash, cp.time_us)?, &cp.signature) {
+                return Ok((
+                    Some(false),
+                    Some(0),
+                    Some(cp.position as i64),
+                    Some(format!(
+                        "pruning checkpoint at position {}: its signature does not verify",
+                        cp.position
+                    )),
+                ));
+            }
+            if let Some(t) = &trusted {
+                if t.position < cp.position {
+                    return Err(AegisError::HeadBeforeCheckpoint {
+                        head: t.position,
+                        checkpoint: cp.position,
+                    });
+                }
+                if t.position == cp.position && t.chain_hash != cp.hash {
+                    return Ok((
+                        Some(false),
+                        Some(0),
+                        Some(cp.position as i64),
+                        Some("chain rewritten: the trusted head's position holds a different hash".into()),
+                    ));
+                }
+            }
+            (cp.position + 1, cp.hash)
+        }
+    };
+    let trusted = trusted.filter(|t| t.position >= first);
     let report = with_safe_search_path(|| {
         Spi::connect(|client| -> Result<_, AegisError> {
             let mut cursor = client.open_cursor(
@@ -1586,8 +1682,9 @@ fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, AegisError> {
                  FROM aegis.audit_chain c \
                  JOIN aegis.audit_log l ON l.xid OPERATOR(pg_catalog.=) c.entry_xid \
                       AND l.id OPERATOR(pg_catalog.=) c.entry_id \
+                 WHERE c.position OPERATOR(pg_catalog.>=) $1 \
                  ORDER BY c.position",
-                &[],
+                &[(first as i64).into()],
             );
             // Streamed batch by batch: memory stays flat however long the
             // chain is.
@@ -1616,7 +1713,7 @@ fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, AegisError> {
                     Err(e) => failed = Some(spi_error(e)),
                 }
             });
-            let report = core_audit::verify(entries, 1, core_audit::GENESIS, trusted);
+            let report = core_audit::verify(entries, first, prev, trusted);
             match failed {
                 Some(e) => Err(e),
                 None => Ok(report),
@@ -1805,9 +1902,18 @@ fn parse_head(v: &serde_json::Value) -> Result<Head, AegisError> {
     })
 }
 
-fn head_mac(position: u64, hash: &[u8; 32], time_us: i64) -> Result<[u8; 32], AegisError> {
+pub(crate) fn head_mac(position: u64, hash: &[u8; 32], time_us: i64) -> Result<[u8; 32], AegisError> {
     let msg = core_audit::head_message(position, hash, time_us);
     keyring::purpose_mac(HEAD_KEY, core_audit::HEAD_KEY_LABEL, &msg)
+}
+
+fn signature_matches(expected: &[u8; 32], got: &[u8; 32]) -> bool {
+    // Constant time is not needed for a public value, but costs nothing.
+    expected
+        .iter()
+        .zip(got.iter())
+        .fold(0u8, |a, (x, y)| a | (x ^ y))
+        == 0
 }
 
 fn head_signature_ok(h: &Head) -> Result<bool, AegisError> {
@@ -1816,13 +1922,7 @@ fn head_signature_ok(h: &Head) -> Result<bool, AegisError> {
             reason: "\"signature\" is missing".into(),
         });
     };
-    let expected = head_mac(h.position, &h.hash, h.time_us)?;
-    // Constant time is not needed for a public value, but costs nothing.
-    Ok(expected
-        .iter()
-        .zip(sig.iter())
-        .fold(0u8, |a, (x, y)| a | (x ^ y))
-        == 0)
+    Ok(signature_matches(&head_mac(h.position, &h.hash, h.time_us)?, &sig))
 }
 
 /// `aegis.chain_head() → jsonb`
@@ -1963,6 +2063,10 @@ fn for_each_row(
 /// becomes a BASELINE entry, the starting point verify_table() compares to.
 #[pg_extern(volatile, sql = false)]
 fn audit_baseline(tbl: pg_sys::Oid) -> AegisResult<i64> {
+    Ok(audit_baseline_impl(tbl)?)
+}
+
+pub(crate) fn audit_baseline_impl(tbl: pg_sys::Oid) -> Result<i64, AegisError> {
     let mut n = 0i64;
     let pseudonyms = pseudonyms_available();
     for_each_row(tbl, |plan, tupdesc, tuple| {

@@ -57,6 +57,9 @@ pub enum AegisError {
     #[error("aegis.audit_log has an expression, partial or exclusion index: audit entries cannot be written")]
     LogIndex,
 
+    #[error("the trusted head (position {head}) is older than the pruning checkpoint at position {checkpoint}")]
+    HeadBeforeCheckpoint { head: u64, checkpoint: u64 },
+
     #[error("invalid row filter: {reason}")]
     InvalidFilter { reason: String },
 
@@ -118,6 +121,7 @@ impl AegisError {
             | AegisError::LogIndex => {
                 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE // 55000
             }
+            AegisError::HeadBeforeCheckpoint { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, // 55000
             AegisError::InvalidFilter { .. } => ERRCODE_INVALID_PARAMETER_VALUE, // 22023
             AegisError::FilterNotAllowed { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501
             AegisError::Internal(_) => ERRCODE_INTERNAL_ERROR, // XX000
@@ -157,6 +161,9 @@ impl AegisError {
             AegisError::NoPrimaryKey { .. } => None,
             AegisError::LogIndex => Some(
                 "Only plain indexes may exist on aegis.audit_log; drop the extra index.".into(),
+            ),
+            AegisError::HeadBeforeCheckpoint { .. } => Some(
+                "The entries up to the checkpoint were pruned; verify without a head (from the signed checkpoint) or with a head saved after the pruning.".into(),
             ),
             AegisError::InvalidFilter { .. } => Some(
                 "A row filter is one boolean expression over the table's columns, e.g. contains_user_data AND severity <> 'low'.".into(),

@@ -16,6 +16,8 @@ use pgrx::prelude::*;
 use pgrx::PgList;
 
 use crate::error::{AegisError, AegisResult};
+use crate::keyring::{as_extension_owner, spi_error, with_safe_search_path};
+use pgrx::datum::TimestampWithTimeZone;
 
 /// Why a function in a filter is refused (first one found).
 struct Walk {
@@ -203,4 +205,179 @@ pub(crate) fn row_filter_impl(tbl: pg_sys::Oid, expr: &str) -> Result<String, Ae
 #[pg_extern(stable, sql = false)]
 fn row_filter(tbl: pg_sys::Oid, expr: &str) -> AegisResult<String> {
     Ok(row_filter_impl(tbl, expr)?)
+}
+
+// ---------------------------------------------------------------------------
+// Pruning the audit trail behind a signed checkpoint
+// ---------------------------------------------------------------------------
+
+/// Remove the sealed prefix of the chain whose entries are all older than
+/// `before` (never the newest entry, so sealing continues from it). The
+/// chain hash at the last removed position becomes a checkpoint signed with
+/// the audit_head key; verify_chain() starts from it. Tables that lost
+/// entries are re-baselined so verify_table() keeps a starting point for
+/// every row. The receipt is itself an audit entry (PRUNE).
+fn prune_audit_impl(before: TimestampWithTimeZone) -> Result<serde_json::Value, AegisError> {
+    let (receipt, tables) = with_safe_search_path(|| {
+        as_extension_owner(|| {
+            Spi::connect_mut(|client| {
+                // One sealer or pruner at a time (the lock seal() takes).
+                client
+                    .update("LOCK TABLE aegis.audit_chain IN SHARE ROW EXCLUSIVE MODE", None, &[])
+                    .map_err(spi_error)?;
+                let row = client
+                    .select(
+                        "SELECT (SELECT max(position) FROM aegis.audit_chain), \
+                                (SELECT COALESCE(max(position), 0) FROM aegis.audit_checkpoints), \
+                                (SELECT min(c.position) FROM aegis.audit_chain c JOIN aegis.audit_log l \
+                                   ON l.xid OPERATOR(pg_catalog.=) c.entry_xid AND l.id OPERATOR(pg_catalog.=) c.entry_id \
+                                 WHERE l.statement_time OPERATOR(pg_catalog.>=) $1), \
+                                (EXTRACT(EPOCH FROM pg_catalog.now()) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 \
+                                  OPERATOR(pg_catalog.-) 946684800000000",
+                        None,
+                        &[before.into()],
+                    )
+                    .map_err(spi_error)?;
+                let r = row.first();
+                let last: Option<i64> = r.get(1).map_err(spi_error)?;
+                let previous: i64 = r.get(2).map_err(spi_error)?.unwrap_or(0);
+                let first_kept: Option<i64> = r.get(3).map_err(spi_error)?;
+                let time_us: i64 = r.get(4).map_err(spi_error)?.unwrap_or(0);
+                let Some(last) = last else {
+                    return Ok((
+                        serde_json::json!({"entries_pruned": 0, "reason": "the chain is empty"}),
+                        Vec::new(),
+                    ));
+                };
+                // Through the entry before the first one to keep, and never
+                // the newest (the chain must keep a head to seal onto).
+                let through = first_kept.map_or(last, |k| k - 1).min(last - 1);
+                if through <= previous {
+                    return Ok((
+                        serde_json::json!({
+                            "entries_pruned": 0,
+                            "checkpoint_position": previous,
+                            "reason": "no sealed entries older than the cutoff beyond the last checkpoint",
+                        }),
+                        Vec::new(),
+                    ));
+                }
+                let hash = crate::audit::hash32(
+                    client
+                        .select(
+                            "SELECT chain_hash FROM aegis.audit_chain WHERE position OPERATOR(pg_catalog.=) $1",
+                            None,
+                            &[through.into()],
+                        )
+                        .map_err(spi_error)?
+                        .first()
+                        .get_one::<Vec<u8>>()
+                        .map_err(spi_error)?,
+                );
+                let signature = crate::audit::head_mac(through as u64, &hash, time_us)?;
+                let mut tables = Vec::new();
+                for t in client
+                    .select(
+                        "SELECT DISTINCT e.relid::pg_catalog.oid, e.relid::pg_catalog.text FROM aegis.audit_log l \
+                         JOIN aegis.audit_chain c ON c.entry_id OPERATOR(pg_catalog.=) l.id \
+                              AND c.entry_xid OPERATOR(pg_catalog.=) l.xid \
+                         JOIN aegis.rls_enforced e ON e.relid::pg_catalog.text OPERATOR(pg_catalog.=) l.table_name \
+                         WHERE c.position OPERATOR(pg_catalog.<=) $1",
+                        None,
+                        &[through.into()],
+                    )
+                    .map_err(spi_error)?
+                {
+                    if let (Some(o), Some(n)) = (
+                        t.get::<pg_sys::Oid>(1).map_err(spi_error)?,
+                        t.get::<String>(2).map_err(spi_error)?,
+                    ) {
+                        tables.push((o, n));
+                    }
+                }
+                let pruned: i64 = crate::audit::with_log_maintenance(|| -> Result<i64, AegisError> {
+                    let n = client
+                        .update(
+                            "WITH d AS (DELETE FROM aegis.audit_log l USING aegis.audit_chain c \
+                               WHERE c.entry_id OPERATOR(pg_catalog.=) l.id AND c.entry_xid OPERATOR(pg_catalog.=) l.xid \
+                                 AND c.position OPERATOR(pg_catalog.<=) $1 RETURNING 1) \
+                             SELECT pg_catalog.count(*) FROM d",
+                            None,
+                            &[through.into()],
+                        )
+                        .map_err(spi_error)?
+                        .first()
+                        .get_one::<i64>()
+                        .map_err(spi_error)?
+                        .unwrap_or(0);
+                    client
+                        .update(
+                            "DELETE FROM aegis.audit_chain WHERE position OPERATOR(pg_catalog.<=) $1",
+                            None,
+                            &[through.into()],
+                        )
+                        .map_err(spi_error)?;
+                    Ok(n)
+                })?;
+                client
+                    .update(
+                        "INSERT INTO aegis.audit_checkpoints \
+                         (position, chain_hash, time_us, signature, pruned_before, entries_pruned) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                        None,
+                        &[
+                            through.into(),
+                            hash.to_vec().into(),
+                            time_us.into(),
+                            signature.to_vec().into(),
+                            before.into(),
+                            pruned.into(),
+                        ],
+                    )
+                    .map_err(spi_error)?;
+                Ok((
+                    serde_json::json!({
+                        "entries_pruned": pruned,
+                        "previous_checkpoint_position": previous,
+                        "checkpoint": {
+                            "position": through,
+                            "hash": hex::encode(hash),
+                            "time_us": time_us,
+                            "signature": hex::encode(signature),
+                        },
+                    }),
+                    tables,
+                ))
+            })
+        })
+    })?;
+    let mut receipt = receipt;
+    let mut rebaselined = serde_json::Map::new();
+    for (oid, name) in tables {
+        let n = crate::audit::audit_baseline_impl(oid)?;
+        rebaselined.insert(name, n.into());
+    }
+    if let serde_json::Value::Object(m) = &mut receipt {
+        m.insert("cutoff".into(), serde_json::Value::String(before.to_iso_string()));
+        m.insert("rebaselined".into(), rebaselined.into());
+    }
+    if receipt.get("checkpoint").is_some() {
+        let doc = crate::audit::Doc::from_json(&receipt.to_string())?;
+        crate::audit::write_entry(&crate::audit::NewEntry {
+            operation: "PRUNE",
+            table_name: None,
+            pk: None,
+            old_row: None,
+            new_row: None,
+            detail: Some(&doc),
+        })?;
+    }
+    Ok(receipt)
+}
+
+/// `aegis.prune_audit(before timestamptz) → jsonb` (superusers, or whom
+/// they grant it to).
+#[pg_extern(volatile, sql = false)]
+fn prune_audit(before: TimestampWithTimeZone) -> AegisResult<pgrx::JsonB> {
+    Ok(pgrx::JsonB(prune_audit_impl(before)?))
 }
