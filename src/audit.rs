@@ -1656,7 +1656,10 @@ fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, AegisError> {
                         Some(false),
                         Some(0),
                         Some(cp.position as i64),
-                        Some("chain rewritten: the trusted head's position holds a different hash".into()),
+                        Some(
+                            "chain rewritten: the trusted head's position holds a different hash"
+                                .into(),
+                        ),
                     ));
                 }
             }
@@ -1902,7 +1905,11 @@ fn parse_head(v: &serde_json::Value) -> Result<Head, AegisError> {
     })
 }
 
-pub(crate) fn head_mac(position: u64, hash: &[u8; 32], time_us: i64) -> Result<[u8; 32], AegisError> {
+pub(crate) fn head_mac(
+    position: u64,
+    hash: &[u8; 32],
+    time_us: i64,
+) -> Result<[u8; 32], AegisError> {
     let msg = core_audit::head_message(position, hash, time_us);
     keyring::purpose_mac(HEAD_KEY, core_audit::HEAD_KEY_LABEL, &msg)
 }
@@ -1922,7 +1929,10 @@ fn head_signature_ok(h: &Head) -> Result<bool, AegisError> {
             reason: "\"signature\" is missing".into(),
         });
     };
-    Ok(signature_matches(&head_mac(h.position, &h.hash, h.time_us)?, &sig))
+    Ok(signature_matches(
+        &head_mac(h.position, &h.hash, h.time_us)?,
+        &sig,
+    ))
 }
 
 /// `aegis.chain_head() → jsonb`

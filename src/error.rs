@@ -124,7 +124,7 @@ impl AegisError {
             AegisError::HeadBeforeCheckpoint { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, // 55000
             AegisError::InvalidFilter { .. } => ERRCODE_INVALID_PARAMETER_VALUE, // 22023
             AegisError::FilterNotAllowed { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501
-            AegisError::Internal(_) => ERRCODE_INTERNAL_ERROR, // XX000
+            AegisError::Internal(_) => ERRCODE_INTERNAL_ERROR,                   // XX000
         }
     }
 

@@ -223,7 +223,11 @@ fn prune_audit_impl(before: TimestampWithTimeZone) -> Result<serde_json::Value, 
             Spi::connect_mut(|client| {
                 // One sealer or pruner at a time (the lock seal() takes).
                 client
-                    .update("LOCK TABLE aegis.audit_chain IN SHARE ROW EXCLUSIVE MODE", None, &[])
+                    .update(
+                        "LOCK TABLE aegis.audit_chain IN SHARE ROW EXCLUSIVE MODE",
+                        None,
+                        &[],
+                    )
                     .map_err(spi_error)?;
                 let row = client
                     .select(
@@ -295,8 +299,9 @@ fn prune_audit_impl(before: TimestampWithTimeZone) -> Result<serde_json::Value, 
                         tables.push((o, n));
                     }
                 }
-                let pruned: i64 = crate::audit::with_log_maintenance(|| -> Result<i64, AegisError> {
-                    let n = client
+                let pruned: i64 = crate::audit::with_log_maintenance(
+                    || -> Result<i64, AegisError> {
+                        let n = client
                         .update(
                             "WITH d AS (DELETE FROM aegis.audit_log l USING aegis.audit_chain c \
                                WHERE c.entry_id OPERATOR(pg_catalog.=) l.id AND c.entry_xid OPERATOR(pg_catalog.=) l.xid \
@@ -310,15 +315,16 @@ fn prune_audit_impl(before: TimestampWithTimeZone) -> Result<serde_json::Value, 
                         .get_one::<i64>()
                         .map_err(spi_error)?
                         .unwrap_or(0);
-                    client
+                        client
                         .update(
                             "DELETE FROM aegis.audit_chain WHERE position OPERATOR(pg_catalog.<=) $1",
                             None,
                             &[through.into()],
                         )
                         .map_err(spi_error)?;
-                    Ok(n)
-                })?;
+                        Ok(n)
+                    },
+                )?;
                 client
                     .update(
                         "INSERT INTO aegis.audit_checkpoints \
@@ -358,7 +364,10 @@ fn prune_audit_impl(before: TimestampWithTimeZone) -> Result<serde_json::Value, 
         rebaselined.insert(name, n.into());
     }
     if let serde_json::Value::Object(m) = &mut receipt {
-        m.insert("cutoff".into(), serde_json::Value::String(before.to_iso_string()));
+        m.insert(
+            "cutoff".into(),
+            serde_json::Value::String(before.to_iso_string()),
+        );
         m.insert("rebaselined".into(), rebaselined.into());
     }
     if receipt.get("checkpoint").is_some() {
