@@ -205,3 +205,35 @@ DO $$ BEGIN
 EXCEPTION WHEN insufficient_privilege THEN RAISE NOTICE '%', SQLERRM;
 END $$;
 RESET ROLE;
+
+-- == 7. Lifecycle: retention and legal holds ==================================
+-- The reference schema comes with the requirements' retention periods.
+SELECT table_name, keep, time_column, only_where FROM aegis.retention_policies ORDER BY table_name::text;
+-- Access records going back 30 weeks; one user's are evidence in a case.
+INSERT INTO monitoring.user_access_logs (user_id, ip_address, accessed_at, resource)
+SELECT 'u-' || (1000 + g % 5), '198.51.100.7', now() - g * interval '7 days', '/billing'
+FROM generate_series(1, 30) g;
+SELECT aegis.place_legal_hold('monitoring.user_access_logs', $$user_id = 'u-1002'$$,
+                              'Case 2026-17: access history of u-1002') AS hold_id \gset
+-- A filter is one checked expression, never spliced into SQL.
+DO $$ BEGIN
+    PERFORM aegis.set_retention('monitoring.user_access_logs', '90 days', 'accessed_at', 'true) OR (true');
+EXCEPTION WHEN OTHERS THEN RAISE NOTICE 'refused (%): %', SQLSTATE, SQLERRM;
+END $$;
+DO $$ BEGIN
+    PERFORM aegis.set_retention('monitoring.user_access_logs', '90 days', 'accessed_at',
+                                'EXISTS (SELECT 1 FROM aegis.keys)');
+EXCEPTION WHEN OTHERS THEN RAISE NOTICE 'refused (%): %', SQLSTATE, SQLERRM;
+END $$;
+SELECT * FROM aegis.apply_retention(dry_run => true);
+SELECT * FROM aegis.apply_retention();
+-- Only the held user's old records are left; each deletion and the run are in the trail.
+SELECT user_id, count(*) AS older_than_90_days FROM monitoring.user_access_logs
+WHERE accessed_at < now() - interval '90 days' GROUP BY 1;
+SELECT operation, table_name, detail ->> 'rows_deleted' AS deleted, detail ->> 'rows_held' AS held,
+       detail -> 'legal_holds' AS holds
+FROM aegis.audit_log WHERE operation = 'RETENTION' AND table_name = 'monitoring.user_access_logs'
+ORDER BY id DESC LIMIT 1;
+SELECT aegis.release_legal_hold(:hold_id);
+SELECT aegis.seal() AS newly_sealed;
+SELECT ok, entries_checked FROM aegis.verify_chain();

@@ -40,23 +40,42 @@ fn describe_function(func: pg_sys::Oid) -> String {
     }
 }
 
-/// Functions a filter may call: built-in (pg_catalog), not volatile, and not
-/// `current_setting` (which would turn the row count of a dry run into an
-/// oracle for settings only superusers may read).
+/// Date and time types: the only reason a row filter needs a function that
+/// is not immutable (now(), casts between timestamps and dates, date_trunc).
+const TIME_TYPES: [pg_sys::Oid; 6] = [
+    pg_sys::TIMESTAMPTZOID,
+    pg_sys::TIMESTAMPOID,
+    pg_sys::DATEOID,
+    pg_sys::INTERVALOID,
+    pg_sys::TIMEOID,
+    pg_sys::TIMETZOID,
+];
+
+/// Functions a filter may call: built-in (pg_catalog) and immutable, or
+/// stable with a date/time argument or result. A filter runs with the
+/// extension owner's rights and a dry run's row count answers "how many rows
+/// match", so anything that reads data or settings (table_to_xml(),
+/// current_setting(), pg_stat_get_backend_activity(), all stable) would be
+/// an oracle for what only superusers may see; immutable functions compute
+/// from their arguments alone.
 unsafe extern "C-unwind" fn check_function(func: pg_sys::Oid, ctx: *mut std::ffi::c_void) -> bool {
     // SAFETY: ctx is the &mut Walk passed to the walker below.
     let walk = unsafe { &mut *(ctx as *mut Walk) };
-    // SAFETY: syscache lookups by OID.
-    let (nsp, volatile, name) = unsafe {
-        let name = pg_sys::get_func_name(func);
+    // SAFETY: syscache lookups by OID; get_func_signature returns a palloc'd
+    // array of nargs argument types.
+    let (nsp, volatility, touches_time) = unsafe {
+        let mut argtypes: *mut pg_sys::Oid = std::ptr::null_mut();
+        let mut nargs: std::ffi::c_int = 0;
+        let ret = pg_sys::get_func_signature(func, &mut argtypes, &mut nargs);
+        let args = if argtypes.is_null() || nargs <= 0 {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(argtypes, nargs as usize)
+        };
         (
             pg_sys::get_func_namespace(func),
-            pg_sys::func_volatile(func) as u8 == pg_sys::PROVOLATILE_VOLATILE,
-            if name.is_null() {
-                String::new()
-            } else {
-                CStr::from_ptr(name).to_string_lossy().into_owned()
-            },
+            pg_sys::func_volatile(func) as u8,
+            TIME_TYPES.contains(&ret) || args.iter().any(|a| TIME_TYPES.contains(a)),
         )
     };
     let refused = if nsp != pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE) {
@@ -64,12 +83,17 @@ unsafe extern "C-unwind" fn check_function(func: pg_sys::Oid, ctx: *mut std::ffi
             "{} is not a built-in function (only functions in pg_catalog are allowed)",
             describe_function(func)
         ))
-    } else if volatile {
-        Some(format!("{} is volatile", describe_function(func)))
-    } else if name == "current_setting" {
-        Some(format!("{} reads server settings", describe_function(func)))
-    } else {
+    } else if volatility == pg_sys::PROVOLATILE_IMMUTABLE
+        || (volatility == pg_sys::PROVOLATILE_STABLE && touches_time)
+    {
         None
+    } else if volatility == pg_sys::PROVOLATILE_STABLE {
+        Some(format!(
+            "{} is not immutable (stable built-ins are allowed only for dates and times)",
+            describe_function(func)
+        ))
+    } else {
+        Some(format!("{} is volatile", describe_function(func)))
     };
     match refused {
         Some(r) => {

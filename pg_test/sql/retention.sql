@@ -87,6 +87,12 @@ SELECT aegis.set_retention('ret_mon.error_logs', '1 day', 'ts', 'aegis.version()
 SELECT aegis.set_retention('ret_mon.error_logs', '1 day', 'ts', 'random() < 0.5');
 SELECT aegis.set_retention('ret_mon.error_logs', '1 day', 'ts', 'pg_sleep(0) IS NULL');
 SELECT aegis.set_retention('ret_mon.error_logs', '1 day', 'ts', 'current_setting(''data_directory'') <> ''''');
+-- Stable built-ins that read data or settings would make a dry run's count
+-- an oracle for what only superusers may see (pg_authid's password hashes).
+SELECT aegis.set_retention('ret_mon.error_logs', '1 day', 'ts', 'table_to_xml(''pg_authid'', true, false, '''')::text LIKE ''%SCRAM%''');
+SELECT aegis.set_retention('ret_mon.error_logs', '1 day', 'ts', 'pg_stat_get_backend_activity(1) LIKE ''%PASSWORD%''');
+-- Date and time functions are what filters need: fine.
+SELECT aegis.row_filter('ret_mon.error_logs', 'date_trunc(''month'', ts) < now() AND ts::date <> current_date');
 SELECT aegis.set_retention('ret_mon.error_logs', '1 day', 'ts', 'nextval(''aegis.legal_holds_id_seq'') > 0');
 RESET ROLE;
 CREATE FUNCTION public.ret_leak(text) RETURNS boolean LANGUAGE sql AS 'SELECT true';
