@@ -18,6 +18,8 @@ APT_PACKAGES=(
     "postgresql-${PG_MAJOR}"
     "postgresql-server-dev-${PG_MAJOR}"
     libclang-dev clang pkg-config libssl-dev sudo
+    # pg_cron: the integration test of aegis.schedule_retention() through it
+    "postgresql-${PG_MAJOR}-cron"
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -85,7 +85,8 @@ GRANT EXECUTE ON FUNCTION
     aegis.set_retention(regclass, interval, name, text), aegis.remove_retention(regclass),
     aegis.place_legal_hold(regclass, text, text), aegis.release_legal_hold(bigint),
     aegis.apply_retention(boolean),
-    aegis.row_filter(regclass, text), aegis.retention_check_table(regclass, name)
+    aegis.row_filter(regclass, text), aegis.retention_check_table(regclass, name),
+    aegis.schedule_retention(text), aegis.unschedule_retention(), aegis.cron_next(text, timestamptz)
 TO aegis_admin;
 
 COMMENT ON FUNCTION aegis.version() IS 'The installed pg_aegis version';

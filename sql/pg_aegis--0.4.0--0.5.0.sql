@@ -403,8 +403,114 @@ COMMENT ON FUNCTION aegis.prune_audit(timestamptz) IS
     'Remove sealed audit entries older than a time behind a signed checkpoint; returns the receipt (superuser)';
 
 
-GRANT SELECT ON aegis.retention_rules, aegis.legal_holds, aegis.retention_policies, aegis.audit_checkpoints
-    TO aegis_admin, aegis_auditor;
+-- ===========================================================================
+-- Scheduling
+-- ===========================================================================
+
+-- The first time after `after` (UTC) a five-field cron schedule fires.
+CREATE FUNCTION aegis.cron_next(schedule text, after timestamptz) RETURNS timestamptz
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'cron_next_wrapper';
+COMMENT ON FUNCTION aegis.cron_next(text, timestamptz) IS
+    'Next time (UTC) a cron schedule (minute hour day month weekday, or @daily etc.) fires after a time';
+
+-- Where retention is scheduled: pg_cron's job, or the background worker's
+-- next run. One row per database.
+CREATE TABLE aegis.retention_schedule (
+    singleton    boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    schedule     text NOT NULL,
+    via          text NOT NULL CHECK (via IN ('pg_cron', 'worker')),
+    cron_job_id  bigint,
+    scheduled_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    scheduled_by name NOT NULL DEFAULT CURRENT_USER,
+    next_run_at  timestamptz,
+    last_run_at  timestamptz,
+    last_status  text,
+    CHECK ((via = 'worker') = (next_run_at IS NOT NULL))
+);
+COMMENT ON TABLE aegis.retention_schedule IS
+    'When apply_retention() runs by itself (aegis.schedule_retention): through pg_cron or the background worker';
+SELECT pg_catalog.pg_extension_config_dump('aegis.retention_schedule', '');
+CREATE TRIGGER aegis_audit AFTER INSERT OR DELETE ON aegis.retention_schedule
+    FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
+CREATE TRIGGER aegis_audit_update AFTER UPDATE ON aegis.retention_schedule
+    FOR EACH ROW WHEN ((OLD.schedule, OLD.via, OLD.cron_job_id, OLD.scheduled_at, OLD.scheduled_by)
+                       IS DISTINCT FROM (NEW.schedule, NEW.via, NEW.cron_job_id, NEW.scheduled_at, NEW.scheduled_by))
+    EXECUTE FUNCTION aegis.audit_row();
+
+-- SECURITY INVOKER (aegis_admin): with pg_cron installed in this database
+-- the job is pg_cron's, owned by and run as the caller (who needs USAGE on
+-- schema cron); otherwise the background worker of this database runs it
+-- (as the bootstrap superuser; apply_retention() is the same either way).
+CREATE FUNCTION aegis.schedule_retention(cron text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    job bigint;
+    next timestamptz;
+    workers text;
+BEGIN
+    IF cron IS NULL OR pg_catalog.btrim(cron) = '' THEN
+        RAISE EXCEPTION 'a schedule is required' USING ERRCODE = '22004',
+            HINT = 'For example ''0 3 * * *'' (daily at 03:00 UTC) or ''@hourly''.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_cron') THEN
+        EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO job
+            USING 'aegis_retention', cron, 'SELECT aegis.apply_retention()';
+        INSERT INTO aegis.retention_schedule AS s (schedule, via, cron_job_id, scheduled_by, next_run_at)
+        VALUES (cron, 'pg_cron', job, CURRENT_USER, NULL)
+        ON CONFLICT (singleton) DO UPDATE SET schedule = EXCLUDED.schedule, via = EXCLUDED.via,
+            cron_job_id = EXCLUDED.cron_job_id, scheduled_at = pg_catalog.now(),
+            scheduled_by = EXCLUDED.scheduled_by, next_run_at = NULL;
+        RETURN pg_catalog.format('scheduled with pg_cron (job %s, "aegis_retention"): %s', job, cron);
+    END IF;
+    next := aegis.cron_next(cron, pg_catalog.now());
+    INSERT INTO aegis.retention_schedule AS s (schedule, via, cron_job_id, scheduled_by, next_run_at)
+    VALUES (cron, 'worker', NULL, CURRENT_USER, next)
+    ON CONFLICT (singleton) DO UPDATE SET schedule = EXCLUDED.schedule, via = EXCLUDED.via,
+        cron_job_id = NULL, scheduled_at = pg_catalog.now(),
+        scheduled_by = EXCLUDED.scheduled_by, next_run_at = EXCLUDED.next_run_at;
+    workers := pg_catalog.current_setting('aegis.seal_databases', true);
+    IF workers IS NULL OR NOT pg_catalog.current_database() = ANY (
+            SELECT pg_catalog.btrim(d) FROM pg_catalog.unnest(pg_catalog.string_to_array(workers, ',')) d) THEN
+        RAISE WARNING 'no pg_aegis background worker runs in database "%": the schedule is stored but does not fire',
+            pg_catalog.current_database()
+            USING HINT = 'Add the database to aegis.seal_databases (with shared_preload_libraries = ''pg_aegis'') and restart, or install pg_cron.';
+    END IF;
+    RETURN pg_catalog.format('scheduled in the pg_aegis background worker: %s, next run %s', cron,
+        pg_catalog.to_char(next AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI "UTC"'));
+END
+$$;
+COMMENT ON FUNCTION aegis.schedule_retention(text) IS
+    'Run apply_retention() on a cron schedule, through pg_cron when installed, else the background worker (admin-only)';
+
+CREATE FUNCTION aegis.unschedule_retention()
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    s record;
+BEGIN
+    SELECT * INTO s FROM aegis.retention_schedule FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF s.via = 'pg_cron' AND EXISTS (SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_cron') THEN
+        EXECUTE 'SELECT cron.unschedule($1)' USING s.cron_job_id;
+    END IF;
+    DELETE FROM aegis.retention_schedule;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION aegis.unschedule_retention() IS
+    'Stop running retention on a schedule; true if it was scheduled (admin-only)';
+
+GRANT SELECT ON aegis.retention_rules, aegis.legal_holds, aegis.retention_policies, aegis.audit_checkpoints,
+    aegis.retention_schedule TO aegis_admin, aegis_auditor;
+GRANT INSERT, UPDATE, DELETE ON aegis.retention_schedule TO aegis_admin;
 GRANT INSERT, UPDATE, DELETE ON aegis.retention_rules TO aegis_admin;
 GRANT INSERT, UPDATE (released_at, released_by) ON aegis.legal_holds TO aegis_admin;
 GRANT USAGE ON SEQUENCE aegis.legal_holds_id_seq TO aegis_admin;
@@ -472,7 +578,8 @@ REVOKE EXECUTE ON FUNCTION
     aegis.row_filter(regclass, text), aegis.retention_check_table(regclass, name),
     aegis.set_retention(regclass, interval, name, text), aegis.remove_retention(regclass),
     aegis.place_legal_hold(regclass, text, text), aegis.release_legal_hold(bigint),
-    aegis.apply_retention(boolean), aegis.prune_audit(timestamptz)
+    aegis.apply_retention(boolean), aegis.prune_audit(timestamptz),
+    aegis.cron_next(text, timestamptz), aegis.schedule_retention(text), aegis.unschedule_retention()
 FROM PUBLIC;
 -- Lifecycle: retention and legal holds are administered by aegis_admin (the
 -- catalogs are written with the admin's own rights, so the audit trigger
@@ -482,7 +589,8 @@ GRANT EXECUTE ON FUNCTION
     aegis.set_retention(regclass, interval, name, text), aegis.remove_retention(regclass),
     aegis.place_legal_hold(regclass, text, text), aegis.release_legal_hold(bigint),
     aegis.apply_retention(boolean),
-    aegis.row_filter(regclass, text), aegis.retention_check_table(regclass, name)
+    aegis.row_filter(regclass, text), aegis.retention_check_table(regclass, name),
+    aegis.schedule_retention(text), aegis.unschedule_retention(), aegis.cron_next(text, timestamptz)
 TO aegis_admin;
 
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;

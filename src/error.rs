@@ -83,6 +83,7 @@ impl AegisError {
                 | CoreError::UnknownRedactionStyle { .. }
                 | CoreError::SanitizeLimit { .. }
                 | CoreError::TriggerArgument { .. }
+                | CoreError::CronSchedule { .. }
                 | CoreError::AuditValue { .. } => {
                     ERRCODE_INVALID_PARAMETER_VALUE // 22023
                 }

@@ -67,7 +67,12 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/80_lifecycle.sql",
     name = "lifecycle",
-    requires = ["audit", lifecycle::row_filter, lifecycle::prune_audit]
+    requires = [
+        "audit",
+        lifecycle::row_filter,
+        lifecycle::prune_audit,
+        lifecycle::cron_next
+    ]
 );
 extension_sql_file!("../sql/99_finalize.sql", name = "finalize", finalize);
 

@@ -414,3 +414,97 @@ fn prune_audit_impl(before: TimestampWithTimeZone) -> Result<serde_json::Value, 
 fn prune_audit(before: TimestampWithTimeZone) -> AegisResult<pgrx::JsonB> {
     Ok(pgrx::JsonB(prune_audit_impl(before)?))
 }
+
+// ---------------------------------------------------------------------------
+// Scheduling retention without pg_cron
+// ---------------------------------------------------------------------------
+
+/// Seconds between the Unix and PostgreSQL epochs.
+const PG_EPOCH_UNIX_SECS: i64 = 946_684_800;
+
+fn cron_next_impl(
+    schedule: &str,
+    after: TimestampWithTimeZone,
+) -> Result<Option<TimestampWithTimeZone>, AegisError> {
+    if !after.is_finite() {
+        return Ok(None);
+    }
+    let s = aegis_core::cron::Schedule::parse(schedule)?;
+    let unix = after.into_inner().div_euclid(1_000_000) + PG_EPOCH_UNIX_SECS;
+    Ok(s.next_after(unix)
+        .and_then(|n| TimestampWithTimeZone::try_from((n - PG_EPOCH_UNIX_SECS) * 1_000_000).ok()))
+}
+
+/// `aegis.cron_next(schedule text, after timestamptz) → timestamptz`: the
+/// first time after `after` (UTC) the schedule fires; 22023 for a schedule
+/// that does not parse or never fires.
+#[pg_extern(immutable, parallel_safe, sql = false)]
+fn cron_next(
+    schedule: &str,
+    after: TimestampWithTimeZone,
+) -> AegisResult<Option<TimestampWithTimeZone>> {
+    Ok(cron_next_impl(schedule, after)?)
+}
+
+/// One round of the background worker's retention schedule: if this
+/// database has a worker schedule that is due, run apply_retention() and
+/// move the schedule on. Returns whether it ran.
+pub(crate) fn run_scheduled_retention() -> Result<bool, AegisError> {
+    with_safe_search_path(|| {
+        Spi::connect_mut(|client| {
+            let exists = client
+                .select(
+                    "SELECT pg_catalog.to_regclass('aegis.retention_schedule') IS NOT NULL",
+                    None,
+                    &[],
+                )
+                .map_err(spi_error)?
+                .first()
+                .get_one::<bool>()
+                .map_err(spi_error)?
+                .unwrap_or(false);
+            if !exists {
+                return Ok(false);
+            }
+            let due = client
+                .select(
+                    "SELECT schedule FROM aegis.retention_schedule \
+                     WHERE via OPERATOR(pg_catalog.=) 'worker' AND next_run_at OPERATOR(pg_catalog.<=) pg_catalog.now() \
+                     FOR UPDATE SKIP LOCKED",
+                    None,
+                    &[],
+                )
+                .map_err(spi_error)?;
+            let Some(schedule) = due.first().get_one::<String>().map_err(spi_error)? else {
+                return Ok(false);
+            };
+            let summary = client
+                .select(
+                    "SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE rows_affected IS NULL), \
+                            COALESCE(pg_catalog.sum(rows_affected), 0)::pg_catalog.int8 \
+                     FROM aegis.apply_retention()",
+                    None,
+                    &[],
+                )
+                .map_err(spi_error)?;
+            let row = summary.first();
+            let policies: i64 = row.get(1).map_err(spi_error)?.unwrap_or(0);
+            let skipped: i64 = row.get(2).map_err(spi_error)?.unwrap_or(0);
+            let deleted: i64 = row.get(3).map_err(spi_error)?.unwrap_or(0);
+            let status = if skipped == 0 {
+                format!("ok: {deleted} rows deleted, {policies} policies")
+            } else {
+                format!("{skipped} of {policies} policies skipped (see the server log); {deleted} rows deleted")
+            };
+            client
+                .update(
+                    "UPDATE aegis.retention_schedule SET last_run_at = pg_catalog.now(), last_status = $1, \
+                     next_run_at = aegis.cron_next($2, pg_catalog.now())",
+                    None,
+                    &[status.into(), schedule.into()],
+                )
+                .map_err(spi_error)?;
+            Ok(true)
+        })
+    })
+}

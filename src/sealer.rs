@@ -1,7 +1,8 @@
 //! The background sealer: one worker per database in `aegis.seal_databases`
 //! runs `aegis.seal()` every `aegis.seal_interval`, so entries are linked
-//! into the chain without anyone calling seal(). Registered at server start
-//! when the library is preloaded.
+//! into the chain without anyone calling seal(), and runs the database's
+//! retention schedule when it is due (`aegis.schedule_retention()` without
+//! pg_cron). Registered at server start when the library is preloaded.
 
 use crate::guc;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
@@ -64,6 +65,19 @@ pub extern "C-unwind" fn aegis_sealer_main(_arg: pg_sys::Datum) {
         });
         if let Err(e) = r {
             pgrx::warning!("pg_aegis sealer in {db:?}: {e}");
+        }
+        // The retention schedule (aegis.schedule_retention without pg_cron)
+        // runs in a transaction of its own, after sealing.
+        let r = BackgroundWorker::transaction(|| {
+            if !installed() {
+                return Ok(false);
+            }
+            crate::lifecycle::run_scheduled_retention()
+        });
+        match r {
+            Ok(true) => pgrx::log!("pg_aegis: scheduled retention ran in database {db:?}"),
+            Ok(false) => {}
+            Err(e) => pgrx::warning!("pg_aegis scheduled retention in {db:?}: {e}"),
         }
     }
     pgrx::log!("pg_aegis sealer in database {db:?} stopped");

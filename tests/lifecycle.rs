@@ -6,10 +6,13 @@
 //!     not blocked, and a hold placed meanwhile waits for the run to commit
 //!     (so a run never deletes rows a hold committed before it covered);
 //!   - the hold's placement and release are attributed to the admin who did
-//!     them; after the release the rows expire at the next run.
+//!     them; after the release the rows expire at the next run;
+//!   - schedule_retention(): without pg_cron the database's background worker
+//!     runs apply_retention() when the schedule is due and moves it on; with
+//!     pg_cron installed the job is pg_cron's and runs there.
 
 use aegis_integration::audit::{seal_all, verify};
-use aegis_integration::{sqlstate, superuser_to, Cluster, LoginRole};
+use aegis_integration::{sqlstate, superuser_to, Cluster, LoginRole, ScratchCluster};
 use postgres::{Client, NoTls};
 use std::time::{Duration, Instant};
 
@@ -213,4 +216,160 @@ fn retention_under_a_legal_hold_with_real_sessions() {
     for r in [admin_role, other_role, ingest_role] {
         r.drop_with(&mut pg);
     }
+}
+
+/// A database with pg_aegis, the reference schema and 50 access records, 40
+/// of them past the 90-day retention.
+fn scheduled_db(c: &mut Client) {
+    c.batch_execute(
+        "SET client_min_messages = warning;
+         CREATE EXTENSION pg_aegis;
+         SELECT aegis.create_key('pseudonym');
+         SELECT aegis.create_monitoring_schema('mon');
+         INSERT INTO mon.user_access_logs (user_id, accessed_at, resource)
+         SELECT 'u' || g, now() - (g * 10) * interval '1 day' + interval '1 hour', 'r'
+         FROM generate_series(0, 49) g;",
+    )
+    .unwrap();
+}
+
+fn wait_for<T>(what: &str, secs: u64, mut probe: impl FnMut() -> Option<T>) -> T {
+    let until = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            Instant::now() < until,
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn scheduled_retention_runs_in_the_background_worker() {
+    let cluster = ScratchCluster::init(
+        "retention_worker",
+        &[
+            "aegis.seal_databases = 'sched'",
+            "aegis.seal_interval = 200",
+        ],
+    );
+    cluster.start();
+    cluster
+        .connect("postgres")
+        .batch_execute("CREATE DATABASE sched")
+        .unwrap();
+    let mut c = cluster.connect("sched");
+    scheduled_db(&mut c);
+    let msg: String = c
+        .query_one("SELECT aegis.schedule_retention('0 3 * * *')", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        msg.starts_with("scheduled in the pg_aegis background worker: 0 3 * * *, next run "),
+        "{msg}"
+    );
+    // Not due yet: nothing happens.
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM mon.user_access_logs"),
+        50
+    );
+    // Make it due now; the worker runs it within a round or two.
+    c.batch_execute("UPDATE aegis.retention_schedule SET next_run_at = now()")
+        .unwrap();
+    let status: String = wait_for("the scheduled run", 20, || {
+        c.query_one("SELECT last_status FROM aegis.retention_schedule", &[])
+            .unwrap()
+            .get::<_, Option<String>>(0)
+    });
+    assert!(status.starts_with("ok: 40 rows deleted"), "{status}");
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM mon.user_access_logs"),
+        10
+    );
+    // Moved on to the next 03:00 UTC, and the run is in the trail.
+    let next_ok: bool = c
+        .query_one(
+            "SELECT next_run_at > now() AND next_run_at <= now() + interval '1 day'
+                    AND extract(hour FROM next_run_at AT TIME ZONE 'UTC') = 3
+             FROM aegis.retention_schedule",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(next_ok);
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM aegis.audit_log
+             WHERE operation = 'RETENTION' AND table_name = 'mon.user_access_logs'
+               AND (detail ->> 'rows_deleted')::int = 40"
+        ),
+        1
+    );
+    let removed: bool = c
+        .query_one("SELECT aegis.unschedule_retention()", &[])
+        .unwrap()
+        .get(0);
+    assert!(removed);
+}
+
+#[test]
+fn scheduled_retention_through_pg_cron() {
+    let cluster = ScratchCluster::init(
+        "retention_cron",
+        &[
+            "shared_preload_libraries = 'pg_aegis,pg_cron'",
+            "cron.database_name = 'sched'",
+            "cron.use_background_workers = on",
+        ],
+    );
+    cluster.start();
+    cluster
+        .connect("postgres")
+        .batch_execute("CREATE DATABASE sched")
+        .unwrap();
+    let mut c = cluster.connect("sched");
+    c.batch_execute("CREATE EXTENSION pg_cron").unwrap();
+    scheduled_db(&mut c);
+    let msg: String = c
+        .query_one("SELECT aegis.schedule_retention('* * * * *')", &[])
+        .unwrap()
+        .get(0);
+    assert!(msg.starts_with("scheduled with pg_cron (job "), "{msg}");
+    let job = c
+        .query_one(
+            "SELECT j.schedule, j.command, j.username FROM cron.job j
+             JOIN aegis.retention_schedule s ON s.cron_job_id = j.jobid
+             WHERE j.jobname = 'aegis_retention' AND s.via = 'pg_cron'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(job.get::<_, String>(0), "* * * * *");
+    assert_eq!(job.get::<_, String>(1), "SELECT aegis.apply_retention()");
+    assert_eq!(job.get::<_, String>(2), "postgres");
+    // Rescheduling replaces the job instead of adding one.
+    c.query_one("SELECT aegis.schedule_retention('* * * * *')", &[])
+        .unwrap();
+    assert_eq!(count(&mut c, "SELECT count(*) FROM cron.job"), 1);
+    // pg_cron runs it at the next minute boundary.
+    wait_for("pg_cron's run", 75, || {
+        (count(&mut c, "SELECT count(*) FROM mon.user_access_logs") == 10).then_some(())
+    });
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM cron.job_run_details WHERE status = 'succeeded'"
+        ),
+        1
+    );
+    let removed: bool = c
+        .query_one("SELECT aegis.unschedule_retention()", &[])
+        .unwrap()
+        .get(0);
+    assert!(removed);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM cron.job"), 0);
 }

@@ -68,6 +68,10 @@ pub enum CoreError {
     #[error("invalid aegis.sanitize_columns() argument \"{arg}\": {reason}")]
     TriggerArgument { arg: String, reason: String },
 
+    /// A cron schedule that does not parse or never fires.
+    #[error("invalid schedule: {reason}")]
+    CronSchedule { reason: String },
+
     /// A value the audit trail cannot encode canonically.
     #[error("cannot encode an audit value: {reason}")]
     AuditValue { reason: String },
@@ -122,6 +126,9 @@ impl CoreError {
             | CoreError::RandomUnavailable
             | CoreError::SanitizeLimit { .. }
             | CoreError::AuditValue { .. } => return None,
+            CoreError::CronSchedule { .. } => "Five fields, minute hour day-of-month month day-of-week, \
+                 e.g. '0 3 * * *' (daily at 03:00 UTC), or @hourly, @daily, @weekly, @monthly."
+                .to_string(),
             CoreError::TriggerArgument { .. } => "Arguments are column names and the options redact, \
                  redact=KIND,..., style=tag|mask|hash|remove and max_bytes=N."
                 .to_string(),

@@ -5,6 +5,7 @@
 //! these functions in thin `#[pg_extern]`s and maps [`CoreError`] to SQLSTATEs.
 
 pub mod audit;
+pub mod cron;
 pub mod envelope;
 pub mod error;
 pub mod hash;

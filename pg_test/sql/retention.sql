@@ -237,6 +237,37 @@ RESET ROLE;
 SELECT rolsuper AS owner_became_superuser FROM pg_roles WHERE rolname = 'ret_owner';
 SELECT count(*) AS rows_left FROM ret_t;
 
+-- ------------------------------------------------------------ scheduling
+-- Without pg_cron the background worker runs the schedule (tests/lifecycle.rs
+-- shows it running); this cluster's database has no worker, which is said.
+SET ROLE ret_auditor;
+SELECT aegis.schedule_retention('@daily');
+SELECT aegis.unschedule_retention();
+SELECT count(*) AS auditor_sees_schedule FROM aegis.retention_schedule;
+RESET ROLE;
+SET ROLE ret_admin;
+SELECT aegis.schedule_retention(NULL);
+SELECT aegis.schedule_retention('');
+SELECT aegis.schedule_retention('0 3 * *');
+SELECT aegis.schedule_retention('61 3 * * *');
+SELECT aegis.schedule_retention('0 3 30 2 *');
+SELECT aegis.schedule_retention('@sometimes');
+SELECT aegis.schedule_retention('0 3 * * *; SELECT 1');
+SET client_min_messages = warning;
+SELECT aegis.schedule_retention('0 3 * * *') LIKE 'scheduled in the pg_aegis background worker: 0 3 * * *, next run %' AS scheduled;
+RESET client_min_messages;
+SELECT schedule, via, scheduled_by, next_run_at > now() AND next_run_at <= now() + interval '1 day' AS next_within_a_day,
+       extract(hour FROM next_run_at AT TIME ZONE 'UTC') AS utc_hour
+FROM aegis.retention_schedule;
+SELECT aegis.cron_next('0 3 * * *', '2026-11-22 23:30+00') AT TIME ZONE 'UTC' AS next_0300,
+       aegis.cron_next('*/15 9-17 * * mon-fri', '2026-11-21 12:00+00') AT TIME ZONE 'UTC' AS next_workday,
+       aegis.cron_next('0 0 29 2 *', '2026-11-22 00:00+00') AT TIME ZONE 'UTC' AS next_leap_day,
+       aegis.cron_next('@hourly', 'infinity') AS after_infinity;
+SELECT aegis.unschedule_retention(), aegis.unschedule_retention();
+SELECT operation, db_user, coalesce(new_row, old_row) ->> 'schedule' AS schedule
+FROM aegis.audit_log WHERE table_name = 'aegis.retention_schedule' ORDER BY id;
+RESET ROLE;
+
 -- ------------------------------------------------------------ other shapes
 -- date time columns and partitioned tables (rows go from every partition).
 CREATE TABLE public.ret_p (id int, day date NOT NULL, kind text, PRIMARY KEY (id)) PARTITION BY RANGE (id);
