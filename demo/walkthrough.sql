@@ -235,5 +235,9 @@ SELECT operation, table_name, detail ->> 'rows_deleted' AS deleted, detail ->> '
 FROM aegis.audit_log WHERE operation = 'RETENTION' AND table_name = 'monitoring.user_access_logs'
 ORDER BY id DESC LIMIT 1;
 SELECT aegis.release_legal_hold(:hold_id);
+-- Every night at 03:00 UTC, by this database's background worker (or pg_cron
+-- when it is installed).
+SELECT aegis.schedule_retention('0 3 * * *');
+SELECT schedule, via, next_run_at FROM aegis.retention_schedule;
 SELECT aegis.seal() AS newly_sealed;
 SELECT ok, entries_checked FROM aegis.verify_chain();
