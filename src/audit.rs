@@ -1595,11 +1595,11 @@ type VerifyRow = (Option<bool>, Option<i64>, Option<i64>, Option<String>);
 
 /// The latest pruning checkpoint: the chain is verified from the position
 /// after it, starting from its (signed) chain hash.
-pub(crate) struct Checkpoint {
-    pub(crate) position: u64,
-    pub(crate) hash: [u8; 32],
-    pub(crate) time_us: i64,
-    pub(crate) signature: [u8; 32],
+struct Checkpoint {
+    position: u64,
+    hash: [u8; 32],
+    time_us: i64,
+    signature: [u8; 32],
 }
 
 fn latest_checkpoint() -> Result<Option<Checkpoint>, AegisError> {
