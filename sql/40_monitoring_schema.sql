@@ -302,9 +302,10 @@ BEGIN
                       "network_in_bytes": "metric", "network_out_bytes": "metric"}}');
     PERFORM aegis.protect(pg_catalog.format('%I.downtime_logs', schema)::regclass,
         '{"columns": {"cause": "free_text", "reported_by": "subject_id", "user_name": "subject_id",
-                      "user_id": "subject_id"}}');
+                      "user_id": "subject_id"}, "erasure": "anonymize"}');
     PERFORM aegis.protect(pg_catalog.format('%I.error_logs', schema)::regclass,
-        '{"columns": {"error_message": "free_text", "user_identifier": "subject_id", "user_ip": "pii"}, "audit_reads": true}');
+        '{"columns": {"error_message": "free_text", "user_identifier": "subject_id", "user_ip": "pii"}, "audit_reads": true,
+          "erasure": "anonymize"}');
     PERFORM aegis.protect(pg_catalog.format('%I.incident_response_logs', schema)::regclass,
         '{"columns": {"incident_summary": "free_text", "root_cause": "free_text", "assigned_to": "pii"}, "audit_reads": true}');
     PERFORM aegis.protect(pg_catalog.format('%I.aggregated_metrics', schema)::regclass,
@@ -316,6 +317,9 @@ BEGIN
     PERFORM aegis.protect(pg_catalog.format('%I.user_access_logs', schema)::regclass,
         '{"columns": {"user_id": "subject_id", "ip_address": "pii"}, "audit_reads": true}');
 
+    -- Erasure: downtime and error records are operational evidence, so a
+    -- person's erasure anonymizes them ("erasure": "anonymize" above); access
+    -- logs are about the person and are deleted (the default).
     -- Retention from the requirements: access logs 90 days, incidents one
     -- year, error logs with user data one year, downtime records that name a
     -- person two years. Everything else is kept until a policy says otherwise.

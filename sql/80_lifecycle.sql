@@ -1,5 +1,6 @@
 -- Lifecycle: retention policies and legal holds (src/lifecycle.rs validates
--- their row filters). Rows expire after a table's retention period and are
+-- their row filters), scheduling, pruning the audit trail, and the right to
+-- erasure. Rows expire after a table's retention period and are
 -- deleted by apply_retention() in batches; rows under an active legal hold
 -- are never deleted. Every change to these catalogs is captured by the audit
 -- trigger (who set which retention, who placed or released which hold), and
@@ -90,15 +91,16 @@ COMMENT ON VIEW aegis.retention_policies IS
 -- Checks shared by set_retention() and apply_retention()
 -- ===========================================================================
 
--- apply_retention() deletes with the extension owner's rights, so anything
--- the table runs on DELETE would run with them too. A table whose owner is
+-- apply_retention() and erase_subject() change rows with the extension
+-- owner's rights, so anything
+-- the table runs on DELETE or UPDATE would run with them too. A table whose owner is
 -- not a superuser may therefore have no enabled trigger of its own that runs
 -- with the caller's rights (pg_aegis's capture triggers, foreign-key triggers
 -- and SECURITY DEFINER trigger functions are fine) and no DELETE rule.
 -- Foreign-key actions cascade with the referencing table's owner's rights.
 -- SECURITY DEFINER so that set_retention() (run with the admin's rights) can
 -- read aegis.rls_enforced; it only reads catalogs and raises or returns.
-CREATE FUNCTION aegis.retention_check_table(tbl regclass, time_column name)
+CREATE FUNCTION aegis.lifecycle_check_table(tbl regclass, time_column name DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = ''
@@ -110,16 +112,18 @@ DECLARE
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM aegis.rls_enforced e WHERE e.relid = tbl) THEN
         RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000',
-            HINT = 'Retention deletes only from protected tables, whose deletions are audited: SELECT aegis.protect(''<table>'');';
+            HINT = 'Retention and erasure act only on protected tables, whose changes are audited: SELECT aegis.protect(''<table>'');';
     END IF;
-    SELECT a.atttypid::regtype INTO typ FROM pg_catalog.pg_attribute a
-    WHERE a.attrelid = tbl AND a.attname = time_column AND a.attnum > 0 AND NOT a.attisdropped;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'column "%" of % does not exist', time_column, tbl USING ERRCODE = '42703';
-    END IF;
-    IF typ NOT IN ('timestamp with time zone'::regtype, 'timestamp without time zone'::regtype, 'date'::regtype) THEN
-        RAISE EXCEPTION 'time column "%" of % is of type %, not a timestamp or date', time_column, tbl, typ
-            USING ERRCODE = '42804';
+    IF time_column IS NOT NULL THEN
+        SELECT a.atttypid::regtype INTO typ FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = tbl AND a.attname = time_column AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'column "%" of % does not exist', time_column, tbl USING ERRCODE = '42703';
+        END IF;
+        IF typ NOT IN ('timestamp with time zone'::regtype, 'timestamp without time zone'::regtype, 'date'::regtype) THEN
+            RAISE EXCEPTION 'time column "%" of % is of type %, not a timestamp or date', time_column, tbl, typ
+                USING ERRCODE = '42804';
+        END IF;
     END IF;
     SELECT r.rolsuper INTO owner_is_super
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
@@ -143,14 +147,45 @@ BEGIN
         WHERE w.ev_type = '4' AND w.ev_enabled <> 'D';
     END IF;
     IF offenders IS NOT NULL THEN
-        RAISE EXCEPTION 'retention cannot delete from %: % would run with pg_aegis''s rights', tbl, offenders
+        RAISE EXCEPTION 'pg_aegis cannot delete from or update %: % would run with pg_aegis''s rights', tbl, offenders
             USING ERRCODE = '42501',
                   HINT = 'Make the trigger function SECURITY DEFINER, drop the rule, or have a superuser own the table.';
     END IF;
 END
 $$;
-COMMENT ON FUNCTION aegis.retention_check_table(regclass, name) IS
-    'Internal: may retention delete from this table (protected, time column, no code running with definer rights)?';
+COMMENT ON FUNCTION aegis.lifecycle_check_table(regclass, name) IS
+    'Internal: may retention or erasure change this table (protected, time column, no code running with definer rights)?';
+
+-- The rows of a table under active legal holds, as one predicate over its
+-- columns (each hold's filter validated by row_filter(); 'true' when a hold
+-- covers the whole table; NULL without holds), and the holds' ids.
+CREATE FUNCTION aegis.legal_hold_filter(tbl regclass, OUT predicate text, OUT hold_ids bigint[])
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    h record;
+    whole boolean := false;
+BEGIN
+    hold_ids := '{}';
+    FOR h IN
+        SELECT l.id, l.only_where FROM aegis.legal_holds l
+        WHERE l.relid = tbl::oid AND l.released_at IS NULL ORDER BY l.id
+    LOOP
+        hold_ids := hold_ids || h.id;
+        IF h.only_where IS NULL THEN
+            whole := true;
+        ELSE
+            predicate := COALESCE(predicate || ' OR ', '') || '(' || aegis.row_filter(tbl, h.only_where) || ')';
+        END IF;
+    END LOOP;
+    IF whole THEN
+        predicate := 'true';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.legal_hold_filter(regclass) IS
+    'Internal: the active legal holds of a table as one validated predicate, and their ids';
 
 -- ===========================================================================
 -- Retention and legal hold administration (aegis_admin). SECURITY INVOKER:
@@ -170,7 +205,7 @@ BEGIN
     IF keep <= interval '0' THEN
         RAISE EXCEPTION 'keep must be a positive interval, not %', keep USING ERRCODE = '22023';
     END IF;
-    PERFORM aegis.retention_check_table(tbl, time_column);
+    PERFORM aegis.lifecycle_check_table(tbl, time_column);
     IF only_where IS NOT NULL THEN
         PERFORM aegis.row_filter(tbl, only_where);
     END IF;
@@ -273,12 +308,10 @@ SET search_path = ''
 AS $$
 DECLARE
     r record;
-    h record;
     batch_size integer := 10000;
     cutoff timestamptz;
     expired text;
     held text;
-    whole_table_held boolean;
     hold_ids bigint[];
     n_deleted bigint;
     n_held bigint;
@@ -297,29 +330,13 @@ BEGIN
     LOOP
         table_name := r.relid::text;
         BEGIN
-            PERFORM aegis.retention_check_table(r.relid, r.time_column);
+            PERFORM aegis.lifecycle_check_table(r.relid, r.time_column);
             cutoff := pg_catalog.now() - r.keep;
             expired := pg_catalog.format('%I < $1', r.time_column);
             IF r.only_where IS NOT NULL THEN
                 expired := expired || ' AND (' || aegis.row_filter(r.relid, r.only_where) || ')';
             END IF;
-            held := NULL;
-            whole_table_held := false;
-            hold_ids := '{}';
-            FOR h IN
-                SELECT l.id, l.only_where FROM aegis.legal_holds l
-                WHERE l.relid = r.relid::oid AND l.released_at IS NULL ORDER BY l.id
-            LOOP
-                hold_ids := hold_ids || h.id;
-                IF h.only_where IS NULL THEN
-                    whole_table_held := true;
-                ELSE
-                    held := COALESCE(held || ' OR ', '') || '(' || aegis.row_filter(r.relid, h.only_where) || ')';
-                END IF;
-            END LOOP;
-            IF whole_table_held THEN
-                held := 'true';
-            END IF;
+            SELECT f.predicate, f.hold_ids INTO held, hold_ids FROM aegis.legal_hold_filter(r.relid) f;
             n_held := 0;
             IF held IS NOT NULL THEN
                 EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s WHERE %s AND COALESCE(%s, false)',
@@ -508,6 +525,195 @@ END
 $$;
 COMMENT ON FUNCTION aegis.unschedule_retention() IS
     'Stop running retention on a schedule; true if it was scheduled (admin-only)';
+
+-- ===========================================================================
+-- Right to erasure
+-- ===========================================================================
+
+CREATE FUNCTION aegis.mentions(text text, identifier text) RETURNS boolean
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'mentions_wrapper';
+COMMENT ON FUNCTION aegis.mentions(text, text) IS
+    'Does the text mention the identifier (case-insensitive, not inside a longer word)?';
+CREATE FUNCTION aegis.erase_mentions(text text, identifier text) RETURNS text
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'erase_mentions_wrapper';
+COMMENT ON FUNCTION aegis.erase_mentions(text, text) IS
+    'The text with every mention of the identifier replaced by [ERASED]';
+
+-- Internal (granted to nobody): tombstones the subject's data inside audit
+-- entries; only erase_subject() calls it.
+CREATE FUNCTION aegis.audit_tombstone(subject text, dry_run boolean) RETURNS bigint
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'audit_tombstone_wrapper';
+COMMENT ON FUNCTION aegis.audit_tombstone(text, boolean) IS
+    'Internal: replace a subject''s data in audit entries with tombstones (the chain still verifies)';
+
+-- SECURITY DEFINER: erasure must reach every row of the subject whatever the
+-- caller's row-level security, and rewrite audit entries nobody may touch.
+-- What it runs is fixed: tables in aegis.rls_enforced, identifiers through
+-- %I/regclass, the subject only as a bound parameter ($1), holds through
+-- row_filter(), lifecycle_check_table() against triggers and rules that
+-- would run with these rights. Empty search_path. EXECUTE: aegis_admin.
+--
+-- Where the subject is: every protected table's subject_id columns (equal
+-- to the identifier) and free_text columns (mentioning it). Rows of the
+-- subject are deleted, or anonymized when the table's policy says
+-- "erasure": "anonymize" (subject_id and pii columns set to NULL, or to
+-- '[ERASED]' when NOT NULL, mentions erased); rows that only mention the
+-- subject have the mentions erased. Rows under an active legal hold are not
+-- touched but counted; while any are held, the subject's key and audit
+-- entries are kept too (they are evidence), and the receipt says the
+-- erasure is not complete. Otherwise the subject's key is destroyed
+-- (crypto-shredding) and their data in audit entries is replaced by
+-- tombstones. The receipt is recorded as an ERASURE entry.
+CREATE FUNCTION aegis.erase_subject(subject text, dry_run boolean DEFAULT false)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    t record;
+    subj_cols name[];
+    text_cols name[];
+    pii_cols name[];
+    mode text;
+    is_subject text;
+    mentioned text;
+    held text;
+    sets text;
+    n_rows bigint;
+    n_rows_held bigint;
+    n_mentions bigint;
+    n_mentions_held bigint;
+    tables jsonb := '{}';
+    any_held boolean := false;
+    keys jsonb;
+    tombstoned bigint;
+    subject_pseudonym text;
+    receipt jsonb;
+BEGIN
+    IF subject IS NULL OR dry_run IS NULL THEN
+        RAISE EXCEPTION 'subject and dry_run must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF pg_catalog.length(pg_catalog.btrim(subject)) < 3 THEN
+        RAISE EXCEPTION 'a subject identifier needs at least 3 characters' USING ERRCODE = '22023',
+            HINT = 'Shorter identifiers would match inside unrelated text; pass the full user id, name or email.';
+    END IF;
+    IF NOT dry_run THEN
+        LOCK TABLE aegis.legal_holds IN SHARE MODE;
+    END IF;
+    FOR t IN
+        SELECT p.relid, p.policy FROM aegis.protected_tables p
+        JOIN aegis.rls_enforced e ON e.relid = p.relid
+        ORDER BY p.relid::text
+    LOOP
+        SELECT pg_catalog.array_agg(c.column_name ORDER BY c.column_name) FILTER (WHERE c.class = 'subject_id'),
+               pg_catalog.array_agg(c.column_name ORDER BY c.column_name)
+                   FILTER (WHERE c.class = 'free_text'
+                             AND a.atttypid IN ('text'::regtype, 'character varying'::regtype)),
+               pg_catalog.array_agg(c.column_name ORDER BY c.column_name) FILTER (WHERE c.class = 'pii')
+        INTO subj_cols, text_cols, pii_cols
+        FROM aegis.column_classes c
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = c.relid AND a.attname = c.column_name
+             AND a.attnum > 0 AND NOT a.attisdropped
+        WHERE c.relid = t.relid;
+        CONTINUE WHEN subj_cols IS NULL AND text_cols IS NULL;
+        PERFORM aegis.lifecycle_check_table(t.relid);
+        mode := COALESCE(t.policy ->> 'erasure', 'delete');
+        is_subject := COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format('%I::text = $1', x), ' OR ')
+                                FROM pg_catalog.unnest(subj_cols) x), 'false');
+        mentioned := COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format('aegis.mentions(%I, $1)', x), ' OR ')
+                               FROM pg_catalog.unnest(text_cols) x), 'false');
+        held := COALESCE((SELECT f.predicate FROM aegis.legal_hold_filter(t.relid) f), 'false');
+        EXECUTE pg_catalog.format(
+            'SELECT pg_catalog.count(*) FILTER (WHERE %1$s), '
+            '       pg_catalog.count(*) FILTER (WHERE (%1$s) AND COALESCE(%3$s, false)), '
+            '       pg_catalog.count(*) FILTER (WHERE NOT COALESCE(%1$s, false) AND (%2$s)), '
+            '       pg_catalog.count(*) FILTER (WHERE NOT COALESCE(%1$s, false) AND (%2$s) AND COALESCE(%3$s, false)) '
+            'FROM %4$s WHERE (%1$s) OR (%2$s)', is_subject, mentioned, held, t.relid)
+            INTO n_rows, n_rows_held, n_mentions, n_mentions_held USING subject;
+        IF n_rows_held > 0 OR n_mentions_held > 0 THEN
+            any_held := true;
+        END IF;
+        IF NOT dry_run AND n_rows > n_rows_held THEN
+            IF mode = 'anonymize' THEN
+                SELECT pg_catalog.concat_ws(', ',
+                    (SELECT pg_catalog.string_agg(pg_catalog.format(
+                        CASE WHEN a.attnotnull THEN '%1$I = CASE WHEN %1$I::text = $1 THEN ''[ERASED]'' ELSE %1$I END'
+                             ELSE '%1$I = CASE WHEN %1$I::text = $1 THEN NULL ELSE %1$I END' END, x), ', ')
+                     FROM pg_catalog.unnest(subj_cols) x
+                     JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = x),
+                    (SELECT pg_catalog.string_agg(pg_catalog.format('%I = NULL', x), ', ')
+                     FROM pg_catalog.unnest(pii_cols) x
+                     JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = x
+                     WHERE NOT a.attnotnull),
+                    (SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = aegis.erase_mentions(%1$I, $1)', x), ', ')
+                     FROM pg_catalog.unnest(text_cols) x))
+                INTO sets;
+                EXECUTE pg_catalog.format('UPDATE %s SET %s WHERE (%s) AND NOT COALESCE(%s, false)',
+                                          t.relid, sets, is_subject, held) USING subject;
+            ELSE
+                EXECUTE pg_catalog.format('DELETE FROM %s WHERE (%s) AND NOT COALESCE(%s, false)',
+                                          t.relid, is_subject, held) USING subject;
+            END IF;
+        END IF;
+        IF NOT dry_run AND n_mentions > n_mentions_held THEN
+            SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = aegis.erase_mentions(%1$I, $1)', x), ', ')
+            INTO sets FROM pg_catalog.unnest(text_cols) x;
+            EXECUTE pg_catalog.format('UPDATE %s SET %s WHERE NOT COALESCE(%s, false) AND (%s) AND NOT COALESCE(%s, false)',
+                                      t.relid, sets, is_subject, mentioned, held) USING subject;
+        END IF;
+        IF n_rows > 0 OR n_mentions > 0 THEN
+            tables := tables || pg_catalog.jsonb_build_object(t.relid::text, pg_catalog.jsonb_build_object(
+                'action', CASE WHEN mode = 'anonymize' THEN 'anonymized' ELSE 'deleted' END,
+                'rows', n_rows - n_rows_held, 'rows_held', n_rows_held,
+                'mentions_erased', n_mentions - n_mentions_held, 'mentions_held', n_mentions_held));
+        END IF;
+    END LOOP;
+
+    -- The key and the trail: kept while anything of the subject is held.
+    IF any_held THEN
+        keys := pg_catalog.jsonb_build_object('done', false,
+            'reason', 'rows under legal hold: the key and the audit entries are kept until the holds are released; run erase_subject() again then');
+        tombstoned := 0;
+    ELSIF dry_run THEN
+        keys := pg_catalog.jsonb_build_object('done', false, 'reason', 'dry run');
+        tombstoned := aegis.audit_tombstone(subject, true);
+    ELSE
+        -- Without a usable master key the key cannot be found, let alone
+        -- destroyed: the receipt says so and the erasure is not complete.
+        BEGIN
+            keys := aegis.forget_subject(subject) || '{"done": true}';
+        EXCEPTION WHEN object_not_in_prerequisite_state THEN
+            keys := pg_catalog.jsonb_build_object('done', false, 'reason', SQLERRM);
+        END;
+        tombstoned := aegis.audit_tombstone(subject, false);
+    END IF;
+    BEGIN
+        subject_pseudonym := aegis.pseudonymize(subject, 'pseudonym');
+    EXCEPTION WHEN OTHERS THEN
+        subject_pseudonym := NULL;
+    END;
+    receipt := pg_catalog.jsonb_build_object(
+        'subject_pseudonym', subject_pseudonym,
+        'dry_run', dry_run,
+        'complete', NOT any_held AND NOT dry_run AND (keys ->> 'done')::boolean,
+        'tables', tables,
+        'audit_entries_tombstoned', tombstoned,
+        'keys', keys,
+        'requested_by', SESSION_USER,
+        'at', pg_catalog.now(),
+        'chain_position', (SELECT pg_catalog.max(c.position) FROM aegis.audit_chain c));
+    IF NOT dry_run THEN
+        PERFORM aegis.audit_event('ERASURE', NULL, receipt);
+        receipt := receipt || pg_catalog.jsonb_build_object('audit_entry_id', pg_catalog.currval('aegis.audit_log_id_seq'));
+    END IF;
+    RETURN receipt;
+END
+$$;
+COMMENT ON FUNCTION aegis.erase_subject(text, boolean) IS
+    'GDPR erasure of a person across protected tables, their key and the audit trail, except what legal holds keep; returns the receipt (admin-only)';
 
 GRANT SELECT ON aegis.retention_rules, aegis.legal_holds, aegis.retention_policies, aegis.audit_checkpoints,
     aegis.retention_schedule TO aegis_admin, aegis_auditor;

@@ -85,9 +85,12 @@ GRANT EXECUTE ON FUNCTION
     aegis.set_retention(regclass, interval, name, text), aegis.remove_retention(regclass),
     aegis.place_legal_hold(regclass, text, text), aegis.release_legal_hold(bigint),
     aegis.apply_retention(boolean),
-    aegis.row_filter(regclass, text), aegis.retention_check_table(regclass, name),
-    aegis.schedule_retention(text), aegis.unschedule_retention(), aegis.cron_next(text, timestamptz)
+    aegis.row_filter(regclass, text), aegis.lifecycle_check_table(regclass, name),
+    aegis.schedule_retention(text), aegis.unschedule_retention(), aegis.cron_next(text, timestamptz),
+    aegis.legal_hold_filter(regclass), aegis.erase_subject(text, boolean)
 TO aegis_admin;
+-- Finding and erasing mentions reads nothing but the arguments.
+GRANT EXECUTE ON FUNCTION aegis.mentions(text, text), aegis.erase_mentions(text, text) TO PUBLIC;
 
 COMMENT ON FUNCTION aegis.version() IS 'The installed pg_aegis version';
 COMMENT ON FUNCTION aegis.is_member(oid) IS

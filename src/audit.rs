@@ -375,6 +375,15 @@ unsafe fn plan_for(rel: pg_sys::Relation) -> Result<Rc<RelPlan>, AegisError> {
     Ok(plan)
 }
 
+/// How a `subject_id`/`pii` value equal to `subject` appears in audit
+/// images (None without a usable pseudonym key: then they hold `[PII]`).
+pub(crate) fn subject_pseudonym(subject: &str) -> Option<String> {
+    pseudonyms_available()
+        .then(|| keyring::pseudonym(subject.as_bytes(), PSEUDONYM_KEY).ok())
+        .flatten()
+        .map(|p| format!("pseudonym:{p}"))
+}
+
 /// Whether the pseudonym key is usable (master key configured, key present).
 /// Checked once and cached until the keyring changes.
 fn pseudonyms_available() -> bool {

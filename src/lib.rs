@@ -71,7 +71,10 @@ extension_sql_file!(
         "audit",
         lifecycle::row_filter,
         lifecycle::prune_audit,
-        lifecycle::cron_next
+        lifecycle::cron_next,
+        lifecycle::mentions,
+        lifecycle::erase_mentions,
+        lifecycle::audit_tombstone
     ]
 );
 extension_sql_file!("../sql/99_finalize.sql", name = "finalize", finalize);

@@ -508,3 +508,132 @@ pub(crate) fn run_scheduled_retention() -> Result<bool, AegisError> {
         })
     })
 }
+
+// ---------------------------------------------------------------------------
+// Right to erasure
+// ---------------------------------------------------------------------------
+
+/// `aegis.mentions(text, identifier) → boolean`: does the text mention the
+/// identifier (ASCII case-insensitive, not inside a longer word)?
+#[pg_extern(immutable, strict, parallel_safe, sql = false)]
+fn mentions(text: &str, identifier: &str) -> bool {
+    aegis_core::erasure::mentions(text, identifier)
+}
+
+/// `aegis.erase_mentions(text, identifier) → text`: every mention replaced
+/// by `[ERASED]`.
+#[pg_extern(immutable, strict, parallel_safe, sql = false)]
+fn erase_mentions(text: &str, identifier: &str) -> String {
+    aegis_core::erasure::erase_mentions(text, identifier).unwrap_or_else(|| text.to_string())
+}
+
+/// A string as it appears inside jsonb's text form (escaped, unquoted),
+/// lowercased: what the candidate search looks for.
+fn json_needle(s: &str) -> String {
+    let quoted = serde_json::Value::String(s.to_string()).to_string();
+    quoted[1..quoted.len() - 1].to_ascii_lowercase()
+}
+
+/// Replace the subject's data inside audit entries (their pseudonym in
+/// `subject_id`/`pii` values, mentions in free text) with tombstones and
+/// mark the entries erased. The stored data digest is kept, so the entry
+/// hash and the chain still verify. Returns how many entries were (or, with
+/// `dry_run`, would be) tombstoned.
+fn audit_tombstone_impl(subject: &str, dry_run: bool) -> Result<i64, AegisError> {
+    let pseudonym = crate::audit::subject_pseudonym(subject);
+    let id_needle = json_needle(subject);
+    let pseudo_needle = pseudonym.as_deref().map(json_needle);
+    with_safe_search_path(|| {
+        as_extension_owner(|| {
+            Spi::connect_mut(|client| {
+                let rows = client
+                    .select(
+                        "SELECT l.xid::pg_catalog.text, l.id, l.pk::pg_catalog.text, \
+                                l.old_row::pg_catalog.text, l.new_row::pg_catalog.text \
+                         FROM aegis.audit_log l, \
+                              LATERAL (SELECT pg_catalog.lower(pg_catalog.concat_ws(' ', l.pk::pg_catalog.text, \
+                                         l.old_row::pg_catalog.text, l.new_row::pg_catalog.text)) AS t) x \
+                         WHERE l.erased_at IS NULL \
+                           AND (pg_catalog.strpos(x.t, $1) OPERATOR(pg_catalog.>) 0 \
+                                OR ($2::pg_catalog.text IS NOT NULL AND pg_catalog.strpos(x.t, $2) OPERATOR(pg_catalog.>) 0)) \
+                         ORDER BY l.xid, l.id",
+                        None,
+                        &[id_needle.into(), pseudo_needle.into()],
+                    )
+                    .map_err(spi_error)?;
+                // (xid, id, per column: the changes)
+                let mut work: Vec<(String, i64, Vec<(&str, Vec<aegis_core::erasure::Change>)>)> =
+                    Vec::new();
+                for row in rows {
+                    let xid: String = row.get(1).map_err(spi_error)?.unwrap_or_default();
+                    let id: i64 = row.get(2).map_err(spi_error)?.unwrap_or(0);
+                    let mut cols = Vec::new();
+                    for (i, col) in [(3, "pk"), (4, "old_row"), (5, "new_row")] {
+                        let Some(text) = row.get::<String>(i).map_err(spi_error)? else {
+                            continue;
+                        };
+                        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                            AegisError::Internal(format!(
+                                "audit entry {id}: {col} is not JSON: {e}"
+                            ))
+                        })?;
+                        let changes = aegis_core::erasure::scrub(&v, pseudonym.as_deref(), subject);
+                        if !changes.is_empty() {
+                            cols.push((col, changes));
+                        }
+                    }
+                    if !cols.is_empty() {
+                        work.push((xid, id, cols));
+                    }
+                }
+                let n = work.len() as i64;
+                if dry_run {
+                    return Ok(n);
+                }
+                crate::audit::with_log_maintenance(|| -> Result<(), AegisError> {
+                    for (xid, id, cols) in work {
+                        // Each changed string is set in place (jsonb_set), so
+                        // every other value keeps its exact stored form.
+                        let mut args: Vec<pgrx::datum::DatumWithOid> = vec![xid.into(), id.into()];
+                        let mut sets = Vec::new();
+                        for (col, changes) in cols {
+                            let mut expr = col.to_string();
+                            for c in changes {
+                                let p = args.len() + 1;
+                                expr = format!(
+                                    "pg_catalog.jsonb_set({expr}, ${p}::pg_catalog.text[], \
+                                     pg_catalog.to_jsonb(${}::pg_catalog.text))",
+                                    p + 1
+                                );
+                                args.push(c.path.into());
+                                args.push(c.value.into());
+                            }
+                            sets.push(format!("{col} = {expr}"));
+                        }
+                        client
+                            .update(
+                                &format!(
+                                    "UPDATE aegis.audit_log SET {}, erased_at = pg_catalog.now() \
+                                     WHERE xid OPERATOR(pg_catalog.=) $1::pg_catalog.xid8 \
+                                       AND id OPERATOR(pg_catalog.=) $2",
+                                    sets.join(", ")
+                                ),
+                                None,
+                                &args,
+                            )
+                            .map_err(spi_error)?;
+                    }
+                    Ok(())
+                })?;
+                Ok(n)
+            })
+        })
+    })
+}
+
+/// `aegis.audit_tombstone(subject text, dry_run boolean) → bigint`
+/// (internal: erase_subject() calls it; granted to nobody).
+#[pg_extern(volatile, strict, sql = false)]
+fn audit_tombstone(subject: &str, dry_run: bool) -> AegisResult<i64> {
+    Ok(audit_tombstone_impl(subject, dry_run)?)
+}

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod cron;
 pub mod envelope;
+pub mod erasure;
 pub mod error;
 pub mod hash;
 pub mod masterkey;
