@@ -7,6 +7,10 @@
 //!     (so a run never deletes rows a hold committed before it covered);
 //!   - the hold's placement and release are attributed to the admin who did
 //!     them; after the release the rows expire at the next run;
+//!   - erase_subject() by an admin login: the subject's rows deleted or
+//!     anonymized across tables, mentions erased, their key destroyed, their
+//!     data in committed and sealed audit entries tombstoned, and the chain
+//!     (also against a head saved before) and the tables still verify;
 //!   - schedule_retention(): without pg_cron the database's background worker
 //!     runs apply_retention() when the schedule is due and moves it on; with
 //!     pg_cron installed the job is pg_cron's and runs there.
@@ -38,8 +42,12 @@ fn fresh_db() -> Client {
 }
 
 fn login(role: &LoginRole) -> Client {
+    login_to(role, DB)
+}
+
+fn login_to(role: &LoginRole, db: &str) -> Client {
     role.config()
-        .dbname(DB)
+        .dbname(db)
         .connect(NoTls)
         .unwrap_or_else(|e| panic!("login as {}: {e}", role.name))
 }
@@ -372,4 +380,167 @@ fn scheduled_retention_through_pg_cron() {
         .get(0);
     assert!(removed);
     assert_eq!(count(&mut c, "SELECT count(*) FROM cron.job"), 0);
+}
+
+#[test]
+fn erasure_across_tables_keys_and_the_audit_trail() {
+    const EDB: &str = "aegis_it_erasure";
+    let mut pg = superuser_to(Cluster::Preloaded, "postgres");
+    pg.batch_execute(&format!("DROP DATABASE IF EXISTS {EDB} WITH (FORCE)"))
+        .unwrap();
+    pg.batch_execute(&format!("CREATE DATABASE {EDB}")).unwrap();
+    let mut su = superuser_to(Cluster::Preloaded, EDB);
+    su.batch_execute(
+        "SET client_min_messages = warning;
+         CREATE EXTENSION pg_aegis;
+         SELECT aegis.create_key('pseudonym');
+         SELECT aegis.create_key('audit_head');
+         SELECT aegis.create_monitoring_schema('mon');
+         INSERT INTO mon.servers (server_id) VALUES ('s1');",
+    )
+    .unwrap();
+    let admin_role = LoginRole::create(&mut su, "era_admin");
+    su.batch_execute(&format!("GRANT aegis_admin TO {}", admin_role.name))
+        .unwrap();
+    // Each row in a transaction of its own, and some changed later: the
+    // subject's data is spread over many committed, sealed entries.
+    for (who, msg) in [
+        (
+            "dana.k@example.com",
+            "password reset for dana.k@example.com",
+        ),
+        ("erik", "erik saw dana.k@example.com fail twice"),
+        ("dana.k@example.com", "timeout"),
+    ] {
+        su.execute(
+            "INSERT INTO mon.error_logs (server_id, error_message, user_identifier, user_ip)
+             VALUES ('s1', $2, $1, '192.0.2.1')",
+            &[&who, &msg],
+        )
+        .unwrap();
+        su.execute(
+            "INSERT INTO mon.user_access_logs (user_id, resource) VALUES ($1, '/x')",
+            &[&who],
+        )
+        .unwrap();
+    }
+    su.execute(
+        "UPDATE mon.error_logs SET resolved = true WHERE user_identifier = 'dana.k@example.com'",
+        &[],
+    )
+    .unwrap();
+    let ct: Vec<u8> = su
+        .query_one(
+            "SELECT aegis.encrypt_for_subject('dana.k@example.com', 'her ticket')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    seal_all(&mut su, 3);
+    let head_before: String = su
+        .query_one("SELECT aegis.chain_head()::text", &[])
+        .unwrap()
+        .get(0);
+
+    let mut admin = login_to(&admin_role, EDB);
+    let receipt: String = admin
+        .query_one(
+            "SELECT aegis.erase_subject('dana.k@example.com')::text",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(receipt.contains("\"complete\": true"), "{receipt}");
+    assert!(
+        !receipt.contains("dana"),
+        "the receipt names the subject: {receipt}"
+    );
+
+    // Tables: her access rows deleted, her error rows anonymized, the
+    // mention in Erik's row erased; Erik's rows otherwise intact.
+    assert_eq!(
+        count(&mut su, "SELECT count(*) FROM mon.user_access_logs"),
+        1
+    );
+    let msgs: Vec<(String, Option<String>)> = su
+        .query(
+            "SELECT error_message, user_identifier FROM mon.error_logs ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        msgs,
+        vec![
+            ("password reset for [ERASED]".to_string(), None),
+            (
+                "erik saw [ERASED] fail twice".to_string(),
+                Some("erik".to_string())
+            ),
+            ("timeout".to_string(), None),
+        ]
+    );
+    // The key: destroyed.
+    let err = su
+        .query_one("SELECT aegis.decrypt($1)", &[&ct])
+        .expect_err("her ciphertext must not decrypt any more");
+    assert_eq!(sqlstate(&err), "55000", "{err}");
+    // The trail: nothing of hers left in any entry, every entry still there,
+    // and the chain (and a head saved before the erasure) still verifies.
+    assert_eq!(
+        count(
+            &mut su,
+            "SELECT count(*) FROM aegis.audit_log
+             WHERE concat_ws(' ', pk, old_row, new_row) ILIKE '%dana.k@example.com%'
+                OR concat_ws(' ', pk, old_row, new_row)
+                   LIKE '%pseudonym:' || aegis.pseudonymize('dana.k@example.com') || '%'"
+        ),
+        0
+    );
+    assert!(
+        count(
+            &mut su,
+            "SELECT count(*) FROM aegis.audit_log WHERE erased_at IS NOT NULL"
+        ) >= 9
+    );
+    seal_all(&mut su, 3);
+    let (ok, _, problem) = verify(&mut su, None);
+    assert!(ok, "chain after erasure: {problem:?}");
+    let (ok, _, problem) = verify(&mut su, Some(&head_before));
+    assert!(ok, "saved head after erasure: {problem:?}");
+    for t in ["mon.error_logs", "mon.user_access_logs"] {
+        let ok: bool = su
+            .query_one("SELECT ok FROM aegis.verify_table($1::text::regclass)", &[&t])
+            .unwrap()
+            .get(0);
+        assert!(ok, "verify_table({t}) after erasure");
+    }
+    // The receipt is a sealed entry of the chain.
+    assert_eq!(
+        count(
+            &mut su,
+            "SELECT count(*) FROM aegis.audit_trail WHERE operation = 'ERASURE' AND position IS NOT NULL"
+        ),
+        1
+    );
+    // Tampering with a tombstoned entry's metadata is still caught.
+    su.batch_execute(
+        "BEGIN;
+         ALTER TABLE aegis.audit_log DISABLE TRIGGER append_only;
+         UPDATE aegis.audit_log SET db_user = 'someone_else'
+         WHERE id = (SELECT min(id) FROM aegis.audit_log WHERE erased_at IS NOT NULL);",
+    )
+    .unwrap();
+    let (ok, _, problem) = verify(&mut su, None);
+    assert!(!ok, "a changed tombstoned entry must not verify");
+    assert!(problem.unwrap_or_default().contains("modified"));
+    su.batch_execute("ROLLBACK").unwrap();
+
+    drop(admin);
+    drop(su);
+    pg.batch_execute(&format!("DROP DATABASE IF EXISTS {EDB} WITH (FORCE)"))
+        .unwrap();
+    admin_role.drop_with(&mut pg);
 }
