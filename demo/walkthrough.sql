@@ -207,7 +207,10 @@ END $$;
 RESET ROLE;
 
 -- == 7. Lifecycle: retention and legal holds ==================================
--- The reference schema comes with the requirements' retention periods.
+-- The reference schema comes with the requirements' retention periods (a
+-- demo schema created before 0.5.0 gets the access-log period here).
+SELECT aegis.set_retention('monitoring.user_access_logs', '90 days', 'accessed_at')
+WHERE NOT EXISTS (SELECT 1 FROM aegis.retention_rules WHERE relid = 'monitoring.user_access_logs'::regclass);
 SELECT table_name, keep, time_column, only_where FROM aegis.retention_policies ORDER BY table_name::text;
 -- Access records going back 30 weeks; one user's are evidence in a case.
 INSERT INTO monitoring.user_access_logs (user_id, ip_address, accessed_at, resource)
@@ -239,5 +242,33 @@ SELECT aegis.release_legal_hold(:hold_id);
 -- when it is installed).
 SELECT aegis.schedule_retention('0 3 * * *');
 SELECT schedule, via, next_run_at FROM aegis.retention_schedule;
+SELECT aegis.seal() AS newly_sealed;
+SELECT ok, entries_checked FROM aegis.verify_chain();
+
+-- == 8. Right to erasure =======================================================
+-- A user asks to be forgotten. Their data is in access logs, error logs
+-- (as the user and inside messages) and the audit trail, and a document was
+-- encrypted under their own key. (A new address per run: an erased
+-- subject's key stays destroyed.)
+SELECT 'erin.' || to_char(clock_timestamp(), 'YYYYMMDDHH24MISS') || '@example.com' AS erin \gset
+INSERT INTO monitoring.user_access_logs (user_id, ip_address, resource) VALUES (:'erin', '198.51.100.23', '/account');
+INSERT INTO monitoring.error_logs (server_id, error_severity, error_message, user_identifier, user_ip)
+VALUES ('web-1', 'ERROR', 'password reset failed for ' || :'erin', :'erin', '198.51.100.23'),
+       ('db-1', 'WARNING', 'support note: ' || :'erin' || ' called about invoice 88', 'support-bot', NULL);
+SELECT set_config('demo.erin_ct', aegis.encrypt_for_subject(:'erin', 'verified identity document #4411')::text, false)
+       IS NOT NULL AS document_encrypted;
+SELECT aegis.erase_subject(:'erin', dry_run => true) -> 'tables' AS would_touch;
+SELECT jsonb_pretty(aegis.erase_subject(:'erin')) AS receipt;
+-- Rows gone or anonymized, mentions erased, the document unreadable for good.
+SELECT count(*) AS access_rows_left FROM monitoring.user_access_logs WHERE user_id = :'erin';
+SELECT error_message, user_identifier FROM monitoring.error_logs
+WHERE error_message LIKE '%[ERASED]%' ORDER BY id DESC LIMIT 2;
+DO $$ BEGIN
+    PERFORM aegis.decrypt(current_setting('demo.erin_ct')::bytea);
+EXCEPTION WHEN OTHERS THEN RAISE NOTICE 'crypto-shredded: %', SQLERRM;
+END $$;
+-- The audit trail kept every entry, with tombstones where her data was, and
+-- still verifies.
+SELECT count(*) FILTER (WHERE erased_at IS NOT NULL) AS tombstoned_entries, count(*) AS entries FROM aegis.audit_log;
 SELECT aegis.seal() AS newly_sealed;
 SELECT ok, entries_checked FROM aegis.verify_chain();
