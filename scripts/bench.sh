@@ -6,6 +6,8 @@
 #   BENCH_REPS=n           repetitions per benchmark (default 7)
 #   BENCH_AUDIT_REPS=n     repetitions of the audit bulk inserts (default 5)
 #   BENCH_PGBENCH_SECONDS, BENCH_PGBENCH_RUNS   see benches/audit_pgbench.sh
+#   BENCH_RETENTION_ROWS, BENCH_RETENTION_FRESH  expired / fresh rows (1000000 / 100000)
+#   BENCH_RETENTION_CLIENTS, BENCH_RETENTION_RATE, ...  see benches/retention_concurrency.sh
 #   BENCH_NO_INSTALL=1     skip setup.sh and the build: use the installed extension
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -78,6 +80,16 @@ for f in "$REPO_ROOT"/benches/${BENCH_ONLY:-*}.sql; do
         PGOPTIONS="-c bench.reps=$AUDIT_REPS" cluster_psql "$DIR" "$BENCH_PORT" aegis_bench -P pager=off -f "$f"
         bash "$REPO_ROOT/benches/audit_pgbench.sh" "$DIR" "$BENCH_PORT" aegis_bench
         pgaudit_off
+        continue
+    fi
+    if [ "$name" = retention ]; then
+        # One run per side on the same data (a deletion cannot be repeated
+        # on it): retention.sql loads, retention_concurrency.sh times the
+        # deletions under a concurrent inserter and checks what is left.
+        printf '\n== retention (one run per side)\n'
+        PGOPTIONS="-c bench.retention_rows=${BENCH_RETENTION_ROWS:-1000000} -c bench.retention_fresh=${BENCH_RETENTION_FRESH:-100000}" \
+            cluster_psql "$DIR" "$BENCH_PORT" aegis_bench -P pager=off -f "$f"
+        bash "$REPO_ROOT/benches/retention_concurrency.sh" "$DIR" "$BENCH_PORT" aegis_bench
         continue
     fi
     printf '\n== %s\n' "$name"
