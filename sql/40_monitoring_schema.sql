@@ -317,6 +317,18 @@ BEGIN
     PERFORM aegis.protect(pg_catalog.format('%I.user_access_logs', schema)::regclass,
         '{"columns": {"user_id": "subject_id", "ip_address": "pii"}, "audit_reads": true}');
 
+    -- Alerts: CPU above 95 % and unusual inbound traffic, evaluated per
+    -- insert statement into server_metrics, written to alerts_history and
+    -- sent with NOTIFY aegis_alerts. The rules are shared by every
+    -- monitoring schema (created once).
+    EXECUTE pg_catalog.format('CREATE TRIGGER aegis_alerts AFTER INSERT ON %I.server_metrics '
+        'REFERENCING NEW TABLE AS aegis_new_rows FOR EACH STATEMENT EXECUTE FUNCTION aegis.metric_alerts(%L)',
+        schema, pg_catalog.format('%I.alerts_history', schema));
+    INSERT INTO aegis.alert_rules (name, kind, metric, comparison, threshold, min_samples, severity, cooldown)
+    VALUES ('cpu_high', 'threshold', 'cpu_usage', '>', 95, 30, 'critical', '15 minutes'),
+           ('network_in_anomaly', 'anomaly', 'network_in_bytes', NULL, 4, 30, 'warning', '30 minutes')
+    ON CONFLICT (name) DO NOTHING;
+
     -- Erasure: downtime and error records are operational evidence, so a
     -- person's erasure anonymizes them ("erasure": "anonymize" above); access
     -- logs are about the person and are deleted (the default).

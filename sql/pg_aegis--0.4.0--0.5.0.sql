@@ -1,8 +1,9 @@
 -- pg_aegis 0.4.0 -> 0.5.0: lifecycle: retention policies, legal holds,
 -- apply_retention() and its schedule, pruning the audit trail behind a
--- signed checkpoint, the right to erasure (erase_subject), protect()'s
--- "erasure" policy key, and the reference schema's retention and erasure
--- defaults. A fresh 0.5.0 install and 0.4.0 updated with this script have
+-- signed checkpoint, the right to erasure (erase_subject), metric alerts
+-- (rules, the server_metrics trigger, NOTIFY aegis_alerts), protect()'s
+-- "erasure" policy key, and the reference schema's retention, erasure and
+-- alert defaults. A fresh 0.5.0 install and 0.4.0 updated with this script have
 -- the same catalog: pg_test/sql/upgrade.sql compares them object by object.
 \echo Use "ALTER EXTENSION pg_aegis UPDATE TO '0.5.0'" to load this file. \quit
 REVOKE ALL ON SCHEMA aegis FROM PUBLIC;
@@ -728,6 +729,83 @@ GRANT INSERT, UPDATE, DELETE ON aegis.retention_rules TO aegis_admin;
 GRANT INSERT, UPDATE (released_at, released_by) ON aegis.legal_holds TO aegis_admin;
 GRANT USAGE ON SEQUENCE aegis.legal_holds_id_seq TO aegis_admin;
 
+-- Metric alerts.
+
+CREATE SEQUENCE aegis.alert_rules_id_seq;
+CREATE TABLE aegis.alert_rules (
+    id          bigint PRIMARY KEY DEFAULT pg_catalog.nextval('aegis.alert_rules_id_seq'),
+    name        text NOT NULL UNIQUE CHECK (name ~ '^[a-z0-9_.:-]{1,64}$'),
+    kind        text NOT NULL DEFAULT 'threshold' CHECK (kind IN ('threshold', 'anomaly')),
+    metric      name NOT NULL,
+    comparison  text CHECK (comparison IN ('>', '>=', '<', '<=')),
+    threshold   double precision NOT NULL
+                CHECK (threshold > '-Infinity'::double precision AND threshold < 'Infinity'::double precision),
+    min_samples integer NOT NULL DEFAULT 30 CHECK (min_samples >= 2),
+    severity    text NOT NULL DEFAULT 'warning' CHECK (severity IN ('info', 'warning', 'critical')),
+    cooldown    interval NOT NULL DEFAULT '15 minutes' CHECK (cooldown >= interval '0'),
+    enabled     boolean NOT NULL DEFAULT true,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    created_by  name NOT NULL DEFAULT CURRENT_USER,
+    -- threshold rules compare with a constant; anomaly rules alert above
+    -- mean + threshold (k) standard deviations of the server's recent values
+    CHECK ((kind = 'threshold') = (comparison IS NOT NULL)),
+    CHECK (kind = 'threshold' OR threshold > 0)
+);
+ALTER SEQUENCE aegis.alert_rules_id_seq OWNED BY aegis.alert_rules.id;
+COMMENT ON TABLE aegis.alert_rules IS
+    'Metric alert rules: threshold (metric comparison threshold) or anomaly (above mean + k stddev), with severity and cooldown';
+SELECT pg_catalog.pg_extension_config_dump('aegis.alert_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('aegis.alert_rules_id_seq', '');
+-- Rule changes are audit entries, and make every backend reload the rules.
+CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.alert_rules
+    FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
+CREATE TRIGGER alert_rules_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON aegis.alert_rules
+    FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_plans_changed();
+
+-- When each rule last fired for each server (the cooldown). Runtime state:
+-- not dumped.
+CREATE TABLE aegis.alert_state (
+    rule_id       bigint NOT NULL REFERENCES aegis.alert_rules ON DELETE CASCADE,
+    server_id     text NOT NULL,
+    last_fired_at timestamptz NOT NULL,
+    PRIMARY KEY (rule_id, server_id)
+);
+COMMENT ON TABLE aegis.alert_state IS 'Internal: when each alert rule last fired for each server (cooldown)';
+
+-- Per (metrics table, metric, server): count, mean and sum of squared
+-- deviations of recent values, merged once per insert statement (the old
+-- count capped at 1000 samples, so old values fade). Learned state: not
+-- dumped (relids do not survive a restore).
+CREATE TABLE aegis.metric_baselines (
+    relid      oid NOT NULL,
+    metric     name NOT NULL,
+    server_id  text NOT NULL,
+    n          bigint NOT NULL CHECK (n > 0),
+    mean       double precision NOT NULL,
+    m2         double precision NOT NULL,
+    updated_at timestamptz NOT NULL,
+    PRIMARY KEY (relid, metric, server_id)
+);
+COMMENT ON TABLE aegis.metric_baselines IS
+    'Internal: recent mean and variance of each server''s metrics, for anomaly rules';
+
+-- The trigger, attached by create_monitoring_schema() to server_metrics:
+--   CREATE TRIGGER aegis_alerts AFTER INSERT ON monitoring.server_metrics
+--     REFERENCING NEW TABLE AS aegis_new_rows FOR EACH STATEMENT
+--     EXECUTE FUNCTION aegis.metric_alerts('monitoring.alerts_history');
+-- It reads the rules and writes alerts, state and baselines with the
+-- extension owner's rights (an ingest role may insert metrics without being
+-- able to write alerts); every value is a bound parameter, every identifier
+-- quoted, and the alerts table is resolved with to_regclass().
+CREATE FUNCTION aegis.metric_alerts() RETURNS trigger LANGUAGE c
+AS 'MODULE_PATHNAME', 'metric_alerts_wrapper';
+COMMENT ON FUNCTION aegis.metric_alerts() IS
+    'Statement trigger (REFERENCING NEW TABLE) on a metrics table: alert rules -> alerts table + NOTIFY aegis_alerts';
+
+GRANT SELECT ON aegis.alert_rules, aegis.alert_state, aegis.metric_baselines TO aegis_admin, aegis_auditor;
+GRANT INSERT, UPDATE, DELETE ON aegis.alert_rules TO aegis_admin;
+GRANT USAGE ON SEQUENCE aegis.alert_rules_id_seq TO aegis_admin;
+
 -- protect(): the "erasure" policy key.
 CREATE OR REPLACE FUNCTION aegis.protect(tbl regclass, policy jsonb DEFAULT '{}'::jsonb)
 RETURNS void
@@ -836,6 +914,18 @@ BEGIN
     PERFORM aegis.protect(pg_catalog.format('%I.user_access_logs', schema)::regclass,
         '{"columns": {"user_id": "subject_id", "ip_address": "pii"}, "audit_reads": true}');
 
+    -- Alerts: CPU above 95 % and unusual inbound traffic, evaluated per
+    -- insert statement into server_metrics, written to alerts_history and
+    -- sent with NOTIFY aegis_alerts. The rules are shared by every
+    -- monitoring schema (created once).
+    EXECUTE pg_catalog.format('CREATE TRIGGER aegis_alerts AFTER INSERT ON %I.server_metrics '
+        'REFERENCING NEW TABLE AS aegis_new_rows FOR EACH STATEMENT EXECUTE FUNCTION aegis.metric_alerts(%L)',
+        schema, pg_catalog.format('%I.alerts_history', schema));
+    INSERT INTO aegis.alert_rules (name, kind, metric, comparison, threshold, min_samples, severity, cooldown)
+    VALUES ('cpu_high', 'threshold', 'cpu_usage', '>', 95, 30, 'critical', '15 minutes'),
+           ('network_in_anomaly', 'anomaly', 'network_in_bytes', NULL, 4, 30, 'warning', '30 minutes')
+    ON CONFLICT (name) DO NOTHING;
+
     -- Erasure: downtime and error records are operational evidence, so a
     -- person's erasure anonymizes them ("erasure": "anonymize" above); access
     -- logs are about the person and are deleted (the default).
@@ -871,7 +961,8 @@ REVOKE EXECUTE ON FUNCTION
     aegis.mentions(text, text),
     aegis.erase_mentions(text, text),
     aegis.audit_tombstone(text, boolean),
-    aegis.erase_subject(text, boolean)
+    aegis.erase_subject(text, boolean),
+    aegis.metric_alerts()
 FROM PUBLIC;
 -- Lifecycle: retention and legal holds are administered by aegis_admin (the
 -- catalogs are written with the admin's own rights, so the audit trigger

@@ -12,6 +12,7 @@
 
 use pgrx::prelude::*;
 
+mod alerts;
 mod audit;
 mod crypto;
 mod error;
@@ -76,6 +77,11 @@ extension_sql_file!(
         lifecycle::erase_mentions,
         lifecycle::audit_tombstone
     ]
+);
+extension_sql_file!(
+    "../sql/85_alerts.sql",
+    name = "alerts",
+    requires = ["lifecycle", alerts::metric_alerts]
 );
 extension_sql_file!("../sql/99_finalize.sql", name = "finalize", finalize);
 

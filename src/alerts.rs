@@ -1,0 +1,447 @@
+//! Metric alerts: a statement-level trigger on a metrics table (the
+//! reference schema's `server_metrics`) evaluates `aegis.alert_rules` over
+//! the statement's new rows (its transition table), writes an alert to the
+//! alerts table named by the trigger's argument and sends
+//! `NOTIFY aegis_alerts` with a JSON payload, at most once per rule and
+//! server within the rule's cooldown.
+//!
+//! Threshold rules compare a column with a constant. Anomaly rules compare
+//! with that server's recent mean: per (table, metric, server) a count, mean
+//! and sum of squared deviations are kept in `aegis.metric_baselines` and
+//! merged once per statement (Chan et al.'s pairwise update, with the old
+//! count capped at [`BASELINE_WINDOW`] so old samples fade), so no insert
+//! ever scans history. Rows are checked against the baseline as it was
+//! before the statement, then the baseline takes them in.
+//!
+//! Everything set-shaped runs as SQL over the transition table (one scan per
+//! rule, one per anomaly metric for the baseline); Rust builds those queries
+//! from the cached rules, binds every value as a parameter and quotes every
+//! identifier, and does the per-alert bookkeeping. The queries run with
+//! `search_path = pg_catalog, pg_temp`, so their operators and functions are
+//! pg_catalog's (operators are never looked up in pg_temp).
+
+use std::cell::RefCell;
+use std::ffi::CStr;
+
+use pgrx::prelude::*;
+
+use crate::error::{protocol_error, raise, AegisError};
+use crate::keyring::{as_extension_owner, spi_error, with_safe_search_path};
+
+/// How many past samples an anomaly baseline weighs, at most.
+pub(crate) const BASELINE_WINDOW: i64 = 1000;
+
+#[derive(Debug, Clone)]
+struct Rule {
+    id: i64,
+    name: String,
+    anomaly: bool,
+    metric: String,
+    comparison: &'static str,
+    threshold: f64,
+    min_samples: i64,
+    severity: String,
+    cooldown: String,
+}
+
+#[derive(Default)]
+struct Cache {
+    callback_registered: bool,
+    rules_relid: Option<pg_sys::Oid>,
+    rules: Option<Vec<Rule>>,
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+}
+
+unsafe extern "C-unwind" fn on_relcache_inval(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if relid == pg_sys::InvalidOid || Some(relid) == c.rules_relid {
+            c.rules = None;
+            c.rules_relid = None;
+        }
+    });
+}
+
+fn comparison(op: &str) -> Option<&'static str> {
+    Some(match op {
+        ">" => ">",
+        ">=" => ">=",
+        "<" => "<",
+        "<=" => "<=",
+        _ => return None,
+    })
+}
+
+/// The enabled rules, cached until aegis.alert_rules changes (its statement
+/// trigger invalidates the relcache entry, which clears this).
+fn rules() -> Result<Vec<Rule>, AegisError> {
+    if let Some(r) = CACHE.with(|c| c.borrow().rules.clone()) {
+        return Ok(r);
+    }
+    let (relid, rules) = with_safe_search_path(|| {
+        as_extension_owner(|| {
+            Spi::connect(|client| {
+                let relid = client
+                    .select(
+                        "SELECT 'aegis.alert_rules'::pg_catalog.regclass::pg_catalog.oid",
+                        None,
+                        &[],
+                    )
+                    .map_err(spi_error)?
+                    .first()
+                    .get_one::<pg_sys::Oid>()
+                    .map_err(spi_error)?;
+                let mut out = Vec::new();
+                for row in client
+                    .select(
+                        "SELECT id, name, kind OPERATOR(pg_catalog.=) 'anomaly', metric::pg_catalog.text, \
+                                COALESCE(comparison, '>'), threshold, min_samples, severity, cooldown::pg_catalog.text \
+                         FROM aegis.alert_rules WHERE enabled ORDER BY id",
+                        None,
+                        &[],
+                    )
+                    .map_err(spi_error)?
+                {
+                    let op: String = row.get(5).map_err(spi_error)?.unwrap_or_default();
+                    out.push(Rule {
+                        id: row.get(1).map_err(spi_error)?.unwrap_or(0),
+                        name: row.get(2).map_err(spi_error)?.unwrap_or_default(),
+                        anomaly: row.get(3).map_err(spi_error)?.unwrap_or(false),
+                        metric: row.get(4).map_err(spi_error)?.unwrap_or_default(),
+                        comparison: comparison(&op).unwrap_or(">"),
+                        threshold: row.get(6).map_err(spi_error)?.unwrap_or(0.0),
+                        min_samples: row.get::<i32>(7).map_err(spi_error)?.unwrap_or(30) as i64,
+                        severity: row.get(8).map_err(spi_error)?.unwrap_or_default(),
+                        cooldown: row.get(9).map_err(spi_error)?.unwrap_or_default(),
+                    });
+                }
+                Ok((relid, out))
+            })
+        })
+    })?;
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if !c.callback_registered {
+            // SAFETY: registers a process-lifetime callback once per backend.
+            unsafe {
+                pg_sys::CacheRegisterRelcacheCallback(
+                    Some(on_relcache_inval),
+                    pg_sys::Datum::from(0),
+                )
+            };
+            c.callback_registered = true;
+        }
+        c.rules_relid = relid;
+        c.rules = Some(rules.clone());
+    });
+    Ok(rules)
+}
+
+fn quote_ident(s: &str) -> String {
+    let cs = std::ffi::CString::new(s).unwrap_or_default();
+    // SAFETY: quote_identifier returns its argument or a palloc'd string.
+    unsafe { CStr::from_ptr(pg_sys::quote_identifier(cs.as_ptr())) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Numeric columns of the table (the metrics a rule may name).
+unsafe fn numeric_columns(rel: pg_sys::Relation) -> Vec<String> {
+    let mut out = Vec::new();
+    // SAFETY: an open relation's tuple descriptor.
+    unsafe {
+        let tupdesc = (*rel).rd_att;
+        let natts = (*tupdesc).natts as usize;
+        for att in (*tupdesc).attrs.as_slice(natts) {
+            let numeric = [
+                pg_sys::INT2OID,
+                pg_sys::INT4OID,
+                pg_sys::INT8OID,
+                pg_sys::FLOAT4OID,
+                pg_sys::FLOAT8OID,
+                pg_sys::NUMERICOID,
+            ]
+            .contains(&att.atttypid);
+            if !att.attisdropped && numeric {
+                out.push(
+                    CStr::from_ptr(att.attname.data.as_ptr())
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    out
+}
+
+struct Candidate {
+    rule: Rule,
+    server_id: String,
+    ts: String,
+    value: f64,
+    mean: Option<f64>,
+    stddev: Option<f64>,
+}
+
+fn format_value(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn evaluate(
+    relid: pg_sys::Oid,
+    columns: &[String],
+    td: *mut pg_sys::TriggerData,
+    new_rows: &str,
+    alerts_table: &str,
+) -> Result<usize, AegisError> {
+    let rules: Vec<Rule> = rules()?
+        .into_iter()
+        .filter(|r| columns.contains(&r.metric))
+        .collect();
+    if rules.is_empty() {
+        return Ok(0);
+    }
+    let newtab = quote_ident(new_rows);
+    with_safe_search_path(|| {
+        as_extension_owner(|| {
+            Spi::connect_mut(|client| {
+                // SAFETY: makes this trigger's transition tables visible to
+                // the queries of this SPI connection (PostgreSQL's own
+                // procedural languages do the same).
+                unsafe { pg_sys::SPI_register_trigger_data(td) };
+                let target = client
+                    .select(
+                        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) \
+                         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n \
+                           ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+                         WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)",
+                        None,
+                        &[alerts_table.into()],
+                    )
+                    .map_err(spi_error)?
+                    .first()
+                    .get_one::<String>()
+                    .map_err(spi_error)?
+                    .ok_or_else(|| {
+                        AegisError::Internal(format!("alerts table {alerts_table} does not exist"))
+                    })?;
+                // 1. Candidates: per rule, the worst row of each server.
+                let mut candidates = Vec::new();
+                for r in &rules {
+                    let col = quote_ident(&r.metric);
+                    let rows = if r.anomaly {
+                        client
+                            .select(
+                                &format!(
+                                    "SELECT DISTINCT ON (n.server_id) n.server_id::text, to_json(n.ts) #>> '{{}}', n.{col}::float8, b.mean, \
+                                            sqrt(b.m2 / (b.n - 1)) \
+                                     FROM {newtab} n JOIN aegis.metric_baselines b \
+                                       ON b.relid = $1 AND b.metric = $2 AND b.server_id = n.server_id::text \
+                                     WHERE b.n >= GREATEST($3, 2) \
+                                       AND n.{col}::float8 > (b.mean + ($4 * sqrt(b.m2 / (b.n - 1)))) \
+                                     ORDER BY n.server_id, n.{col} DESC"
+                                ),
+                                None,
+                                &[relid.into(), r.metric.clone().into(), r.min_samples.into(), r.threshold.into()],
+                            )
+                            .map_err(spi_error)?
+                    } else {
+                        let (op, order) = (
+                            r.comparison,
+                            if r.comparison.starts_with('<') {
+                                "ASC"
+                            } else {
+                                "DESC"
+                            },
+                        );
+                        client
+                            .select(
+                                &format!(
+                                    "SELECT DISTINCT ON (n.server_id) n.server_id::text, to_json(n.ts) #>> '{{}}', n.{col}::float8, \
+                                            NULL::float8, NULL::float8 \
+                                     FROM {newtab} n WHERE n.{col}::float8 {op} $1 \
+                                     ORDER BY n.server_id, n.{col} {order}"
+                                ),
+                                None,
+                                &[r.threshold.into()],
+                            )
+                            .map_err(spi_error)?
+                    };
+                    for row in rows {
+                        candidates.push(Candidate {
+                            rule: r.clone(),
+                            server_id: row.get(1).map_err(spi_error)?.unwrap_or_default(),
+                            ts: row.get(2).map_err(spi_error)?.unwrap_or_default(),
+                            value: row.get(3).map_err(spi_error)?.unwrap_or(0.0),
+                            mean: row.get(4).map_err(spi_error)?,
+                            stddev: row.get(5).map_err(spi_error)?,
+                        });
+                    }
+                }
+                // 2. Baselines take this statement's rows in, once per metric.
+                let mut merged: Vec<&str> = Vec::new();
+                for r in rules.iter().filter(|r| r.anomaly) {
+                    if merged.contains(&r.metric.as_str()) {
+                        continue;
+                    }
+                    merged.push(&r.metric);
+                    let col = quote_ident(&r.metric);
+                    client
+                        .update(
+                            &format!(
+                                "INSERT INTO aegis.metric_baselines AS b (relid, metric, server_id, n, mean, m2, updated_at) \
+                                 SELECT $1, $2, s.server_id, count(*), avg(s.x), \
+                                        COALESCE(var_pop(s.x) * count(*), 0), now() \
+                                 FROM (SELECT n.server_id::text AS server_id, n.{col}::float8 AS x \
+                                       FROM {newtab} n WHERE n.{col} IS NOT NULL) s \
+                                 GROUP BY s.server_id \
+                                 ON CONFLICT (relid, metric, server_id) DO UPDATE SET \
+                                   n = LEAST(b.n, $3) + EXCLUDED.n, \
+                                   mean = ((LEAST(b.n, $3) * b.mean) + (EXCLUDED.n * EXCLUDED.mean)) \
+                                          / (LEAST(b.n, $3) + EXCLUDED.n), \
+                                   m2 = ((b.m2 * LEAST(b.n, $3)) / b.n) + EXCLUDED.m2 \
+                                        + (((EXCLUDED.mean - b.mean) ^ 2) * LEAST(b.n, $3) * EXCLUDED.n) \
+                                          / (LEAST(b.n, $3) + EXCLUDED.n), \
+                                   updated_at = now()"
+                            ),
+                            None,
+                            &[relid.into(), r.metric.clone().into(), BASELINE_WINDOW.into()],
+                        )
+                        .map_err(spi_error)?;
+                }
+                // 3. Fire what the cooldown allows.
+                let mut fired = 0;
+                for c in candidates {
+                    let claimed = client
+                        .update(
+                            "INSERT INTO aegis.alert_state AS s (rule_id, server_id, last_fired_at) \
+                             VALUES ($1, $2, now()) \
+                             ON CONFLICT (rule_id, server_id) DO UPDATE SET last_fired_at = now() \
+                             WHERE s.last_fired_at <= (now() - $3::interval) \
+                             RETURNING 1",
+                            None,
+                            &[c.rule.id.into(), c.server_id.clone().into(), c.rule.cooldown.clone().into()],
+                        )
+                        .map_err(spi_error)?;
+                    if claimed.is_empty() {
+                        continue;
+                    }
+                    let message =
+                        match (c.mean, c.stddev) {
+                            (Some(mean), Some(sd)) if c.rule.anomaly => {
+                                format!(
+                            "{} {} on {} is {:.1} standard deviations above its recent mean {}",
+                            c.rule.metric,
+                            format_value(c.value),
+                            c.server_id,
+                            if sd > 0.0 { (c.value - mean) / sd } else { f64::INFINITY },
+                            format_value(mean)
+                        )
+                            }
+                            _ => format!(
+                                "{} {} {} {} on {}",
+                                c.rule.metric,
+                                format_value(c.value),
+                                c.rule.comparison,
+                                format_value(c.rule.threshold),
+                                c.server_id
+                            ),
+                        };
+                    let id: Option<i64> = client
+                        .update(
+                            &format!(
+                                "INSERT INTO {target} (server_id, ts, rule, severity, metric, value, message) \
+                                 VALUES ($1, $2::pg_catalog.timestamptz, $3, $4, $5, $6, $7) RETURNING id::pg_catalog.int8"
+                            ),
+                            None,
+                            &[
+                                c.server_id.clone().into(),
+                                c.ts.clone().into(),
+                                c.rule.name.clone().into(),
+                                c.rule.severity.clone().into(),
+                                c.rule.metric.clone().into(),
+                                c.value.into(),
+                                message.clone().into(),
+                            ],
+                        )
+                        .map_err(spi_error)?
+                        .first()
+                        .get_one::<i64>()
+                        .map_err(spi_error)?;
+                    let mut payload = serde_json::json!({
+                        "source": "pg_aegis",
+                        "kind": if c.rule.anomaly { "anomaly" } else { "threshold" },
+                        "alert_id": id,
+                        "rule": c.rule.name,
+                        "severity": c.rule.severity,
+                        "server_id": c.server_id,
+                        "metric": c.rule.metric,
+                        "value": c.value,
+                        "ts": c.ts,
+                        "message": message,
+                    });
+                    if let serde_json::Value::Object(m) = &mut payload {
+                        if c.rule.anomaly {
+                            m.insert("mean".into(), c.mean.into());
+                            m.insert("stddev".into(), c.stddev.into());
+                            m.insert("k".into(), c.rule.threshold.into());
+                        } else {
+                            m.insert("comparison".into(), c.rule.comparison.into());
+                            m.insert("threshold".into(), c.rule.threshold.into());
+                        }
+                    }
+                    client
+                        .select(
+                            "SELECT pg_catalog.pg_notify('aegis_alerts', $1)",
+                            None,
+                            &[payload.to_string().into()],
+                        )
+                        .map_err(spi_error)?;
+                    fired += 1;
+                }
+                Ok(fired)
+            })
+        })
+    })
+}
+
+/// `aegis.metric_alerts()`: AFTER INSERT ... REFERENCING NEW TABLE AS ...
+/// FOR EACH STATEMENT, with the alerts table as its argument.
+#[pg_trigger(sql = false)]
+fn metric_alerts<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, std::convert::Infallible> {
+    use pgrx::trigger_support::{PgTriggerLevel, PgTriggerOperation, PgTriggerWhen};
+    if !matches!(trigger.when(), Ok(PgTriggerWhen::After))
+        || !matches!(trigger.level(), PgTriggerLevel::Statement)
+        || !matches!(trigger.op(), Ok(PgTriggerOperation::Insert))
+    {
+        protocol_error(
+            "aegis.metric_alerts() must be an AFTER INSERT ... FOR EACH STATEMENT trigger",
+        );
+    }
+    let Ok(Some(new_rows)) = trigger.new_transition_table_name() else {
+        protocol_error("aegis.metric_alerts() needs REFERENCING NEW TABLE AS <name>");
+    };
+    let args = trigger.extra_args().unwrap_or_default();
+    let Some(alerts_table) = args.first() else {
+        protocol_error("aegis.metric_alerts() takes the alerts table as its argument");
+    };
+    let td = trigger.trigger_data() as *const pg_sys::TriggerData as *mut pg_sys::TriggerData;
+    // SAFETY: a statement trigger: the relation is open for the call.
+    let (relid, columns) = unsafe {
+        let rel = (*td).tg_relation;
+        ((*rel).rd_id, numeric_columns(rel))
+    };
+    if let Err(e) = evaluate(relid, &columns, td, new_rows, alerts_table) {
+        raise(e);
+    }
+    Ok(None)
+}
