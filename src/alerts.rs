@@ -11,7 +11,9 @@
 //! merged once per statement (Chan et al.'s pairwise update, with the old
 //! count capped at [`BASELINE_WINDOW`] so old samples fade), so no insert
 //! ever scans history. Rows are checked against the baseline as it was
-//! before the statement, then the baseline takes them in.
+//! before the statement, then the baseline takes them in. The standard
+//! deviation is floored at 1% of the mean and at 1, so a perfectly steady
+//! series does not alert on the smallest change.
 //!
 //! Everything set-shaped runs as SQL over the transition table (one scan per
 //! rule, one per anomaly metric for the baseline); Rust builds those queries
@@ -218,10 +220,9 @@ fn evaluate(
                 unsafe { pg_sys::SPI_register_trigger_data(td) };
                 let target = client
                     .select(
-                        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) \
-                         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n \
-                           ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
-                         WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)",
+                        "SELECT (SELECT format('%I.%I', n.nspname, c.relname) \
+                                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                                 WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p'))",
                         None,
                         &[alerts_table.into()],
                     )
@@ -229,8 +230,8 @@ fn evaluate(
                     .first()
                     .get_one::<String>()
                     .map_err(spi_error)?
-                    .ok_or_else(|| {
-                        AegisError::Internal(format!("alerts table {alerts_table} does not exist"))
+                    .ok_or_else(|| AegisError::AlertsTable {
+                        name: alerts_table.to_string(),
                     })?;
                 // 1. Candidates: per rule, the worst row of each server.
                 let mut candidates = Vec::new();
@@ -241,11 +242,11 @@ fn evaluate(
                             .select(
                                 &format!(
                                     "SELECT DISTINCT ON (n.server_id) n.server_id::text, to_json(n.ts) #>> '{{}}', n.{col}::float8, b.mean, \
-                                            sqrt(b.m2 / (b.n - 1)) \
+                                            GREATEST(sqrt(b.m2 / (b.n - 1)), abs(b.mean) * 0.01, 1) \
                                      FROM {newtab} n JOIN aegis.metric_baselines b \
                                        ON b.relid = $1 AND b.metric = $2 AND b.server_id = n.server_id::text \
                                      WHERE b.n >= GREATEST($3, 2) \
-                                       AND n.{col}::float8 > (b.mean + ($4 * sqrt(b.m2 / (b.n - 1)))) \
+                                       AND n.{col}::float8 > (b.mean + ($4 * GREATEST(sqrt(b.m2 / (b.n - 1)), abs(b.mean) * 0.01, 1))) \
                                      ORDER BY n.server_id, n.{col} DESC"
                                 ),
                                 None,

@@ -60,6 +60,9 @@ pub enum AegisError {
     #[error("the trusted head (position {head}) is older than the pruning checkpoint at position {checkpoint}")]
     HeadBeforeCheckpoint { head: u64, checkpoint: u64 },
 
+    #[error("alerts table \"{name}\" named by the aegis_alerts trigger does not exist")]
+    AlertsTable { name: String },
+
     #[error("invalid row filter: {reason}")]
     InvalidFilter { reason: String },
 
@@ -123,9 +126,10 @@ impl AegisError {
                 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE // 55000
             }
             AegisError::HeadBeforeCheckpoint { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, // 55000
+            AegisError::AlertsTable { .. } => ERRCODE_UNDEFINED_TABLE, // 42P01
             AegisError::InvalidFilter { .. } => ERRCODE_INVALID_PARAMETER_VALUE, // 22023
             AegisError::FilterNotAllowed { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501
-            AegisError::Internal(_) => ERRCODE_INTERNAL_ERROR,                   // XX000
+            AegisError::Internal(_) => ERRCODE_INTERNAL_ERROR,         // XX000
         }
     }
 
@@ -171,6 +175,9 @@ impl AegisError {
             ),
             AegisError::FilterNotAllowed { .. } => Some(
                 "Filters run with pg_aegis's rights: only columns, constants, operators and non-volatile built-in functions.".into(),
+            ),
+            AegisError::AlertsTable { .. } => Some(
+                "The trigger's argument names the table alerts are written to (server_id, ts, rule, severity, metric, value, message).".into(),
             ),
             AegisError::KeyDestroyed { .. }
             | AegisError::Internal(_)

@@ -134,7 +134,7 @@ fn ensure_callback() -> Result<(), AegisError> {
 }
 
 pub(crate) fn spi_error(e: pgrx::spi::SpiError) -> AegisError {
-    AegisError::Internal(format!("keyring query failed: {e}"))
+    AegisError::Internal(format!("pg_aegis internal query failed: {e}"))
 }
 
 /// Run `f` with `search_path = pg_catalog, pg_temp`, so no operator,

@@ -79,8 +79,11 @@ SELECT user_id, resource FROM era.user_access_logs ORDER BY id;
 SELECT error_message, user_identifier, user_ip FROM era.error_logs ORDER BY id;
 SELECT cause, reported_by, user_name FROM era.downtime_logs ORDER BY id;
 SELECT incident_summary FROM era.incident_response_logs;
--- Crypto-shredding: her ciphertexts are gone for good, Bob's are not.
+-- Crypto-shredding: her ciphertexts are gone for good, Bob's are not. (The
+-- key's name derives from the cluster's master key: SQLSTATE only.)
+\set VERBOSITY sqlstate
 SELECT aegis.decrypt(:'alice_ct');
+\set VERBOSITY terse
 SELECT aegis.decrypt(:'bob_ct') AS bob_note;
 -- The trail keeps every entry, but none holds her pseudonym or her name.
 SELECT count(*) AS entries_mentioning_alice FROM aegis.audit_log

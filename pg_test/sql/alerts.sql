@@ -1,0 +1,109 @@
+-- Control: metric alerts (0.5.0). The aegis_alerts statement trigger on
+-- server_metrics turns rule matches into alerts_history rows (NOTIFY is
+-- checked by tests/lifecycle.rs with a listening client), once per rule and
+-- server within the cooldown; anomaly rules use incrementally kept
+-- baselines; rules are validated, admin-only and audited; a role that may
+-- insert metrics but not alerts still gets its alerts written; the trigger
+-- refuses to be attached the wrong way; rule names and metrics are data,
+-- never SQL.
+\set VERBOSITY terse
+\set SHOW_CONTEXT never
+\set ON_ERROR_ROLLBACK on
+\pset null '(null)'
+BEGIN;
+SET client_min_messages = warning;
+SELECT aegis.create_monitoring_schema('alm');
+CREATE ROLE alm_admin LOGIN IN ROLE aegis_admin;
+CREATE ROLE alm_devops LOGIN IN ROLE aegis_devops;
+CREATE ROLE alm_auditor LOGIN IN ROLE aegis_auditor;
+RESET client_min_messages;
+INSERT INTO alm.servers (server_id) VALUES ('web-1'), ('db-1');
+
+-- The default rules and the trigger.
+SELECT name, kind, metric, comparison, threshold, min_samples, severity, cooldown, enabled
+FROM aegis.alert_rules ORDER BY id;
+SELECT tgname, pg_get_triggerdef(oid) LIKE '%REFERENCING NEW TABLE AS aegis_new_rows FOR EACH STATEMENT EXECUTE FUNCTION aegis.metric_alerts(''alm.alerts_history'')' AS as_documented
+FROM pg_trigger WHERE tgrelid = 'alm.server_metrics'::regclass AND tgname = 'aegis_alerts';
+
+-- ------------------------------------------------------------ thresholds
+-- DevOps may insert metrics but not alerts: the alert is written anyway.
+SET ROLE alm_devops;
+INSERT INTO alm.server_metrics (server_id, cpu_usage) VALUES ('web-1', 50), ('web-1', 97.5), ('web-1', 99), ('db-1', 96);
+INSERT INTO alm.alerts_history (server_id, rule) VALUES ('web-1', 'forged');
+RESET ROLE;
+SELECT server_id, rule, severity, metric, value, message FROM alm.alerts_history ORDER BY server_id;
+-- Within the cooldown: no second alert for the same rule and server.
+SET ROLE alm_devops;
+INSERT INTO alm.server_metrics (server_id, cpu_usage) VALUES ('web-1', 99.9);
+RESET ROLE;
+SELECT count(*) AS alerts FROM alm.alerts_history;
+-- After it (the state says it fired an hour ago): alerts again.
+UPDATE aegis.alert_state SET last_fired_at = last_fired_at - interval '1 hour';
+INSERT INTO alm.server_metrics (server_id, cpu_usage) VALUES ('web-1', 98);
+SELECT count(*) AS alerts FROM alm.alerts_history;
+
+-- ------------------------------------------------------------ anomalies
+-- 100 steady samples, then a jump; a value inside the usual range is quiet.
+INSERT INTO alm.server_metrics (server_id, cpu_usage, network_in_bytes)
+SELECT 'db-1', 10, 1000000 + (g % 10) * 1000 FROM generate_series(1, 100) g;
+SELECT server_id, n, round(mean) AS mean, round(sqrt(m2 / (n - 1))) AS stddev
+FROM aegis.metric_baselines WHERE relid = 'alm.server_metrics'::regclass ORDER BY server_id;
+INSERT INTO alm.server_metrics (server_id, cpu_usage, network_in_bytes) VALUES ('db-1', 10, 1006000);
+INSERT INTO alm.server_metrics (server_id, cpu_usage, network_in_bytes) VALUES ('db-1', 10, 90000000);
+SELECT rule, severity, value, message FROM alm.alerts_history WHERE rule = 'network_in_anomaly';
+-- Too few samples (web-1 has none with traffic): no anomaly alert.
+INSERT INTO alm.server_metrics (server_id, cpu_usage, network_in_bytes) VALUES ('web-1', 10, 90000000);
+SELECT count(*) AS web1_anomalies FROM alm.alerts_history WHERE rule = 'network_in_anomaly' AND server_id = 'web-1';
+
+-- ------------------------------------------------------------ rules
+SET ROLE alm_admin;
+INSERT INTO aegis.alert_rules (name, metric, comparison, threshold, severity, cooldown)
+VALUES ('disk_full', 'disk_usage', '>=', 90, 'critical', '0');
+INSERT INTO aegis.alert_rules (name, metric, comparison, threshold) VALUES ('memory_low', 'memory_usage', '<', 1);
+-- Bad rules are refused by the catalog's checks.
+INSERT INTO aegis.alert_rules (name, metric, comparison, threshold) VALUES ('Bad Name', 'cpu_usage', '>', 1);
+INSERT INTO aegis.alert_rules (name, metric, comparison, threshold) VALUES ('bad_op', 'cpu_usage', '!=', 1);
+INSERT INTO aegis.alert_rules (name, kind, metric, threshold) VALUES ('no_op', 'threshold', 'cpu_usage', 1);
+INSERT INTO aegis.alert_rules (name, kind, metric, comparison, threshold) VALUES ('anomaly_op', 'anomaly', 'cpu_usage', '>', 3);
+INSERT INTO aegis.alert_rules (name, kind, metric, threshold) VALUES ('anomaly_k', 'anomaly', 'cpu_usage', 0);
+INSERT INTO aegis.alert_rules (name, metric, comparison, threshold) VALUES ('nan', 'cpu_usage', '>', 'NaN');
+INSERT INTO aegis.alert_rules (name, metric, comparison, threshold, severity) VALUES ('sev', 'cpu_usage', '>', 1, 'panic');
+INSERT INTO aegis.alert_rules (name, metric, comparison, threshold, cooldown) VALUES ('cool', 'cpu_usage', '>', 1, '-1 minute');
+-- A metric that is not a numeric column of the table (or is SQL) is data:
+-- the rule never matches anything.
+INSERT INTO aegis.alert_rules (name, metric, comparison, threshold)
+VALUES ('injected', 'cpu_usage) > 0 OR (true', '>', 0), ('textual', 'server_id', '>', 0);
+RESET ROLE;
+SET ROLE alm_auditor;
+SELECT count(*) > 0 AS auditor_reads_rules FROM aegis.alert_rules;
+INSERT INTO aegis.alert_rules (name, metric, comparison, threshold) VALUES ('mine', 'cpu_usage', '>', 1);
+RESET ROLE;
+-- New rules apply to the next insert (every backend reloads them).
+INSERT INTO alm.server_metrics (server_id, cpu_usage, memory_usage, disk_usage) VALUES ('web-1', 10, 0.5, 91);
+SELECT rule, severity, metric, value, message FROM alm.alerts_history
+WHERE rule IN ('disk_full', 'memory_low', 'injected', 'textual') ORDER BY rule;
+-- Disabled rules are skipped; a zero cooldown fires every time.
+UPDATE aegis.alert_rules SET enabled = false WHERE name = 'memory_low';
+INSERT INTO alm.server_metrics (server_id, cpu_usage, memory_usage, disk_usage) VALUES ('web-1', 10, 0.5, 92);
+SELECT rule, count(*) FROM alm.alerts_history WHERE rule IN ('disk_full', 'memory_low') GROUP BY rule ORDER BY rule;
+-- Rule changes are audit entries of the admin who made them.
+SELECT operation, db_user, new_row ->> 'name' AS rule FROM aegis.audit_log
+WHERE table_name = 'aegis.alert_rules' AND db_user = 'alm_admin' ORDER BY id;
+
+-- ------------------------------------------------------------ attached wrongly
+CREATE TABLE public.alm_t (server_id text, ts timestamptz DEFAULT now(), v int);
+CREATE TRIGGER a BEFORE INSERT ON alm_t FOR EACH ROW EXECUTE FUNCTION aegis.metric_alerts('alm.alerts_history');
+INSERT INTO alm_t VALUES ('x', now(), 1);
+DROP TRIGGER a ON alm_t;
+CREATE TRIGGER a AFTER INSERT ON alm_t FOR EACH STATEMENT EXECUTE FUNCTION aegis.metric_alerts('alm.alerts_history');
+INSERT INTO alm_t VALUES ('x', now(), 1);
+DROP TRIGGER a ON alm_t;
+CREATE TRIGGER a AFTER INSERT ON alm_t REFERENCING NEW TABLE AS nt FOR EACH STATEMENT EXECUTE FUNCTION aegis.metric_alerts();
+INSERT INTO alm_t VALUES ('x', now(), 1);
+DROP TRIGGER a ON alm_t;
+-- A rule on v, an alerts table that does not exist: a clear error.
+INSERT INTO aegis.alert_rules (name, metric, comparison, threshold) VALUES ('v_high', 'v', '>', 0);
+CREATE TRIGGER a AFTER INSERT ON alm_t REFERENCING NEW TABLE AS nt FOR EACH STATEMENT
+    EXECUTE FUNCTION aegis.metric_alerts('public.no_such_alerts');
+INSERT INTO alm_t VALUES ('x', now(), 1);
+ROLLBACK;
