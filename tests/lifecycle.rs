@@ -11,12 +11,15 @@
 //!     anonymized across tables, mentions erased, their key destroyed, their
 //!     data in committed and sealed audit entries tombstoned, and the chain
 //!     (also against a head saved before) and the tables still verify;
+//!   - metric alerts reach a listening client through NOTIFY aegis_alerts,
+//!     at commit and only then, with the JSON payload SIEM tooling reads;
 //!   - schedule_retention(): without pg_cron the database's background worker
 //!     runs apply_retention() when the schedule is due and moves it on; with
 //!     pg_cron installed the job is pg_cron's and runs there.
 
 use aegis_integration::audit::{seal_all, verify};
 use aegis_integration::{sqlstate, superuser_to, Cluster, LoginRole, ScratchCluster};
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls};
 use std::time::{Duration, Instant};
 
@@ -512,7 +515,10 @@ fn erasure_across_tables_keys_and_the_audit_trail() {
     assert!(ok, "saved head after erasure: {problem:?}");
     for t in ["mon.error_logs", "mon.user_access_logs"] {
         let ok: bool = su
-            .query_one("SELECT ok FROM aegis.verify_table($1::text::regclass)", &[&t])
+            .query_one(
+                "SELECT ok FROM aegis.verify_table($1::text::regclass)",
+                &[&t],
+            )
             .unwrap()
             .get(0);
         assert!(ok, "verify_table({t}) after erasure");
@@ -543,4 +549,92 @@ fn erasure_across_tables_keys_and_the_audit_trail() {
     pg.batch_execute(&format!("DROP DATABASE IF EXISTS {EDB} WITH (FORCE)"))
         .unwrap();
     admin_role.drop_with(&mut pg);
+}
+
+#[test]
+fn alerts_arrive_by_notify_at_commit() {
+    const ADB: &str = "aegis_it_alerts";
+    let mut pg = superuser_to(Cluster::Preloaded, "postgres");
+    pg.batch_execute(&format!("DROP DATABASE IF EXISTS {ADB} WITH (FORCE)"))
+        .unwrap();
+    pg.batch_execute(&format!("CREATE DATABASE {ADB}")).unwrap();
+    let mut su = superuser_to(Cluster::Preloaded, ADB);
+    su.batch_execute(
+        "SET client_min_messages = warning;
+         CREATE EXTENSION pg_aegis;
+         SELECT aegis.create_monitoring_schema('mon');
+         INSERT INTO mon.servers (server_id) VALUES ('web-1'), ('db-1');",
+    )
+    .unwrap();
+    let collector_role = LoginRole::create(&mut su, "collector");
+    let oncall_role = LoginRole::create(&mut su, "listener");
+    su.batch_execute(&format!(
+        "GRANT aegis_ingest TO {}; GRANT aegis_oncall TO {};",
+        collector_role.name, oncall_role.name
+    ))
+    .unwrap();
+
+    // What SIEM or on-call tooling does: LISTEN on a connection of its own.
+    let mut listener = login_to(&oncall_role, ADB);
+    listener.batch_execute("LISTEN aegis_alerts").unwrap();
+    let mut collector = login_to(&collector_role, ADB);
+
+    // A rolled-back insert sends nothing; a committed one sends its alert.
+    collector
+        .batch_execute(
+            "BEGIN;
+             INSERT INTO mon.server_metrics (server_id, cpu_usage) VALUES ('db-1', 99);
+             ROLLBACK;",
+        )
+        .unwrap();
+    collector
+        .execute(
+            "INSERT INTO mon.server_metrics (server_id, cpu_usage) VALUES ('web-1', 40), ('web-1', 97.5)",
+            &[],
+        )
+        .unwrap();
+    // Notifications that arrive, until none has for 2 s.
+    let mut got = Vec::new();
+    {
+        let mut notifications = listener.notifications();
+        let mut iter = notifications.timeout_iter(Duration::from_secs(2));
+        while let Some(n) = iter.next().unwrap() {
+            got.push((n.channel().to_string(), n.payload().to_string()));
+        }
+    }
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (channel, payload) = &got[0];
+    assert_eq!(channel, "aegis_alerts");
+    for part in [
+        "\"source\":\"pg_aegis\"",
+        "\"rule\":\"cpu_high\"",
+        "\"severity\":\"critical\"",
+        "\"server_id\":\"web-1\"",
+        "\"metric\":\"cpu_usage\"",
+        "\"value\":97.5",
+        "\"threshold\":95.0",
+        "\"kind\":\"threshold\"",
+    ] {
+        assert!(payload.contains(part), "{part} missing from {payload}");
+    }
+    // The payload names the alerts_history row it announces.
+    let alert_id: i64 = su
+        .query_one(
+            "SELECT id FROM mon.alerts_history WHERE rule = 'cpu_high'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        payload.contains(&format!("\"alert_id\":{alert_id}")),
+        "{payload}"
+    );
+
+    drop(listener);
+    drop(collector);
+    drop(su);
+    pg.batch_execute(&format!("DROP DATABASE IF EXISTS {ADB} WITH (FORCE)"))
+        .unwrap();
+    collector_role.drop_with(&mut pg);
+    oncall_role.drop_with(&mut pg);
 }
