@@ -1,7 +1,8 @@
--- Metric alerts (src/alerts.rs): rules, the statement trigger that
+-- Alerts (src/alerts.rs). Metric alerts: rules, the statement trigger that
 -- evaluates them over each insert's new rows, the cooldown state and the
--- incrementally kept anomaly baselines. Alerts go to the alerts table the
--- trigger names and to NOTIFY aegis_alerts (a JSON payload).
+-- incrementally kept anomaly baselines; alerts go to the alerts table the
+-- trigger names and to NOTIFY aegis_alerts (a JSON payload). Security
+-- alerts: periodic checks sent through the same channel.
 REVOKE ALL ON SCHEMA aegis FROM PUBLIC;
 
 CREATE SEQUENCE aegis.alert_rules_id_seq;
@@ -75,6 +76,126 @@ AS 'MODULE_PATHNAME', 'metric_alerts_wrapper';
 COMMENT ON FUNCTION aegis.metric_alerts() IS
     'Statement trigger (REFERENCING NEW TABLE) on a metrics table: alert rules -> alerts table + NOTIFY aegis_alerts';
 
-GRANT SELECT ON aegis.alert_rules, aegis.alert_state, aegis.metric_baselines TO aegis_admin, aegis_auditor;
+-- ===========================================================================
+-- Security alerts: through the same channel as metric alerts
+-- ===========================================================================
+
+-- Permission-denied attempts on protected tables since the server started,
+-- in every database (shared memory; NULL without preloading).
+CREATE FUNCTION aegis.denied_access_count() RETURNS bigint LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'denied_access_count_wrapper';
+COMMENT ON FUNCTION aegis.denied_access_count() IS
+    'Permission-denied attempts on protected tables since server start, all databases (NULL when not preloaded)';
+
+-- When each security alert was last sent, and the denied-access counter at
+-- the last check. Runtime state: not dumped.
+CREATE TABLE aegis.security_alert_state (
+    alert      text PRIMARY KEY,
+    last_at    timestamptz NOT NULL,
+    last_value bigint
+);
+COMMENT ON TABLE aegis.security_alert_state IS
+    'Internal: when each security alert was last notified; the denied-access counter at the last check';
+
+-- The checks. SECURITY DEFINER: it reads the audit trail, the keyring's
+-- metadata and the lifecycle catalogs, and keeps its state, for auditors and
+-- the background worker alike; it changes nothing else and takes no input
+-- but the flag. Findings are returned; with notify, each is also sent as a
+-- NOTIFY aegis_alerts JSON payload, at most once an hour per alert (the
+-- worker runs this every aegis.security_check_interval).
+CREATE FUNCTION aegis.security_alerts(notify boolean DEFAULT true)
+RETURNS TABLE(alert text, severity text, detail jsonb)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    findings jsonb[] := '{}';
+    f jsonb;
+    v record;
+    n bigint;
+    t timestamptz;
+    d bigint;
+    prev record;
+    names text[];
+BEGIN
+    IF notify IS NULL THEN
+        RAISE EXCEPTION 'notify must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    -- 1. The chain verifies (from its signed checkpoint, if pruned).
+    SELECT * INTO v FROM aegis.verify_chain() c;
+    IF NOT v.ok THEN
+        findings := findings || pg_catalog.jsonb_build_object('alert', 'audit_chain_broken', 'severity', 'critical',
+            'detail', pg_catalog.jsonb_build_object('first_bad_position', v.first_bad_position, 'problem', v.problem));
+    END IF;
+    -- 2. Entries of ended transactions left out of the chain for 10 minutes
+    -- (is the sealer running?). Only entries at or above the horizon can be
+    -- waiting; the ones below are sealed or reported by verify_chain().
+    SELECT pg_catalog.count(*), pg_catalog.min(l.statement_time) INTO n, t
+    FROM aegis.audit_log l
+    WHERE l.xid >= COALESCE((SELECT s.horizon FROM aegis.audit_seal_state s), '0'::xid8)
+      AND l.statement_time < pg_catalog.now() - interval '10 minutes'
+      AND NOT EXISTS (SELECT 1 FROM aegis.audit_chain c WHERE c.entry_id = l.id AND c.entry_xid = l.xid);
+    IF n > 0 THEN
+        findings := findings || pg_catalog.jsonb_build_object('alert', 'audit_entries_unsealed', 'severity', 'warning',
+            'detail', pg_catalog.jsonb_build_object('entries', n, 'oldest', t,
+                'hint', 'run aegis.seal(), or add this database to aegis.seal_databases'));
+    END IF;
+    -- 3. A burst of permission-denied attempts on protected tables since the
+    -- last check (10 or more; counted in every database of the cluster).
+    d := aegis.denied_access_count();
+    IF d IS NOT NULL THEN
+        SELECT s.last_value, s.last_at INTO prev FROM aegis.security_alert_state s WHERE s.alert = 'denied_access_counter';
+        IF prev.last_value IS NOT NULL AND d - prev.last_value >= 10 THEN
+            findings := findings || pg_catalog.jsonb_build_object('alert', 'denied_access_burst', 'severity', 'warning',
+                'detail', pg_catalog.jsonb_build_object('attempts', d - prev.last_value, 'since', prev.last_at,
+                    'hint', 'the server log has one access_denied line per attempt, with the role'));
+        END IF;
+        INSERT INTO aegis.security_alert_state AS s (alert, last_at, last_value)
+        VALUES ('denied_access_counter', pg_catalog.now(), d)
+        ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at, last_value = EXCLUDED.last_value;
+    END IF;
+    -- 4. Retention policies never applied, or not for more than two days.
+    SELECT pg_catalog.array_agg(r.relid::text ORDER BY r.relid::text) INTO names
+    FROM aegis.retention_rules r
+    WHERE r.last_applied_at IS NULL OR r.last_applied_at < pg_catalog.now() - interval '2 days';
+    IF names IS NOT NULL THEN
+        findings := findings || pg_catalog.jsonb_build_object('alert', 'retention_overdue', 'severity', 'warning',
+            'detail', pg_catalog.jsonb_build_object('tables', pg_catalog.to_jsonb(names),
+                'hint', 'SELECT aegis.apply_retention(); or aegis.schedule_retention(''0 3 * * *'')'));
+    END IF;
+    -- 5. Keys whose current version is older than a year (subject keys,
+    -- which exist to be destroyed, not rotated, are left out).
+    SELECT pg_catalog.array_agg(k.name ORDER BY k.name) INTO names
+    FROM aegis.keys k
+    WHERE k.status = 'active' AND k.name NOT LIKE 'subject:%'
+      AND k.version = (SELECT pg_catalog.max(k2.version) FROM aegis.keys k2 WHERE k2.name = k.name AND k2.status = 'active')
+      AND k.created_at < pg_catalog.now() - interval '365 days';
+    IF names IS NOT NULL THEN
+        findings := findings || pg_catalog.jsonb_build_object('alert', 'keys_past_rotation_age', 'severity', 'warning',
+            'detail', pg_catalog.jsonb_build_object('keys', pg_catalog.to_jsonb(names), 'max_age', '365 days',
+                'hint', 'SELECT aegis.rotate_key(name); then aegis.reencrypt() the data'));
+    END IF;
+
+    FOREACH f IN ARRAY findings LOOP
+        alert := f ->> 'alert';
+        severity := f ->> 'severity';
+        detail := f -> 'detail';
+        RETURN NEXT;
+        IF notify AND NOT EXISTS (SELECT 1 FROM aegis.security_alert_state s
+                                  WHERE s.alert = f ->> 'alert' AND s.last_at > pg_catalog.now() - interval '1 hour') THEN
+            PERFORM pg_catalog.pg_notify('aegis_alerts', (pg_catalog.jsonb_build_object(
+                'source', 'pg_aegis', 'kind', 'security', 'database', pg_catalog.current_database(),
+                'ts', pg_catalog.now()) || f)::text);
+            INSERT INTO aegis.security_alert_state AS s (alert, last_at) VALUES (f ->> 'alert', pg_catalog.now())
+            ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION aegis.security_alerts(boolean) IS
+    'Security checks (chain, unsealed entries, denied-access bursts, overdue retention, old keys); notify sends each via NOTIFY aegis_alerts';
+
+GRANT SELECT ON aegis.alert_rules, aegis.alert_state, aegis.metric_baselines, aegis.security_alert_state
+    TO aegis_admin, aegis_auditor;
 GRANT INSERT, UPDATE, DELETE ON aegis.alert_rules TO aegis_admin;
 GRANT USAGE ON SEQUENCE aegis.alert_rules_id_seq TO aegis_admin;

@@ -89,6 +89,9 @@ GRANT EXECUTE ON FUNCTION
     aegis.schedule_retention(text), aegis.unschedule_retention(), aegis.cron_next(text, timestamptz),
     aegis.legal_hold_filter(regclass), aegis.erase_subject(text, boolean)
 TO aegis_admin;
+-- Security checks: admins and auditors (the worker runs them as superuser).
+GRANT EXECUTE ON FUNCTION aegis.security_alerts(boolean), aegis.denied_access_count()
+TO aegis_admin, aegis_auditor;
 -- Finding and erasing mentions reads nothing but the arguments.
 GRANT EXECUTE ON FUNCTION aegis.mentions(text, text), aegis.erase_mentions(text, text) TO PUBLIC;
 

@@ -27,8 +27,10 @@ use std::ffi::CStr;
 
 use pgrx::prelude::*;
 
-use crate::error::{protocol_error, raise, AegisError};
+use crate::error::{protocol_error, raise, AegisError, AegisResult};
 use crate::keyring::{as_extension_owner, spi_error, with_safe_search_path};
+use pgrx::{pg_shmem_init, PgAtomic};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How many past samples an anomaly baseline weighs, at most.
 pub(crate) const BASELINE_WINDOW: i64 = 1000;
@@ -445,4 +447,66 @@ fn metric_alerts<'a>(
         raise(e);
     }
     Ok(None)
+}
+
+// ---------------------------------------------------------------------------
+// Security alerts: the denied-access counter
+// ---------------------------------------------------------------------------
+
+/// Permission-denied attempts on protected tables since the server started,
+/// in every database (counted by the read-audit hook; shared memory, so only
+/// with the library preloaded).
+static DENIED_ACCESSES: PgAtomic<AtomicU64> =
+    // SAFETY: the name is ours alone.
+    unsafe { PgAtomic::new(c"pg_aegis denied accesses") };
+
+/// Ask for the counter's shared memory (from `_PG_init`, while preloading).
+pub(crate) fn init_shared_memory() {
+    pg_shmem_init!(DENIED_ACCESSES);
+}
+
+/// One more denied attempt (called by the read-audit hook, which exists only
+/// when the library is preloaded, so the counter is there).
+pub(crate) fn count_denied_access() {
+    DENIED_ACCESSES.get().fetch_add(1, Ordering::Relaxed);
+}
+
+/// `aegis.denied_access_count() → bigint`: NULL when not preloaded.
+#[pg_extern(volatile, sql = false)]
+fn denied_access_count() -> AegisResult<Option<i64>> {
+    Ok(crate::info::preloaded().then(|| DENIED_ACCESSES.get().load(Ordering::Relaxed) as i64))
+}
+
+/// One round of the worker's security checks: `aegis.security_alerts(true)`
+/// if this database's pg_aegis has it. Returns how many findings there were.
+pub(crate) fn run_security_checks() -> Result<i64, AegisError> {
+    with_safe_search_path(|| {
+        Spi::connect(|client| {
+            let has = client
+                .select(
+                    "SELECT pg_catalog.to_regprocedure('aegis.security_alerts(boolean)') IS NOT NULL",
+                    None,
+                    &[],
+                )
+                .map_err(spi_error)?
+                .first()
+                .get_one::<bool>()
+                .map_err(spi_error)?
+                .unwrap_or(false);
+            if !has {
+                return Ok(0);
+            }
+            Ok(client
+                .select(
+                    "SELECT pg_catalog.count(*) FROM aegis.security_alerts(true)",
+                    None,
+                    &[],
+                )
+                .map_err(spi_error)?
+                .first()
+                .get_one::<i64>()
+                .map_err(spi_error)?
+                .unwrap_or(0))
+        })
+    })
 }

@@ -63,6 +63,18 @@ pub fn seal_interval() -> std::time::Duration {
     std::time::Duration::from_millis(SEAL_INTERVAL_MS.get().max(10) as u64)
 }
 
+/// `aegis.security_check_interval` (milliseconds, default 1 hour, 0 = off,
+/// postgresql.conf, reloadable): how often the background worker runs
+/// `aegis.security_alerts()` (chain verification, unsealed entries,
+/// denied-access bursts, overdue retention, keys past their rotation age)
+/// and sends what it finds through NOTIFY aegis_alerts.
+static SECURITY_CHECK_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(3_600_000);
+
+pub fn security_check_interval() -> Option<std::time::Duration> {
+    let ms = SECURITY_CHECK_INTERVAL_MS.get();
+    (ms > 0).then(|| std::time::Duration::from_millis(ms as u64))
+}
+
 fn non_empty(v: Option<CString>) -> Option<String> {
     v.map(|c| c.to_string_lossy().into_owned())
         .filter(|s| !s.trim().is_empty())
@@ -158,6 +170,17 @@ pub fn register() {
         c"The tamper window of new entries is about this long.",
         &SEAL_INTERVAL_MS,
         10,
+        86_400_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+
+    GucRegistry::define_int_guc(
+        c"aegis.security_check_interval",
+        c"How often the background worker runs aegis.security_alerts() and notifies what it finds.",
+        c"0 turns the periodic check off. Runs in the databases of aegis.seal_databases.",
+        &SECURITY_CHECK_INTERVAL_MS,
+        0,
         86_400_000,
         GucContext::Sighup,
         GucFlags::UNIT_MS,

@@ -15,6 +15,11 @@ pub fn record_load_mode() {
     PRELOADED.store(preloading, Ordering::Relaxed);
 }
 
+/// Whether the library was loaded through shared_preload_libraries.
+pub fn preloaded() -> bool {
+    PRELOADED.load(Ordering::Relaxed)
+}
+
 /// The extension version (same as `pg_extension.extversion` after install).
 #[pg_extern(immutable, parallel_safe)]
 fn version() -> &'static str {

@@ -81,7 +81,11 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/85_alerts.sql",
     name = "alerts",
-    requires = ["lifecycle", alerts::metric_alerts]
+    requires = [
+        "lifecycle",
+        alerts::metric_alerts,
+        alerts::denied_access_count
+    ]
 );
 extension_sql_file!("../sql/99_finalize.sql", name = "finalize", finalize);
 
@@ -93,6 +97,7 @@ pub extern "C-unwind" fn _PG_init() {
     // SAFETY: reads a postmaster global.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         read_audit::install();
+        alerts::init_shared_memory();
         sealer::register();
     }
 }

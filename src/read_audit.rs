@@ -249,6 +249,7 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_start(qd: *mut pg_sys::Q
         let touched = protected_in(rtable, &targets);
         if !touched.is_empty() && !pg_sys::ExecCheckRTPerms(rtable, false) {
             let tables: Vec<&String> = touched.iter().map(|(t, _)| t).collect();
+            crate::alerts::count_denied_access();
             let query_id = (*(*qd).plannedstmt).queryId;
             pgrx::log!(
                 "{}",

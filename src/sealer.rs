@@ -2,7 +2,8 @@
 //! runs `aegis.seal()` every `aegis.seal_interval`, so entries are linked
 //! into the chain without anyone calling seal(), and runs the database's
 //! retention schedule when it is due (`aegis.schedule_retention()` without
-//! pg_cron). Registered at server start when the library is preloaded.
+//! pg_cron), and the security checks every `aegis.security_check_interval`.
+//! Registered at server start when the library is preloaded.
 
 use crate::guc;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
@@ -48,6 +49,7 @@ pub extern "C-unwind" fn aegis_sealer_main(_arg: pg_sys::Datum) {
     let db = BackgroundWorker::get_extra().to_string();
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
     pgrx::log!("pg_aegis sealer started in database {db:?}");
+    let mut last_security_check = std::time::Instant::now();
     while BackgroundWorker::wait_latch(Some(guc::seal_interval())) {
         if BackgroundWorker::sighup_received() {
             // SAFETY: re-reads postgresql.conf in the worker's main loop, as
@@ -78,6 +80,22 @@ pub extern "C-unwind" fn aegis_sealer_main(_arg: pg_sys::Datum) {
             Ok(true) => pgrx::log!("pg_aegis: scheduled retention ran in database {db:?}"),
             Ok(false) => {}
             Err(e) => pgrx::warning!("pg_aegis scheduled retention in {db:?}: {e}"),
+        }
+        // Security checks (aegis.security_check_interval), also in a
+        // transaction of their own; they NOTIFY what they find.
+        if let Some(every) = guc::security_check_interval() {
+            if last_security_check.elapsed() >= every {
+                last_security_check = std::time::Instant::now();
+                let r = BackgroundWorker::transaction(|| {
+                    if !installed() {
+                        return Ok(0);
+                    }
+                    crate::alerts::run_security_checks()
+                });
+                if let Err(e) = r {
+                    pgrx::warning!("pg_aegis security checks in {db:?}: {e}");
+                }
+            }
         }
     }
     pgrx::log!("pg_aegis sealer in database {db:?} stopped");

@@ -5,7 +5,8 @@
 -- baselines; rules are validated, admin-only and audited; a role that may
 -- insert metrics but not alerts still gets its alerts written; the trigger
 -- refuses to be attached the wrong way; rule names and metrics are data,
--- never SQL.
+-- never SQL. Security alerts: who may run the checks, a denied-access burst,
+-- old keys, overdue retention.
 \set VERBOSITY terse
 \set SHOW_CONTEXT never
 \set ON_ERROR_ROLLBACK on
@@ -101,6 +102,42 @@ DROP TRIGGER a ON alm_t;
 CREATE TRIGGER a AFTER INSERT ON alm_t REFERENCING NEW TABLE AS nt FOR EACH STATEMENT EXECUTE FUNCTION aegis.metric_alerts();
 INSERT INTO alm_t VALUES ('x', now(), 1);
 DROP TRIGGER a ON alm_t;
+-- ------------------------------------------------------------ security alerts
+-- Admins and auditors run the checks (the worker does it periodically).
+CREATE ROLE alm_dev LOGIN IN ROLE aegis_developer;
+SET ROLE alm_dev;
+SELECT * FROM aegis.security_alerts(false);
+RESET ROLE;
+SET ROLE alm_auditor;
+SELECT alert, severity, detail -> 'tables' ? 'alm.user_access_logs' AS names_table
+FROM aegis.security_alerts(false) WHERE alert = 'retention_overdue';
+RESET ROLE;
+SELECT aegis.security_alerts(NULL);
+-- A burst of denied attempts on a protected table (a developer may not read
+-- error_logs directly), counted by the read-audit hook.
+SELECT true AS baseline_taken FROM (SELECT count(*) FROM aegis.security_alerts(false)) s;
+DO $$ BEGIN
+    FOR i IN 1..12 LOOP
+        BEGIN
+            SET LOCAL ROLE alm_dev;
+            PERFORM 1 FROM alm.error_logs;
+        EXCEPTION WHEN insufficient_privilege THEN NULL;
+        END;
+    END LOOP;
+END $$;
+RESET ROLE;
+SELECT alert, severity, (detail ->> 'attempts')::int >= 12 AS counted
+FROM aegis.security_alerts(false) WHERE alert = 'denied_access_burst';
+-- Keys whose current version is over a year old.
+SELECT aegis.create_key('alm_old') IS NOT NULL AS key_created;
+UPDATE aegis.keys SET created_at = now() - interval '400 days' WHERE name = 'alm_old';
+SELECT alert, detail -> 'keys' AS keys FROM aegis.security_alerts(false) WHERE alert = 'keys_past_rotation_age';
+SELECT aegis.rotate_key('alm_old');
+SELECT count(*) AS old_keys_after_rotation FROM aegis.security_alerts(false) WHERE alert = 'keys_past_rotation_age';
+-- Retention applied: that finding goes away.
+SELECT count(*) > 0 AS applied FROM aegis.apply_retention();
+SELECT count(*) AS overdue_after_run FROM aegis.security_alerts(false) WHERE alert = 'retention_overdue';
+
 -- A rule on v, an alerts table that does not exist: a clear error.
 INSERT INTO aegis.alert_rules (name, metric, comparison, threshold) VALUES ('v_high', 'v', '>', 0);
 CREATE TRIGGER a AFTER INSERT ON alm_t REFERENCING NEW TABLE AS nt FOR EACH STATEMENT
