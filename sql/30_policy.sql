@@ -11,7 +11,10 @@ CREATE TABLE aegis.protected_tables (
     relid        regclass PRIMARY KEY,
     policy       jsonb NOT NULL DEFAULT '{}'::jsonb,
     protected_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    protected_by name NOT NULL DEFAULT CURRENT_USER
+    protected_by name NOT NULL DEFAULT CURRENT_USER,
+    -- The table's columns when protect() last ran: a column added since and
+    -- not classified is drift (aegis.compliance_report warns).
+    known_columns name[]
 );
 COMMENT ON TABLE aegis.protected_tables IS 'Tables under pg_aegis protection (aegis.protect)';
 
@@ -338,10 +341,13 @@ BEGIN
 
     PERFORM aegis.enforce_rls(tbl);
 
-    INSERT INTO aegis.protected_tables AS p (relid, policy, protected_by)
-    VALUES (tbl, protect.policy, CURRENT_USER)
+    INSERT INTO aegis.protected_tables AS p (relid, policy, protected_by, known_columns)
+    VALUES (tbl, protect.policy, CURRENT_USER,
+            ARRAY(SELECT a.attname FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum))
     ON CONFLICT (relid) DO UPDATE SET policy = EXCLUDED.policy, protected_at = pg_catalog.now(),
-                                      protected_by = EXCLUDED.protected_by;
+                                      protected_by = EXCLUDED.protected_by,
+                                      known_columns = EXCLUDED.known_columns;
     DELETE FROM aegis.column_classes c WHERE c.relid = tbl;
     INSERT INTO aegis.column_classes (relid, column_name, class)
     SELECT tbl, e.key, e.value #>> '{}'

@@ -92,6 +92,9 @@ TO aegis_admin;
 -- Security checks: admins and auditors (the worker runs them as superuser).
 GRANT EXECUTE ON FUNCTION aegis.security_alerts(boolean), aegis.denied_access_count()
 TO aegis_admin, aegis_auditor;
+-- The compliance report: admins and auditors; the mapping is documentation.
+GRANT EXECUTE ON FUNCTION aegis.compliance_report(), aegis.compliance_report_json() TO aegis_admin, aegis_auditor;
+GRANT EXECUTE ON FUNCTION aegis.compliance_mapping() TO PUBLIC;
 -- Finding and erasing mentions reads nothing but the arguments.
 GRANT EXECUTE ON FUNCTION aegis.mentions(text, text), aegis.erase_mentions(text, text) TO PUBLIC;
 

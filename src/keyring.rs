@@ -457,6 +457,32 @@ pub(crate) fn purpose_mac(
     Ok(unwrap_row(&row)?.purpose_key(label).mac(msg))
 }
 
+/// `aegis.master_key_status() → jsonb` (internal: the compliance report):
+/// whether a master key is configured, from where, and whether it loads
+/// (file owned by the server's user, mode 600, 64 hex digits; or a command
+/// that prints one). The key itself and the file's path are never returned.
+#[pg_extern(volatile, sql = false)]
+fn master_key_status() -> pgrx::JsonB {
+    let source = if guc::master_key_file().is_some() {
+        Some("file")
+    } else if guc::master_key_command().is_some() {
+        Some("command")
+    } else {
+        None
+    };
+    let problem = match master_key() {
+        Ok(_) => None,
+        Err(AegisError::Core(CoreError::MasterKeyFile { reason, .. })) => Some(reason),
+        Err(e) => Some(e.to_string()),
+    };
+    pgrx::JsonB(serde_json::json!({
+        "configured": source.is_some(),
+        "source": source,
+        "ok": problem.is_none(),
+        "problem": problem,
+    }))
+}
+
 // ---------------------------------------------------------------------------
 // Per-subject keys (crypto-shredding)
 // ---------------------------------------------------------------------------

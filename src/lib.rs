@@ -87,6 +87,11 @@ extension_sql_file!(
         alerts::denied_access_count
     ]
 );
+extension_sql_file!(
+    "../sql/90_compliance.sql",
+    name = "compliance",
+    requires = ["alerts", keyring::master_key_status]
+);
 extension_sql_file!("../sql/99_finalize.sql", name = "finalize", finalize);
 
 #[allow(non_snake_case)]
