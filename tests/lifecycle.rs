@@ -13,6 +13,9 @@
 //!     (also against a head saved before) and the tables still verify;
 //!   - metric alerts reach a listening client through NOTIFY aegis_alerts,
 //!     at commit and only then, with the JSON payload SIEM tooling reads;
+//!   - the compliance report's server-side controls flip from fail to pass
+//!     as TLS is switched on, pg_hba.conf allows only hostssl, and
+//!     password_encryption is put back to scram-sha-256;
 //!   - schedule_retention(): without pg_cron the database's background worker
 //!     runs apply_retention() when the schedule is due and moves it on; with
 //!     pg_cron installed the job is pg_cron's and runs there.
@@ -637,4 +640,123 @@ fn alerts_arrive_by_notify_at_commit() {
         .unwrap();
     collector_role.drop_with(&mut pg);
     oncall_role.drop_with(&mut pg);
+}
+
+#[test]
+fn compliance_report_flips_as_the_server_is_fixed() {
+    let cluster = ScratchCluster::init("compliance", &[]);
+    cluster.start();
+    cluster
+        .connect("postgres")
+        .batch_execute("CREATE DATABASE comp")
+        .unwrap();
+    let mut c = cluster.connect("comp");
+    c.batch_execute(
+        "SET client_min_messages = warning;
+         CREATE EXTENSION pg_aegis;
+         SELECT aegis.create_monitoring_schema('mon');",
+    )
+    .unwrap();
+    let status = |c: &mut Client, control: &str| -> (String, String) {
+        let r = c
+            .query_one(
+                "SELECT status, detail FROM aegis.compliance_report() WHERE control = $1",
+                &[&control],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    // initdb's defaults: no TLS, "host" lines for the loopback addresses.
+    assert_eq!(status(&mut c, "tls.ssl_enabled").0, "fail");
+    let (s, d) = status(&mut c, "tls.hba_hostssl_only");
+    assert_eq!(s, "fail", "{d}");
+    assert!(d.contains("host all all 127.0.0.1"), "{d}");
+    // A weaker password hash for the whole server.
+    for sql in [
+        "ALTER SYSTEM SET password_encryption = 'md5'",
+        "SELECT pg_reload_conf()",
+    ] {
+        c.batch_execute(sql).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = cluster.connect("comp");
+    assert_eq!(status(&mut c, "auth.password_encryption").0, "fail");
+
+    // The fix: a certificate, ssl = on, hostssl only, SCRAM again.
+    let data = cluster.data_dir();
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-x509",
+            "-days",
+            "2",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(data.join("server.key"))
+        .arg("-out")
+        .arg(data.join("server.crt"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(ok.success(), "openssl could not make a certificate");
+    for f in ["server.key", "server.crt"] {
+        let st = std::process::Command::new("chown")
+            .arg("postgres")
+            .arg(data.join(f))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    std::fs::set_permissions(
+        data.join("server.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let hba = std::fs::read_to_string(data.join("pg_hba.conf")).unwrap();
+    let fixed: String = hba
+        .lines()
+        .map(|l| match l.strip_prefix("host ") {
+            Some(rest) => format!("hostssl {rest}\n"),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(data.join("pg_hba.conf"), fixed).unwrap();
+    for sql in [
+        "ALTER SYSTEM SET ssl = on",
+        "ALTER SYSTEM RESET password_encryption",
+        "SELECT pg_reload_conf()",
+    ] {
+        c.batch_execute(sql).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = cluster.connect("comp");
+    for control in [
+        "tls.ssl_enabled",
+        "tls.hba_hostssl_only",
+        "auth.password_encryption",
+    ] {
+        let (s, d) = status(&mut c, control);
+        assert_eq!(s, "pass", "{control}: {d}");
+    }
+    // And the JSON summary counts them.
+    let fails: i64 = c
+        .query_one(
+            "SELECT (aegis.compliance_report_json() -> 'summary' ->> 'fail')::bigint",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let listed: i64 = c
+        .query_one(
+            "SELECT count(*) FROM aegis.compliance_report() WHERE status = 'fail'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(fails, listed);
 }

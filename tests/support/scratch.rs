@@ -127,6 +127,11 @@ impl ScratchCluster {
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("server.log")
     }
+
+    /// The cluster's data directory (owned by the postgres OS user).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
 }
 
 impl Drop for ScratchCluster {
