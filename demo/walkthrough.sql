@@ -272,3 +272,43 @@ END $$;
 SELECT count(*) FILTER (WHERE erased_at IS NOT NULL) AS tombstoned_entries, count(*) AS entries FROM aegis.audit_log;
 SELECT aegis.seal() AS newly_sealed;
 SELECT ok, entries_checked FROM aegis.verify_chain();
+
+-- == 9. Alerts ================================================================
+-- (A demo schema created before 0.5.0 gets the alert trigger and rules here,
+-- with the README's upgrade statements.)
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'aegis_alerts'
+                   AND tgrelid = 'monitoring.server_metrics'::regclass) THEN
+        CREATE TRIGGER aegis_alerts AFTER INSERT ON monitoring.server_metrics
+            REFERENCING NEW TABLE AS aegis_new_rows FOR EACH STATEMENT
+            EXECUTE FUNCTION aegis.metric_alerts('monitoring.alerts_history');
+        INSERT INTO aegis.alert_rules (name, kind, metric, comparison, threshold, min_samples, severity, cooldown)
+        VALUES ('cpu_high', 'threshold', 'cpu_usage', '>', 95, 30, 'critical', '15 minutes'),
+               ('network_in_anomaly', 'anomaly', 'network_in_bytes', NULL, 4, 30, 'warning', '30 minutes')
+        ON CONFLICT (name) DO NOTHING;
+    END IF;
+END $$;
+SELECT name, kind, metric, comparison, threshold, severity, cooldown FROM aegis.alert_rules ORDER BY id;
+-- What an on-call tool or SIEM does: LISTEN. (So that a second run of the
+-- demo alerts again, the cooldown state is cleared first.)
+DELETE FROM aegis.alert_state;
+LISTEN aegis_alerts;
+INSERT INTO monitoring.server_metrics (server_id, cpu_usage, memory_usage, network_in_bytes)
+VALUES ('web-1', 42.0, 61, 1200000), ('web-1', 98.5, 71, 1300000);
+-- psql shows the notification that arrived at commit (above); the alert is
+-- also a row of alerts_history.
+SELECT rule, severity, server_id, value, message FROM monitoring.alerts_history ORDER BY id DESC LIMIT 1;
+-- A second reading within the cooldown does not page anyone again.
+INSERT INTO monitoring.server_metrics (server_id, cpu_usage) VALUES ('web-1', 99.0);
+SELECT count(*) AS cpu_alerts_for_web1 FROM monitoring.alerts_history
+WHERE rule = 'cpu_high' AND server_id = 'web-1' AND ts > now() - interval '1 minute';
+-- Security checks go through the same channel (the worker runs them hourly).
+SELECT alert, severity, detail FROM aegis.security_alerts(notify => false);
+UNLISTEN aegis_alerts;
+
+-- == 10. Compliance report =====================================================
+-- What an auditor asks for: every control, its status, and what it evidences.
+-- (This demo cluster has no TLS: those controls fail, with the remedy.)
+SELECT control, status, detail FROM aegis.compliance_report();
+SELECT control, remediation FROM aegis.compliance_report() WHERE status <> 'pass';
+SELECT jsonb_pretty(aegis.compliance_report_json() -> 'summary') AS summary;

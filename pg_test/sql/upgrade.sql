@@ -44,6 +44,21 @@ SELECT aegis.set_retention('monitoring.downtime_logs', '2 years', 'start_time',
     'reported_by IS NOT NULL OR user_name IS NOT NULL OR user_id IS NOT NULL');
 SELECT table_name, keep, only_where FROM aegis.retention_policies ORDER BY table_name::text;
 SELECT * FROM aegis.apply_retention(dry_run => true);
+-- The alert trigger, its default rules and the erasure policies.
+CREATE TRIGGER aegis_alerts AFTER INSERT ON monitoring.server_metrics
+    REFERENCING NEW TABLE AS aegis_new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION aegis.metric_alerts('monitoring.alerts_history');
+INSERT INTO aegis.alert_rules (name, kind, metric, comparison, threshold, min_samples, severity, cooldown)
+VALUES ('cpu_high', 'threshold', 'cpu_usage', '>', 95, 30, 'critical', '15 minutes'),
+       ('network_in_anomaly', 'anomaly', 'network_in_bytes', NULL, 4, 30, 'warning', '30 minutes')
+ON CONFLICT (name) DO NOTHING;
+SELECT aegis.protect(relid, policy || '{"erasure": "anonymize"}') FROM aegis.protected_tables
+WHERE relid IN ('monitoring.error_logs'::regclass, 'monitoring.downtime_logs'::regclass);
+INSERT INTO monitoring.server_metrics (server_id, cpu_usage) VALUES ('s1', 99);
+SELECT rule, message FROM monitoring.alerts_history;
+SELECT relid::text AS tbl, policy ->> 'erasure' AS erasure FROM aegis.protected_tables
+WHERE policy ? 'erasure' ORDER BY 1;
+SELECT count(*) AS controls FROM aegis.compliance_report();
 -- The README's statements that give a 0.1.0 monitoring schema the 0.2.0
 -- developer view; afterwards a developer reads only redacted messages.
 CREATE VIEW monitoring.developer_error_logs WITH (security_barrier = true, security_invoker = false) AS
