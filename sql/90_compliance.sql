@@ -175,13 +175,7 @@ BEGIN
                 remediation := 'Set aegis.master_key_file (or aegis.master_key_command) in postgresql.conf and reload.';
             END IF;
         WHEN 'keys.rotation_age' THEN
-            SELECT pg_catalog.count(*), pg_catalog.array_agg(k.name ORDER BY k.name)
-                       FILTER (WHERE k.created_at < pg_catalog.now() - interval '365 days')
-            INTO n, names
-            FROM aegis.keys k
-            WHERE k.status = 'active' AND k.name NOT LIKE 'subject:%'
-              AND k.version = (SELECT pg_catalog.max(k2.version) FROM aegis.keys k2
-                               WHERE k2.name = k.name AND k2.status = 'active');
+            SELECT k.total, k.stale INTO n, names FROM aegis.stale_keys(interval '365 days') k;
             IF names IS NULL THEN
                 status := 'pass'; detail := pg_catalog.format('%s keys, every current version younger than 365 days', n);
             ELSE
@@ -198,11 +192,7 @@ BEGIN
                 remediation := 'Investigate now: compare with a head saved outside the database (aegis.verify_chain(head)) and the server log.';
             END IF;
         WHEN 'audit.sealed_recently' THEN
-            SELECT pg_catalog.count(*), pg_catalog.min(l.statement_time) INTO n, t
-            FROM aegis.audit_log l
-            WHERE l.xid >= COALESCE((SELECT s.horizon FROM aegis.audit_seal_state s), '0'::xid8)
-              AND l.statement_time < pg_catalog.now() - interval '10 minutes'
-              AND NOT EXISTS (SELECT 1 FROM aegis.audit_chain ch WHERE ch.entry_id = l.id AND ch.entry_xid = l.xid);
+            SELECT u.entries INTO n FROM aegis.unsealed_entries(interval '10 minutes') u;
             SELECT s.sealed_at INTO t FROM aegis.audit_seal_state s;
             IF n = 0 THEN
                 status := 'pass';

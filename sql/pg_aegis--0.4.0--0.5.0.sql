@@ -830,6 +830,40 @@ CREATE TABLE aegis.security_alert_state (
 COMMENT ON TABLE aegis.security_alert_state IS
     'Internal: when each security alert was last notified; the denied-access counter at the last check';
 
+-- Shared by security_alerts() and compliance_report() (internal, no grants;
+-- both run them with the owner's rights). Entries of ended transactions
+-- still outside the chain after `older_than`: only entries at or above the
+-- sealing horizon can be waiting (those below are sealed, or reported by
+-- verify_chain()).
+CREATE FUNCTION aegis.unsealed_entries(older_than interval, OUT entries bigint, OUT oldest timestamptz)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT pg_catalog.count(*), pg_catalog.min(l.statement_time)
+    FROM aegis.audit_log l
+    WHERE l.xid >= COALESCE((SELECT s.horizon FROM aegis.audit_seal_state s), '0'::xid8)
+      AND l.statement_time < pg_catalog.now() - older_than
+      AND NOT EXISTS (SELECT 1 FROM aegis.audit_chain c WHERE c.entry_id = l.id AND c.entry_xid = l.xid)
+$$;
+COMMENT ON FUNCTION aegis.unsealed_entries(interval) IS
+    'Internal: entries left out of the chain for longer than an interval, and the oldest one''s time';
+
+-- Keys (subject keys excepted: they exist to be destroyed, not rotated)
+-- whose current version is older than max_age, and how many keys there are.
+CREATE FUNCTION aegis.stale_keys(max_age interval, OUT stale text[], OUT total bigint)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT pg_catalog.array_agg(k.name ORDER BY k.name) FILTER (WHERE k.created_at < pg_catalog.now() - max_age),
+           pg_catalog.count(*)
+    FROM aegis.keys k
+    WHERE k.status = 'active' AND k.name NOT LIKE 'subject:%'
+      AND k.version = (SELECT pg_catalog.max(k2.version) FROM aegis.keys k2
+                       WHERE k2.name = k.name AND k2.status = 'active')
+$$;
+COMMENT ON FUNCTION aegis.stale_keys(interval) IS
+    'Internal: keys whose current version is older than max_age, and the number of keys';
+
 -- The checks. SECURITY DEFINER: it reads the audit trail, the keyring's
 -- metadata and the lifecycle catalogs, and keeps its state, for auditors and
 -- the background worker alike; it changes nothing else and takes no input
@@ -861,13 +895,8 @@ BEGIN
             'detail', pg_catalog.jsonb_build_object('first_bad_position', v.first_bad_position, 'problem', v.problem));
     END IF;
     -- 2. Entries of ended transactions left out of the chain for 10 minutes
-    -- (is the sealer running?). Only entries at or above the horizon can be
-    -- waiting; the ones below are sealed or reported by verify_chain().
-    SELECT pg_catalog.count(*), pg_catalog.min(l.statement_time) INTO n, t
-    FROM aegis.audit_log l
-    WHERE l.xid >= COALESCE((SELECT s.horizon FROM aegis.audit_seal_state s), '0'::xid8)
-      AND l.statement_time < pg_catalog.now() - interval '10 minutes'
-      AND NOT EXISTS (SELECT 1 FROM aegis.audit_chain c WHERE c.entry_id = l.id AND c.entry_xid = l.xid);
+    -- (is the sealer running?).
+    SELECT u.entries, u.oldest INTO n, t FROM aegis.unsealed_entries(interval '10 minutes') u;
     IF n > 0 THEN
         findings := findings || pg_catalog.jsonb_build_object('alert', 'audit_entries_unsealed', 'severity', 'warning',
             'detail', pg_catalog.jsonb_build_object('entries', n, 'oldest', t,
@@ -898,11 +927,7 @@ BEGIN
     END IF;
     -- 5. Keys whose current version is older than a year (subject keys,
     -- which exist to be destroyed, not rotated, are left out).
-    SELECT pg_catalog.array_agg(k.name ORDER BY k.name) INTO names
-    FROM aegis.keys k
-    WHERE k.status = 'active' AND k.name NOT LIKE 'subject:%'
-      AND k.version = (SELECT pg_catalog.max(k2.version) FROM aegis.keys k2 WHERE k2.name = k.name AND k2.status = 'active')
-      AND k.created_at < pg_catalog.now() - interval '365 days';
+    SELECT k.stale INTO names FROM aegis.stale_keys(interval '365 days') k;
     IF names IS NOT NULL THEN
         findings := findings || pg_catalog.jsonb_build_object('alert', 'keys_past_rotation_age', 'severity', 'warning',
             'detail', pg_catalog.jsonb_build_object('keys', pg_catalog.to_jsonb(names), 'max_age', '365 days',
@@ -1107,13 +1132,7 @@ BEGIN
                 remediation := 'Set aegis.master_key_file (or aegis.master_key_command) in postgresql.conf and reload.';
             END IF;
         WHEN 'keys.rotation_age' THEN
-            SELECT pg_catalog.count(*), pg_catalog.array_agg(k.name ORDER BY k.name)
-                       FILTER (WHERE k.created_at < pg_catalog.now() - interval '365 days')
-            INTO n, names
-            FROM aegis.keys k
-            WHERE k.status = 'active' AND k.name NOT LIKE 'subject:%'
-              AND k.version = (SELECT pg_catalog.max(k2.version) FROM aegis.keys k2
-                               WHERE k2.name = k.name AND k2.status = 'active');
+            SELECT k.total, k.stale INTO n, names FROM aegis.stale_keys(interval '365 days') k;
             IF names IS NULL THEN
                 status := 'pass'; detail := pg_catalog.format('%s keys, every current version younger than 365 days', n);
             ELSE
@@ -1130,11 +1149,7 @@ BEGIN
                 remediation := 'Investigate now: compare with a head saved outside the database (aegis.verify_chain(head)) and the server log.';
             END IF;
         WHEN 'audit.sealed_recently' THEN
-            SELECT pg_catalog.count(*), pg_catalog.min(l.statement_time) INTO n, t
-            FROM aegis.audit_log l
-            WHERE l.xid >= COALESCE((SELECT s.horizon FROM aegis.audit_seal_state s), '0'::xid8)
-              AND l.statement_time < pg_catalog.now() - interval '10 minutes'
-              AND NOT EXISTS (SELECT 1 FROM aegis.audit_chain ch WHERE ch.entry_id = l.id AND ch.entry_xid = l.xid);
+            SELECT u.entries INTO n FROM aegis.unsealed_entries(interval '10 minutes') u;
             SELECT s.sealed_at INTO t FROM aegis.audit_seal_state s;
             IF n = 0 THEN
                 status := 'pass';
@@ -1380,6 +1395,8 @@ REVOKE EXECUTE ON FUNCTION
     aegis.erase_subject(text, boolean),
     aegis.metric_alerts(),
     aegis.denied_access_count(),
+    aegis.unsealed_entries(interval),
+    aegis.stale_keys(interval),
     aegis.security_alerts(boolean),
     aegis.master_key_status(),
     aegis.compliance_mapping(),
