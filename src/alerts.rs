@@ -220,21 +220,6 @@ fn evaluate(
                 // the queries of this SPI connection (PostgreSQL's own
                 // procedural languages do the same).
                 unsafe { pg_sys::SPI_register_trigger_data(td) };
-                let target = client
-                    .select(
-                        "SELECT (SELECT format('%I.%I', n.nspname, c.relname) \
-                                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                                 WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p'))",
-                        None,
-                        &[alerts_table.into()],
-                    )
-                    .map_err(spi_error)?
-                    .first()
-                    .get_one::<String>()
-                    .map_err(spi_error)?
-                    .ok_or_else(|| AegisError::AlertsTable {
-                        name: alerts_table.to_string(),
-                    })?;
                 // 1. Candidates: per rule, the worst row of each server.
                 let mut candidates = Vec::new();
                 for r in &rules {
@@ -319,6 +304,27 @@ fn evaluate(
                         )
                         .map_err(spi_error)?;
                 }
+                if candidates.is_empty() {
+                    return Ok(0);
+                }
+                // The alerts table is resolved only when there is something
+                // to write (most statements alert nobody), by name each time
+                // (a renamed or dropped table is noticed, not cached).
+                let target = client
+                    .select(
+                        "SELECT (SELECT format('%I.%I', n.nspname, c.relname) \
+                                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                                 WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p'))",
+                        None,
+                        &[alerts_table.into()],
+                    )
+                    .map_err(spi_error)?
+                    .first()
+                    .get_one::<String>()
+                    .map_err(spi_error)?
+                    .ok_or_else(|| AegisError::AlertsTable {
+                        name: alerts_table.to_string(),
+                    })?;
                 // 3. Fire what the cooldown allows.
                 let mut fired = 0;
                 for c in candidates {
