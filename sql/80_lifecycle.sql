@@ -109,6 +109,7 @@ DECLARE
     owner_is_super boolean;
     offenders text;
     typ regtype;
+    tree oid[];
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM aegis.rls_enforced e WHERE e.relid = tbl) THEN
         RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000',
@@ -131,19 +132,21 @@ BEGIN
     IF COALESCE(owner_is_super, false) THEN
         RETURN;
     END IF;
+    -- The table and its partitions (pg_partition_tree is empty for a plain table).
+    tree := ARRAY(SELECT tbl::oid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(tbl) pt);
     SELECT pg_catalog.string_agg(pg_catalog.format('trigger %I on %s', t.tgname, t.tgrelid::regclass), ', '
                                  ORDER BY t.tgname)
     INTO offenders
-    FROM (SELECT tbl::oid AS relid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(tbl) pt) tree
-    JOIN pg_catalog.pg_trigger t ON t.tgrelid = tree.relid
+    FROM pg_catalog.unnest(tree) r(relid)
+    JOIN pg_catalog.pg_trigger t ON t.tgrelid = r.relid
     JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
     WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND NOT p.prosecdef
       AND t.tgfoid NOT IN ('aegis.audit_row()'::regprocedure, 'aegis.audit_truncate()'::regprocedure);
     IF offenders IS NULL THEN
         SELECT pg_catalog.string_agg(pg_catalog.format('rule %I on %s', w.rulename, w.ev_class::regclass), ', ')
         INTO offenders
-        FROM (SELECT tbl::oid AS relid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(tbl) pt) tree
-        JOIN pg_catalog.pg_rewrite w ON w.ev_class = tree.relid
+        FROM pg_catalog.unnest(tree) r(relid)
+        JOIN pg_catalog.pg_rewrite w ON w.ev_class = r.relid
         WHERE w.ev_type = '4' AND w.ev_enabled <> 'D';
     END IF;
     IF offenders IS NOT NULL THEN

@@ -47,6 +47,7 @@ SET search_path = ''
 AS $$
 DECLARE
     members oid[];
+    protected oid[];
     names text[];
     supers text[];
     bad text;
@@ -65,6 +66,9 @@ BEGIN
         SELECT m.member FROM pg_catalog.pg_auth_members m JOIN r ON m.roleid = r.oid
     )
     SELECT pg_catalog.array_agg(r.oid) INTO members FROM r;
+    -- Protected tables and their partitions.
+    protected := ARRAY(SELECT e.relid::oid FROM aegis.rls_enforced e
+                       UNION SELECT pt.relid FROM aegis.rls_enforced e, pg_catalog.pg_partition_tree(e.relid) pt);
 
     FOR c IN SELECT * FROM aegis.compliance_mapping() LOOP
         control := c.control;
@@ -123,8 +127,7 @@ BEGIN
             SELECT pg_catalog.count(*), pg_catalog.array_agg(x.relid::regclass::text ORDER BY x.relid::regclass::text)
                        FILTER (WHERE NOT (k.relrowsecurity AND k.relforcerowsecurity))
             INTO n, names
-            FROM (SELECT e.relid::oid AS relid FROM aegis.rls_enforced e
-                  UNION SELECT pt.relid FROM aegis.rls_enforced e, pg_catalog.pg_partition_tree(e.relid) pt) x
+            FROM pg_catalog.unnest(protected) x(relid)
             JOIN pg_catalog.pg_class k ON k.oid = x.relid;
             IF names IS NULL THEN
                 status := CASE WHEN n = 0 THEN 'warn' ELSE 'pass' END;
@@ -136,8 +139,7 @@ BEGIN
             END IF;
         WHEN 'access.no_public_grants' THEN
             SELECT pg_catalog.array_agg(DISTINCT x.relid::regclass::text) INTO names
-            FROM (SELECT e.relid::oid AS relid FROM aegis.rls_enforced e
-                  UNION SELECT pt.relid FROM aegis.rls_enforced e, pg_catalog.pg_partition_tree(e.relid) pt) x
+            FROM pg_catalog.unnest(protected) x(relid)
             JOIN pg_catalog.pg_class k ON k.oid = x.relid
             WHERE EXISTS (SELECT 1 FROM pg_catalog.aclexplode(k.relacl) g WHERE g.grantee = 0);
             IF names IS NULL THEN

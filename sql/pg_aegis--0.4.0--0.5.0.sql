@@ -116,6 +116,7 @@ DECLARE
     owner_is_super boolean;
     offenders text;
     typ regtype;
+    tree oid[];
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM aegis.rls_enforced e WHERE e.relid = tbl) THEN
         RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000',
@@ -138,19 +139,21 @@ BEGIN
     IF COALESCE(owner_is_super, false) THEN
         RETURN;
     END IF;
+    -- The table and its partitions (pg_partition_tree is empty for a plain table).
+    tree := ARRAY(SELECT tbl::oid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(tbl) pt);
     SELECT pg_catalog.string_agg(pg_catalog.format('trigger %I on %s', t.tgname, t.tgrelid::regclass), ', '
                                  ORDER BY t.tgname)
     INTO offenders
-    FROM (SELECT tbl::oid AS relid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(tbl) pt) tree
-    JOIN pg_catalog.pg_trigger t ON t.tgrelid = tree.relid
+    FROM pg_catalog.unnest(tree) r(relid)
+    JOIN pg_catalog.pg_trigger t ON t.tgrelid = r.relid
     JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
     WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND NOT p.prosecdef
       AND t.tgfoid NOT IN ('aegis.audit_row()'::regprocedure, 'aegis.audit_truncate()'::regprocedure);
     IF offenders IS NULL THEN
         SELECT pg_catalog.string_agg(pg_catalog.format('rule %I on %s', w.rulename, w.ev_class::regclass), ', ')
         INTO offenders
-        FROM (SELECT tbl::oid AS relid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(tbl) pt) tree
-        JOIN pg_catalog.pg_rewrite w ON w.ev_class = tree.relid
+        FROM pg_catalog.unnest(tree) r(relid)
+        JOIN pg_catalog.pg_rewrite w ON w.ev_class = r.relid
         WHERE w.ev_type = '4' AND w.ev_enabled <> 'D';
     END IF;
     IF offenders IS NOT NULL THEN
@@ -1004,6 +1007,7 @@ SET search_path = ''
 AS $$
 DECLARE
     members oid[];
+    protected oid[];
     names text[];
     supers text[];
     bad text;
@@ -1022,6 +1026,9 @@ BEGIN
         SELECT m.member FROM pg_catalog.pg_auth_members m JOIN r ON m.roleid = r.oid
     )
     SELECT pg_catalog.array_agg(r.oid) INTO members FROM r;
+    -- Protected tables and their partitions.
+    protected := ARRAY(SELECT e.relid::oid FROM aegis.rls_enforced e
+                       UNION SELECT pt.relid FROM aegis.rls_enforced e, pg_catalog.pg_partition_tree(e.relid) pt);
 
     FOR c IN SELECT * FROM aegis.compliance_mapping() LOOP
         control := c.control;
@@ -1080,8 +1087,7 @@ BEGIN
             SELECT pg_catalog.count(*), pg_catalog.array_agg(x.relid::regclass::text ORDER BY x.relid::regclass::text)
                        FILTER (WHERE NOT (k.relrowsecurity AND k.relforcerowsecurity))
             INTO n, names
-            FROM (SELECT e.relid::oid AS relid FROM aegis.rls_enforced e
-                  UNION SELECT pt.relid FROM aegis.rls_enforced e, pg_catalog.pg_partition_tree(e.relid) pt) x
+            FROM pg_catalog.unnest(protected) x(relid)
             JOIN pg_catalog.pg_class k ON k.oid = x.relid;
             IF names IS NULL THEN
                 status := CASE WHEN n = 0 THEN 'warn' ELSE 'pass' END;
@@ -1093,8 +1099,7 @@ BEGIN
             END IF;
         WHEN 'access.no_public_grants' THEN
             SELECT pg_catalog.array_agg(DISTINCT x.relid::regclass::text) INTO names
-            FROM (SELECT e.relid::oid AS relid FROM aegis.rls_enforced e
-                  UNION SELECT pt.relid FROM aegis.rls_enforced e, pg_catalog.pg_partition_tree(e.relid) pt) x
+            FROM pg_catalog.unnest(protected) x(relid)
             JOIN pg_catalog.pg_class k ON k.oid = x.relid
             WHERE EXISTS (SELECT 1 FROM pg_catalog.aclexplode(k.relacl) g WHERE g.grantee = 0);
             IF names IS NULL THEN
