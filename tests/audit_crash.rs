@@ -441,7 +441,7 @@ fn committed_entries_survive_a_crash_and_the_chain_resumes() {
     .expect("amcheck on the audit indexes after crash recovery");
 
     // Sealing resumes where the crash left it; the old head still holds.
-    let total = seal_all(&mut c, 50);
+    let total = seal_all(&mut c);
     assert_eq!(total as usize, log.len());
     let (ok, checked, problem) = verify(&mut c, None);
     assert!(
@@ -476,7 +476,7 @@ fn committed_entries_survive_a_crash_and_the_chain_resumes() {
         .unwrap()
         .get(0);
     tx.rollback().unwrap();
-    let total_after = seal_all(&mut c, 50);
+    let total_after = seal_all(&mut c);
     assert_eq!(total_after, total + 16, "10 inserts, 4 updates, 2 deletes");
     let r = c
         .query_one(

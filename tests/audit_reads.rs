@@ -13,7 +13,7 @@
 //! only what the test did. The log is the file `pg_ctl -l` writes (stderr,
 //! no logging collector), read back by the test as root.
 
-use aegis_integration::audit::sealing_state;
+use aegis_integration::audit::{seal_all, sealing_state};
 use aegis_integration::{sqlstate, ScratchCluster};
 use postgres::{Client, NoTls};
 use std::path::PathBuf;
@@ -213,11 +213,7 @@ fn background_sealer_seals_the_configured_database_only() {
         .get(0);
     assert_eq!(state, 0, "seal() never ran in {UNSEALED_DB}");
     // ...although they could be sealed: a manual seal() takes them all.
-    let manual: i64 = other_db
-        .query_one("SELECT aegis.seal()", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(manual, n);
+    assert_eq!(seal_all(&mut other_db), n);
 
     // The worker keeps sealing what comes later.
     sealed_db

@@ -6,7 +6,7 @@
 //! waits for the oldest running transaction of the whole cluster (xids are
 //! cluster-wide), so a neighbour's open transaction would hold back seal().
 
-use aegis_integration::audit::chain_head;
+use aegis_integration::audit::{chain_head, seal_all};
 use aegis_integration::{superuser_to, Cluster};
 use postgres::Client;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,8 +40,7 @@ fn fresh_db(name: &str, n: i32) -> Client {
     for k in 1..=n {
         c.execute("INSERT INTO t VALUES ($1, 'v')", &[&k]).unwrap();
     }
-    let sealed: i64 = c.query_one("SELECT aegis.seal()", &[]).unwrap().get(0);
-    assert_eq!(sealed, i64::from(n));
+    assert_eq!(seal_all(&mut c), i64::from(n));
     c
 }
 
@@ -107,7 +106,7 @@ fn untampered_chain_verifies_with_and_without_its_head() {
     assert!(v.ok && v.checked == 10, "{v:?}");
     // More entries after the head was saved: still fine.
     c.execute("UPDATE t SET v = 'w'", &[]).unwrap();
-    c.query_one("SELECT aegis.seal()", &[]).unwrap();
+    seal_all(&mut c);
     let v = verify(&mut c, Some(&h));
     assert!(v.ok && v.checked == 20, "{v:?}");
     drop_db(db);
@@ -334,7 +333,7 @@ fn concurrent_writers_with_rollbacks_while_sealing() {
     done.store(true, Ordering::Relaxed);
     let rounds = sealer.join().unwrap();
     assert!(rounds > 1, "the sealer ran during the workload");
-    c.query_one("SELECT aegis.seal()", &[]).unwrap();
+    seal_all(&mut c);
 
     let (xids, counts): (Vec<String>, Vec<i64>) = committed.into_iter().unzip();
     let wrong: i64 = c

@@ -237,7 +237,7 @@ fn audit_trail_survives_dump_and_restore() {
         "BEGIN; INSERT INTO events (id, email) VALUES (1000, 'rolled@back.example'); ROLLBACK;",
     )
     .unwrap();
-    let sealed = seal_all(&mut src, 100);
+    let sealed = seal_all(&mut src);
     assert_eq!(
         sealed,
         30 + 10 + 5 + 5 + 1,
@@ -324,7 +324,7 @@ fn audit_trail_survives_dump_and_restore() {
         Some(pseudonym_src.as_str()),
         "the restored pseudonym key gives the source's pseudonyms"
     );
-    let total = seal_all(&mut dst, 100);
+    let total = seal_all(&mut dst);
     assert_eq!(total, sealed + 3 + 4);
     let late: i64 = dst
         .query_one(
@@ -437,7 +437,7 @@ fn split_restore_case(with_sealed: bool) {
         }
         src.batch_execute("UPDATE items SET v = 'sealed too' WHERE id <= 2")
             .unwrap();
-        sealed = seal_all(&mut src, 100);
+        sealed = seal_all(&mut src);
         assert_eq!(sealed, 7);
     }
     // Unsealed at dump time, in two transactions.

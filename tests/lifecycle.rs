@@ -215,7 +215,7 @@ fn retention_under_a_legal_hold_with_real_sessions() {
     );
 
     // Deletions do not break the chain.
-    seal_all(&mut su, 3);
+    seal_all(&mut su);
     let (ok, checked, problem) = verify(&mut su, None);
     assert!(ok, "chain after retention: {problem:?}");
     assert!(checked > expired_all, "{checked} entries checked");
@@ -442,7 +442,7 @@ fn erasure_across_tables_keys_and_the_audit_trail() {
         )
         .unwrap()
         .get(0);
-    seal_all(&mut su, 3);
+    seal_all(&mut su);
     let head_before: String = su
         .query_one("SELECT aegis.chain_head()::text", &[])
         .unwrap()
@@ -511,7 +511,7 @@ fn erasure_across_tables_keys_and_the_audit_trail() {
             "SELECT count(*) FROM aegis.audit_log WHERE erased_at IS NOT NULL"
         ) >= 9
     );
-    seal_all(&mut su, 3);
+    seal_all(&mut su);
     let (ok, _, problem) = verify(&mut su, None);
     assert!(ok, "chain after erasure: {problem:?}");
     let (ok, _, problem) = verify(&mut su, Some(&head_before));
