@@ -44,7 +44,12 @@ COMMENT ON TABLE aegis.oncall_assignments IS
 -- table pg_aegis never protected by inserting into aegis.protected_tables.
 CREATE TABLE aegis.rls_enforced (
     relid       regclass PRIMARY KEY,
-    enforced_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+    enforced_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- What protect() found, per relation of the table's tree, so that
+    -- unprotect() restores it exactly: [{"relid", "rls", "force", "public"}]
+    -- (row security enabled and forced, privileges PUBLIC held). NULL for
+    -- tables protected before 0.6.0.
+    prior_state jsonb
 );
 COMMENT ON TABLE aegis.rls_enforced IS
     'Internal: tables whose RLS pg_aegis enabled (written only by enforce_rls/relax_rls)';
@@ -177,7 +182,7 @@ COMMENT ON FUNCTION aegis.unassign_oncall(regrole, text) IS
 -- Refuses non-tables, catalogs and pg_aegis's own schema; builds identifiers
 -- only with %I from pg_class. Not granted to anyone: it runs only inside the
 -- two definer-rights functions below, with their (owner's) rights.
-CREATE FUNCTION aegis.switch_rls(tbl regclass, enable boolean)
+CREATE FUNCTION aegis.switch_rls(tbl regclass, enable boolean, prior jsonb DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = ''
@@ -187,6 +192,7 @@ DECLARE
     rel name;
     kind "char";
     r record;
+    was jsonb;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
@@ -208,7 +214,7 @@ BEGIN
             USING ERRCODE = '42501';
     END IF;
     FOR r IN
-        SELECT n.nspname, c.relname
+        SELECT n.nspname, c.relname, c.oid
         FROM (SELECT tbl AS relid UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t) t
         JOIN pg_catalog.pg_class c ON c.oid = t.relid
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -226,8 +232,21 @@ BEGIN
                     'FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_truncate()', r.nspname, r.relname);
             END IF;
         ELSE
-            EXECUTE pg_catalog.format('ALTER TABLE %I.%I NO FORCE ROW LEVEL SECURITY', r.nspname, r.relname);
-            EXECUTE pg_catalog.format('ALTER TABLE %I.%I DISABLE ROW LEVEL SECURITY', r.nspname, r.relname);
+            -- Back to what protect() found (prior_state), or off.
+            was := (SELECT e FROM pg_catalog.jsonb_array_elements(COALESCE(prior, '[]')) e
+                    WHERE (e ->> 'relid')::oid = r.oid);
+            IF NOT COALESCE((was ->> 'force')::boolean, false) THEN
+                EXECUTE pg_catalog.format('ALTER TABLE %I.%I NO FORCE ROW LEVEL SECURITY', r.nspname, r.relname);
+            END IF;
+            IF NOT COALESCE((was ->> 'rls')::boolean, false) THEN
+                EXECUTE pg_catalog.format('ALTER TABLE %I.%I DISABLE ROW LEVEL SECURITY', r.nspname, r.relname);
+            END IF;
+            IF pg_catalog.jsonb_array_length(COALESCE(was -> 'public', '[]')) > 0 THEN
+                EXECUTE pg_catalog.format('GRANT %s ON TABLE %I.%I TO PUBLIC',
+                    (SELECT pg_catalog.string_agg(p, ', ') FROM pg_catalog.jsonb_array_elements_text(was -> 'public') p
+                     WHERE p IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER')),
+                    r.nspname, r.relname);
+            END IF;
             EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit_truncate ON %I.%I', r.nspname, r.relname);
         END IF;
     END LOOP;
@@ -241,8 +260,27 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION aegis.switch_rls(regclass, boolean) IS
+COMMENT ON FUNCTION aegis.switch_rls(regclass, boolean, jsonb) IS
     'Internal: RLS and audit triggers on (enable, force, revoke PUBLIC, attach) or off for a table and its partitions (no grants)';
+
+-- Row security and PUBLIC's privileges of a table and its partitions, as
+-- protect() finds them (enforce_rls() records it; relax_rls() restores it).
+CREATE FUNCTION aegis.rls_state(tbl regclass)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'relid', c.oid, 'rls', c.relrowsecurity, 'force', c.relforcerowsecurity,
+               'public', (SELECT COALESCE(pg_catalog.jsonb_agg(DISTINCT a.privilege_type), '[]')
+                          FROM pg_catalog.aclexplode(c.relacl) a WHERE a.grantee = 0))
+               ORDER BY c.oid), '[]')
+    FROM (SELECT tbl AS relid UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t) t
+    JOIN pg_catalog.pg_class c ON c.oid = t.relid
+    WHERE c.relkind IN ('r', 'p')
+$$;
+COMMENT ON FUNCTION aegis.rls_state(regclass) IS
+    'Internal: row security and PUBLIC privileges of a table and its partitions';
 
 -- The only definer-rights steps: switching row-level security needs table
 -- ownership, and aegis_admin configures policies on tables it does not own.
@@ -258,10 +296,14 @@ SET search_path = ''
 AS $$
 DECLARE
     newly boolean;
+    prior jsonb;
 BEGIN
     newly := NOT EXISTS (SELECT 1 FROM aegis.rls_enforced r WHERE r.relid = tbl);
+    IF newly THEN
+        prior := aegis.rls_state(tbl);
+    END IF;
     PERFORM aegis.switch_rls(tbl, true);
-    INSERT INTO aegis.rls_enforced (relid) VALUES (tbl) ON CONFLICT (relid) DO NOTHING;
+    INSERT INTO aegis.rls_enforced (relid, prior_state) VALUES (tbl, prior) ON CONFLICT (relid) DO NOTHING;
     -- The rows already there are the trail's starting point.
     IF newly THEN
         PERFORM aegis.audit_baseline(tbl);
@@ -276,14 +318,16 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = ''
 AS $$
+DECLARE
+    prior jsonb;
 BEGIN
     IF tbl IS NULL OR NOT EXISTS (SELECT 1 FROM aegis.rls_enforced r WHERE r.relid = tbl) THEN
         RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000';
     END IF;
     -- Forget the table first: the DDL guard refuses switching off RLS or the
     -- audit trigger of a table still recorded here.
-    DELETE FROM aegis.rls_enforced r WHERE r.relid = tbl;
-    PERFORM aegis.switch_rls(tbl, false);
+    DELETE FROM aegis.rls_enforced r WHERE r.relid = tbl RETURNING r.prior_state INTO prior;
+    PERFORM aegis.switch_rls(tbl, false, prior);
 END
 $$;
 COMMENT ON FUNCTION aegis.relax_rls(regclass) IS
@@ -357,8 +401,10 @@ $$;
 COMMENT ON FUNCTION aegis.protect(regclass, jsonb) IS
     'Put a table under pg_aegis protection: enable and force RLS, revoke PUBLIC, record column classes (admin-only)';
 
--- Turns RLS off: every role granted on the table then sees every row, so it
--- warns. SECURITY INVOKER; the RLS switch goes through relax_rls().
+-- Gives the table back as protect() found it: row security enabled and
+-- forced only if it was, PUBLIC's privileges restored. When that leaves RLS
+-- off, every role granted on the table sees every row, so it warns.
+-- SECURITY INVOKER; the switch goes through relax_rls().
 CREATE FUNCTION aegis.unprotect(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -367,7 +413,9 @@ AS $$
 BEGIN
     PERFORM aegis.relax_rls(tbl);
     DELETE FROM aegis.protected_tables p WHERE p.relid = tbl;
-    RAISE WARNING 'row-level security is now off on %: every role granted on it sees all rows', tbl;
+    IF NOT (SELECT c.relrowsecurity FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN
+        RAISE WARNING 'row-level security is now off on %: every role granted on it sees all rows', tbl;
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION aegis.unprotect(regclass) IS

@@ -13,15 +13,20 @@ REVOKE ALL ON SCHEMA aegis FROM PUBLIC;
 -- ===========================================================================
 
 -- Parses the text as one expression, analyses it as a WHERE clause on the
--- table, refuses subqueries and any function that is not a non-volatile
--- built-in, and returns PostgreSQL's rendering of the analysed expression.
--- Only that rendering is ever placed in SQL. Internal: granted to nobody.
-CREATE FUNCTION aegis.row_filter(tbl regclass, expr text) RETURNS text
+-- table, and accepts only a whitelist of node kinds over built-in types:
+-- columns the author may read, constants, built-in non-volatile functions
+-- and operators, AND/OR/NOT, IS [NOT] NULL, CASE, COALESCE, GREATEST/LEAST,
+-- arrays (no domains, subqueries, user-defined types, casts or operators).
+-- Returns PostgreSQL's rendering of the analysed expression; only that
+-- rendering is ever placed in SQL. Called by set_retention() and
+-- place_legal_hold() (author: the caller) and at every run (author: who set
+-- the policy or placed the hold).
+CREATE FUNCTION aegis.row_filter(tbl regclass, expr text, author regrole) RETURNS text
 LANGUAGE c STABLE STRICT
 SET search_path = ''
 AS 'MODULE_PATHNAME', 'row_filter_wrapper';
-COMMENT ON FUNCTION aegis.row_filter(regclass, text) IS
-    'Internal: validate a row filter on a table and return its canonical text';
+COMMENT ON FUNCTION aegis.row_filter(regclass, text, regrole) IS
+    'Internal: validate a row filter on a table for its author and return its canonical text';
 
 -- ===========================================================================
 -- Catalogs (extension config tables: pg_dump dumps their rows)
@@ -91,13 +96,13 @@ COMMENT ON VIEW aegis.retention_policies IS
 -- Checks shared by set_retention() and apply_retention()
 -- ===========================================================================
 
--- apply_retention() and erase_subject() change rows with the extension
--- owner's rights, so anything
--- the table runs on DELETE or UPDATE would run with them too. A table whose owner is
--- not a superuser may therefore have no enabled trigger of its own that runs
--- with the caller's rights (pg_aegis's capture triggers, foreign-key triggers
--- and SECURITY DEFINER trigger functions are fine) and no DELETE rule.
--- Foreign-key actions cascade with the referencing table's owner's rights.
+-- May retention or erasure act on this table? It must be protected (its
+-- changes are audited) and the time column must be a timestamp or date.
+-- Code the table's owner controls (triggers, constraints, domains, defaults,
+-- generated columns, index expressions, rules, casts and operators of its
+-- types) is no reason to refuse any more: every statement on the table runs
+-- as its owner in a security-restricted operation (aegis.run_restricted),
+-- so that code runs with the owner's own rights.
 -- SECURITY DEFINER so that set_retention() (run with the admin's rights) can
 -- read aegis.rls_enforced; it only reads catalogs and raises or returns.
 CREATE FUNCTION aegis.lifecycle_check_table(tbl regclass, time_column name DEFAULT NULL)
@@ -106,10 +111,7 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = ''
 AS $$
 DECLARE
-    owner_is_super boolean;
-    offenders text;
     typ regtype;
-    tree oid[];
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM aegis.rls_enforced e WHERE e.relid = tbl) THEN
         RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000',
@@ -126,42 +128,17 @@ BEGIN
                 USING ERRCODE = '42804';
         END IF;
     END IF;
-    SELECT r.rolsuper INTO owner_is_super
-    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
-    WHERE c.oid = tbl;
-    IF COALESCE(owner_is_super, false) THEN
-        RETURN;
-    END IF;
-    -- The table and its partitions (pg_partition_tree is empty for a plain table).
-    tree := ARRAY(SELECT tbl::oid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(tbl) pt);
-    SELECT pg_catalog.string_agg(pg_catalog.format('trigger %I on %s', t.tgname, t.tgrelid::regclass), ', '
-                                 ORDER BY t.tgname)
-    INTO offenders
-    FROM pg_catalog.unnest(tree) r(relid)
-    JOIN pg_catalog.pg_trigger t ON t.tgrelid = r.relid
-    JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
-    WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND NOT p.prosecdef
-      AND t.tgfoid NOT IN ('aegis.audit_row()'::regprocedure, 'aegis.audit_truncate()'::regprocedure);
-    IF offenders IS NULL THEN
-        SELECT pg_catalog.string_agg(pg_catalog.format('rule %I on %s', w.rulename, w.ev_class::regclass), ', ')
-        INTO offenders
-        FROM pg_catalog.unnest(tree) r(relid)
-        JOIN pg_catalog.pg_rewrite w ON w.ev_class = r.relid
-        WHERE w.ev_type = '4' AND w.ev_enabled <> 'D';
-    END IF;
-    IF offenders IS NOT NULL THEN
-        RAISE EXCEPTION 'pg_aegis cannot delete from or update %: % would run with pg_aegis''s rights', tbl, offenders
-            USING ERRCODE = '42501',
-                  HINT = 'Make the trigger function SECURITY DEFINER, drop the rule, or have a superuser own the table.';
-    END IF;
 END
 $$;
 COMMENT ON FUNCTION aegis.lifecycle_check_table(regclass, name) IS
-    'Internal: may retention or erasure change this table (protected, time column, no code running with definer rights)?';
+    'Internal: may retention or erasure act on this table (protected, time column of a date/time type)?';
 
 -- The rows of a table under active legal holds, as one predicate over its
--- columns (each hold's filter validated by row_filter(); 'true' when a hold
--- covers the whole table; NULL without holds), and the holds' ids.
+-- columns (each hold's filter validated by row_filter() for the role that
+-- placed it; 'true' when a hold covers the whole table; NULL without holds),
+-- and the holds' ids. A hold whose author no longer exists keeps protecting:
+-- its filter is then validated without an author's limits (a hold can only
+-- keep rows, never delete them).
 CREATE FUNCTION aegis.legal_hold_filter(tbl regclass, OUT predicate text, OUT hold_ids bigint[])
 LANGUAGE plpgsql STABLE
 SET search_path = ''
@@ -172,14 +149,17 @@ DECLARE
 BEGIN
     hold_ids := '{}';
     FOR h IN
-        SELECT l.id, l.only_where FROM aegis.legal_holds l
+        SELECT l.id, l.only_where, l.placed_by FROM aegis.legal_holds l
         WHERE l.relid = tbl::oid AND l.released_at IS NULL ORDER BY l.id
     LOOP
         hold_ids := hold_ids || h.id;
         IF h.only_where IS NULL THEN
             whole := true;
         ELSE
-            predicate := COALESCE(predicate || ' OR ', '') || '(' || aegis.row_filter(tbl, h.only_where) || ')';
+            predicate := COALESCE(predicate || ' OR ', '') || '('
+                || aegis.row_filter(tbl, h.only_where,
+                                    COALESCE(pg_catalog.to_regrole(pg_catalog.quote_ident(h.placed_by)), 10::pg_catalog.oid::pg_catalog.regrole))
+                || ')';
         END IF;
     END LOOP;
     IF whole THEN
@@ -209,8 +189,15 @@ BEGIN
         RAISE EXCEPTION 'keep must be a positive interval, not %', keep USING ERRCODE = '22023';
     END IF;
     PERFORM aegis.lifecycle_check_table(tbl, time_column);
+    -- Expired rows are selected with the rights of whoever set the policy
+    -- (see apply_retention): they must be able to read what it looks at.
+    IF NOT pg_catalog.has_column_privilege(tbl, time_column, 'SELECT') THEN
+        RAISE EXCEPTION 'role % may not read column "%" of %', CURRENT_USER, time_column, tbl
+            USING ERRCODE = '42501',
+                  HINT = 'Retention selects expired rows with the rights of whoever sets it: a role that can read the table (or a superuser) must set it.';
+    END IF;
     IF only_where IS NOT NULL THEN
-        PERFORM aegis.row_filter(tbl, only_where);
+        PERFORM aegis.row_filter(tbl, only_where, pg_catalog.quote_ident(CURRENT_USER)::regrole);
     END IF;
     INSERT INTO aegis.retention_rules AS r (relid, keep, time_column, only_where, set_by)
     VALUES (tbl, set_retention.keep, set_retention.time_column, set_retention.only_where, CURRENT_USER)
@@ -251,7 +238,7 @@ BEGIN
         RAISE EXCEPTION '% is not a table', tbl USING ERRCODE = '42809';
     END IF;
     IF only_where IS NOT NULL THEN
-        PERFORM aegis.row_filter(tbl, only_where);
+        PERFORM aegis.row_filter(tbl, only_where, pg_catalog.quote_ident(CURRENT_USER)::regrole);
     END IF;
     INSERT INTO aegis.legal_holds AS h (relid, table_name, only_where, reason, placed_by)
     VALUES (tbl, tbl::text, place_legal_hold.only_where, place_legal_hold.reason, CURRENT_USER)
@@ -291,20 +278,28 @@ COMMENT ON FUNCTION aegis.release_legal_hold(bigint) IS
 
 -- SECURITY DEFINER: deleting expired rows must see every row whatever the
 -- caller's row-level security, and the scheduler runs it with no user at all.
--- What it may run is fixed: tables recorded in aegis.rls_enforced (written
--- only by enforce_rls, which refuses catalogs and pg_aegis's schema), filters
--- re-validated by row_filter() at every run (built-in, non-volatile functions
--- only, no subqueries), retention_check_table() against triggers and rules
--- that would run with these rights, identifiers through %I/regclass. Empty
--- search_path. EXECUTE: aegis_admin.
+-- Privilege rules (see src/security.rs and the README's security model):
+--   * expired rows are *selected* as the policy's author (set_by), in a
+--     security-restricted operation, with the author's privileges and
+--     row-level security: the time column and the filter (validated by
+--     row_filter() for that author at every run: built-in code only) can
+--     never tell anyone about rows or columns the author cannot read;
+--   * they are *deleted* as the owner of the table (or partition), in a
+--     security-restricted operation exempt from its FORCE ROW LEVEL
+--     SECURITY, with the conditions and legal holds checked again: every
+--     trigger, rule, constraint or other code of the owner's runs with the
+--     owner's rights, never pg_aegis's;
+--   * nothing else touches a user table. Tables come from aegis.rls_enforced
+--     (written only by enforce_rls), identifiers through %I/regclass, values
+--     as bound parameters. Empty search_path. EXECUTE: aegis_admin.
 --
 -- Deletion is batched: one scan collects the expired rows' ctids, and each
 -- batch deletes its ctids (a TID range scan over the batch's pages) with the
--- conditions checked again, so
--- a row changed or newly held meanwhile is kept. DELETE takes only ROW
--- EXCLUSIVE locks, which never block concurrent inserts; batches bound the
--- after-trigger queue. Holds cannot change during a run (SHARE lock on
--- aegis.legal_holds: place_legal_hold waits for the run to commit).
+-- conditions checked again, so a row changed or newly held meanwhile is
+-- kept. DELETE takes only ROW EXCLUSIVE locks, which never block concurrent
+-- inserts; batches bound the after-trigger queue. Holds cannot change during
+-- a run (SHARE lock on aegis.legal_holds: place_legal_hold waits for the run
+-- to commit).
 CREATE FUNCTION aegis.apply_retention(dry_run boolean DEFAULT false)
 RETURNS TABLE(table_name text, rows_affected bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -319,11 +314,13 @@ DECLARE
     hold_ids bigint[];
     n_deleted bigint;
     n_held bigint;
-    k bigint;
+    author regrole;
     part regclass;
-    ids tid[];
-    lo tid;
-    hi tid;
+    part_owner oid;
+    ids text;
+    lo text;
+    hi text;
+    counts text[];
 BEGIN
     IF dry_run IS NULL THEN
         RAISE EXCEPTION 'dry_run must not be NULL' USING ERRCODE = '22004';
@@ -337,52 +334,69 @@ BEGIN
         table_name := r.relid::text;
         BEGIN
             PERFORM aegis.lifecycle_check_table(r.relid, r.time_column);
+            author := pg_catalog.to_regrole(pg_catalog.quote_ident(r.set_by));
+            IF author IS NULL THEN
+                RAISE EXCEPTION 'role "%", who set this retention policy, no longer exists', r.set_by
+                    USING ERRCODE = '42704', HINT = 'Set the policy again with aegis.set_retention().';
+            END IF;
             cutoff := pg_catalog.now() - r.keep;
-            expired := pg_catalog.format('%I < $1', r.time_column);
+            expired := pg_catalog.format('%I < $1::pg_catalog.timestamptz', r.time_column);
             IF r.only_where IS NOT NULL THEN
-                expired := expired || ' AND (' || aegis.row_filter(r.relid, r.only_where) || ')';
+                expired := expired || ' AND (' || aegis.row_filter(r.relid, r.only_where, author) || ')';
             END IF;
             SELECT f.predicate, f.hold_ids INTO held, hold_ids FROM aegis.legal_hold_filter(r.relid) f;
             n_held := 0;
-            IF held IS NOT NULL THEN
-                EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s WHERE %s AND COALESCE(%s, false)',
-                                          r.relid, expired, held)
-                    INTO n_held USING cutoff;
-                expired := expired || ' AND NOT COALESCE(' || held || ', false)';
-            END IF;
             n_deleted := 0;
-            IF dry_run THEN
-                EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s WHERE %s', r.relid, expired)
-                    INTO n_deleted USING cutoff;
-            ELSE
-                FOR part, ids, lo, hi IN EXECUTE pg_catalog.format(
-                    'SELECT b.tableoid::pg_catalog.regclass, pg_catalog.array_agg(b.ctid), pg_catalog.min(b.ctid), pg_catalog.max(b.ctid) '
-                    'FROM (SELECT tableoid, ctid, (pg_catalog.row_number() OVER (PARTITION BY tableoid ORDER BY ctid) - 1) / $2 AS batch '
+            -- Expired rows, as the author: batches of ctids per partition.
+            FOR part, ids, lo, hi IN
+                SELECT x[1]::regclass, x[2], x[3], x[4]
+                FROM aegis.run_restricted(author, false, pg_catalog.format(
+                    'SELECT b.tableoid::pg_catalog.regclass::pg_catalog.text, '
+                    '       pg_catalog.array_agg(b.ctid ORDER BY b.ctid)::pg_catalog.text, '
+                    '       pg_catalog.min(b.ctid)::pg_catalog.text, pg_catalog.max(b.ctid)::pg_catalog.text '
+                    'FROM (SELECT tableoid, ctid, (pg_catalog.row_number() OVER (PARTITION BY tableoid ORDER BY ctid) - 1) / %s AS batch '
                     '      FROM %s WHERE %s) b '
-                    'GROUP BY b.tableoid, b.batch ORDER BY b.tableoid, b.batch', r.relid, expired)
-                    USING cutoff, batch_size
-                LOOP
-                    -- The ctid range makes each batch a TID range scan of
-                    -- its own pages (a bare "ctid = ANY" of 10,000 ctids is
-                    -- planned as a scan of the whole table).
-                    EXECUTE pg_catalog.format(
-                        'DELETE FROM ONLY %s WHERE ctid >= $3 AND ctid <= $4 AND ctid = ANY ($2) AND %s', part, expired)
-                        USING cutoff, ids, lo, hi;
-                    GET DIAGNOSTICS k = ROW_COUNT;
-                    n_deleted := n_deleted + k;
-                END LOOP;
+                    'GROUP BY b.tableoid, b.batch ORDER BY b.tableoid, b.batch', batch_size, r.relid, expired),
+                    ARRAY[cutoff::text]) x
+            LOOP
+                SELECT c.relowner INTO part_owner FROM pg_catalog.pg_class c WHERE c.oid = part;
+                -- As the owner of the partition: which of them are held,
+                -- and (unless a dry run) delete the others. The ctid range
+                -- makes each batch a TID range scan of its own pages (a
+                -- bare "ctid = ANY" of 10,000 ctids is planned as a scan of
+                -- the whole table).
+                counts := (SELECT x FROM aegis.run_restricted(part_owner, true, pg_catalog.format(
+                    'SELECT pg_catalog.count(*) FILTER (WHERE COALESCE(%2$s, false))::pg_catalog.text, '
+                    '       pg_catalog.count(*) FILTER (WHERE NOT COALESCE(%2$s, false))::pg_catalog.text '
+                    'FROM ONLY %1$s WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
+                    '  AND ctid = ANY ($2::pg_catalog.tid[]) AND %3$s', part, COALESCE(held, 'false'), expired),
+                    ARRAY[cutoff::text, ids, lo, hi]) x);
+                n_held := n_held + counts[1]::bigint;
+                IF dry_run THEN
+                    n_deleted := n_deleted + counts[2]::bigint;
+                ELSE
+                    n_deleted := n_deleted + (SELECT x[1]::bigint FROM aegis.run_restricted(part_owner, true, pg_catalog.format(
+                        'DELETE FROM ONLY %s WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
+                        '  AND ctid = ANY ($2::pg_catalog.tid[]) AND %s AND NOT COALESCE(%s, false)',
+                        part, expired, COALESCE(held, 'false')),
+                        ARRAY[cutoff::text, ids, lo, hi]) x);
+                END IF;
+            END LOOP;
+            IF NOT dry_run THEN
                 UPDATE aegis.retention_rules rr
                 SET last_applied_at = pg_catalog.now(), last_deleted = n_deleted, last_held = n_held
                 WHERE rr.relid = r.relid;
                 PERFORM aegis.audit_event('RETENTION', r.relid::text, pg_catalog.jsonb_build_object(
                     'keep', r.keep::text, 'time_column', r.time_column, 'cutoff', cutoff,
                     'only_where', r.only_where, 'rows_deleted', n_deleted, 'rows_held', n_held,
-                    'legal_holds', pg_catalog.to_jsonb(hold_ids), 'requested_by', SESSION_USER));
+                    'legal_holds', pg_catalog.to_jsonb(hold_ids), 'requested_by', SESSION_USER,
+                    'selected_as', r.set_by));
             END IF;
             rows_affected := n_deleted;
         EXCEPTION WHEN OTHERS THEN
-            -- One broken policy (a dropped column, a trigger added since)
-            -- must not stop the others: it is reported and skipped.
+            -- One broken policy (a dropped column, an author who lost the
+            -- right to read the table) must not stop the others: it is
+            -- reported and skipped.
             RAISE WARNING 'retention of % skipped: %', r.relid, SQLERRM;
             rows_affected := NULL;
         END;
@@ -551,6 +565,17 @@ AS 'MODULE_PATHNAME', 'erase_mentions_wrapper';
 COMMENT ON FUNCTION aegis.erase_mentions(text, text) IS
     'The text with every mention of the identifier replaced by [ERASED]';
 
+-- Runs one statement as a role in a security-restricted operation (see
+-- src/security.rs); rows come back as text arrays, DML as its row count.
+-- Internal: granted to nobody (only apply_retention() and erase_subject(),
+-- which run as the extension owner, call it).
+CREATE FUNCTION aegis.run_restricted(role oid, noforce_rls boolean, query text, args text[])
+RETURNS SETOF text[]
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'run_restricted_wrapper';
+COMMENT ON FUNCTION aegis.run_restricted(oid, boolean, text, text[]) IS
+    'Internal: run one statement as a role inside a security-restricted operation';
+
 -- Internal (granted to nobody): tombstones the subject's data inside audit
 -- entries; only erase_subject() calls it.
 CREATE FUNCTION aegis.audit_tombstone(subject text, dry_run boolean) RETURNS bigint
@@ -561,10 +586,14 @@ COMMENT ON FUNCTION aegis.audit_tombstone(text, boolean) IS
 
 -- SECURITY DEFINER: erasure must reach every row of the subject whatever the
 -- caller's row-level security, and rewrite audit entries nobody may touch.
+-- Every statement on a user table (counting, UPDATE, DELETE) runs as the
+-- table's owner in a security-restricted operation exempt from its FORCE
+-- ROW LEVEL SECURITY (aegis.run_restricted): triggers, constraints, domains,
+-- defaults, generated columns, index expressions, rules, casts and
+-- operators of the table run with the owner's rights, never pg_aegis's.
 -- What it runs is fixed: tables in aegis.rls_enforced, identifiers through
 -- %I/regclass, the subject only as a bound parameter ($1), holds through
--- row_filter(), lifecycle_check_table() against triggers and rules that
--- would run with these rights. Empty search_path. EXECUTE: aegis_admin.
+-- row_filter(). Empty search_path. EXECUTE: aegis_admin.
 --
 -- Where the subject is: every protected table's subject_id columns (equal
 -- to the identifier) and free_text columns (mentioning it). Rows of the
@@ -602,6 +631,8 @@ DECLARE
     tombstoned bigint;
     subject_pseudonym text;
     receipt jsonb;
+    owner oid;
+    counts text[];
 BEGIN
     IF subject IS NULL OR dry_run IS NULL THEN
         RAISE EXCEPTION 'subject and dry_run must not be NULL' USING ERRCODE = '22004';
@@ -621,12 +652,14 @@ BEGIN
         SELECT pg_catalog.array_agg(c.column_name ORDER BY c.column_name) FILTER (WHERE c.class = 'subject_id'),
                pg_catalog.array_agg(c.column_name ORDER BY c.column_name)
                    FILTER (WHERE c.class = 'free_text'
-                             AND a.atttypid IN ('text'::regtype, 'character varying'::regtype)),
+                             AND COALESCE(NULLIF(ty.typbasetype, 0), a.atttypid)
+                                 IN ('text'::regtype, 'character varying'::regtype)),
                pg_catalog.array_agg(c.column_name ORDER BY c.column_name) FILTER (WHERE c.class = 'pii')
         INTO subj_cols, text_cols, pii_cols
         FROM aegis.column_classes c
         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.relid AND a.attname = c.column_name
              AND a.attnum > 0 AND NOT a.attisdropped
+        JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
         WHERE c.relid = t.relid;
         CONTINUE WHEN subj_cols IS NULL AND text_cols IS NULL;
         PERFORM aegis.lifecycle_check_table(t.relid);
@@ -636,13 +669,18 @@ BEGIN
         mentioned := COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format('aegis.mentions(%I, $1)', x), ' OR ')
                                FROM pg_catalog.unnest(text_cols) x), 'false');
         held := COALESCE((SELECT f.predicate FROM aegis.legal_hold_filter(t.relid) f), 'false');
-        EXECUTE pg_catalog.format(
-            'SELECT pg_catalog.count(*) FILTER (WHERE %1$s), '
-            '       pg_catalog.count(*) FILTER (WHERE (%1$s) AND COALESCE(%3$s, false)), '
-            '       pg_catalog.count(*) FILTER (WHERE NOT COALESCE(%1$s, false) AND (%2$s)), '
-            '       pg_catalog.count(*) FILTER (WHERE NOT COALESCE(%1$s, false) AND (%2$s) AND COALESCE(%3$s, false)) '
-            'FROM %4$s WHERE (%1$s) OR (%2$s)', is_subject, mentioned, held, t.relid)
-            INTO n_rows, n_rows_held, n_mentions, n_mentions_held USING subject;
+        SELECT c.relowner INTO owner FROM pg_catalog.pg_class c WHERE c.oid = t.relid;
+        counts := (SELECT x FROM aegis.run_restricted(owner, true, pg_catalog.format(
+            'SELECT pg_catalog.count(*) FILTER (WHERE %1$s)::pg_catalog.text, '
+            '       pg_catalog.count(*) FILTER (WHERE (%1$s) AND COALESCE(%3$s, false))::pg_catalog.text, '
+            '       pg_catalog.count(*) FILTER (WHERE NOT COALESCE(%1$s, false) AND (%2$s))::pg_catalog.text, '
+            '       pg_catalog.count(*) FILTER (WHERE NOT COALESCE(%1$s, false) AND (%2$s) AND COALESCE(%3$s, false))::pg_catalog.text '
+            'FROM %4$s WHERE (%1$s) OR (%2$s)', is_subject, mentioned, held, t.relid),
+            ARRAY[subject]) x);
+        n_rows := counts[1]::bigint;
+        n_rows_held := counts[2]::bigint;
+        n_mentions := counts[3]::bigint;
+        n_mentions_held := counts[4]::bigint;
         IF n_rows_held > 0 OR n_mentions_held > 0 THEN
             any_held := true;
         END IF;
@@ -661,18 +699,22 @@ BEGIN
                     (SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = aegis.erase_mentions(%1$I, $1)', x), ', ')
                      FROM pg_catalog.unnest(text_cols) x))
                 INTO sets;
-                EXECUTE pg_catalog.format('UPDATE %s SET %s WHERE (%s) AND NOT COALESCE(%s, false)',
-                                          t.relid, sets, is_subject, held) USING subject;
+                PERFORM aegis.run_restricted(owner, true, pg_catalog.format(
+                    'UPDATE %s SET %s WHERE (%s) AND NOT COALESCE(%s, false)', t.relid, sets, is_subject, held),
+                    ARRAY[subject]);
             ELSE
-                EXECUTE pg_catalog.format('DELETE FROM %s WHERE (%s) AND NOT COALESCE(%s, false)',
-                                          t.relid, is_subject, held) USING subject;
+                PERFORM aegis.run_restricted(owner, true, pg_catalog.format(
+                    'DELETE FROM %s WHERE (%s) AND NOT COALESCE(%s, false)', t.relid, is_subject, held),
+                    ARRAY[subject]);
             END IF;
         END IF;
         IF NOT dry_run AND n_mentions > n_mentions_held THEN
             SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = aegis.erase_mentions(%1$I, $1)', x), ', ')
             INTO sets FROM pg_catalog.unnest(text_cols) x;
-            EXECUTE pg_catalog.format('UPDATE %s SET %s WHERE NOT COALESCE(%s, false) AND (%s) AND NOT COALESCE(%s, false)',
-                                      t.relid, sets, is_subject, mentioned, held) USING subject;
+            PERFORM aegis.run_restricted(owner, true, pg_catalog.format(
+                'UPDATE %s SET %s WHERE NOT COALESCE(%s, false) AND (%s) AND NOT COALESCE(%s, false)',
+                t.relid, sets, is_subject, mentioned, held),
+                ARRAY[subject]);
         END IF;
         IF n_rows > 0 OR n_mentions > 0 THEN
             tables := tables || pg_catalog.jsonb_build_object(t.relid::text, pg_catalog.jsonb_build_object(

@@ -85,7 +85,7 @@ GRANT EXECUTE ON FUNCTION
     aegis.set_retention(regclass, interval, name, text), aegis.remove_retention(regclass),
     aegis.place_legal_hold(regclass, text, text), aegis.release_legal_hold(bigint),
     aegis.apply_retention(boolean),
-    aegis.row_filter(regclass, text), aegis.lifecycle_check_table(regclass, name),
+    aegis.row_filter(regclass, text, regrole), aegis.lifecycle_check_table(regclass, name),
     aegis.schedule_retention(text), aegis.unschedule_retention(), aegis.cron_next(text, timestamptz),
     aegis.legal_hold_filter(regclass), aegis.erase_subject(text, boolean)
 TO aegis_admin;

@@ -1737,11 +1737,12 @@ fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, AegisError> {
         // Entries outside the chain that sealing will never pick up (their
         // transactions ended before the horizon): inserted by hand.
         let orphan: Option<i64> = with_safe_search_path(|| {
-            Spi::get_one(
+            crate::spi::get_one(
                 "SELECT (SELECT l.id FROM aegis.audit_log l, aegis.audit_seal_state s \
                  WHERE l.xid OPERATOR(pg_catalog.<) s.horizon AND NOT EXISTS \
                  (SELECT 1 FROM aegis.audit_chain c WHERE c.entry_id OPERATOR(pg_catalog.=) l.id) \
                  ORDER BY l.id LIMIT 1)",
+                &[],
             )
         })
         .map_err(spi_error)?;
@@ -2119,7 +2120,7 @@ fn verify_table_impl(tbl: pg_sys::Oid) -> Result<VerifyTableRow, AegisError> {
         let name = relation_name(rel);
         let protected = with_safe_search_path(|| {
             as_extension_owner(|| {
-                Spi::get_one_with_args::<bool>(
+                crate::spi::get_one::<bool>(
                     "SELECT EXISTS (SELECT 1 FROM aegis.rls_enforced \
                      WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1)",
                     &[tbl.into()],

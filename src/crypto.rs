@@ -29,6 +29,8 @@ fn hmac_bytea(data: &[u8], key: &[u8], algorithm: &[u8]) -> AegisResult<Vec<u8>>
 }
 
 #[cfg(any(test, feature = "pg_test"))]
+// In-backend tests may assign xids freely.
+#[allow(clippy::disallowed_methods)]
 #[pg_schema]
 mod tests {
     use pgrx::prelude::*;

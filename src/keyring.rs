@@ -100,7 +100,10 @@ unsafe extern "C-unwind" fn on_relcache_inval(_arg: pg_sys::Datum, relid: pg_sys
 /// The OID of aegis.keys in this database.
 fn keys_relid() -> Result<pg_sys::Oid, AegisError> {
     with_safe_search_path(|| {
-        Spi::get_one::<pg_sys::Oid>("SELECT 'aegis.keys'::pg_catalog.regclass::pg_catalog.oid")
+        crate::spi::get_one::<pg_sys::Oid>(
+            "SELECT 'aegis.keys'::pg_catalog.regclass::pg_catalog.oid",
+            &[],
+        )
     })
     .map_err(spi_error)?
     .ok_or_else(|| AegisError::Internal("aegis.keys is missing".into()))
@@ -155,9 +158,10 @@ pub(crate) fn with_safe_search_path<R>(f: impl FnOnce() -> R) -> R {
 pub(crate) fn as_extension_owner<R>(
     f: impl FnOnce() -> Result<R, AegisError>,
 ) -> Result<R, AegisError> {
-    let owner = Spi::get_one::<pg_sys::Oid>(
+    let owner = crate::spi::get_one::<pg_sys::Oid>(
         "SELECT e.extowner FROM pg_catalog.pg_extension e \
          WHERE e.extname OPERATOR(pg_catalog.=) 'pg_aegis'::pg_catalog.name",
+        &[],
     )
     .map_err(spi_error)?
     .ok_or_else(|| AegisError::Internal("pg_aegis is not installed in this database".into()))?;
@@ -529,17 +533,22 @@ fn subject_row(subject: &[u8]) -> Result<Rc<KeyRow>, AegisError> {
     with_safe_search_path(|| {
         as_extension_owner(|| {
             // A concurrent session may create the same version first: keep theirs.
-            Spi::run_with_args(
-            "INSERT INTO aegis.keys (key_id, name, version, wrapped_key) VALUES ($1, $2, $3, $4)
-             ON CONFLICT DO NOTHING",
-            &[
-                pgrx::Uuid::from_bytes(id).into(),
-                name.as_str().into(),
-                version_i32.into(),
-                wrapped.into(),
-            ],
-        )
-        .map_err(spi_error)
+            Spi::connect_mut(|client| {
+                client
+                    .update(
+                        "INSERT INTO aegis.keys (key_id, name, version, wrapped_key) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT DO NOTHING",
+                        None,
+                        &[
+                            pgrx::Uuid::from_bytes(id).into(),
+                            name.as_str().into(),
+                            version_i32.into(),
+                            wrapped.into(),
+                        ],
+                    )
+                    .map(|_| ())
+                    .map_err(spi_error)
+            })
         })
     })?;
     CACHE.with(|c| c.borrow_mut().current.remove(&name));

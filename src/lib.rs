@@ -24,6 +24,8 @@ mod pii;
 mod policy;
 mod read_audit;
 mod sealer;
+mod security;
+mod spi;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -75,7 +77,8 @@ extension_sql_file!(
         lifecycle::cron_next,
         lifecycle::mentions,
         lifecycle::erase_mentions,
-        lifecycle::audit_tombstone
+        lifecycle::audit_tombstone,
+        security::run_restricted
     ]
 );
 extension_sql_file!(
@@ -97,6 +100,13 @@ extension_sql_file!("../sql/99_finalize.sql", name = "finalize", finalize);
 #[allow(non_snake_case)]
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // pgrx puts a captured Rust backtrace into an error's DETAIL, which
+    // reaches the client, whenever the server was started with
+    // RUST_BACKTRACE set. Internals (file paths, call stacks) are not for
+    // clients: RUST_LIB_BACKTRACE=0 turns capturing off for
+    // std::backtrace::Backtrace only (panics in the server log keep theirs).
+    // SAFETY: a backend is single-threaded; _PG_init runs before any query.
+    unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     guc::register();
     info::record_load_mode();
     // SAFETY: reads a postmaster global.

@@ -19,9 +19,19 @@ use crate::error::{AegisError, AegisResult};
 use crate::keyring::{as_extension_owner, spi_error, with_safe_search_path};
 use pgrx::datum::TimestampWithTimeZone;
 
-/// Why a function in a filter is refused (first one found).
+/// The walk over an analysed filter: the table and the filter's author
+/// (whose column privileges it may use), and why it is refused (first
+/// reason found).
 struct Walk {
+    rel: pg_sys::Oid,
+    author: pg_sys::Oid,
     refused: Option<String>,
+}
+
+/// Built-in objects: created by initdb, below the first OID a user object
+/// can get. Their code is PostgreSQL's, not any role's.
+fn built_in(oid: pg_sys::Oid) -> bool {
+    oid.to_u32() < pg_sys::FirstNormalObjectId
 }
 
 fn describe_function(func: pg_sys::Oid) -> String {
@@ -78,7 +88,7 @@ unsafe extern "C-unwind" fn check_function(func: pg_sys::Oid, ctx: *mut std::ffi
             TIME_TYPES.contains(&ret) || args.iter().any(|a| TIME_TYPES.contains(a)),
         )
     };
-    let refused = if nsp != pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE) {
+    let refused = if nsp != pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE) || !built_in(func) {
         Some(format!(
             "{} is not a built-in function (only functions in pg_catalog are allowed)",
             describe_function(func)
@@ -104,20 +114,115 @@ unsafe extern "C-unwind" fn check_function(func: pg_sys::Oid, ctx: *mut std::ffi
     }
 }
 
+/// What a filter may contain, by node kind. A whitelist, not a blacklist:
+/// anything else — domains (their CHECK constraints run their owner's
+/// functions), subqueries, row constructors and comparisons, whole-row
+/// references, JSON and XML constructors, and node kinds future PostgreSQL
+/// versions add — is refused.
+fn allowed_node(tag: pg_sys::NodeTag) -> Result<(), &'static str> {
+    use pg_sys::NodeTag as T;
+    match tag {
+        T::T_Var
+        | T::T_Const
+        | T::T_FuncExpr
+        | T::T_OpExpr
+        | T::T_DistinctExpr
+        | T::T_NullIfExpr
+        | T::T_ScalarArrayOpExpr
+        | T::T_BoolExpr
+        | T::T_NullTest
+        | T::T_BooleanTest
+        | T::T_RelabelType
+        | T::T_CoerceViaIO
+        | T::T_CaseExpr
+        | T::T_CaseTestExpr
+        | T::T_CoalesceExpr
+        | T::T_MinMaxExpr
+        | T::T_ArrayExpr
+        | T::T_CollateExpr
+        | T::T_SQLValueFunction
+        | T::T_List => Ok(()),
+        T::T_SubLink | T::T_SubPlan => Err("subqueries are not allowed"),
+        T::T_CoerceToDomain | T::T_CoerceToDomainValue => Err(
+            "domains are not allowed (a domain's constraints run functions chosen by its owner)",
+        ),
+        _ => Err(
+            "only columns, constants, built-in operators and functions, AND/OR/NOT, \
+                  IS [NOT] NULL, CASE, COALESCE, GREATEST/LEAST and arrays are allowed",
+        ),
+    }
+}
+
 unsafe extern "C-unwind" fn walker(node: *mut pg_sys::Node, ctx: *mut std::ffi::c_void) -> bool {
     if node.is_null() {
         return false;
     }
     // SAFETY: node is a valid analysed expression node; ctx is our &mut Walk.
     unsafe {
-        if (*node).type_ == pg_sys::NodeTag::T_SubLink {
-            (*(ctx as *mut Walk)).refused = Some("subqueries are not allowed".into());
+        let walk = &mut *(ctx as *mut Walk);
+        let tag = (*node).type_;
+        if let Err(why) = allowed_node(tag) {
+            walk.refused = Some(why.into());
             return true;
+        }
+        if tag != pg_sys::NodeTag::T_List {
+            // Values of a user-defined type run their type's code (I/O
+            // functions, casts, comparison operators of its owner).
+            let typ = pg_sys::exprType(node);
+            if !built_in(typ) {
+                walk.refused = Some(format!(
+                    "values of type {} are not allowed (only built-in types)",
+                    type_name(typ)
+                ));
+                return true;
+            }
+        }
+        if tag == pg_sys::NodeTag::T_Var {
+            let var = node as *mut pg_sys::Var;
+            let attno = (*var).varattno;
+            if attno <= 0 {
+                walk.refused =
+                    Some("system columns and whole-row references are not allowed".into());
+                return true;
+            }
+            let may_read = pg_sys::pg_class_aclcheck(
+                walk.rel,
+                walk.author,
+                pg_sys::ACL_SELECT as pg_sys::AclMode,
+            ) == pg_sys::AclResult::ACLCHECK_OK
+                || pg_sys::pg_attribute_aclcheck(
+                    walk.rel,
+                    attno,
+                    walk.author,
+                    pg_sys::ACL_SELECT as pg_sys::AclMode,
+                ) == pg_sys::AclResult::ACLCHECK_OK;
+            if !may_read {
+                let col = pg_sys::get_attname(walk.rel, attno, true);
+                let col = if col.is_null() {
+                    format!("#{attno}")
+                } else {
+                    CStr::from_ptr(col).to_string_lossy().into_owned()
+                };
+                walk.refused = Some(format!(
+                    "role {} may not read column \"{col}\" (a filter may use only what its author can read)",
+                    crate::audit::role_name(walk.author)
+                ));
+                return true;
+            }
         }
         if pg_sys::check_functions_in_node(node, Some(check_function), ctx) {
             return true;
         }
         pg_sys::expression_tree_walker(node, Some(walker), ctx)
+    }
+}
+
+fn type_name(typ: pg_sys::Oid) -> String {
+    // SAFETY: format_type_be returns a palloc'd string (or "???").
+    unsafe {
+        CStr::from_ptr(pg_sys::format_type_be(typ))
+            .to_string_lossy()
+            .into_owned()
     }
 }
 
@@ -174,7 +279,11 @@ unsafe fn parse_one_expression(expr: &CStr) -> Result<*mut pg_sys::Node, AegisEr
 /// Validate `expr` as a boolean row filter on `tbl` and return its canonical
 /// text (PostgreSQL's deparsed rendering), safe to place in a WHERE clause
 /// on that table.
-pub(crate) fn row_filter_impl(tbl: pg_sys::Oid, expr: &str) -> Result<String, AegisError> {
+pub(crate) fn row_filter_impl(
+    tbl: pg_sys::Oid,
+    expr: &str,
+    author: pg_sys::Oid,
+) -> Result<String, AegisError> {
     let cexpr = CString::new(expr).map_err(|_| AegisError::InvalidFilter {
         reason: "it contains a NUL byte".into(),
     })?;
@@ -210,7 +319,11 @@ pub(crate) fn row_filter_impl(tbl: pg_sys::Oid, expr: &str) -> Result<String, Ae
                 reason: "subqueries are not allowed".into(),
             });
         }
-        let mut walk = Walk { refused: None };
+        let mut walk = Walk {
+            rel: tbl,
+            author,
+            refused: None,
+        };
         if walker(qual, &mut walk as *mut Walk as *mut std::ffi::c_void) {
             return Err(AegisError::FilterNotAllowed {
                 reason: walk.refused.unwrap_or_else(|| "not allowed".into()),
@@ -222,13 +335,15 @@ pub(crate) fn row_filter_impl(tbl: pg_sys::Oid, expr: &str) -> Result<String, Ae
     }
 }
 
-/// `aegis.row_filter(tbl regclass, expr text) → text` (internal: granted to
-/// nobody; set_retention, place_legal_hold and apply_retention call it).
-/// STABLE: the result depends on the table's definition and the functions
-/// in the catalog, not only on the arguments.
+/// `aegis.row_filter(tbl regclass, expr text, author regrole) → text`
+/// (internal: granted to nobody; set_retention, place_legal_hold and
+/// apply_retention call it). The author is the role the filter is
+/// evaluated for: it must be able to read every column it names. STABLE:
+/// the result depends on the table's definition, the catalog and
+/// privileges, not only on the arguments.
 #[pg_extern(stable, sql = false)]
-fn row_filter(tbl: pg_sys::Oid, expr: &str) -> AegisResult<String> {
-    Ok(row_filter_impl(tbl, expr)?)
+fn row_filter(tbl: pg_sys::Oid, expr: &str, author: pg_sys::Oid) -> AegisResult<String> {
+    Ok(row_filter_impl(tbl, expr, author)?)
 }
 
 // ---------------------------------------------------------------------------
@@ -534,6 +649,9 @@ fn json_needle(s: &str) -> String {
     quoted[1..quoted.len() - 1].to_ascii_lowercase()
 }
 
+/// One audit entry to tombstone: (xid, id, per column: the changes).
+type Tombstone = (String, i64, Vec<(&'static str, Vec<aegis_core::erasure::Change>)>);
+
 /// Replace the subject's data inside audit entries (their pseudonym in
 /// `subject_id`/`pii` values, mentions in free text) with tombstones and
 /// mark the entries erased. The stored data digest is kept, so the entry
@@ -561,9 +679,7 @@ fn audit_tombstone_impl(subject: &str, dry_run: bool) -> Result<i64, AegisError>
                         &[id_needle.into(), pseudo_needle.into()],
                     )
                     .map_err(spi_error)?;
-                // (xid, id, per column: the changes)
-                let mut work: Vec<(String, i64, Vec<(&str, Vec<aegis_core::erasure::Change>)>)> =
-                    Vec::new();
+                let mut work: Vec<Tombstone> = Vec::new();
                 for row in rows {
                     let xid: String = row.get(1).map_err(spi_error)?.unwrap_or_default();
                     let id: i64 = row.get(2).map_err(spi_error)?.unwrap_or(0);

@@ -235,8 +235,9 @@ fn pseudonymize_oid() -> Result<pg_sys::Oid, AegisError> {
     if exists {
         return Ok(cached);
     }
-    let oid = Spi::get_one::<pg_sys::Oid>(
+    let oid = crate::spi::get_one::<pg_sys::Oid>(
         "SELECT 'aegis.pseudonymize(pg_catalog.text, pg_catalog.text)'::pg_catalog.regprocedure::pg_catalog.oid",
+        &[],
     )
     .map_err(|e| AegisError::Internal(e.to_string()))?
     .ok_or_else(|| AegisError::Internal("aegis.pseudonymize(text, text) is missing".into()))?;
@@ -421,6 +422,8 @@ fn sanitize_columns<'a>(
 }
 
 #[cfg(any(test, feature = "pg_test"))]
+// In-backend tests may assign xids freely.
+#[allow(clippy::disallowed_methods)]
 #[pg_schema]
 mod tests {
     use pgrx::prelude::*;

@@ -31,6 +31,8 @@ fn is_member(role: pg_sys::Oid) -> bool {
 }
 
 #[cfg(any(test, feature = "pg_test"))]
+// In-backend tests may assign xids freely.
+#[allow(clippy::disallowed_methods)]
 #[pg_schema]
 mod tests {
     use pgrx::prelude::*;

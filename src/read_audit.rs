@@ -55,9 +55,12 @@ impl Drop for Busy {
 }
 
 /// The protected tables (and partitions) in this database; None when
-/// pg_aegis is not installed here or we are inside our own queries.
+/// pg_aegis is not installed here, inside our own queries, or in a parallel
+/// worker (the leader records the statement; a worker can neither write nor
+/// assign a transaction id).
 fn targets() -> Option<Rc<HashMap<pg_sys::Oid, ReadTarget>>> {
-    if BUSY.get() {
+    // SAFETY: a backend global, -1 outside parallel workers.
+    if BUSY.get() || unsafe { pg_sys::ParallelWorkerNumber } >= 0 {
         return None;
     }
     let _busy = Busy::enter();
@@ -68,18 +71,49 @@ fn targets() -> Option<Rc<HashMap<pg_sys::Oid, ReadTarget>>> {
     audit::read_targets().filter(|t| !t.is_empty())
 }
 
-/// Protected tables a statement's range table reads: (table, audited).
+/// Does the statement read the rows of this range table entry? Exactly
+/// when it needs SELECT on it: any SELECT, a WHERE or RETURNING of UPDATE
+/// and DELETE, the source of INSERT … SELECT, MERGE, CREATE TABLE AS,
+/// COPY (query) TO, a cursor. (Inheritance children and partitions the
+/// planner adds need nothing: their parent's entry speaks for them.)
+#[cfg(feature = "pg15")]
+unsafe fn reads_rows(_stmt: *mut pg_sys::PlannedStmt, rte: *mut pg_sys::RangeTblEntry) -> bool {
+    // SAFETY: a valid range table entry.
+    unsafe { (*rte).requiredPerms & pg_sys::ACL_SELECT as pg_sys::AclMode != 0 }
+}
+
+#[cfg(not(feature = "pg15"))]
+unsafe fn reads_rows(stmt: *mut pg_sys::PlannedStmt, rte: *mut pg_sys::RangeTblEntry) -> bool {
+    // SAFETY: perminfoindex is 1-based into the plan's permInfos (0: none).
+    unsafe {
+        let i = (*rte).perminfoindex as usize;
+        if i == 0 {
+            return false;
+        }
+        let infos = PgList::<pg_sys::RTEPermissionInfo>::from_pg((*stmt).permInfos);
+        infos
+            .get_ptr(i - 1)
+            .is_some_and(|p| (*p).requiredPerms & pg_sys::ACL_SELECT as pg_sys::AclMode != 0)
+    }
+}
+
+/// Protected tables whose rows a statement reads: (table, audited).
 unsafe fn protected_in(
-    rtable: *mut pg_sys::List,
+    stmt: *mut pg_sys::PlannedStmt,
     targets: &HashMap<pg_sys::Oid, ReadTarget>,
+    only_reads: bool,
 ) -> Vec<(String, bool)> {
     let mut out: Vec<(String, bool)> = Vec::new();
     // SAFETY: a plan's range table is a List of RangeTblEntry.
-    let list = unsafe { PgList::<pg_sys::RangeTblEntry>::from_pg(rtable) };
+    let list = unsafe { PgList::<pg_sys::RangeTblEntry>::from_pg((*stmt).rtable) };
     for rte in list.iter_ptr() {
         // SAFETY: entries of a valid range table.
         let (kind, relid) = unsafe { ((*rte).rtekind, (*rte).relid) };
         if kind != pg_sys::RTEKind::RTE_RELATION {
+            continue;
+        }
+        // SAFETY: as above.
+        if only_reads && !unsafe { reads_rows(stmt, rte) } {
             continue;
         }
         if let Some(t) = targets.get(&relid) {
@@ -93,15 +127,23 @@ unsafe fn protected_in(
     out
 }
 
-/// Foreign-key checks (FOR KEY SHARE queries the RI triggers run) are not
-/// reads anyone asked for.
-unsafe fn is_ri_check(stmt: *mut pg_sys::PlannedStmt) -> bool {
-    // SAFETY: rowMarks is a List of PlanRowMark.
-    let marks = unsafe { PgList::<pg_sys::PlanRowMark>::from_pg((*stmt).rowMarks) };
-    let ri = marks
-        .iter_ptr()
-        .any(|m| unsafe { (*m).strength } == pg_sys::LockClauseStrength::LCS_FORKEYSHARE);
-    ri
+/// Foreign-key checks are not reads anyone asked for. They are identified
+/// by what they are: the referential-integrity triggers run their queries
+/// (SELECT … FOR KEY SHARE of the referenced row) with the security context
+/// flag SECURITY_NOFORCE_RLS, which nothing else in PostgreSQL sets and no
+/// SQL can set; a user's own FOR KEY SHARE query does not have it.
+unsafe fn is_ri_check(qd: *mut pg_sys::QueryDesc) -> bool {
+    // SAFETY: a valid query descriptor; rowMarks is a List of PlanRowMark.
+    unsafe {
+        if !pg_sys::InNoForceRLSOperation() || (*qd).operation != pg_sys::CmdType::CMD_SELECT {
+            return false;
+        }
+        let marks = PgList::<pg_sys::PlanRowMark>::from_pg((*(*qd).plannedstmt).rowMarks);
+        !marks.is_empty()
+            && marks
+                .iter_ptr()
+                .all(|m| (*m).strength == pg_sys::LockClauseStrength::LCS_FORKEYSHARE)
+    }
 }
 
 fn json_line(fields: serde_json::Value) -> String {
@@ -123,7 +165,9 @@ fn json_line(fields: serde_json::Value) -> String {
 }
 
 /// Record a read of `tables`.
-fn record(operation: &str, tables: &[String], rows: u64, query_id: u64) {
+/// `command`: the statement's own command when it is not a SELECT (an
+/// INSERT … SELECT, UPDATE … FROM, DELETE … RETURNING, MERGE that read them).
+fn record(operation: &str, command: Option<&str>, tables: &[String], rows: u64, query_id: u64) {
     if tables.is_empty() {
         return;
     }
@@ -134,7 +178,7 @@ fn record(operation: &str, tables: &[String], rows: u64, query_id: u64) {
     };
     let line = |recorded_in: &str| {
         json_line(serde_json::json!({
-            "event": "read", "operation": operation, "tables": tables,
+            "event": "read", "operation": operation, "command": command, "tables": tables,
             "rows": rows, "query_id": query_id, "recorded_in": recorded_in,
         }))
     };
@@ -147,7 +191,11 @@ fn record(operation: &str, tables: &[String], rows: u64, query_id: u64) {
     // then, so a rollback cannot hide it.
     pending_push(line("server log (the transaction that read rolled back)"));
     let _busy = Busy::enter();
-    let detail = serde_json::json!({ "rows": rows, "query_id": query_id }).to_string();
+    let mut detail = serde_json::json!({ "rows": rows, "query_id": query_id });
+    if let Some(c) = command {
+        detail["command"] = c.into();
+    }
+    let detail = detail.to_string();
     let r = Doc::from_json(&detail).and_then(|detail| {
         for t in tables {
             audit::write_entry(&NewEntry {
@@ -246,7 +294,7 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_start(qd: *mut pg_sys::Q
     // SAFETY: a valid query descriptor with its plan.
     unsafe {
         let rtable = (*(*qd).plannedstmt).rtable;
-        let touched = protected_in(rtable, &targets);
+        let touched = protected_in((*qd).plannedstmt, &targets, false);
         if !touched.is_empty() && !pg_sys::ExecCheckRTPerms(rtable, false) {
             let tables: Vec<&String> = touched.iter().map(|(t, _)| t).collect();
             crate::alerts::count_denied_access();
@@ -262,16 +310,16 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_start(qd: *mut pg_sys::Q
     }
 }
 
-/// Before ExecutorEnd: record a SELECT (or the query of a COPY TO) that
-/// read protected tables, with the rows it returned.
+/// Before ExecutorEnd: record a statement that read protected tables' rows
+/// (a SELECT, the query of a COPY TO, or any other statement that reads
+/// them, see [`reads_rows`]), with the rows it processed.
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn aegis_read_audit_before_end(qd: *mut pg_sys::QueryDesc) {
     // SAFETY: a valid query descriptor that has run (its estate is live
     // until the standard ExecutorEnd).
     unsafe {
-        if (*qd).operation != pg_sys::CmdType::CMD_SELECT
-            || (*qd).estate.is_null()
+        if (*qd).estate.is_null()
             || (*(*qd).estate).es_top_eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0
         {
             return;
@@ -280,12 +328,12 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_end(qd: *mut pg_sys::Que
             return;
         };
         let stmt = (*qd).plannedstmt;
-        let read: Vec<String> = protected_in((*stmt).rtable, &targets)
+        let read: Vec<String> = protected_in(stmt, &targets, true)
             .into_iter()
             .filter(|(_, audited)| *audited)
             .map(|(t, _)| t)
             .collect();
-        if read.is_empty() || is_ri_check(stmt) {
+        if read.is_empty() || is_ri_check(qd) {
             return;
         }
         let copy =
@@ -293,8 +341,17 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_end(qd: *mut pg_sys::Que
         if copy {
             COPY_RECORDED.set(true);
         }
+        use pg_sys::CmdType as C;
+        let command = match (*qd).operation {
+            C::CMD_INSERT => Some("INSERT"),
+            C::CMD_UPDATE => Some("UPDATE"),
+            C::CMD_DELETE => Some("DELETE"),
+            C::CMD_MERGE => Some("MERGE"),
+            _ => None,
+        };
         record(
             if copy { "COPY" } else { "SELECT" },
+            command,
             &read,
             (*(*qd).estate).es_processed,
             (*stmt).queryId,
@@ -347,6 +404,7 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_copy_done(
         let rows = if qc.is_null() { 0 } else { (*qc).nprocessed };
         record(
             "COPY",
+            None,
             std::slice::from_ref(&t.table),
             rows,
             (*pstmt).queryId,

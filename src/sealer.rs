@@ -34,8 +34,9 @@ pub fn register() {
 /// Whether pg_aegis is installed in this database (the worker waits
 /// quietly until it is).
 fn installed() -> bool {
-    Spi::get_one::<bool>(
+    crate::spi::get_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_aegis')",
+        &[],
     )
     .ok()
     .flatten()

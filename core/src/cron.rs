@@ -167,9 +167,9 @@ impl Schedule {
     /// seconds; None if nothing matches within eight years.
     pub fn next_after(&self, unix_secs: i64) -> Option<i64> {
         let start_min = unix_secs.div_euclid(60) + 1;
-        let mut day = start_min.div_euclid(1440);
+        let first_day = start_min.div_euclid(1440);
         let mut minute_of_day = start_min.rem_euclid(1440);
-        for _ in 0..(366 * 8) {
+        for day in first_day..first_day + 366 * 8 {
             let (_, month, dom) = civil_from_days(day);
             let weekday = (day + 4).rem_euclid(7) as u32; // 1970-01-01 was a Thursday
             if self.day_matches(dom, month, weekday) {
@@ -180,7 +180,6 @@ impl Schedule {
                     }
                 }
             }
-            day += 1;
             minute_of_day = 0;
         }
         None

@@ -109,7 +109,9 @@ SELECT r -> 'tables' AS tables FROM aegis.erase_subject('%%%') r;
 SELECT r -> 'tables' AS tables FROM aegis.erase_subject('.*.*') r;
 SELECT count(*) AS bob_rows_intact FROM era.user_access_logs WHERE user_id = 'bob';
 RESET ROLE;
--- A trigger of a table owner would run with pg_aegis's rights: refused.
+-- A trigger of a table owner runs with the owner's own rights (a
+-- security-restricted operation), never pg_aegis's: the escalation fails,
+-- and with it the erasure, which changes nothing.
 SET ROLE era_owner;
 CREATE TABLE public.era_t (id int PRIMARY KEY, who text);
 INSERT INTO era_t VALUES (1, 'dave');

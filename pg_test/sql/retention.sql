@@ -43,7 +43,7 @@ SELECT * FROM aegis.apply_retention(true);
 SELECT aegis.set_retention('ret_mon.servers', '1 day', 'created_at');
 SELECT aegis.place_legal_hold('ret_mon.user_access_logs', NULL, 'auditor tries');
 SELECT aegis.release_legal_hold(1);
-SELECT aegis.row_filter('ret_mon.error_logs', 'true');
+SELECT aegis.row_filter('ret_mon.error_logs', 'true', 'ret_auditor');
 RESET ROLE;
 SET ROLE ret_dev;
 SELECT * FROM aegis.apply_retention(true);
@@ -77,7 +77,7 @@ SELECT aegis.set_retention('ret_mon.error_logs', '1 day', 'ts', 'true FROM pg_au
 SELECT aegis.set_retention('ret_mon.error_logs', '1 day', 'ts', 'true ORDER BY 1');
 SELECT aegis.set_retention('ret_mon.error_logs', '1 day', 'ts', 'true UNION SELECT false');
 SELECT aegis.set_retention('ret_mon.error_logs', '1 day', 'ts', E'resolved --\n OR true');
-SELECT only_where, aegis.row_filter(relid, only_where) AS used_as
+SELECT only_where, aegis.row_filter(relid, only_where, 'ret_admin') AS used_as
 FROM aegis.retention_rules WHERE relid = 'ret_mon.error_logs'::regclass;
 -- Reading other data or running code: subqueries, functions outside
 -- pg_catalog, volatile functions, settings.
@@ -92,7 +92,7 @@ SELECT aegis.set_retention('ret_mon.error_logs', '1 day', 'ts', 'current_setting
 SELECT aegis.set_retention('ret_mon.error_logs', '1 day', 'ts', 'table_to_xml(''pg_authid'', true, false, '''')::text LIKE ''%SCRAM%''');
 SELECT aegis.set_retention('ret_mon.error_logs', '1 day', 'ts', 'pg_stat_get_backend_activity(1) LIKE ''%PASSWORD%''');
 -- Date and time functions are what filters need: fine.
-SELECT aegis.row_filter('ret_mon.error_logs', 'date_trunc(''month'', ts) < now() AND ts::date <> current_date');
+SELECT aegis.row_filter('ret_mon.error_logs', 'date_trunc(''month'', ts) < now() AND ts::date <> current_date', 'ret_admin');
 SELECT aegis.set_retention('ret_mon.error_logs', '1 day', 'ts', 'nextval(''aegis.legal_holds_id_seq'') > 0');
 RESET ROLE;
 CREATE FUNCTION public.ret_leak(text) RETURNS boolean LANGUAGE sql AS 'SELECT true';
@@ -104,7 +104,7 @@ SELECT aegis.set_retention('ret_mon.error_logs', '1 day', 'ts', 'ret_leak(error_
 -- what the admin wrote, the deletion uses PostgreSQL's rendering of it.
 SELECT aegis.set_retention('ret_mon.error_logs', '1 year', 'ts',
     'contains_user_data AND lower(error_severity) IN (''error'', ''warning'') AND ts < now()');
-SELECT aegis.row_filter('ret_mon.error_logs', 'contains_user_data AND lower(error_severity) IN (''error'', ''warning'') AND ts < now()');
+SELECT aegis.row_filter('ret_mon.error_logs', 'contains_user_data AND lower(error_severity) IN (''error'', ''warning'') AND ts < now()', 'ret_admin');
 SELECT aegis.set_retention('ret_mon.error_logs', '1 year', 'ts', 'contains_user_data');
 
 -- ------------------------------------------------------------ legal holds
@@ -185,11 +185,16 @@ DELETE FROM aegis.retention_rules WHERE relid = 'aegis.keys'::regclass;
 DELETE FROM aegis.protected_tables WHERE relid = 'aegis.keys'::regclass;
 UPDATE aegis.retention_rules SET only_where = NULL WHERE relid = 'ret_mon.incident_response_logs'::regclass;
 
--- A table owner's trigger (or DELETE rule) would run with pg_aegis's rights
--- during the deletion: refused while the owner is not a superuser.
+-- A table owner's trigger (or DELETE rule) runs during the deletion with
+-- the owner's own rights, in a security-restricted operation, never with
+-- pg_aegis's (attack_hardening.sql covers every other kind of owner code).
+-- The admin who sets the policy must be able to read the table: expired
+-- rows are selected with its rights.
 SET ROLE ret_owner;
 CREATE TABLE public.ret_t (id int PRIMARY KEY, at timestamptz NOT NULL);
 INSERT INTO ret_t SELECT g, now() - g * interval '1 day' FROM generate_series(1, 10) g;
+GRANT SELECT ON ret_t TO aegis_admin;
+CREATE POLICY ret_t_admin ON ret_t TO aegis_admin USING (true);
 CREATE FUNCTION public.ret_escalate() RETURNS trigger LANGUAGE plpgsql AS
 $$ BEGIN EXECUTE 'ALTER ROLE ret_owner SUPERUSER'; RETURN OLD; END $$;
 RESET ROLE;
@@ -208,7 +213,8 @@ RESET client_min_messages;
 RESET ROLE;
 SELECT rolsuper AS owner_became_superuser FROM pg_roles WHERE rolname = 'ret_owner';
 SELECT count(*) AS rows_kept FROM ret_t;
--- A SECURITY DEFINER trigger function runs with its owner's rights anyway.
+-- A SECURITY DEFINER trigger function runs with its owner's rights (here
+-- ret_owner's): the same.
 ALTER FUNCTION public.ret_escalate() SECURITY DEFINER;
 SET ROLE ret_admin;
 SET client_min_messages = warning;
@@ -278,6 +284,8 @@ CREATE TABLE public.ret_p_low PARTITION OF ret_p FOR VALUES FROM (1) TO (61);
 CREATE TABLE public.ret_p_high PARTITION OF ret_p FOR VALUES FROM (61) TO (121);
 INSERT INTO ret_p SELECT g, current_date - g * 7, CASE WHEN g % 2 = 0 THEN 'keep' END FROM generate_series(1, 120) g;
 SELECT aegis.protect('public.ret_p');
+GRANT SELECT ON ret_p TO aegis_admin;
+CREATE POLICY ret_p_admin ON ret_p TO aegis_admin USING (true);
 SET ROLE ret_admin;
 SELECT aegis.set_retention('public.ret_p', '30 days', 'day', 'kind IS NULL');
 SELECT * FROM aegis.apply_retention() WHERE table_name = 'public.ret_p';

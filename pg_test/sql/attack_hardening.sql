@@ -1,0 +1,233 @@
+-- Control: hardening (0.6.0). Attack tests, as real logins through SET
+-- SESSION AUTHORIZATION (never SET ROLE from a superuser), for the classes
+-- found in 0.5.0:
+--   A. superuser from aegis_admin through code in a retention or legal-hold
+--      filter (domains, casts, operators, functions of the caller's);
+--   B. superuser from a table owner through code the owner controls
+--      (constraints, domains, defaults, generated columns, index expressions,
+--      triggers, rules) when retention or erasure changes the table;
+--   C. filters as an oracle for values their author cannot read;
+--   D. unprotect() switching off row security the owner had enabled;
+--   E. reads that left no entry (row marks, DML that reads, CTAS, cursors).
+-- (Parallel queries after an audited read: parallel_reads.sql.)
+-- Each witness records who ran the owner's code and whether that role was a
+-- superuser at that moment; every escalation attempt checks rolsuper at the
+-- end.
+\set VERBOSITY terse
+\set SHOW_CONTEXT never
+\set ON_ERROR_ROLLBACK on
+\pset null '(null)'
+BEGIN;
+SET client_min_messages = warning;
+SELECT aegis.create_monitoring_schema('hard_mon');
+CREATE ROLE hard_admin LOGIN IN ROLE aegis_admin;
+CREATE ROLE hard_owner LOGIN;
+GRANT CREATE ON SCHEMA public TO hard_owner;
+SELECT aegis.create_key('pseudonym') IS NOT NULL AS pseudonym_key
+WHERE NOT EXISTS (SELECT 1 FROM aegis.keys WHERE name = 'pseudonym');
+DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO hard_admin', current_database()); END $$;
+INSERT INTO hard_mon.servers (server_id) VALUES ('s1');
+INSERT INTO hard_mon.user_access_logs (user_id, accessed_at, resource)
+SELECT 'u' || g, now() - g * interval '30 days', '/r' || g FROM generate_series(1, 10) g;
+INSERT INTO hard_mon.cost_data (server_id, period_start, period_end, service, amount)
+SELECT 's1', current_date - g * 40, current_date - g * 40, 'compute', 12000 + g * 100 FROM generate_series(1, 6) g;
+RESET client_min_messages;
+
+-- ====================================================================== A
+-- The reported attack: a domain in pg_temp whose CHECK makes the caller a
+-- superuser when it runs with a superuser's rights.
+SET SESSION AUTHORIZATION hard_admin;
+CREATE FUNCTION pg_temp.evil(text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'ALTER ROLE hard_admin SUPERUSER';
+    END IF;
+    RETURN true;
+END $$;
+CREATE DOMAIN pg_temp.d AS text CHECK (pg_temp.evil(VALUE));
+SELECT aegis.set_retention('hard_mon.user_access_logs', '90 days', 'accessed_at',
+                           $f$resource::pg_temp.d IS NOT NULL$f$);
+-- The same in a schema the caller owns, through a cast and an operator of
+-- its own, and a function of its own.
+CREATE SCHEMA hard_evil;
+CREATE DOMAIN hard_evil.d AS text CHECK (pg_temp.evil(VALUE));
+CREATE TYPE hard_evil.e AS ENUM ('x');
+CREATE FUNCTION hard_evil.to_e(text) RETURNS hard_evil.e LANGUAGE plpgsql AS
+$$ BEGIN PERFORM pg_temp.evil($1); RETURN 'x'; END $$;
+CREATE CAST (text AS hard_evil.e) WITH FUNCTION hard_evil.to_e(text);
+CREATE FUNCTION hard_evil.eq(text, text) RETURNS boolean LANGUAGE plpgsql AS
+$$ BEGIN RETURN pg_temp.evil($1); END $$;
+CREATE OPERATOR hard_evil.=== (LEFTARG = text, RIGHTARG = text, FUNCTION = hard_evil.eq);
+SELECT aegis.set_retention('hard_mon.user_access_logs', '90 days', 'accessed_at', $f$resource::hard_evil.d = 'x'$f$);
+SELECT aegis.set_retention('hard_mon.user_access_logs', '90 days', 'accessed_at', $f$resource::hard_evil.e = 'x'$f$);
+SELECT aegis.set_retention('hard_mon.user_access_logs', '90 days', 'accessed_at', $f$resource OPERATOR(hard_evil.===) 'x'$f$);
+SELECT aegis.set_retention('hard_mon.user_access_logs', '90 days', 'accessed_at', $f$hard_evil.eq(resource, 'x')$f$);
+SELECT aegis.set_retention('hard_mon.user_access_logs', '90 days', 'accessed_at', $f$ROW(resource, user_id) IS NOT NULL$f$);
+SELECT aegis.set_retention('hard_mon.user_access_logs', '90 days', 'accessed_at', $f$ctid IS NOT NULL$f$);
+-- Legal holds: the same validation.
+SELECT aegis.place_legal_hold('hard_mon.user_access_logs', $f$resource::pg_temp.d IS NOT NULL$f$, 'evil');
+SELECT aegis.place_legal_hold('hard_mon.user_access_logs', $f$resource OPERATOR(hard_evil.===) 'x'$f$, 'evil');
+-- Behind the API: the admin may write the catalog directly, but every run
+-- validates the stored filter again (for its author) before using it.
+INSERT INTO aegis.retention_rules (relid, keep, time_column, only_where)
+VALUES ('hard_mon.user_access_logs', '90 days', 'accessed_at', $f$resource::pg_temp.d IS NOT NULL$f$)
+ON CONFLICT (relid) DO UPDATE SET only_where = EXCLUDED.only_where;
+INSERT INTO aegis.legal_holds (relid, table_name, only_where, reason)
+VALUES ('hard_mon.user_access_logs'::regclass, 'hard_mon.user_access_logs', $f$resource OPERATOR(hard_evil.===) 'x'$f$, 'evil');
+SELECT table_name, rows_affected FROM aegis.apply_retention(dry_run => true) WHERE table_name = 'hard_mon.user_access_logs';
+SELECT table_name, rows_affected FROM aegis.apply_retention() WHERE table_name = 'hard_mon.user_access_logs';
+DELETE FROM aegis.retention_rules WHERE relid = 'hard_mon.user_access_logs'::regclass;
+-- A filter of built-in code still works, and deletes as before.
+SELECT aegis.set_retention('hard_mon.user_access_logs', '90 days', 'accessed_at', $f$resource LIKE '/r%' AND length(user_id) < 4$f$);
+UPDATE aegis.legal_holds SET released_at = now(), released_by = current_user WHERE only_where LIKE '%hard_evil%';
+SELECT table_name, rows_affected FROM aegis.apply_retention() WHERE table_name = 'hard_mon.user_access_logs';
+RESET SESSION AUTHORIZATION;
+SELECT rolsuper AS admin_became_superuser FROM pg_roles WHERE rolname = 'hard_admin';
+SELECT count(*) AS access_rows_left FROM hard_mon.user_access_logs;
+
+-- ====================================================================== C
+-- A filter is evaluated with no more rights than its author has: aegis_admin
+-- cannot read cost_data, so it can neither filter on nor count its rows.
+SET SESSION AUTHORIZATION hard_admin;
+SELECT aegis.set_retention('hard_mon.cost_data', '1 day', 'period_start', 'amount > 12000 AND amount < 12400');
+SELECT aegis.set_retention('hard_mon.cost_data', '1 day', 'period_start');
+SELECT aegis.place_legal_hold('hard_mon.cost_data', 'amount > 12000', 'probe');
+-- Written behind the API, the policy is selected as its author and skipped.
+INSERT INTO aegis.retention_rules (relid, keep, time_column, only_where)
+VALUES ('hard_mon.cost_data', '1 day', 'period_start', 'amount > 12000 AND amount < 12400');
+SELECT table_name, rows_affected FROM aegis.apply_retention(dry_run => true) WHERE table_name = 'hard_mon.cost_data';
+DELETE FROM aegis.retention_rules WHERE relid = 'hard_mon.cost_data'::regclass;
+RESET SESSION AUTHORIZATION;
+SELECT count(*) AS cost_rows_kept FROM hard_mon.cost_data;
+-- Row-level security of the author applies too: an owner's table where
+-- the admin sees only tenant a's rows.
+SET SESSION AUTHORIZATION hard_owner;
+CREATE TABLE public.hard_notes (id int PRIMARY KEY, tenant text, created timestamptz, note text);
+INSERT INTO hard_notes SELECT g, CASE WHEN g % 2 = 0 THEN 'a' ELSE 'b' END, now() - interval '400 days', 'n' FROM generate_series(1, 10) g;
+ALTER TABLE hard_notes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_a ON hard_notes TO aegis_admin USING (tenant = 'a');
+GRANT SELECT ON hard_notes TO aegis_admin;
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION hard_admin;
+SELECT aegis.protect('public.hard_notes');
+SELECT count(*) AS admin_sees FROM hard_notes;
+SELECT aegis.set_retention('public.hard_notes', '1 year', 'created');
+SELECT aegis.set_retention('public.hard_notes', '1 year', 'created', $f$tenant = 'b'$f$);
+SELECT table_name, rows_affected FROM aegis.apply_retention(dry_run => true) WHERE table_name = 'public.hard_notes';
+SELECT aegis.set_retention('public.hard_notes', '1 year', 'created');
+SELECT table_name, rows_affected FROM aegis.apply_retention() WHERE table_name = 'public.hard_notes';
+SELECT aegis.remove_retention('public.hard_notes');
+RESET SESSION AUTHORIZATION;
+SELECT tenant, count(*) FROM hard_notes GROUP BY tenant ORDER BY tenant;
+
+-- ====================================================================== B
+-- Every kind of code a table owner controls, each leaving a witness row:
+-- who ran it, and whether that role was a superuser then. Each also tries
+-- to make its owner a superuser.
+SET SESSION AUTHORIZATION hard_owner;
+CREATE TABLE public.hard_witness (kind text, run_as name, was_superuser boolean);
+GRANT INSERT ON hard_witness TO PUBLIC;
+CREATE FUNCTION public.hard_witness(kind text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.hard_witness
+    SELECT kind, current_user, rolsuper FROM pg_roles WHERE rolname = current_user;
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'ALTER ROLE hard_owner SUPERUSER';
+    END IF;
+    RETURN true;
+END $$;
+CREATE FUNCTION public.hard_witness_imm(kind text, v text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN PERFORM public.hard_witness(kind); RETURN v; END $$;
+CREATE FUNCTION public.hard_witness_trg() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.hard_witness('trigger ' || TG_OP); RETURN COALESCE(NEW, OLD); END $$;
+CREATE DOMAIN public.hard_body AS text CHECK (public.hard_witness('domain'));
+CREATE TABLE public.hard_tickets (
+    id int PRIMARY KEY,
+    created timestamptz NOT NULL,
+    user_id text,
+    body public.hard_body,
+    note text DEFAULT public.hard_witness_imm('default', 'd'),
+    body_len int GENERATED ALWAYS AS (length(public.hard_witness_imm('generated', body))) STORED,
+    CHECK (public.hard_witness('check'))
+);
+CREATE INDEX hard_tickets_expr ON hard_tickets (public.hard_witness_imm('index', body));
+CREATE INDEX hard_tickets_part ON hard_tickets (id) WHERE public.hard_witness_imm('partial', body) IS NOT NULL;
+CREATE TRIGGER hard_before BEFORE UPDATE OR DELETE ON hard_tickets FOR EACH ROW EXECUTE FUNCTION public.hard_witness_trg();
+CREATE TRIGGER hard_after AFTER UPDATE OR DELETE ON hard_tickets FOR EACH ROW EXECUTE FUNCTION public.hard_witness_trg();
+CREATE RULE hard_rule AS ON DELETE TO hard_tickets DO ALSO SELECT public.hard_witness('rule');
+INSERT INTO hard_tickets (id, created, user_id, body) VALUES
+    (1, now() - interval '3 years', 'u-7', 'old ticket of u-7'),
+    (2, now(), 'u-8', 'u-8 wrote: call u-7 back'),
+    (3, now(), 'u-7', 'new ticket of u-7');
+CREATE POLICY admin_all ON hard_tickets TO aegis_admin USING (true);
+GRANT SELECT ON hard_tickets TO aegis_admin;
+TRUNCATE hard_witness;
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION hard_admin;
+SELECT aegis.protect('public.hard_tickets', '{"columns": {"body": "free_text", "user_id": "subject_id"}}');
+SELECT aegis.set_retention('public.hard_tickets', '2 years', 'created');
+SELECT table_name, rows_affected FROM aegis.apply_retention() WHERE table_name = 'public.hard_tickets';
+SELECT (r -> 'tables' -> 'public.hard_tickets') AS tickets, r ->> 'complete' AS complete
+FROM aegis.erase_subject('u-7') r;
+RESET SESSION AUTHORIZATION;
+SELECT id, user_id, body FROM hard_tickets ORDER BY id;
+SELECT kind, run_as, was_superuser, count(*) > 0 AS ran FROM hard_witness
+GROUP BY kind, run_as, was_superuser ORDER BY kind;
+SELECT rolsuper AS owner_became_superuser FROM pg_roles WHERE rolname = 'hard_owner';
+-- The deletions and updates are in the trail, done as the owner on the
+-- admin's behalf.
+SELECT operation, db_user, session_user_name FROM aegis.audit_log
+WHERE table_name = 'public.hard_tickets' AND operation IN ('DELETE', 'UPDATE') ORDER BY id;
+
+-- ====================================================================== D
+-- unprotect() gives the table back as protect() found it.
+SET SESSION AUTHORIZATION hard_owner;
+CREATE TABLE public.hard_tenants (id int, tenant text);
+ALTER TABLE hard_tenants ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_tenant ON hard_tenants USING (tenant = current_user);
+GRANT SELECT, INSERT ON hard_tenants TO PUBLIC;
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION hard_admin;
+SELECT aegis.protect('public.hard_tenants');
+RESET SESSION AUTHORIZATION;
+SELECT relrowsecurity, relforcerowsecurity, has_table_privilege('public', 'hard_tenants', 'SELECT') AS public_select
+FROM pg_class WHERE oid = 'hard_tenants'::regclass;
+SET SESSION AUTHORIZATION hard_admin;
+SELECT aegis.unprotect('public.hard_tenants');
+RESET SESSION AUTHORIZATION;
+SELECT relrowsecurity, relforcerowsecurity,
+       has_table_privilege('public', 'hard_tenants', 'SELECT') AS public_select,
+       has_table_privilege('public', 'hard_tenants', 'INSERT') AS public_insert,
+       has_table_privilege('public', 'hard_tenants', 'UPDATE') AS public_update
+FROM pg_class WHERE oid = 'hard_tenants'::regclass;
+
+-- ====================================================================== E
+-- Every statement that reads an audited table's rows leaves an entry;
+-- foreign-key checks (identified by the RI security context, not by their
+-- row mark) do not.
+INSERT INTO hard_mon.error_logs (server_id, error_message) VALUES ('s1', 'e1'), ('s1', 'e2');
+CREATE TABLE hard_evil.refs (log_id bigint REFERENCES hard_mon.error_logs (id));
+GRANT INSERT ON hard_evil.refs TO hard_admin;
+CREATE TEMP TABLE hard_mark AS SELECT max(id) AS m FROM aegis.audit_log;
+GRANT SELECT ON hard_mark TO PUBLIC;
+SET SESSION AUTHORIZATION hard_admin;
+CREATE TEMP TABLE hard_k (id int);
+INSERT INTO hard_k VALUES (1);
+SELECT count(*) FROM (SELECT e.id FROM hard_mon.error_logs e, hard_k k FOR KEY SHARE OF k) s;
+CREATE TABLE hard_evil.mine (LIKE hard_mon.error_logs);
+INSERT INTO hard_evil.mine SELECT * FROM hard_mon.error_logs;
+CREATE TABLE hard_evil.copy AS SELECT * FROM hard_mon.error_logs;
+UPDATE hard_evil.mine m SET error_message = e.error_message FROM hard_mon.error_logs e WHERE m.id = e.id;
+DELETE FROM hard_evil.mine m USING hard_mon.error_logs e WHERE m.id = e.id;
+UPDATE hard_mon.error_logs SET resolved = true WHERE error_message = 'e1' RETURNING id > 0 AS returned;
+DECLARE c CURSOR FOR SELECT error_message FROM hard_mon.error_logs ORDER BY id;
+FETCH 1 FROM c;
+CLOSE c;
+-- A foreign-key check reads error_logs as its owner: not a read by anyone.
+INSERT INTO hard_evil.refs SELECT min(id) FROM hard_evil.copy;
+RESET SESSION AUTHORIZATION;
+SELECT detail ->> 'command' AS command, count(*) AS entries
+FROM aegis.audit_log WHERE operation = 'SELECT' AND table_name = 'hard_mon.error_logs'
+  AND id > (SELECT m FROM hard_mark)
+GROUP BY 1 ORDER BY 1;
+ROLLBACK;

@@ -1,0 +1,678 @@
+-- pg_aegis 0.5.0 -> 0.6.0: hardening. Every statement retention and
+-- erasure run on a user table runs as its owner in a security-restricted
+-- operation (aegis.run_restricted); filters are a whitelist of built-in code
+-- and are evaluated as their author; unprotect() restores what protect()
+-- found. A fresh 0.6.0 install and 0.5.0 updated with this script have the
+-- same catalog: pg_test/sql/upgrade.sql compares them object by object.
+\echo Use "ALTER EXTENSION pg_aegis UPDATE TO '0.6.0'" to load this file. \quit
+REVOKE ALL ON SCHEMA aegis FROM PUBLIC;
+
+-- What protect() found, so that unprotect() restores it (NULL for tables
+-- protected before 0.6.0: unprotect() switches row security off for them,
+-- as 0.5.0 did).
+ALTER TABLE aegis.rls_enforced ADD COLUMN prior_state jsonb;
+
+DROP FUNCTION aegis.switch_rls(regclass, boolean);
+DROP FUNCTION aegis.row_filter(regclass, text);
+-- Switch RLS and the audit triggers on (enable + force, revoke PUBLIC,
+-- attach) or off for a table and, if it is partitioned, its existing partitions (RLS on the parent does not cover a
+-- partition queried directly; partitions added later need protect() again).
+-- Refuses non-tables, catalogs and pg_aegis's own schema; builds identifiers
+-- only with %I from pg_class. Not granted to anyone: it runs only inside the
+-- two definer-rights functions below, with their (owner's) rights.
+CREATE FUNCTION aegis.switch_rls(tbl regclass, enable boolean, prior jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    nsp name;
+    rel name;
+    kind "char";
+    r record;
+    was jsonb;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    SELECT n.nspname, c.relname, c.relkind INTO nsp, rel, kind
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.oid = tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid USING ERRCODE = '42P01';
+    END IF;
+    IF kind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '"%.%" is not a table', nsp, rel USING ERRCODE = '42809',
+            HINT = 'protect() applies to ordinary and partitioned tables; protect the tables behind a view.';
+    END IF;
+    IF nsp IN ('pg_catalog', 'information_schema', 'aegis', 'pg_toast')
+       OR nsp LIKE 'pg\_temp\_%' OR nsp LIKE 'pg\_toast\_temp\_%' THEN
+        RAISE EXCEPTION 'cannot % "%.%": schema "%" is not for user data',
+            CASE WHEN enable THEN 'protect' ELSE 'unprotect' END, nsp, rel, nsp
+            USING ERRCODE = '42501';
+    END IF;
+    FOR r IN
+        SELECT n.nspname, c.relname, c.oid
+        FROM (SELECT tbl AS relid UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t) t
+        JOIN pg_catalog.pg_class c ON c.oid = t.relid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p')
+    LOOP
+        IF enable THEN
+            EXECUTE pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', r.nspname, r.relname);
+            EXECUTE pg_catalog.format('ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY', r.nspname, r.relname);
+            EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM PUBLIC', r.nspname, r.relname);
+            -- Statement triggers are not inherited by partitions: each gets one.
+            IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                           WHERE t.tgrelid = pg_catalog.format('%I.%I', r.nspname, r.relname)::regclass
+                             AND t.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure) THEN
+                EXECUTE pg_catalog.format('CREATE TRIGGER aegis_audit_truncate AFTER TRUNCATE ON %I.%I '
+                    'FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_truncate()', r.nspname, r.relname);
+            END IF;
+        ELSE
+            -- Back to what protect() found (prior_state), or off.
+            was := (SELECT e FROM pg_catalog.jsonb_array_elements(COALESCE(prior, '[]')) e
+                    WHERE (e ->> 'relid')::oid = r.oid);
+            IF NOT COALESCE((was ->> 'force')::boolean, false) THEN
+                EXECUTE pg_catalog.format('ALTER TABLE %I.%I NO FORCE ROW LEVEL SECURITY', r.nspname, r.relname);
+            END IF;
+            IF NOT COALESCE((was ->> 'rls')::boolean, false) THEN
+                EXECUTE pg_catalog.format('ALTER TABLE %I.%I DISABLE ROW LEVEL SECURITY', r.nspname, r.relname);
+            END IF;
+            IF pg_catalog.jsonb_array_length(COALESCE(was -> 'public', '[]')) > 0 THEN
+                EXECUTE pg_catalog.format('GRANT %s ON TABLE %I.%I TO PUBLIC',
+                    (SELECT pg_catalog.string_agg(p, ', ') FROM pg_catalog.jsonb_array_elements_text(was -> 'public') p
+                     WHERE p IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER')),
+                    r.nspname, r.relname);
+            END IF;
+            EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit_truncate ON %I.%I', r.nspname, r.relname);
+        END IF;
+    END LOOP;
+    -- Row triggers on a partitioned table are cloned to its partitions.
+    IF enable AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                              WHERE t.tgrelid = tbl AND t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure) THEN
+        EXECUTE pg_catalog.format('CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON %I.%I '
+            'FOR EACH ROW EXECUTE FUNCTION aegis.audit_row()', nsp, rel);
+    ELSIF NOT enable THEN
+        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit ON %I.%I', nsp, rel);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.switch_rls(regclass, boolean, jsonb) IS
+    'Internal: RLS and audit triggers on (enable, force, revoke PUBLIC, attach) or off for a table and its partitions (no grants)';
+
+-- Row security and PUBLIC's privileges of a table and its partitions, as
+-- protect() finds them (enforce_rls() records it; relax_rls() restores it).
+CREATE FUNCTION aegis.rls_state(tbl regclass)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'relid', c.oid, 'rls', c.relrowsecurity, 'force', c.relforcerowsecurity,
+               'public', (SELECT COALESCE(pg_catalog.jsonb_agg(DISTINCT a.privilege_type), '[]')
+                          FROM pg_catalog.aclexplode(c.relacl) a WHERE a.grantee = 0))
+               ORDER BY c.oid), '[]')
+    FROM (SELECT tbl AS relid UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t) t
+    JOIN pg_catalog.pg_class c ON c.oid = t.relid
+    WHERE c.relkind IN ('r', 'p')
+$$;
+COMMENT ON FUNCTION aegis.rls_state(regclass) IS
+    'Internal: row security and PUBLIC privileges of a table and its partitions';
+
+-- Parses the text as one expression, analyses it as a WHERE clause on the
+-- table, and accepts only a whitelist of node kinds over built-in types:
+-- columns the author may read, constants, built-in non-volatile functions
+-- and operators, AND/OR/NOT, IS [NOT] NULL, CASE, COALESCE, GREATEST/LEAST,
+-- arrays (no domains, subqueries, user-defined types, casts or operators).
+-- Returns PostgreSQL's rendering of the analysed expression; only that
+-- rendering is ever placed in SQL. Called by set_retention() and
+-- place_legal_hold() (author: the caller) and at every run (author: who set
+-- the policy or placed the hold).
+CREATE FUNCTION aegis.row_filter(tbl regclass, expr text, author regrole) RETURNS text
+LANGUAGE c STABLE STRICT
+SET search_path = ''
+AS 'MODULE_PATHNAME', 'row_filter_wrapper';
+COMMENT ON FUNCTION aegis.row_filter(regclass, text, regrole) IS
+    'Internal: validate a row filter on a table for its author and return its canonical text';
+
+-- Runs one statement as a role in a security-restricted operation (see
+-- src/security.rs); rows come back as text arrays, DML as its row count.
+-- Internal: granted to nobody (only apply_retention() and erase_subject(),
+-- which run as the extension owner, call it).
+CREATE FUNCTION aegis.run_restricted(role oid, noforce_rls boolean, query text, args text[])
+RETURNS SETOF text[]
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'run_restricted_wrapper';
+COMMENT ON FUNCTION aegis.run_restricted(oid, boolean, text, text[]) IS
+    'Internal: run one statement as a role inside a security-restricted operation';
+
+-- The only definer-rights steps: switching row-level security needs table
+-- ownership, and aegis_admin configures policies on tables it does not own.
+-- SECURITY DEFINER, kept minimal: enforce_rls() can only add protection and
+-- records what it enforced in aegis.rls_enforced; relax_rls() acts only on
+-- tables recorded there (which only enforce_rls() writes), so it cannot be
+-- used to switch off RLS that a table's owner enabled for other reasons.
+-- Both run with an empty search_path. EXECUTE: aegis_admin only.
+CREATE OR REPLACE FUNCTION aegis.enforce_rls(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    newly boolean;
+    prior jsonb;
+BEGIN
+    newly := NOT EXISTS (SELECT 1 FROM aegis.rls_enforced r WHERE r.relid = tbl);
+    IF newly THEN
+        prior := aegis.rls_state(tbl);
+    END IF;
+    PERFORM aegis.switch_rls(tbl, true);
+    INSERT INTO aegis.rls_enforced (relid, prior_state) VALUES (tbl, prior) ON CONFLICT (relid) DO NOTHING;
+    -- The rows already there are the trail's starting point.
+    IF newly THEN
+        PERFORM aegis.audit_baseline(tbl);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.enforce_rls(regclass) IS
+    'Internal step of protect(): enable and force RLS, revoke PUBLIC (definer rights; admin-only)';
+
+CREATE OR REPLACE FUNCTION aegis.relax_rls(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    prior jsonb;
+BEGIN
+    IF tbl IS NULL OR NOT EXISTS (SELECT 1 FROM aegis.rls_enforced r WHERE r.relid = tbl) THEN
+        RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000';
+    END IF;
+    -- Forget the table first: the DDL guard refuses switching off RLS or the
+    -- audit trigger of a table still recorded here.
+    DELETE FROM aegis.rls_enforced r WHERE r.relid = tbl RETURNING r.prior_state INTO prior;
+    PERFORM aegis.switch_rls(tbl, false, prior);
+END
+$$;
+COMMENT ON FUNCTION aegis.relax_rls(regclass) IS
+    'Internal step of unprotect(): RLS off on a protected table (definer rights; admin-only)';
+
+-- Gives the table back as protect() found it: row security enabled and
+-- forced only if it was, PUBLIC's privileges restored. When that leaves RLS
+-- off, every role granted on the table sees every row, so it warns.
+-- SECURITY INVOKER; the switch goes through relax_rls().
+CREATE OR REPLACE FUNCTION aegis.unprotect(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+BEGIN
+    PERFORM aegis.relax_rls(tbl);
+    DELETE FROM aegis.protected_tables p WHERE p.relid = tbl;
+    IF NOT (SELECT c.relrowsecurity FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN
+        RAISE WARNING 'row-level security is now off on %: every role granted on it sees all rows', tbl;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.unprotect(regclass) IS
+    'Remove pg_aegis protection from a table: RLS off, classification forgotten (admin-only)';
+
+-- May retention or erasure act on this table? It must be protected (its
+-- changes are audited) and the time column must be a timestamp or date.
+-- Code the table's owner controls (triggers, constraints, domains, defaults,
+-- generated columns, index expressions, rules, casts and operators of its
+-- types) is no reason to refuse any more: every statement on the table runs
+-- as its owner in a security-restricted operation (aegis.run_restricted),
+-- so that code runs with the owner's own rights.
+-- SECURITY DEFINER so that set_retention() (run with the admin's rights) can
+-- read aegis.rls_enforced; it only reads catalogs and raises or returns.
+CREATE OR REPLACE FUNCTION aegis.lifecycle_check_table(tbl regclass, time_column name DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    typ regtype;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM aegis.rls_enforced e WHERE e.relid = tbl) THEN
+        RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000',
+            HINT = 'Retention and erasure act only on protected tables, whose changes are audited: SELECT aegis.protect(''<table>'');';
+    END IF;
+    IF time_column IS NOT NULL THEN
+        SELECT a.atttypid::regtype INTO typ FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = tbl AND a.attname = time_column AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'column "%" of % does not exist', time_column, tbl USING ERRCODE = '42703';
+        END IF;
+        IF typ NOT IN ('timestamp with time zone'::regtype, 'timestamp without time zone'::regtype, 'date'::regtype) THEN
+            RAISE EXCEPTION 'time column "%" of % is of type %, not a timestamp or date', time_column, tbl, typ
+                USING ERRCODE = '42804';
+        END IF;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.lifecycle_check_table(regclass, name) IS
+    'Internal: may retention or erasure act on this table (protected, time column of a date/time type)?';
+
+-- The rows of a table under active legal holds, as one predicate over its
+-- columns (each hold's filter validated by row_filter() for the role that
+-- placed it; 'true' when a hold covers the whole table; NULL without holds),
+-- and the holds' ids. A hold whose author no longer exists keeps protecting:
+-- its filter is then validated without an author's limits (a hold can only
+-- keep rows, never delete them).
+CREATE OR REPLACE FUNCTION aegis.legal_hold_filter(tbl regclass, OUT predicate text, OUT hold_ids bigint[])
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    h record;
+    whole boolean := false;
+BEGIN
+    hold_ids := '{}';
+    FOR h IN
+        SELECT l.id, l.only_where, l.placed_by FROM aegis.legal_holds l
+        WHERE l.relid = tbl::oid AND l.released_at IS NULL ORDER BY l.id
+    LOOP
+        hold_ids := hold_ids || h.id;
+        IF h.only_where IS NULL THEN
+            whole := true;
+        ELSE
+            predicate := COALESCE(predicate || ' OR ', '') || '('
+                || aegis.row_filter(tbl, h.only_where,
+                                    COALESCE(pg_catalog.to_regrole(pg_catalog.quote_ident(h.placed_by)), 10::pg_catalog.oid::pg_catalog.regrole))
+                || ')';
+        END IF;
+    END LOOP;
+    IF whole THEN
+        predicate := 'true';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.legal_hold_filter(regclass) IS
+    'Internal: the active legal holds of a table as one validated predicate, and their ids';
+
+CREATE OR REPLACE FUNCTION aegis.set_retention(tbl regclass, keep interval, time_column name, only_where text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+BEGIN
+    IF tbl IS NULL OR keep IS NULL OR time_column IS NULL THEN
+        RAISE EXCEPTION 'table, keep and time_column must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF keep <= interval '0' THEN
+        RAISE EXCEPTION 'keep must be a positive interval, not %', keep USING ERRCODE = '22023';
+    END IF;
+    PERFORM aegis.lifecycle_check_table(tbl, time_column);
+    -- Expired rows are selected with the rights of whoever set the policy
+    -- (see apply_retention): they must be able to read what it looks at.
+    IF NOT pg_catalog.has_column_privilege(tbl, time_column, 'SELECT') THEN
+        RAISE EXCEPTION 'role % may not read column "%" of %', CURRENT_USER, time_column, tbl
+            USING ERRCODE = '42501',
+                  HINT = 'Retention selects expired rows with the rights of whoever sets it: a role that can read the table (or a superuser) must set it.';
+    END IF;
+    IF only_where IS NOT NULL THEN
+        PERFORM aegis.row_filter(tbl, only_where, pg_catalog.quote_ident(CURRENT_USER)::regrole);
+    END IF;
+    INSERT INTO aegis.retention_rules AS r (relid, keep, time_column, only_where, set_by)
+    VALUES (tbl, set_retention.keep, set_retention.time_column, set_retention.only_where, CURRENT_USER)
+    ON CONFLICT (relid) DO UPDATE SET keep = EXCLUDED.keep, time_column = EXCLUDED.time_column,
+        only_where = EXCLUDED.only_where, set_at = pg_catalog.now(), set_by = EXCLUDED.set_by;
+END
+$$;
+COMMENT ON FUNCTION aegis.set_retention(regclass, interval, name, text) IS
+    'Keep rows of a protected table for an interval after time_column (optionally only rows matching only_where) (admin-only)';
+
+CREATE OR REPLACE FUNCTION aegis.place_legal_hold(tbl regclass, only_where text, reason text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    id bigint;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF reason IS NULL OR pg_catalog.btrim(reason) = '' THEN
+        RAISE EXCEPTION 'a legal hold needs a reason' USING ERRCODE = '22023',
+            HINT = 'Name the matter, case or request it preserves evidence for.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = tbl AND c.relkind IN ('r', 'p')) THEN
+        RAISE EXCEPTION '% is not a table', tbl USING ERRCODE = '42809';
+    END IF;
+    IF only_where IS NOT NULL THEN
+        PERFORM aegis.row_filter(tbl, only_where, pg_catalog.quote_ident(CURRENT_USER)::regrole);
+    END IF;
+    INSERT INTO aegis.legal_holds AS h (relid, table_name, only_where, reason, placed_by)
+    VALUES (tbl, tbl::text, place_legal_hold.only_where, place_legal_hold.reason, CURRENT_USER)
+    RETURNING h.id INTO id;
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION aegis.place_legal_hold(regclass, text, text) IS
+    'Preserve rows of a table (those matching only_where, or all when NULL) from retention; returns the hold id (admin-only)';
+
+-- SECURITY DEFINER: deleting expired rows must see every row whatever the
+-- caller's row-level security, and the scheduler runs it with no user at all.
+-- Privilege rules (see src/security.rs and the README's security model):
+--   * expired rows are *selected* as the policy's author (set_by), in a
+--     security-restricted operation, with the author's privileges and
+--     row-level security: the time column and the filter (validated by
+--     row_filter() for that author at every run: built-in code only) can
+--     never tell anyone about rows or columns the author cannot read;
+--   * they are *deleted* as the owner of the table (or partition), in a
+--     security-restricted operation exempt from its FORCE ROW LEVEL
+--     SECURITY, with the conditions and legal holds checked again: every
+--     trigger, rule, constraint or other code of the owner's runs with the
+--     owner's rights, never pg_aegis's;
+--   * nothing else touches a user table. Tables come from aegis.rls_enforced
+--     (written only by enforce_rls), identifiers through %I/regclass, values
+--     as bound parameters. Empty search_path. EXECUTE: aegis_admin.
+--
+-- Deletion is batched: one scan collects the expired rows' ctids, and each
+-- batch deletes its ctids (a TID range scan over the batch's pages) with the
+-- conditions checked again, so a row changed or newly held meanwhile is
+-- kept. DELETE takes only ROW EXCLUSIVE locks, which never block concurrent
+-- inserts; batches bound the after-trigger queue. Holds cannot change during
+-- a run (SHARE lock on aegis.legal_holds: place_legal_hold waits for the run
+-- to commit).
+CREATE OR REPLACE FUNCTION aegis.apply_retention(dry_run boolean DEFAULT false)
+RETURNS TABLE(table_name text, rows_affected bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    r record;
+    batch_size integer := 10000;
+    cutoff timestamptz;
+    expired text;
+    held text;
+    hold_ids bigint[];
+    n_deleted bigint;
+    n_held bigint;
+    author regrole;
+    part regclass;
+    part_owner oid;
+    ids text;
+    lo text;
+    hi text;
+    counts text[];
+BEGIN
+    IF dry_run IS NULL THEN
+        RAISE EXCEPTION 'dry_run must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF NOT dry_run THEN
+        LOCK TABLE aegis.legal_holds IN SHARE MODE;
+    END IF;
+    FOR r IN
+        SELECT rr.* FROM aegis.retention_rules rr ORDER BY rr.relid::text
+    LOOP
+        table_name := r.relid::text;
+        BEGIN
+            PERFORM aegis.lifecycle_check_table(r.relid, r.time_column);
+            author := pg_catalog.to_regrole(pg_catalog.quote_ident(r.set_by));
+            IF author IS NULL THEN
+                RAISE EXCEPTION 'role "%", who set this retention policy, no longer exists', r.set_by
+                    USING ERRCODE = '42704', HINT = 'Set the policy again with aegis.set_retention().';
+            END IF;
+            cutoff := pg_catalog.now() - r.keep;
+            expired := pg_catalog.format('%I < $1::pg_catalog.timestamptz', r.time_column);
+            IF r.only_where IS NOT NULL THEN
+                expired := expired || ' AND (' || aegis.row_filter(r.relid, r.only_where, author) || ')';
+            END IF;
+            SELECT f.predicate, f.hold_ids INTO held, hold_ids FROM aegis.legal_hold_filter(r.relid) f;
+            n_held := 0;
+            n_deleted := 0;
+            -- Expired rows, as the author: batches of ctids per partition.
+            FOR part, ids, lo, hi IN
+                SELECT x[1]::regclass, x[2], x[3], x[4]
+                FROM aegis.run_restricted(author, false, pg_catalog.format(
+                    'SELECT b.tableoid::pg_catalog.regclass::pg_catalog.text, '
+                    '       pg_catalog.array_agg(b.ctid ORDER BY b.ctid)::pg_catalog.text, '
+                    '       pg_catalog.min(b.ctid)::pg_catalog.text, pg_catalog.max(b.ctid)::pg_catalog.text '
+                    'FROM (SELECT tableoid, ctid, (pg_catalog.row_number() OVER (PARTITION BY tableoid ORDER BY ctid) - 1) / %s AS batch '
+                    '      FROM %s WHERE %s) b '
+                    'GROUP BY b.tableoid, b.batch ORDER BY b.tableoid, b.batch', batch_size, r.relid, expired),
+                    ARRAY[cutoff::text]) x
+            LOOP
+                SELECT c.relowner INTO part_owner FROM pg_catalog.pg_class c WHERE c.oid = part;
+                -- As the owner of the partition: which of them are held,
+                -- and (unless a dry run) delete the others. The ctid range
+                -- makes each batch a TID range scan of its own pages (a
+                -- bare "ctid = ANY" of 10,000 ctids is planned as a scan of
+                -- the whole table).
+                counts := (SELECT x FROM aegis.run_restricted(part_owner, true, pg_catalog.format(
+                    'SELECT pg_catalog.count(*) FILTER (WHERE COALESCE(%2$s, false))::pg_catalog.text, '
+                    '       pg_catalog.count(*) FILTER (WHERE NOT COALESCE(%2$s, false))::pg_catalog.text '
+                    'FROM ONLY %1$s WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
+                    '  AND ctid = ANY ($2::pg_catalog.tid[]) AND %3$s', part, COALESCE(held, 'false'), expired),
+                    ARRAY[cutoff::text, ids, lo, hi]) x);
+                n_held := n_held + counts[1]::bigint;
+                IF dry_run THEN
+                    n_deleted := n_deleted + counts[2]::bigint;
+                ELSE
+                    n_deleted := n_deleted + (SELECT x[1]::bigint FROM aegis.run_restricted(part_owner, true, pg_catalog.format(
+                        'DELETE FROM ONLY %s WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
+                        '  AND ctid = ANY ($2::pg_catalog.tid[]) AND %s AND NOT COALESCE(%s, false)',
+                        part, expired, COALESCE(held, 'false')),
+                        ARRAY[cutoff::text, ids, lo, hi]) x);
+                END IF;
+            END LOOP;
+            IF NOT dry_run THEN
+                UPDATE aegis.retention_rules rr
+                SET last_applied_at = pg_catalog.now(), last_deleted = n_deleted, last_held = n_held
+                WHERE rr.relid = r.relid;
+                PERFORM aegis.audit_event('RETENTION', r.relid::text, pg_catalog.jsonb_build_object(
+                    'keep', r.keep::text, 'time_column', r.time_column, 'cutoff', cutoff,
+                    'only_where', r.only_where, 'rows_deleted', n_deleted, 'rows_held', n_held,
+                    'legal_holds', pg_catalog.to_jsonb(hold_ids), 'requested_by', SESSION_USER,
+                    'selected_as', r.set_by));
+            END IF;
+            rows_affected := n_deleted;
+        EXCEPTION WHEN OTHERS THEN
+            -- One broken policy (a dropped column, an author who lost the
+            -- right to read the table) must not stop the others: it is
+            -- reported and skipped.
+            RAISE WARNING 'retention of % skipped: %', r.relid, SQLERRM;
+            rows_affected := NULL;
+        END;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION aegis.apply_retention(boolean) IS
+    'Delete expired rows of every table with a retention policy, except rows under legal hold; dry_run only counts (admin-only)';
+
+-- SECURITY DEFINER: erasure must reach every row of the subject whatever the
+-- caller's row-level security, and rewrite audit entries nobody may touch.
+-- Every statement on a user table (counting, UPDATE, DELETE) runs as the
+-- table's owner in a security-restricted operation exempt from its FORCE
+-- ROW LEVEL SECURITY (aegis.run_restricted): triggers, constraints, domains,
+-- defaults, generated columns, index expressions, rules, casts and
+-- operators of the table run with the owner's rights, never pg_aegis's.
+-- What it runs is fixed: tables in aegis.rls_enforced, identifiers through
+-- %I/regclass, the subject only as a bound parameter ($1), holds through
+-- row_filter(). Empty search_path. EXECUTE: aegis_admin.
+--
+-- Where the subject is: every protected table's subject_id columns (equal
+-- to the identifier) and free_text columns (mentioning it). Rows of the
+-- subject are deleted, or anonymized when the table's policy says
+-- "erasure": "anonymize" (subject_id and pii columns set to NULL, or to
+-- '[ERASED]' when NOT NULL, mentions erased); rows that only mention the
+-- subject have the mentions erased. Rows under an active legal hold are not
+-- touched but counted; while any are held, the subject's key and audit
+-- entries are kept too (they are evidence), and the receipt says the
+-- erasure is not complete. Otherwise the subject's key is destroyed
+-- (crypto-shredding) and their data in audit entries is replaced by
+-- tombstones. The receipt is recorded as an ERASURE entry.
+CREATE OR REPLACE FUNCTION aegis.erase_subject(subject text, dry_run boolean DEFAULT false)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    t record;
+    subj_cols name[];
+    text_cols name[];
+    pii_cols name[];
+    mode text;
+    is_subject text;
+    mentioned text;
+    held text;
+    sets text;
+    n_rows bigint;
+    n_rows_held bigint;
+    n_mentions bigint;
+    n_mentions_held bigint;
+    tables jsonb := '{}';
+    any_held boolean := false;
+    keys jsonb;
+    tombstoned bigint;
+    subject_pseudonym text;
+    receipt jsonb;
+    owner oid;
+    counts text[];
+BEGIN
+    IF subject IS NULL OR dry_run IS NULL THEN
+        RAISE EXCEPTION 'subject and dry_run must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF pg_catalog.length(pg_catalog.btrim(subject)) < 3 THEN
+        RAISE EXCEPTION 'a subject identifier needs at least 3 characters' USING ERRCODE = '22023',
+            HINT = 'Shorter identifiers would match inside unrelated text; pass the full user id, name or email.';
+    END IF;
+    IF NOT dry_run THEN
+        LOCK TABLE aegis.legal_holds IN SHARE MODE;
+    END IF;
+    FOR t IN
+        SELECT p.relid, p.policy FROM aegis.protected_tables p
+        JOIN aegis.rls_enforced e ON e.relid = p.relid
+        ORDER BY p.relid::text
+    LOOP
+        SELECT pg_catalog.array_agg(c.column_name ORDER BY c.column_name) FILTER (WHERE c.class = 'subject_id'),
+               pg_catalog.array_agg(c.column_name ORDER BY c.column_name)
+                   FILTER (WHERE c.class = 'free_text'
+                             AND COALESCE(NULLIF(ty.typbasetype, 0), a.atttypid)
+                                 IN ('text'::regtype, 'character varying'::regtype)),
+               pg_catalog.array_agg(c.column_name ORDER BY c.column_name) FILTER (WHERE c.class = 'pii')
+        INTO subj_cols, text_cols, pii_cols
+        FROM aegis.column_classes c
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = c.relid AND a.attname = c.column_name
+             AND a.attnum > 0 AND NOT a.attisdropped
+        JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+        WHERE c.relid = t.relid;
+        CONTINUE WHEN subj_cols IS NULL AND text_cols IS NULL;
+        PERFORM aegis.lifecycle_check_table(t.relid);
+        mode := COALESCE(t.policy ->> 'erasure', 'delete');
+        is_subject := COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format('%I::text = $1', x), ' OR ')
+                                FROM pg_catalog.unnest(subj_cols) x), 'false');
+        mentioned := COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format('aegis.mentions(%I, $1)', x), ' OR ')
+                               FROM pg_catalog.unnest(text_cols) x), 'false');
+        held := COALESCE((SELECT f.predicate FROM aegis.legal_hold_filter(t.relid) f), 'false');
+        SELECT c.relowner INTO owner FROM pg_catalog.pg_class c WHERE c.oid = t.relid;
+        counts := (SELECT x FROM aegis.run_restricted(owner, true, pg_catalog.format(
+            'SELECT pg_catalog.count(*) FILTER (WHERE %1$s)::pg_catalog.text, '
+            '       pg_catalog.count(*) FILTER (WHERE (%1$s) AND COALESCE(%3$s, false))::pg_catalog.text, '
+            '       pg_catalog.count(*) FILTER (WHERE NOT COALESCE(%1$s, false) AND (%2$s))::pg_catalog.text, '
+            '       pg_catalog.count(*) FILTER (WHERE NOT COALESCE(%1$s, false) AND (%2$s) AND COALESCE(%3$s, false))::pg_catalog.text '
+            'FROM %4$s WHERE (%1$s) OR (%2$s)', is_subject, mentioned, held, t.relid),
+            ARRAY[subject]) x);
+        n_rows := counts[1]::bigint;
+        n_rows_held := counts[2]::bigint;
+        n_mentions := counts[3]::bigint;
+        n_mentions_held := counts[4]::bigint;
+        IF n_rows_held > 0 OR n_mentions_held > 0 THEN
+            any_held := true;
+        END IF;
+        IF NOT dry_run AND n_rows > n_rows_held THEN
+            IF mode = 'anonymize' THEN
+                SELECT pg_catalog.concat_ws(', ',
+                    (SELECT pg_catalog.string_agg(pg_catalog.format(
+                        CASE WHEN a.attnotnull THEN '%1$I = CASE WHEN %1$I::text = $1 THEN ''[ERASED]'' ELSE %1$I END'
+                             ELSE '%1$I = CASE WHEN %1$I::text = $1 THEN NULL ELSE %1$I END' END, x), ', ')
+                     FROM pg_catalog.unnest(subj_cols) x
+                     JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = x),
+                    (SELECT pg_catalog.string_agg(pg_catalog.format('%I = NULL', x), ', ')
+                     FROM pg_catalog.unnest(pii_cols) x
+                     JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = x
+                     WHERE NOT a.attnotnull),
+                    (SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = aegis.erase_mentions(%1$I, $1)', x), ', ')
+                     FROM pg_catalog.unnest(text_cols) x))
+                INTO sets;
+                PERFORM aegis.run_restricted(owner, true, pg_catalog.format(
+                    'UPDATE %s SET %s WHERE (%s) AND NOT COALESCE(%s, false)', t.relid, sets, is_subject, held),
+                    ARRAY[subject]);
+            ELSE
+                PERFORM aegis.run_restricted(owner, true, pg_catalog.format(
+                    'DELETE FROM %s WHERE (%s) AND NOT COALESCE(%s, false)', t.relid, is_subject, held),
+                    ARRAY[subject]);
+            END IF;
+        END IF;
+        IF NOT dry_run AND n_mentions > n_mentions_held THEN
+            SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = aegis.erase_mentions(%1$I, $1)', x), ', ')
+            INTO sets FROM pg_catalog.unnest(text_cols) x;
+            PERFORM aegis.run_restricted(owner, true, pg_catalog.format(
+                'UPDATE %s SET %s WHERE NOT COALESCE(%s, false) AND (%s) AND NOT COALESCE(%s, false)',
+                t.relid, sets, is_subject, mentioned, held),
+                ARRAY[subject]);
+        END IF;
+        IF n_rows > 0 OR n_mentions > 0 THEN
+            tables := tables || pg_catalog.jsonb_build_object(t.relid::text, pg_catalog.jsonb_build_object(
+                'action', CASE WHEN mode = 'anonymize' THEN 'anonymized' ELSE 'deleted' END,
+                'rows', n_rows - n_rows_held, 'rows_held', n_rows_held,
+                'mentions_erased', n_mentions - n_mentions_held, 'mentions_held', n_mentions_held));
+        END IF;
+    END LOOP;
+
+    -- The key and the trail: kept while anything of the subject is held.
+    IF any_held THEN
+        keys := pg_catalog.jsonb_build_object('done', false,
+            'reason', 'rows under legal hold: the key and the audit entries are kept until the holds are released; run erase_subject() again then');
+        tombstoned := 0;
+    ELSIF dry_run THEN
+        keys := pg_catalog.jsonb_build_object('done', false, 'reason', 'dry run');
+        tombstoned := aegis.audit_tombstone(subject, true);
+    ELSE
+        -- Without a usable master key the key cannot be found, let alone
+        -- destroyed: the receipt says so and the erasure is not complete.
+        BEGIN
+            keys := aegis.forget_subject(subject) || '{"done": true}';
+        EXCEPTION WHEN object_not_in_prerequisite_state THEN
+            keys := pg_catalog.jsonb_build_object('done', false, 'reason', SQLERRM);
+        END;
+        tombstoned := aegis.audit_tombstone(subject, false);
+    END IF;
+    BEGIN
+        subject_pseudonym := aegis.pseudonymize(subject, 'pseudonym');
+    EXCEPTION WHEN OTHERS THEN
+        subject_pseudonym := NULL;
+    END;
+    receipt := pg_catalog.jsonb_build_object(
+        'subject_pseudonym', subject_pseudonym,
+        'dry_run', dry_run,
+        'complete', NOT any_held AND NOT dry_run AND (keys ->> 'done')::boolean,
+        'tables', tables,
+        'audit_entries_tombstoned', tombstoned,
+        'keys', keys,
+        'requested_by', SESSION_USER,
+        'at', pg_catalog.now(),
+        'chain_position', (SELECT pg_catalog.max(c.position) FROM aegis.audit_chain c));
+    IF NOT dry_run THEN
+        PERFORM aegis.audit_event('ERASURE', NULL, receipt);
+        receipt := receipt || pg_catalog.jsonb_build_object('audit_entry_id', pg_catalog.currval('aegis.audit_log_id_seq'));
+    END IF;
+    RETURN receipt;
+END
+$$;
+COMMENT ON FUNCTION aegis.erase_subject(text, boolean) IS
+    'GDPR erasure of a person across protected tables, their key and the audit trail, except what legal holds keep; returns the receipt (admin-only)';
+
+-- Grants (99_finalize.sql): new functions are granted to nobody but what
+-- follows.
+REVOKE EXECUTE ON FUNCTION aegis.switch_rls(regclass, boolean, jsonb), aegis.rls_state(regclass),
+    aegis.row_filter(regclass, text, regrole), aegis.run_restricted(oid, boolean, text, text[])
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.row_filter(regclass, text, regrole) TO aegis_admin;
+
+GRANT USAGE ON SCHEMA aegis TO PUBLIC;
