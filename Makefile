@@ -1,5 +1,5 @@
 # pg_aegis — the entry point. Every target calls a script in scripts/.
-.PHONY: help setup build install demo demo-stop demo-reset test test-core bench fuzz lint clean
+.PHONY: help setup build install demo demo-stop demo-reset test test-core bench fuzz fuzz-sql lint clean
 
 help:
 	@echo "make demo       set up, build, install, start a local cluster with pg_aegis and run the walkthrough"
@@ -9,6 +9,7 @@ help:
 	@echo "make test-core  only the pure-Rust aegis-core tests (no PostgreSQL needed)"
 	@echo "make bench      side-by-side benchmarks against the baselines (pgcrypto, table owner)"
 	@echo "make fuzz       fuzz the envelope parser and the PII scanner for FUZZ_SECONDS each (default 60)"
+	@echo "make fuzz-sql   sqlsmith random SQL (FUZZ_SQL_QUERIES, default 20000) as superuser and aegis logins; fails on a backend crash"
 	@echo "make setup      install the toolchain (apt packages, cargo-pgrx 0.18.1, pgrx init); idempotent"
 	@echo "make install    build in release mode and install into the system PostgreSQL 15"
 	@echo "make lint       cargo fmt --check and clippy"
@@ -43,6 +44,9 @@ bench:
 
 fuzz:
 	bash scripts/fuzz.sh
+
+fuzz-sql:
+	bash scripts/fuzz-sql.sh
 
 lint:
 	cargo fmt --all -- --check

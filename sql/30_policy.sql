@@ -336,9 +336,13 @@ COMMENT ON FUNCTION aegis.relax_rls(regclass) IS
 -- SECURITY INVOKER, so protected_by records the real caller; the table
 -- switch goes through enforce_rls(), the catalog rows through aegis_admin's
 -- own privileges on aegis.protected_tables and aegis.column_classes.
-CREATE FUNCTION aegis.protect(tbl regclass, policy jsonb DEFAULT '{}'::jsonb)
+-- What protect()'s policy must be (protect() and the catalog guard on
+-- aegis.protected_tables): an object with known keys, audit_reads a
+-- boolean, erasure delete or anonymize, columns that exist mapped to known
+-- classes.
+CREATE FUNCTION aegis.check_policy(tbl regclass, policy jsonb)
 RETURNS void
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql STABLE
 SET search_path = ''
 AS $$
 DECLARE
@@ -382,6 +386,19 @@ BEGIN
                 HINT = 'Valid classes: ' || pg_catalog.array_to_string(valid_classes, ', ') || '.';
         END IF;
     END LOOP;
+END
+$$;
+COMMENT ON FUNCTION aegis.check_policy(regclass, jsonb) IS
+    'Internal: is this a valid protect() policy for the table?';
+
+CREATE FUNCTION aegis.protect(tbl regclass, policy jsonb DEFAULT '{}'::jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+BEGIN
+    policy := COALESCE(policy, '{}'::jsonb);
+    PERFORM aegis.check_policy(tbl, policy);
 
     PERFORM aegis.enforce_rls(tbl);
 

@@ -176,9 +176,11 @@ COMMENT ON FUNCTION aegis.legal_hold_filter(regclass) IS
 -- trigger records the real caller.
 -- ===========================================================================
 
-CREATE FUNCTION aegis.set_retention(tbl regclass, keep interval, time_column name, only_where text DEFAULT NULL)
+-- What a retention policy must satisfy, for the current user as its author
+-- (set_retention() and the catalog guard on aegis.retention_rules).
+CREATE FUNCTION aegis.check_retention_rule(tbl regclass, keep interval, time_column name, only_where text)
 RETURNS void
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql STABLE
 SET search_path = ''
 AS $$
 BEGIN
@@ -199,6 +201,18 @@ BEGIN
     IF only_where IS NOT NULL THEN
         PERFORM aegis.row_filter(tbl, only_where, pg_catalog.quote_ident(CURRENT_USER)::regrole);
     END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.check_retention_rule(regclass, interval, name, text) IS
+    'Internal: may the current user set this retention policy (protected table, date/time column it can read, valid filter)?';
+
+CREATE FUNCTION aegis.set_retention(tbl regclass, keep interval, time_column name, only_where text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+BEGIN
+    PERFORM aegis.check_retention_rule(tbl, keep, time_column, only_where);
     INSERT INTO aegis.retention_rules AS r (relid, keep, time_column, only_where, set_by)
     VALUES (tbl, set_retention.keep, set_retention.time_column, set_retention.only_where, CURRENT_USER)
     ON CONFLICT (relid) DO UPDATE SET keep = EXCLUDED.keep, time_column = EXCLUDED.time_column,
@@ -219,13 +233,13 @@ $$;
 COMMENT ON FUNCTION aegis.remove_retention(regclass) IS
     'Stop expiring rows of a table; true if it had a retention policy (admin-only)';
 
-CREATE FUNCTION aegis.place_legal_hold(tbl regclass, only_where text, reason text)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE
+-- What a legal hold must satisfy, for the current user as its author
+-- (place_legal_hold() and the catalog guard on aegis.legal_holds).
+CREATE FUNCTION aegis.check_legal_hold(tbl regclass, only_where text, reason text)
+RETURNS void
+LANGUAGE plpgsql STABLE
 SET search_path = ''
 AS $$
-DECLARE
-    id bigint;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
@@ -240,6 +254,20 @@ BEGIN
     IF only_where IS NOT NULL THEN
         PERFORM aegis.row_filter(tbl, only_where, pg_catalog.quote_ident(CURRENT_USER)::regrole);
     END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.check_legal_hold(regclass, text, text) IS
+    'Internal: may the current user place this legal hold (a table, a reason, a valid filter)?';
+
+CREATE FUNCTION aegis.place_legal_hold(tbl regclass, only_where text, reason text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    id bigint;
+BEGIN
+    PERFORM aegis.check_legal_hold(tbl, only_where, reason);
     INSERT INTO aegis.legal_holds AS h (relid, table_name, only_where, reason, placed_by)
     VALUES (tbl, tbl::text, place_legal_hold.only_where, place_legal_hold.reason, CURRENT_USER)
     RETURNING h.id INTO id;

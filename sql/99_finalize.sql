@@ -60,6 +60,12 @@ GRANT EXECUTE ON FUNCTION
     aegis.assign_oncall(regrole, text, timestamptz), aegis.unassign_oncall(regrole, text)
 TO aegis_admin;
 GRANT SELECT ON aegis.protected_tables, aegis.column_classes TO aegis_admin, aegis_auditor;
+-- The checks protect(), set_retention() and place_legal_hold() run, which
+-- the catalog guard runs again on direct changes (95_catalog_guard.sql).
+GRANT EXECUTE ON FUNCTION
+    aegis.check_policy(regclass, jsonb), aegis.is_enforced(regclass),
+    aegis.check_retention_rule(regclass, interval, name, text), aegis.check_legal_hold(regclass, text, text)
+TO aegis_admin;
 -- protect()/unprotect() run with the admin's own rights on the catalog, so
 -- the catalog records who really called them.
 GRANT INSERT, UPDATE, DELETE ON aegis.protected_tables, aegis.column_classes TO aegis_admin;

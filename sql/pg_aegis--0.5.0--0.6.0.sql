@@ -120,6 +120,120 @@ $$;
 COMMENT ON FUNCTION aegis.rls_state(regclass) IS
     'Internal: row security and PUBLIC privileges of a table and its partitions';
 
+-- SECURITY INVOKER, so protected_by records the real caller; the table
+-- switch goes through enforce_rls(), the catalog rows through aegis_admin's
+-- own privileges on aegis.protected_tables and aegis.column_classes.
+-- What protect()'s policy must be (protect() and the catalog guard on
+-- aegis.protected_tables): an object with known keys, audit_reads a
+-- boolean, erasure delete or anonymize, columns that exist mapped to known
+-- classes.
+CREATE FUNCTION aegis.check_policy(tbl regclass, policy jsonb)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    k text;
+    col text;
+    cls text;
+    valid_classes text[] := ARRAY['public', 'pii', 'secret', 'free_text', 'subject_id', 'metric', 'cost'];
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    policy := COALESCE(policy, '{}'::jsonb);
+    IF pg_catalog.jsonb_typeof(policy) <> 'object' THEN
+        RAISE EXCEPTION 'policy must be a JSON object, not %', pg_catalog.jsonb_typeof(policy)
+            USING ERRCODE = '22023', HINT = 'Example: {"columns": {"user_ip": "pii", "error_message": "free_text"}}';
+    END IF;
+    FOR k IN SELECT pg_catalog.jsonb_object_keys(policy) LOOP
+        IF k NOT IN ('columns', 'audit_reads', 'erasure') THEN
+            RAISE EXCEPTION 'unknown policy key "%"', k USING ERRCODE = '22023',
+                HINT = 'Valid keys: columns, audit_reads, erasure.';
+        END IF;
+    END LOOP;
+    IF policy ? 'audit_reads' AND pg_catalog.jsonb_typeof(policy -> 'audit_reads') <> 'boolean' THEN
+        RAISE EXCEPTION 'policy.audit_reads must be true or false' USING ERRCODE = '22023';
+    END IF;
+    IF policy ? 'erasure' AND COALESCE(policy ->> 'erasure', '') NOT IN ('delete', 'anonymize') THEN
+        RAISE EXCEPTION 'policy.erasure must be "delete" or "anonymize"' USING ERRCODE = '22023',
+            HINT = 'What erase_subject() does with a person''s rows: delete them (the default) or keep them without the person.';
+    END IF;
+    IF policy ? 'columns' AND pg_catalog.jsonb_typeof(policy -> 'columns') <> 'object' THEN
+        RAISE EXCEPTION 'policy.columns must be an object mapping column names to classes'
+            USING ERRCODE = '22023';
+    END IF;
+    FOR col, cls IN SELECT e.key, e.value #>> '{}' FROM pg_catalog.jsonb_each(COALESCE(policy -> 'columns', '{}')) e LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                       WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped) THEN
+            RAISE EXCEPTION 'column "%" of % does not exist', col, tbl USING ERRCODE = '42703';
+        END IF;
+        IF cls IS NULL OR NOT cls = ANY (valid_classes) THEN
+            RAISE EXCEPTION 'unknown column class "%" for column "%"', cls, col USING ERRCODE = '22023',
+                HINT = 'Valid classes: ' || pg_catalog.array_to_string(valid_classes, ', ') || '.';
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION aegis.check_policy(regclass, jsonb) IS
+    'Internal: is this a valid protect() policy for the table?';
+
+-- What a retention policy must satisfy, for the current user as its author
+-- (set_retention() and the catalog guard on aegis.retention_rules).
+CREATE FUNCTION aegis.check_retention_rule(tbl regclass, keep interval, time_column name, only_where text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+BEGIN
+    IF tbl IS NULL OR keep IS NULL OR time_column IS NULL THEN
+        RAISE EXCEPTION 'table, keep and time_column must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF keep <= interval '0' THEN
+        RAISE EXCEPTION 'keep must be a positive interval, not %', keep USING ERRCODE = '22023';
+    END IF;
+    PERFORM aegis.lifecycle_check_table(tbl, time_column);
+    -- Expired rows are selected with the rights of whoever set the policy
+    -- (see apply_retention): they must be able to read what it looks at.
+    IF NOT pg_catalog.has_column_privilege(tbl, time_column, 'SELECT') THEN
+        RAISE EXCEPTION 'role % may not read column "%" of %', CURRENT_USER, time_column, tbl
+            USING ERRCODE = '42501',
+                  HINT = 'Retention selects expired rows with the rights of whoever sets it: a role that can read the table (or a superuser) must set it.';
+    END IF;
+    IF only_where IS NOT NULL THEN
+        PERFORM aegis.row_filter(tbl, only_where, pg_catalog.quote_ident(CURRENT_USER)::regrole);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.check_retention_rule(regclass, interval, name, text) IS
+    'Internal: may the current user set this retention policy (protected table, date/time column it can read, valid filter)?';
+
+-- What a legal hold must satisfy, for the current user as its author
+-- (place_legal_hold() and the catalog guard on aegis.legal_holds).
+CREATE FUNCTION aegis.check_legal_hold(tbl regclass, only_where text, reason text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF reason IS NULL OR pg_catalog.btrim(reason) = '' THEN
+        RAISE EXCEPTION 'a legal hold needs a reason' USING ERRCODE = '22023',
+            HINT = 'Name the matter, case or request it preserves evidence for.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = tbl AND c.relkind IN ('r', 'p')) THEN
+        RAISE EXCEPTION '% is not a table', tbl USING ERRCODE = '42809';
+    END IF;
+    IF only_where IS NOT NULL THEN
+        PERFORM aegis.row_filter(tbl, only_where, pg_catalog.quote_ident(CURRENT_USER)::regrole);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.check_legal_hold(regclass, text, text) IS
+    'Internal: may the current user place this legal hold (a table, a reason, a valid filter)?';
+
 -- Parses the text as one expression, analyses it as a WHERE clause on the
 -- table, and accepts only a whitelist of node kinds over built-in types:
 -- columns the author may read, constants, built-in non-volatile functions
@@ -146,6 +260,33 @@ LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'run_restricted_wrapper';
 COMMENT ON FUNCTION aegis.run_restricted(oid, boolean, text, text[]) IS
     'Internal: run one statement as a role inside a security-restricted operation';
+
+CREATE OR REPLACE FUNCTION aegis.protect(tbl regclass, policy jsonb DEFAULT '{}'::jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+BEGIN
+    policy := COALESCE(policy, '{}'::jsonb);
+    PERFORM aegis.check_policy(tbl, policy);
+
+    PERFORM aegis.enforce_rls(tbl);
+
+    INSERT INTO aegis.protected_tables AS p (relid, policy, protected_by, known_columns)
+    VALUES (tbl, protect.policy, CURRENT_USER,
+            ARRAY(SELECT a.attname FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum))
+    ON CONFLICT (relid) DO UPDATE SET policy = EXCLUDED.policy, protected_at = pg_catalog.now(),
+                                      protected_by = EXCLUDED.protected_by,
+                                      known_columns = EXCLUDED.known_columns;
+    DELETE FROM aegis.column_classes c WHERE c.relid = tbl;
+    INSERT INTO aegis.column_classes (relid, column_name, class)
+    SELECT tbl, e.key, e.value #>> '{}'
+    FROM pg_catalog.jsonb_each(COALESCE(protect.policy -> 'columns', '{}')) e;
+END
+$$;
+COMMENT ON FUNCTION aegis.protect(regclass, jsonb) IS
+    'Put a table under pg_aegis protection: enable and force RLS, revoke PUBLIC, record column classes (admin-only)';
 
 -- The only definer-rights steps: switching row-level security needs table
 -- ownership, and aegis_admin configures policies on tables it does not own.
@@ -298,23 +439,7 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = ''
 AS $$
 BEGIN
-    IF tbl IS NULL OR keep IS NULL OR time_column IS NULL THEN
-        RAISE EXCEPTION 'table, keep and time_column must not be NULL' USING ERRCODE = '22004';
-    END IF;
-    IF keep <= interval '0' THEN
-        RAISE EXCEPTION 'keep must be a positive interval, not %', keep USING ERRCODE = '22023';
-    END IF;
-    PERFORM aegis.lifecycle_check_table(tbl, time_column);
-    -- Expired rows are selected with the rights of whoever set the policy
-    -- (see apply_retention): they must be able to read what it looks at.
-    IF NOT pg_catalog.has_column_privilege(tbl, time_column, 'SELECT') THEN
-        RAISE EXCEPTION 'role % may not read column "%" of %', CURRENT_USER, time_column, tbl
-            USING ERRCODE = '42501',
-                  HINT = 'Retention selects expired rows with the rights of whoever sets it: a role that can read the table (or a superuser) must set it.';
-    END IF;
-    IF only_where IS NOT NULL THEN
-        PERFORM aegis.row_filter(tbl, only_where, pg_catalog.quote_ident(CURRENT_USER)::regrole);
-    END IF;
+    PERFORM aegis.check_retention_rule(tbl, keep, time_column, only_where);
     INSERT INTO aegis.retention_rules AS r (relid, keep, time_column, only_where, set_by)
     VALUES (tbl, set_retention.keep, set_retention.time_column, set_retention.only_where, CURRENT_USER)
     ON CONFLICT (relid) DO UPDATE SET keep = EXCLUDED.keep, time_column = EXCLUDED.time_column,
@@ -332,19 +457,7 @@ AS $$
 DECLARE
     id bigint;
 BEGIN
-    IF tbl IS NULL THEN
-        RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
-    END IF;
-    IF reason IS NULL OR pg_catalog.btrim(reason) = '' THEN
-        RAISE EXCEPTION 'a legal hold needs a reason' USING ERRCODE = '22023',
-            HINT = 'Name the matter, case or request it preserves evidence for.';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = tbl AND c.relkind IN ('r', 'p')) THEN
-        RAISE EXCEPTION '% is not a table', tbl USING ERRCODE = '42809';
-    END IF;
-    IF only_where IS NOT NULL THEN
-        PERFORM aegis.row_filter(tbl, only_where, pg_catalog.quote_ident(CURRENT_USER)::regrole);
-    END IF;
+    PERFORM aegis.check_legal_hold(tbl, only_where, reason);
     INSERT INTO aegis.legal_holds AS h (relid, table_name, only_where, reason, placed_by)
     VALUES (tbl, tbl::text, place_legal_hold.only_where, place_legal_hold.reason, CURRENT_USER)
     RETURNING h.id INTO id;
@@ -668,11 +781,194 @@ $$;
 COMMENT ON FUNCTION aegis.erase_subject(text, boolean) IS
     'GDPR erasure of a person across protected tables, their key and the audit trail, except what legal holds keep; returns the receipt (admin-only)';
 
+-- ===========================================================================
+-- 95_catalog_guard.sql, whole: the catalogs behind the API
+-- ===========================================================================
+
+-- Is pg_aegis enforcing row security on this table? (rls_enforced has no
+-- grants; this reveals no more than guard_protected_tables().)
+CREATE FUNCTION aegis.is_enforced(tbl regclass) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = ''
+AS $$
+    SELECT EXISTS (SELECT 1 FROM aegis.rls_enforced e WHERE e.relid OPERATOR(pg_catalog.=) tbl)
+$$;
+COMMENT ON FUNCTION aegis.is_enforced(regclass) IS
+    'Internal: does pg_aegis enforce row security on this table (protect() ran)?';
+
+CREATE FUNCTION aegis.catalog_guard() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    super boolean;
+BEGIN
+    SELECT r.rolsuper INTO super FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER;
+    IF COALESCE(super, false) THEN
+        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    END IF;
+    CASE TG_TABLE_NAME
+    WHEN 'protected_tables' THEN
+        IF TG_OP = 'DELETE' THEN
+            IF aegis.is_enforced(OLD.relid) THEN
+                RAISE EXCEPTION 'table % is still protected', OLD.relid USING ERRCODE = '55000',
+                    HINT = 'Use aegis.unprotect(), which gives the table back and then forgets it.';
+            END IF;
+            RETURN OLD;
+        END IF;
+        IF TG_OP = 'UPDATE' AND NEW.relid IS DISTINCT FROM OLD.relid THEN
+            RAISE EXCEPTION 'the table of a protected_tables row cannot change' USING ERRCODE = '42501';
+        END IF;
+        IF NOT aegis.is_enforced(NEW.relid) THEN
+            RAISE EXCEPTION 'table % is not protected', NEW.relid USING ERRCODE = '55000',
+                HINT = 'Use aegis.protect().';
+        END IF;
+        PERFORM aegis.check_policy(NEW.relid, NEW.policy);
+        NEW.protected_by := CURRENT_USER;
+        NEW.protected_at := pg_catalog.now();
+        -- What protect() records: the table's columns now (a forged list
+        -- would hide classification drift from the compliance report).
+        NEW.known_columns := ARRAY(SELECT a.attname FROM pg_catalog.pg_attribute a
+                                   WHERE a.attrelid = NEW.relid AND a.attnum > 0 AND NOT a.attisdropped
+                                   ORDER BY a.attnum);
+        RETURN NEW;
+
+    WHEN 'column_classes' THEN
+        IF TG_OP = 'UPDATE' AND NEW.relid IS DISTINCT FROM OLD.relid THEN
+            RAISE EXCEPTION 'the table of a column_classes row cannot change' USING ERRCODE = '42501';
+        END IF;
+        IF TG_OP <> 'DELETE' AND NOT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_attribute a
+                WHERE a.attrelid = NEW.relid AND a.attname = NEW.column_name AND a.attnum > 0 AND NOT a.attisdropped) THEN
+            RAISE EXCEPTION 'column "%" of % does not exist', NEW.column_name, NEW.relid USING ERRCODE = '42703';
+        END IF;
+        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+
+    WHEN 'oncall_assignments' THEN
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+        IF NEW.until IS NOT NULL AND NEW.until <= pg_catalog.now()
+           AND (TG_OP = 'INSERT' OR NEW.until IS DISTINCT FROM OLD.until) THEN
+            RAISE EXCEPTION 'until must be in the future' USING ERRCODE = '22023',
+                HINT = 'Use aegis.unassign_oncall() to end an assignment now.';
+        END IF;
+        NEW.assigned_by := CURRENT_USER;
+        NEW.assigned_at := pg_catalog.now();
+        RETURN NEW;
+
+    WHEN 'retention_rules' THEN
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+        IF TG_OP = 'UPDATE' AND NEW.relid IS DISTINCT FROM OLD.relid THEN
+            RAISE EXCEPTION 'the table of a retention_rules row cannot change' USING ERRCODE = '42501';
+        END IF;
+        IF (TG_OP = 'INSERT' AND (NEW.last_applied_at, NEW.last_deleted, NEW.last_held) IS DISTINCT FROM (NULL, NULL, NULL))
+           OR (TG_OP = 'UPDATE' AND (NEW.last_applied_at, NEW.last_deleted, NEW.last_held)
+                                    IS DISTINCT FROM (OLD.last_applied_at, OLD.last_deleted, OLD.last_held)) THEN
+            RAISE EXCEPTION 'last_applied_at, last_deleted and last_held are kept by apply_retention()'
+                USING ERRCODE = '42501';
+        END IF;
+        PERFORM aegis.check_retention_rule(NEW.relid, NEW.keep, NEW.time_column, NEW.only_where);
+        NEW.set_by := CURRENT_USER;
+        NEW.set_at := pg_catalog.now();
+        RETURN NEW;
+
+    WHEN 'legal_holds' THEN
+        IF TG_OP = 'DELETE' THEN
+            RAISE EXCEPTION 'legal holds are never deleted' USING ERRCODE = '42501',
+                HINT = 'Release it with aegis.release_legal_hold().';
+        END IF;
+        IF TG_OP = 'INSERT' THEN
+            IF NEW.released_at IS NOT NULL OR NEW.released_by IS NOT NULL THEN
+                RAISE EXCEPTION 'a legal hold is placed unreleased' USING ERRCODE = '22023';
+            END IF;
+            PERFORM aegis.check_legal_hold(NEW.relid, NEW.only_where, NEW.reason);
+            NEW.table_name := NEW.relid::regclass::text;
+            NEW.placed_by := CURRENT_USER;
+            NEW.placed_at := pg_catalog.now();
+            RETURN NEW;
+        END IF;
+        -- UPDATE: only releasing an active hold.
+        IF OLD.released_at IS NOT NULL OR NEW.released_at IS NULL
+           OR (NEW.id, NEW.relid, NEW.table_name, NEW.only_where, NEW.reason, NEW.placed_at, NEW.placed_by)
+              IS DISTINCT FROM (OLD.id, OLD.relid, OLD.table_name, OLD.only_where, OLD.reason, OLD.placed_at, OLD.placed_by) THEN
+            RAISE EXCEPTION 'a legal hold can only be released, once' USING ERRCODE = '42501',
+                HINT = 'Use aegis.release_legal_hold(); place a new hold to change one.';
+        END IF;
+        NEW.released_by := CURRENT_USER;
+        NEW.released_at := pg_catalog.now();
+        RETURN NEW;
+
+    WHEN 'retention_schedule' THEN
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+        IF (TG_OP = 'INSERT' AND (NEW.last_run_at, NEW.last_status) IS DISTINCT FROM (NULL, NULL))
+           OR (TG_OP = 'UPDATE' AND (NEW.last_run_at, NEW.last_status) IS DISTINCT FROM (OLD.last_run_at, OLD.last_status)) THEN
+            RAISE EXCEPTION 'last_run_at and last_status are kept by the scheduler' USING ERRCODE = '42501';
+        END IF;
+        IF aegis.cron_next(NEW.schedule, pg_catalog.now()) IS NULL THEN
+            RAISE EXCEPTION 'schedule "%" never fires', NEW.schedule USING ERRCODE = '22023';
+        END IF;
+        -- The next run follows from the schedule, not from the statement.
+        NEW.next_run_at := CASE WHEN NEW.via = 'worker' THEN aegis.cron_next(NEW.schedule, pg_catalog.now()) END;
+        NEW.scheduled_by := CURRENT_USER;
+        NEW.scheduled_at := pg_catalog.now();
+        RETURN NEW;
+
+    WHEN 'alert_rules' THEN
+        IF TG_OP <> 'DELETE' THEN
+            NEW.created_by := CASE WHEN TG_OP = 'INSERT' THEN CURRENT_USER ELSE OLD.created_by END;
+            NEW.created_at := CASE WHEN TG_OP = 'INSERT' THEN pg_catalog.now() ELSE OLD.created_at END;
+            RETURN NEW;
+        END IF;
+        RETURN OLD;
+
+    ELSE
+        RAISE EXCEPTION 'catalog_guard() is not attached to %', TG_TABLE_NAME USING ERRCODE = '39P01';
+    END CASE;
+END
+$$;
+COMMENT ON FUNCTION aegis.catalog_guard() IS
+    'Internal trigger: hold direct changes to a pg_aegis catalog to the API''s rules (non-superusers)';
+
+CREATE TRIGGER aegis_catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON aegis.protected_tables
+    FOR EACH ROW EXECUTE FUNCTION aegis.catalog_guard();
+CREATE TRIGGER aegis_catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON aegis.column_classes
+    FOR EACH ROW EXECUTE FUNCTION aegis.catalog_guard();
+CREATE TRIGGER aegis_catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON aegis.oncall_assignments
+    FOR EACH ROW EXECUTE FUNCTION aegis.catalog_guard();
+CREATE TRIGGER aegis_catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON aegis.retention_rules
+    FOR EACH ROW EXECUTE FUNCTION aegis.catalog_guard();
+CREATE TRIGGER aegis_catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON aegis.legal_holds
+    FOR EACH ROW EXECUTE FUNCTION aegis.catalog_guard();
+CREATE TRIGGER aegis_catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON aegis.retention_schedule
+    FOR EACH ROW EXECUTE FUNCTION aegis.catalog_guard();
+CREATE TRIGGER aegis_catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON aegis.alert_rules
+    FOR EACH ROW EXECUTE FUNCTION aegis.catalog_guard();
+
+-- The policy catalog is audit evidence like the retention catalogs: who
+-- protected, reclassified or unprotected which table, who assigned whom.
+CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.protected_tables
+    FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
+CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.column_classes
+    FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
+CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.oncall_assignments
+    FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
+
 -- Grants (99_finalize.sql): new functions are granted to nobody but what
 -- follows.
 REVOKE EXECUTE ON FUNCTION aegis.switch_rls(regclass, boolean, jsonb), aegis.rls_state(regclass),
-    aegis.row_filter(regclass, text, regrole), aegis.run_restricted(oid, boolean, text, text[])
+    aegis.row_filter(regclass, text, regrole), aegis.run_restricted(oid, boolean, text, text[]),
+    aegis.check_policy(regclass, jsonb), aegis.is_enforced(regclass), aegis.catalog_guard(),
+    aegis.check_retention_rule(regclass, interval, name, text), aegis.check_legal_hold(regclass, text, text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.row_filter(regclass, text, regrole) TO aegis_admin;
+GRANT EXECUTE ON FUNCTION
+    aegis.check_policy(regclass, jsonb), aegis.is_enforced(regclass),
+    aegis.check_retention_rule(regclass, interval, name, text), aegis.check_legal_hold(regclass, text, text)
+TO aegis_admin;
 
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;

@@ -95,6 +95,11 @@ extension_sql_file!(
     name = "compliance",
     requires = ["alerts", keyring::master_key_status]
 );
+extension_sql_file!(
+    "../sql/95_catalog_guard.sql",
+    name = "catalog_guard",
+    requires = ["compliance"]
+);
 extension_sql_file!("../sql/99_finalize.sql", name = "finalize", finalize);
 
 #[allow(non_snake_case)]

@@ -581,8 +581,9 @@ pub(crate) fn run_scheduled_retention() -> Result<bool, AegisError> {
             if !exists {
                 return Ok(false);
             }
+            // A row lock: a write (select() would run it read-only).
             let due = client
-                .select(
+                .update(
                     "SELECT schedule FROM aegis.retention_schedule \
                      WHERE via OPERATOR(pg_catalog.=) 'worker' AND next_run_at OPERATOR(pg_catalog.<=) pg_catalog.now() \
                      FOR UPDATE SKIP LOCKED",
@@ -590,6 +591,10 @@ pub(crate) fn run_scheduled_retention() -> Result<bool, AegisError> {
                     &[],
                 )
                 .map_err(spi_error)?;
+            // Nothing due (the common case, every round): no row to read.
+            if due.is_empty() {
+                return Ok(false);
+            }
             let Some(schedule) = due.first().get_one::<String>().map_err(spi_error)? else {
                 return Ok(false);
             };
@@ -650,7 +655,11 @@ fn json_needle(s: &str) -> String {
 }
 
 /// One audit entry to tombstone: (xid, id, per column: the changes).
-type Tombstone = (String, i64, Vec<(&'static str, Vec<aegis_core::erasure::Change>)>);
+type Tombstone = (
+    String,
+    i64,
+    Vec<(&'static str, Vec<aegis_core::erasure::Change>)>,
+);
 
 /// Replace the subject's data inside audit entries (their pseudonym in
 /// `subject_id`/`pii` values, mentions in free text) with tombstones and

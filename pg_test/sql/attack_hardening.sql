@@ -8,7 +8,8 @@
 --      triggers, rules) when retention or erasure changes the table;
 --   C. filters as an oracle for values their author cannot read;
 --   D. unprotect() switching off row security the owner had enabled;
---   E. reads that left no entry (row marks, DML that reads, CTAS, cursors).
+--   E. reads that left no entry (row marks, DML that reads, CTAS, cursors);
+--   G. pg_aegis's catalogs changed behind the API, unrecorded.
 -- (Parallel queries after an audited read: parallel_reads.sql.)
 -- Each witness records who ran the owner's code and whether that role was a
 -- superuser at that moment; every escalation attempt checks rolsuper at the
@@ -67,19 +68,22 @@ SELECT aegis.set_retention('hard_mon.user_access_logs', '90 days', 'accessed_at'
 -- Legal holds: the same validation.
 SELECT aegis.place_legal_hold('hard_mon.user_access_logs', $f$resource::pg_temp.d IS NOT NULL$f$, 'evil');
 SELECT aegis.place_legal_hold('hard_mon.user_access_logs', $f$resource OPERATOR(hard_evil.===) 'x'$f$, 'evil');
--- Behind the API: the admin may write the catalog directly, but every run
--- validates the stored filter again (for its author) before using it.
+-- Behind the API: the catalog guard validates direct writes the same way.
 INSERT INTO aegis.retention_rules (relid, keep, time_column, only_where)
 VALUES ('hard_mon.user_access_logs', '90 days', 'accessed_at', $f$resource::pg_temp.d IS NOT NULL$f$)
 ON CONFLICT (relid) DO UPDATE SET only_where = EXCLUDED.only_where;
 INSERT INTO aegis.legal_holds (relid, table_name, only_where, reason)
 VALUES ('hard_mon.user_access_logs'::regclass, 'hard_mon.user_access_logs', $f$resource OPERATOR(hard_evil.===) 'x'$f$, 'evil');
+RESET SESSION AUTHORIZATION;
+-- A filter stored before 0.6.0 (or by a superuser, whom the guard does not
+-- hold) is validated again, for its author, at every run: skipped.
+UPDATE aegis.retention_rules SET only_where = $f$resource::pg_temp.d IS NOT NULL$f$, set_by = 'hard_admin'
+WHERE relid = 'hard_mon.user_access_logs'::regclass;
+SET SESSION AUTHORIZATION hard_admin;
 SELECT table_name, rows_affected FROM aegis.apply_retention(dry_run => true) WHERE table_name = 'hard_mon.user_access_logs';
 SELECT table_name, rows_affected FROM aegis.apply_retention() WHERE table_name = 'hard_mon.user_access_logs';
-DELETE FROM aegis.retention_rules WHERE relid = 'hard_mon.user_access_logs'::regclass;
 -- A filter of built-in code still works, and deletes as before.
 SELECT aegis.set_retention('hard_mon.user_access_logs', '90 days', 'accessed_at', $f$resource LIKE '/r%' AND length(user_id) < 4$f$);
-UPDATE aegis.legal_holds SET released_at = now(), released_by = current_user WHERE only_where LIKE '%hard_evil%';
 SELECT table_name, rows_affected FROM aegis.apply_retention() WHERE table_name = 'hard_mon.user_access_logs';
 RESET SESSION AUTHORIZATION;
 SELECT rolsuper AS admin_became_superuser FROM pg_roles WHERE rolname = 'hard_admin';
@@ -92,12 +96,18 @@ SET SESSION AUTHORIZATION hard_admin;
 SELECT aegis.set_retention('hard_mon.cost_data', '1 day', 'period_start', 'amount > 12000 AND amount < 12400');
 SELECT aegis.set_retention('hard_mon.cost_data', '1 day', 'period_start');
 SELECT aegis.place_legal_hold('hard_mon.cost_data', 'amount > 12000', 'probe');
--- Written behind the API, the policy is selected as its author and skipped.
+-- Written behind the API: the same refusal.
 INSERT INTO aegis.retention_rules (relid, keep, time_column, only_where)
 VALUES ('hard_mon.cost_data', '1 day', 'period_start', 'amount > 12000 AND amount < 12400');
-SELECT table_name, rows_affected FROM aegis.apply_retention(dry_run => true) WHERE table_name = 'hard_mon.cost_data';
-DELETE FROM aegis.retention_rules WHERE relid = 'hard_mon.cost_data'::regclass;
 RESET SESSION AUTHORIZATION;
+-- Stored by a superuser with the admin as author, it is selected with the
+-- admin's rights at every run: skipped.
+INSERT INTO aegis.retention_rules (relid, keep, time_column, only_where, set_by)
+VALUES ('hard_mon.cost_data', '1 day', 'period_start', 'amount > 12000 AND amount < 12400', 'hard_admin');
+SET SESSION AUTHORIZATION hard_admin;
+SELECT table_name, rows_affected FROM aegis.apply_retention(dry_run => true) WHERE table_name = 'hard_mon.cost_data';
+RESET SESSION AUTHORIZATION;
+DELETE FROM aegis.retention_rules WHERE relid = 'hard_mon.cost_data'::regclass;
 SELECT count(*) AS cost_rows_kept FROM hard_mon.cost_data;
 -- Row-level security of the author applies too: an owner's table where
 -- the admin sees only tenant a's rows.
@@ -230,4 +240,56 @@ SELECT detail ->> 'command' AS command, count(*) AS entries
 FROM aegis.audit_log WHERE operation = 'SELECT' AND table_name = 'hard_mon.error_logs'
   AND id > (SELECT m FROM hard_mark)
 GROUP BY 1 ORDER BY 1;
+
+-- ====================================================================== G
+-- The catalogs behind the API: aegis_admin's direct changes are held to the
+-- API's rules and recorded with their real author.
+CREATE TEMP TABLE hard_mark2 AS SELECT max(id) AS m FROM aegis.audit_log;
+GRANT SELECT ON hard_mark2 TO PUBLIC;
+SET SESSION AUTHORIZATION hard_admin;
+-- A forged author, so that a filter would run with a superuser's rights:
+-- refused (hard_admin cannot read cost_data), or the author is the caller.
+INSERT INTO aegis.retention_rules (relid, keep, time_column, only_where, set_by)
+VALUES ('hard_mon.cost_data', '1 day', 'period_start', 'amount > 12000', 'postgres');
+INSERT INTO aegis.retention_rules (relid, keep, time_column, set_by, set_at)
+VALUES ('hard_mon.servers', '1 day', 'created_at', 'postgres', '2000-01-01')
+RETURNING set_by, set_at > now() - interval '1 minute' AS set_now;
+-- Faking that retention ran.
+UPDATE aegis.retention_rules SET last_applied_at = now(), last_deleted = 0
+WHERE relid = 'hard_mon.servers'::regclass;
+-- Switching read auditing and classification off behind protect()'s back.
+DELETE FROM aegis.protected_tables WHERE relid = 'hard_mon.error_logs'::regclass;
+UPDATE aegis.protected_tables SET policy = '{"audit_reads": "no"}' WHERE relid = 'hard_mon.error_logs'::regclass;
+INSERT INTO aegis.protected_tables (relid) VALUES ('hard_evil.mine');
+INSERT INTO aegis.column_classes VALUES ('hard_mon.error_logs', 'no_such_column', 'pii');
+-- What protect() itself could do is allowed, and recorded with its author.
+UPDATE aegis.protected_tables SET policy = policy - 'audit_reads', protected_by = 'postgres',
+    known_columns = '{}'
+WHERE relid = 'hard_mon.error_logs'::regclass
+RETURNING protected_by, cardinality(known_columns) > 0 AS real_columns;
+DELETE FROM aegis.column_classes WHERE relid = 'hard_mon.error_logs'::regclass AND column_name = 'user_ip';
+-- Legal holds: placed as oneself, released once, never edited or deleted.
+INSERT INTO aegis.legal_holds (relid, table_name, reason, placed_by)
+VALUES ('hard_mon.error_logs'::regclass, 'something else', 'case 1', 'postgres')
+RETURNING placed_by, table_name;
+INSERT INTO aegis.legal_holds (relid, table_name, reason, released_at, released_by)
+VALUES ('hard_mon.error_logs'::regclass, 'x', 'born released', now(), 'hard_admin');
+UPDATE aegis.legal_holds SET released_at = now(), released_by = 'postgres' WHERE reason = 'case 1'
+RETURNING released_by;
+UPDATE aegis.legal_holds SET released_at = NULL, released_by = NULL WHERE reason = 'case 1';
+DELETE FROM aegis.legal_holds WHERE reason = 'case 1';
+-- On-call assignments that have already ended; the author.
+INSERT INTO aegis.oncall_assignments (engineer, server_id, until) VALUES ('hard_owner', 's1', now() - interval '1 day');
+INSERT INTO aegis.oncall_assignments (engineer, server_id, assigned_by) VALUES ('hard_owner', 's1', 'postgres')
+RETURNING assigned_by;
+-- A schedule's next run follows from the schedule; its bookkeeping is the
+-- scheduler's.
+INSERT INTO aegis.retention_schedule (schedule, via, next_run_at, scheduled_by)
+VALUES ('0 3 * * *', 'worker', now(), 'postgres')
+RETURNING scheduled_by, next_run_at > now() AS next_is_later;
+UPDATE aegis.retention_schedule SET last_run_at = now(), last_status = 'ok';
+RESET SESSION AUTHORIZATION;
+SELECT operation, table_name, db_user FROM aegis.audit_log
+WHERE id > (SELECT m FROM hard_mark2) AND table_name LIKE 'aegis.%'
+ORDER BY id;
 ROLLBACK;

@@ -168,8 +168,9 @@ WHERE table_name = 'aegis.retention_rules' AND db_user = 'ret_admin' ORDER BY id
 RESET ROLE;
 
 -- ------------------------------------------------------------ attacks on the definer
--- Catalog rows written behind the API's back are re-checked at every run:
--- a table pg_aegis never protected, an injected filter.
+-- Catalog rows written behind the API's back: the catalog guard refuses
+-- what the API would (a table pg_aegis never protected, an injected
+-- filter), and every run checks each row again anyway.
 SELECT aegis.create_key('ret_k') IS NOT NULL AS key_created;
 UPDATE aegis.keys SET created_at = now() - interval '1 day' WHERE name = 'ret_k';
 SET ROLE ret_admin;

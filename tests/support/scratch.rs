@@ -76,6 +76,58 @@ impl ScratchCluster {
         c
     }
 
+    /// A hot standby of this (running) cluster, made as a DBA would:
+    /// `pg_basebackup -R` streaming from this cluster, in
+    /// `<test state dir>/scratch-<name>`, on this cluster's port + `offset`.
+    /// Not started.
+    pub fn standby(&self, name: &str, offset: u16) -> ScratchCluster {
+        let base = self
+            .dir
+            .parent()
+            .expect("scratch clusters live in a directory");
+        let s = ScratchCluster {
+            dir: base.join(format!("scratch-{name}")),
+            port: self.port + offset,
+        };
+        if s.dir.join("data/postmaster.pid").exists() {
+            let _ = s.pg_ctl(&["-m", "immediate", "-w", "stop"]);
+        }
+        let _ = std::fs::remove_dir_all(&s.dir);
+        std::fs::create_dir_all(s.dir.join("run")).expect("create standby directory");
+        run(Command::new("chown").args(["-R", "postgres"]).arg(&s.dir));
+        run(as_postgres(&format!("{}/pg_basebackup", crate::pg_bin()))
+            .arg("-D")
+            .arg(s.dir.join("data"))
+            .arg("-h")
+            .arg(self.dir.join("run"))
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ]));
+        let conf_file = s.dir.join("data/postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf_file).expect("read postgresql.conf");
+        text.push_str(&format!(
+            "\n# standby\nport = {}\nunix_socket_directories = '{}'\nhot_standby = on\n",
+            s.port,
+            s.dir.join("run").display()
+        ));
+        std::fs::write(&conf_file, text).expect("write postgresql.conf");
+        s
+    }
+
+    /// `pg_ctl promote`: a standby becomes a primary (waits until it is).
+    pub fn promote(&self) {
+        let ok = self.pg_ctl(&["-w", "promote"]).map(|s| s.success());
+        assert!(matches!(ok, Ok(true)), "pg_ctl promote failed");
+    }
+
     fn pg_ctl(&self, args: &[&str]) -> std::io::Result<std::process::ExitStatus> {
         as_postgres(&format!("{}/pg_ctl", crate::pg_bin()))
             .arg("-D")
