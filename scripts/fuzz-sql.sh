@@ -4,13 +4,16 @@
 # data, run as three real logins in turn: a member of aegis_developer, a member
 # of aegis_admin, and a superuser. FUZZ_SQL_QUERIES (default 20000) is split
 # between them; FUZZ_SQL_TIMEOUT (seconds, default 900) bounds each run.
+# FUZZ_SQL_SEED fixes the random seeds; FUZZ_SQL_ARGS adds sqlsmith options
+# (for instance --exclude-catalog: no pg_catalog tables in FROM clauses).
 # Uses the pg_aegis already installed into PostgreSQL 15 (make install first).
 #
 # The point is crashes: a backend or worker killed by a signal, a PANIC, or a
 # server that stops accepting connections fails the run (exit 1), printing the
 # query that did it. Errors are expected (sqlsmith writes nonsense on purpose)
 # and only summarised, by SQLSTATE class; internal errors (XX...), generic
-# 22000s and Rust panics get their own list, since they point at pg_aegis code.
+# 22000s and Rust panics get their own list: that is where a pg_aegis bug
+# that does not crash shows (PostgreSQL's own functions raise a few too).
 # Logs, the sqlsmith output and every generated query stay in the state dir.
 # Not part of make test (its result depends on the random queries).
 set -euo pipefail
@@ -198,7 +201,7 @@ for i in "${!USERS[@]}"; do
     t0=$SECONDS
     set +e
     timeout -s INT -k 30 "$RUN_TIMEOUT" sqlsmith --verbose --dump-all-queries \
-        --seed="$seed" --max-queries="$n" \
+        --seed="$seed" --max-queries="$n" ${FUZZ_SQL_ARGS:-} \
         --target="host=$CL/run port=$PORT dbname=$DB user=$user application_name=sqlsmith" \
         >"$OUT/$user.queries.sql" 2>"$OUT/$user.sqlsmith.log"
     RC[$user]=$?
@@ -218,7 +221,11 @@ done
 # (sqlsmith's counts lump errors by message text).
 jq -c --argjson users "$(printf '%s\n' "${USERS[@]}" | jq -R . | jq -sc .)" \
     'select(.error_severity == "ERROR" and (.user as $u | any($users[]; . == $u)))
-     | {user, state: (.state_code // "?????"), message, detail, context, statement}' \
+     | {user, state: (.state_code // "?????"), message, detail, context, statement}
+     | .suspect = ((.state | test("^(XX|22000$)"))
+                   or ([.message, .detail, .context] | map(. // "") | join(" ")
+                       | test("panick|backtrace|unwrap\\(|called `(Option|Result)"; "i")))
+     | if .suspect then . else del(.statement) end' \
     "$PGJSON" >"$OUT/errors.jsonl"
 
 class_name() {
@@ -252,6 +259,8 @@ for user in "${USERS[@]}"; do
         *) note=" (sqlsmith exit ${RC[$user]}, see $OUT/$user.sqlsmith.log)" ;;
     esac
     total_ran=$((total_ran + ${ran:-0}))
+    lost="$(grep -E '^[.eStC]+$' "$OUT/$user.sqlsmith.log" | tr -cd 'C' | wc -c || true)"
+    [ "$lost" -eq 0 ] || note="$note, connection lost on $lost queries"
     printf '%-15s %6s queries, %6s errors%s\n' "$user" "${ran:-?}" "$errs" "$note"
     jq -r --arg u "$user" 'select(.user == $u) | .state[0:2]' "$OUT/errors.jsonl" \
         | sort | uniq -c | sort -rn | while read -r count class; do
@@ -263,9 +272,7 @@ echo "total: $total_ran queries"
 # pg_aegis suspects: internal errors, the generic 22000 pgrx gives an
 # unmapped Rust error, and anything mentioning a panic or a backtrace.
 # Grouped by SQLSTATE and message (numbers folded), with the shortest query.
-jq -sc 'map(select((.state | startswith("XX")) or .state == "22000"
-                   or ([.message, .detail, .context] | map(. // "") | join(" ")
-                       | test("panick|backtrace|unwrap\\(|called `(Option|Result)"; "i"))))
+jq -sc 'map(select(.suspect))
         | group_by([.state, (.message | gsub("[0-9]+"; "N"))])
         | map({state: .[0].state, count: length, message: .[0].message, detail: .[0].detail,
                users: (map(.user) | unique), query: (map(.statement // "") | min_by(length))})
@@ -291,10 +298,13 @@ crash_lines="$(grep -cE "$crash_re|[^A-Z]PANIC: " "$PGLOG" || true)"
 jq -c 'select(.error_severity == "PANIC"
               or (.backend_type == "postmaster"
                   and (.message | test("terminated by signal|terminated by exception|exited with exit code ([2-9]|[1-9][0-9]+)($|[^0-9])"))))
-       | {severity: .error_severity, message, detail, pid}' "$PGJSON" >"$OUT/crashes.jsonl"
+       | {severity: .error_severity, message, detail, pid, user, statement}' "$PGJSON" >"$OUT/crashes.jsonl"
 echo
 if [ "$crash_lines" -eq 0 ] && [ ! -s "$OUT/crashes.jsonl" ] && [ "$dead" -eq 0 ]; then
     echo "crashes: none (no backend terminated by a signal, no PANIC, server accepting connections)"
+    for user in "${USERS[@]}"; do
+        case "${RC[$user]:-0}" in 0 | 124 | 137) ;; *) die "sqlsmith failed as $user: see $OUT/$user.sqlsmith.log" ;; esac
+    done
     exit 0
 fi
 
@@ -305,28 +315,50 @@ while IFS= read -r ev; do
     n=$((n + 1))
     msg="$(jq -r .message <<<"$ev")"
     detail="$(jq -r '.detail // ""' <<<"$ev")"
+    who="$(jq -r '.user // ""' <<<"$ev")"
     crashed_pid="$(grep -Eo 'PID [0-9]+' <<<"$msg" | awk '{print $2; exit}' || true)"
-    who=""
     if [ -n "$crashed_pid" ]; then
-        who="$(jq -r --argjson p "$crashed_pid" 'select(.pid == $p and .user != null) | .user' "$PGJSON" | awk 'NR == 1' || true)"
+        who="$(jq -r --argjson p "$crashed_pid" 'select(.pid == $p and .user != null) | .user' "$PGJSON" \
+            | awk 'NR == 1' || true)"
     fi
     echo "--- crash $n: $(jq -r .severity <<<"$ev"): $msg${who:+ (login $who)}"
-    query="${detail#Failed process was running: }"
-    if [ "$query" != "$detail" ]; then
-        # The log keeps track_activity_query_size - 1 bytes: find the whole
-        # query among those sqlsmith generated if it was cut.
-        if [ "${#query}" -ge 65000 ]; then
-            full="$(Q="$query" awk 'BEGIN { RS = ";\n" } index($0, ENVIRON["Q"]) == 1 { print $0 ";"; exit }' \
-                "$OUT"/*.queries.sql)"
-            [ -n "$full" ] && query="$full"
-        fi
-        printf '%s\n' "$query" >"$OUT/crash-$n.sql"
-        echo "query (also in $OUT/crash-$n.sql):"
-        printf '%s\n' "$query"
-    elif [ -n "$detail" ]; then
-        echo "$detail"
+    if [[ "$detail" == "Failed process was running: "* ]]; then
+        query="${detail#Failed process was running: }"
+    else
+        [ -n "$detail" ] && echo "DETAIL: $detail"
+        query="$(jq -r '.statement // ""' <<<"$ev")"
     fi
+    [ -n "$query" ] || continue
+    # The log keeps track_activity_query_size - 1 bytes: find the whole
+    # query among those sqlsmith generated if it was cut.
+    if [ "${#query}" -ge 65000 ]; then
+        full="$(Q="$query" awk 'BEGIN { RS = ";\n" } index($0, ENVIRON["Q"]) == 1 { print $0 ";"; exit }' \
+            "$OUT"/*.queries.sql)"
+        [ -n "$full" ] && query="$full"
+    fi
+    printf '%s\n' "$query" >"$OUT/crash-$n.sql"
+    echo "query (also in $OUT/crash-$n.sql):"
+    printf '%s\n' "$query"
 done <"$OUT/crashes.jsonl"
+
+# sqlsmith's side: --verbose prints one character per query (. ok, e error,
+# S syntax error, t timeout, C connection lost), so the Nth character is the
+# Nth query in the dump. A crash in the COMMIT/ROLLBACK around a statement is
+# logged by the server as that ROLLBACK; this names the statement before it.
+# (A crash of another session, or pg_terminate_backend, breaks a connection too.)
+for user in "${USERS[@]}"; do
+    [ -f "$OUT/$user.sqlsmith.log" ] || continue
+    k=0
+    for q in $(awk '/^[.eStC]+$/ { for (i = 1; i <= length($0); i++) { c = substr($0, i, 1); n++
+                                     if (c == "C" && prev != "C") print n; prev = c } }' \
+               "$OUT/$user.sqlsmith.log" | head -n 5); do
+        k=$((k + 1))
+        awk -v n="$q" 'BEGIN { RS = ";\n" } NR == n { print $0 ";"; exit }' \
+            "$OUT/$user.queries.sql" >"$OUT/broken-$user-$k.sql"
+        echo "--- sqlsmith as $user lost its connection at its query #$q (in $OUT/broken-$user-$k.sql):"
+        head -c 4000 "$OUT/broken-$user-$k.sql"
+    done
+done
 echo "--- server log lines:"
 grep -nE "$crash_re|[^A-Z]PANIC: " "$PGLOG" | head -n 40
 exit 1

@@ -32,19 +32,21 @@ INSERT INTO audit_t VALUES ('a', '2026-11-22 10:00:00+00', '2026-11-22', 0.1, '\
     'user-42', '{"b": 1, "a": [true, null]}');
 UPDATE audit_t SET f = 1e300 WHERE k = 'a';
 DELETE FROM audit_t WHERE k = 'a';
+-- protect() itself is in the trail (the policy catalog's rows, 0.6.0), then
+-- the table's changes.
 SELECT operation, table_name, pk, db_user = current_user AS by_me,
        backend_pid = pg_backend_pid() AS my_pid, statement_time = statement_timestamp() AS stmt_time,
        old_row IS NULL AS no_old, new_row IS NULL AS no_new
 FROM aegis.audit_log WHERE xid = pg_current_xact_id() ORDER BY id;
 -- The image: typed rendering, classification applied, nothing personal left.
 SELECT jsonb_pretty(new_row - 'email' - 'who' - 'token') FROM aegis.audit_log
-WHERE xid = pg_current_xact_id() AND operation = 'INSERT';
+WHERE xid = pg_current_xact_id() AND operation = 'INSERT' AND table_name = 'public.audit_t';
 SELECT new_row ->> 'email' ~ '^pseudonym:[0-9a-f]{32}$' AS email_pseudonymized,
        new_row ->> 'email' = 'pseudonym:' || aegis.pseudonymize('jane@example.com') AS same_as_pseudonymize,
        new_row ->> 'who' ~ '^pseudonym:' AS subject_pseudonymized,
        new_row ->> 'token' ~ '^sha256:[0-9a-f]{64}$' AS secret_hashed,
        new_row::text !~ 'jane|hunter2|user-42|10\.1\.2\.3' AS nothing_personal
-FROM aegis.audit_log WHERE xid = pg_current_xact_id() AND operation = 'INSERT';
+FROM aegis.audit_log WHERE xid = pg_current_xact_id() AND operation = 'INSERT' AND table_name = 'public.audit_t';
 SELECT old_row -> 'f' AS old_f, new_row -> 'f' AS new_f FROM aegis.audit_log
 WHERE xid = pg_current_xact_id() AND operation = 'UPDATE';
 
