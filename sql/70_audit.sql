@@ -74,17 +74,96 @@ SELECT pg_catalog.pg_extension_config_dump('aegis.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('aegis.audit_chain', '');
 SELECT pg_catalog.pg_extension_config_dump('aegis.audit_log_id_seq', '');
 
-CREATE VIEW aegis.audit_trail AS
-SELECT c.position, l.id, l.xid, l.operation, l.table_name, l.db_user, l.session_user_name,
-       l.application_name, l.client_addr, l.backend_pid, l.statement_time, l.pk, l.old_row,
-       l.new_row, l.detail, pg_catalog.encode(l.entry_hash, 'hex') AS entry_hash,
-       pg_catalog.encode(c.chain_hash, 'hex') AS chain_hash, c.sealed_at, l.erased_at
-FROM aegis.audit_log l LEFT JOIN aegis.audit_chain c ON c.entry_id = l.id AND c.entry_xid = l.xid;
-COMMENT ON VIEW aegis.audit_trail IS
-    'Audit entries with their chain position (NULL until sealed), hashes in hex';
+-- Who sees what in the trail. A role must never read in the trail a value
+-- it could not read in the source table: the row images (pk, old_row,
+-- new_row) of an entry are shown through aegis.audit_trail only
+--   * column by column, where the reader may SELECT that column of the
+--     table (other values read "[HIDDEN]"), and
+--   * only where the reader sees every row of the table (superuser,
+--     BYPASSRLS, owner without FORCE, row security off, or a permissive
+--     USING (true) policy and no restrictive one); otherwise every value is
+--     hidden, since a policy cannot be evaluated on a past image.
+-- Entries of tables that no longer exist show their images to superusers
+-- only. Metadata (who, when, which table, operation, detail) is shown to
+-- every trail reader. The raw digests and chain hashes are not shown to
+-- roles that are not superusers: an unkeyed hash of a row image is an
+-- oracle for guessing a low-entropy hidden value. Verification needs no
+-- raw hash (verify_chain(), verify_table(), chain_head() run with the
+-- extension's rights). Direct SELECT on aegis.audit_log is column-wise for
+-- the same reason.
+CREATE FUNCTION aegis.reads_all_rows(tbl regclass) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT r.rolsuper OR r.rolbypassrls OR NOT c.relrowsecurity
+        OR (pg_catalog.pg_has_role(c.relowner, 'USAGE') AND NOT c.relforcerowsecurity)
+        OR (EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
+                    WHERE p.polrelid = c.oid AND p.polpermissive AND p.polcmd IN ('r', '*')
+                      AND (0::oid = ANY (p.polroles)
+                           OR EXISTS (SELECT 1 FROM pg_catalog.unnest(p.polroles) x(role)
+                                      WHERE pg_catalog.pg_has_role(x.role, 'USAGE')))
+                      AND pg_catalog.pg_get_expr(p.polqual, p.polrelid) = 'true')
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
+                            WHERE p.polrelid = c.oid AND NOT p.polpermissive AND p.polcmd IN ('r', '*')
+                              AND (0::oid = ANY (p.polroles)
+                                   OR EXISTS (SELECT 1 FROM pg_catalog.unnest(p.polroles) x(role)
+                                              WHERE pg_catalog.pg_has_role(x.role, 'USAGE')))))
+    FROM pg_catalog.pg_class c, pg_catalog.pg_roles r
+    WHERE c.oid = tbl AND r.rolname = CURRENT_USER
+$$;
+COMMENT ON FUNCTION aegis.reads_all_rows(regclass) IS
+    'Does the current user see every row of the table (no row-level security narrows it)?';
 
-GRANT SELECT ON aegis.audit_log, aegis.audit_chain, aegis.audit_seal_state, aegis.audit_trail
-    TO aegis_auditor, aegis_admin;
+CREATE FUNCTION aegis.visible_image(table_name text, image jsonb) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    tbl regclass;
+    all_rows boolean;
+BEGIN
+    IF image IS NULL OR pg_catalog.jsonb_typeof(image) <> 'object' THEN
+        RETURN image;
+    END IF;
+    tbl := pg_catalog.to_regclass(table_name);
+    IF tbl IS NULL THEN
+        RETURN CASE WHEN (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER)
+                    THEN image END;
+    END IF;
+    all_rows := COALESCE(aegis.reads_all_rows(tbl), false);
+    RETURN (SELECT pg_catalog.jsonb_object_agg(e.key,
+                CASE WHEN all_rows AND EXISTS (
+                         SELECT 1 FROM pg_catalog.pg_attribute a
+                         WHERE a.attrelid = tbl AND a.attname = e.key AND a.attnum > 0 AND NOT a.attisdropped
+                           AND pg_catalog.has_column_privilege(tbl, a.attnum, 'SELECT'))
+                     THEN e.value ELSE '"[HIDDEN]"'::jsonb END)
+            FROM pg_catalog.jsonb_each(image) e);
+END
+$$;
+COMMENT ON FUNCTION aegis.visible_image(text, jsonb) IS
+    'A row image as the current user may see it: columns it cannot read, or all of them under row-level security, read [HIDDEN]';
+
+CREATE VIEW aegis.audit_trail WITH (security_barrier = true) AS
+SELECT c.position, l.id, l.xid, l.operation, l.table_name, l.db_user, l.session_user_name,
+       l.application_name, l.client_addr, l.backend_pid, l.statement_time,
+       aegis.visible_image(l.table_name, l.pk) AS pk,
+       aegis.visible_image(l.table_name, l.old_row) AS old_row,
+       aegis.visible_image(l.table_name, l.new_row) AS new_row,
+       l.detail,
+       CASE WHEN s.super THEN pg_catalog.encode(l.entry_hash, 'hex') END AS entry_hash,
+       CASE WHEN s.super THEN pg_catalog.encode(c.chain_hash, 'hex') END AS chain_hash,
+       c.sealed_at, l.erased_at
+FROM aegis.audit_log l LEFT JOIN aegis.audit_chain c ON c.entry_id = l.id AND c.entry_xid = l.xid
+CROSS JOIN (SELECT r.rolsuper AS super FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER) s;
+COMMENT ON VIEW aegis.audit_trail IS
+    'Audit entries with their chain position (NULL until sealed); row images as the reader may see them, hashes for superusers';
+
+REVOKE ALL ON aegis.audit_log, aegis.audit_chain FROM PUBLIC;
+GRANT SELECT (id, xid, operation, table_name, db_user, session_user_name, application_name, client_addr,
+              backend_pid, statement_time, detail, erased_at)
+    ON aegis.audit_log TO aegis_auditor, aegis_admin;
+GRANT SELECT (position, entry_xid, entry_id, sealed_at) ON aegis.audit_chain TO aegis_auditor, aegis_admin;
+GRANT SELECT ON aegis.audit_seal_state, aegis.audit_trail TO aegis_auditor, aegis_admin;
 
 -- ===========================================================================
 -- Capture

@@ -76,6 +76,9 @@ GRANT EXECUTE ON FUNCTION
     aegis.seal(), aegis.verify_chain(), aegis.verify_chain(jsonb), aegis.chain_head(),
     aegis.verify_table(regclass)
 TO aegis_admin, aegis_auditor;
+-- aegis.audit_trail filters row images for whoever reads it (70_audit.sql);
+-- the filters reveal only what the caller itself may read.
+GRANT EXECUTE ON FUNCTION aegis.reads_all_rows(regclass), aegis.visible_image(text, jsonb) TO PUBLIC;
 -- The DDL guard's event triggers run as whoever issues the DDL. These reveal
 -- only which tables are protected, and guard_report() refuses unless the
 -- caller is a superuser (audit_event() and guard_forget() stay ungranted).

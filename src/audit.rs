@@ -1612,9 +1612,12 @@ struct Checkpoint {
 }
 
 fn latest_checkpoint() -> Result<Option<Checkpoint>, AegisError> {
+    // The trail is read with the extension's rights: its readers see only
+    // what aegis.audit_trail shows them, verification needs everything.
     with_safe_search_path(|| {
-        Spi::connect(|client| {
-            let t = client
+        as_extension_owner(|| {
+            Spi::connect(|client| {
+                let t = client
                 .select(
                     "SELECT position, chain_hash, time_us, signature FROM aegis.audit_checkpoints \
                      ORDER BY position DESC LIMIT 1",
@@ -1622,16 +1625,17 @@ fn latest_checkpoint() -> Result<Option<Checkpoint>, AegisError> {
                     &[],
                 )
                 .map_err(spi_error)?;
-            if t.is_empty() {
-                return Ok(None);
-            }
-            let r = t.first();
-            Ok(Some(Checkpoint {
-                position: r.get::<i64>(1).map_err(spi_error)?.unwrap_or(0) as u64,
-                hash: hash32(r.get(2).map_err(spi_error)?),
-                time_us: r.get::<i64>(3).map_err(spi_error)?.unwrap_or(0),
-                signature: hash32(r.get(4).map_err(spi_error)?),
-            }))
+                if t.is_empty() {
+                    return Ok(None);
+                }
+                let r = t.first();
+                Ok(Some(Checkpoint {
+                    position: r.get::<i64>(1).map_err(spi_error)?.unwrap_or(0) as u64,
+                    hash: hash32(r.get(2).map_err(spi_error)?),
+                    time_us: r.get::<i64>(3).map_err(spi_error)?.unwrap_or(0),
+                    signature: hash32(r.get(4).map_err(spi_error)?),
+                }))
+            })
         })
     })
 }
@@ -1677,8 +1681,9 @@ fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, AegisError> {
     };
     let trusted = trusted.filter(|t| t.position >= first);
     let report = with_safe_search_path(|| {
-        Spi::connect(|client| -> Result<_, AegisError> {
-            let mut cursor = client.open_cursor(
+        as_extension_owner(|| {
+            Spi::connect(|client| -> Result<_, AegisError> {
+                let mut cursor = client.open_cursor(
                 "SELECT c.position, c.chain_hash, l.entry_hash, l.data_digest, l.erased_at IS NOT NULL, \
                         pg_catalog.convert_to(l.operation, 'UTF8'), pg_catalog.convert_to(l.table_name, 'UTF8'), \
                         pg_catalog.convert_to(l.db_user, 'UTF8'), pg_catalog.convert_to(l.session_user_name, 'UTF8'), \
@@ -1698,54 +1703,60 @@ fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, AegisError> {
                  ORDER BY c.position",
                 &[(first as i64).into()],
             );
-            // Streamed batch by batch: memory stays flat however long the
-            // chain is.
-            let mut failed: Option<AegisError> = None;
-            let mut batch: std::collections::VecDeque<Stored> = Default::default();
-            let entries = std::iter::from_fn(|| loop {
-                if let Some(s) = batch.pop_front() {
-                    return Some(s);
-                }
-                if failed.is_some() {
-                    return None;
-                }
-                match cursor.fetch(10_000) {
-                    Ok(rows) if rows.is_empty() => return None,
-                    Ok(rows) => {
-                        for row in rows {
-                            match stored_from_row(&row) {
-                                Ok(s) => batch.push_back(s),
-                                Err(e) => {
-                                    failed = Some(e);
-                                    break;
+                // Streamed batch by batch: memory stays flat however long the
+                // chain is.
+                let mut failed: Option<AegisError> = None;
+                let mut batch: std::collections::VecDeque<Stored> = Default::default();
+                let entries = std::iter::from_fn(|| loop {
+                    if let Some(s) = batch.pop_front() {
+                        return Some(s);
+                    }
+                    if failed.is_some() {
+                        return None;
+                    }
+                    match cursor.fetch(10_000) {
+                        Ok(rows) if rows.is_empty() => return None,
+                        Ok(rows) => {
+                            for row in rows {
+                                match stored_from_row(&row) {
+                                    Ok(s) => batch.push_back(s),
+                                    Err(e) => {
+                                        failed = Some(e);
+                                        break;
+                                    }
                                 }
                             }
                         }
+                        Err(e) => failed = Some(spi_error(e)),
                     }
-                    Err(e) => failed = Some(spi_error(e)),
+                });
+                let report = core_audit::verify(entries, first, prev, trusted);
+                match failed {
+                    Some(e) => Err(e),
+                    None => Ok(report),
                 }
-            });
-            let report = core_audit::verify(entries, first, prev, trusted);
-            match failed {
-                Some(e) => Err(e),
-                None => Ok(report),
-            }
+            })
         })
     })?;
     let r = report;
     let (ok, checked, pos, problem) = if r.ok {
         // Entries outside the chain that sealing will never pick up (their
-        // transactions ended before the horizon): inserted by hand.
+        // transactions ended before the horizon): inserted by hand. An
+        // entry is chained only under its own (xid, id): a row that reuses
+        // a chained entry's id with another xid is outside the chain too.
         let orphan: Option<i64> = with_safe_search_path(|| {
-            crate::spi::get_one(
-                "SELECT (SELECT l.id FROM aegis.audit_log l, aegis.audit_seal_state s \
-                 WHERE l.xid OPERATOR(pg_catalog.<) s.horizon AND NOT EXISTS \
-                 (SELECT 1 FROM aegis.audit_chain c WHERE c.entry_id OPERATOR(pg_catalog.=) l.id) \
-                 ORDER BY l.id LIMIT 1)",
-                &[],
-            )
-        })
-        .map_err(spi_error)?;
+            as_extension_owner(|| {
+                crate::spi::get_one(
+                    "SELECT (SELECT l.id FROM aegis.audit_log l, aegis.audit_seal_state s \
+                     WHERE l.xid OPERATOR(pg_catalog.<) s.horizon AND NOT EXISTS \
+                     (SELECT 1 FROM aegis.audit_chain c WHERE c.entry_id OPERATOR(pg_catalog.=) l.id \
+                        AND c.entry_xid OPERATOR(pg_catalog.=) l.xid) \
+                     ORDER BY l.id LIMIT 1)",
+                    &[],
+                )
+                .map_err(spi_error)
+            })
+        })?;
         match orphan {
             Some(id) => (
                 false,
@@ -1949,9 +1960,10 @@ fn head_signature_ok(h: &Head) -> Result<bool, AegisError> {
 #[pg_extern(volatile, sql = false)]
 fn chain_head() -> AegisResult<pgrx::JsonB> {
     let row = with_safe_search_path(|| {
-        Spi::connect(
-            |client| -> Result<Option<(i64, [u8; 32], i64)>, AegisError> {
-                let t = client
+        as_extension_owner(|| {
+            Spi::connect(
+                |client| -> Result<Option<(i64, [u8; 32], i64)>, AegisError> {
+                    let t = client
                 .select(
                     "SELECT position, chain_hash, (EXTRACT(EPOCH FROM pg_catalog.now()) \
                      OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 OPERATOR(pg_catalog.-) 946684800000000, \
@@ -1961,17 +1973,18 @@ fn chain_head() -> AegisResult<pgrx::JsonB> {
                     &[],
                 )
                 .map_err(spi_error)?;
-                if t.is_empty() {
-                    return Ok(None);
-                }
-                let r = t.first();
-                Ok(Some((
-                    r.get::<i64>(1).map_err(spi_error)?.unwrap_or(0),
-                    hash32(r.get(2).map_err(spi_error)?),
-                    r.get::<i64>(3).map_err(spi_error)?.unwrap_or(0),
-                )))
-            },
-        )
+                    if t.is_empty() {
+                        return Ok(None);
+                    }
+                    let r = t.first();
+                    Ok(Some((
+                        r.get::<i64>(1).map_err(spi_error)?.unwrap_or(0),
+                        hash32(r.get(2).map_err(spi_error)?),
+                        r.get::<i64>(3).map_err(spi_error)?.unwrap_or(0),
+                    )))
+                },
+            )
+        })
     })?;
     let Some((position, hash, time_us)) = row else {
         return Err(AegisError::EmptyChain.into());

@@ -27,6 +27,40 @@ thread_local! {
     /// Set when the executor recorded the query of a COPY TO, so the COPY
     /// statement itself is not recorded twice.
     static COPY_RECORDED: Cell<bool> = const { Cell::new(false) };
+    /// The text of the statement aegis.run_restricted() is running (a
+    /// retention or erasure step): not a read anyone asked for, and already
+    /// recorded as the run's RETENTION or ERASURE entry. Only that statement
+    /// is skipped, not what it sets off (an owner's trigger reading another
+    /// table is recorded as usual).
+    static MAINTENANCE_SQL: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` with `sql` marked as pg_aegis's own maintenance statement.
+pub(crate) fn as_maintenance<R>(sql: &str, f: impl FnOnce() -> R) -> R {
+    // Restored on the way out, also when an ERROR unwinds through here.
+    struct Restore(Option<String>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let saved = self.0.take();
+            MAINTENANCE_SQL.with(|m| *m.borrow_mut() = saved);
+        }
+    }
+    let _restore = Restore(MAINTENANCE_SQL.with(|m| m.replace(Some(sql.to_string()))));
+    f()
+}
+
+/// Is this query pg_aegis's own maintenance statement?
+unsafe fn is_maintenance(qd: *mut pg_sys::QueryDesc) -> bool {
+    // SAFETY: sourceText is a NUL-terminated string or NULL.
+    let text = unsafe { (*qd).sourceText };
+    if text.is_null() {
+        return false;
+    }
+    MAINTENANCE_SQL.with(|m| {
+        m.borrow().as_deref().is_some_and(|sql| {
+            unsafe { std::ffi::CStr::from_ptr(text) }.to_bytes() == sql.as_bytes()
+        })
+    })
 }
 
 unsafe extern "C" {
@@ -333,7 +367,7 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_end(qd: *mut pg_sys::Que
             .filter(|(_, audited)| *audited)
             .map(|(t, _)| t)
             .collect();
-        if read.is_empty() || is_ri_check(qd) {
+        if read.is_empty() || is_ri_check(qd) || is_maintenance(qd) {
             return;
         }
         let copy =

@@ -10,6 +10,7 @@
 //!   - verify_chain(), verify_table() and decryption work;
 //!   - no error carries a Rust backtrace, even with RUST_BACKTRACE set in
 //!     the server's environment.
+//!
 //! After `pg_ctl promote`, the background sealer starts, and every entry
 //! committed on the old primary is sealed: none is lost.
 
@@ -29,13 +30,19 @@ fn caught_up(primary: &mut Client, standby: &mut Client) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let done: bool = standby
-            .query_one("SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn", &[&lsn])
+            .query_one(
+                "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                &[&lsn],
+            )
             .unwrap()
             .get(0);
         if done {
             return;
         }
-        assert!(Instant::now() < deadline, "the standby did not catch up with {lsn}");
+        assert!(
+            Instant::now() < deadline,
+            "the standby did not catch up with {lsn}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -92,7 +99,10 @@ fn hot_standby_reads_verifies_decrypts_and_promotes_without_losing_entries() {
     caught_up(&mut p, &mut s);
 
     // Any query, and reads of protected tables, as a superuser.
-    let in_recovery: bool = s.query_one("SELECT pg_is_in_recovery()", &[]).unwrap().get(0);
+    let in_recovery: bool = s
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .unwrap()
+        .get(0);
     assert!(in_recovery);
     s.batch_execute("SELECT 1").unwrap();
     let v: String = s.query_one("SELECT aegis.version()", &[]).unwrap().get(0);
@@ -120,7 +130,10 @@ fn hot_standby_reads_verifies_decrypts_and_promotes_without_losing_entries() {
         .query_one("SELECT ok, entries_checked FROM aegis.verify_chain()", &[])
         .unwrap();
     let (ok, checked): (bool, i64) = (r.get(0), r.get(1));
-    assert!(ok && checked > 0, "verify_chain on the standby: {ok} {checked}");
+    assert!(
+        ok && checked > 0,
+        "verify_chain on the standby: {ok} {checked}"
+    );
     let r = s
         .query_one(
             "SELECT ok, rows_checked FROM aegis.verify_table('monitoring.error_logs')",
@@ -135,7 +148,11 @@ fn hot_standby_reads_verifies_decrypts_and_promotes_without_losing_entries() {
         .get(0);
     assert_eq!(clear, "kept on the standby");
     // An aegis role through its masking view.
-    let mut dev = standby.config(DB).user("sb_dev").connect(postgres::NoTls).unwrap();
+    let mut dev = standby
+        .config(DB)
+        .user("sb_dev")
+        .connect(postgres::NoTls)
+        .unwrap();
     let msgs: Vec<String> = dev
         .query(
             "SELECT error_message FROM monitoring.developer_error_logs ORDER BY id LIMIT 2",
@@ -153,7 +170,9 @@ fn hot_standby_reads_verifies_decrypts_and_promotes_without_losing_entries() {
     // Reads went to the standby's server log, as JSON lines.
     let lines = logged(&standby, "monitoring.error_logs");
     assert!(
-        lines.iter().any(|l| l.contains("\"event\":\"read\"") && l.contains("server log")),
+        lines
+            .iter()
+            .any(|l| l.contains("\"event\":\"read\"") && l.contains("server log")),
         "reads on the standby are in its server log: {lines:?}"
     );
     // An error on the standby carries no Rust backtrace, although the server
@@ -186,7 +205,10 @@ fn hot_standby_reads_verifies_decrypts_and_promotes_without_losing_entries() {
     .unwrap();
     caught_up(&mut p, &mut s);
     let (total, unsealed) = sealing_state(&mut s);
-    assert!(unsealed >= 10, "entries committed but not sealed before the promotion: {unsealed} of {total}");
+    assert!(
+        unsealed >= 10,
+        "entries committed but not sealed before the promotion: {unsealed} of {total}"
+    );
     drop(p);
     drop(primary);
 
@@ -213,9 +235,14 @@ fn hot_standby_reads_verifies_decrypts_and_promotes_without_losing_entries() {
         .unwrap();
     let (ok, checked): (bool, i64) = (r.get(0), r.get(1));
     let (total, _) = sealing_state(&mut s);
-    assert!(ok && checked == total, "chain after promotion: {ok}, {checked} of {total}");
+    assert!(
+        ok && checked == total,
+        "chain after promotion: {ok}, {checked} of {total}"
+    );
     // Writes work on the new primary and are audited.
-    s.batch_execute("INSERT INTO monitoring.error_logs (server_id, error_message) VALUES ('s1', 'after')")
-        .unwrap();
+    s.batch_execute(
+        "INSERT INTO monitoring.error_logs (server_id, error_message) VALUES ('s1', 'after')",
+    )
+    .unwrap();
     assert_eq!(seal_all(&mut s), total + 1);
 }

@@ -9,7 +9,8 @@
 --   C. filters as an oracle for values their author cannot read;
 --   D. unprotect() switching off row security the owner had enabled;
 --   E. reads that left no entry (row marks, DML that reads, CTAS, cursors);
---   G. pg_aegis's catalogs changed behind the API, unrecorded.
+--   G. pg_aegis's catalogs changed behind the API, unrecorded;
+--   H. the trail as a readable side copy of what a role may not read.
 -- (Parallel queries after an audited read: parallel_reads.sql.)
 -- Each witness records who ran the owner's code and whether that role was a
 -- superuser at that moment; every escalation attempt checks rolsuper at the
@@ -292,4 +293,38 @@ RESET SESSION AUTHORIZATION;
 SELECT operation, table_name, db_user FROM aegis.audit_log
 WHERE id > (SELECT m FROM hard_mark2) AND table_name LIKE 'aegis.%'
 ORDER BY id;
+
+-- ====================================================================== H
+-- The trail shows a role no value it could not read in the table itself:
+-- cost amounts and incident summaries are hidden from an auditor (who
+-- reads incidents only through the masking view), error_logs images are
+-- not; raw hashes are for superusers; the table itself is column-wise.
+CREATE ROLE hard_auditor LOGIN IN ROLE aegis_auditor;
+INSERT INTO hard_mon.incident_response_logs (server_id, incident_summary, root_cause, status)
+VALUES ('s1', 'breach by mallory', 'weak password', 'open');
+SET SESSION AUTHORIZATION hard_auditor;
+SELECT count(*) AS cost_rows_readable FROM hard_mon.cost_data;
+SELECT new_row ->> 'amount' AS amount, new_row ->> 'service' AS service, entry_hash IS NULL AS no_hash
+FROM aegis.audit_trail WHERE table_name = 'hard_mon.cost_data' ORDER BY id LIMIT 2;
+SELECT new_row ->> 'incident_summary' AS summary, new_row ->> 'root_cause' AS root_cause
+FROM aegis.audit_trail WHERE table_name = 'hard_mon.incident_response_logs' AND operation = 'INSERT';
+SELECT new_row ->> 'error_message' AS message FROM aegis.audit_trail
+WHERE table_name = 'hard_mon.error_logs' AND operation = 'INSERT' ORDER BY id LIMIT 1;
+SELECT new_row FROM aegis.audit_log LIMIT 1;
+SELECT data_digest FROM aegis.audit_log LIMIT 1;
+SELECT chain_hash FROM aegis.audit_chain LIMIT 1;
+SELECT count(*) > 0 AS metadata_readable FROM aegis.audit_log WHERE table_name = 'hard_mon.cost_data';
+SELECT ok FROM aegis.verify_chain();
+RESET SESSION AUTHORIZATION;
+-- protect() by an admin who cannot read the owner's table: the baseline is
+-- recorded (verify_table needs it), and the admin cannot read it back.
+SET SESSION AUTHORIZATION hard_owner;
+CREATE TABLE public.hard_payroll (id int PRIMARY KEY, salary int);
+INSERT INTO hard_payroll VALUES (1, 91000), (2, 87000);
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION hard_admin;
+SELECT aegis.protect('public.hard_payroll');
+SELECT operation, new_row FROM aegis.audit_trail WHERE table_name = 'public.hard_payroll' ORDER BY id;
+RESET SESSION AUTHORIZATION;
+SELECT operation, new_row FROM aegis.audit_trail WHERE table_name = 'public.hard_payroll' ORDER BY id;
 ROLLBACK;

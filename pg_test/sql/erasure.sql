@@ -85,7 +85,9 @@ SELECT incident_summary FROM era.incident_response_logs;
 SELECT aegis.decrypt(:'alice_ct');
 \set VERBOSITY terse
 SELECT aegis.decrypt(:'bob_ct') AS bob_note;
--- The trail keeps every entry, but none holds her pseudonym or her name.
+-- The trail keeps every entry, but none holds her pseudonym or her name
+-- (read as a superuser, who sees every image whole).
+RESET ROLE;
 SELECT count(*) AS entries_mentioning_alice FROM aegis.audit_log
 WHERE aegis.mentions(concat_ws(' ', pk, old_row, new_row), 'alice')
    OR concat_ws(' ', pk, old_row, new_row) LIKE '%pseudonym:' || aegis.pseudonymize('alice') || '%';
@@ -97,6 +99,7 @@ WHERE erased_at IS NOT NULL AND table_name = 'era.user_access_logs' ORDER BY id;
 SELECT detail ->> 'subject_pseudonym' = aegis.pseudonymize('alice') AS by_pseudonym,
        aegis.mentions(detail::text, 'alice') AS names_her, detail -> 'tables' ? 'era.user_access_logs' AS lists_tables
 FROM aegis.audit_log WHERE operation = 'ERASURE' ORDER BY id DESC LIMIT 1;
+SET ROLE era_admin;
 -- Idempotent: a second request finds nothing left and says so.
 SELECT r -> 'tables' AS tables, r ->> 'complete' AS complete, r -> 'keys' ->> 'already_forgotten' AS already_forgotten,
        r ->> 'audit_entries_tombstoned' AS entries

@@ -162,8 +162,8 @@ SELECT * FROM aegis.apply_retention() WHERE table_name = 'ret_mon.user_access_lo
 SELECT count(*) AS expired_left FROM ret_mon.user_access_logs WHERE accessed_at < now() - interval '90 days';
 -- The catalog changes are audit entries of the admin who made them.
 SELECT table_name, operation, db_user, new_row ->> 'reason' AS reason, new_row ->> 'released_by' AS released_by
-FROM aegis.audit_log WHERE table_name = 'aegis.legal_holds' ORDER BY id;
-SELECT operation, db_user, new_row ->> 'only_where' AS only_where FROM aegis.audit_log
+FROM aegis.audit_trail WHERE table_name = 'aegis.legal_holds' ORDER BY id;
+SELECT operation, db_user, new_row ->> 'only_where' AS only_where FROM aegis.audit_trail
 WHERE table_name = 'aegis.retention_rules' AND db_user = 'ret_admin' ORDER BY id;
 RESET ROLE;
 
@@ -275,7 +275,7 @@ SELECT aegis.cron_next('0 3 * * *', '2026-11-22 23:30+00') AT TIME ZONE 'UTC' AS
        aegis.cron_next('@hourly', 'infinity') AS after_infinity;
 SELECT aegis.unschedule_retention(), aegis.unschedule_retention();
 SELECT operation, db_user, coalesce(new_row, old_row) ->> 'schedule' AS schedule
-FROM aegis.audit_log WHERE table_name = 'aegis.retention_schedule' ORDER BY id;
+FROM aegis.audit_trail WHERE table_name = 'aegis.retention_schedule' ORDER BY id;
 RESET ROLE;
 
 -- ------------------------------------------------------------ other shapes
