@@ -1285,6 +1285,10 @@ fn audit_row<'a>(
         protocol_error("aegis.audit_row() must be an AFTER ... FOR EACH ROW trigger");
     }
     let td = trigger.trigger_data();
+    // SAFETY: a row trigger's relation is valid for the call.
+    if unsafe { restoring_catalog(td.tg_relation) } {
+        return Ok(None);
+    }
     let (op, old, new) = match trigger.op() {
         Ok(PgTriggerOperation::Insert) => ("INSERT", None, Some(td.tg_trigtuple)),
         Ok(PgTriggerOperation::Update) => ("UPDATE", Some(td.tg_trigtuple), Some(td.tg_newtuple)),
@@ -1318,6 +1322,30 @@ fn audit_row<'a>(
         raise(e);
     }
     Ok(None)
+}
+
+/// A superuser's COPY into one of pg_aegis's own catalogs: what pg_restore
+/// does when it restores the extension's configuration tables. Those rows'
+/// history is already in the restored trail; capturing them again would
+/// append a second, restore-time copy of it. (Everyone else's changes to
+/// the catalogs, and a superuser's through the API or plain DML, are
+/// captured; a superuser could switch triggers off anyway.)
+unsafe fn restoring_catalog(rel: pg_sys::Relation) -> bool {
+    // SAFETY: a valid relation; debug_query_string is the client's current
+    // statement (NUL-terminated) or NULL.
+    unsafe {
+        let nsp = pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace);
+        if nsp.is_null() || CStr::from_ptr(nsp).to_bytes() != b"aegis" || !pg_sys::superuser() {
+            return false;
+        }
+        let q = pg_sys::debug_query_string;
+        !q.is_null()
+            && CStr::from_ptr(q)
+                .to_string_lossy()
+                .trim_start()
+                .get(..5)
+                .is_some_and(|w| w.eq_ignore_ascii_case("COPY "))
+    }
 }
 
 /// `aegis.audit_truncate()`: AFTER TRUNCATE ... FOR EACH STATEMENT.

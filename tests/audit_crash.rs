@@ -247,7 +247,7 @@ fn sealer(cfg: Config, stop: Arc<AtomicBool>) -> (u32, i64, Option<String>) {
 fn entries_by_xid(c: &mut Client) -> BTreeMap<(u64, i64), (String, Entry)> {
     c.query(
         "SELECT xid::text, id, operation, (pk ->> 'k')::int, new_row ->> 'v' FROM aegis.audit_log
-         WHERE table_name = 't'",
+         WHERE table_name = 'public.t'",
         &[],
     )
     .unwrap()

@@ -194,8 +194,9 @@ fn hot_standby_reads_verifies_decrypts_and_promotes_without_losing_entries() {
     );
 
     // More committed entries on the primary, not sealed before promotion.
-    p.batch_execute("ALTER SYSTEM SET aegis.seal_interval = '1h'; SELECT pg_reload_conf();")
+    p.batch_execute("ALTER SYSTEM SET aegis.seal_interval = '1h'")
         .unwrap();
+    p.batch_execute("SELECT pg_reload_conf()").unwrap();
     std::thread::sleep(Duration::from_millis(500));
     p.batch_execute(
         "INSERT INTO monitoring.error_logs (server_id, error_message)
