@@ -300,17 +300,87 @@ $$;
 COMMENT ON FUNCTION aegis.guard_compliant_tables() IS
     'Internal: protected tables (and partitions) whose RLS is enabled and forced and whose audit triggers fire';
 
+-- What a DDL command must not change on a protected table (or partition)
+-- without being refused (non-superusers) or recorded (superusers): who owns
+-- it, its rules and their state, its row-level security policies, its
+-- inheritance children (rows seen through it but written around its
+-- trigger), its partitions (detached or dropped, their rows leave it
+-- unaudited), and the types of its columns. New partitions are fine: they
+-- come out protected (guard_protect_partitions). New columns are fine.
+CREATE FUNCTION aegis.guard_state(tbl oid) RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = ''
+AS $$
+SELECT pg_catalog.jsonb_build_object(
+    'fp', pg_catalog.md5(pg_catalog.concat_ws('|',
+        (SELECT c.relowner::text FROM pg_catalog.pg_class c WHERE c.oid = tbl),
+        (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', w.rulename, w.ev_type, w.ev_enabled,
+                    pg_catalog.md5(w.ev_action::text), pg_catalog.md5(COALESCE(w.ev_qual::text, ''))), ',' ORDER BY w.rulename)
+         FROM pg_catalog.pg_rewrite w WHERE w.ev_class = tbl),
+        (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', p.polname, p.polcmd, p.polpermissive, p.polroles::text,
+                    pg_catalog.md5(COALESCE(pg_catalog.pg_get_expr(p.polqual, p.polrelid), '')),
+                    pg_catalog.md5(COALESCE(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), ''))), ',' ORDER BY p.polname)
+         FROM pg_catalog.pg_policy p WHERE p.polrelid = tbl),
+        (SELECT pg_catalog.string_agg(i.inhrelid::text, ',' ORDER BY i.inhrelid)
+         FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class k ON k.oid = i.inhrelid
+         WHERE i.inhparent = tbl AND NOT k.relispartition))),
+    'parts', (SELECT COALESCE(pg_catalog.jsonb_agg(i.inhrelid), '[]')
+              FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class k ON k.oid = i.inhrelid
+              WHERE i.inhparent = tbl AND k.relispartition),
+    'cols', (SELECT COALESCE(pg_catalog.jsonb_object_agg(a.attname,
+                 pg_catalog.format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END), '{}')
+             FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped))
+$$;
+COMMENT ON FUNCTION aegis.guard_state(oid) IS
+    'Internal: what the DDL guard compares before and after a command (owner, rules, policies, inheritance, partitions, column types)';
+
 CREATE FUNCTION aegis.guard_ddl_start() RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 BEGIN
     PERFORM pg_catalog.set_config('aegis_guard.compliant',
-        COALESCE((SELECT pg_catalog.string_agg(o::text, ',') FROM aegis.guard_compliant_tables() o), ''), true);
+        COALESCE((SELECT pg_catalog.jsonb_object_agg(o::text, aegis.guard_state(o))::text
+                  FROM aegis.guard_compliant_tables() o), ''), true);
 END
 $$;
 COMMENT ON FUNCTION aegis.guard_ddl_start() IS
-    'Internal event trigger: note the compliant protected tables before a DDL command';
+    'Internal event trigger: note the compliant protected tables and their state before a DDL command';
+
+-- New partitions of a protected table come out protected: row security
+-- enabled and forced, PUBLIC revoked, the TRUNCATE capture trigger (the row
+-- capture trigger is cloned by PostgreSQL itself). Definer rights: the
+-- partition's creator may not own the capture functions' grants; it can
+-- only add protection. Recorded as a DDL entry. Its own ALTER TABLEs run
+-- with session_replication_role = replica, so the guard's event triggers
+-- (enabled on origin) do not fire again inside it.
+CREATE FUNCTION aegis.guard_protect_partitions() RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+SET session_replication_role = replica
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT e.relid, c.oid AS part
+        FROM aegis.rls_enforced e
+        CROSS JOIN LATERAL pg_catalog.pg_partition_tree(e.relid) t
+        JOIN pg_catalog.pg_class c ON c.oid = t.relid
+        WHERE c.relkind IN ('r', 'p') AND c.oid <> e.relid::oid
+          AND NOT (c.relrowsecurity AND c.relforcerowsecurity
+                   AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+                               WHERE g.tgrelid = c.oid AND g.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure))
+    LOOP
+        PERFORM aegis.switch_rls(r.relid, true);
+        PERFORM aegis.audit_event('DDL', r.relid::text, pg_catalog.jsonb_build_object(
+            'change', 'partition added and protected', 'partition', r.part::regclass::text,
+            'user', SESSION_USER));
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION aegis.guard_protect_partitions() IS
+    'Internal: protect new partitions of protected tables (definer rights; only adds protection)';
 
 -- Refuse (non-superusers) or record (superusers) a change that left tables
 -- in "broken" non-compliant. The refusal is also written to the server log
@@ -351,27 +421,37 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 DECLARE
-    before oid[];
+    before jsonb;
     broken text[];
 BEGIN
-    before := pg_catalog.string_to_array(
-        NULLIF(pg_catalog.current_setting('aegis_guard.compliant', true), ''), ',')::oid[];
+    before := NULLIF(pg_catalog.current_setting('aegis_guard.compliant', true), '')::jsonb;
+    PERFORM pg_catalog.set_config('aegis_guard.compliant', '', true);
+    PERFORM aegis.guard_protect_partitions();
     IF before IS NULL THEN
         RETURN;
     END IF;
+    -- Broken: no longer compliant, or owner, rules, policies or inheritance
+    -- children changed, or a partition left, or a column changed type.
     SELECT pg_catalog.array_agg(pg_catalog.format('%I.%I', n.nspname, c.relname) ORDER BY 1) INTO broken
-    FROM pg_catalog.unnest(before) b
-    JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) b
-    JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-    WHERE b NOT IN (SELECT aegis.guard_compliant_tables());
-    PERFORM pg_catalog.set_config('aegis_guard.compliant', '', true);
+    FROM pg_catalog.jsonb_each(before) b(oid, was)
+    JOIN pg_catalog.pg_class c ON c.oid = b.oid::oid
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    CROSS JOIN LATERAL (SELECT aegis.guard_state(c.oid) AS now) s
+    WHERE b.oid::oid NOT IN (SELECT aegis.guard_compliant_tables())
+       OR s.now ->> 'fp' <> b.was ->> 'fp'
+       OR NOT (s.now -> 'parts') @> (SELECT COALESCE(pg_catalog.jsonb_agg(x), '[]')
+                                     FROM pg_catalog.jsonb_array_elements(b.was -> 'parts') x
+                                     WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class k WHERE k.oid = (x #>> '{}')::oid))
+       OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_each_text(b.was -> 'cols') col(name, typ)
+                  WHERE s.now -> 'cols' ? col.name AND s.now -> 'cols' ->> col.name <> col.typ);
     IF broken IS NOT NULL THEN
-        PERFORM aegis.guard_report(broken, tg_tag, 'switching off row-level security or audit triggers of protected table');
+        PERFORM aegis.guard_report(broken, tg_tag,
+            'changing row-level security, audit triggers, rules, policies, inheritance, partitions, ownership or column types of protected table');
     END IF;
 END
 $$;
 COMMENT ON FUNCTION aegis.guard_ddl_end() IS
-    'Internal event trigger: refuse or record a DDL command that weakened a protected table';
+    'Internal event trigger: protect new partitions; refuse or record a DDL command that weakened a protected table';
 
 CREATE FUNCTION aegis.guard_sql_drop() RETURNS event_trigger
 LANGUAGE plpgsql
@@ -381,12 +461,15 @@ DECLARE
     dropped oid[];
     names text[];
 BEGIN
+    -- Protected tables, and the partitions of protected tables noted when
+    -- the command started (they are gone from the catalog by now).
     SELECT pg_catalog.array_agg(d.objid), pg_catalog.array_agg(d.object_identity ORDER BY d.object_identity)
     INTO dropped, names
     FROM pg_catalog.pg_event_trigger_dropped_objects() d
     WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
       AND d.objsubid OPERATOR(pg_catalog.=) 0
-      AND d.objid IN (SELECT aegis.guard_protected_tables());
+      AND (d.objid IN (SELECT aegis.guard_protected_tables())
+           OR NULLIF(pg_catalog.current_setting('aegis_guard.compliant', true), '')::jsonb ? d.objid::text);
     IF dropped IS NULL THEN
         RETURN;
     END IF;
@@ -418,10 +501,12 @@ $$;
 COMMENT ON FUNCTION aegis.guard_forget(oid[]) IS 'Internal: forget dropped protected tables (superuser only)';
 
 CREATE EVENT TRIGGER aegis_guard_start ON ddl_command_start
-    WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER', 'ALTER TRIGGER')
+    WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER', 'ALTER TRIGGER', 'CREATE TABLE', 'DROP TABLE',
+                 'CREATE RULE', 'DROP RULE', 'ALTER RULE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY')
     EXECUTE FUNCTION aegis.guard_ddl_start();
 CREATE EVENT TRIGGER aegis_guard_end ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER', 'ALTER TRIGGER')
+    WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER', 'ALTER TRIGGER', 'CREATE TABLE', 'DROP TABLE',
+                 'CREATE RULE', 'DROP RULE', 'ALTER RULE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY')
     EXECUTE FUNCTION aegis.guard_ddl_end();
 CREATE EVENT TRIGGER aegis_guard_drop ON sql_drop
     EXECUTE FUNCTION aegis.guard_sql_drop();

@@ -71,7 +71,11 @@ TO aegis_admin;
 GRANT INSERT, UPDATE, DELETE ON aegis.protected_tables, aegis.column_classes TO aegis_admin;
 
 -- Audit trail: sealing and verification for admins and auditors. The
--- capture and guard functions are granted to nobody: only triggers call them.
+-- capture trigger functions are executable by PUBLIC: a table owner's new
+-- partition of a protected table clones them (CREATE TABLE ... PARTITION OF
+-- needs EXECUTE), and they refuse to run on any table pg_aegis does not
+-- protect. Trigger functions cannot be called directly.
+GRANT EXECUTE ON FUNCTION aegis.audit_row(), aegis.audit_truncate() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION
     aegis.seal(), aegis.verify_chain(), aegis.verify_chain(jsonb), aegis.chain_head(),
     aegis.verify_table(regclass)
@@ -83,7 +87,8 @@ GRANT EXECUTE ON FUNCTION aegis.reads_all_rows(regclass), aegis.visible_image(te
 -- only which tables are protected, and guard_report() refuses unless the
 -- caller is a superuser (audit_event() and guard_forget() stay ungranted).
 GRANT EXECUTE ON FUNCTION
-    aegis.guard_compliant_tables(), aegis.guard_protected_tables(), aegis.guard_report(text[], text, text)
+    aegis.guard_compliant_tables(), aegis.guard_protected_tables(), aegis.guard_report(text[], text, text),
+    aegis.guard_state(oid), aegis.guard_protect_partitions()
 TO PUBLIC;
 
 -- Lifecycle: retention and legal holds are administered by aegis_admin (the

@@ -92,6 +92,12 @@ struct RelPlan {
     columns: Vec<Column>,
     has_pk: bool,
     guarded: bool,
+    /// May the capture trigger write entries for this relation: a table
+    /// pg_aegis protects (or a partition of one), or one of its own
+    /// catalogs. EXECUTE on the trigger functions is PUBLIC (an owner's new
+    /// partition clones them), so attaching them elsewhere must do nothing
+    /// but fail.
+    capturable: bool,
 }
 
 #[derive(Default)]
@@ -262,7 +268,7 @@ fn render_for(typoid: pg_sys::Oid) -> Render {
 /// `rel` must be an open relation.
 unsafe fn build_plan(rel: pg_sys::Relation) -> Result<RelPlan, AegisError> {
     let relid = unsafe { (*rel).rd_id };
-    let (table_name, classes, pk) = with_safe_search_path(|| {
+    let (table_name, classes, pk, capturable) = with_safe_search_path(|| {
         as_extension_owner(|| {
             Spi::connect(|client| {
                 let root = "COALESCE(pg_catalog.pg_partition_root($1), $1)";
@@ -317,7 +323,24 @@ unsafe fn build_plan(rel: pg_sys::Relation) -> Result<RelPlan, AegisError> {
                         pk.push(n);
                     }
                 }
-                Ok((name, classes, pk))
+                let capturable = client
+                    .select(
+                        &format!(
+                            "SELECT EXISTS (SELECT 1 FROM aegis.rls_enforced e \
+                                            WHERE e.relid::pg_catalog.oid OPERATOR(pg_catalog.=) {root}) \
+                                 OR (SELECT c.relnamespace FROM pg_catalog.pg_class c \
+                                     WHERE c.oid OPERATOR(pg_catalog.=) $1) \
+                                    OPERATOR(pg_catalog.=) 'aegis'::pg_catalog.regnamespace"
+                        ),
+                        None,
+                        &[relid.into()],
+                    )
+                    .map_err(spi_error)?
+                    .first()
+                    .get_one::<bool>()
+                    .map_err(spi_error)?
+                    .unwrap_or(false);
+                Ok((name, classes, pk, capturable))
             })
         })
     })?;
@@ -359,6 +382,7 @@ unsafe fn build_plan(rel: pg_sys::Relation) -> Result<RelPlan, AegisError> {
             .any(|c| matches!(c.render, Render::Guarded(_))),
         has_pk: !pk.is_empty(),
         columns,
+        capturable,
     })
 }
 
@@ -1299,6 +1323,11 @@ fn audit_row<'a>(
     let r = unsafe {
         let rel = td.tg_relation;
         plan_for(rel).and_then(|plan| {
+            if !plan.capturable {
+                return Err(AegisError::NotProtected {
+                    table: relation_name(rel),
+                });
+            }
             let tupdesc = (*rel).rd_att;
             let pseudonyms = pseudonyms_available();
             let old = old
@@ -1362,6 +1391,9 @@ fn audit_truncate<'a>(
     let r = unsafe { plan_for(td.tg_relation) }.and_then(|plan| {
         // SAFETY: as above.
         let own = unsafe { relation_name(td.tg_relation) };
+        if !plan.capturable {
+            return Err(AegisError::NotProtected { table: own });
+        }
         let detail = (own != plan.table_name)
             .then(|| {
                 let mut d = String::from("{\"partition\":");
@@ -2062,8 +2094,13 @@ fn leaf_relations(tbl: pg_sys::Oid) -> Result<Vec<pg_sys::Oid>, AegisError> {
         let mut out = Vec::new();
         for row in client
             .select(
-                "SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partition_tree($1)) \
-                 UNION ALL SELECT relid::pg_catalog.oid FROM pg_catalog.pg_partition_tree($1) WHERE isleaf",
+                // Every relation with rows that the table shows: itself,
+                // its partitions, and its inheritance children (rows
+                // written there never passed the table's capture trigger).
+                "WITH RECURSIVE t(relid) AS (SELECT $1 UNION \
+                   SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN t ON i.inhparent OPERATOR(pg_catalog.=) t.relid) \
+                 SELECT t.relid FROM t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid \
+                 WHERE c.relkind OPERATOR(pg_catalog.=) 'r'",
                 None,
                 &[tbl.into()],
             )
@@ -2249,6 +2286,16 @@ fn verify_table_impl(tbl: pg_sys::Oid) -> Result<VerifyTableRow, AegisError> {
         // SAFETY: a live tuple of the scanned leaf.
         let img = unsafe { images(plan, tupdesc, tuple, pseudonyms) }?;
         let Some(pk) = img.pk.as_ref() else {
+            // A leaf without the table's key: an inheritance child, whose
+            // rows were written around the table's capture trigger.
+            note(
+                serde_json::json!({ "table": plan.table_name }),
+                format!(
+                    "row of {} (an inheritance child without the table's key): not written through the table's capture trigger",
+                    plan.table_name
+                ),
+                &mut first,
+            );
             return Ok(());
         };
         match latest.remove(&pk.canonical) {

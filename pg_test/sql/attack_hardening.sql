@@ -10,7 +10,10 @@
 --   D. unprotect() switching off row security the owner had enabled;
 --   E. reads that left no entry (row marks, DML that reads, CTAS, cursors);
 --   G. pg_aegis's catalogs changed behind the API, unrecorded;
---   H. the trail as a readable side copy of what a role may not read.
+--   H. the trail as a readable side copy of what a role may not read;
+--   I. an owner writing around the capture trigger (inheritance children,
+--      rules, policies, column types, detached or dropped partitions), and
+--      new partitions that could not be created or came out unprotected.
 -- (Parallel queries after an audited read: parallel_reads.sql.)
 -- Each witness records who ran the owner's code and whether that role was a
 -- superuser at that moment; every escalation attempt checks rolsuper at the
@@ -327,4 +330,52 @@ SELECT aegis.protect('public.hard_payroll');
 SELECT operation, new_row FROM aegis.audit_trail WHERE table_name = 'public.hard_payroll' ORDER BY id;
 RESET SESSION AUTHORIZATION;
 SELECT operation, new_row FROM aegis.audit_trail WHERE table_name = 'public.hard_payroll' ORDER BY id;
+
+-- ====================================================================== I
+SET SESSION AUTHORIZATION hard_owner;
+CREATE TABLE public.hard_plain (id int PRIMARY KEY, v text);
+CREATE TABLE public.hard_parted (id int, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE public.hard_parted_2025 PARTITION OF hard_parted FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE public.hard_spare (LIKE hard_parted);
+CREATE TABLE public.hard_mine (x int);
+RESET SESSION AUTHORIZATION;
+SELECT aegis.protect('public.hard_plain'), aegis.protect('public.hard_parted');
+SET SESSION AUTHORIZATION hard_owner;
+-- Writing around the table's trigger, or changing what it shows: refused.
+CREATE TABLE public.hard_child () INHERITS (hard_plain);
+CREATE RULE hard_reroute AS ON INSERT TO hard_plain DO INSTEAD NOTHING;
+CREATE POLICY hard_all ON hard_plain USING (true);
+ALTER TABLE hard_plain ALTER COLUMN v TYPE varchar(3);
+ALTER TABLE hard_tickets DISABLE RULE hard_rule;
+ALTER TABLE hard_parted DETACH PARTITION hard_parted_2025;
+DROP TABLE hard_parted_2025;
+-- An application migration adding a column is fine.
+ALTER TABLE hard_plain ADD COLUMN note text;
+-- New partitions, created or attached by the owner, come out protected and
+-- audited.
+CREATE TABLE public.hard_parted_2026 PARTITION OF hard_parted FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+ALTER TABLE hard_parted ATTACH PARTITION hard_spare FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
+RESET SESSION AUTHORIZATION;
+SELECT c.relname, c.relrowsecurity AND c.relforcerowsecurity AS rls_forced,
+       (SELECT count(*) FROM pg_trigger g WHERE g.tgrelid = c.oid
+          AND g.tgfoid IN ('aegis.audit_row()'::regprocedure, 'aegis.audit_truncate()'::regprocedure)) AS capture_triggers
+FROM pg_class c WHERE c.relname IN ('hard_parted_2025', 'hard_parted_2026', 'hard_spare') ORDER BY 1;
+INSERT INTO hard_parted VALUES (1, '2026-06-01', 'a'), (2, '2027-06-01', 'b');
+SELECT table_name, operation, pk FROM aegis.audit_log WHERE table_name = 'public.hard_parted' AND operation = 'INSERT' ORDER BY id;
+SELECT ok, rows_checked FROM aegis.verify_table('public.hard_parted');
+-- The capture trigger attached to a table pg_aegis does not protect writes
+-- nothing but an error.
+SET SESSION AUTHORIZATION hard_owner;
+CREATE TRIGGER forge AFTER INSERT ON hard_mine FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
+INSERT INTO hard_mine VALUES (1);
+RESET SESSION AUTHORIZATION;
+-- A superuser may do it all, recorded; verify_table then sees the rows an
+-- inheritance child adds around the trigger.
+SET client_min_messages = error;
+CREATE TABLE public.hard_child () INHERITS (hard_plain);
+RESET client_min_messages;
+INSERT INTO hard_child VALUES (7, 'around the trigger');
+SELECT ok, problem IS NOT NULL AS reported FROM aegis.verify_table('public.hard_plain');
+SELECT detail ->> 'change' AS change, table_name FROM aegis.audit_log
+WHERE operation = 'DDL' AND table_name = 'public.hard_plain' ORDER BY id;
 ROLLBACK;
