@@ -606,11 +606,23 @@ COMMENT ON FUNCTION aegis.run_restricted(oid, boolean, text, text[]) IS
 
 -- Internal (granted to nobody): tombstones the subject's data inside audit
 -- entries; only erase_subject() calls it.
-CREATE FUNCTION aegis.audit_tombstone(subject text, dry_run boolean) RETURNS bigint
+-- Returns {"count": n, "tombstoned": [[xid, id, digest], ...]}: the entries
+-- and the digests of what they hold now, which the erasure receipt lists so
+-- that verify_chain() can tell a tombstone from tampering.
+CREATE FUNCTION aegis.audit_tombstone(subject text, dry_run boolean) RETURNS jsonb
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'audit_tombstone_wrapper';
 COMMENT ON FUNCTION aegis.audit_tombstone(text, boolean) IS
-    'Internal: replace a subject''s data in audit entries with tombstones (the chain still verifies)';
+    'Internal: replace a subject''s data in audit entries with tombstones (the chain still verifies); returns what the receipt lists';
+
+-- Internal (granted to nobody): one TOMBSTONES entry listing every entry
+-- marked erased with the digest of what it holds now. The 0.6.0 update runs
+-- it once for entries erased before receipts listed them.
+CREATE FUNCTION aegis.attest_tombstones() RETURNS bigint
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'attest_tombstones_wrapper';
+COMMENT ON FUNCTION aegis.attest_tombstones() IS
+    'Internal: record the present content of every erased audit entry (used by the 0.6.0 update)';
 
 -- SECURITY DEFINER: erasure must reach every row of the subject whatever the
 -- caller's row-level security, and rewrite audit entries nobody may touch.
@@ -657,6 +669,7 @@ DECLARE
     any_held boolean := false;
     keys jsonb;
     tombstoned bigint;
+    tomb jsonb;
     subject_pseudonym text;
     receipt jsonb;
     owner oid;
@@ -759,7 +772,7 @@ BEGIN
         tombstoned := 0;
     ELSIF dry_run THEN
         keys := pg_catalog.jsonb_build_object('done', false, 'reason', 'dry run');
-        tombstoned := aegis.audit_tombstone(subject, true);
+        tombstoned := (aegis.audit_tombstone(subject, true) ->> 'count')::bigint;
     ELSE
         -- Without a usable master key the key cannot be found, let alone
         -- destroyed: the receipt says so and the erasure is not complete.
@@ -768,7 +781,8 @@ BEGIN
         EXCEPTION WHEN object_not_in_prerequisite_state THEN
             keys := pg_catalog.jsonb_build_object('done', false, 'reason', SQLERRM);
         END;
-        tombstoned := aegis.audit_tombstone(subject, false);
+        tomb := aegis.audit_tombstone(subject, false);
+        tombstoned := (tomb ->> 'count')::bigint;
     END IF;
     BEGIN
         subject_pseudonym := aegis.pseudonymize(subject, 'pseudonym');
@@ -781,6 +795,7 @@ BEGIN
         'complete', NOT any_held AND NOT dry_run AND (keys ->> 'done')::boolean,
         'tables', tables,
         'audit_entries_tombstoned', tombstoned,
+        'tombstoned', COALESCE(tomb -> 'tombstoned', '[]'),
         'keys', keys,
         'requested_by', SESSION_USER,
         'at', pg_catalog.now(),

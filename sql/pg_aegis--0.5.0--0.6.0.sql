@@ -14,6 +14,7 @@ ALTER TABLE aegis.rls_enforced ADD COLUMN prior_state jsonb;
 
 DROP FUNCTION aegis.switch_rls(regclass, boolean);
 DROP FUNCTION aegis.row_filter(regclass, text);
+DROP FUNCTION aegis.audit_tombstone(text, boolean);
 -- Switch RLS and the audit triggers on (enable + force, revoke PUBLIC,
 -- attach) or off for a table and, if it is partitioned, its existing partitions (RLS on the parent does not cover a
 -- partition queried directly; partitions added later need protect() again).
@@ -398,6 +399,26 @@ LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'run_restricted_wrapper';
 COMMENT ON FUNCTION aegis.run_restricted(oid, boolean, text, text[]) IS
     'Internal: run one statement as a role inside a security-restricted operation';
+
+-- Internal (granted to nobody): tombstones the subject's data inside audit
+-- entries; only erase_subject() calls it.
+-- Returns {"count": n, "tombstoned": [[xid, id, digest], ...]}: the entries
+-- and the digests of what they hold now, which the erasure receipt lists so
+-- that verify_chain() can tell a tombstone from tampering.
+CREATE FUNCTION aegis.audit_tombstone(subject text, dry_run boolean) RETURNS jsonb
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'audit_tombstone_wrapper';
+COMMENT ON FUNCTION aegis.audit_tombstone(text, boolean) IS
+    'Internal: replace a subject''s data in audit entries with tombstones (the chain still verifies); returns what the receipt lists';
+
+-- Internal (granted to nobody): one TOMBSTONES entry listing every entry
+-- marked erased with the digest of what it holds now. The 0.6.0 update runs
+-- it once for entries erased before receipts listed them.
+CREATE FUNCTION aegis.attest_tombstones() RETURNS bigint
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'attest_tombstones_wrapper';
+COMMENT ON FUNCTION aegis.attest_tombstones() IS
+    'Internal: record the present content of every erased audit entry (used by the 0.6.0 update)';
 
 CREATE OR REPLACE FUNCTION aegis.protect(tbl regclass, policy jsonb DEFAULT '{}'::jsonb)
 RETURNS void
@@ -860,6 +881,7 @@ DECLARE
     any_held boolean := false;
     keys jsonb;
     tombstoned bigint;
+    tomb jsonb;
     subject_pseudonym text;
     receipt jsonb;
     owner oid;
@@ -962,7 +984,7 @@ BEGIN
         tombstoned := 0;
     ELSIF dry_run THEN
         keys := pg_catalog.jsonb_build_object('done', false, 'reason', 'dry run');
-        tombstoned := aegis.audit_tombstone(subject, true);
+        tombstoned := (aegis.audit_tombstone(subject, true) ->> 'count')::bigint;
     ELSE
         -- Without a usable master key the key cannot be found, let alone
         -- destroyed: the receipt says so and the erasure is not complete.
@@ -971,7 +993,8 @@ BEGIN
         EXCEPTION WHEN object_not_in_prerequisite_state THEN
             keys := pg_catalog.jsonb_build_object('done', false, 'reason', SQLERRM);
         END;
-        tombstoned := aegis.audit_tombstone(subject, false);
+        tomb := aegis.audit_tombstone(subject, false);
+        tombstoned := (tomb ->> 'count')::bigint;
     END IF;
     BEGIN
         subject_pseudonym := aegis.pseudonymize(subject, 'pseudonym');
@@ -984,6 +1007,7 @@ BEGIN
         'complete', NOT any_held AND NOT dry_run AND (keys ->> 'done')::boolean,
         'tables', tables,
         'audit_entries_tombstoned', tombstoned,
+        'tombstoned', COALESCE(tomb -> 'tombstoned', '[]'),
         'keys', keys,
         'requested_by', SESSION_USER,
         'at', pg_catalog.now(),
@@ -1218,6 +1242,7 @@ REVOKE EXECUTE ON FUNCTION aegis.switch_rls(regclass, boolean, jsonb), aegis.rls
     aegis.check_policy(regclass, jsonb), aegis.is_enforced(regclass), aegis.catalog_guard(),
     aegis.reads_all_rows(regclass), aegis.visible_image(text, jsonb),
     aegis.guard_state(oid), aegis.guard_protect_partitions(),
+    aegis.audit_tombstone(text, boolean), aegis.attest_tombstones(),
     aegis.check_retention_rule(regclass, interval, name, text), aegis.check_legal_hold(regclass, text, text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.row_filter(regclass, text, regrole) TO aegis_admin;
@@ -1232,3 +1257,8 @@ REVOKE EXECUTE ON FUNCTION aegis.audit_row(), aegis.audit_truncate() FROM PUBLIC
 GRANT EXECUTE ON FUNCTION aegis.audit_row(), aegis.audit_truncate() TO PUBLIC;
 
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;
+
+-- Entries erased before 0.6.0: their receipts did not list them, so one
+-- TOMBSTONES entry records what they hold now (verify_chain() requires a
+-- receipt for every tombstone from now on).
+SELECT aegis.attest_tombstones();

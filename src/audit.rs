@@ -1740,6 +1740,7 @@ fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, AegisError> {
         }
     };
     let trusted = trusted.filter(|t| t.position >= first);
+    let receipts = tombstone_receipts()?;
     let report = with_safe_search_path(|| {
         as_extension_owner(|| {
             Spi::connect(|client| -> Result<_, AegisError> {
@@ -1755,7 +1756,7 @@ fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, AegisError> {
                         pg_catalog.convert_to(l.pk::pg_catalog.text, 'UTF8'), \
                         pg_catalog.convert_to(l.old_row::pg_catalog.text, 'UTF8'), \
                         pg_catalog.convert_to(l.new_row::pg_catalog.text, 'UTF8'), \
-                        pg_catalog.convert_to(l.detail::pg_catalog.text, 'UTF8') \
+                        pg_catalog.convert_to(l.detail::pg_catalog.text, 'UTF8'), l.id \
                  FROM aegis.audit_chain c \
                  JOIN aegis.audit_log l ON l.xid OPERATOR(pg_catalog.=) c.entry_xid \
                       AND l.id OPERATOR(pg_catalog.=) c.entry_id \
@@ -1778,7 +1779,7 @@ fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, AegisError> {
                         Ok(rows) if rows.is_empty() => return None,
                         Ok(rows) => {
                             for row in rows {
-                                match stored_from_row(&row) {
+                                match stored_from_row(&row, &receipts) {
                                     Ok(s) => batch.push_back(s),
                                     Err(e) => {
                                         failed = Some(e);
@@ -1839,7 +1840,84 @@ fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, AegisError> {
     Ok((Some(ok), Some(checked as i64), pos, problem))
 }
 
-fn stored_from_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> Result<Stored, AegisError> {
+/// What erasure receipts say tombstoned entries hold now: (xid, id) → the
+/// data digest of their tombstoned content. Receipts are the "tombstoned"
+/// lists of ERASURE entries (erase_subject) and TOMBSTONES entries (the
+/// 0.6.0 update's attestation of entries erased before it), taken only from
+/// receipts whose own data still matches their stored digest; a later
+/// receipt for the same entry replaces an earlier one.
+fn tombstone_receipts() -> Result<HashMap<(i64, i64), [u8; 32]>, AegisError> {
+    with_safe_search_path(|| {
+        as_extension_owner(|| {
+            Spi::connect(|client| {
+                let mut out = HashMap::new();
+                for row in client
+                    .select(
+                        "SELECT pg_catalog.convert_to(l.pk::pg_catalog.text, 'UTF8'), \
+                                pg_catalog.convert_to(l.old_row::pg_catalog.text, 'UTF8'), \
+                                pg_catalog.convert_to(l.new_row::pg_catalog.text, 'UTF8'), \
+                                pg_catalog.convert_to(l.detail::pg_catalog.text, 'UTF8'), l.data_digest \
+                         FROM aegis.audit_log l \
+                         WHERE l.operation OPERATOR(pg_catalog.=) ANY ('{ERASURE,TOMBSTONES}') \
+                           AND l.detail OPERATOR(pg_catalog.?) 'tombstoned' \
+                         ORDER BY l.statement_time, l.xid, l.id",
+                        None,
+                        &[],
+                    )
+                    .map_err(spi_error)?
+                {
+                    let text = |i: usize| -> Result<Option<String>, AegisError> {
+                        Ok(row
+                            .get::<Vec<u8>>(i)
+                            .map_err(spi_error)?
+                            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+                    };
+                    let (pk, old, new, detail) = (text(1)?, text(2)?, text(3)?, text(4)?);
+                    let stored = hash32(row.get(5).map_err(spi_error)?);
+                    if data_digest_of(pk.as_deref(), old.as_deref(), new.as_deref(), detail.as_deref())
+                        != stored
+                    {
+                        continue;
+                    }
+                    let doc: serde_json::Value =
+                        serde_json::from_str(detail.as_deref().unwrap_or("null")).unwrap_or_default();
+                    for t in doc["tombstoned"].as_array().into_iter().flatten() {
+                        let xid = t[0].as_str().and_then(|x| x.parse::<i64>().ok());
+                        let id = t[1].as_i64();
+                        let digest = t[2].as_str().and_then(|h| hex::decode(h).ok());
+                        if let (Some(xid), Some(id), Some(d)) = (xid, id, digest) {
+                            if let Ok(d) = <[u8; 32]>::try_from(d.as_slice()) {
+                                out.insert((xid, id), d);
+                            }
+                        }
+                    }
+                }
+                Ok(out)
+            })
+        })
+    })
+}
+
+/// The data digest of an entry's stored data (as the verifier reads it).
+pub(crate) fn data_digest_of(
+    pk: Option<&str>,
+    old: Option<&str>,
+    new: Option<&str>,
+    detail: Option<&str>,
+) -> [u8; 32] {
+    core_audit::data_digest(&[
+        ("pk", core_audit::opt_json(pk)),
+        ("old_row", core_audit::opt_json(old)),
+        ("new_row", core_audit::opt_json(new)),
+        ("detail", core_audit::opt_json(detail)),
+    ])
+    .unwrap_or([0xff; 32])
+}
+
+fn stored_from_row(
+    row: &pgrx::spi::SpiHeapTupleData<'_>,
+    receipts: &HashMap<(i64, i64), [u8; 32]>,
+) -> Result<Stored, AegisError> {
     let bytes = |i: usize| -> Result<Option<String>, AegisError> {
         Ok(row
             .get::<Vec<u8>>(i)
@@ -1878,11 +1956,14 @@ fn stored_from_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> Result<Stored, Aegi
         new_row: core_audit::opt_json(new.as_deref()),
         detail: core_audit::opt_json(detail.as_deref()),
     };
-    // An erased entry's data is a tombstone: its stored digest stands in.
-    let digest = if erased {
-        stored_digest
+    // An erased entry's data is a tombstone: its stored digest stands in,
+    // and an erasure receipt must account for what it holds now.
+    let id: i64 = row.get(19).map_err(spi_error)?.unwrap_or(0);
+    let current = entry.data_digest().unwrap_or([0xff; 32]);
+    let (digest, tombstone_accounted) = if erased {
+        (stored_digest, receipts.get(&(xid, id)) == Some(&current))
     } else {
-        entry.data_digest().unwrap_or([0xff; 32])
+        (current, true)
     };
     let recomputed = entry.entry_hash(&digest).unwrap_or([0xff; 32]);
     Ok(Stored {
@@ -1890,6 +1971,7 @@ fn stored_from_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> Result<Stored, Aegi
         entry_hash,
         recomputed,
         chain_hash,
+        tombstone_accounted,
     })
 }
 

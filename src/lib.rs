@@ -78,6 +78,7 @@ extension_sql_file!(
         lifecycle::mentions,
         lifecycle::erase_mentions,
         lifecycle::audit_tombstone,
+        lifecycle::attest_tombstones,
         security::run_restricted
     ]
 );

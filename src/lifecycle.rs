@@ -664,9 +664,14 @@ type Tombstone = (
 /// Replace the subject's data inside audit entries (their pseudonym in
 /// `subject_id`/`pii` values, mentions in free text) with tombstones and
 /// mark the entries erased. The stored data digest is kept, so the entry
-/// hash and the chain still verify. Returns how many entries were (or, with
-/// `dry_run`, would be) tombstoned.
-fn audit_tombstone_impl(subject: &str, dry_run: bool) -> Result<i64, AegisError> {
+/// hash and the chain still verify; what each entry holds afterwards is
+/// accounted for by the erasure receipt, which lists every tombstoned entry
+/// with the digest of its new content (verify_chain() checks it). Returns
+/// `{"count": n, "tombstoned": [[xid, id, digest], ...]}` (with `dry_run`,
+/// only the count of entries that would be tombstoned). Receipts themselves
+/// (ERASURE, TOMBSTONES) are never tombstoned: they name the subject only
+/// by pseudonym, on purpose.
+fn audit_tombstone_impl(subject: &str, dry_run: bool) -> Result<serde_json::Value, AegisError> {
     let pseudonym = crate::audit::subject_pseudonym(subject);
     let id_needle = json_needle(subject);
     let pseudo_needle = pseudonym.as_deref().map(json_needle);
@@ -681,6 +686,7 @@ fn audit_tombstone_impl(subject: &str, dry_run: bool) -> Result<i64, AegisError>
                               LATERAL (SELECT pg_catalog.lower(pg_catalog.concat_ws(' ', l.pk::pg_catalog.text, \
                                          l.old_row::pg_catalog.text, l.new_row::pg_catalog.text)) AS t) x \
                          WHERE l.erased_at IS NULL \
+                           AND l.operation OPERATOR(pg_catalog.<>) ALL ('{ERASURE,TOMBSTONES}') \
                            AND (pg_catalog.strpos(x.t, $1) OPERATOR(pg_catalog.>) 0 \
                                 OR ($2::pg_catalog.text IS NOT NULL AND pg_catalog.strpos(x.t, $2) OPERATOR(pg_catalog.>) 0)) \
                          ORDER BY l.xid, l.id",
@@ -713,8 +719,10 @@ fn audit_tombstone_impl(subject: &str, dry_run: bool) -> Result<i64, AegisError>
                 }
                 let n = work.len() as i64;
                 if dry_run {
-                    return Ok(n);
+                    return Ok(serde_json::json!({ "count": n }));
                 }
+                let keys: Vec<(String, i64)> =
+                    work.iter().map(|(x, i, _)| (x.clone(), *i)).collect();
                 crate::audit::with_log_maintenance(|| -> Result<(), AegisError> {
                     for (xid, id, cols) in work {
                         // Each changed string is set in place (jsonb_set), so
@@ -750,15 +758,113 @@ fn audit_tombstone_impl(subject: &str, dry_run: bool) -> Result<i64, AegisError>
                     }
                     Ok(())
                 })?;
-                Ok(n)
+                // The digest of each entry's content now, read back as the
+                // verifier reads it.
+                let mut tombstoned = Vec::with_capacity(keys.len());
+                for (xid, id) in keys {
+                    let row = client
+                        .select(
+                            "SELECT pg_catalog.convert_to(pk::pg_catalog.text, 'UTF8'), \
+                                    pg_catalog.convert_to(old_row::pg_catalog.text, 'UTF8'), \
+                                    pg_catalog.convert_to(new_row::pg_catalog.text, 'UTF8'), \
+                                    pg_catalog.convert_to(detail::pg_catalog.text, 'UTF8') \
+                             FROM aegis.audit_log \
+                             WHERE xid OPERATOR(pg_catalog.=) $1::pg_catalog.xid8 AND id OPERATOR(pg_catalog.=) $2",
+                            None,
+                            &[xid.clone().into(), id.into()],
+                        )
+                        .map_err(spi_error)?;
+                    let row = row.first();
+                    let text = |i: usize| -> Result<Option<String>, AegisError> {
+                        Ok(row
+                            .get::<Vec<u8>>(i)
+                            .map_err(spi_error)?
+                            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+                    };
+                    let digest = crate::audit::data_digest_of(
+                        text(1)?.as_deref(),
+                        text(2)?.as_deref(),
+                        text(3)?.as_deref(),
+                        text(4)?.as_deref(),
+                    );
+                    tombstoned.push(serde_json::json!([xid, id, hex::encode(digest)]));
+                }
+                Ok(serde_json::json!({ "count": n, "tombstoned": tombstoned }))
             })
         })
     })
 }
 
+/// Write one TOMBSTONES entry listing every entry marked erased with the
+/// digest of what it holds now. The 0.6.0 update runs it once, so entries
+/// erased by 0.5.0 (whose receipts did not list them) stay verifiable; run
+/// again it is itself recorded, as everything a superuser does here is.
+fn attest_tombstones_impl() -> Result<i64, AegisError> {
+    let listed = with_safe_search_path(|| {
+        as_extension_owner(|| {
+            Spi::connect(|client| {
+                let mut out = Vec::new();
+                for row in client
+                    .select(
+                        "SELECT xid::pg_catalog.text, id, pg_catalog.convert_to(pk::pg_catalog.text, 'UTF8'), \
+                                pg_catalog.convert_to(old_row::pg_catalog.text, 'UTF8'), \
+                                pg_catalog.convert_to(new_row::pg_catalog.text, 'UTF8'), \
+                                pg_catalog.convert_to(detail::pg_catalog.text, 'UTF8') \
+                         FROM aegis.audit_log WHERE erased_at IS NOT NULL ORDER BY xid, id",
+                        None,
+                        &[],
+                    )
+                    .map_err(spi_error)?
+                {
+                    let text = |i: usize| -> Result<Option<String>, AegisError> {
+                        Ok(row
+                            .get::<Vec<u8>>(i)
+                            .map_err(spi_error)?
+                            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+                    };
+                    let xid: String = row.get(1).map_err(spi_error)?.unwrap_or_default();
+                    let id: i64 = row.get(2).map_err(spi_error)?.unwrap_or(0);
+                    let digest = crate::audit::data_digest_of(
+                        text(3)?.as_deref(),
+                        text(4)?.as_deref(),
+                        text(5)?.as_deref(),
+                        text(6)?.as_deref(),
+                    );
+                    out.push(serde_json::json!([xid, id, hex::encode(digest)]));
+                }
+                Ok::<_, AegisError>(out)
+            })
+        })
+    })?;
+    let n = listed.len() as i64;
+    if n > 0 {
+        let detail = serde_json::json!({
+            "reason": "entries erased before 0.6.0, whose erasure receipts did not list them",
+            "tombstoned": listed,
+        });
+        let doc = crate::audit::Doc::from_json(&detail.to_string())?;
+        crate::audit::write_entry(&crate::audit::NewEntry {
+            operation: "TOMBSTONES",
+            table_name: None,
+            pk: None,
+            old_row: None,
+            new_row: None,
+            detail: Some(&doc),
+        })?;
+    }
+    Ok(n)
+}
+
+/// `aegis.attest_tombstones() → bigint` (internal: granted to nobody; the
+/// 0.6.0 update script calls it).
+#[pg_extern(volatile, sql = false)]
+fn attest_tombstones() -> AegisResult<i64> {
+    Ok(attest_tombstones_impl()?)
+}
+
 /// `aegis.audit_tombstone(subject text, dry_run boolean) → bigint`
 /// (internal: erase_subject() calls it; granted to nobody).
 #[pg_extern(volatile, strict, sql = false)]
-fn audit_tombstone(subject: &str, dry_run: bool) -> AegisResult<i64> {
-    Ok(audit_tombstone_impl(subject, dry_run)?)
+fn audit_tombstone(subject: &str, dry_run: bool) -> AegisResult<pgrx::JsonB> {
+    Ok(pgrx::JsonB(audit_tombstone_impl(subject, dry_run)?))
 }

@@ -373,3 +373,108 @@ fn concurrent_writers_with_rollbacks_while_sealing() {
     assert!(v.ok && v.checked == entries, "{v:?}");
     drop_db(db);
 }
+
+#[test]
+fn tombstones_must_be_accounted_for_by_an_erasure_receipt() {
+    let _serial = serial();
+    let db = "aegis_it_tamper_tombstone";
+    let mut c = fresh_db(db, 0);
+    c.batch_execute(
+        "SET client_min_messages = warning;
+         SELECT aegis.create_key('pseudonym');
+         CREATE TABLE p (k int PRIMARY KEY, who text, note text);
+         SELECT aegis.protect('p', '{\"columns\": {\"who\": \"subject_id\", \"note\": \"free_text\"}}');",
+    )
+    .unwrap();
+    for (k, who, note) in [
+        (1, "dana", "dana asked"),
+        (2, "erik", "erik saw dana"),
+        (3, "erik", "x"),
+    ] {
+        c.execute("INSERT INTO p VALUES ($1, $2, $3)", &[&k, &who, &note])
+            .unwrap();
+    }
+    seal_all(&mut c);
+    let h = chain_head(&mut c);
+    // A real erasure: entries tombstoned, the receipt lists them, the
+    // chain and the saved head verify.
+    let tombstoned: i64 = c
+        .query_one(
+            "SELECT (aegis.erase_subject('dana') ->> 'audit_entries_tombstoned')::bigint",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(tombstoned >= 2, "{tombstoned}");
+    seal_all(&mut c);
+    let v = verify(&mut c, Some(&h));
+    assert!(v.ok, "after a real erasure: {v:?}");
+
+    c.batch_execute(UNGUARD).unwrap();
+    // (a) A superuser marks another entry erased and rewrites its image:
+    // no receipt accounts for it.
+    c.batch_execute(
+        "UPDATE aegis.audit_log SET erased_at = now(), new_row = jsonb_set(new_row, '{note}', '\"rewritten\"')
+         WHERE table_name = 'public.p' AND pk ->> 'k' = '3' AND operation = 'INSERT'",
+    )
+    .unwrap();
+    let v = verify(&mut c, None);
+    assert!(!v.ok, "{v:?}");
+    assert!(
+        v.problem
+            .as_deref()
+            .unwrap_or("")
+            .contains("no erasure receipt"),
+        "{v:?}"
+    );
+    c.batch_execute(
+        "UPDATE aegis.audit_log SET erased_at = NULL, new_row = jsonb_set(new_row, '{note}', '\"x\"')
+         WHERE table_name = 'public.p' AND pk ->> 'k' = '3' AND operation = 'INSERT'",
+    )
+    .unwrap();
+    assert!(verify(&mut c, None).ok, "restored");
+    // (b) A tombstoned entry changed after its receipt: reported too.
+    c.batch_execute(
+        "UPDATE aegis.audit_log SET new_row = jsonb_set(new_row, '{note}', '\"changed after erasure\"')
+         WHERE id = (SELECT min(id) FROM aegis.audit_log WHERE erased_at IS NOT NULL AND new_row ? 'note')",
+    )
+    .unwrap();
+    let v = verify(&mut c, None);
+    assert!(!v.ok, "{v:?}");
+    assert!(
+        v.problem
+            .as_deref()
+            .unwrap_or("")
+            .contains("no erasure receipt"),
+        "{v:?}"
+    );
+    drop_db(db);
+}
+
+#[test]
+fn a_row_reusing_a_chained_entry_id_is_reported() {
+    let _serial = serial();
+    let db = "aegis_it_tamper_dupid";
+    let mut c = fresh_db(db, 3);
+    c.batch_execute(UNGUARD).unwrap();
+    // Same id as a chained entry, another (old, ended) transaction id.
+    c.batch_execute(
+        "INSERT INTO aegis.audit_log (id, xid, operation, table_name, db_user, session_user_name,
+                backend_pid, statement_time, new_row, data_digest, entry_hash)
+         SELECT l.id, '3', 'INSERT', l.table_name, l.db_user, l.session_user_name, l.backend_pid,
+                l.statement_time, '{\"k\": 42, \"v\": \"smuggled\"}', l.data_digest, l.entry_hash
+         FROM aegis.audit_log l JOIN aegis.audit_chain c ON c.entry_id = l.id AND c.entry_xid = l.xid
+         WHERE c.position = 2",
+    )
+    .unwrap();
+    let v = verify(&mut c, None);
+    assert!(!v.ok, "{v:?}");
+    assert!(
+        v.problem
+            .as_deref()
+            .unwrap_or("")
+            .contains("outside the chain"),
+        "{v:?}"
+    );
+    drop_db(db);
+}

@@ -83,6 +83,10 @@ pub struct Stored {
     pub entry_hash: [u8; 32],
     pub recomputed: [u8; 32],
     pub chain_hash: [u8; 32],
+    /// For an entry marked erased (whose stored data digest stands in for
+    /// its tombstoned data): does an erasure receipt in the trail account
+    /// for its present content? Always true for other entries.
+    pub tombstone_accounted: bool,
 }
 
 /// A head saved outside the database.
@@ -108,6 +112,9 @@ pub enum Problem {
     /// The trusted head's position holds a different chain hash: the chain
     /// was rewritten end to end.
     HeadMismatch,
+    /// The entry is marked erased, but no erasure receipt accounts for it,
+    /// or its content changed after the receipt was written.
+    UnaccountedTombstone,
     /// The chain ends before the trusted head: its tail was removed.
     Truncated,
 }
@@ -128,6 +135,10 @@ impl Problem {
                 "chain rewritten: the trusted head's position holds a different hash".into()
             }
             Problem::Truncated => "chain truncated: it ends before the trusted head".into(),
+            Problem::UnaccountedTombstone => {
+                "entry marked erased, but no erasure receipt accounts for its present content"
+                    .into()
+            }
         }
     }
 }
@@ -169,6 +180,9 @@ pub fn verify(
         }
         if e.recomputed != e.entry_hash {
             return bad(checked, e.position, Problem::Modified);
+        }
+        if !e.tombstone_accounted {
+            return bad(checked, e.position, Problem::UnaccountedTombstone);
         }
         let link = chain_link(e.position, &prev, &e.entry_hash);
         if link != e.chain_hash {
@@ -227,6 +241,7 @@ mod tests {
                 prev = link;
                 Stored {
                     position: p,
+                    tombstone_accounted: true,
                     entry_hash: eh,
                     recomputed: eh,
                     chain_hash: link,
@@ -289,6 +304,7 @@ mod tests {
         let eh = entry_hash(&[("op", Value::Text("forged"))], &[0; 32]).unwrap();
         f.push(Stored {
             position: 11,
+            tombstone_accounted: true,
             entry_hash: eh,
             recomputed: eh,
             chain_hash: chain_link(11, &GENESIS, &eh),
@@ -305,6 +321,13 @@ mod tests {
         assert_eq!(
             (run(&r).first_bad_position, run(&r).problem),
             (Some(3), Some(Problem::Reordered { found_at: 7 }))
+        );
+        // A tombstone nobody accounts for: reported at its position.
+        let mut u = c.clone();
+        u[3].tombstone_accounted = false;
+        assert_eq!(
+            (run(&u).first_bad_position, run(&u).problem),
+            (Some(4), Some(Problem::UnaccountedTombstone))
         );
         // Tail deleted: only a saved head notices.
         let head = TrustedHead {
