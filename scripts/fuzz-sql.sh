@@ -252,7 +252,11 @@ class_name() {
         08) echo "connection exception" ;; 0A) echo "feature not supported" ;;
         21) echo "cardinality violation" ;; 22) echo "data exception" ;;
         23) echo "integrity constraint violation" ;; 25) echo "invalid transaction state" ;;
+        24) echo "invalid cursor state" ;; 26) echo "invalid SQL statement name" ;;
+        27) echo "triggered data change violation" ;; 28) echo "invalid authorization" ;;
         2B) echo "dependent privilege descriptors" ;; 2F) echo "SQL routine exception" ;;
+        34) echo "invalid cursor name" ;; 3D) echo "invalid catalog name" ;;
+        09) echo "triggered action exception" ;; 0B) echo "invalid transaction initiation" ;;
         38) echo "external routine exception" ;; 39) echo "external routine invocation" ;;
         3F) echo "invalid schema name" ;; 40) echo "transaction rollback" ;;
         42) echo "syntax error or access rule violation" ;; 44) echo "WITH CHECK OPTION violation" ;;

@@ -176,6 +176,22 @@ COMMENT ON FUNCTION aegis.unassign_oncall(regrole, text) IS
 -- protect() / unprotect()
 -- ===========================================================================
 
+-- Run one DDL statement on a user table as the table's owner, in a
+-- security-restricted operation (aegis.run_restricted): whatever the
+-- command makes PostgreSQL evaluate (a partition key's or an index's
+-- expressions, which it folds when it loads them) runs with the owner's
+-- rights, never with pg_aegis's. Internal: granted to nobody.
+CREATE FUNCTION aegis.owner_ddl(tbl oid, stmt text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+BEGIN
+    PERFORM aegis.run_restricted((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = tbl), false, stmt, '{}');
+END
+$$;
+COMMENT ON FUNCTION aegis.owner_ddl(oid, text) IS
+    'Internal: run one DDL statement on a table as its owner, in a security-restricted operation';
+
 -- Switch RLS and the audit triggers on (enable + force, revoke PUBLIC,
 -- attach) or off for a table and, if it is partitioned, its existing partitions (RLS on the parent does not cover a
 -- partition queried directly; partitions added later need protect() again).
@@ -221,42 +237,42 @@ BEGIN
         WHERE c.relkind IN ('r', 'p')
     LOOP
         IF enable THEN
-            EXECUTE pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', r.nspname, r.relname);
-            EXECUTE pg_catalog.format('ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY', r.nspname, r.relname);
-            EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM PUBLIC', r.nspname, r.relname);
+            PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', r.nspname, r.relname));
+            PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY', r.nspname, r.relname));
+            PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM PUBLIC', r.nspname, r.relname));
             -- Statement triggers are not inherited by partitions: each gets one.
             IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                            WHERE t.tgrelid = pg_catalog.format('%I.%I', r.nspname, r.relname)::regclass
                              AND t.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure) THEN
-                EXECUTE pg_catalog.format('CREATE TRIGGER aegis_audit_truncate AFTER TRUNCATE ON %I.%I '
-                    'FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_truncate()', r.nspname, r.relname);
+                PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_truncate AFTER TRUNCATE ON %I.%I '
+                    'FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_truncate()', r.nspname, r.relname));
             END IF;
         ELSE
             -- Back to what protect() found (prior_state), or off.
             was := (SELECT e FROM pg_catalog.jsonb_array_elements(COALESCE(prior, '[]')) e
                     WHERE (e ->> 'relid')::oid = r.oid);
             IF NOT COALESCE((was ->> 'force')::boolean, false) THEN
-                EXECUTE pg_catalog.format('ALTER TABLE %I.%I NO FORCE ROW LEVEL SECURITY', r.nspname, r.relname);
+                PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('ALTER TABLE %I.%I NO FORCE ROW LEVEL SECURITY', r.nspname, r.relname));
             END IF;
             IF NOT COALESCE((was ->> 'rls')::boolean, false) THEN
-                EXECUTE pg_catalog.format('ALTER TABLE %I.%I DISABLE ROW LEVEL SECURITY', r.nspname, r.relname);
+                PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('ALTER TABLE %I.%I DISABLE ROW LEVEL SECURITY', r.nspname, r.relname));
             END IF;
             IF pg_catalog.jsonb_array_length(COALESCE(was -> 'public', '[]')) > 0 THEN
-                EXECUTE pg_catalog.format('GRANT %s ON TABLE %I.%I TO PUBLIC',
+                PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('GRANT %s ON TABLE %I.%I TO PUBLIC',
                     (SELECT pg_catalog.string_agg(p, ', ') FROM pg_catalog.jsonb_array_elements_text(was -> 'public') p
                      WHERE p IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER')),
-                    r.nspname, r.relname);
+                    r.nspname, r.relname));
             END IF;
-            EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit_truncate ON %I.%I', r.nspname, r.relname);
+            PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit_truncate ON %I.%I', r.nspname, r.relname));
         END IF;
     END LOOP;
     -- Row triggers on a partitioned table are cloned to its partitions.
     IF enable AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                               WHERE t.tgrelid = tbl AND t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure) THEN
-        EXECUTE pg_catalog.format('CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON %I.%I '
-            'FOR EACH ROW EXECUTE FUNCTION aegis.audit_row()', nsp, rel);
+        PERFORM aegis.owner_ddl(tbl, pg_catalog.format('CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON %I.%I '
+            'FOR EACH ROW EXECUTE FUNCTION aegis.audit_row()', nsp, rel));
     ELSIF NOT enable THEN
-        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit ON %I.%I', nsp, rel);
+        PERFORM aegis.owner_ddl(tbl, pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit ON %I.%I', nsp, rel));
     END IF;
 END
 $$;

@@ -91,25 +91,39 @@ SELECT pg_catalog.pg_extension_config_dump('aegis.audit_log_id_seq', '');
 -- raw hash (verify_chain(), verify_table(), chain_head() run with the
 -- extension's rights). Direct SELECT on aegis.audit_log is column-wise for
 -- the same reason.
-CREATE FUNCTION aegis.reads_all_rows(tbl regclass) RETURNS boolean
+-- Does a role see every row of a table, or does row-level security narrow
+-- its view (superuser, BYPASSRLS, owner without FORCE, row security off, or
+-- a permissive USING (true) policy for it and no restrictive one)? Used for
+-- the trail's readers and for the authors of retention and legal-hold
+-- filters.
+CREATE FUNCTION aegis.role_reads_all_rows(tbl regclass, who oid) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
     SELECT r.rolsuper OR r.rolbypassrls OR NOT c.relrowsecurity
-        OR (pg_catalog.pg_has_role(c.relowner, 'USAGE') AND NOT c.relforcerowsecurity)
+        OR (pg_catalog.pg_has_role(who, c.relowner, 'USAGE') AND NOT c.relforcerowsecurity)
         OR (EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
                     WHERE p.polrelid = c.oid AND p.polpermissive AND p.polcmd IN ('r', '*')
                       AND (0::oid = ANY (p.polroles)
                            OR EXISTS (SELECT 1 FROM pg_catalog.unnest(p.polroles) x(role)
-                                      WHERE pg_catalog.pg_has_role(x.role, 'USAGE')))
+                                      WHERE pg_catalog.pg_has_role(who, x.role, 'USAGE')))
                       AND pg_catalog.pg_get_expr(p.polqual, p.polrelid) = 'true')
             AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
                             WHERE p.polrelid = c.oid AND NOT p.polpermissive AND p.polcmd IN ('r', '*')
                               AND (0::oid = ANY (p.polroles)
                                    OR EXISTS (SELECT 1 FROM pg_catalog.unnest(p.polroles) x(role)
-                                              WHERE pg_catalog.pg_has_role(x.role, 'USAGE')))))
+                                              WHERE pg_catalog.pg_has_role(who, x.role, 'USAGE')))))
     FROM pg_catalog.pg_class c, pg_catalog.pg_roles r
-    WHERE c.oid = tbl AND r.rolname = CURRENT_USER
+    WHERE c.oid = tbl AND r.oid = who
+$$;
+COMMENT ON FUNCTION aegis.role_reads_all_rows(regclass, oid) IS
+    'Does the role see every row of the table (no row-level security narrows it)?';
+
+CREATE FUNCTION aegis.reads_all_rows(tbl regclass) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT aegis.role_reads_all_rows(tbl, (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER))
 $$;
 COMMENT ON FUNCTION aegis.reads_all_rows(regclass) IS
     'Does the current user see every row of the table (no row-level security narrows it)?';
@@ -288,13 +302,19 @@ FROM aegis.rls_enforced e
 CROSS JOIN LATERAL (SELECT e.relid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(e.relid) pt) t
 JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
 WHERE c.relrowsecurity AND c.relforcerowsecurity
+  -- The capture triggers exactly as protect() made them: AFTER ROW on
+  -- INSERT, UPDATE and DELETE (tgtype 29) and AFTER TRUNCATE (32), no WHEN
+  -- condition, no column list, no arguments, firing.
   AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
               WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
                 AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_row()'::pg_catalog.regprocedure
+                AND g.tgtype OPERATOR(pg_catalog.=) 29 AND g.tgqual IS NULL
+                AND g.tgattr OPERATOR(pg_catalog.=) ''::pg_catalog.int2vector AND g.tgnargs OPERATOR(pg_catalog.=) 0
                 AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[]))
   AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
               WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
                 AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_truncate()'::pg_catalog.regprocedure
+                AND g.tgtype OPERATOR(pg_catalog.=) 32 AND g.tgqual IS NULL AND g.tgnargs OPERATOR(pg_catalog.=) 0
                 AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[]))
 $$;
 COMMENT ON FUNCTION aegis.guard_compliant_tables() IS
@@ -501,11 +521,11 @@ $$;
 COMMENT ON FUNCTION aegis.guard_forget(oid[]) IS 'Internal: forget dropped protected tables (superuser only)';
 
 CREATE EVENT TRIGGER aegis_guard_start ON ddl_command_start
-    WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER', 'ALTER TRIGGER', 'CREATE TABLE', 'DROP TABLE',
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER', 'DROP TRIGGER', 'ALTER TRIGGER', 'CREATE TABLE', 'DROP TABLE',
                  'CREATE RULE', 'DROP RULE', 'ALTER RULE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY')
     EXECUTE FUNCTION aegis.guard_ddl_start();
 CREATE EVENT TRIGGER aegis_guard_end ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER', 'ALTER TRIGGER', 'CREATE TABLE', 'DROP TABLE',
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER', 'DROP TRIGGER', 'ALTER TRIGGER', 'CREATE TABLE', 'DROP TABLE',
                  'CREATE RULE', 'DROP RULE', 'ALTER RULE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY')
     EXECUTE FUNCTION aegis.guard_ddl_end();
 CREATE EVENT TRIGGER aegis_guard_drop ON sql_drop

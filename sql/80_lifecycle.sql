@@ -191,12 +191,18 @@ BEGIN
         RAISE EXCEPTION 'keep must be a positive interval, not %', keep USING ERRCODE = '22023';
     END IF;
     PERFORM aegis.lifecycle_check_table(tbl, time_column);
-    -- Expired rows are selected with the rights of whoever set the policy
-    -- (see apply_retention): they must be able to read what it looks at.
+    -- A policy decides about rows with no more rights than its author has:
+    -- the author must be able to read the time column (and every column
+    -- the filter names, row_filter() checks) in every row of the table.
     IF NOT pg_catalog.has_column_privilege(tbl, time_column, 'SELECT') THEN
         RAISE EXCEPTION 'role % may not read column "%" of %', CURRENT_USER, time_column, tbl
             USING ERRCODE = '42501',
-                  HINT = 'Retention selects expired rows with the rights of whoever sets it: a role that can read the table (or a superuser) must set it.';
+                  HINT = 'A retention policy decides with its author''s rights: a role that can read the table (or a superuser) must set it.';
+    END IF;
+    IF NOT aegis.reads_all_rows(tbl) THEN
+        RAISE EXCEPTION 'role % does not see every row of %: row-level security narrows its view', CURRENT_USER, tbl
+            USING ERRCODE = '42501',
+                  HINT = 'A retention policy decides about every row: its author must see them all (a policy USING (true) for it, BYPASSRLS, or a superuser).';
     END IF;
     IF only_where IS NOT NULL THEN
         PERFORM aegis.row_filter(tbl, only_where, pg_catalog.quote_ident(CURRENT_USER)::regrole);
@@ -253,6 +259,13 @@ BEGIN
     END IF;
     IF only_where IS NOT NULL THEN
         PERFORM aegis.row_filter(tbl, only_where, pg_catalog.quote_ident(CURRENT_USER)::regrole);
+        -- A filtered hold's count would tell its author about rows it
+        -- cannot see.
+        IF NOT aegis.reads_all_rows(tbl) THEN
+            RAISE EXCEPTION 'role % does not see every row of %: row-level security narrows its view', CURRENT_USER, tbl
+                USING ERRCODE = '42501',
+                      HINT = 'Place a hold on the whole table (only_where NULL), or have a role that sees every row place it.';
+        END IF;
     END IF;
 END
 $$;
@@ -307,16 +320,17 @@ COMMENT ON FUNCTION aegis.release_legal_hold(bigint) IS
 -- SECURITY DEFINER: deleting expired rows must see every row whatever the
 -- caller's row-level security, and the scheduler runs it with no user at all.
 -- Privilege rules (see src/security.rs and the README's security model):
---   * expired rows are *selected* as the policy's author (set_by), in a
---     security-restricted operation, with the author's privileges and
---     row-level security: the time column and the filter (validated by
---     row_filter() for that author at every run: built-in code only) can
---     never tell anyone about rows or columns the author cannot read;
---   * they are *deleted* as the owner of the table (or partition), in a
---     security-restricted operation exempt from its FORCE ROW LEVEL
---     SECURITY, with the conditions and legal holds checked again: every
---     trigger, rule, constraint or other code of the owner's runs with the
---     owner's rights, never pg_aegis's;
+--   * a policy decides with no more rights than its author (set_by) has:
+--     at every run the author must still read every row of the table and
+--     the time column, and the filter is validated by row_filter() for the
+--     author (built-in code only, columns the author may read);
+--   * every statement on the table (the scan that selects expired rows,
+--     the counts, the deletions) runs as the owner of the table (or
+--     partition), in a security-restricted operation exempt from its FORCE
+--     ROW LEVEL SECURITY, with the conditions and legal holds checked
+--     again: every trigger, rule, constraint, index or partition-key
+--     expression or other code of the owner's runs with the owner's
+--     rights, never pg_aegis's or the author's;
 --   * nothing else touches a user table. Tables come from aegis.rls_enforced
 --     (written only by enforce_rls), identifiers through %I/regclass, values
 --     as bound parameters. Empty search_path. EXECUTE: aegis_admin.
@@ -343,6 +357,7 @@ DECLARE
     n_deleted bigint;
     n_held bigint;
     author regrole;
+    owner oid;
     part regclass;
     part_owner oid;
     ids text;
@@ -367,6 +382,14 @@ BEGIN
                 RAISE EXCEPTION 'role "%", who set this retention policy, no longer exists', r.set_by
                     USING ERRCODE = '42704', HINT = 'Set the policy again with aegis.set_retention().';
             END IF;
+            -- The author's rights bound the policy at every run: every row
+            -- and the columns it names (row_filter() checks the filter's).
+            IF NOT (pg_catalog.has_column_privilege(author, r.relid, r.time_column, 'SELECT')
+                    AND aegis.role_reads_all_rows(r.relid, author)) THEN
+                RAISE EXCEPTION 'role "%", who set this policy, may no longer read every row of % and its column "%"',
+                    r.set_by, r.relid, r.time_column USING ERRCODE = '42501';
+            END IF;
+            SELECT c.relowner INTO owner FROM pg_catalog.pg_class c WHERE c.oid = r.relid;
             cutoff := pg_catalog.now() - r.keep;
             expired := pg_catalog.format('%I < $1::pg_catalog.timestamptz', r.time_column);
             IF r.only_where IS NOT NULL THEN
@@ -375,10 +398,11 @@ BEGIN
             SELECT f.predicate, f.hold_ids INTO held, hold_ids FROM aegis.legal_hold_filter(r.relid) f;
             n_held := 0;
             n_deleted := 0;
-            -- Expired rows, as the author: batches of ctids per partition.
+            -- Expired rows, as the table's owner (whose code a scan may run):
+            -- batches of ctids per partition.
             FOR part, ids, lo, hi IN
                 SELECT x[1]::regclass, x[2], x[3], x[4]
-                FROM aegis.run_restricted(author, false, pg_catalog.format(
+                FROM aegis.run_restricted(owner, true, pg_catalog.format(
                     'SELECT b.tableoid::pg_catalog.regclass::pg_catalog.text, '
                     '       pg_catalog.array_agg(b.ctid ORDER BY b.ctid)::pg_catalog.text, '
                     '       pg_catalog.min(b.ctid)::pg_catalog.text, pg_catalog.max(b.ctid)::pg_catalog.text '

@@ -152,6 +152,41 @@ BEGIN
         NEW.scheduled_at := pg_catalog.now();
         RETURN NEW;
 
+    WHEN 'keys' THEN
+        -- What create_key(), rotate_key(), retire_key_version() and
+        -- forget_subject() do, and nothing else: a new name at version 1 or
+        -- the next version of a key (same id, same decrypt role), active;
+        -- rotated_at set once; an older version retired; a subject key
+        -- destroyed. Never a changed decrypt role or a destroyed signing,
+        -- pseudonym or data key.
+        IF TG_OP = 'DELETE' THEN
+            RAISE EXCEPTION 'keys are never deleted' USING ERRCODE = '42501';
+        END IF;
+        IF TG_OP = 'INSERT' THEN
+            IF NEW.status <> 'active' OR NEW.rotated_at IS NOT NULL OR NEW.retired_at IS NOT NULL
+               OR NEW.version <> 1 + COALESCE((SELECT pg_catalog.max(k.version) FROM aegis.keys k WHERE k.name = NEW.name), 0)
+               OR EXISTS (SELECT 1 FROM aegis.keys k WHERE k.name = NEW.name
+                          AND (k.key_id <> NEW.key_id OR k.decrypt_role IS DISTINCT FROM NEW.decrypt_role)) THEN
+                RAISE EXCEPTION 'a key version is created only by aegis.create_key() or aegis.rotate_key()'
+                    USING ERRCODE = '42501';
+            END IF;
+            NEW.created_at := pg_catalog.now();
+            RETURN NEW;
+        END IF;
+        IF (NEW.key_id, NEW.name, NEW.version, NEW.algorithm, NEW.decrypt_role, NEW.created_at)
+               IS DISTINCT FROM (OLD.key_id, OLD.name, OLD.version, OLD.algorithm, OLD.decrypt_role, OLD.created_at)
+           OR (NEW.rotated_at IS DISTINCT FROM OLD.rotated_at AND OLD.rotated_at IS NOT NULL)
+           OR (NEW.status <> OLD.status AND NOT (
+                   (OLD.status = 'active' AND NEW.status = 'retired'
+                    AND EXISTS (SELECT 1 FROM aegis.keys k WHERE k.name = OLD.name AND k.version > OLD.version))
+                OR (NEW.status = 'destroyed' AND OLD.name LIKE 'subject:%')))
+           OR (NEW.wrapped_key IS DISTINCT FROM OLD.wrapped_key AND NEW.status <> 'destroyed') THEN
+            RAISE EXCEPTION 'key "%" version % can change only through the keyring API', OLD.name, OLD.version
+                USING ERRCODE = '42501',
+                      HINT = 'aegis.rotate_key(), aegis.retire_key_version(), aegis.forget_subject().';
+        END IF;
+        RETURN NEW;
+
     WHEN 'alert_rules' THEN
         IF TG_OP <> 'DELETE' THEN
             NEW.created_by := CASE WHEN TG_OP = 'INSERT' THEN CURRENT_USER ELSE OLD.created_by END;
@@ -182,6 +217,8 @@ CREATE TRIGGER aegis_catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON aegis.re
     FOR EACH ROW EXECUTE FUNCTION aegis.catalog_guard();
 CREATE TRIGGER aegis_catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON aegis.alert_rules
     FOR EACH ROW EXECUTE FUNCTION aegis.catalog_guard();
+CREATE TRIGGER aegis_catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON aegis.keys
+    FOR EACH ROW EXECUTE FUNCTION aegis.catalog_guard();
 
 -- The policy catalog is audit evidence like the retention catalogs: who
 -- protected, reclassified or unprotected which table, who assigned whom.
@@ -190,4 +227,6 @@ CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.protected_t
 CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.column_classes
     FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
 CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.oncall_assignments
+    FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
+CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.keys
     FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();

@@ -15,6 +15,22 @@ ALTER TABLE aegis.rls_enforced ADD COLUMN prior_state jsonb;
 DROP FUNCTION aegis.switch_rls(regclass, boolean);
 DROP FUNCTION aegis.row_filter(regclass, text);
 DROP FUNCTION aegis.audit_tombstone(text, boolean);
+-- Run one DDL statement on a user table as the table's owner, in a
+-- security-restricted operation (aegis.run_restricted): whatever the
+-- command makes PostgreSQL evaluate (a partition key's or an index's
+-- expressions, which it folds when it loads them) runs with the owner's
+-- rights, never with pg_aegis's. Internal: granted to nobody.
+CREATE FUNCTION aegis.owner_ddl(tbl oid, stmt text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+BEGIN
+    PERFORM aegis.run_restricted((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = tbl), false, stmt, '{}');
+END
+$$;
+COMMENT ON FUNCTION aegis.owner_ddl(oid, text) IS
+    'Internal: run one DDL statement on a table as its owner, in a security-restricted operation';
+
 -- Switch RLS and the audit triggers on (enable + force, revoke PUBLIC,
 -- attach) or off for a table and, if it is partitioned, its existing partitions (RLS on the parent does not cover a
 -- partition queried directly; partitions added later need protect() again).
@@ -60,47 +76,92 @@ BEGIN
         WHERE c.relkind IN ('r', 'p')
     LOOP
         IF enable THEN
-            EXECUTE pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', r.nspname, r.relname);
-            EXECUTE pg_catalog.format('ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY', r.nspname, r.relname);
-            EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM PUBLIC', r.nspname, r.relname);
+            PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', r.nspname, r.relname));
+            PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY', r.nspname, r.relname));
+            PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM PUBLIC', r.nspname, r.relname));
             -- Statement triggers are not inherited by partitions: each gets one.
             IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                            WHERE t.tgrelid = pg_catalog.format('%I.%I', r.nspname, r.relname)::regclass
                              AND t.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure) THEN
-                EXECUTE pg_catalog.format('CREATE TRIGGER aegis_audit_truncate AFTER TRUNCATE ON %I.%I '
-                    'FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_truncate()', r.nspname, r.relname);
+                PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_truncate AFTER TRUNCATE ON %I.%I '
+                    'FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_truncate()', r.nspname, r.relname));
             END IF;
         ELSE
             -- Back to what protect() found (prior_state), or off.
             was := (SELECT e FROM pg_catalog.jsonb_array_elements(COALESCE(prior, '[]')) e
                     WHERE (e ->> 'relid')::oid = r.oid);
             IF NOT COALESCE((was ->> 'force')::boolean, false) THEN
-                EXECUTE pg_catalog.format('ALTER TABLE %I.%I NO FORCE ROW LEVEL SECURITY', r.nspname, r.relname);
+                PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('ALTER TABLE %I.%I NO FORCE ROW LEVEL SECURITY', r.nspname, r.relname));
             END IF;
             IF NOT COALESCE((was ->> 'rls')::boolean, false) THEN
-                EXECUTE pg_catalog.format('ALTER TABLE %I.%I DISABLE ROW LEVEL SECURITY', r.nspname, r.relname);
+                PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('ALTER TABLE %I.%I DISABLE ROW LEVEL SECURITY', r.nspname, r.relname));
             END IF;
             IF pg_catalog.jsonb_array_length(COALESCE(was -> 'public', '[]')) > 0 THEN
-                EXECUTE pg_catalog.format('GRANT %s ON TABLE %I.%I TO PUBLIC',
+                PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('GRANT %s ON TABLE %I.%I TO PUBLIC',
                     (SELECT pg_catalog.string_agg(p, ', ') FROM pg_catalog.jsonb_array_elements_text(was -> 'public') p
                      WHERE p IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER')),
-                    r.nspname, r.relname);
+                    r.nspname, r.relname));
             END IF;
-            EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit_truncate ON %I.%I', r.nspname, r.relname);
+            PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit_truncate ON %I.%I', r.nspname, r.relname));
         END IF;
     END LOOP;
     -- Row triggers on a partitioned table are cloned to its partitions.
     IF enable AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                               WHERE t.tgrelid = tbl AND t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure) THEN
-        EXECUTE pg_catalog.format('CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON %I.%I '
-            'FOR EACH ROW EXECUTE FUNCTION aegis.audit_row()', nsp, rel);
+        PERFORM aegis.owner_ddl(tbl, pg_catalog.format('CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON %I.%I '
+            'FOR EACH ROW EXECUTE FUNCTION aegis.audit_row()', nsp, rel));
     ELSIF NOT enable THEN
-        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit ON %I.%I', nsp, rel);
+        PERFORM aegis.owner_ddl(tbl, pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit ON %I.%I', nsp, rel));
     END IF;
 END
 $$;
 COMMENT ON FUNCTION aegis.switch_rls(regclass, boolean, jsonb) IS
     'Internal: RLS and audit triggers on (enable, force, revoke PUBLIC, attach) or off for a table and its partitions (no grants)';
+
+-- Who sees what in the trail. A role must never read in the trail a value
+-- it could not read in the source table: the row images (pk, old_row,
+-- new_row) of an entry are shown through aegis.audit_trail only
+--   * column by column, where the reader may SELECT that column of the
+--     table (other values read "[HIDDEN]"), and
+--   * only where the reader sees every row of the table (superuser,
+--     BYPASSRLS, owner without FORCE, row security off, or a permissive
+--     USING (true) policy and no restrictive one); otherwise every value is
+--     hidden, since a policy cannot be evaluated on a past image.
+-- Entries of tables that no longer exist show their images to superusers
+-- only. Metadata (who, when, which table, operation, detail) is shown to
+-- every trail reader. The raw digests and chain hashes are not shown to
+-- roles that are not superusers: an unkeyed hash of a row image is an
+-- oracle for guessing a low-entropy hidden value. Verification needs no
+-- raw hash (verify_chain(), verify_table(), chain_head() run with the
+-- extension's rights). Direct SELECT on aegis.audit_log is column-wise for
+-- the same reason.
+-- Does a role see every row of a table, or does row-level security narrow
+-- its view (superuser, BYPASSRLS, owner without FORCE, row security off, or
+-- a permissive USING (true) policy for it and no restrictive one)? Used for
+-- the trail's readers and for the authors of retention and legal-hold
+-- filters.
+CREATE FUNCTION aegis.role_reads_all_rows(tbl regclass, who oid) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT r.rolsuper OR r.rolbypassrls OR NOT c.relrowsecurity
+        OR (pg_catalog.pg_has_role(who, c.relowner, 'USAGE') AND NOT c.relforcerowsecurity)
+        OR (EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
+                    WHERE p.polrelid = c.oid AND p.polpermissive AND p.polcmd IN ('r', '*')
+                      AND (0::oid = ANY (p.polroles)
+                           OR EXISTS (SELECT 1 FROM pg_catalog.unnest(p.polroles) x(role)
+                                      WHERE pg_catalog.pg_has_role(who, x.role, 'USAGE')))
+                      AND pg_catalog.pg_get_expr(p.polqual, p.polrelid) = 'true')
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
+                            WHERE p.polrelid = c.oid AND NOT p.polpermissive AND p.polcmd IN ('r', '*')
+                              AND (0::oid = ANY (p.polroles)
+                                   OR EXISTS (SELECT 1 FROM pg_catalog.unnest(p.polroles) x(role)
+                                              WHERE pg_catalog.pg_has_role(who, x.role, 'USAGE')))))
+    FROM pg_catalog.pg_class c, pg_catalog.pg_roles r
+    WHERE c.oid = tbl AND r.oid = who
+$$;
+COMMENT ON FUNCTION aegis.role_reads_all_rows(regclass, oid) IS
+    'Does the role see every row of the table (no row-level security narrows it)?';
 
 -- Row security and PUBLIC's privileges of a table and its partitions, as
 -- protect() finds them (enforce_rls() records it; relax_rls() restores it).
@@ -179,42 +240,11 @@ $$;
 COMMENT ON FUNCTION aegis.check_policy(regclass, jsonb) IS
     'Internal: is this a valid protect() policy for the table?';
 
--- Who sees what in the trail. A role must never read in the trail a value
--- it could not read in the source table: the row images (pk, old_row,
--- new_row) of an entry are shown through aegis.audit_trail only
---   * column by column, where the reader may SELECT that column of the
---     table (other values read "[HIDDEN]"), and
---   * only where the reader sees every row of the table (superuser,
---     BYPASSRLS, owner without FORCE, row security off, or a permissive
---     USING (true) policy and no restrictive one); otherwise every value is
---     hidden, since a policy cannot be evaluated on a past image.
--- Entries of tables that no longer exist show their images to superusers
--- only. Metadata (who, when, which table, operation, detail) is shown to
--- every trail reader. The raw digests and chain hashes are not shown to
--- roles that are not superusers: an unkeyed hash of a row image is an
--- oracle for guessing a low-entropy hidden value. Verification needs no
--- raw hash (verify_chain(), verify_table(), chain_head() run with the
--- extension's rights). Direct SELECT on aegis.audit_log is column-wise for
--- the same reason.
 CREATE FUNCTION aegis.reads_all_rows(tbl regclass) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
-    SELECT r.rolsuper OR r.rolbypassrls OR NOT c.relrowsecurity
-        OR (pg_catalog.pg_has_role(c.relowner, 'USAGE') AND NOT c.relforcerowsecurity)
-        OR (EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
-                    WHERE p.polrelid = c.oid AND p.polpermissive AND p.polcmd IN ('r', '*')
-                      AND (0::oid = ANY (p.polroles)
-                           OR EXISTS (SELECT 1 FROM pg_catalog.unnest(p.polroles) x(role)
-                                      WHERE pg_catalog.pg_has_role(x.role, 'USAGE')))
-                      AND pg_catalog.pg_get_expr(p.polqual, p.polrelid) = 'true')
-            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
-                            WHERE p.polrelid = c.oid AND NOT p.polpermissive AND p.polcmd IN ('r', '*')
-                              AND (0::oid = ANY (p.polroles)
-                                   OR EXISTS (SELECT 1 FROM pg_catalog.unnest(p.polroles) x(role)
-                                              WHERE pg_catalog.pg_has_role(x.role, 'USAGE')))))
-    FROM pg_catalog.pg_class c, pg_catalog.pg_roles r
-    WHERE c.oid = tbl AND r.rolname = CURRENT_USER
+    SELECT aegis.role_reads_all_rows(tbl, (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER))
 $$;
 COMMENT ON FUNCTION aegis.reads_all_rows(regclass) IS
     'Does the current user see every row of the table (no row-level security narrows it)?';
@@ -332,12 +362,18 @@ BEGIN
         RAISE EXCEPTION 'keep must be a positive interval, not %', keep USING ERRCODE = '22023';
     END IF;
     PERFORM aegis.lifecycle_check_table(tbl, time_column);
-    -- Expired rows are selected with the rights of whoever set the policy
-    -- (see apply_retention): they must be able to read what it looks at.
+    -- A policy decides about rows with no more rights than its author has:
+    -- the author must be able to read the time column (and every column
+    -- the filter names, row_filter() checks) in every row of the table.
     IF NOT pg_catalog.has_column_privilege(tbl, time_column, 'SELECT') THEN
         RAISE EXCEPTION 'role % may not read column "%" of %', CURRENT_USER, time_column, tbl
             USING ERRCODE = '42501',
-                  HINT = 'Retention selects expired rows with the rights of whoever sets it: a role that can read the table (or a superuser) must set it.';
+                  HINT = 'A retention policy decides with its author''s rights: a role that can read the table (or a superuser) must set it.';
+    END IF;
+    IF NOT aegis.reads_all_rows(tbl) THEN
+        RAISE EXCEPTION 'role % does not see every row of %: row-level security narrows its view', CURRENT_USER, tbl
+            USING ERRCODE = '42501',
+                  HINT = 'A retention policy decides about every row: its author must see them all (a policy USING (true) for it, BYPASSRLS, or a superuser).';
     END IF;
     IF only_where IS NOT NULL THEN
         PERFORM aegis.row_filter(tbl, only_where, pg_catalog.quote_ident(CURRENT_USER)::regrole);
@@ -367,6 +403,13 @@ BEGIN
     END IF;
     IF only_where IS NOT NULL THEN
         PERFORM aegis.row_filter(tbl, only_where, pg_catalog.quote_ident(CURRENT_USER)::regrole);
+        -- A filtered hold's count would tell its author about rows it
+        -- cannot see.
+        IF NOT aegis.reads_all_rows(tbl) THEN
+            RAISE EXCEPTION 'role % does not see every row of %: row-level security narrows its view', CURRENT_USER, tbl
+                USING ERRCODE = '42501',
+                      HINT = 'Place a hold on the whole table (only_where NULL), or have a role that sees every row place it.';
+        END IF;
     END IF;
 END
 $$;
@@ -446,6 +489,35 @@ END
 $$;
 COMMENT ON FUNCTION aegis.protect(regclass, jsonb) IS
     'Put a table under pg_aegis protection: enable and force RLS, revoke PUBLIC, record column classes (admin-only)';
+
+-- Definer rights: the guard runs as whoever issues the DDL, who may not read
+-- the aegis catalog.
+CREATE OR REPLACE FUNCTION aegis.guard_compliant_tables() RETURNS SETOF oid
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = ''
+AS $$
+SELECT t.relid::oid
+FROM aegis.rls_enforced e
+CROSS JOIN LATERAL (SELECT e.relid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(e.relid) pt) t
+JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
+WHERE c.relrowsecurity AND c.relforcerowsecurity
+  -- The capture triggers exactly as protect() made them: AFTER ROW on
+  -- INSERT, UPDATE and DELETE (tgtype 29) and AFTER TRUNCATE (32), no WHEN
+  -- condition, no column list, no arguments, firing.
+  AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+              WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
+                AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_row()'::pg_catalog.regprocedure
+                AND g.tgtype OPERATOR(pg_catalog.=) 29 AND g.tgqual IS NULL
+                AND g.tgattr OPERATOR(pg_catalog.=) ''::pg_catalog.int2vector AND g.tgnargs OPERATOR(pg_catalog.=) 0
+                AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[]))
+  AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+              WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
+                AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_truncate()'::pg_catalog.regprocedure
+                AND g.tgtype OPERATOR(pg_catalog.=) 32 AND g.tgqual IS NULL AND g.tgnargs OPERATOR(pg_catalog.=) 0
+                AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[]))
+$$;
+COMMENT ON FUNCTION aegis.guard_compliant_tables() IS
+    'Internal: protected tables (and partitions) whose RLS is enabled and forced and whose audit triggers fire';
 
 CREATE OR REPLACE FUNCTION aegis.guard_ddl_start() RETURNS event_trigger
 LANGUAGE plpgsql
@@ -708,16 +780,17 @@ COMMENT ON FUNCTION aegis.place_legal_hold(regclass, text, text) IS
 -- SECURITY DEFINER: deleting expired rows must see every row whatever the
 -- caller's row-level security, and the scheduler runs it with no user at all.
 -- Privilege rules (see src/security.rs and the README's security model):
---   * expired rows are *selected* as the policy's author (set_by), in a
---     security-restricted operation, with the author's privileges and
---     row-level security: the time column and the filter (validated by
---     row_filter() for that author at every run: built-in code only) can
---     never tell anyone about rows or columns the author cannot read;
---   * they are *deleted* as the owner of the table (or partition), in a
---     security-restricted operation exempt from its FORCE ROW LEVEL
---     SECURITY, with the conditions and legal holds checked again: every
---     trigger, rule, constraint or other code of the owner's runs with the
---     owner's rights, never pg_aegis's;
+--   * a policy decides with no more rights than its author (set_by) has:
+--     at every run the author must still read every row of the table and
+--     the time column, and the filter is validated by row_filter() for the
+--     author (built-in code only, columns the author may read);
+--   * every statement on the table (the scan that selects expired rows,
+--     the counts, the deletions) runs as the owner of the table (or
+--     partition), in a security-restricted operation exempt from its FORCE
+--     ROW LEVEL SECURITY, with the conditions and legal holds checked
+--     again: every trigger, rule, constraint, index or partition-key
+--     expression or other code of the owner's runs with the owner's
+--     rights, never pg_aegis's or the author's;
 --   * nothing else touches a user table. Tables come from aegis.rls_enforced
 --     (written only by enforce_rls), identifiers through %I/regclass, values
 --     as bound parameters. Empty search_path. EXECUTE: aegis_admin.
@@ -744,6 +817,7 @@ DECLARE
     n_deleted bigint;
     n_held bigint;
     author regrole;
+    owner oid;
     part regclass;
     part_owner oid;
     ids text;
@@ -768,6 +842,14 @@ BEGIN
                 RAISE EXCEPTION 'role "%", who set this retention policy, no longer exists', r.set_by
                     USING ERRCODE = '42704', HINT = 'Set the policy again with aegis.set_retention().';
             END IF;
+            -- The author's rights bound the policy at every run: every row
+            -- and the columns it names (row_filter() checks the filter's).
+            IF NOT (pg_catalog.has_column_privilege(author, r.relid, r.time_column, 'SELECT')
+                    AND aegis.role_reads_all_rows(r.relid, author)) THEN
+                RAISE EXCEPTION 'role "%", who set this policy, may no longer read every row of % and its column "%"',
+                    r.set_by, r.relid, r.time_column USING ERRCODE = '42501';
+            END IF;
+            SELECT c.relowner INTO owner FROM pg_catalog.pg_class c WHERE c.oid = r.relid;
             cutoff := pg_catalog.now() - r.keep;
             expired := pg_catalog.format('%I < $1::pg_catalog.timestamptz', r.time_column);
             IF r.only_where IS NOT NULL THEN
@@ -776,10 +858,11 @@ BEGIN
             SELECT f.predicate, f.hold_ids INTO held, hold_ids FROM aegis.legal_hold_filter(r.relid) f;
             n_held := 0;
             n_deleted := 0;
-            -- Expired rows, as the author: batches of ctids per partition.
+            -- Expired rows, as the table's owner (whose code a scan may run):
+            -- batches of ctids per partition.
             FOR part, ids, lo, hi IN
                 SELECT x[1]::regclass, x[2], x[3], x[4]
-                FROM aegis.run_restricted(author, false, pg_catalog.format(
+                FROM aegis.run_restricted(owner, true, pg_catalog.format(
                     'SELECT b.tableoid::pg_catalog.regclass::pg_catalog.text, '
                     '       pg_catalog.array_agg(b.ctid ORDER BY b.ctid)::pg_catalog.text, '
                     '       pg_catalog.min(b.ctid)::pg_catalog.text, pg_catalog.max(b.ctid)::pg_catalog.text '
@@ -1050,11 +1133,11 @@ GRANT SELECT (position, entry_xid, entry_id, sealed_at) ON aegis.audit_chain TO 
 DROP EVENT TRIGGER aegis_guard_start;
 DROP EVENT TRIGGER aegis_guard_end;
 CREATE EVENT TRIGGER aegis_guard_start ON ddl_command_start
-    WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER', 'ALTER TRIGGER', 'CREATE TABLE', 'DROP TABLE',
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER', 'DROP TRIGGER', 'ALTER TRIGGER', 'CREATE TABLE', 'DROP TABLE',
                  'CREATE RULE', 'DROP RULE', 'ALTER RULE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY')
     EXECUTE FUNCTION aegis.guard_ddl_start();
 CREATE EVENT TRIGGER aegis_guard_end ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER', 'ALTER TRIGGER', 'CREATE TABLE', 'DROP TABLE',
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER', 'DROP TRIGGER', 'ALTER TRIGGER', 'CREATE TABLE', 'DROP TABLE',
                  'CREATE RULE', 'DROP RULE', 'ALTER RULE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY')
     EXECUTE FUNCTION aegis.guard_ddl_end();
 
@@ -1195,6 +1278,41 @@ BEGIN
         NEW.scheduled_at := pg_catalog.now();
         RETURN NEW;
 
+    WHEN 'keys' THEN
+        -- What create_key(), rotate_key(), retire_key_version() and
+        -- forget_subject() do, and nothing else: a new name at version 1 or
+        -- the next version of a key (same id, same decrypt role), active;
+        -- rotated_at set once; an older version retired; a subject key
+        -- destroyed. Never a changed decrypt role or a destroyed signing,
+        -- pseudonym or data key.
+        IF TG_OP = 'DELETE' THEN
+            RAISE EXCEPTION 'keys are never deleted' USING ERRCODE = '42501';
+        END IF;
+        IF TG_OP = 'INSERT' THEN
+            IF NEW.status <> 'active' OR NEW.rotated_at IS NOT NULL OR NEW.retired_at IS NOT NULL
+               OR NEW.version <> 1 + COALESCE((SELECT pg_catalog.max(k.version) FROM aegis.keys k WHERE k.name = NEW.name), 0)
+               OR EXISTS (SELECT 1 FROM aegis.keys k WHERE k.name = NEW.name
+                          AND (k.key_id <> NEW.key_id OR k.decrypt_role IS DISTINCT FROM NEW.decrypt_role)) THEN
+                RAISE EXCEPTION 'a key version is created only by aegis.create_key() or aegis.rotate_key()'
+                    USING ERRCODE = '42501';
+            END IF;
+            NEW.created_at := pg_catalog.now();
+            RETURN NEW;
+        END IF;
+        IF (NEW.key_id, NEW.name, NEW.version, NEW.algorithm, NEW.decrypt_role, NEW.created_at)
+               IS DISTINCT FROM (OLD.key_id, OLD.name, OLD.version, OLD.algorithm, OLD.decrypt_role, OLD.created_at)
+           OR (NEW.rotated_at IS DISTINCT FROM OLD.rotated_at AND OLD.rotated_at IS NOT NULL)
+           OR (NEW.status <> OLD.status AND NOT (
+                   (OLD.status = 'active' AND NEW.status = 'retired'
+                    AND EXISTS (SELECT 1 FROM aegis.keys k WHERE k.name = OLD.name AND k.version > OLD.version))
+                OR (NEW.status = 'destroyed' AND OLD.name LIKE 'subject:%')))
+           OR (NEW.wrapped_key IS DISTINCT FROM OLD.wrapped_key AND NEW.status <> 'destroyed') THEN
+            RAISE EXCEPTION 'key "%" version % can change only through the keyring API', OLD.name, OLD.version
+                USING ERRCODE = '42501',
+                      HINT = 'aegis.rotate_key(), aegis.retire_key_version(), aegis.forget_subject().';
+        END IF;
+        RETURN NEW;
+
     WHEN 'alert_rules' THEN
         IF TG_OP <> 'DELETE' THEN
             NEW.created_by := CASE WHEN TG_OP = 'INSERT' THEN CURRENT_USER ELSE OLD.created_by END;
@@ -1225,6 +1343,8 @@ CREATE TRIGGER aegis_catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON aegis.re
     FOR EACH ROW EXECUTE FUNCTION aegis.catalog_guard();
 CREATE TRIGGER aegis_catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON aegis.alert_rules
     FOR EACH ROW EXECUTE FUNCTION aegis.catalog_guard();
+CREATE TRIGGER aegis_catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON aegis.keys
+    FOR EACH ROW EXECUTE FUNCTION aegis.catalog_guard();
 
 -- The policy catalog is audit evidence like the retention catalogs: who
 -- protected, reclassified or unprotected which table, who assigned whom.
@@ -1234,6 +1354,8 @@ CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.column_clas
     FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
 CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.oncall_assignments
     FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
+CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.keys
+    FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
 
 -- Grants (99_finalize.sql): new functions are granted to nobody but what
 -- follows.
@@ -1242,6 +1364,7 @@ REVOKE EXECUTE ON FUNCTION aegis.switch_rls(regclass, boolean, jsonb), aegis.rls
     aegis.check_policy(regclass, jsonb), aegis.is_enforced(regclass), aegis.catalog_guard(),
     aegis.reads_all_rows(regclass), aegis.visible_image(text, jsonb),
     aegis.guard_state(oid), aegis.guard_protect_partitions(),
+    aegis.owner_ddl(oid, text), aegis.role_reads_all_rows(regclass, oid),
     aegis.audit_tombstone(text, boolean), aegis.attest_tombstones(),
     aegis.check_retention_rule(regclass, interval, name, text), aegis.check_legal_hold(regclass, text, text)
 FROM PUBLIC;
@@ -1251,7 +1374,8 @@ GRANT EXECUTE ON FUNCTION
     aegis.check_retention_rule(regclass, interval, name, text), aegis.check_legal_hold(regclass, text, text)
 TO aegis_admin;
 
-GRANT EXECUTE ON FUNCTION aegis.reads_all_rows(regclass), aegis.visible_image(text, jsonb) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.reads_all_rows(regclass), aegis.role_reads_all_rows(regclass, oid),
+    aegis.visible_image(text, jsonb) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.guard_state(oid), aegis.guard_protect_partitions() TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION aegis.audit_row(), aegis.audit_truncate() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.audit_row(), aegis.audit_truncate() TO PUBLIC;

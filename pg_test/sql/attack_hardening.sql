@@ -13,7 +13,11 @@
 --   H. the trail as a readable side copy of what a role may not read;
 --   I. an owner writing around the capture trigger (inheritance children,
 --      rules, policies, column types, detached or dropped partitions), and
---      new partitions that could not be created or came out unprotected.
+--      new partitions that could not be created or came out unprotected;
+--   J. what a cold attack review of the first 0.6.0 changes found: a
+--      capture trigger replaced by one WHEN (false), the keyring changed
+--      behind the API (code in partition keys and index expressions:
+--      attack_folding.sql).
 -- (Parallel queries after an audited read: parallel_reads.sql.)
 -- Each witness records who ran the owner's code and whether that role was a
 -- superuser at that moment; every escalation attempt checks rolsuper at the
@@ -113,8 +117,9 @@ SELECT table_name, rows_affected FROM aegis.apply_retention(dry_run => true) WHE
 RESET SESSION AUTHORIZATION;
 DELETE FROM aegis.retention_rules WHERE relid = 'hard_mon.cost_data'::regclass;
 SELECT count(*) AS cost_rows_kept FROM hard_mon.cost_data;
--- Row-level security of the author applies too: an owner's table where
--- the admin sees only tenant a's rows.
+-- Row-level security of the author counts too: on an owner's table where
+-- the admin sees only tenant a's rows, the admin cannot set a policy at all
+-- (it would decide about rows the admin cannot see); nothing is deleted.
 SET SESSION AUTHORIZATION hard_owner;
 CREATE TABLE public.hard_notes (id int PRIMARY KEY, tenant text, created timestamptz, note text);
 INSERT INTO hard_notes SELECT g, CASE WHEN g % 2 = 0 THEN 'a' ELSE 'b' END, now() - interval '400 days', 'n' FROM generate_series(1, 10) g;
@@ -378,4 +383,25 @@ INSERT INTO hard_child VALUES (7, 'around the trigger');
 SELECT ok, problem IS NOT NULL AS reported FROM aegis.verify_table('public.hard_plain');
 SELECT detail ->> 'change' AS change, table_name FROM aegis.audit_log
 WHERE operation = 'DDL' AND table_name = 'public.hard_plain' ORDER BY id;
+
+-- ====================================================================== J
+-- (Code in partition keys and index expressions: attack_folding.sql.)
+-- The capture trigger replaced by one that never fires: refused.
+SET SESSION AUTHORIZATION hard_owner;
+CREATE OR REPLACE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON hard_plain
+    FOR EACH ROW WHEN (false) EXECUTE FUNCTION aegis.audit_row();
+CREATE OR REPLACE TRIGGER aegis_audit AFTER INSERT ON hard_plain
+    FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
+RESET SESSION AUTHORIZATION;
+-- The keyring behind the API: another role's decrypt right, a destroyed
+-- signing key, a forged version.
+SET SESSION AUTHORIZATION hard_admin;
+UPDATE aegis.keys SET decrypt_role = 'hard_owner' WHERE name = 'pseudonym';
+UPDATE aegis.keys SET status = 'destroyed', wrapped_key = NULL WHERE name = 'pseudonym';
+UPDATE aegis.keys SET status = 'retired' WHERE name = 'pseudonym';
+SELECT aegis.rotate_key('pseudonym') > 1 AS rotated;
+SELECT aegis.retire_key_version('pseudonym', 1);
+RESET SESSION AUTHORIZATION;
+SELECT operation, db_user, new_row ->> 'version' AS version, new_row ->> 'status' AS status
+FROM aegis.audit_log WHERE table_name = 'aegis.keys' AND db_user = 'hard_admin' ORDER BY id;
 ROLLBACK;
