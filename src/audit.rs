@@ -888,11 +888,30 @@ pub(crate) fn read_targets() -> Option<Rc<HashMap<pg_sys::Oid, ReadTarget>>> {
         }
         none
     };
-    let map = with_safe_search_path(|| {
-        as_extension_owner(|| {
-            Spi::connect(|client| {
-                let mut map = HashMap::new();
-                for row in client
+    // In a parallel worker no setting may change (not even search_path for
+    // the duration of a query): the query names everything with its schema,
+    // so it runs as it is there.
+    // SAFETY: a backend global, -1 outside parallel workers.
+    let map = if unsafe { pg_sys::ParallelWorkerNumber } >= 0 {
+        as_extension_owner(load_read_targets)
+    } else {
+        with_safe_search_path(|| as_extension_owner(load_read_targets))
+    };
+    if pushed {
+        // SAFETY: the snapshot pushed above.
+        unsafe { pg_sys::PopActiveSnapshot() };
+    }
+    let map = Rc::new(map.ok()?);
+    CACHE.with(|c| c.borrow_mut().read_targets = Some(map.clone()));
+    Some(map)
+}
+
+/// The protected tables (and partitions) and whether reads of each are
+/// audited, from the policy catalog (every name schema-qualified).
+fn load_read_targets() -> Result<HashMap<pg_sys::Oid, ReadTarget>, AegisError> {
+    Spi::connect(|client| {
+        let mut map = HashMap::new();
+        for row in client
                     .select(
                         "SELECT t.relid::pg_catalog.oid, pg_catalog.quote_ident(n.nspname) \
                                 OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname), \
@@ -920,17 +939,8 @@ pub(crate) fn read_targets() -> Option<Rc<HashMap<pg_sys::Oid, ReadTarget>>> {
                         );
                     }
                 }
-                Ok::<_, AegisError>(map)
-            })
-        })
-    });
-    if pushed {
-        // SAFETY: the snapshot pushed above.
-        unsafe { pg_sys::PopActiveSnapshot() };
-    }
-    let map = Rc::new(map.ok()?);
-    CACHE.with(|c| c.borrow_mut().read_targets = Some(map.clone()));
-    Some(map)
+        Ok::<_, AegisError>(map)
+    })
 }
 
 fn user_name(oid: pg_sys::Oid) -> Rc<str> {

@@ -88,13 +88,25 @@ impl Drop for Busy {
     }
 }
 
-/// The protected tables (and partitions) in this database; None when
-/// pg_aegis is not installed here, inside our own queries, or in a parallel
-/// worker (the leader records the statement; a worker can neither write nor
-/// assign a transaction id).
-fn targets() -> Option<Rc<HashMap<pg_sys::Oid, ReadTarget>>> {
+/// Are we a parallel worker? (The leader records the statements it runs; a
+/// worker can neither write nor assign a transaction id.)
+fn in_worker() -> bool {
     // SAFETY: a backend global, -1 outside parallel workers.
-    if BUSY.get() || unsafe { pg_sys::ParallelWorkerNumber } >= 0 {
+    unsafe { pg_sys::ParallelWorkerNumber >= 0 }
+}
+
+thread_local! {
+    /// In a parallel worker: how many executors are running. The first is
+    /// the leader's plan fragment (the leader records that statement);
+    /// any other is a statement a function started inside the worker, which
+    /// no one else sees.
+    static WORKER_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// The protected tables (and partitions) in this database; None when
+/// pg_aegis is not installed here or inside our own queries.
+fn targets() -> Option<Rc<HashMap<pg_sys::Oid, ReadTarget>>> {
+    if BUSY.get() {
         return None;
     }
     let _busy = Busy::enter();
@@ -251,12 +263,18 @@ fn record(operation: &str, command: Option<&str>, tables: &[String], rows: u64, 
 thread_local! {
     /// Log lines of reads recorded as entries in the current transaction,
     /// with the subtransaction that read; emitted if it aborts.
-    static PENDING: std::cell::RefCell<Vec<(pg_sys::SubTransactionId, String)>> =
+    static PENDING: std::cell::RefCell<Vec<(pg_sys::SubTransactionId, usize, String)>> =
         const { std::cell::RefCell::new(Vec::new()) };
     static CALLBACKS: Cell<bool> = const { Cell::new(false) };
 }
 
 fn pending_push(line: String) {
+    pending_push_keyed(0, line);
+}
+
+/// A pending line that a later step may withdraw (`key`: the statement's
+/// query descriptor).
+fn pending_push_keyed(key: usize, line: String) {
     if !CALLBACKS.replace(true) {
         // SAFETY: registers functions for the life of the backend.
         unsafe {
@@ -266,11 +284,15 @@ fn pending_push(line: String) {
     }
     // SAFETY: a backend function without side effects.
     let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
-    PENDING.with(|p| p.borrow_mut().push((sub, line)));
+    PENDING.with(|p| p.borrow_mut().push((sub, key, line)));
 }
 
-fn emit(lines: Vec<(pg_sys::SubTransactionId, String)>) {
-    for (_, l) in lines {
+fn pending_withdraw(key: usize) {
+    PENDING.with(|p| p.borrow_mut().retain(|(_, k, _)| *k != key));
+}
+
+fn emit(lines: Vec<(pg_sys::SubTransactionId, usize, String)>) {
+    for (_, _, l) in lines {
         pgrx::log!("{l}");
     }
 }
@@ -301,14 +323,15 @@ unsafe extern "C-unwind" fn on_subxact(
         S::SUBXACT_EVENT_ABORT_SUB => {
             let aborted = PENDING.with(|p| {
                 let mut p = p.borrow_mut();
-                let (gone, kept): (Vec<_>, Vec<_>) = p.drain(..).partition(|(s, _)| *s == my_subid);
+                let (gone, kept): (Vec<_>, Vec<_>) =
+                    p.drain(..).partition(|(s, _, _)| *s == my_subid);
                 *p = kept;
                 gone
             });
             emit(aborted);
         }
         S::SUBXACT_EVENT_COMMIT_SUB => PENDING.with(|p| {
-            for e in p.borrow_mut().iter_mut().filter(|(s, _)| *s == my_subid) {
+            for e in p.borrow_mut().iter_mut().filter(|(s, _, _)| *s == my_subid) {
                 e.0 = parent_subid;
             }
         }),
@@ -316,12 +339,57 @@ unsafe extern "C-unwind" fn on_subxact(
     }
 }
 
+fn query_id_of(stmt: *mut pg_sys::PlannedStmt) -> Option<i64> {
+    // SAFETY: a valid planned statement.
+    let id = unsafe { (*stmt).queryId };
+    (id != 0).then_some(id as i64)
+}
+
+/// A statement a function started inside a parallel worker that reads an
+/// audited table: the leader never sees it and a worker cannot write an
+/// entry, so it goes to the server log, at once.
+unsafe fn worker_read(qd: *mut pg_sys::QueryDesc) {
+    let Some(targets) = targets() else {
+        return;
+    };
+    // SAFETY: a valid query descriptor.
+    let read: Vec<String> = unsafe { protected_in((*qd).plannedstmt, &targets, true) }
+        .into_iter()
+        .filter(|(_, audited)| *audited)
+        .map(|(t, _)| t)
+        .collect();
+    if read.is_empty() {
+        return;
+    }
+    pgrx::log!(
+        "{}",
+        json_line(serde_json::json!({
+            "event": "read", "operation": "SELECT", "tables": read, "rows": null,
+            // SAFETY: as above.
+            "query_id": query_id_of(unsafe { (*qd).plannedstmt }),
+            "recorded_in": "server log (run inside a parallel worker)",
+        }))
+    );
+}
+
 /// Before ExecutorStart: log a permission-denied attempt on a protected
 /// table before the standard check raises the error, so the attempt is on
 /// record whatever happens to the transaction.
 #[pg_guard]
 #[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn aegis_read_audit_before_start(qd: *mut pg_sys::QueryDesc) {
+pub unsafe extern "C-unwind" fn aegis_read_audit_before_start(
+    qd: *mut pg_sys::QueryDesc,
+    eflags: i32,
+) {
+    if in_worker() {
+        let depth = WORKER_DEPTH.get();
+        WORKER_DEPTH.set(depth + 1);
+        if depth > 0 && eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 == 0 {
+            // SAFETY: a valid query descriptor.
+            unsafe { worker_read(qd) };
+        }
+        return;
+    }
     let Some(targets) = targets() else {
         return;
     };
@@ -329,6 +397,29 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_start(qd: *mut pg_sys::Q
     unsafe {
         let rtable = (*(*qd).plannedstmt).rtable;
         let touched = protected_in((*qd).plannedstmt, &targets, false);
+        // A read that never reaches ExecutorEnd (its transaction or
+        // savepoint rolls back first, as a cursor's can) goes to the server
+        // log then; ExecutorEnd withdraws this and records the read.
+        if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 == 0
+            && !is_ri_check(qd)
+            && !is_maintenance(qd)
+        {
+            let read: Vec<String> = protected_in((*qd).plannedstmt, &targets, true)
+                .into_iter()
+                .filter(|(_, audited)| *audited)
+                .map(|(t, _)| t)
+                .collect();
+            if !read.is_empty() {
+                pending_push_keyed(
+                    qd as usize,
+                    json_line(serde_json::json!({
+                        "event": "read", "operation": "SELECT", "tables": read, "rows": null,
+                        "query_id": query_id_of((*qd).plannedstmt),
+                        "recorded_in": "server log (the statement's transaction or savepoint rolled back before it ended)",
+                    })),
+                );
+            }
+        }
         if !touched.is_empty() && !pg_sys::ExecCheckRTPerms(rtable, false) {
             let tables: Vec<&String> = touched.iter().map(|(t, _)| t).collect();
             crate::alerts::count_denied_access();
@@ -350,6 +441,10 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_start(qd: *mut pg_sys::Q
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn aegis_read_audit_before_end(qd: *mut pg_sys::QueryDesc) {
+    if in_worker() {
+        WORKER_DEPTH.set(WORKER_DEPTH.get().saturating_sub(1));
+        return;
+    }
     // SAFETY: a valid query descriptor that has run (its estate is live
     // until the standard ExecutorEnd).
     unsafe {
@@ -361,6 +456,7 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_end(qd: *mut pg_sys::Que
         let Some(targets) = targets() else {
             return;
         };
+        pending_withdraw(qd as usize);
         let stmt = (*qd).plannedstmt;
         let read: Vec<String> = protected_in(stmt, &targets, true)
             .into_iter()

@@ -14,7 +14,7 @@
 #include "tcop/utility.h"
 
 /* Implemented in Rust (src/read_audit.rs). */
-extern void aegis_read_audit_before_start(QueryDesc *queryDesc);
+extern void aegis_read_audit_before_start(QueryDesc *queryDesc, int eflags);
 extern void aegis_read_audit_before_end(QueryDesc *queryDesc);
 extern void aegis_read_audit_copy_begin(void);
 extern void aegis_read_audit_copy_done(PlannedStmt *pstmt, QueryCompletion *qc);
@@ -26,7 +26,7 @@ static ProcessUtility_hook_type prev_process_utility = NULL;
 static void
 aegis_executor_start(QueryDesc *queryDesc, int eflags)
 {
-	aegis_read_audit_before_start(queryDesc);
+	aegis_read_audit_before_start(queryDesc, eflags);
 	if (prev_executor_start)
 		prev_executor_start(queryDesc, eflags);
 	else

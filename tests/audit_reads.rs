@@ -392,6 +392,83 @@ fn reads_in_read_only_transactions_go_to_the_server_log() {
         "only the released savepoint's read became an entry"
     );
 
+    // A cursor that read and then rolled back with its transaction or its
+    // savepoint never reaches ExecutorEnd: the read is logged all the same.
+    let log = LogTail::mark(&cluster);
+    c.batch_execute("BEGIN; DECLARE cur CURSOR FOR SELECT k FROM t; FETCH ALL FROM cur; ROLLBACK;")
+        .unwrap();
+    c.batch_execute(
+        "BEGIN; SAVEPOINT s; DECLARE cur2 CURSOR FOR SELECT k FROM t; FETCH ALL FROM cur2; \
+         ROLLBACK TO s; COMMIT;",
+    )
+    .unwrap();
+    let lines = log.events("read");
+    assert_eq!(lines.len(), 2, "{:?}", log.aegis_json());
+    for l in &lines {
+        assert!(
+            l.contains("\"tables\":[\"public.t\"]") && l.contains("rolled back"),
+            "{l}"
+        );
+    }
+    assert_eq!(
+        read_entries(&mut c).len(),
+        3,
+        "no entries from rolled-back work"
+    );
+
+    // A function that a parallel worker runs reads t: the leader's plan
+    // does not name t, and the worker cannot write; the worker logs it.
+    c.batch_execute(
+        "CREATE TABLE big AS SELECT g AS id FROM generate_series(1, 200000) g; ANALYZE big;
+         CREATE FUNCTION peek(i int) RETURNS boolean LANGUAGE plpgsql STABLE PARALLEL SAFE AS
+         $$ BEGIN RETURN i = 1 AND EXISTS (SELECT 1 FROM public.t WHERE k = 1); END $$;",
+    )
+    .unwrap();
+    let log = LogTail::mark(&cluster);
+    let plan: Vec<String> = c
+        .query(
+            "EXPLAIN (COSTS OFF) SELECT count(*) FROM big WHERE peek(id)",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    c.batch_execute(
+        "SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0;
+         SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;
+         SET parallel_leader_participation = off;",
+    )
+    .unwrap();
+    let plan_parallel: Vec<String> = c
+        .query(
+            "EXPLAIN (COSTS OFF) SELECT count(*) FROM big WHERE peek(id)",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        plan_parallel.iter().any(|l| l.contains("Gather")),
+        "{plan:?} / {plan_parallel:?}"
+    );
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM big WHERE peek(id)", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    let lines = log.events("read");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("public.t") && l.contains("parallel worker")),
+        "a worker's read is in the log: {:?}",
+        log.aegis_json()
+    );
+    c.batch_execute("RESET max_parallel_workers_per_gather; RESET parallel_leader_participation")
+        .unwrap();
+
     // Unprotected tables are never audited.
     let log = LogTail::mark(&cluster);
     c.batch_execute("BEGIN READ ONLY; SELECT count(*) FROM u; COMMIT; SELECT count(*) FROM u;")
