@@ -76,7 +76,7 @@ cluster_init "$CL" "$PORT" \
     "log_rotation_age = 0" "log_rotation_size = 0" \
     "log_line_prefix = '%m [%p] %q%u@%d %e '" "log_connections = on" \
     "log_min_error_statement = error" "lc_messages = 'C'" \
-    "track_activity_query_size = '64kB'" \
+    "track_activity_query_size = '64kB'" "track_functions = 'all'" \
     "aegis.seal_databases = '$DB'" "aegis.seal_interval = '1s'"
 cluster_master_key "$CL"
 cluster_start "$CL"
@@ -173,6 +173,9 @@ ALTER DATABASE fuzz SET lock_timeout = '2s';
 ALTER DATABASE fuzz SET idle_in_transaction_session_timeout = '60s';
 ANALYZE;
 SQL
+# Function counts from here on are the fuzzing's (a new session: the setup
+# session flushed its own counts when it ended).
+psql_db -c "SELECT pg_stat_reset()" >/dev/null
 
 postmaster_alive() {
     local pid
@@ -234,6 +237,17 @@ for i in "${!USERS[@]}"; do
 done
 
 # -- report -----------------------------------------------------------------------
+# Which pg_aegis functions ran at all (track_functions = all; STRICT functions
+# called with a NULL argument do not run, and are not counted).
+coverage=""
+if [ "$dead" -eq 0 ]; then
+    psql_db -AtF $'\t' -c "SELECT p.oid::regprocedure, coalesce(s.calls, 0)
+        FROM pg_proc p LEFT JOIN pg_stat_user_functions s ON s.funcid = p.oid
+        WHERE p.pronamespace = 'aegis'::regnamespace AND p.prokind = 'f'
+        ORDER BY 2 DESC, 1" >"$OUT/aegis-function-calls.tsv" 2>/dev/null || true
+    coverage="$(awk -F '\t' '$2 > 0 { ran++; calls += $2 } END { printf "%d of %d pg_aegis functions ran, %d calls", ran, NR, calls }' \
+        "$OUT/aegis-function-calls.tsv")"
+fi
 [ -f "$PGJSON" ] || { log "warning: no JSON server log at $PGJSON"; PGJSON=/dev/null; }
 [ -f "$PGLOG" ] || { log "warning: no server log at $PGLOG"; PGLOG=/dev/null; }
 # Only the fuzzing logins' own errors; the JSON log is the source of truth
@@ -290,7 +304,7 @@ for user in "${USERS[@]}"; do
             printf '    %-6s %-4s %s\n' "$count" "$class" "$(class_name "$class")"
         done
 done
-echo "total: $total_ran queries"
+echo "total: $total_ran queries${coverage:+; $coverage (per function: $OUT/aegis-function-calls.tsv)}"
 
 # pg_aegis suspects: internal errors, the generic 22000 pgrx gives an
 # unmapped Rust error, and anything mentioning a panic or a backtrace.

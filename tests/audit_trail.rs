@@ -40,9 +40,9 @@ fn fresh_db(name: &str, n: i32) -> Client {
     for k in 1..=n {
         c.execute("INSERT INTO t VALUES ($1, 'v')", &[&k]).unwrap();
     }
-    // n entries of t, after the one protect() leaves in the policy
-    // catalog's trail (position 1).
-    assert_eq!(seal_all(&mut c), i64::from(n) + 1);
+    // n entries of t, after the two the keyring and the policy catalog
+    // leave (create_key() and protect(): positions 1 and 2).
+    assert_eq!(seal_all(&mut c), i64::from(n) + 2);
     c
 }
 
@@ -103,14 +103,14 @@ fn untampered_chain_verifies_with_and_without_its_head() {
     let mut c = fresh_db(db, 10);
     let h = chain_head(&mut c);
     let v = verify(&mut c, None);
-    assert!(v.ok && v.checked == 11, "{v:?}");
+    assert!(v.ok && v.checked == 12, "{v:?}");
     let v = verify(&mut c, Some(&h));
-    assert!(v.ok && v.checked == 11, "{v:?}");
+    assert!(v.ok && v.checked == 12, "{v:?}");
     // More entries after the head was saved: still fine.
     c.execute("UPDATE t SET v = 'w'", &[]).unwrap();
     seal_all(&mut c);
     let v = verify(&mut c, Some(&h));
-    assert!(v.ok && v.checked == 21, "{v:?}");
+    assert!(v.ok && v.checked == 22, "{v:?}");
     drop_db(db);
 }
 
@@ -246,13 +246,13 @@ fn consistently_rewritten_chain_is_caught_by_the_saved_head() {
     assert!(verify(&mut c, None).ok, "rewritten consistently");
     let v = verify(&mut c, Some(&h));
     assert!(!v.ok, "{v:?}");
-    assert_eq!(v.position, Some(11));
+    assert_eq!(v.position, Some(12));
     assert!(v.problem.unwrap().contains("rewritten"));
     // A forged head does not help: the attacker has no key to sign one.
     let forged: String = c
         .query_one(
             "SELECT jsonb_set($1::text::jsonb, '{hash}', to_jsonb(encode(chain_hash, 'hex')))::text
-             FROM aegis.audit_chain WHERE position = 11",
+             FROM aegis.audit_chain WHERE position = 12",
             &[&h],
         )
         .unwrap()

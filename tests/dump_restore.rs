@@ -240,8 +240,8 @@ fn audit_trail_survives_dump_and_restore() {
     let sealed = seal_all(&mut src);
     assert_eq!(
         sealed,
-        5 + 30 + 10 + 5 + 5 + 1,
-        "protect() (2 tables, 3 column classes), inserts, updates, deletes, notes, truncate"
+        2 + 5 + 30 + 10 + 5 + 5 + 1,
+        "create_key() (2 keys), protect() (2 tables, 3 column classes), inserts, updates, deletes, notes, truncate"
     );
     let head: String = chain_head(&mut src);
     // Entries still unsealed when the dump is taken: the sealing horizon is
