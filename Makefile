@@ -45,7 +45,7 @@ bench:
 fuzz:
 	bash scripts/fuzz.sh
 
-fuzz-sql:
+fuzz-sql: install
 	bash scripts/fuzz-sql.sh
 
 lint:
@@ -54,4 +54,4 @@ lint:
 
 clean:
 	-bash scripts/demo-stop.sh
-	rm -rf .demo .test .bench target
+	rm -rf .demo .test .bench .fuzz-sql target

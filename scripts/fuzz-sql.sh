@@ -23,13 +23,14 @@ TOTAL="${FUZZ_SQL_QUERIES:-20000}"
 RUN_TIMEOUT="${FUZZ_SQL_TIMEOUT:-900}"
 PORT="${AEGIS_FUZZ_SQL_PORT:-54369}"
 # sqlsmith reads --seed with stoi: keep it below 2^31.
-SEED="${FUZZ_SQL_SEED:-$(( (RANDOM << 15 | RANDOM) ))}"
+SEED="${FUZZ_SQL_SEED:-$(( RANDOM << 15 | RANDOM ))}"
 DB="fuzz"
 # login = the role sqlsmith connects as; the order is the order of the runs.
 USERS=(fuzz_developer fuzz_admin fuzz_super)
 
-[[ "$TOTAL" =~ ^[0-9]+$ ]] && [ "$TOTAL" -ge "${#USERS[@]}" ] \
-    || die "FUZZ_SQL_QUERIES must be a number >= ${#USERS[@]} (got '$TOTAL')"
+if ! [[ "$TOTAL" =~ ^[0-9]+$ ]] || [ "$TOTAL" -lt "${#USERS[@]}" ]; then
+    die "FUZZ_SQL_QUERIES must be a number >= ${#USERS[@]} (got '$TOTAL')"
+fi
 [[ "$RUN_TIMEOUT" =~ ^[0-9]+$ ]] || die "FUZZ_SQL_TIMEOUT must be a number of seconds"
 
 # -- tools ---------------------------------------------------------------------
@@ -56,6 +57,7 @@ OUT="$DIR/out"
 PGLOG="$CL/data/log/postgresql.log"   # text log (also catches raw stderr)
 PGJSON="$CL/data/log/postgresql.json" # the same events as JSON, one per line
 
+# shellcheck disable=SC2317  # called by the trap
 cleanup() { cluster_stop "$CL"; }
 trap cleanup EXIT
 cluster_stop "$CL"
@@ -209,6 +211,7 @@ for i in "${!USERS[@]}"; do
     log "sqlsmith as $user: $n queries, seed $seed, at most ${RUN_TIMEOUT}s"
     t0=$SECONDS
     set +e
+    # shellcheck disable=SC2086  # FUZZ_SQL_ARGS is a list of options
     timeout -s INT -k 30 "$RUN_TIMEOUT" sqlsmith --verbose --dump-all-queries \
         --seed="$seed" --max-queries="$n" ${FUZZ_SQL_ARGS:-} \
         --target="host=$CL/run port=$PORT dbname=$DB user=$user application_name=sqlsmith" \
@@ -245,7 +248,7 @@ if [ "$dead" -eq 0 ]; then
         FROM pg_proc p LEFT JOIN pg_stat_user_functions s ON s.funcid = p.oid
         WHERE p.pronamespace = 'aegis'::regnamespace AND p.prokind = 'f'
         ORDER BY 2 DESC, 1" >"$OUT/aegis-function-calls.tsv" 2>/dev/null || true
-    coverage="$(awk -F '\t' '$2 > 0 { ran++; calls += $2 } END { printf "%d of %d pg_aegis functions ran, %d calls", ran, NR, calls }' \
+    coverage="$(awk -F '\t' '$2 > 0 { ran++; calls += $2 } END { printf "%d of %d pg_aegis functions ran, %d calls in any session incl. the sealer worker", ran, NR, calls }' \
         "$OUT/aegis-function-calls.tsv")"
 fi
 [ -f "$PGJSON" ] || { log "warning: no JSON server log at $PGJSON"; PGJSON=/dev/null; }
@@ -304,7 +307,7 @@ for user in "${USERS[@]}"; do
             printf '    %-6s %-4s %s\n' "$count" "$class" "$(class_name "$class")"
         done
 done
-echo "total: $total_ran queries${coverage:+; $coverage (per function: $OUT/aegis-function-calls.tsv)}"
+echo "total: $total_ran queries${coverage:+; $coverage ($OUT/aegis-function-calls.tsv)}"
 
 # pg_aegis suspects: internal errors, the generic 22000 pgrx gives an
 # unmapped Rust error, and anything mentioning a panic or a backtrace.

@@ -1167,6 +1167,8 @@ BEGIN
     IF COALESCE(super, false) THEN
         RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
     END IF;
+    -- (In each branch, a NULL key is left to the table's NOT NULL
+    -- constraint, 23502.)
     CASE TG_TABLE_NAME
     WHEN 'protected_tables' THEN
         IF TG_OP = 'DELETE' THEN
@@ -1175,6 +1177,9 @@ BEGIN
                     HINT = 'Use aegis.unprotect(), which gives the table back and then forgets it.';
             END IF;
             RETURN OLD;
+        END IF;
+        IF NEW.relid IS NULL THEN
+            RETURN NEW;
         END IF;
         IF TG_OP = 'UPDATE' AND NEW.relid IS DISTINCT FROM OLD.relid THEN
             RAISE EXCEPTION 'the table of a protected_tables row cannot change' USING ERRCODE = '42501';
@@ -1194,6 +1199,9 @@ BEGIN
         RETURN NEW;
 
     WHEN 'column_classes' THEN
+        IF TG_OP <> 'DELETE' AND (NEW.relid IS NULL OR NEW.column_name IS NULL) THEN
+            RETURN NEW;
+        END IF;
         IF TG_OP = 'UPDATE' AND NEW.relid IS DISTINCT FROM OLD.relid THEN
             RAISE EXCEPTION 'the table of a column_classes row cannot change' USING ERRCODE = '42501';
         END IF;
@@ -1269,6 +1277,9 @@ BEGIN
            OR (TG_OP = 'UPDATE' AND (NEW.last_run_at, NEW.last_status) IS DISTINCT FROM (OLD.last_run_at, OLD.last_status)) THEN
             RAISE EXCEPTION 'last_run_at and last_status are kept by the scheduler' USING ERRCODE = '42501';
         END IF;
+        IF NEW.schedule IS NULL OR NEW.via IS NULL THEN
+            RETURN NEW;
+        END IF;
         IF aegis.cron_next(NEW.schedule, pg_catalog.now()) IS NULL THEN
             RAISE EXCEPTION 'schedule "%" never fires', NEW.schedule USING ERRCODE = '22023';
         END IF;
@@ -1287,6 +1298,9 @@ BEGIN
         -- pseudonym or data key.
         IF TG_OP = 'DELETE' THEN
             RAISE EXCEPTION 'keys are never deleted' USING ERRCODE = '42501';
+        END IF;
+        IF NEW.name IS NULL OR NEW.version IS NULL THEN
+            RETURN NEW;
         END IF;
         IF TG_OP = 'INSERT' THEN
             IF NEW.status <> 'active' OR NEW.rotated_at IS NOT NULL OR NEW.retired_at IS NOT NULL

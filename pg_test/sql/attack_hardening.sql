@@ -271,6 +271,7 @@ DELETE FROM aegis.protected_tables WHERE relid = 'hard_mon.error_logs'::regclass
 UPDATE aegis.protected_tables SET policy = '{"audit_reads": "no"}' WHERE relid = 'hard_mon.error_logs'::regclass;
 INSERT INTO aegis.protected_tables (relid) VALUES ('hard_evil.mine');
 INSERT INTO aegis.column_classes VALUES ('hard_mon.error_logs', 'no_such_column', 'pii');
+INSERT INTO aegis.column_classes VALUES (NULL, NULL, 'pii');
 -- What protect() itself could do is allowed, and recorded with its author.
 UPDATE aegis.protected_tables SET policy = policy - 'audit_reads', protected_by = 'postgres',
     known_columns = '{}'
