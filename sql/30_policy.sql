@@ -49,7 +49,10 @@ CREATE TABLE aegis.rls_enforced (
     -- unprotect() restores it exactly: [{"relid", "rls", "force", "public"}]
     -- (row security enabled and forced, privileges PUBLIC held). NULL for
     -- tables protected before 0.6.0.
-    prior_state jsonb
+    prior_state jsonb,
+    -- protect() has made the table compliant but not yet recorded its rows
+    -- (take_baseline() does, once the columns are classified).
+    baseline_pending boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE aegis.rls_enforced IS
     'Internal: tables whose RLS pg_aegis enabled (written only by enforce_rls/relax_rls)';
@@ -209,6 +212,7 @@ DECLARE
     kind "char";
     r record;
     was jsonb;
+    tg name;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
@@ -237,12 +241,24 @@ BEGIN
         WHERE c.relkind IN ('r', 'p')
     LOOP
         IF enable THEN
+            -- Capture triggers not exactly as protect() makes them (planted
+            -- beforehand, WHEN (false) say) are replaced.
+            FOR tg IN
+                SELECT t.tgname FROM pg_catalog.pg_trigger t
+                WHERE t.tgrelid = r.oid AND t.tgparentid = 0 AND NOT t.tgisinternal
+                  AND (   (t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure
+                           AND NOT (t.tgtype = 29 AND t.tgqual IS NULL AND t.tgattr = ''::pg_catalog.int2vector AND t.tgnargs = 0))
+                       OR (t.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure
+                           AND NOT (t.tgtype = 32 AND t.tgqual IS NULL AND t.tgnargs = 0)))
+            LOOP
+                PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER %I ON %I.%I', tg, r.nspname, r.relname));
+            END LOOP;
             PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', r.nspname, r.relname));
             PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY', r.nspname, r.relname));
             PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM PUBLIC', r.nspname, r.relname));
             -- Statement triggers are not inherited by partitions: each gets one.
             IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                           WHERE t.tgrelid = pg_catalog.format('%I.%I', r.nspname, r.relname)::regclass
+                           WHERE t.tgrelid = r.oid
                              AND t.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure) THEN
                 PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_truncate AFTER TRUNCATE ON %I.%I '
                     'FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_truncate()', r.nspname, r.relname));
@@ -269,6 +285,8 @@ BEGIN
     -- Row triggers on a partitioned table are cloned to its partitions.
     IF enable AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                               WHERE t.tgrelid = tbl AND t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure) THEN
+        -- (Any row capture trigger left here is exactly protect()'s: the
+        -- loop above replaced the others.)
         PERFORM aegis.owner_ddl(tbl, pg_catalog.format('CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON %I.%I '
             'FOR EACH ROW EXECUTE FUNCTION aegis.audit_row()', nsp, rel));
     ELSIF NOT enable THEN
@@ -319,15 +337,37 @@ BEGIN
         prior := aegis.rls_state(tbl);
     END IF;
     PERFORM aegis.switch_rls(tbl, true);
-    INSERT INTO aegis.rls_enforced (relid, prior_state) VALUES (tbl, prior) ON CONFLICT (relid) DO NOTHING;
-    -- The rows already there are the trail's starting point.
-    IF newly THEN
-        PERFORM aegis.audit_baseline(tbl);
-    END IF;
+    -- The rows already there are the trail's starting point: recorded by
+    -- take_baseline() once the table's columns are classified (before
+    -- that, the images would hold PII and secrets in clear).
+    INSERT INTO aegis.rls_enforced (relid, prior_state, baseline_pending) VALUES (tbl, prior, true)
+    ON CONFLICT (relid) DO NOTHING;
+    -- What the DDL guard compares every later command with.
+    PERFORM aegis.guard_remember(tbl);
 END
 $$;
 COMMENT ON FUNCTION aegis.enforce_rls(regclass) IS
     'Internal step of protect(): enable and force RLS, revoke PUBLIC (definer rights; admin-only)';
+
+-- protect()'s last step: record the existing rows of a newly protected
+-- table as BASELINE entries, now that its columns are classified. Definer
+-- rights: the audit trail is written with the extension's; it acts only on
+-- a table enforce_rls() just protected (baseline_pending), once.
+CREATE FUNCTION aegis.take_baseline(tbl regclass)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+BEGIN
+    UPDATE aegis.rls_enforced r SET baseline_pending = false WHERE r.relid = tbl AND r.baseline_pending;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    RETURN aegis.audit_baseline(tbl);
+END
+$$;
+COMMENT ON FUNCTION aegis.take_baseline(regclass) IS
+    'Internal step of protect(): BASELINE entries for a newly protected table''s rows, once classified';
 
 CREATE FUNCTION aegis.relax_rls(tbl regclass)
 RETURNS void
@@ -343,6 +383,8 @@ BEGIN
     -- Forget the table first: the DDL guard refuses switching off RLS or the
     -- audit trigger of a table still recorded here.
     DELETE FROM aegis.rls_enforced r WHERE r.relid = tbl RETURNING r.prior_state INTO prior;
+    DELETE FROM aegis.guard_states g
+    WHERE g.relid::oid IN (SELECT tbl::oid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(tbl) pt);
     PERFORM aegis.switch_rls(tbl, false, prior);
 END
 $$;
@@ -429,6 +471,7 @@ BEGIN
     INSERT INTO aegis.column_classes (relid, column_name, class)
     SELECT tbl, e.key, e.value #>> '{}'
     FROM pg_catalog.jsonb_each(COALESCE(protect.policy -> 'columns', '{}')) e;
+    PERFORM aegis.take_baseline(tbl);
 END
 $$;
 COMMENT ON FUNCTION aegis.protect(regclass, jsonb) IS

@@ -354,18 +354,89 @@ $$;
 COMMENT ON FUNCTION aegis.guard_state(oid) IS
     'Internal: what the DDL guard compares before and after a command (owner, rules, policies, inheritance, partitions, column types)';
 
-CREATE FUNCTION aegis.guard_ddl_start() RETURNS event_trigger
-LANGUAGE plpgsql
+-- What each protected table (and partition) was when pg_aegis last
+-- accepted it: its guard_state() and whether it was compliant (a superuser
+-- may leave one that is not: it is reported once, then remembered). Kept here, where no SQL of
+-- a table owner can reach (no grants; a session setting could be changed by
+-- code the owner runs in the middle of a command), and compared after every
+-- DDL command. Dumped (a restored database keeps guarding at once).
+CREATE TABLE aegis.guard_states (
+    relid     regclass PRIMARY KEY,
+    state     jsonb NOT NULL,
+    compliant boolean NOT NULL
+);
+COMMENT ON TABLE aegis.guard_states IS
+    'Internal: the state of each protected table and partition the DDL guard compares with';
+SELECT pg_catalog.pg_extension_config_dump('aegis.guard_states', '');
+
+-- Every protected table and partition: its name, and whether a command
+-- broke it: it was compliant when remembered and is not now, or its owner,
+-- rules, policies or inheritance children changed, a partition left, or a
+-- column changed type. Relations seen for the first time are remembered
+-- as they are. Definer rights: guard_states is the extension
+-- owner's; it only reads catalogs and adds first sightings.
+CREATE FUNCTION aegis.guard_check() RETURNS TABLE (relid oid, name text, broken boolean)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = ''
 AS $$
 BEGIN
-    PERFORM pg_catalog.set_config('aegis_guard.compliant',
-        COALESCE((SELECT pg_catalog.jsonb_object_agg(o::text, aegis.guard_state(o))::text
-                  FROM aegis.guard_compliant_tables() o), ''), true);
+    RETURN QUERY
+    WITH rels AS (
+        SELECT DISTINCT t.relid AS oid
+        FROM aegis.rls_enforced e
+        CROSS JOIN LATERAL (SELECT e.relid::oid AS relid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(e.relid) pt) t
+        JOIN pg_catalog.pg_class c ON c.oid = t.relid WHERE c.relkind IN ('r', 'p')
+    ), now AS (
+        SELECT r.oid, aegis.guard_state(r.oid) AS state, r.oid IN (SELECT aegis.guard_compliant_tables()) AS compliant
+        FROM rels r
+    ), seen AS (
+        INSERT INTO aegis.guard_states AS g (relid, state, compliant)
+        SELECT n.oid, n.state, n.compliant FROM now n
+        WHERE NOT EXISTS (SELECT 1 FROM aegis.guard_states g2 WHERE g2.relid::oid = n.oid)
+        ON CONFLICT DO NOTHING
+        RETURNING g.relid::oid
+    )
+    SELECT n.oid, pg_catalog.format('%I.%I', ns.nspname, c.relname),
+           g.state IS NOT NULL AND (
+                  (g.compliant AND NOT n.compliant)
+               OR n.state ->> 'fp' <> g.state ->> 'fp'
+               OR NOT (n.state -> 'parts') @> (SELECT COALESCE(pg_catalog.jsonb_agg(x), '[]')
+                                              FROM pg_catalog.jsonb_array_elements(g.state -> 'parts') x
+                                              WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class k WHERE k.oid = (x #>> '{}')::oid))
+               OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_each_text(g.state -> 'cols') col(cname, typ)
+                          WHERE n.state -> 'cols' ? col.cname AND n.state -> 'cols' ->> col.cname <> col.typ))
+    FROM now n
+    JOIN pg_catalog.pg_class c ON c.oid = n.oid
+    JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace
+    LEFT JOIN aegis.guard_states g ON g.relid::oid = n.oid;
 END
 $$;
-COMMENT ON FUNCTION aegis.guard_ddl_start() IS
-    'Internal event trigger: note the compliant protected tables and their state before a DDL command';
+COMMENT ON FUNCTION aegis.guard_check() IS
+    'Internal: protected tables and partitions, and whether a command changed them from what the guard remembers';
+
+-- Remember protected relations as they are now: a table's tree when
+-- protect() has just made it compliant (tbl), or every protected relation
+-- after a superuser's recorded change (NULL). SECURITY INVOKER: only a
+-- superuser (or the extension's own definer functions) can write
+-- aegis.guard_states.
+CREATE FUNCTION aegis.guard_remember(tbl regclass DEFAULT NULL) RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = ''
+AS $$
+    DELETE FROM aegis.guard_states g
+    WHERE tbl IS NULL
+      AND NOT EXISTS (SELECT 1 FROM aegis.rls_enforced e
+                      WHERE g.relid::oid IN (SELECT e.relid::oid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(e.relid) pt));
+    INSERT INTO aegis.guard_states AS g (relid, state, compliant)
+    SELECT t.relid, aegis.guard_state(t.relid), t.relid IN (SELECT aegis.guard_compliant_tables())
+    FROM aegis.rls_enforced e
+    CROSS JOIN LATERAL (SELECT e.relid::oid AS relid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(e.relid) pt) t
+    JOIN pg_catalog.pg_class c ON c.oid = t.relid
+    WHERE (tbl IS NULL OR e.relid = tbl) AND c.relkind IN ('r', 'p')
+    ON CONFLICT (relid) DO UPDATE SET state = EXCLUDED.state, compliant = EXCLUDED.compliant;
+$$;
+COMMENT ON FUNCTION aegis.guard_remember(regclass) IS
+    'Internal: remember protected relations as they are now (a table after protect(), or all after a superuser''s recorded change)';
 
 -- New partitions of a protected table come out protected: row security
 -- enabled and forced, PUBLIC revoked, the TRUNCATE capture trigger (the row
@@ -393,6 +464,7 @@ BEGIN
                                WHERE g.tgrelid = c.oid AND g.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure))
     LOOP
         PERFORM aegis.switch_rls(r.relid, true);
+        PERFORM aegis.guard_remember(r.relid);
         PERFORM aegis.audit_event('DDL', r.relid::text, pg_catalog.jsonb_build_object(
             'change', 'partition added and protected', 'partition', r.part::regclass::text,
             'user', SESSION_USER));
@@ -441,32 +513,20 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 DECLARE
-    before jsonb;
     broken text[];
 BEGIN
-    before := NULLIF(pg_catalog.current_setting('aegis_guard.compliant', true), '')::jsonb;
-    PERFORM pg_catalog.set_config('aegis_guard.compliant', '', true);
     PERFORM aegis.guard_protect_partitions();
-    IF before IS NULL THEN
-        RETURN;
-    END IF;
     -- Broken: no longer compliant, or owner, rules, policies or inheritance
-    -- children changed, or a partition left, or a column changed type.
-    SELECT pg_catalog.array_agg(pg_catalog.format('%I.%I', n.nspname, c.relname) ORDER BY 1) INTO broken
-    FROM pg_catalog.jsonb_each(before) b(oid, was)
-    JOIN pg_catalog.pg_class c ON c.oid = b.oid::oid
-    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-    CROSS JOIN LATERAL (SELECT aegis.guard_state(c.oid) AS now) s
-    WHERE b.oid::oid NOT IN (SELECT aegis.guard_compliant_tables())
-       OR s.now ->> 'fp' <> b.was ->> 'fp'
-       OR NOT (s.now -> 'parts') @> (SELECT COALESCE(pg_catalog.jsonb_agg(x), '[]')
-                                     FROM pg_catalog.jsonb_array_elements(b.was -> 'parts') x
-                                     WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class k WHERE k.oid = (x #>> '{}')::oid))
-       OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_each_text(b.was -> 'cols') col(name, typ)
-                  WHERE s.now -> 'cols' ? col.name AND s.now -> 'cols' ->> col.name <> col.typ);
+    -- children changed, or a partition left, or a column changed type,
+    -- compared with the state remembered when pg_aegis accepted it.
+    SELECT pg_catalog.array_agg(g.name ORDER BY g.name) INTO broken
+    FROM aegis.guard_check() g WHERE g.broken;
     IF broken IS NOT NULL THEN
         PERFORM aegis.guard_report(broken, tg_tag,
             'changing row-level security, audit triggers, rules, policies, inheritance, partitions, ownership or column types of protected table');
+        -- Only a superuser gets here (guard_report refused everyone else):
+        -- the change is recorded, and is what the guard compares with now.
+        PERFORM aegis.guard_remember();
     END IF;
 END
 $$;
@@ -481,15 +541,15 @@ DECLARE
     dropped oid[];
     names text[];
 BEGIN
-    -- Protected tables, and the partitions of protected tables noted when
-    -- the command started (they are gone from the catalog by now).
+    -- Protected tables, and the partitions of protected tables the guard
+    -- remembers (they are gone from the catalog by now).
     SELECT pg_catalog.array_agg(d.objid), pg_catalog.array_agg(d.object_identity ORDER BY d.object_identity)
     INTO dropped, names
     FROM pg_catalog.pg_event_trigger_dropped_objects() d
     WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
       AND d.objsubid OPERATOR(pg_catalog.=) 0
       AND (d.objid IN (SELECT aegis.guard_protected_tables())
-           OR NULLIF(pg_catalog.current_setting('aegis_guard.compliant', true), '')::jsonb ? d.objid::text);
+           OR d.objid IN (SELECT aegis.guard_remembered()));
     IF dropped IS NULL THEN
         RETURN;
     END IF;
@@ -511,19 +571,24 @@ UNION SELECT e.relid::oid FROM aegis.rls_enforced e
 $$;
 COMMENT ON FUNCTION aegis.guard_protected_tables() IS 'Internal: OIDs of protected tables';
 
+CREATE FUNCTION aegis.guard_remembered() RETURNS SETOF oid
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = ''
+AS $$
+SELECT g.relid::oid FROM aegis.guard_states g
+$$;
+COMMENT ON FUNCTION aegis.guard_remembered() IS 'Internal: OIDs of the relations the DDL guard remembers';
+
 CREATE FUNCTION aegis.guard_forget(dropped oid[]) RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = ''
 AS $$
+DELETE FROM aegis.guard_states g WHERE g.relid::oid OPERATOR(pg_catalog.=) ANY (dropped);
 DELETE FROM aegis.rls_enforced e WHERE e.relid::oid OPERATOR(pg_catalog.=) ANY (dropped);
 DELETE FROM aegis.protected_tables p WHERE p.relid::oid OPERATOR(pg_catalog.=) ANY (dropped);
 $$;
 COMMENT ON FUNCTION aegis.guard_forget(oid[]) IS 'Internal: forget dropped protected tables (superuser only)';
 
-CREATE EVENT TRIGGER aegis_guard_start ON ddl_command_start
-    WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER', 'DROP TRIGGER', 'ALTER TRIGGER', 'CREATE TABLE', 'DROP TABLE',
-                 'CREATE RULE', 'DROP RULE', 'ALTER RULE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY')
-    EXECUTE FUNCTION aegis.guard_ddl_start();
 CREATE EVENT TRIGGER aegis_guard_end ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER', 'DROP TRIGGER', 'ALTER TRIGGER', 'CREATE TABLE', 'DROP TABLE',
                  'CREATE RULE', 'DROP RULE', 'ALTER RULE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY')

@@ -56,7 +56,7 @@ GRANT EXECUTE ON FUNCTION aegis.subject_key_name(text), aegis.forget_subject(tex
 -- a DBA the superuser grants them to.)
 GRANT EXECUTE ON FUNCTION
     aegis.protect(regclass, jsonb), aegis.unprotect(regclass),
-    aegis.enforce_rls(regclass), aegis.relax_rls(regclass),
+    aegis.enforce_rls(regclass), aegis.relax_rls(regclass), aegis.take_baseline(regclass),
     aegis.assign_oncall(regrole, text, timestamptz), aegis.unassign_oncall(regrole, text)
 TO aegis_admin;
 GRANT SELECT ON aegis.protected_tables, aegis.column_classes TO aegis_admin, aegis_auditor;
@@ -89,7 +89,7 @@ GRANT EXECUTE ON FUNCTION aegis.reads_all_rows(regclass), aegis.role_reads_all_r
 -- caller is a superuser (audit_event() and guard_forget() stay ungranted).
 GRANT EXECUTE ON FUNCTION
     aegis.guard_compliant_tables(), aegis.guard_protected_tables(), aegis.guard_report(text[], text, text),
-    aegis.guard_state(oid), aegis.guard_protect_partitions()
+    aegis.guard_state(oid), aegis.guard_protect_partitions(), aegis.guard_check(), aegis.guard_remembered()
 TO PUBLIC;
 
 -- Lifecycle: retention and legal holds are administered by aegis_admin (the

@@ -11,10 +11,15 @@ REVOKE ALL ON SCHEMA aegis FROM PUBLIC;
 -- protected before 0.6.0: unprotect() switches row security off for them,
 -- as 0.5.0 did).
 ALTER TABLE aegis.rls_enforced ADD COLUMN prior_state jsonb;
+ALTER TABLE aegis.rls_enforced ADD COLUMN baseline_pending boolean NOT NULL DEFAULT false;
 
 DROP FUNCTION aegis.switch_rls(regclass, boolean);
 DROP FUNCTION aegis.row_filter(regclass, text);
 DROP FUNCTION aegis.audit_tombstone(text, boolean);
+-- The DDL guard keeps its state in aegis.guard_states now, not in a session
+-- setting between two event triggers.
+DROP EVENT TRIGGER aegis_guard_start;
+DROP FUNCTION aegis.guard_ddl_start();
 -- Run one DDL statement on a user table as the table's owner, in a
 -- security-restricted operation (aegis.run_restricted): whatever the
 -- command makes PostgreSQL evaluate (a partition key's or an index's
@@ -48,6 +53,7 @@ DECLARE
     kind "char";
     r record;
     was jsonb;
+    tg name;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
@@ -76,12 +82,24 @@ BEGIN
         WHERE c.relkind IN ('r', 'p')
     LOOP
         IF enable THEN
+            -- Capture triggers not exactly as protect() makes them (planted
+            -- beforehand, WHEN (false) say) are replaced.
+            FOR tg IN
+                SELECT t.tgname FROM pg_catalog.pg_trigger t
+                WHERE t.tgrelid = r.oid AND t.tgparentid = 0 AND NOT t.tgisinternal
+                  AND (   (t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure
+                           AND NOT (t.tgtype = 29 AND t.tgqual IS NULL AND t.tgattr = ''::pg_catalog.int2vector AND t.tgnargs = 0))
+                       OR (t.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure
+                           AND NOT (t.tgtype = 32 AND t.tgqual IS NULL AND t.tgnargs = 0)))
+            LOOP
+                PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER %I ON %I.%I', tg, r.nspname, r.relname));
+            END LOOP;
             PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', r.nspname, r.relname));
             PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY', r.nspname, r.relname));
             PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM PUBLIC', r.nspname, r.relname));
             -- Statement triggers are not inherited by partitions: each gets one.
             IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                           WHERE t.tgrelid = pg_catalog.format('%I.%I', r.nspname, r.relname)::regclass
+                           WHERE t.tgrelid = r.oid
                              AND t.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure) THEN
                 PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_truncate AFTER TRUNCATE ON %I.%I '
                     'FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_truncate()', r.nspname, r.relname));
@@ -108,6 +126,8 @@ BEGIN
     -- Row triggers on a partitioned table are cloned to its partitions.
     IF enable AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                               WHERE t.tgrelid = tbl AND t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure) THEN
+        -- (Any row capture trigger left here is exactly protect()'s: the
+        -- loop above replaced the others.)
         PERFORM aegis.owner_ddl(tbl, pg_catalog.format('CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON %I.%I '
             'FOR EACH ROW EXECUTE FUNCTION aegis.audit_row()', nsp, rel));
     ELSIF NOT enable THEN
@@ -338,6 +358,7 @@ BEGIN
                                WHERE g.tgrelid = c.oid AND g.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure))
     LOOP
         PERFORM aegis.switch_rls(r.relid, true);
+        PERFORM aegis.guard_remember(r.relid);
         PERFORM aegis.audit_event('DDL', r.relid::text, pg_catalog.jsonb_build_object(
             'change', 'partition added and protected', 'partition', r.part::regclass::text,
             'user', SESSION_USER));
@@ -346,6 +367,103 @@ END
 $$;
 COMMENT ON FUNCTION aegis.guard_protect_partitions() IS
     'Internal: protect new partitions of protected tables (definer rights; only adds protection)';
+
+-- Every protected table and partition: its name, and whether a command
+-- broke it: it was compliant when remembered and is not now, or its owner,
+-- rules, policies or inheritance children changed, a partition left, or a
+-- column changed type. Relations seen for the first time are remembered
+-- as they are. Definer rights: guard_states is the extension
+-- owner's; it only reads catalogs and adds first sightings.
+CREATE FUNCTION aegis.guard_check() RETURNS TABLE (relid oid, name text, broken boolean)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+BEGIN
+    RETURN QUERY
+    WITH rels AS (
+        SELECT DISTINCT t.relid AS oid
+        FROM aegis.rls_enforced e
+        CROSS JOIN LATERAL (SELECT e.relid::oid AS relid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(e.relid) pt) t
+        JOIN pg_catalog.pg_class c ON c.oid = t.relid WHERE c.relkind IN ('r', 'p')
+    ), now AS (
+        SELECT r.oid, aegis.guard_state(r.oid) AS state, r.oid IN (SELECT aegis.guard_compliant_tables()) AS compliant
+        FROM rels r
+    ), seen AS (
+        INSERT INTO aegis.guard_states AS g (relid, state, compliant)
+        SELECT n.oid, n.state, n.compliant FROM now n
+        WHERE NOT EXISTS (SELECT 1 FROM aegis.guard_states g2 WHERE g2.relid::oid = n.oid)
+        ON CONFLICT DO NOTHING
+        RETURNING g.relid::oid
+    )
+    SELECT n.oid, pg_catalog.format('%I.%I', ns.nspname, c.relname),
+           g.state IS NOT NULL AND (
+                  (g.compliant AND NOT n.compliant)
+               OR n.state ->> 'fp' <> g.state ->> 'fp'
+               OR NOT (n.state -> 'parts') @> (SELECT COALESCE(pg_catalog.jsonb_agg(x), '[]')
+                                              FROM pg_catalog.jsonb_array_elements(g.state -> 'parts') x
+                                              WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class k WHERE k.oid = (x #>> '{}')::oid))
+               OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_each_text(g.state -> 'cols') col(cname, typ)
+                          WHERE n.state -> 'cols' ? col.cname AND n.state -> 'cols' ->> col.cname <> col.typ))
+    FROM now n
+    JOIN pg_catalog.pg_class c ON c.oid = n.oid
+    JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace
+    LEFT JOIN aegis.guard_states g ON g.relid::oid = n.oid;
+END
+$$;
+COMMENT ON FUNCTION aegis.guard_check() IS
+    'Internal: protected tables and partitions, and whether a command changed them from what the guard remembers';
+
+-- Remember protected relations as they are now: a table's tree when
+-- protect() has just made it compliant (tbl), or every protected relation
+-- after a superuser's recorded change (NULL). SECURITY INVOKER: only a
+-- superuser (or the extension's own definer functions) can write
+-- aegis.guard_states.
+CREATE FUNCTION aegis.guard_remember(tbl regclass DEFAULT NULL) RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = ''
+AS $$
+    DELETE FROM aegis.guard_states g
+    WHERE tbl IS NULL
+      AND NOT EXISTS (SELECT 1 FROM aegis.rls_enforced e
+                      WHERE g.relid::oid IN (SELECT e.relid::oid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(e.relid) pt));
+    INSERT INTO aegis.guard_states AS g (relid, state, compliant)
+    SELECT t.relid, aegis.guard_state(t.relid), t.relid IN (SELECT aegis.guard_compliant_tables())
+    FROM aegis.rls_enforced e
+    CROSS JOIN LATERAL (SELECT e.relid::oid AS relid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(e.relid) pt) t
+    JOIN pg_catalog.pg_class c ON c.oid = t.relid
+    WHERE (tbl IS NULL OR e.relid = tbl) AND c.relkind IN ('r', 'p')
+    ON CONFLICT (relid) DO UPDATE SET state = EXCLUDED.state, compliant = EXCLUDED.compliant;
+$$;
+COMMENT ON FUNCTION aegis.guard_remember(regclass) IS
+    'Internal: remember protected relations as they are now (a table after protect(), or all after a superuser''s recorded change)';
+
+CREATE FUNCTION aegis.guard_remembered() RETURNS SETOF oid
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = ''
+AS $$
+SELECT g.relid::oid FROM aegis.guard_states g
+$$;
+COMMENT ON FUNCTION aegis.guard_remembered() IS 'Internal: OIDs of the relations the DDL guard remembers';
+
+-- protect()'s last step: record the existing rows of a newly protected
+-- table as BASELINE entries, now that its columns are classified. Definer
+-- rights: the audit trail is written with the extension's; it acts only on
+-- a table enforce_rls() just protected (baseline_pending), once.
+CREATE FUNCTION aegis.take_baseline(tbl regclass)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+BEGIN
+    UPDATE aegis.rls_enforced r SET baseline_pending = false WHERE r.relid = tbl AND r.baseline_pending;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    RETURN aegis.audit_baseline(tbl);
+END
+$$;
+COMMENT ON FUNCTION aegis.take_baseline(regclass) IS
+    'Internal step of protect(): BASELINE entries for a newly protected table''s rows, once classified';
 
 -- What a retention policy must satisfy, for the current user as its author
 -- (set_retention() and the catalog guard on aegis.retention_rules).
@@ -485,6 +603,7 @@ BEGIN
     INSERT INTO aegis.column_classes (relid, column_name, class)
     SELECT tbl, e.key, e.value #>> '{}'
     FROM pg_catalog.jsonb_each(COALESCE(protect.policy -> 'columns', '{}')) e;
+    PERFORM aegis.take_baseline(tbl);
 END
 $$;
 COMMENT ON FUNCTION aegis.protect(regclass, jsonb) IS
@@ -519,50 +638,35 @@ $$;
 COMMENT ON FUNCTION aegis.guard_compliant_tables() IS
     'Internal: protected tables (and partitions) whose RLS is enabled and forced and whose audit triggers fire';
 
-CREATE OR REPLACE FUNCTION aegis.guard_ddl_start() RETURNS event_trigger
-LANGUAGE plpgsql
+CREATE OR REPLACE FUNCTION aegis.guard_forget(dropped oid[]) RETURNS void
+LANGUAGE sql VOLATILE
 SET search_path = ''
 AS $$
-BEGIN
-    PERFORM pg_catalog.set_config('aegis_guard.compliant',
-        COALESCE((SELECT pg_catalog.jsonb_object_agg(o::text, aegis.guard_state(o))::text
-                  FROM aegis.guard_compliant_tables() o), ''), true);
-END
+DELETE FROM aegis.guard_states g WHERE g.relid::oid OPERATOR(pg_catalog.=) ANY (dropped);
+DELETE FROM aegis.rls_enforced e WHERE e.relid::oid OPERATOR(pg_catalog.=) ANY (dropped);
+DELETE FROM aegis.protected_tables p WHERE p.relid::oid OPERATOR(pg_catalog.=) ANY (dropped);
 $$;
-COMMENT ON FUNCTION aegis.guard_ddl_start() IS
-    'Internal event trigger: note the compliant protected tables and their state before a DDL command';
+COMMENT ON FUNCTION aegis.guard_forget(oid[]) IS 'Internal: forget dropped protected tables (superuser only)';
 
 CREATE OR REPLACE FUNCTION aegis.guard_ddl_end() RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 DECLARE
-    before jsonb;
     broken text[];
 BEGIN
-    before := NULLIF(pg_catalog.current_setting('aegis_guard.compliant', true), '')::jsonb;
-    PERFORM pg_catalog.set_config('aegis_guard.compliant', '', true);
     PERFORM aegis.guard_protect_partitions();
-    IF before IS NULL THEN
-        RETURN;
-    END IF;
     -- Broken: no longer compliant, or owner, rules, policies or inheritance
-    -- children changed, or a partition left, or a column changed type.
-    SELECT pg_catalog.array_agg(pg_catalog.format('%I.%I', n.nspname, c.relname) ORDER BY 1) INTO broken
-    FROM pg_catalog.jsonb_each(before) b(oid, was)
-    JOIN pg_catalog.pg_class c ON c.oid = b.oid::oid
-    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-    CROSS JOIN LATERAL (SELECT aegis.guard_state(c.oid) AS now) s
-    WHERE b.oid::oid NOT IN (SELECT aegis.guard_compliant_tables())
-       OR s.now ->> 'fp' <> b.was ->> 'fp'
-       OR NOT (s.now -> 'parts') @> (SELECT COALESCE(pg_catalog.jsonb_agg(x), '[]')
-                                     FROM pg_catalog.jsonb_array_elements(b.was -> 'parts') x
-                                     WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class k WHERE k.oid = (x #>> '{}')::oid))
-       OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_each_text(b.was -> 'cols') col(name, typ)
-                  WHERE s.now -> 'cols' ? col.name AND s.now -> 'cols' ->> col.name <> col.typ);
+    -- children changed, or a partition left, or a column changed type,
+    -- compared with the state remembered when pg_aegis accepted it.
+    SELECT pg_catalog.array_agg(g.name ORDER BY g.name) INTO broken
+    FROM aegis.guard_check() g WHERE g.broken;
     IF broken IS NOT NULL THEN
         PERFORM aegis.guard_report(broken, tg_tag,
             'changing row-level security, audit triggers, rules, policies, inheritance, partitions, ownership or column types of protected table');
+        -- Only a superuser gets here (guard_report refused everyone else):
+        -- the change is recorded, and is what the guard compares with now.
+        PERFORM aegis.guard_remember();
     END IF;
 END
 $$;
@@ -577,15 +681,15 @@ DECLARE
     dropped oid[];
     names text[];
 BEGIN
-    -- Protected tables, and the partitions of protected tables noted when
-    -- the command started (they are gone from the catalog by now).
+    -- Protected tables, and the partitions of protected tables the guard
+    -- remembers (they are gone from the catalog by now).
     SELECT pg_catalog.array_agg(d.objid), pg_catalog.array_agg(d.object_identity ORDER BY d.object_identity)
     INTO dropped, names
     FROM pg_catalog.pg_event_trigger_dropped_objects() d
     WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
       AND d.objsubid OPERATOR(pg_catalog.=) 0
       AND (d.objid IN (SELECT aegis.guard_protected_tables())
-           OR NULLIF(pg_catalog.current_setting('aegis_guard.compliant', true), '')::jsonb ? d.objid::text);
+           OR d.objid IN (SELECT aegis.guard_remembered()));
     IF dropped IS NULL THEN
         RETURN;
     END IF;
@@ -619,11 +723,13 @@ BEGIN
         prior := aegis.rls_state(tbl);
     END IF;
     PERFORM aegis.switch_rls(tbl, true);
-    INSERT INTO aegis.rls_enforced (relid, prior_state) VALUES (tbl, prior) ON CONFLICT (relid) DO NOTHING;
-    -- The rows already there are the trail's starting point.
-    IF newly THEN
-        PERFORM aegis.audit_baseline(tbl);
-    END IF;
+    -- The rows already there are the trail's starting point: recorded by
+    -- take_baseline() once the table's columns are classified (before
+    -- that, the images would hold PII and secrets in clear).
+    INSERT INTO aegis.rls_enforced (relid, prior_state, baseline_pending) VALUES (tbl, prior, true)
+    ON CONFLICT (relid) DO NOTHING;
+    -- What the DDL guard compares every later command with.
+    PERFORM aegis.guard_remember(tbl);
 END
 $$;
 COMMENT ON FUNCTION aegis.enforce_rls(regclass) IS
@@ -643,6 +749,8 @@ BEGIN
     -- Forget the table first: the DDL guard refuses switching off RLS or the
     -- audit trigger of a table still recorded here.
     DELETE FROM aegis.rls_enforced r WHERE r.relid = tbl RETURNING r.prior_state INTO prior;
+    DELETE FROM aegis.guard_states g
+    WHERE g.relid::oid IN (SELECT tbl::oid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(tbl) pt);
     PERFORM aegis.switch_rls(tbl, false, prior);
 END
 $$;
@@ -1128,14 +1236,24 @@ GRANT SELECT (id, xid, operation, table_name, db_user, session_user_name, applic
     ON aegis.audit_log TO aegis_auditor, aegis_admin;
 GRANT SELECT (position, entry_xid, entry_id, sealed_at) ON aegis.audit_chain TO aegis_auditor, aegis_admin;
 
+-- What each protected table (and partition) was when pg_aegis last
+-- accepted it: its guard_state() and whether it was compliant (a superuser
+-- may leave one that is not: it is reported once, then remembered). Kept here, where no SQL of
+-- a table owner can reach (no grants; a session setting could be changed by
+-- code the owner runs in the middle of a command), and compared after every
+-- DDL command. Dumped (a restored database keeps guarding at once).
+CREATE TABLE aegis.guard_states (
+    relid     regclass PRIMARY KEY,
+    state     jsonb NOT NULL,
+    compliant boolean NOT NULL
+);
+COMMENT ON TABLE aegis.guard_states IS
+    'Internal: the state of each protected table and partition the DDL guard compares with';
+SELECT pg_catalog.pg_extension_config_dump('aegis.guard_states', '');
+
 -- The DDL guard watches rules, policies, inheritance, partitions, owners
--- and column types too (70_audit.sql): its event triggers fire on more tags.
-DROP EVENT TRIGGER aegis_guard_start;
+-- and column types too (70_audit.sql): its event trigger fires on more tags.
 DROP EVENT TRIGGER aegis_guard_end;
-CREATE EVENT TRIGGER aegis_guard_start ON ddl_command_start
-    WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER', 'DROP TRIGGER', 'ALTER TRIGGER', 'CREATE TABLE', 'DROP TABLE',
-                 'CREATE RULE', 'DROP RULE', 'ALTER RULE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY')
-    EXECUTE FUNCTION aegis.guard_ddl_start();
 CREATE EVENT TRIGGER aegis_guard_end ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER', 'DROP TRIGGER', 'ALTER TRIGGER', 'CREATE TABLE', 'DROP TABLE',
                  'CREATE RULE', 'DROP RULE', 'ALTER RULE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY')
@@ -1379,6 +1497,7 @@ REVOKE EXECUTE ON FUNCTION aegis.switch_rls(regclass, boolean, jsonb), aegis.rls
     aegis.reads_all_rows(regclass), aegis.visible_image(text, jsonb),
     aegis.guard_state(oid), aegis.guard_protect_partitions(),
     aegis.owner_ddl(oid, text), aegis.role_reads_all_rows(regclass, oid),
+    aegis.guard_check(), aegis.guard_remember(regclass), aegis.guard_remembered(), aegis.take_baseline(regclass),
     aegis.audit_tombstone(text, boolean), aegis.attest_tombstones(),
     aegis.check_retention_rule(regclass, interval, name, text), aegis.check_legal_hold(regclass, text, text)
 FROM PUBLIC;
@@ -1390,7 +1509,9 @@ TO aegis_admin;
 
 GRANT EXECUTE ON FUNCTION aegis.reads_all_rows(regclass), aegis.role_reads_all_rows(regclass, oid),
     aegis.visible_image(text, jsonb) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION aegis.guard_state(oid), aegis.guard_protect_partitions() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.guard_state(oid), aegis.guard_protect_partitions(), aegis.guard_check(),
+    aegis.guard_remembered() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.take_baseline(regclass) TO aegis_admin;
 REVOKE EXECUTE ON FUNCTION aegis.audit_row(), aegis.audit_truncate() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.audit_row(), aegis.audit_truncate() TO PUBLIC;
 
@@ -1400,3 +1521,5 @@ GRANT USAGE ON SCHEMA aegis TO PUBLIC;
 -- TOMBSTONES entry records what they hold now (verify_chain() requires a
 -- receipt for every tombstone from now on).
 SELECT aegis.attest_tombstones();
+-- What the DDL guard compares with, for every table protected before.
+SELECT aegis.guard_remember();

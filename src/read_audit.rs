@@ -174,22 +174,57 @@ unsafe fn protected_in(
 }
 
 /// Foreign-key checks are not reads anyone asked for. They are identified
-/// by what they are: the referential-integrity triggers run their queries
-/// (SELECT … FOR KEY SHARE of the referenced row) with the security context
-/// flag SECURITY_NOFORCE_RLS, which nothing else in PostgreSQL sets and no
-/// SQL can set; a user's own FOR KEY SHARE query does not have it.
+/// by what they are: the referential-integrity code runs its queries
+/// (`SELECT 1 FROM [ONLY] <table> x WHERE … FOR KEY SHARE OF x`) as the
+/// owner of the table it queries, with the security-context flag
+/// SECURITY_NOFORCE_RLS, which no SQL can set. pg_aegis's own maintenance
+/// (aegis.run_restricted) sets that flag too, and code a table owner runs
+/// inside it inherits it: so a statement counts as a foreign-key check only
+/// if it also has that shape and reads only tables the current user owns.
+/// A user's own FOR KEY SHARE query is recorded.
 unsafe fn is_ri_check(qd: *mut pg_sys::QueryDesc) -> bool {
-    // SAFETY: a valid query descriptor; rowMarks is a List of PlanRowMark.
+    // SAFETY: a valid query descriptor; rowMarks is a List of PlanRowMark,
+    // rtable a List of RangeTblEntry; sourceText NUL-terminated or NULL.
     unsafe {
         if !pg_sys::InNoForceRLSOperation() || (*qd).operation != pg_sys::CmdType::CMD_SELECT {
             return false;
         }
-        let marks = PgList::<pg_sys::PlanRowMark>::from_pg((*(*qd).plannedstmt).rowMarks);
-        !marks.is_empty()
-            && marks
+        let stmt = (*qd).plannedstmt;
+        let marks = PgList::<pg_sys::PlanRowMark>::from_pg((*stmt).rowMarks);
+        if marks.is_empty()
+            || !marks
                 .iter_ptr()
                 .all(|m| (*m).strength == pg_sys::LockClauseStrength::LCS_FORKEYSHARE)
+        {
+            return false;
+        }
+        let text = (*qd).sourceText;
+        if text.is_null()
+            || !std::ffi::CStr::from_ptr(text)
+                .to_bytes()
+                .starts_with(b"SELECT 1 FROM ")
+        {
+            return false;
+        }
+        let user = pg_sys::GetUserId();
+        PgList::<pg_sys::RangeTblEntry>::from_pg((*stmt).rtable)
+            .iter_ptr()
+            .filter(|r| (**r).rtekind == pg_sys::RTEKind::RTE_RELATION)
+            .all(|r| owns(user, (*r).relid))
     }
+}
+
+/// Does `role` own the relation (or belong to its owning role)?
+#[cfg(feature = "pg15")]
+unsafe fn owns(role: pg_sys::Oid, relid: pg_sys::Oid) -> bool {
+    // SAFETY: a catalog lookup by OID.
+    unsafe { pg_sys::pg_class_ownercheck(relid, role) }
+}
+
+#[cfg(not(feature = "pg15"))]
+unsafe fn owns(role: pg_sys::Oid, relid: pg_sys::Oid) -> bool {
+    // SAFETY: a catalog lookup by OID.
+    unsafe { pg_sys::object_ownercheck(pg_sys::RelationRelationId, relid, role) }
 }
 
 fn json_line(fields: serde_json::Value) -> String {
@@ -304,8 +339,14 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
         X::XACT_EVENT_ABORT | X::XACT_EVENT_PARALLEL_ABORT => {
             emit(PENDING.with(|p| std::mem::take(&mut *p.borrow_mut())));
         }
-        X::XACT_EVENT_COMMIT | X::XACT_EVENT_PARALLEL_COMMIT | X::XACT_EVENT_PREPARE => {
+        X::XACT_EVENT_COMMIT | X::XACT_EVENT_PARALLEL_COMMIT => {
             PENDING.with(|p| p.borrow_mut().clear());
+        }
+        // A prepared transaction may still be rolled back, by anyone, later
+        // (ROLLBACK PREPARED): its reads go to the server log now, whatever
+        // becomes of its entries.
+        X::XACT_EVENT_PREPARE => {
+            emit(PENDING.with(|p| std::mem::take(&mut *p.borrow_mut())));
         }
         _ => {}
     }

@@ -17,7 +17,11 @@
 --   J. what a cold attack review of the first 0.6.0 changes found: a
 --      capture trigger replaced by one WHEN (false), the keyring changed
 --      behind the API (code in partition keys and index expressions:
---      attack_folding.sql).
+--      attack_folding.sql);
+--   K. what a second cold review found: the DDL guard's state changed by
+--      owner code in the middle of a command, capture triggers planted
+--      before protect(), an owner's trigger reading FOR KEY SHARE inside an
+--      erasure to pass as a foreign-key check.
 -- (Parallel queries after an audited read: parallel_reads.sql.)
 -- Each witness records who ran the owner's code and whether that role was a
 -- superuser at that moment; every escalation attempt checks rolsuper at the
@@ -405,4 +409,54 @@ SELECT aegis.retire_key_version('pseudonym', 1);
 RESET SESSION AUTHORIZATION;
 SELECT operation, db_user, new_row ->> 'version' AS version, new_row ->> 'status' AS status
 FROM aegis.audit_log WHERE table_name = 'aegis.keys' AND db_user = 'hard_admin' ORDER BY id;
+
+-- ====================================================================== K
+SET SESSION AUTHORIZATION hard_owner;
+CREATE TABLE public.hard_app (id int PRIMARY KEY, v text);
+RESET SESSION AUTHORIZATION;
+SELECT aegis.protect('public.hard_app');
+SET SESSION AUTHORIZATION hard_owner;
+-- (0.6.0's first guard kept its state in a session setting, which code the
+-- owner runs in the middle of the command could blank.)
+CREATE FUNCTION public.hard_blank_guard() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
+BEGIN PERFORM set_config('aegis_guard.compliant', '', true); RETURN 0; END $$;
+ALTER TABLE hard_app ADD COLUMN z int DEFAULT public.hard_blank_guard(),
+    DISABLE TRIGGER aegis_audit, NO FORCE ROW LEVEL SECURITY;
+-- Capture triggers planted before protect(), firing never.
+CREATE TABLE public.hard_planted (id int PRIMARY KEY, v text);
+CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON hard_planted FOR EACH ROW WHEN (false)
+    EXECUTE FUNCTION aegis.audit_row();
+CREATE TRIGGER aegis_audit_truncate AFTER TRUNCATE ON hard_planted FOR EACH STATEMENT WHEN (false)
+    EXECUTE FUNCTION aegis.audit_truncate();
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION hard_admin;
+SELECT aegis.protect('public.hard_planted');
+RESET SESSION AUTHORIZATION;
+SELECT tgname, tgtype, tgqual IS NULL AS fires_always FROM pg_trigger
+WHERE tgrelid = 'hard_planted'::regclass AND NOT tgisinternal ORDER BY 1;
+INSERT INTO hard_planted VALUES (1, 'audited');
+SET SESSION AUTHORIZATION hard_owner;
+ALTER TABLE hard_planted DISABLE TRIGGER aegis_audit;
+RESET SESSION AUTHORIZATION;
+SELECT count(*) AS planted_entries FROM aegis.audit_log WHERE table_name = 'public.hard_planted' AND operation = 'INSERT';
+-- An owner's trigger reading an audited table FOR KEY SHARE while an
+-- erasure changes its table: a read like any other.
+CREATE TEMP TABLE hard_mark3 AS SELECT max(id) AS m FROM aegis.audit_log;
+GRANT SELECT ON hard_mark3 TO PUBLIC;
+SET SESSION AUTHORIZATION hard_admin;
+CREATE TABLE hard_evil.bait (id int PRIMARY KEY, who text);
+INSERT INTO hard_evil.bait VALUES (1, 'victim123');
+CREATE TABLE hard_evil.loot (msg text);
+CREATE FUNCTION hard_evil.steal() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO hard_evil.loot SELECT resource FROM hard_mon.user_access_logs FOR KEY SHARE;
+    RETURN OLD;
+END $$;
+CREATE TRIGGER steal BEFORE DELETE OR UPDATE ON hard_evil.bait FOR EACH ROW EXECUTE FUNCTION hard_evil.steal();
+SELECT aegis.protect('hard_evil.bait', '{"columns": {"who": "subject_id"}}');
+SELECT (r -> 'tables' -> 'hard_evil.bait' ->> 'rows') AS erased FROM aegis.erase_subject('victim123') r;
+RESET SESSION AUTHORIZATION;
+SELECT count(*) > 0 AS loot_taken FROM hard_evil.loot;
+SELECT operation, table_name, db_user, detail ->> 'command' AS command FROM aegis.audit_log
+WHERE id > (SELECT m FROM hard_mark3) AND operation IN ('SELECT', 'DELETE') ORDER BY id;
 ROLLBACK;

@@ -114,7 +114,11 @@ CREATE FUNCTION pg_temp.fingerprint() RETURNS TABLE(item text) LANGUAGE sql AS $
     SELECT 'trigger ' || pg_get_triggerdef(t.oid) FROM pg_trigger t
     WHERE NOT t.tgisinternal AND t.tgrelid::regclass::text LIKE 'aegis.%'
     UNION ALL
-    SELECT 'config ' || extconfig::regclass[]::text FROM pg_extension WHERE extname = 'pg_aegis'
+    -- (The set of configuration tables pg_dump dumps; their order in
+    -- extconfig is only the order in which they were registered.)
+    SELECT 'config ' || (SELECT string_agg(c::regclass::text, ',' ORDER BY c::regclass::text)
+                         FROM unnest(extconfig) c)
+    FROM pg_extension WHERE extname = 'pg_aegis'
 $$;
 CREATE TEMP TABLE updated AS SELECT * FROM pg_temp.fingerprint();
 
