@@ -35,6 +35,10 @@ SELECT ok, entries_checked FROM aegis.verify_chain();
 -- verify_table() works at once; the DDL guard is active.
 SELECT ok, rows_checked, mismatches FROM aegis.verify_table('monitoring.error_logs');
 SELECT count(*) AS guard_event_triggers FROM pg_event_trigger WHERE evtname LIKE 'aegis\_guard\_%';
+-- 0.6.0: the DDL guard remembers every protected table of the installation
+-- at once, and the chain (with the update's tombstone attestation) verifies.
+SELECT count(*) = (SELECT count(*) FROM aegis.rls_enforced) AS guard_remembers_every_table
+FROM aegis.guard_states g WHERE g.relid IN (SELECT relid FROM aegis.rls_enforced);
 -- 0.5.0: the README's statements give an existing monitoring schema the
 -- reference retention periods; apply_retention() then works on it.
 SELECT aegis.set_retention('monitoring.user_access_logs', '90 days', 'accessed_at');
