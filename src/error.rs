@@ -174,7 +174,7 @@ impl AegisError {
                 "A row filter is one boolean expression over the table's columns, e.g. contains_user_data AND severity <> 'low'.".into(),
             ),
             AegisError::FilterNotAllowed { .. } => Some(
-                "Filters run with pg_aegis's rights: only columns, constants, operators and non-volatile built-in functions.".into(),
+                "A filter may use only columns its author can read, constants, and built-in operators and functions over built-in types (immutable, or stable for dates and times).".into(),
             ),
             AegisError::AlertsTable { .. } => Some(
                 "The trigger's argument names the table alerts are written to (server_id, ts, rule, severity, metric, value, message).".into(),
