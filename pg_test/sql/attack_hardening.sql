@@ -243,6 +243,8 @@ CREATE TABLE hard_evil.copy AS SELECT * FROM hard_mon.error_logs;
 UPDATE hard_evil.mine m SET error_message = e.error_message FROM hard_mon.error_logs e WHERE m.id = e.id;
 DELETE FROM hard_evil.mine m USING hard_mon.error_logs e WHERE m.id = e.id;
 UPDATE hard_mon.error_logs SET resolved = true WHERE error_message = 'e1' RETURNING id > 0 AS returned;
+MERGE INTO hard_evil.mine m USING hard_mon.error_logs e ON m.id = e.id
+WHEN NOT MATCHED THEN INSERT VALUES (e.*);
 DECLARE c CURSOR FOR SELECT error_message FROM hard_mon.error_logs ORDER BY id;
 FETCH 1 FROM c;
 CLOSE c;
