@@ -343,6 +343,18 @@ SELECT pg_catalog.jsonb_build_object(
                     pg_catalog.md5(COALESCE(pg_catalog.pg_get_expr(p.polqual, p.polrelid), '')),
                     pg_catalog.md5(COALESCE(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), ''))), ',' ORDER BY p.polname)
          FROM pg_catalog.pg_policy p WHERE p.polrelid = tbl),
+        -- The functions the table's policies and rules call: replacing one
+        -- changes what the table shows as surely as changing the policy.
+        (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', f.oid::regprocedure::text,
+                    pg_catalog.md5(COALESCE(f.prosrc, '') || COALESCE(f.probin, '')), f.provolatile, f.prosecdef,
+                    f.proconfig::text), ',' ORDER BY 1)
+         FROM (SELECT DISTINCT d.refobjid FROM pg_catalog.pg_depend d
+               WHERE d.refclassid = 'pg_catalog.pg_proc'::regclass
+                 AND ((d.classid = 'pg_catalog.pg_policy'::regclass
+                       AND d.objid IN (SELECT p.oid FROM pg_catalog.pg_policy p WHERE p.polrelid = tbl))
+                   OR (d.classid = 'pg_catalog.pg_rewrite'::regclass
+                       AND d.objid IN (SELECT w.oid FROM pg_catalog.pg_rewrite w WHERE w.ev_class = tbl)))) x
+         JOIN pg_catalog.pg_proc f ON f.oid = x.refobjid),
         (SELECT pg_catalog.string_agg(i.inhrelid::regclass::text, ',' ORDER BY 1)
          FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class k ON k.oid = i.inhrelid
          WHERE i.inhparent = tbl AND NOT k.relispartition))),
@@ -351,7 +363,15 @@ SELECT pg_catalog.jsonb_build_object(
               WHERE i.inhparent = tbl AND k.relispartition),
     'cols', (SELECT COALESCE(pg_catalog.jsonb_object_agg(a.attname,
                  pg_catalog.format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END), '{}')
-             FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped))
+             FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped),
+    -- The labels of enum columns: renaming one changes every row that holds
+    -- it (adding labels is fine).
+    'enums', (SELECT COALESCE(pg_catalog.jsonb_object_agg(a.attname,
+                  (SELECT pg_catalog.jsonb_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e
+                   WHERE e.enumtypid = a.atttypid)), '{}')
+              FROM pg_catalog.pg_attribute a
+              WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+                AND EXISTS (SELECT 1 FROM pg_catalog.pg_enum e WHERE e.enumtypid = a.atttypid)))
 $$;
 COMMENT ON FUNCTION aegis.guard_state(oid) IS
     'Internal: what the DDL guard compares before and after a command (owner, rules, policies, inheritance, partitions, column types)';
@@ -406,7 +426,9 @@ BEGIN
                                               FROM pg_catalog.jsonb_array_elements(g.state -> 'parts') x
                                               WHERE pg_catalog.to_regclass(x #>> '{}') IS NOT NULL)
                OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_each_text(g.state -> 'cols') col(cname, typ)
-                          WHERE n.state -> 'cols' ? col.cname AND n.state -> 'cols' ->> col.cname <> col.typ))
+                          WHERE n.state -> 'cols' ? col.cname AND n.state -> 'cols' ->> col.cname <> col.typ)
+               OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_each(COALESCE(g.state -> 'enums', '{}')) en(cname, labels)
+                          WHERE n.state -> 'enums' ? en.cname AND NOT (n.state -> 'enums' -> en.cname) @> en.labels))
     FROM now n
     JOIN pg_catalog.pg_class c ON c.oid = n.oid
     JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace
@@ -543,6 +565,28 @@ $$;
 COMMENT ON FUNCTION aegis.guard_ddl_end() IS
     'Internal event trigger: protect new partitions; refuse or record a DDL command that weakened a protected table';
 
+-- A table rewrite (ALTER COLUMN ... TYPE ... USING, a volatile default for
+-- a new column, ALTER TYPE) replaces every row without any trigger firing:
+-- refused (non-superusers) or recorded (superusers) for protected tables.
+CREATE FUNCTION aegis.guard_table_rewrite() RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    t oid := pg_catalog.pg_event_trigger_table_rewrite_oid();
+    n text;
+BEGIN
+    IF t IN (SELECT aegis.guard_protected_tables()) OR t IN (SELECT aegis.guard_remembered()) THEN
+        SELECT pg_catalog.format('%I.%I', ns.nspname, c.relname) INTO n
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace WHERE c.oid = t;
+        PERFORM aegis.guard_report(ARRAY[n], tg_tag,
+            'rewriting every row of protected table (no capture trigger fires)');
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.guard_table_rewrite() IS
+    'Internal event trigger: refuse or record rewriting the rows of a protected table';
+
 CREATE FUNCTION aegis.guard_sql_drop() RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = ''
@@ -601,7 +645,10 @@ COMMENT ON FUNCTION aegis.guard_forget(oid[]) IS 'Internal: forget dropped prote
 
 CREATE EVENT TRIGGER aegis_guard_end ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER', 'DROP TRIGGER', 'ALTER TRIGGER', 'CREATE TABLE', 'DROP TABLE',
-                 'CREATE RULE', 'DROP RULE', 'ALTER RULE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY')
+                 'CREATE RULE', 'DROP RULE', 'ALTER RULE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY',
+                 'ALTER TYPE', 'CREATE FUNCTION', 'ALTER FUNCTION', 'DROP FUNCTION')
     EXECUTE FUNCTION aegis.guard_ddl_end();
+CREATE EVENT TRIGGER aegis_guard_rewrite ON table_rewrite
+    EXECUTE FUNCTION aegis.guard_table_rewrite();
 CREATE EVENT TRIGGER aegis_guard_drop ON sql_drop
     EXECUTE FUNCTION aegis.guard_sql_drop();

@@ -21,7 +21,10 @@
 --   K. what a second cold review found: the DDL guard's state changed by
 --      owner code in the middle of a command, capture triggers planted
 --      before protect(), an owner's trigger reading FOR KEY SHARE inside an
---      erasure to pass as a foreign-key check.
+--      erasure to pass as a foreign-key check;
+--   L. what a third cold review found: rows rewritten by ALTER COLUMN ...
+--      TYPE ... USING with the same type, an enum label renamed, a policy's
+--      function replaced.
 -- (Parallel queries after an audited read: parallel_reads.sql.)
 -- Each witness records who ran the owner's code and whether that role was a
 -- superuser at that moment; every escalation attempt checks rolsuper at the
@@ -461,4 +464,23 @@ RESET SESSION AUTHORIZATION;
 SELECT count(*) > 0 AS loot_taken FROM hard_evil.loot;
 SELECT operation, table_name, db_user, detail ->> 'command' AS command FROM aegis.audit_log
 WHERE id > (SELECT m FROM hard_mark3) AND operation IN ('SELECT', 'DELETE') ORDER BY id;
+
+-- ====================================================================== L
+SET SESSION AUTHORIZATION hard_owner;
+CREATE TYPE public.hard_sev AS ENUM ('low', 'high');
+CREATE FUNCTION public.hard_pol(int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 < 100';
+CREATE TABLE public.hard_money (id int PRIMARY KEY, amount numeric, sev public.hard_sev);
+INSERT INTO hard_money VALUES (1, 10, 'low'), (500, 20, 'high');
+CREATE POLICY hard_own ON hard_money FOR SELECT TO PUBLIC USING (public.hard_pol(id));
+RESET SESSION AUTHORIZATION;
+SELECT aegis.protect('public.hard_money');
+SET SESSION AUTHORIZATION hard_owner;
+ALTER TABLE hard_money ALTER COLUMN amount TYPE numeric USING amount * 1000;
+ALTER TYPE hard_sev RENAME VALUE 'low' TO 'critical';
+CREATE OR REPLACE FUNCTION public.hard_pol(int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true';
+-- Adding a label changes no row: fine.
+ALTER TYPE hard_sev ADD VALUE 'medium';
+RESET SESSION AUTHORIZATION;
+SELECT id, amount, sev FROM hard_money ORDER BY id;
+SELECT prosrc FROM pg_proc WHERE oid = 'public.hard_pol(int)'::regprocedure;
 ROLLBACK;
