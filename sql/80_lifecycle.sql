@@ -416,13 +416,17 @@ BEGIN
                 -- and (unless a dry run) delete the others. The ctid range
                 -- makes each batch a TID range scan of its own pages (a
                 -- bare "ctid = ANY" of 10,000 ctids is planned as a scan of
-                -- the whole table).
-                counts := (SELECT x FROM aegis.run_restricted(part_owner, true, pg_catalog.format(
-                    'SELECT pg_catalog.count(*) FILTER (WHERE COALESCE(%2$s, false))::pg_catalog.text, '
-                    '       pg_catalog.count(*) FILTER (WHERE NOT COALESCE(%2$s, false))::pg_catalog.text '
-                    'FROM ONLY %1$s WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
-                    '  AND ctid = ANY ($2::pg_catalog.tid[]) AND %3$s', part, COALESCE(held, 'false'), expired),
-                    ARRAY[cutoff::text, ids, lo, hi]) x);
+                -- the whole table). With no legal hold on the table, a real
+                -- run has nothing to count: it only deletes.
+                counts := ARRAY['0', '0'];
+                IF held IS NOT NULL OR dry_run THEN
+                    counts := (SELECT x FROM aegis.run_restricted(part_owner, true, pg_catalog.format(
+                        'SELECT pg_catalog.count(*) FILTER (WHERE COALESCE(%2$s, false))::pg_catalog.text, '
+                        '       pg_catalog.count(*) FILTER (WHERE NOT COALESCE(%2$s, false))::pg_catalog.text '
+                        'FROM ONLY %1$s WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
+                        '  AND ctid = ANY ($2::pg_catalog.tid[]) AND %3$s', part, COALESCE(held, 'false'), expired),
+                        ARRAY[cutoff::text, ids, lo, hi]) x);
+                END IF;
                 n_held := n_held + counts[1]::bigint;
                 IF dry_run THEN
                     n_deleted := n_deleted + counts[2]::bigint;
