@@ -15,6 +15,7 @@ use pgrx::prelude::*;
 mod alerts;
 mod audit;
 mod crypto;
+mod ddl_guard;
 mod error;
 mod guc;
 mod info;

@@ -1,5 +1,6 @@
 /*
- * Executor and utility hook trampolines for read auditing (src/read_audit.rs).
+ * Executor and utility hook trampolines for read auditing (src/read_audit.rs)
+ * and the DDL guard's check before a command starts (src/ddl_guard.rs).
  *
  * They are in C so that an ERROR raised by the standard executor or a utility
  * command (a DO block, a procedure, COPY FROM hitting a constraint) passes
@@ -9,6 +10,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "executor/executor.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
@@ -18,6 +20,7 @@ extern void aegis_read_audit_before_start(QueryDesc *queryDesc, int eflags);
 extern void aegis_read_audit_before_end(QueryDesc *queryDesc);
 extern void aegis_read_audit_copy_begin(void);
 extern void aegis_read_audit_copy_done(PlannedStmt *pstmt, QueryCompletion *qc);
+extern void aegis_guard_detach_concurrently(Oid relid);
 
 static ExecutorStart_hook_type prev_executor_start = NULL;
 static ExecutorEnd_hook_type prev_executor_end = NULL;
@@ -43,6 +46,31 @@ aegis_executor_end(QueryDesc *queryDesc)
 		standard_ExecutorEnd(queryDesc);
 }
 
+/*
+ * ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY commits its first step
+ * (the partition marked as being detached, its rows no longer shown through
+ * the table) before any event trigger runs: the DDL guard must decide
+ * before the command starts. The name is resolved without a lock, as
+ * PostgreSQL's own permission pre-checks do; the command locks it itself.
+ */
+static Oid
+detached_concurrently_from(Node *stmt)
+{
+	ListCell   *lc;
+
+	if (stmt == NULL || !IsA(stmt, AlterTableStmt))
+		return InvalidOid;
+	foreach(lc, ((AlterTableStmt *) stmt)->cmds)
+	{
+		AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
+
+		if (cmd->subtype == AT_DetachPartition && cmd->def != NULL
+			&& IsA(cmd->def, PartitionCmd) && ((PartitionCmd *) cmd->def)->concurrent)
+			return RangeVarGetRelid(((AlterTableStmt *) stmt)->relation, NoLock, true);
+	}
+	return InvalidOid;
+}
+
 static void
 aegis_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 					  ProcessUtilityContext context, ParamListInfo params,
@@ -51,6 +79,10 @@ aegis_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 	bool		copy_to = pstmt->utilityStmt != NULL && IsA(pstmt->utilityStmt, CopyStmt)
 		&& !((CopyStmt *) pstmt->utilityStmt)->is_from;
 
+	Oid			detach_from = detached_concurrently_from(pstmt->utilityStmt);
+
+	if (OidIsValid(detach_from))
+		aegis_guard_detach_concurrently(detach_from);
 	if (copy_to)
 		aegis_read_audit_copy_begin();
 	if (prev_process_utility)
