@@ -24,7 +24,9 @@
 --      erasure to pass as a foreign-key check;
 --   L. what a third cold review found: rows rewritten by ALTER COLUMN ...
 --      TYPE ... USING with the same type, an enum label renamed, a policy's
---      function replaced.
+--      function replaced;
+--   M. protect()'s baseline and verify_table() over columns of the owner's
+--      own types (casts, domains, ranges), policies and triggers.
 -- (Parallel queries after an audited read: parallel_reads.sql.)
 -- Each witness records who ran the owner's code and whether that role was a
 -- superuser at that moment; every escalation attempt checks rolsuper at the
@@ -483,4 +485,39 @@ ALTER TYPE hard_sev ADD VALUE 'medium';
 RESET SESSION AUTHORIZATION;
 SELECT id, amount, sev FROM hard_money ORDER BY id;
 SELECT prosrc FROM pg_proc WHERE oid = 'public.hard_pol(int)'::regprocedure;
+-- ====================================================================== M
+-- protect()'s baseline and verify_table() render every existing row with
+-- the extension's rights: columns of the owner's own types (a composite
+-- with casts to json, jsonb and text, an array of it, a domain over it, a
+-- range, an enum), the owner's policies and triggers must run none of the
+-- owner's code then.
+SET SESSION AUTHORIZATION hard_owner;
+TRUNCATE hard_witness;
+CREATE TYPE public.hard_pair AS (a int, b text);
+CREATE FUNCTION public.hard_pair_json(public.hard_pair) RETURNS json LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.hard_witness('cast to json'); RETURN '{}'; END $$;
+CREATE FUNCTION public.hard_pair_jsonb(public.hard_pair) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.hard_witness('cast to jsonb'); RETURN '{}'; END $$;
+CREATE FUNCTION public.hard_pair_text(public.hard_pair) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.hard_witness('cast to text'); RETURN ''; END $$;
+CREATE CAST (public.hard_pair AS json) WITH FUNCTION public.hard_pair_json(public.hard_pair);
+CREATE CAST (public.hard_pair AS jsonb) WITH FUNCTION public.hard_pair_jsonb(public.hard_pair);
+CREATE CAST (public.hard_pair AS text) WITH FUNCTION public.hard_pair_text(public.hard_pair);
+CREATE DOMAIN public.hard_pair_d AS public.hard_pair CHECK (public.hard_witness('domain over composite'));
+CREATE TYPE public.hard_span AS RANGE (subtype = int4);
+CREATE TYPE public.hard_sev2 AS ENUM ('a', 'b');
+CREATE TABLE public.hard_typed (id int PRIMARY KEY, p public.hard_pair, ps public.hard_pair[],
+                                pd public.hard_pair_d, r public.hard_span, s public.hard_sev2);
+CREATE POLICY hard_typed_pol ON hard_typed USING (public.hard_witness('policy'));
+CREATE TRIGGER hard_typed_trg BEFORE UPDATE OR DELETE ON hard_typed FOR EACH ROW EXECUTE FUNCTION public.hard_witness_trg();
+INSERT INTO hard_typed VALUES (1, ROW(1, 'x'), ARRAY[ROW(2, 'y')::public.hard_pair], ROW(3, 'z'), '[1,5)', 'b');
+TRUNCATE hard_witness;
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION hard_admin;
+SELECT aegis.protect('public.hard_typed');
+SELECT ok, rows_checked FROM aegis.verify_table('public.hard_typed');
+RESET SESSION AUTHORIZATION;
+SELECT operation, new_row FROM aegis.audit_log WHERE table_name = 'public.hard_typed' ORDER BY id;
+SELECT kind, run_as, was_superuser FROM hard_witness ORDER BY 1;
+SELECT rolsuper AS owner_became_superuser FROM pg_roles WHERE rolname = 'hard_owner';
 ROLLBACK;
