@@ -189,7 +189,7 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = ''
 AS $$
 BEGIN
-    PERFORM aegis.run_restricted((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = tbl), false, stmt, '{}');
+    PERFORM aegis.run_restricted((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = tbl), tbl, false, stmt, '{}');
 END
 $$;
 COMMENT ON FUNCTION aegis.owner_ddl(oid, text) IS
@@ -391,6 +391,71 @@ $$;
 COMMENT ON FUNCTION aegis.relax_rls(regclass) IS
     'Internal step of unprotect(): RLS off on a protected table (definer rights; admin-only)';
 
+-- The code and views a table's row-level security policies and rules use,
+-- found through pg_depend and followed through what those depend on in
+-- turn (operators to their functions, views to their definitions, SQL
+-- functions with a BEGIN ATOMIC body to what they call). Replacing any of
+-- them changes what the table shows as surely as changing the policy.
+-- (A PL/pgSQL body records no dependencies: what it calls is its owner's
+-- to vouch for, which is why policies may only call code a superuser owns,
+-- aegis.policy_untrusted_code().)
+CREATE FUNCTION aegis.policy_code(tbl oid, with_rules boolean)
+RETURNS TABLE (classid oid, objid oid)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+WITH RECURSIVE uses(classid, objid) AS (
+    -- What the table's policies and rules depend on (index lookups by
+    -- depender: pg_depend_depender_index).
+    SELECT d.refclassid, d.refobjid
+    FROM (SELECT 'pg_catalog.pg_policy'::regclass::oid AS classid, p.oid AS objid
+          FROM pg_catalog.pg_policy p WHERE p.polrelid = tbl
+          UNION ALL
+          SELECT 'pg_catalog.pg_rewrite'::regclass::oid, w.oid
+          FROM pg_catalog.pg_rewrite w WHERE w.ev_class = tbl AND with_rules) o
+    JOIN pg_catalog.pg_depend d ON d.classid = o.classid AND d.objid = o.objid
+    WHERE d.refclassid IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_operator'::regclass, 'pg_catalog.pg_class'::regclass)
+      AND NOT (d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = tbl)
+    UNION
+    -- And what those depend on: a function or operator directly, a view
+    -- through its rules.
+    SELECT d.refclassid, d.refobjid
+    FROM uses u
+    LEFT JOIN pg_catalog.pg_rewrite w ON u.classid = 'pg_catalog.pg_class'::regclass AND w.ev_class = u.objid
+    JOIN pg_catalog.pg_depend d
+      ON d.classid = CASE WHEN u.classid = 'pg_catalog.pg_class'::regclass THEN 'pg_catalog.pg_rewrite'::regclass::oid ELSE u.classid END
+     AND d.objid = CASE WHEN u.classid = 'pg_catalog.pg_class'::regclass THEN w.oid ELSE u.objid END
+    WHERE d.refclassid IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_operator'::regclass, 'pg_catalog.pg_class'::regclass)
+      AND d.deptype = 'n' AND u.objid >= 16384
+)
+SELECT u.classid, u.objid FROM uses u
+WHERE u.objid >= 16384  -- built-in objects cannot change
+$$;
+COMMENT ON FUNCTION aegis.policy_code(oid, boolean) IS
+    'Internal: functions, operators and relations a table''s policies (and rules) use, followed through their own dependencies';
+
+-- Functions and operators a table's policies use that a role other than a
+-- superuser owns: their owner could change what the policy lets through
+-- without any DDL on the table, so protect() refuses them. (Rules run as
+-- the table's owner and are fingerprinted with what they use directly.)
+CREATE FUNCTION aegis.policy_untrusted_code(tbl oid) RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+SELECT pg_catalog.array_agg(x.what ORDER BY x.what)
+FROM (SELECT CASE WHEN u.classid = 'pg_catalog.pg_proc'::regclass
+                  THEN 'function ' || u.objid::regprocedure::text
+                  ELSE 'operator ' || u.objid::regoperator::text END AS what,
+             CASE WHEN u.classid = 'pg_catalog.pg_proc'::regclass
+                  THEN (SELECT f.proowner FROM pg_catalog.pg_proc f WHERE f.oid = u.objid)
+                  ELSE (SELECT o.oprowner FROM pg_catalog.pg_operator o WHERE o.oid = u.objid) END AS owner
+      FROM aegis.policy_code(tbl, false) u
+      WHERE u.classid IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_operator'::regclass)) x
+WHERE NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = x.owner), false)
+$$;
+COMMENT ON FUNCTION aegis.policy_untrusted_code(oid) IS
+    'Internal: functions and operators a table''s policies use that a non-superuser owns';
+
 -- SECURITY INVOKER, so protected_by records the real caller; the table
 -- switch goes through enforce_rls(), the catalog rows through aegis_admin's
 -- own privileges on aegis.protected_tables and aegis.column_classes.
@@ -408,6 +473,7 @@ DECLARE
     col text;
     cls text;
     valid_classes text[] := ARRAY['public', 'pii', 'secret', 'free_text', 'subject_id', 'metric', 'cost'];
+    untrusted text[];
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
@@ -444,6 +510,13 @@ BEGIN
                 HINT = 'Valid classes: ' || pg_catalog.array_to_string(valid_classes, ', ') || '.';
         END IF;
     END LOOP;
+    untrusted := aegis.policy_untrusted_code(tbl);
+    IF untrusted IS NOT NULL THEN
+        RAISE EXCEPTION 'the row-level security policies of % use code a non-superuser owns: %',
+            tbl, pg_catalog.array_to_string(untrusted, ', ') USING ERRCODE = '42501',
+            DETAIL = 'Its owner could change what the policies let through without any DDL on the table.',
+            HINT = 'Have a superuser own that code (ALTER FUNCTION ... OWNER TO), or use built-in functions.';
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION aegis.check_policy(regclass, jsonb) IS

@@ -70,6 +70,23 @@ CREATE TABLE aegis.audit_seal_state (
 );
 COMMENT ON TABLE aegis.audit_seal_state IS 'Internal: the sealing horizon (not dumped)';
 
+-- Can an entry outside the chain still be waiting to be sealed? Only if its
+-- transaction is at or above the sealing horizon, was assigned (below the
+-- next transaction id) and did not abort (an aborted transaction's own
+-- entries are invisible). Any other row outside the chain was inserted by
+-- hand: verify_chain() reports it, and never takes it as an erasure
+-- receipt.
+CREATE FUNCTION aegis.entry_may_be_pending(x xid8) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+SELECT x >= COALESCE((SELECT s.horizon FROM aegis.audit_seal_state s), '0'::xid8)
+   AND CASE WHEN x >= pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()) THEN false
+            ELSE COALESCE(pg_catalog.pg_xact_status(x), 'committed') <> 'aborted' END
+$$;
+COMMENT ON FUNCTION aegis.entry_may_be_pending(xid8) IS
+    'Internal: can an entry of this transaction still be waiting for the chain (assigned, not aborted, at or above the horizon)?';
+
 SELECT pg_catalog.pg_extension_config_dump('aegis.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('aegis.audit_chain', '');
 SELECT pg_catalog.pg_extension_config_dump('aegis.audit_log_id_seq', '');
@@ -322,10 +339,12 @@ COMMENT ON FUNCTION aegis.guard_compliant_tables() IS
 
 -- What a DDL command must not change on a protected table (or partition)
 -- without being refused (non-superusers) or recorded (superusers): who owns
--- it, its rules and their state, its row-level security policies, its
--- inheritance children (rows seen through it but written around its
--- trigger), its partitions (detached or dropped, their rows leave it
--- unaudited), and the types of its columns. New partitions are fine: they
+-- it, its rules and their state, its row-level security policies and every
+-- function, operator and view they use, its inheritance children (rows
+-- seen through it but written around its trigger), its partitions
+-- (detached or dropped, their rows leave it unaudited), and the types of
+-- its columns. Everything by OID, not by name: renaming a schema, a role or
+-- a function changes nothing a table shows. New partitions are fine: they
 -- come out protected (guard_protect_partitions). New columns are fine.
 CREATE FUNCTION aegis.guard_state(tbl oid) RETURNS jsonb
 LANGUAGE sql STABLE SECURITY DEFINER
@@ -333,40 +352,41 @@ SET search_path = ''
 AS $$
 SELECT pg_catalog.jsonb_build_object(
     'fp', pg_catalog.md5(pg_catalog.concat_ws('|',
-        (SELECT pg_catalog.pg_get_userbyid(c.relowner)::text FROM pg_catalog.pg_class c WHERE c.oid = tbl),
-        (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', w.rulename, w.ev_type, w.ev_enabled,
-                    pg_catalog.md5(w.ev_action::text), pg_catalog.md5(COALESCE(w.ev_qual::text, ''))), ',' ORDER BY w.rulename)
+        (SELECT c.relowner::text FROM pg_catalog.pg_class c WHERE c.oid = tbl),
+        (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', w.oid, w.ev_type, w.ev_enabled,
+                    pg_catalog.md5(w.ev_action::text), pg_catalog.md5(COALESCE(w.ev_qual::text, ''))), ',' ORDER BY w.oid)
          FROM pg_catalog.pg_rewrite w WHERE w.ev_class = tbl),
-        (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', p.polname, p.polcmd, p.polpermissive,
-                    (SELECT pg_catalog.string_agg(CASE WHEN r = 0 THEN 'public' ELSE pg_catalog.pg_get_userbyid(r)::text END, ',' ORDER BY 1)
-                     FROM pg_catalog.unnest(p.polroles) r),
-                    pg_catalog.md5(COALESCE(pg_catalog.pg_get_expr(p.polqual, p.polrelid), '')),
-                    pg_catalog.md5(COALESCE(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), ''))), ',' ORDER BY p.polname)
+        (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', p.oid, p.polcmd, p.polpermissive,
+                    (SELECT pg_catalog.string_agg(r::text, ',' ORDER BY 1) FROM pg_catalog.unnest(p.polroles) r),
+                    pg_catalog.md5(COALESCE(p.polqual::text, '')),
+                    pg_catalog.md5(COALESCE(p.polwithcheck::text, ''))), ',' ORDER BY p.oid)
          FROM pg_catalog.pg_policy p WHERE p.polrelid = tbl),
-        -- The functions the table's policies and rules call: replacing one
-        -- changes what the table shows as surely as changing the policy.
-        (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', f.oid::regprocedure::text,
-                    pg_catalog.md5(COALESCE(f.prosrc, '') || COALESCE(f.probin, '')), f.provolatile, f.prosecdef,
-                    f.proconfig::text), ',' ORDER BY 1)
-         FROM (SELECT DISTINCT d.refobjid FROM pg_catalog.pg_depend d
-               WHERE d.refclassid = 'pg_catalog.pg_proc'::regclass
-                 AND ((d.classid = 'pg_catalog.pg_policy'::regclass
-                       AND d.objid IN (SELECT p.oid FROM pg_catalog.pg_policy p WHERE p.polrelid = tbl))
-                   OR (d.classid = 'pg_catalog.pg_rewrite'::regclass
-                       AND d.objid IN (SELECT w.oid FROM pg_catalog.pg_rewrite w WHERE w.ev_class = tbl)))) x
-         JOIN pg_catalog.pg_proc f ON f.oid = x.refobjid),
-        (SELECT pg_catalog.string_agg(i.inhrelid::regclass::text, ',' ORDER BY 1)
+        -- What the policies and rules use, and who may change it.
+        (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', f.oid, f.proowner,
+                    pg_catalog.md5(COALESCE(f.prosrc, '') || COALESCE(f.probin, '') || COALESCE(f.prosqlbody::text, '')),
+                    f.prolang, f.provolatile, f.prosecdef, f.proconfig::text), ',' ORDER BY f.oid)
+         FROM aegis.policy_code(tbl, true) u JOIN pg_catalog.pg_proc f ON f.oid = u.objid
+         WHERE u.classid = 'pg_catalog.pg_proc'::regclass),
+        (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', o.oid, o.oprowner, o.oprcode::oid), ',' ORDER BY o.oid)
+         FROM aegis.policy_code(tbl, true) u JOIN pg_catalog.pg_operator o ON o.oid = u.objid
+         WHERE u.classid = 'pg_catalog.pg_operator'::regclass),
+        (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', v.oid, v.relowner, v.relkind,
+                    (SELECT pg_catalog.md5(pg_catalog.string_agg(w.ev_action::text, ',' ORDER BY w.oid))
+                     FROM pg_catalog.pg_rewrite w WHERE w.ev_class = v.oid)), ',' ORDER BY v.oid)
+         FROM aegis.policy_code(tbl, true) u JOIN pg_catalog.pg_class v ON v.oid = u.objid
+         WHERE u.classid = 'pg_catalog.pg_class'::regclass AND v.relkind IN ('v', 'm')),
+        (SELECT pg_catalog.string_agg(i.inhrelid::text, ',' ORDER BY 1)
          FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class k ON k.oid = i.inhrelid
          WHERE i.inhparent = tbl AND NOT k.relispartition))),
-    'parts', (SELECT COALESCE(pg_catalog.jsonb_agg(i.inhrelid::regclass::text), '[]')
+    'parts', (SELECT COALESCE(pg_catalog.jsonb_agg(i.inhrelid::bigint), '[]')
               FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class k ON k.oid = i.inhrelid
               WHERE i.inhparent = tbl AND k.relispartition),
-    'cols', (SELECT COALESCE(pg_catalog.jsonb_object_agg(a.attname,
-                 pg_catalog.format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END), '{}')
+    'cols', (SELECT COALESCE(pg_catalog.jsonb_object_agg(a.attnum::text,
+                 a.atttypid::text || ':' || a.atttypmod::text || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END), '{}')
              FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped),
     -- The labels of enum columns: renaming one changes every row that holds
     -- it (adding labels is fine).
-    'enums', (SELECT COALESCE(pg_catalog.jsonb_object_agg(a.attname,
+    'enums', (SELECT COALESCE(pg_catalog.jsonb_object_agg(a.attnum::text,
                   (SELECT pg_catalog.jsonb_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e
                    WHERE e.enumtypid = a.atttypid)), '{}')
               FROM pg_catalog.pg_attribute a
@@ -424,7 +444,8 @@ BEGIN
                OR n.state ->> 'fp' <> g.state ->> 'fp'
                OR NOT (n.state -> 'parts') @> (SELECT COALESCE(pg_catalog.jsonb_agg(x), '[]')
                                               FROM pg_catalog.jsonb_array_elements(g.state -> 'parts') x
-                                              WHERE pg_catalog.to_regclass(x #>> '{}') IS NOT NULL)
+                                              WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class k
+                                                            WHERE k.oid = (x #>> '{}')::oid))
                OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_each_text(g.state -> 'cols') col(cname, typ)
                           WHERE n.state -> 'cols' ? col.cname AND n.state -> 'cols' ->> col.cname <> col.typ)
                OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_each(COALESCE(g.state -> 'enums', '{}')) en(cname, labels)
@@ -643,10 +664,11 @@ DELETE FROM aegis.protected_tables p WHERE p.relid::oid OPERATOR(pg_catalog.=) A
 $$;
 COMMENT ON FUNCTION aegis.guard_forget(oid[]) IS 'Internal: forget dropped protected tables (superuser only)';
 
+-- Every DDL command: what can change a protected table without naming it
+-- (REASSIGN OWNED, CREATE OR REPLACE of a view or function its policy
+-- uses, ALTER OPERATOR, ALTER SCHEMA ...) is refused by the command that
+-- does it, not found broken by whoever runs DDL next.
 CREATE EVENT TRIGGER aegis_guard_end ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER', 'DROP TRIGGER', 'ALTER TRIGGER', 'CREATE TABLE', 'DROP TABLE',
-                 'CREATE RULE', 'DROP RULE', 'ALTER RULE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY',
-                 'ALTER TYPE', 'CREATE FUNCTION', 'ALTER FUNCTION', 'DROP FUNCTION')
     EXECUTE FUNCTION aegis.guard_ddl_end();
 CREATE EVENT TRIGGER aegis_guard_rewrite ON table_rewrite
     EXECUTE FUNCTION aegis.guard_table_rewrite();

@@ -402,7 +402,7 @@ BEGIN
             -- batches of ctids per partition.
             FOR part, ids, lo, hi IN
                 SELECT x[1]::regclass, x[2], x[3], x[4]
-                FROM aegis.run_restricted(owner, true, pg_catalog.format(
+                FROM aegis.run_restricted(owner, r.relid, true, pg_catalog.format(
                     'SELECT b.tableoid::pg_catalog.regclass::pg_catalog.text, '
                     '       pg_catalog.array_agg(b.ctid ORDER BY b.ctid)::pg_catalog.text, '
                     '       pg_catalog.min(b.ctid)::pg_catalog.text, pg_catalog.max(b.ctid)::pg_catalog.text '
@@ -420,7 +420,7 @@ BEGIN
                 -- run has nothing to count: it only deletes.
                 counts := ARRAY['0', '0'];
                 IF held IS NOT NULL OR dry_run THEN
-                    counts := (SELECT x FROM aegis.run_restricted(part_owner, true, pg_catalog.format(
+                    counts := (SELECT x FROM aegis.run_restricted(part_owner, part, true, pg_catalog.format(
                         'SELECT pg_catalog.count(*) FILTER (WHERE COALESCE(%2$s, false))::pg_catalog.text, '
                         '       pg_catalog.count(*) FILTER (WHERE NOT COALESCE(%2$s, false))::pg_catalog.text '
                         'FROM ONLY %1$s WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
@@ -431,7 +431,7 @@ BEGIN
                 IF dry_run THEN
                     n_deleted := n_deleted + counts[2]::bigint;
                 ELSE
-                    n_deleted := n_deleted + (SELECT x[1]::bigint FROM aegis.run_restricted(part_owner, true, pg_catalog.format(
+                    n_deleted := n_deleted + (SELECT x[1]::bigint FROM aegis.run_restricted(part_owner, part, true, pg_catalog.format(
                         'DELETE FROM ONLY %s WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
                         '  AND ctid = ANY ($2::pg_catalog.tid[]) AND %s AND NOT COALESCE(%s, false)',
                         part, expired, COALESCE(held, 'false')),
@@ -621,16 +621,18 @@ AS 'MODULE_PATHNAME', 'erase_mentions_wrapper';
 COMMENT ON FUNCTION aegis.erase_mentions(text, text) IS
     'The text with every mention of the identifier replaced by [ERASED]';
 
--- Runs one statement as a role in a security-restricted operation (see
--- src/security.rs); rows come back as text arrays, DML as its row count.
+-- Runs one statement on a table (target) as a role in a security-restricted
+-- operation (see src/security.rs); rows come back as text arrays, DML as
+-- its row count. Its own reads of the target are recorded by the run's
+-- RETENTION or ERASURE entry, not as reads; anything else it reads is.
 -- Internal: granted to nobody (only apply_retention() and erase_subject(),
 -- which run as the extension owner, call it).
-CREATE FUNCTION aegis.run_restricted(role oid, noforce_rls boolean, query text, args text[])
+CREATE FUNCTION aegis.run_restricted(role oid, target regclass, noforce_rls boolean, query text, args text[])
 RETURNS SETOF text[]
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'run_restricted_wrapper';
-COMMENT ON FUNCTION aegis.run_restricted(oid, boolean, text, text[]) IS
-    'Internal: run one statement as a role inside a security-restricted operation';
+COMMENT ON FUNCTION aegis.run_restricted(oid, regclass, boolean, text, text[]) IS
+    'Internal: run one statement on a table as a role inside a security-restricted operation';
 
 -- Internal (granted to nobody): tombstones the subject's data inside audit
 -- entries; only erase_subject() calls it.
@@ -739,7 +741,7 @@ BEGIN
                                FROM pg_catalog.unnest(text_cols) x), 'false');
         held := COALESCE((SELECT f.predicate FROM aegis.legal_hold_filter(t.relid) f), 'false');
         SELECT c.relowner INTO owner FROM pg_catalog.pg_class c WHERE c.oid = t.relid;
-        counts := (SELECT x FROM aegis.run_restricted(owner, true, pg_catalog.format(
+        counts := (SELECT x FROM aegis.run_restricted(owner, t.relid, true, pg_catalog.format(
             'SELECT pg_catalog.count(*) FILTER (WHERE %1$s)::pg_catalog.text, '
             '       pg_catalog.count(*) FILTER (WHERE (%1$s) AND COALESCE(%3$s, false))::pg_catalog.text, '
             '       pg_catalog.count(*) FILTER (WHERE NOT COALESCE(%1$s, false) AND (%2$s))::pg_catalog.text, '
@@ -768,11 +770,11 @@ BEGIN
                     (SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = aegis.erase_mentions(%1$I, $1)', x), ', ')
                      FROM pg_catalog.unnest(text_cols) x))
                 INTO sets;
-                PERFORM aegis.run_restricted(owner, true, pg_catalog.format(
+                PERFORM aegis.run_restricted(owner, t.relid, true, pg_catalog.format(
                     'UPDATE %s SET %s WHERE (%s) AND NOT COALESCE(%s, false)', t.relid, sets, is_subject, held),
                     ARRAY[subject]);
             ELSE
-                PERFORM aegis.run_restricted(owner, true, pg_catalog.format(
+                PERFORM aegis.run_restricted(owner, t.relid, true, pg_catalog.format(
                     'DELETE FROM %s WHERE (%s) AND NOT COALESCE(%s, false)', t.relid, is_subject, held),
                     ARRAY[subject]);
             END IF;
@@ -780,7 +782,7 @@ BEGIN
         IF NOT dry_run AND n_mentions > n_mentions_held THEN
             SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = aegis.erase_mentions(%1$I, $1)', x), ', ')
             INTO sets FROM pg_catalog.unnest(text_cols) x;
-            PERFORM aegis.run_restricted(owner, true, pg_catalog.format(
+            PERFORM aegis.run_restricted(owner, t.relid, true, pg_catalog.format(
                 'UPDATE %s SET %s WHERE NOT COALESCE(%s, false) AND (%s) AND NOT COALESCE(%s, false)',
                 t.relid, sets, is_subject, mentioned, held),
                 ARRAY[subject]);

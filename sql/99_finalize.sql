@@ -64,6 +64,7 @@ GRANT SELECT ON aegis.protected_tables, aegis.column_classes TO aegis_admin, aeg
 -- the catalog guard runs again on direct changes (95_catalog_guard.sql).
 GRANT EXECUTE ON FUNCTION
     aegis.check_policy(regclass, jsonb), aegis.is_enforced(regclass),
+    aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid),
     aegis.check_retention_rule(regclass, interval, name, text), aegis.check_legal_hold(regclass, text, text)
 TO aegis_admin;
 -- protect()/unprotect() run with the admin's own rights on the catalog, so

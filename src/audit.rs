@@ -145,6 +145,15 @@ unsafe extern "C-unwind" fn on_relcache_inval(_arg: pg_sys::Datum, relid: pg_sys
             c.read_targets = None;
         } else {
             c.plans.remove(&relid);
+            // A protected table's relcache entry is invalidated when a
+            // partition is created, attached or detached: its partitions
+            // are read targets too, so reload them.
+            if c.read_targets
+                .as_ref()
+                .is_some_and(|t| t.contains_key(&relid))
+            {
+                c.read_targets = None;
+            }
         }
     });
 }
@@ -1811,17 +1820,20 @@ fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, AegisError> {
     })?;
     let r = report;
     let (ok, checked, pos, problem) = if r.ok {
-        // Entries outside the chain that sealing will never pick up (their
-        // transactions ended before the horizon): inserted by hand. An
-        // entry is chained only under its own (xid, id): a row that reuses
-        // a chained entry's id with another xid is outside the chain too.
+        // Entries outside the chain that sealing will never pick up: their
+        // transactions ended before the horizon, or never ran (a
+        // transaction id not assigned yet, or one that aborted, whose own
+        // entries no one could see): inserted by hand. An entry is chained
+        // only under its own (xid, id): a row that reuses a chained entry's
+        // id with another xid is outside the chain too.
         let orphan: Option<i64> = with_safe_search_path(|| {
             as_extension_owner(|| {
                 crate::spi::get_one(
-                    "SELECT (SELECT l.id FROM aegis.audit_log l, aegis.audit_seal_state s \
-                     WHERE l.xid OPERATOR(pg_catalog.<) s.horizon AND NOT EXISTS \
+                    "SELECT (SELECT l.id FROM aegis.audit_log l \
+                     WHERE NOT EXISTS \
                      (SELECT 1 FROM aegis.audit_chain c WHERE c.entry_id OPERATOR(pg_catalog.=) l.id \
                         AND c.entry_xid OPERATOR(pg_catalog.=) l.xid) \
+                       AND NOT aegis.entry_may_be_pending(l.xid) \
                      ORDER BY l.id LIMIT 1)",
                     &[],
                 )
@@ -1854,8 +1866,10 @@ fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, AegisError> {
 /// data digest of their tombstoned content. Receipts are the "tombstoned"
 /// lists of ERASURE entries (erase_subject) and TOMBSTONES entries (the
 /// 0.6.0 update's attestation of entries erased before it), taken only from
-/// receipts whose own data still matches their stored digest; a later
-/// receipt for the same entry replaces an earlier one.
+/// receipts that are in the chain or may still be waiting for it (see
+/// aegis.entry_may_be_pending) and whose own data still matches their
+/// stored digest; a later receipt for the same entry replaces an earlier
+/// one.
 fn tombstone_receipts() -> Result<HashMap<(i64, i64), [u8; 32]>, AegisError> {
     with_safe_search_path(|| {
         as_extension_owner(|| {
@@ -1870,6 +1884,10 @@ fn tombstone_receipts() -> Result<HashMap<(i64, i64), [u8; 32]>, AegisError> {
                          FROM aegis.audit_log l \
                          WHERE l.operation OPERATOR(pg_catalog.=) ANY ('{ERASURE,TOMBSTONES}') \
                            AND l.detail OPERATOR(pg_catalog.?) 'tombstoned' \
+                           AND (EXISTS (SELECT 1 FROM aegis.audit_chain c \
+                                        WHERE c.entry_id OPERATOR(pg_catalog.=) l.id \
+                                          AND c.entry_xid OPERATOR(pg_catalog.=) l.xid) \
+                                OR aegis.entry_may_be_pending(l.xid)) \
                          ORDER BY l.statement_time, l.xid, l.id",
                         None,
                         &[],

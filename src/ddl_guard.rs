@@ -5,8 +5,9 @@
 //! (the partition marked as being detached; its rows are no longer shown
 //! through the table) in a transaction of its own before any event trigger
 //! fires, so the `ddl_command_end` guard can refuse the command but not undo
-//! that step. Here it is refused before it starts, for every role but a
-//! superuser (whose command the event trigger records as usual).
+//! that step; `REASSIGN OWNED` fires no event trigger at all. Here both are
+//! refused before they start, for every role but a superuser (whose DETACH
+//! the event trigger records as usual).
 
 use crate::error::raise;
 use crate::keyring::{as_extension_owner, spi_error, with_safe_search_path};
@@ -20,25 +21,76 @@ use pgrx::PgSqlErrorCode;
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn aegis_guard_detach_concurrently(relid: pg_sys::Oid) {
+    let names = guarded(
+        "c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid",
+        vec![relid.into_datum()],
+        pg_sys::OIDOID,
+    );
+    refuse(
+        names,
+        "ALTER TABLE",
+        "detaching a partition concurrently from protected table",
+        "DETACH PARTITION CONCURRENTLY commits its first step before any check could undo it; \
+         the partitions of tables protected by pg_aegis stay attached.",
+    );
+}
+
+/// Refuse `REASSIGN OWNED BY …` (which fires no event trigger) when one of
+/// the roles owns a protected table or partition, unless the user is a
+/// superuser.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn aegis_guard_reassign_owned(stmt: *mut pg_sys::ReassignOwnedStmt) {
+    // SAFETY: a parsed REASSIGN OWNED statement; roles is a List of RoleSpec.
+    let roles: Vec<Option<pg_sys::Oid>> = unsafe {
+        pgrx::PgList::<pg_sys::RoleSpec>::from_pg((*stmt).roles)
+            .iter_ptr()
+            .map(|r| pg_sys::get_rolespec_oid(r, true))
+            .filter(|o| *o != pg_sys::InvalidOid)
+            .map(Some)
+            .collect()
+    };
+    if roles.is_empty() {
+        return;
+    }
+    let names = guarded(
+        "c.relowner OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])",
+        vec![roles.into_datum()],
+        pg_sys::OIDARRAYOID,
+    );
+    refuse(
+        names,
+        "REASSIGN OWNED",
+        "changing the owner of protected table",
+        "REASSIGN OWNED fires no event trigger; the owners of tables protected by pg_aegis \
+         change only through ALTER TABLE ... OWNER TO, which the DDL guard records.",
+    );
+}
+
+/// The guarded relations (protected tables, tables whose row security
+/// pg_aegis enforces, and every relation the DDL guard remembers,
+/// partitions included) that match `filter` on pg_class `c`, by name;
+/// nothing for a superuser or where pg_aegis is not installed. Read-only,
+/// with the extension owner's rights (the catalogs have no grants).
+fn guarded(filter: &str, arg: Vec<Option<pg_sys::Datum>>, typoid: pg_sys::Oid) -> Vec<String> {
     // SAFETY: plain backend state and syscache lookups.
     unsafe {
         if pg_sys::superuser()
             || pg_sys::get_extension_oid(c"pg_aegis".as_ptr(), true) == pg_sys::InvalidOid
         {
-            return;
+            return Vec::new();
         }
     }
-    // The guarded relations, as the event triggers see them: protected
-    // tables, tables whose row security pg_aegis enforces, and every
-    // relation the guard remembers (partitions included). Read-only, with
-    // the extension owner's rights (the catalogs have no grants).
-    let query = "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) \
-                 FROM pg_catalog.pg_class c \
-                 JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
-                 WHERE c.oid OPERATOR(pg_catalog.=) $1 \
-                   AND (EXISTS (SELECT FROM aegis.protected_tables p WHERE p.relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1) \
-                     OR EXISTS (SELECT FROM aegis.rls_enforced e WHERE e.relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1) \
-                     OR EXISTS (SELECT FROM aegis.guard_states g WHERE g.relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1))";
+    let query = format!(
+        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) \
+         FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+         WHERE ({filter}) \
+           AND (c.oid IN (SELECT p.relid::pg_catalog.oid FROM aegis.protected_tables p) \
+             OR c.oid IN (SELECT e.relid::pg_catalog.oid FROM aegis.rls_enforced e) \
+             OR c.oid IN (SELECT g.relid::pg_catalog.oid FROM aegis.guard_states g)) \
+         ORDER BY 1"
+    );
     // SAFETY: an active snapshot for the query, pushed only when none is
     // (popped below; an error pops it with the transaction).
     let pushed = unsafe {
@@ -48,27 +100,49 @@ pub extern "C-unwind" fn aegis_guard_detach_concurrently(relid: pg_sys::Oid) {
         }
         none
     };
-    let name = with_safe_search_path(|| {
+    let datum = arg.into_iter().next().flatten();
+    let names = with_safe_search_path(|| {
         as_extension_owner(|| {
-            crate::spi::get_one::<String>(query, &[relid.into()]).map_err(spi_error)
+            Spi::connect(|client| {
+                // SAFETY: the datum is of the type named.
+                let args = [unsafe {
+                    pgrx::datum::DatumWithOid::new(
+                        datum.unwrap_or(pg_sys::Datum::from(0usize)),
+                        typoid,
+                    )
+                }];
+                let mut out = Vec::new();
+                for row in client.select(&query, None, &args).map_err(spi_error)? {
+                    if let Some(n) = row.get::<String>(1).map_err(spi_error)? {
+                        out.push(n);
+                    }
+                }
+                Ok(out)
+            })
         })
     });
     if pushed {
         // SAFETY: the snapshot pushed above.
         unsafe { pg_sys::PopActiveSnapshot() };
     }
-    let name = match name {
-        Ok(Some(name)) => name,
-        Ok(None) => return,
+    match names {
+        Ok(n) => n,
         Err(e) => raise(e),
-    };
+    }
+}
+
+/// Refuse the command if it touches guarded relations: a JSON line in the
+/// server log (it survives the rollback, like the event triggers') and
+/// 42501.
+fn refuse(names: Vec<String>, command: &str, change: &str, detail: &str) {
+    if names.is_empty() {
+        return;
+    }
     let user = current_user_name();
-    // The refusal goes to the server log as well, like the event triggers'
-    // (it survives the rollback).
     let line = serde_json::json!({
-        "command": "ALTER TABLE",
-        "change": "detaching a partition concurrently from protected table",
-        "tables": [name],
+        "command": command,
+        "change": change,
+        "tables": names,
         "user": user,
         "event": "ddl_refused",
     });
@@ -76,13 +150,10 @@ pub extern "C-unwind" fn aegis_guard_detach_concurrently(relid: pg_sys::Oid) {
     raise(
         ErrorReport::new(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("permission denied: detaching a partition concurrently from protected table {name}"),
+            format!("permission denied: {change} {}", names.join(", ")),
             "pg_aegis",
         )
-        .set_detail(
-            "DETACH PARTITION CONCURRENTLY commits its first step before any check could undo it; \
-             the partitions of tables protected by pg_aegis stay attached.",
-        )
+        .set_detail(detail)
         .set_hint("An aegis_admin can unprotect the table first (aegis.unprotect), which is itself audited."),
     )
 }

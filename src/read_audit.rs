@@ -27,40 +27,58 @@ thread_local! {
     /// Set when the executor recorded the query of a COPY TO, so the COPY
     /// statement itself is not recorded twice.
     static COPY_RECORDED: Cell<bool> = const { Cell::new(false) };
-    /// The text of the statement aegis.run_restricted() is running (a
-    /// retention or erasure step): not a read anyone asked for, and already
-    /// recorded as the run's RETENTION or ERASURE entry. Only that statement
-    /// is skipped, not what it sets off (an owner's trigger reading another
-    /// table is recorded as usual).
-    static MAINTENANCE_SQL: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    /// The statement aegis.run_restricted() is running (a retention or
+    /// erasure step) and the table it acts on: its reads of that table are
+    /// not reads anyone asked for, and are already recorded as the run's
+    /// RETENTION or ERASURE entry. Only that statement's reads of that
+    /// table are skipped: what it sets off (an owner's trigger, or a rule's
+    /// action, which shares the statement's text, reading another table)
+    /// is recorded as usual.
+    static MAINTENANCE: std::cell::RefCell<Option<(String, pg_sys::Oid)>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Run `f` with `sql` marked as pg_aegis's own maintenance statement.
-pub(crate) fn as_maintenance<R>(sql: &str, f: impl FnOnce() -> R) -> R {
+/// Run `f` with `sql` marked as pg_aegis's own maintenance statement on
+/// `target`.
+pub(crate) fn as_maintenance<R>(sql: &str, target: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     // Restored on the way out, also when an ERROR unwinds through here.
-    struct Restore(Option<String>);
+    struct Restore(Option<(String, pg_sys::Oid)>);
     impl Drop for Restore {
         fn drop(&mut self) {
             let saved = self.0.take();
-            MAINTENANCE_SQL.with(|m| *m.borrow_mut() = saved);
+            MAINTENANCE.with(|m| *m.borrow_mut() = saved);
         }
     }
-    let _restore = Restore(MAINTENANCE_SQL.with(|m| m.replace(Some(sql.to_string()))));
+    let _restore = Restore(MAINTENANCE.with(|m| m.replace(Some((sql.to_string(), target)))));
     f()
 }
 
-/// Is this query pg_aegis's own maintenance statement?
-unsafe fn is_maintenance(qd: *mut pg_sys::QueryDesc) -> bool {
-    // SAFETY: sourceText is a NUL-terminated string or NULL.
-    let text = unsafe { (*qd).sourceText };
-    if text.is_null() {
-        return false;
+/// The reads of `read` left to record once pg_aegis's own maintenance
+/// statement is accounted for: the statement itself (its text, and the
+/// query that sets its tag: a rule's actions share the text but not the
+/// tag, unless one replaces it, and then it is recorded unless it reads
+/// only the target) does not record reading the table it acts on.
+unsafe fn without_maintenance(
+    qd: *mut pg_sys::QueryDesc,
+    targets: &HashMap<pg_sys::Oid, ReadTarget>,
+    mut read: Vec<String>,
+) -> Vec<String> {
+    // SAFETY: sourceText is a NUL-terminated string or NULL; the plan is
+    // valid.
+    let (text, can_set_tag) = unsafe { ((*qd).sourceText, (*(*qd).plannedstmt).canSetTag) };
+    if text.is_null() || !can_set_tag || read.is_empty() {
+        return read;
     }
-    MAINTENANCE_SQL.with(|m| {
-        m.borrow().as_deref().is_some_and(|sql| {
-            unsafe { std::ffi::CStr::from_ptr(text) }.to_bytes() == sql.as_bytes()
+    let target = MAINTENANCE.with(|m| {
+        m.borrow().as_ref().and_then(|(sql, target)| {
+            // SAFETY: as above.
+            (unsafe { std::ffi::CStr::from_ptr(text) }.to_bytes() == sql.as_bytes())
+                .then_some(*target)
         })
-    })
+    });
+    if let Some(t) = target.and_then(|t| targets.get(&t)) {
+        read.retain(|r| *r != t.table);
+    }
+    read
 }
 
 unsafe extern "C" {
@@ -441,15 +459,13 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_start(
         // A read that never reaches ExecutorEnd (its transaction or
         // savepoint rolls back first, as a cursor's can) goes to the server
         // log then; ExecutorEnd withdraws this and records the read.
-        if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 == 0
-            && !is_ri_check(qd)
-            && !is_maintenance(qd)
-        {
+        if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 == 0 && !is_ri_check(qd) {
             let read: Vec<String> = protected_in((*qd).plannedstmt, &targets, true)
                 .into_iter()
                 .filter(|(_, audited)| *audited)
                 .map(|(t, _)| t)
                 .collect();
+            let read = without_maintenance(qd, &targets, read);
             if !read.is_empty() {
                 pending_push_keyed(
                     qd as usize,
@@ -504,7 +520,8 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_end(qd: *mut pg_sys::Que
             .filter(|(_, audited)| *audited)
             .map(|(t, _)| t)
             .collect();
-        if read.is_empty() || is_ri_check(qd) || is_maintenance(qd) {
+        let read = without_maintenance(qd, &targets, read);
+        if read.is_empty() || is_ri_check(qd) {
             return;
         }
         let copy =

@@ -21,6 +21,7 @@ extern void aegis_read_audit_before_end(QueryDesc *queryDesc);
 extern void aegis_read_audit_copy_begin(void);
 extern void aegis_read_audit_copy_done(PlannedStmt *pstmt, QueryCompletion *qc);
 extern void aegis_guard_detach_concurrently(Oid relid);
+extern void aegis_guard_reassign_owned(ReassignOwnedStmt *stmt);
 
 static ExecutorStart_hook_type prev_executor_start = NULL;
 static ExecutorEnd_hook_type prev_executor_end = NULL;
@@ -83,6 +84,9 @@ aegis_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 
 	if (OidIsValid(detach_from))
 		aegis_guard_detach_concurrently(detach_from);
+	/* REASSIGN OWNED fires no event trigger at all. */
+	if (pstmt->utilityStmt != NULL && IsA(pstmt->utilityStmt, ReassignOwnedStmt))
+		aegis_guard_reassign_owned((ReassignOwnedStmt *) pstmt->utilityStmt);
 	if (copy_to)
 		aegis_read_audit_copy_begin();
 	if (prev_process_utility)

@@ -64,6 +64,7 @@ pub(crate) fn restricted<R>(
 /// cast in the query), never spliced.
 fn run_restricted_impl(
     role: pg_sys::Oid,
+    target: pg_sys::Oid,
     noforce_rls: bool,
     query: &str,
     args: Vec<Option<String>>,
@@ -86,7 +87,7 @@ fn run_restricted_impl(
     let args: Vec<pgrx::datum::DatumWithOid> = args.into_iter().map(|a| a.into()).collect();
     with_safe_search_path(|| {
         restricted(role, noforce_rls, || {
-            crate::read_audit::as_maintenance(query, || {
+            crate::read_audit::as_maintenance(query, target, || {
                 Spi::connect_mut(|client| {
                     let table = client.update(query, None, &args).map_err(spi_error)?;
                     // No tuple table: DML without RETURNING; its row count.
@@ -108,18 +109,21 @@ fn run_restricted_impl(
     })
 }
 
-/// `aegis.run_restricted(role oid, noforce_rls boolean, query text, args
-/// text[]) → setof text[]` (internal: granted to nobody; apply_retention()
-/// and erase_subject() call it for every statement on a user table).
+/// `aegis.run_restricted(role oid, target regclass, noforce_rls boolean,
+/// query text, args text[]) → setof text[]` (internal: granted to nobody;
+/// apply_retention() and erase_subject() call it for every statement on a
+/// user table, `target`).
 #[pg_extern(volatile, sql = false)]
 fn run_restricted(
     role: pg_sys::Oid,
+    target: pg_sys::Oid,
     noforce_rls: bool,
     query: &str,
     args: Vec<Option<String>>,
 ) -> AegisResult<SetOfIterator<'static, Vec<Option<String>>>> {
     Ok(SetOfIterator::new(run_restricted_impl(
         role,
+        target,
         noforce_rls,
         query,
         args,

@@ -26,7 +26,11 @@
 --      TYPE ... USING with the same type, an enum label renamed, a policy's
 --      function replaced;
 --   M. protect()'s baseline and verify_table() over columns of the owner's
---      own types (casts, domains, ranges), policies and triggers.
+--      own types (casts, domains, ranges), policies and triggers;
+--   N. what a fourth cold review found: a policy's code changed one level
+--      down (inner function, operator, view), REASSIGN OWNED and a schema
+--      rename, a partition added during a session, a rule reading during
+--      retention, a row beside the chain with an unassigned xid.
 -- (Parallel queries after an audited read: parallel_reads.sql.)
 -- Each witness records who ran the owner's code and whether that role was a
 -- superuser at that moment; every escalation attempt checks rolsuper at the
@@ -475,6 +479,10 @@ CREATE TABLE public.hard_money (id int PRIMARY KEY, amount numeric, sev public.h
 INSERT INTO hard_money VALUES (1, 10, 'low'), (500, 20, 'high');
 CREATE POLICY hard_own ON hard_money FOR SELECT TO PUBLIC USING (public.hard_pol(id));
 RESET SESSION AUTHORIZATION;
+-- A policy calling code its owner could replace is refused (fourth
+-- review); once a superuser owns the function, the table is protected.
+SELECT aegis.protect('public.hard_money');
+ALTER FUNCTION public.hard_pol(int) OWNER TO CURRENT_USER;
 SELECT aegis.protect('public.hard_money');
 SET SESSION AUTHORIZATION hard_owner;
 ALTER TABLE hard_money ALTER COLUMN amount TYPE numeric USING amount * 1000;
@@ -509,6 +517,9 @@ CREATE TYPE public.hard_sev2 AS ENUM ('a', 'b');
 CREATE TABLE public.hard_typed (id int PRIMARY KEY, p public.hard_pair, ps public.hard_pair[],
                                 pd public.hard_pair_d, r public.hard_span, s public.hard_sev2);
 CREATE POLICY hard_typed_pol ON hard_typed USING (public.hard_witness('policy'));
+RESET SESSION AUTHORIZATION;
+ALTER FUNCTION public.hard_witness(text) OWNER TO CURRENT_USER;
+SET SESSION AUTHORIZATION hard_owner;
 CREATE TRIGGER hard_typed_trg BEFORE UPDATE OR DELETE ON hard_typed FOR EACH ROW EXECUTE FUNCTION public.hard_witness_trg();
 INSERT INTO hard_typed VALUES (1, ROW(1, 'x'), ARRAY[ROW(2, 'y')::public.hard_pair], ROW(3, 'z'), '[1,5)', 'b');
 TRUNCATE hard_witness;
@@ -520,4 +531,112 @@ RESET SESSION AUTHORIZATION;
 SELECT operation, new_row FROM aegis.audit_log WHERE table_name = 'public.hard_typed' ORDER BY id;
 SELECT kind, run_as, was_superuser FROM hard_witness ORDER BY 1;
 SELECT rolsuper AS owner_became_superuser FROM pg_roles WHERE rolname = 'hard_owner';
+-- ====================================================================== N
+-- What a fourth cold review found.
+-- 1. A policy's code changed one level down: a policy function calling
+--    another function, an operator's function, a view the policy reads.
+CREATE ROLE hard_reader LOGIN;
+GRANT CREATE ON DATABASE aegis_regress TO hard_owner;
+SET SESSION AUTHORIZATION hard_owner;
+CREATE SCHEMA hard_tw;
+CREATE TABLE hard_tw.acct (id int PRIMARY KEY, owner_name text, secret text);
+INSERT INTO hard_tw.acct VALUES (1, 'alice', 's1'), (2, 'bob', 's2'), (3, 'carol', 's3');
+CREATE FUNCTION hard_tw.inner_ok(n text) RETURNS boolean LANGUAGE sql STABLE AS $$ SELECT n = 'alice' $$;
+CREATE FUNCTION hard_tw.pol(n text) RETURNS boolean LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN hard_tw.inner_ok(n); END $$;
+CREATE FUNCTION hard_tw.eqf(text, text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT $1 = $2 $$;
+CREATE OPERATOR hard_tw.=== (LEFTARG = text, RIGHTARG = text, FUNCTION = hard_tw.eqf);
+CREATE TABLE hard_tw.allowed (id int);
+INSERT INTO hard_tw.allowed VALUES (1);
+CREATE VIEW hard_tw.allowed_v AS SELECT id FROM hard_tw.allowed;
+CREATE TABLE hard_tw.by_fn (LIKE hard_tw.acct);
+CREATE TABLE hard_tw.by_op (LIKE hard_tw.acct);
+CREATE TABLE hard_tw.by_view (LIKE hard_tw.acct);
+CREATE POLICY own ON hard_tw.by_fn USING (hard_tw.pol(owner_name));
+CREATE POLICY own ON hard_tw.by_op USING (owner_name OPERATOR(hard_tw.===) 'alice');
+CREATE POLICY own ON hard_tw.by_view USING (id IN (SELECT v.id FROM hard_tw.allowed_v v));
+INSERT INTO hard_tw.by_view SELECT * FROM hard_tw.acct;
+GRANT USAGE ON SCHEMA hard_tw TO hard_reader, aegis_admin;
+GRANT SELECT ON hard_tw.by_view, hard_tw.allowed_v TO hard_reader;
+RESET SESSION AUTHORIZATION;
+-- Policies calling the owner's functions or operators: refused.
+SET SESSION AUTHORIZATION hard_admin;
+SELECT aegis.protect('hard_tw.by_fn');
+SELECT aegis.protect('hard_tw.by_op');
+-- A policy reading the owner's view is accepted (its rows are data the
+-- owner writes, recorded if protected); redefining the view is refused.
+SELECT aegis.protect('hard_tw.by_view');
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION hard_owner;
+CREATE OR REPLACE VIEW hard_tw.allowed_v AS SELECT g AS id FROM generate_series(1, 100) g;
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION hard_reader;
+SELECT count(*) AS reader_sees FROM hard_tw.by_view;
+RESET SESSION AUTHORIZATION;
+-- 2. REASSIGN OWNED and a schema rename: the first is refused by the
+--    command itself; the second changes nothing a table shows, and never
+--    leaves other roles' DDL refused.
+CREATE ROLE hard_owner2;
+GRANT hard_owner2 TO hard_owner;
+GRANT CREATE ON SCHEMA public TO hard_owner2;
+GRANT CREATE ON DATABASE aegis_regress TO hard_owner2;
+SET SESSION AUTHORIZATION hard_owner;
+REASSIGN OWNED BY hard_owner TO hard_owner2;
+ALTER SCHEMA hard_tw RENAME TO hard_tw2;
+RESET SESSION AUTHORIZATION;
+SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE oid = 'hard_tw2.by_view'::regclass;
+SET SESSION AUTHORIZATION hard_reader;
+CREATE TEMP TABLE hard_reader_scratch (i int);
+RESET SESSION AUTHORIZATION;
+SELECT count(*) AS broken_tables FROM aegis.guard_check() WHERE broken;
+-- 3. A partition added while a session is running: that session's reads
+--    of it are recorded (the session's list of protected tables follows).
+SET SESSION AUTHORIZATION hard_owner;
+CREATE TABLE public.hard_rp (id int, note text) PARTITION BY RANGE (id);
+CREATE TABLE public.hard_rp_1 PARTITION OF hard_rp FOR VALUES FROM (0) TO (100);
+CREATE POLICY all_rows ON hard_rp USING (true) WITH CHECK (true);
+RESET SESSION AUTHORIZATION;
+SELECT aegis.protect('public.hard_rp', '{"audit_reads": true}');
+SET SESSION AUTHORIZATION hard_owner;
+SELECT count(*) FROM hard_rp;
+CREATE TABLE public.hard_rp_2 PARTITION OF hard_rp FOR VALUES FROM (100) TO (200);
+INSERT INTO hard_rp VALUES (150, 'in the new partition');
+SELECT note FROM hard_rp_2;
+RESET SESSION AUTHORIZATION;
+SELECT operation, table_name, db_user FROM aegis.audit_log
+WHERE table_name = 'public.hard_rp' AND operation = 'SELECT' ORDER BY id;
+-- 4. A rule's action shares the text of a retention statement: what it
+--    reads is recorded, not passed off as the retention run's own read.
+SET SESSION AUTHORIZATION hard_owner;
+CREATE TABLE public.hard_logs (id int PRIMARY KEY, at timestamptz NOT NULL, msg text);
+INSERT INTO hard_logs VALUES (1, now() - interval '3 years', 'old'), (2, now(), 'new');
+CREATE TABLE public.hard_sink (id int, secret text);
+CREATE TABLE public.hard_vault (id int PRIMARY KEY, secret text);
+INSERT INTO hard_vault VALUES (1, 'top');
+CREATE RULE steal AS ON DELETE TO hard_logs DO ALSO INSERT INTO public.hard_sink SELECT id, secret FROM public.hard_vault;
+GRANT SELECT ON hard_logs TO aegis_admin;
+CREATE POLICY admin_all ON hard_logs TO aegis_admin USING (true);
+RESET SESSION AUTHORIZATION;
+SELECT aegis.protect('public.hard_vault', '{"audit_reads": true}');
+SET SESSION AUTHORIZATION hard_admin;
+SELECT aegis.protect('public.hard_logs');
+SELECT aegis.set_retention('public.hard_logs', '1 year', 'at');
+CREATE TEMP TABLE hard_mark4 AS SELECT COALESCE(max(id), 0) AS m FROM aegis.audit_log;
+SELECT table_name, rows_affected FROM aegis.apply_retention() WHERE table_name = 'public.hard_logs';
+RESET SESSION AUTHORIZATION;
+SELECT count(*) AS taken FROM hard_sink;
+SELECT operation, table_name, db_user FROM aegis.audit_log
+WHERE id > (SELECT m FROM hard_mark4) AND table_name IN ('public.hard_vault', 'public.hard_logs')
+  AND operation IN ('SELECT', 'DELETE') ORDER BY id;
+-- 5. A superuser's row beside the chain with a transaction id never
+--    assigned (or aborted) is reported, and is never taken as an erasure
+--    receipt.
+SELECT aegis.seal() >= 0 AS sealed;
+ALTER TABLE aegis.audit_log DISABLE TRIGGER USER;
+INSERT INTO aegis.audit_log
+SELECT (SELECT max(id) + 1 FROM aegis.audit_log), '4611686018427387904'::xid8, 'TOMBSTONES', NULL, db_user,
+       session_user_name, application_name, client_addr, backend_pid, statement_time, pk, old_row, new_row,
+       '{"tombstoned": []}', data_digest, entry_hash, NULL
+FROM aegis.audit_log ORDER BY id LIMIT 1;
+ALTER TABLE aegis.audit_log ENABLE TRIGGER USER;
+SELECT ok, replace(problem, (SELECT max(id)::text FROM aegis.audit_log), 'N') AS problem FROM aegis.verify_chain();
 ROLLBACK;
