@@ -434,27 +434,84 @@ $$;
 COMMENT ON FUNCTION aegis.policy_code(oid, boolean) IS
     'Internal: functions, operators and relations a table''s policies (and rules) use, followed through their own dependencies';
 
--- Functions and operators a table's policies use that a role other than a
--- superuser owns: their owner could change what the policy lets through
--- without any DDL on the table, so protect() refuses them. (Rules run as
--- the table's owner and are fingerprinted with what they use directly.)
+-- OIDs of the protected tables (the DDL guard's event triggers, which run
+-- as whoever issues the DDL, and protect()'s policy check read them).
+CREATE FUNCTION aegis.guard_protected_tables() RETURNS SETOF oid
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = ''
+AS $$
+SELECT p.relid::oid FROM aegis.protected_tables p
+UNION SELECT e.relid::oid FROM aegis.rls_enforced e
+$$;
+COMMENT ON FUNCTION aegis.guard_protected_tables() IS 'Internal: OIDs of protected tables';
+
+-- What a table's row-level security policies depend on that a role other
+-- than a superuser controls: that role could change what the policies let
+-- through without any DDL on the table, so protect() refuses the table.
+-- A policy may use built-in objects, objects a superuser owns, and the
+-- rows of protected tables (their changes are recorded); not functions,
+-- operators, types (an enum's labels can be renamed), text search
+-- configurations and dictionaries, collations or relations a non-superuser
+-- owns (a view can be redefined, an unprotected table's rows changed
+-- unrecorded), and no built-in function that looks an object up by name at
+-- run time (has_table_privilege('t', ...), to_regclass(), a cast of text to
+-- regclass ...): creating the object or granting a privilege would change
+-- the answer. (Rules run as the table's owner; they are fingerprinted with
+-- what they use.)
 CREATE FUNCTION aegis.policy_untrusted_code(tbl oid) RETURNS text[]
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
+WITH deps AS (
+    SELECT d.refclassid AS classid, d.refobjid AS objid
+    FROM pg_catalog.pg_policy p
+    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_policy'::regclass AND d.objid = p.oid
+    WHERE p.polrelid = tbl AND d.refobjid >= 16384
+      AND NOT (d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = tbl)
+      AND d.refclassid <> 'pg_catalog.pg_authid'::regclass
+    UNION
+    SELECT u.classid, u.objid FROM aegis.policy_code(tbl, false) u
+), owned AS (
+    SELECT pg_catalog.pg_describe_object(d.classid, d.objid, 0) AS what, d.classid, d.objid,
+           CASE d.classid
+               WHEN 'pg_catalog.pg_proc'::regclass THEN (SELECT f.proowner FROM pg_catalog.pg_proc f WHERE f.oid = d.objid)
+               WHEN 'pg_catalog.pg_operator'::regclass THEN (SELECT o.oprowner FROM pg_catalog.pg_operator o WHERE o.oid = d.objid)
+               WHEN 'pg_catalog.pg_type'::regclass THEN (SELECT t.typowner FROM pg_catalog.pg_type t WHERE t.oid = d.objid)
+               WHEN 'pg_catalog.pg_ts_config'::regclass THEN (SELECT c.cfgowner FROM pg_catalog.pg_ts_config c WHERE c.oid = d.objid)
+               WHEN 'pg_catalog.pg_ts_dict'::regclass THEN (SELECT c.dictowner FROM pg_catalog.pg_ts_dict c WHERE c.oid = d.objid)
+               WHEN 'pg_catalog.pg_collation'::regclass THEN (SELECT c.collowner FROM pg_catalog.pg_collation c WHERE c.oid = d.objid)
+               WHEN 'pg_catalog.pg_class'::regclass THEN (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = d.objid)
+           END AS owner
+    FROM deps d
+), lookups AS (
+    -- Run-time name lookups, found in the stored expressions themselves
+    -- (built-in functions record no dependency).
+    SELECT 'run-time lookup by name: ' || f.oid::regprocedure::text AS what
+    FROM pg_catalog.pg_policy p
+    CROSS JOIN LATERAL pg_catalog.regexp_matches(COALESCE(p.polqual::text, '') || ' ' || COALESCE(p.polwithcheck::text, ''),
+                                                 ':(?:funcid|opfuncid) (\d+)', 'g') m
+    JOIN pg_catalog.pg_proc f ON f.oid = m[1]::oid
+    WHERE p.polrelid = tbl
+      AND (f.proname ~ '^has_.*_privilege$' OR f.proname ~ '^to_reg'
+           OR f.prorettype IN (SELECT t.oid FROM pg_catalog.pg_type t
+                               WHERE t.typnamespace = 'pg_catalog'::regnamespace AND t.typname ~ '^reg'))
+    UNION
+    SELECT 'run-time lookup by name: cast to ' || t.typname
+    FROM pg_catalog.pg_policy p
+    CROSS JOIN LATERAL pg_catalog.regexp_matches(COALESCE(p.polqual::text, '') || ' ' || COALESCE(p.polwithcheck::text, ''),
+                                                 ':resulttype (\d+)', 'g') m
+    JOIN pg_catalog.pg_type t ON t.oid = m[1]::oid
+    WHERE p.polrelid = tbl AND t.typnamespace = 'pg_catalog'::regnamespace AND t.typname ~ '^reg'
+)
 SELECT pg_catalog.array_agg(x.what ORDER BY x.what)
-FROM (SELECT CASE WHEN u.classid = 'pg_catalog.pg_proc'::regclass
-                  THEN 'function ' || u.objid::regprocedure::text
-                  ELSE 'operator ' || u.objid::regoperator::text END AS what,
-             CASE WHEN u.classid = 'pg_catalog.pg_proc'::regclass
-                  THEN (SELECT f.proowner FROM pg_catalog.pg_proc f WHERE f.oid = u.objid)
-                  ELSE (SELECT o.oprowner FROM pg_catalog.pg_operator o WHERE o.oid = u.objid) END AS owner
-      FROM aegis.policy_code(tbl, false) u
-      WHERE u.classid IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_operator'::regclass)) x
-WHERE NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = x.owner), false)
+FROM (SELECT o.what FROM owned o
+      WHERE NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = o.owner), false)
+        AND NOT (o.classid = 'pg_catalog.pg_class'::regclass AND o.objid IN (SELECT aegis.guard_protected_tables()))
+      UNION
+      SELECT l.what FROM lookups l) x
 $$;
 COMMENT ON FUNCTION aegis.policy_untrusted_code(oid) IS
-    'Internal: functions and operators a table''s policies use that a non-superuser owns';
+    'Internal: what a table''s policies depend on that a non-superuser controls, and run-time name lookups in them';
 
 -- SECURITY INVOKER, so protected_by records the real caller; the table
 -- switch goes through enforce_rls(), the catalog rows through aegis_admin's
@@ -512,10 +569,10 @@ BEGIN
     END LOOP;
     untrusted := aegis.policy_untrusted_code(tbl);
     IF untrusted IS NOT NULL THEN
-        RAISE EXCEPTION 'the row-level security policies of % use code a non-superuser owns: %',
+        RAISE EXCEPTION 'the row-level security policies of % depend on what a non-superuser controls: %',
             tbl, pg_catalog.array_to_string(untrusted, ', ') USING ERRCODE = '42501',
             DETAIL = 'Its owner could change what the policies let through without any DDL on the table.',
-            HINT = 'Have a superuser own that code (ALTER FUNCTION ... OWNER TO), or use built-in functions.';
+            HINT = 'Write policies over the row, the reader and protected tables; have a superuser own the functions, types and views they use (ALTER ... OWNER TO).';
     END IF;
 END
 $$;

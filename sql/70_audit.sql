@@ -365,15 +365,15 @@ SELECT pg_catalog.jsonb_build_object(
         (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', f.oid, f.proowner,
                     pg_catalog.md5(COALESCE(f.prosrc, '') || COALESCE(f.probin, '') || COALESCE(f.prosqlbody::text, '')),
                     f.prolang, f.provolatile, f.prosecdef, f.proconfig::text), ',' ORDER BY f.oid)
-         FROM aegis.policy_code(tbl, true) u JOIN pg_catalog.pg_proc f ON f.oid = u.objid
+         FROM ROWS FROM (pg_catalog.unnest(pc.classids), pg_catalog.unnest(pc.objids)) u(classid, objid) JOIN pg_catalog.pg_proc f ON f.oid = u.objid
          WHERE u.classid = 'pg_catalog.pg_proc'::regclass),
         (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', o.oid, o.oprowner, o.oprcode::oid), ',' ORDER BY o.oid)
-         FROM aegis.policy_code(tbl, true) u JOIN pg_catalog.pg_operator o ON o.oid = u.objid
+         FROM ROWS FROM (pg_catalog.unnest(pc.classids), pg_catalog.unnest(pc.objids)) u(classid, objid) JOIN pg_catalog.pg_operator o ON o.oid = u.objid
          WHERE u.classid = 'pg_catalog.pg_operator'::regclass),
         (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', v.oid, v.relowner, v.relkind,
                     (SELECT pg_catalog.md5(pg_catalog.string_agg(w.ev_action::text, ',' ORDER BY w.oid))
                      FROM pg_catalog.pg_rewrite w WHERE w.ev_class = v.oid)), ',' ORDER BY v.oid)
-         FROM aegis.policy_code(tbl, true) u JOIN pg_catalog.pg_class v ON v.oid = u.objid
+         FROM ROWS FROM (pg_catalog.unnest(pc.classids), pg_catalog.unnest(pc.objids)) u(classid, objid) JOIN pg_catalog.pg_class v ON v.oid = u.objid
          WHERE u.classid = 'pg_catalog.pg_class'::regclass AND v.relkind IN ('v', 'm')),
         (SELECT pg_catalog.string_agg(i.inhrelid::text, ',' ORDER BY 1)
          FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class k ON k.oid = i.inhrelid
@@ -392,6 +392,12 @@ SELECT pg_catalog.jsonb_build_object(
               FROM pg_catalog.pg_attribute a
               WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
                 AND EXISTS (SELECT 1 FROM pg_catalog.pg_enum e WHERE e.enumtypid = a.atttypid)))
+-- What the policies and rules use, followed once (most relations, such as
+-- partitions, have neither).
+FROM (SELECT pg_catalog.array_agg(u.classid) AS classids, pg_catalog.array_agg(u.objid) AS objids
+      FROM aegis.policy_code(tbl, true) u
+      WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = tbl)
+         OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite w WHERE w.ev_class = tbl)) pc
 $$;
 COMMENT ON FUNCTION aegis.guard_state(oid) IS
     'Internal: what the DDL guard compares before and after a command (owner, rules, policies, inheritance, partitions, column types)';
@@ -553,13 +559,54 @@ $$;
 COMMENT ON FUNCTION aegis.guard_report(text[], text, text) IS
     'Internal: refuse (non-superuser) or record (superuser) a change that weakened protected tables';
 
-CREATE FUNCTION aegis.guard_ddl_end() RETURNS event_trigger
+-- Refuse (non-superusers) or record (superusers) a command that left
+-- protected tables broken: no longer compliant, or owner, rules, policies
+-- (and what they use), inheritance children, partitions or column types
+-- changed, compared with the state remembered when pg_aegis accepted them.
+-- Called by the ddl_command_end event trigger, and by the utility hook
+-- after REASSIGN OWNED (which fires no event trigger).
+CREATE FUNCTION aegis.guard_verify(command text) RETURNS void
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 DECLARE
     broken text[];
 BEGIN
+    SELECT pg_catalog.array_agg(g.name ORDER BY g.name) INTO broken
+    FROM aegis.guard_check() g WHERE g.broken;
+    IF broken IS NOT NULL THEN
+        PERFORM aegis.guard_report(broken, command,
+            'changing row-level security, audit triggers, rules, policies, inheritance, partitions, ownership or column types of protected table');
+        -- Only a superuser gets here (guard_report refused everyone else):
+        -- the change is recorded, and is what the guard compares with now.
+        PERFORM aegis.guard_remember();
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.guard_verify(text) IS
+    'Internal: refuse (non-superuser) or record (superuser) a command that left protected tables broken';
+
+CREATE FUNCTION aegis.guard_ddl_end() RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    n_all bigint;
+    n_temp bigint;
+BEGIN
+    -- A command that only made or changed temporary relations of this
+    -- session that inherit from nothing (CREATE TEMP TABLE, its indexes)
+    -- cannot touch a protected table: skip the check, which reads the
+    -- state of every protected relation.
+    SELECT pg_catalog.count(*),
+           pg_catalog.count(*) FILTER (WHERE c.classid = 'pg_catalog.pg_class'::regclass
+               AND EXISTS (SELECT 1 FROM pg_catalog.pg_class k WHERE k.oid = c.objid AND k.relpersistence = 't')
+               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.objid))
+    INTO n_all, n_temp
+    FROM pg_catalog.pg_event_trigger_ddl_commands() c;
+    IF n_all > 0 AND n_all = n_temp THEN
+        RETURN;
+    END IF;
     PERFORM aegis.guard_protect_partitions();
     -- pg_restore (a superuser's, who could switch the guard off anyway)
     -- rebuilds protected tables step by step: nothing to report, and what
@@ -569,18 +616,7 @@ BEGIN
         PERFORM aegis.guard_remember();
         RETURN;
     END IF;
-    -- Broken: no longer compliant, or owner, rules, policies or inheritance
-    -- children changed, or a partition left, or a column changed type,
-    -- compared with the state remembered when pg_aegis accepted it.
-    SELECT pg_catalog.array_agg(g.name ORDER BY g.name) INTO broken
-    FROM aegis.guard_check() g WHERE g.broken;
-    IF broken IS NOT NULL THEN
-        PERFORM aegis.guard_report(broken, tg_tag,
-            'changing row-level security, audit triggers, rules, policies, inheritance, partitions, ownership or column types of protected table');
-        -- Only a superuser gets here (guard_report refused everyone else):
-        -- the change is recorded, and is what the guard compares with now.
-        PERFORM aegis.guard_remember();
-    END IF;
+    PERFORM aegis.guard_verify(tg_tag);
 END
 $$;
 COMMENT ON FUNCTION aegis.guard_ddl_end() IS
@@ -637,14 +673,6 @@ $$;
 COMMENT ON FUNCTION aegis.guard_sql_drop() IS
     'Internal event trigger: refuse or record dropping a protected table';
 
-CREATE FUNCTION aegis.guard_protected_tables() RETURNS SETOF oid
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = ''
-AS $$
-SELECT p.relid::oid FROM aegis.protected_tables p
-UNION SELECT e.relid::oid FROM aegis.rls_enforced e
-$$;
-COMMENT ON FUNCTION aegis.guard_protected_tables() IS 'Internal: OIDs of protected tables';
 
 CREATE FUNCTION aegis.guard_remembered() RETURNS SETOF oid
 LANGUAGE sql STABLE SECURITY DEFINER

@@ -179,9 +179,18 @@ BEGIN
                 'detail', pg_catalog.jsonb_build_object('attempts', d - prev.last_value, 'since', prev.last_at,
                     'hint', 'the server log has one access_denied line per attempt, with the role'));
         END IF;
-        INSERT INTO aegis.security_alert_state AS s (alert, last_at, last_value)
-        VALUES ('denied_access_counter', pg_catalog.now(), d)
-        ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at, last_value = EXCLUDED.last_value;
+        -- Only a run that notifies moves the baseline (a dry look sets the
+        -- first one): otherwise whoever looks between probes would keep the
+        -- burst from ever being sent.
+        IF notify THEN
+            INSERT INTO aegis.security_alert_state AS s (alert, last_at, last_value)
+            VALUES ('denied_access_counter', pg_catalog.now(), d)
+            ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at, last_value = EXCLUDED.last_value;
+        ELSE
+            INSERT INTO aegis.security_alert_state AS s (alert, last_at, last_value)
+            VALUES ('denied_access_counter', pg_catalog.now(), d)
+            ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO NOTHING;
+        END IF;
     END IF;
     -- 4. Retention policies never applied, or not for more than two days.
     SELECT pg_catalog.array_agg(r.relid::text ORDER BY r.relid::text) INTO names

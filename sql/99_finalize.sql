@@ -90,6 +90,7 @@ GRANT EXECUTE ON FUNCTION aegis.reads_all_rows(regclass), aegis.role_reads_all_r
 -- caller is a superuser (audit_event() and guard_forget() stay ungranted).
 GRANT EXECUTE ON FUNCTION
     aegis.guard_compliant_tables(), aegis.guard_protected_tables(), aegis.guard_report(text[], text, text),
+    aegis.guard_verify(text),
     aegis.guard_state(oid), aegis.guard_protect_partitions(), aegis.guard_check(), aegis.guard_remembered()
 TO PUBLIC;
 

@@ -70,27 +70,73 @@ $$;
 COMMENT ON FUNCTION aegis.policy_code(oid, boolean) IS
     'Internal: functions, operators and relations a table''s policies (and rules) use, followed through their own dependencies';
 
--- Functions and operators a table's policies use that a role other than a
--- superuser owns: their owner could change what the policy lets through
--- without any DDL on the table, so protect() refuses them. (Rules run as
--- the table's owner and are fingerprinted with what they use directly.)
+-- What a table's row-level security policies depend on that a role other
+-- than a superuser controls: that role could change what the policies let
+-- through without any DDL on the table, so protect() refuses the table.
+-- A policy may use built-in objects, objects a superuser owns, and the
+-- rows of protected tables (their changes are recorded); not functions,
+-- operators, types (an enum's labels can be renamed), text search
+-- configurations and dictionaries, collations or relations a non-superuser
+-- owns (a view can be redefined, an unprotected table's rows changed
+-- unrecorded), and no built-in function that looks an object up by name at
+-- run time (has_table_privilege('t', ...), to_regclass(), a cast of text to
+-- regclass ...): creating the object or granting a privilege would change
+-- the answer. (Rules run as the table's owner; they are fingerprinted with
+-- what they use.)
 CREATE FUNCTION aegis.policy_untrusted_code(tbl oid) RETURNS text[]
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
+WITH deps AS (
+    SELECT d.refclassid AS classid, d.refobjid AS objid
+    FROM pg_catalog.pg_policy p
+    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_policy'::regclass AND d.objid = p.oid
+    WHERE p.polrelid = tbl AND d.refobjid >= 16384
+      AND NOT (d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = tbl)
+      AND d.refclassid <> 'pg_catalog.pg_authid'::regclass
+    UNION
+    SELECT u.classid, u.objid FROM aegis.policy_code(tbl, false) u
+), owned AS (
+    SELECT pg_catalog.pg_describe_object(d.classid, d.objid, 0) AS what, d.classid, d.objid,
+           CASE d.classid
+               WHEN 'pg_catalog.pg_proc'::regclass THEN (SELECT f.proowner FROM pg_catalog.pg_proc f WHERE f.oid = d.objid)
+               WHEN 'pg_catalog.pg_operator'::regclass THEN (SELECT o.oprowner FROM pg_catalog.pg_operator o WHERE o.oid = d.objid)
+               WHEN 'pg_catalog.pg_type'::regclass THEN (SELECT t.typowner FROM pg_catalog.pg_type t WHERE t.oid = d.objid)
+               WHEN 'pg_catalog.pg_ts_config'::regclass THEN (SELECT c.cfgowner FROM pg_catalog.pg_ts_config c WHERE c.oid = d.objid)
+               WHEN 'pg_catalog.pg_ts_dict'::regclass THEN (SELECT c.dictowner FROM pg_catalog.pg_ts_dict c WHERE c.oid = d.objid)
+               WHEN 'pg_catalog.pg_collation'::regclass THEN (SELECT c.collowner FROM pg_catalog.pg_collation c WHERE c.oid = d.objid)
+               WHEN 'pg_catalog.pg_class'::regclass THEN (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = d.objid)
+           END AS owner
+    FROM deps d
+), lookups AS (
+    -- Run-time name lookups, found in the stored expressions themselves
+    -- (built-in functions record no dependency).
+    SELECT 'run-time lookup by name: ' || f.oid::regprocedure::text AS what
+    FROM pg_catalog.pg_policy p
+    CROSS JOIN LATERAL pg_catalog.regexp_matches(COALESCE(p.polqual::text, '') || ' ' || COALESCE(p.polwithcheck::text, ''),
+                                                 ':(?:funcid|opfuncid) (\d+)', 'g') m
+    JOIN pg_catalog.pg_proc f ON f.oid = m[1]::oid
+    WHERE p.polrelid = tbl
+      AND (f.proname ~ '^has_.*_privilege$' OR f.proname ~ '^to_reg'
+           OR f.prorettype IN (SELECT t.oid FROM pg_catalog.pg_type t
+                               WHERE t.typnamespace = 'pg_catalog'::regnamespace AND t.typname ~ '^reg'))
+    UNION
+    SELECT 'run-time lookup by name: cast to ' || t.typname
+    FROM pg_catalog.pg_policy p
+    CROSS JOIN LATERAL pg_catalog.regexp_matches(COALESCE(p.polqual::text, '') || ' ' || COALESCE(p.polwithcheck::text, ''),
+                                                 ':resulttype (\d+)', 'g') m
+    JOIN pg_catalog.pg_type t ON t.oid = m[1]::oid
+    WHERE p.polrelid = tbl AND t.typnamespace = 'pg_catalog'::regnamespace AND t.typname ~ '^reg'
+)
 SELECT pg_catalog.array_agg(x.what ORDER BY x.what)
-FROM (SELECT CASE WHEN u.classid = 'pg_catalog.pg_proc'::regclass
-                  THEN 'function ' || u.objid::regprocedure::text
-                  ELSE 'operator ' || u.objid::regoperator::text END AS what,
-             CASE WHEN u.classid = 'pg_catalog.pg_proc'::regclass
-                  THEN (SELECT f.proowner FROM pg_catalog.pg_proc f WHERE f.oid = u.objid)
-                  ELSE (SELECT o.oprowner FROM pg_catalog.pg_operator o WHERE o.oid = u.objid) END AS owner
-      FROM aegis.policy_code(tbl, false) u
-      WHERE u.classid IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_operator'::regclass)) x
-WHERE NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = x.owner), false)
+FROM (SELECT o.what FROM owned o
+      WHERE NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = o.owner), false)
+        AND NOT (o.classid = 'pg_catalog.pg_class'::regclass AND o.objid IN (SELECT aegis.guard_protected_tables()))
+      UNION
+      SELECT l.what FROM lookups l) x
 $$;
 COMMENT ON FUNCTION aegis.policy_untrusted_code(oid) IS
-    'Internal: functions and operators a table''s policies use that a non-superuser owns';
+    'Internal: what a table''s policies depend on that a non-superuser controls, and run-time name lookups in them';
 
 -- Can an entry outside the chain still be waiting to be sealed? Only if its
 -- transaction is at or above the sealing horizon, was assigned (below the
@@ -108,6 +154,33 @@ SELECT x >= COALESCE((SELECT s.horizon FROM aegis.audit_seal_state s), '0'::xid8
 $$;
 COMMENT ON FUNCTION aegis.entry_may_be_pending(xid8) IS
     'Internal: can an entry of this transaction still be waiting for the chain (assigned, not aborted, at or above the horizon)?';
+
+-- Refuse (non-superusers) or record (superusers) a command that left
+-- protected tables broken: no longer compliant, or owner, rules, policies
+-- (and what they use), inheritance children, partitions or column types
+-- changed, compared with the state remembered when pg_aegis accepted them.
+-- Called by the ddl_command_end event trigger, and by the utility hook
+-- after REASSIGN OWNED (which fires no event trigger).
+CREATE FUNCTION aegis.guard_verify(command text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    broken text[];
+BEGIN
+    SELECT pg_catalog.array_agg(g.name ORDER BY g.name) INTO broken
+    FROM aegis.guard_check() g WHERE g.broken;
+    IF broken IS NOT NULL THEN
+        PERFORM aegis.guard_report(broken, command,
+            'changing row-level security, audit triggers, rules, policies, inheritance, partitions, ownership or column types of protected table');
+        -- Only a superuser gets here (guard_report refused everyone else):
+        -- the change is recorded, and is what the guard compares with now.
+        PERFORM aegis.guard_remember();
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.guard_verify(text) IS
+    'Internal: refuse (non-superuser) or record (superuser) a command that left protected tables broken';
 
 -- Run one DDL statement on a user table as the table's owner, in a
 -- security-restricted operation (aegis.run_restricted): whatever the
@@ -181,10 +254,10 @@ BEGIN
     END LOOP;
     untrusted := aegis.policy_untrusted_code(tbl);
     IF untrusted IS NOT NULL THEN
-        RAISE EXCEPTION 'the row-level security policies of % use code a non-superuser owns: %',
+        RAISE EXCEPTION 'the row-level security policies of % depend on what a non-superuser controls: %',
             tbl, pg_catalog.array_to_string(untrusted, ', ') USING ERRCODE = '42501',
             DETAIL = 'Its owner could change what the policies let through without any DDL on the table.',
-            HINT = 'Have a superuser own that code (ALTER FUNCTION ... OWNER TO), or use built-in functions.';
+            HINT = 'Write policies over the row, the reader and protected tables; have a superuser own the functions, types and views they use (ALTER ... OWNER TO).';
     END IF;
 END
 $$;
@@ -219,15 +292,15 @@ SELECT pg_catalog.jsonb_build_object(
         (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', f.oid, f.proowner,
                     pg_catalog.md5(COALESCE(f.prosrc, '') || COALESCE(f.probin, '') || COALESCE(f.prosqlbody::text, '')),
                     f.prolang, f.provolatile, f.prosecdef, f.proconfig::text), ',' ORDER BY f.oid)
-         FROM aegis.policy_code(tbl, true) u JOIN pg_catalog.pg_proc f ON f.oid = u.objid
+         FROM ROWS FROM (pg_catalog.unnest(pc.classids), pg_catalog.unnest(pc.objids)) u(classid, objid) JOIN pg_catalog.pg_proc f ON f.oid = u.objid
          WHERE u.classid = 'pg_catalog.pg_proc'::regclass),
         (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', o.oid, o.oprowner, o.oprcode::oid), ',' ORDER BY o.oid)
-         FROM aegis.policy_code(tbl, true) u JOIN pg_catalog.pg_operator o ON o.oid = u.objid
+         FROM ROWS FROM (pg_catalog.unnest(pc.classids), pg_catalog.unnest(pc.objids)) u(classid, objid) JOIN pg_catalog.pg_operator o ON o.oid = u.objid
          WHERE u.classid = 'pg_catalog.pg_operator'::regclass),
         (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', v.oid, v.relowner, v.relkind,
                     (SELECT pg_catalog.md5(pg_catalog.string_agg(w.ev_action::text, ',' ORDER BY w.oid))
                      FROM pg_catalog.pg_rewrite w WHERE w.ev_class = v.oid)), ',' ORDER BY v.oid)
-         FROM aegis.policy_code(tbl, true) u JOIN pg_catalog.pg_class v ON v.oid = u.objid
+         FROM ROWS FROM (pg_catalog.unnest(pc.classids), pg_catalog.unnest(pc.objids)) u(classid, objid) JOIN pg_catalog.pg_class v ON v.oid = u.objid
          WHERE u.classid = 'pg_catalog.pg_class'::regclass AND v.relkind IN ('v', 'm')),
         (SELECT pg_catalog.string_agg(i.inhrelid::text, ',' ORDER BY 1)
          FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class k ON k.oid = i.inhrelid
@@ -246,6 +319,12 @@ SELECT pg_catalog.jsonb_build_object(
               FROM pg_catalog.pg_attribute a
               WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
                 AND EXISTS (SELECT 1 FROM pg_catalog.pg_enum e WHERE e.enumtypid = a.atttypid)))
+-- What the policies and rules use, followed once (most relations, such as
+-- partitions, have neither).
+FROM (SELECT pg_catalog.array_agg(u.classid) AS classids, pg_catalog.array_agg(u.objid) AS objids
+      FROM aegis.policy_code(tbl, true) u
+      WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = tbl)
+         OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite w WHERE w.ev_class = tbl)) pc
 $$;
 COMMENT ON FUNCTION aegis.guard_state(oid) IS
     'Internal: what the DDL guard compares before and after a command (owner, rules, policies, inheritance, partitions, column types)';
@@ -630,10 +709,145 @@ $$;
 COMMENT ON FUNCTION aegis.erase_subject(text, boolean) IS
     'GDPR erasure of a person across protected tables, their key and the audit trail, except what legal holds keep; returns the receipt (admin-only)';
 
+-- The checks. SECURITY DEFINER: it reads the audit trail, the keyring's
+-- metadata and the lifecycle catalogs, and keeps its state, for auditors and
+-- the background worker alike; it changes nothing else and takes no input
+-- but the flag. Findings are returned; with notify, each is also sent as a
+-- NOTIFY aegis_alerts JSON payload, at most once an hour per alert (the
+-- worker runs this every aegis.security_check_interval).
+CREATE OR REPLACE FUNCTION aegis.security_alerts(notify boolean DEFAULT true)
+RETURNS TABLE(alert text, severity text, detail jsonb)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    findings jsonb[] := '{}';
+    f jsonb;
+    v record;
+    n bigint;
+    t timestamptz;
+    d bigint;
+    prev record;
+    names text[];
+BEGIN
+    IF notify IS NULL THEN
+        RAISE EXCEPTION 'notify must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    -- 1. The chain verifies (from its signed checkpoint, if pruned).
+    SELECT * INTO v FROM aegis.verify_chain() c;
+    IF NOT v.ok THEN
+        findings := findings || pg_catalog.jsonb_build_object('alert', 'audit_chain_broken', 'severity', 'critical',
+            'detail', pg_catalog.jsonb_build_object('first_bad_position', v.first_bad_position, 'problem', v.problem));
+    END IF;
+    -- 2. Entries of ended transactions left out of the chain for 10 minutes
+    -- (is the sealer running?).
+    SELECT u.entries, u.oldest INTO n, t FROM aegis.unsealed_entries(interval '10 minutes') u;
+    IF n > 0 THEN
+        findings := findings || pg_catalog.jsonb_build_object('alert', 'audit_entries_unsealed', 'severity', 'warning',
+            'detail', pg_catalog.jsonb_build_object('entries', n, 'oldest', t,
+                'hint', 'run aegis.seal(), or add this database to aegis.seal_databases'));
+    END IF;
+    -- 3. A burst of permission-denied attempts on protected tables since the
+    -- last check (10 or more; counted in every database of the cluster).
+    d := aegis.denied_access_count();
+    IF d IS NOT NULL THEN
+        SELECT s.last_value, s.last_at INTO prev FROM aegis.security_alert_state s WHERE s.alert = 'denied_access_counter';
+        IF prev.last_value IS NOT NULL AND d - prev.last_value >= 10 THEN
+            findings := findings || pg_catalog.jsonb_build_object('alert', 'denied_access_burst', 'severity', 'warning',
+                'detail', pg_catalog.jsonb_build_object('attempts', d - prev.last_value, 'since', prev.last_at,
+                    'hint', 'the server log has one access_denied line per attempt, with the role'));
+        END IF;
+        -- Only a run that notifies moves the baseline (a dry look sets the
+        -- first one): otherwise whoever looks between probes would keep the
+        -- burst from ever being sent.
+        IF notify THEN
+            INSERT INTO aegis.security_alert_state AS s (alert, last_at, last_value)
+            VALUES ('denied_access_counter', pg_catalog.now(), d)
+            ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at, last_value = EXCLUDED.last_value;
+        ELSE
+            INSERT INTO aegis.security_alert_state AS s (alert, last_at, last_value)
+            VALUES ('denied_access_counter', pg_catalog.now(), d)
+            ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO NOTHING;
+        END IF;
+    END IF;
+    -- 4. Retention policies never applied, or not for more than two days.
+    SELECT pg_catalog.array_agg(r.relid::text ORDER BY r.relid::text) INTO names
+    FROM aegis.retention_rules r
+    WHERE r.last_applied_at IS NULL OR r.last_applied_at < pg_catalog.now() - interval '2 days';
+    IF names IS NOT NULL THEN
+        findings := findings || pg_catalog.jsonb_build_object('alert', 'retention_overdue', 'severity', 'warning',
+            'detail', pg_catalog.jsonb_build_object('tables', pg_catalog.to_jsonb(names),
+                'hint', 'SELECT aegis.apply_retention(); or aegis.schedule_retention(''0 3 * * *'')'));
+    END IF;
+    -- 5. Keys whose current version is older than a year (subject keys,
+    -- which exist to be destroyed, not rotated, are left out).
+    SELECT k.stale INTO names FROM aegis.stale_keys(interval '365 days') k;
+    IF names IS NOT NULL THEN
+        findings := findings || pg_catalog.jsonb_build_object('alert', 'keys_past_rotation_age', 'severity', 'warning',
+            'detail', pg_catalog.jsonb_build_object('keys', pg_catalog.to_jsonb(names), 'max_age', '365 days',
+                'hint', 'SELECT aegis.rotate_key(name); then aegis.reencrypt() the data'));
+    END IF;
+
+    FOREACH f IN ARRAY findings LOOP
+        alert := f ->> 'alert';
+        severity := f ->> 'severity';
+        detail := f -> 'detail';
+        RETURN NEXT;
+        IF notify AND NOT EXISTS (SELECT 1 FROM aegis.security_alert_state s
+                                  WHERE s.alert = f ->> 'alert' AND s.last_at > pg_catalog.now() - interval '1 hour') THEN
+            PERFORM pg_catalog.pg_notify('aegis_alerts', (pg_catalog.jsonb_build_object(
+                'source', 'pg_aegis', 'kind', 'security', 'database', pg_catalog.current_database(),
+                'ts', pg_catalog.now()) || f)::text);
+            INSERT INTO aegis.security_alert_state AS s (alert, last_at) VALUES (f ->> 'alert', pg_catalog.now())
+            ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION aegis.security_alerts(boolean) IS
+    'Security checks (chain, unsealed entries, denied-access bursts, overdue retention, old keys); notify sends each via NOTIFY aegis_alerts';
+
+CREATE OR REPLACE FUNCTION aegis.guard_ddl_end() RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    n_all bigint;
+    n_temp bigint;
+BEGIN
+    -- A command that only made or changed temporary relations of this
+    -- session that inherit from nothing (CREATE TEMP TABLE, its indexes)
+    -- cannot touch a protected table: skip the check, which reads the
+    -- state of every protected relation.
+    SELECT pg_catalog.count(*),
+           pg_catalog.count(*) FILTER (WHERE c.classid = 'pg_catalog.pg_class'::regclass
+               AND EXISTS (SELECT 1 FROM pg_catalog.pg_class k WHERE k.oid = c.objid AND k.relpersistence = 't')
+               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.objid))
+    INTO n_all, n_temp
+    FROM pg_catalog.pg_event_trigger_ddl_commands() c;
+    IF n_all > 0 AND n_all = n_temp THEN
+        RETURN;
+    END IF;
+    PERFORM aegis.guard_protect_partitions();
+    -- pg_restore (a superuser's, who could switch the guard off anyway)
+    -- rebuilds protected tables step by step: nothing to report, and what
+    -- the restored tables are is what the guard compares with afterwards.
+    IF pg_catalog.current_setting('application_name') = 'pg_restore'
+       AND (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER) THEN
+        PERFORM aegis.guard_remember();
+        RETURN;
+    END IF;
+    PERFORM aegis.guard_verify(tg_tag);
+END
+$$;
+COMMENT ON FUNCTION aegis.guard_ddl_end() IS
+    'Internal event trigger: protect new partitions; refuse or record a DDL command that weakened a protected table';
+
 -- Grants (99_finalize.sql).
 REVOKE EXECUTE ON FUNCTION aegis.run_restricted(oid, regclass, boolean, text, text[]),
-    aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid), aegis.entry_may_be_pending(xid8) FROM PUBLIC;
+    aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid), aegis.entry_may_be_pending(xid8), aegis.guard_verify(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid) TO aegis_admin;
+GRANT EXECUTE ON FUNCTION aegis.guard_verify(text) TO PUBLIC;
 
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;
 

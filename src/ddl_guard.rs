@@ -67,6 +67,45 @@ pub unsafe extern "C-unwind" fn aegis_guard_reassign_owned(stmt: *mut pg_sys::Re
     );
 }
 
+/// After `REASSIGN OWNED` (which fires no event trigger): what the DDL
+/// guard's event trigger does after any other command, `aegis.guard_verify`
+/// (refused for non-superusers if it left a protected table changed: the
+/// owner of a view or function its policies or rules use; recorded for
+/// superusers).
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn aegis_guard_after_reassign_owned() {
+    // SAFETY: a syscache lookup.
+    if unsafe { pg_sys::get_extension_oid(c"pg_aegis".as_ptr(), true) } == pg_sys::InvalidOid {
+        return;
+    }
+    // SAFETY: an active snapshot for the query, pushed only when none is.
+    let pushed = unsafe {
+        let none = !pg_sys::ActiveSnapshotSet();
+        if none {
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        }
+        none
+    };
+    // A write (a superuser's change is recorded): the command has a
+    // transaction id already. Run as the user, like the event trigger.
+    let r = with_safe_search_path(|| {
+        Spi::connect_mut(|client| {
+            client
+                .update("SELECT aegis.guard_verify('REASSIGN OWNED')", None, &[])
+                .map(|_| ())
+                .map_err(spi_error)
+        })
+    });
+    if pushed {
+        // SAFETY: the snapshot pushed above.
+        unsafe { pg_sys::PopActiveSnapshot() };
+    }
+    if let Err(e) = r {
+        raise(e);
+    }
+}
+
 /// The guarded relations (protected tables, tables whose row security
 /// pg_aegis enforces, and every relation the DDL guard remembers,
 /// partitions included) that match `filter` on pg_class `c`, by name;

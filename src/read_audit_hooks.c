@@ -22,6 +22,7 @@ extern void aegis_read_audit_copy_begin(void);
 extern void aegis_read_audit_copy_done(PlannedStmt *pstmt, QueryCompletion *qc);
 extern void aegis_guard_detach_concurrently(Oid relid);
 extern void aegis_guard_reassign_owned(ReassignOwnedStmt *stmt);
+extern void aegis_guard_after_reassign_owned(void);
 
 static ExecutorStart_hook_type prev_executor_start = NULL;
 static ExecutorEnd_hook_type prev_executor_end = NULL;
@@ -95,6 +96,8 @@ aegis_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 	if (copy_to)
 		aegis_read_audit_copy_done(pstmt, qc);
+	if (pstmt->utilityStmt != NULL && IsA(pstmt->utilityStmt, ReassignOwnedStmt))
+		aegis_guard_after_reassign_owned();
 }
 
 void

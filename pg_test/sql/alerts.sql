@@ -128,6 +128,10 @@ END $$;
 RESET ROLE;
 SELECT alert, severity, (detail ->> 'attempts')::int >= 12 AS counted
 FROM aegis.security_alerts(false) WHERE alert = 'denied_access_burst';
+-- A dry look does not move the baseline: looking again between probes
+-- cannot keep the burst from being sent.
+SELECT alert, (detail ->> 'attempts')::int >= 12 AS still_counted
+FROM aegis.security_alerts(false) WHERE alert = 'denied_access_burst';
 -- Keys whose current version is over a year old.
 SELECT aegis.create_key('alm_old') IS NOT NULL AS key_created;
 UPDATE aegis.keys SET created_at = now() - interval '400 days' WHERE name = 'alm_old';

@@ -27,10 +27,12 @@
 --      function replaced;
 --   M. protect()'s baseline and verify_table() over columns of the owner's
 --      own types (casts, domains, ranges), policies and triggers;
---   N. what a fourth cold review found: a policy's code changed one level
---      down (inner function, operator, view), REASSIGN OWNED and a schema
---      rename, a partition added during a session, a rule reading during
---      retention, a row beside the chain with an unassigned xid.
+--   N. what the fourth and fifth cold reviews found: what a policy depends
+--      on changed by its owner (inner function, operator, view, table,
+--      enum labels, text search configuration, name lookups), REASSIGN
+--      OWNED and a schema rename, a partition added during a session, a
+--      rule reading during retention, a row beside the chain with an
+--      unassigned xid.
 -- (Parallel queries after an audited read: parallel_reads.sql.)
 -- Each witness records who ran the owner's code and whether that role was a
 -- superuser at that moment; every escalation attempt checks rolsuper at the
@@ -533,8 +535,11 @@ SELECT kind, run_as, was_superuser FROM hard_witness ORDER BY 1;
 SELECT rolsuper AS owner_became_superuser FROM pg_roles WHERE rolname = 'hard_owner';
 -- ====================================================================== N
 -- What a fourth cold review found.
--- 1. A policy's code changed one level down: a policy function calling
---    another function, an operator's function, a view the policy reads.
+-- 1. What a policy depends on, changed by its owner with no DDL on the
+--    table: a function its function calls, an operator's function, a view
+--    or an unprotected table it reads, an enum's labels, a text search
+--    configuration, a privilege or an object looked up by name at run time
+--    (the fourth and fifth reviews). protect() refuses such policies.
 CREATE ROLE hard_reader LOGIN;
 GRANT CREATE ON DATABASE aegis_regress TO hard_owner;
 SET SESSION AUTHORIZATION hard_owner;
@@ -548,46 +553,91 @@ CREATE OPERATOR hard_tw.=== (LEFTARG = text, RIGHTARG = text, FUNCTION = hard_tw
 CREATE TABLE hard_tw.allowed (id int);
 INSERT INTO hard_tw.allowed VALUES (1);
 CREATE VIEW hard_tw.allowed_v AS SELECT id FROM hard_tw.allowed;
+CREATE TYPE hard_tw.lbl AS ENUM ('alice', 'bob');
+CREATE TEXT SEARCH CONFIGURATION hard_tw.cfg (COPY = pg_catalog.simple);
+CREATE TABLE hard_tw.gate (x int);
 CREATE TABLE hard_tw.by_fn (LIKE hard_tw.acct);
 CREATE TABLE hard_tw.by_op (LIKE hard_tw.acct);
 CREATE TABLE hard_tw.by_view (LIKE hard_tw.acct);
+CREATE TABLE hard_tw.by_table (LIKE hard_tw.acct);
+CREATE TABLE hard_tw.by_enum (LIKE hard_tw.acct);
+CREATE TABLE hard_tw.by_ts (LIKE hard_tw.acct);
+CREATE TABLE hard_tw.by_priv (LIKE hard_tw.acct);
+CREATE TABLE hard_tw.by_reg (LIKE hard_tw.acct);
+CREATE TABLE hard_tw.by_protected (LIKE hard_tw.acct);
 CREATE POLICY own ON hard_tw.by_fn USING (hard_tw.pol(owner_name));
 CREATE POLICY own ON hard_tw.by_op USING (owner_name OPERATOR(hard_tw.===) 'alice');
 CREATE POLICY own ON hard_tw.by_view USING (id IN (SELECT v.id FROM hard_tw.allowed_v v));
-INSERT INTO hard_tw.by_view SELECT * FROM hard_tw.acct;
+CREATE POLICY own ON hard_tw.by_table USING (id IN (SELECT a.id FROM hard_tw.allowed a));
+CREATE POLICY own ON hard_tw.by_enum USING (owner_name = ('alice'::hard_tw.lbl)::text);
+CREATE POLICY own ON hard_tw.by_ts USING (NOT (to_tsvector('hard_tw.cfg'::regconfig, secret) @@ 's2'::tsquery));
+CREATE POLICY own ON hard_tw.by_priv USING (owner_name = 'alice' OR has_table_privilege('hard_tw.gate', 'UPDATE'));
+CREATE POLICY own ON hard_tw.by_reg USING (owner_name = 'alice' OR to_regclass('hard_tw.opensesame') IS NOT NULL);
+CREATE TABLE hard_tw.allowed_p (id int PRIMARY KEY);
+INSERT INTO hard_tw.allowed_p VALUES (1);
+CREATE POLICY all_rows ON hard_tw.allowed_p USING (true) WITH CHECK (true);
+CREATE POLICY own ON hard_tw.by_protected USING (id IN (SELECT a.id FROM hard_tw.allowed_p a));
+INSERT INTO hard_tw.by_protected SELECT * FROM hard_tw.acct;
 GRANT USAGE ON SCHEMA hard_tw TO hard_reader, aegis_admin;
-GRANT SELECT ON hard_tw.by_view, hard_tw.allowed_v TO hard_reader;
+GRANT SELECT ON hard_tw.by_protected, hard_tw.allowed_p TO hard_reader;
 RESET SESSION AUTHORIZATION;
--- Policies calling the owner's functions or operators: refused.
+SELECT aegis.protect('hard_tw.allowed_p');
+-- Policies that depend on what their owner controls: refused, each naming
+-- what it depends on.
 SET SESSION AUTHORIZATION hard_admin;
 SELECT aegis.protect('hard_tw.by_fn');
 SELECT aegis.protect('hard_tw.by_op');
--- A policy reading the owner's view is accepted (its rows are data the
--- owner writes, recorded if protected); redefining the view is refused.
 SELECT aegis.protect('hard_tw.by_view');
+SELECT aegis.protect('hard_tw.by_table');
+SELECT aegis.protect('hard_tw.by_enum');
+SELECT aegis.protect('hard_tw.by_ts');
+SELECT aegis.protect('hard_tw.by_priv');
+SELECT aegis.protect('hard_tw.by_reg');
+-- A policy reading a protected table is accepted: changing what it lets
+-- through means writing that table, which is recorded.
+SELECT aegis.protect('hard_tw.by_protected');
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION hard_owner;
-CREATE OR REPLACE VIEW hard_tw.allowed_v AS SELECT g AS id FROM generate_series(1, 100) g;
+INSERT INTO hard_tw.allowed_p VALUES (2);
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION hard_reader;
-SELECT count(*) AS reader_sees FROM hard_tw.by_view;
+SELECT count(*) AS reader_sees FROM hard_tw.by_protected;
 RESET SESSION AUTHORIZATION;
--- 2. REASSIGN OWNED and a schema rename: the first is refused by the
---    command itself; the second changes nothing a table shows, and never
---    leaves other roles' DDL refused.
+SELECT operation, pk FROM aegis.audit_log WHERE table_name = 'hard_tw.allowed_p' AND operation = 'INSERT' ORDER BY id;
+-- 2. REASSIGN OWNED (no event trigger fires for it) and a schema rename:
+--    reassigning the owner of a protected table, or of a function a rule on
+--    one calls, is refused; a schema rename changes nothing a table shows,
+--    and never leaves other roles' DDL refused.
 CREATE ROLE hard_owner2;
 GRANT hard_owner2 TO hard_owner;
 GRANT CREATE ON SCHEMA public TO hard_owner2;
 GRANT CREATE ON DATABASE aegis_regress TO hard_owner2;
 SET SESSION AUTHORIZATION hard_owner;
+SET ROLE hard_owner2;
+CREATE FUNCTION public.hard_rule_fn() RETURNS boolean LANGUAGE sql STABLE AS 'SELECT true';
+RESET ROLE;
+CREATE TABLE public.hard_ruled (id int PRIMARY KEY);
+CREATE TABLE public.hard_ruled_log (id int);
+CREATE RULE log_it AS ON INSERT TO hard_ruled WHERE public.hard_rule_fn() DO ALSO INSERT INTO public.hard_ruled_log VALUES (NEW.id);
+RESET SESSION AUTHORIZATION;
+SELECT aegis.protect('public.hard_ruled');
+SET SESSION AUTHORIZATION hard_owner;
 REASSIGN OWNED BY hard_owner TO hard_owner2;
+REASSIGN OWNED BY hard_owner2 TO hard_owner;
 ALTER SCHEMA hard_tw RENAME TO hard_tw2;
 RESET SESSION AUTHORIZATION;
-SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE oid = 'hard_tw2.by_view'::regclass;
+SELECT pg_get_userbyid(proowner) AS rule_fn_owner FROM pg_proc WHERE oid = 'public.hard_rule_fn()'::regprocedure;
+SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE oid = 'hard_tw2.by_protected'::regclass;
 SET SESSION AUTHORIZATION hard_reader;
 CREATE TEMP TABLE hard_reader_scratch (i int);
 RESET SESSION AUTHORIZATION;
 SELECT count(*) AS broken_tables FROM aegis.guard_check() WHERE broken;
+-- A superuser's REASSIGN OWNED is recorded like any other DDL.
+SET client_min_messages = error;
+REASSIGN OWNED BY hard_owner2 TO hard_owner;
+RESET client_min_messages;
+SELECT detail ->> 'command' AS command, table_name FROM aegis.audit_log
+WHERE operation = 'DDL' AND detail ->> 'command' = 'REASSIGN OWNED' ORDER BY id;
 -- 3. A partition added while a session is running: that session's reads
 --    of it are recorded (the session's list of protected tables follows).
 SET SESSION AUTHORIZATION hard_owner;
