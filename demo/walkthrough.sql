@@ -353,6 +353,20 @@ END $$;
 RESET SESSION AUTHORIZATION;
 SELECT rolsuper AS owner_became_superuser FROM pg_roles WHERE rolname = 'demo_app';
 SELECT id, user_id, body FROM demo_tickets ORDER BY id;
+-- A policy calling a function its owner could later rewrite (letting
+-- every row through with no DDL on the table) is not accepted.
+SET SESSION AUTHORIZATION demo_app;
+CREATE TABLE public.demo_notes (id int PRIMARY KEY, tenant text);
+CREATE FUNCTION public.demo_tenant_ok(text) RETURNS boolean LANGUAGE sql STABLE AS $$ SELECT $1 = 'a' $$;
+CREATE POLICY tenant ON demo_notes USING (public.demo_tenant_ok(tenant));
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION demo_adm;
+DO $$ BEGIN
+    PERFORM aegis.protect('public.demo_notes');
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'refused: %', SQLERRM;
+END $$;
+RESET SESSION AUTHORIZATION;
 -- An auditor reads the trail, but no value it could not read in the table.
 SET SESSION AUTHORIZATION demo_aud;
 SELECT operation, new_row FROM aegis.audit_trail WHERE table_name = 'public.demo_tickets' ORDER BY id LIMIT 2;
