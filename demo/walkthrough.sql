@@ -295,8 +295,14 @@ DELETE FROM aegis.alert_state;
 LISTEN aegis_alerts;
 INSERT INTO monitoring.server_metrics (server_id, cpu_usage, memory_usage, network_in_bytes)
 VALUES ('web-1', 42.0, 61, 1200000), ('web-1', 98.5, 71, 1300000);
--- psql shows the notification that arrived at commit (above); the alert is
--- also a row of alerts_history.
+-- psql shows the notification that arrived at commit (above): only an
+-- event id, since any role may LISTEN. A listener reads the alert through
+-- it, under row-level security (a forged payload names no event):
+SELECT alert, severity, server_id, raised_by, detail ->> 'message' AS message
+FROM aegis.alert_event(pg_catalog.jsonb_build_object('source', 'pg_aegis', 'database', current_database(),
+    'id', (SELECT max(id) FROM aegis.alert_events))::text);
+SELECT count(*) AS forged FROM aegis.alert_event('{"source": "pg_aegis", "kind": "security", "alert": "audit_chain_broken"}');
+-- The alert is also a row of alerts_history.
 SELECT rule, severity, server_id, value, message FROM monitoring.alerts_history ORDER BY id DESC LIMIT 1;
 -- A second reading within the cooldown does not page anyone again.
 INSERT INTO monitoring.server_metrics (server_id, cpu_usage) VALUES ('web-1', 99.0);

@@ -75,14 +75,18 @@ COMMENT ON TABLE aegis.audit_seal_state IS 'Internal: the sealing horizon (not d
 -- next transaction id) and did not abort (an aborted transaction's own
 -- entries are invisible). Any other row outside the chain was inserted by
 -- hand: verify_chain() reports it, and never takes it as an erasure
--- receipt.
+-- receipt. Before the first seal (a new trail, or one restored from a dump,
+-- whose entries carry another cluster's transaction ids) every entry is
+-- waiting: the first seal takes them all.
 CREATE FUNCTION aegis.entry_may_be_pending(x xid8) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
-SELECT x >= COALESCE((SELECT s.horizon FROM aegis.audit_seal_state s), '0'::xid8)
-   AND CASE WHEN x >= pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()) THEN false
-            ELSE COALESCE(pg_catalog.pg_xact_status(x), 'committed') <> 'aborted' END
+SELECT CASE WHEN h.horizon IS NULL THEN true
+            ELSE x >= h.horizon
+                 AND CASE WHEN x >= pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()) THEN false
+                          ELSE COALESCE(pg_catalog.pg_xact_status(x), 'committed') <> 'aborted' END END
+FROM (SELECT (SELECT s.horizon FROM aegis.audit_seal_state s) AS horizon) h
 $$;
 COMMENT ON FUNCTION aegis.entry_may_be_pending(xid8) IS
     'Internal: can an entry of this transaction still be waiting for the chain (assigned, not aborted, at or above the horizon)?';
@@ -343,7 +347,8 @@ COMMENT ON FUNCTION aegis.guard_compliant_tables() IS
 -- function, operator and view they use, its inheritance children (rows
 -- seen through it but written around its trigger), its partitions
 -- (detached or dropped, their rows leave it unaudited), and the types of
--- its columns. Everything by OID, not by name: renaming a schema, a role or
+-- its columns, dropped columns and its primary key. Everything by OID, not
+-- by name: renaming a schema, a role or
 -- a function changes nothing a table shows. New partitions are fine: they
 -- come out protected (guard_protect_partitions). New columns are fine.
 CREATE FUNCTION aegis.guard_state(tbl oid) RETURNS jsonb
@@ -377,7 +382,11 @@ SELECT pg_catalog.jsonb_build_object(
          WHERE u.classid = 'pg_catalog.pg_class'::regclass AND v.relkind IN ('v', 'm')),
         (SELECT pg_catalog.string_agg(i.inhrelid::text, ',' ORDER BY 1)
          FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class k ON k.oid = i.inhrelid
-         WHERE i.inhparent = tbl AND NOT k.relispartition))),
+         WHERE i.inhparent = tbl AND NOT k.relispartition),
+        -- The primary key: what entries are filed under and verify_table()
+        -- matches rows by.
+        (SELECT pg_catalog.string_agg(con.conkey::text, ',')
+         FROM pg_catalog.pg_constraint con WHERE con.conrelid = tbl AND con.contype = 'p'))),
     'parts', (SELECT COALESCE(pg_catalog.jsonb_agg(i.inhrelid::bigint), '[]')
               FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class k ON k.oid = i.inhrelid
               WHERE i.inhparent = tbl AND k.relispartition),
@@ -454,6 +463,9 @@ BEGIN
                                                             WHERE k.oid = (x #>> '{}')::oid))
                OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_each_text(g.state -> 'cols') col(cname, typ)
                           WHERE n.state -> 'cols' ? col.cname AND n.state -> 'cols' ->> col.cname <> col.typ)
+               -- A dropped column takes its values with it, unrecorded.
+               OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_object_keys(g.state -> 'cols') k
+                          WHERE NOT n.state -> 'cols' ? k)
                OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_each(COALESCE(g.state -> 'enums', '{}')) en(cname, labels)
                           WHERE n.state -> 'enums' ? en.cname AND NOT (n.state -> 'enums' -> en.cname) @> en.labels))
     FROM now n
@@ -536,6 +548,7 @@ DECLARE
     is_super boolean;
     detail jsonb;
     t text;
+    in_event boolean;
 BEGIN
     SELECT r.rolsuper INTO is_super FROM pg_catalog.pg_roles r
     WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER;
@@ -548,6 +561,28 @@ BEGIN
         RAISE WARNING 'pg_aegis: % %: recorded in the audit trail', what,
             pg_catalog.array_to_string(names, ', ');
         RETURN;
+    END IF;
+    -- Executable by everyone (the guard runs as whoever issues the DDL),
+    -- so a refusal is logged only when it is the guard's: the tables are
+    -- ones the guard finds broken now, or the running command is dropping
+    -- or rewriting (only a sql_drop or table_rewrite event trigger can ask).
+    -- Anyone else gets an error and writes nothing to the server log.
+    IF NOT (names <@ COALESCE((SELECT pg_catalog.array_agg(g.name) FROM aegis.guard_check() g WHERE g.broken), '{}')) THEN
+        BEGIN
+            PERFORM pg_catalog.pg_event_trigger_table_rewrite_oid();
+            in_event := true;
+        EXCEPTION WHEN OTHERS THEN
+            BEGIN
+                PERFORM 1 FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                WHERE d.object_identity = ANY (names);
+                in_event := FOUND;
+            EXCEPTION WHEN OTHERS THEN
+                in_event := false;
+            END;
+        END;
+        IF NOT in_event THEN
+            RAISE EXCEPTION 'aegis.guard_report() reports only what the DDL guard refuses' USING ERRCODE = '42501';
+        END IF;
     END IF;
     RAISE LOG 'pg_aegis: %', (detail || '{"event": "ddl_refused"}')::text;
     RAISE EXCEPTION 'permission denied: % %', what, pg_catalog.array_to_string(names, ', ')
@@ -576,7 +611,7 @@ BEGIN
     FROM aegis.guard_check() g WHERE g.broken;
     IF broken IS NOT NULL THEN
         PERFORM aegis.guard_report(broken, command,
-            'changing row-level security, audit triggers, rules, policies, inheritance, partitions, ownership or column types of protected table');
+            'changing row-level security, audit triggers, rules, policies, inheritance, partitions, ownership, columns or primary key of protected table');
         -- Only a superuser gets here (guard_report refused everyone else):
         -- the change is recorded, and is what the guard compares with now.
         PERFORM aegis.guard_remember();

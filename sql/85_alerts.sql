@@ -1,8 +1,12 @@
 -- Alerts (src/alerts.rs). Metric alerts: rules, the statement trigger that
 -- evaluates them over each insert's new rows, the cooldown state and the
 -- incrementally kept anomaly baselines; alerts go to the alerts table the
--- trigger names and to NOTIFY aegis_alerts (a JSON payload). Security
--- alerts: periodic checks sent through the same channel.
+-- trigger names and to aegis.alert_events. Security alerts: periodic
+-- checks, also to aegis.alert_events. NOTIFY aegis_alerts carries only an
+-- alert's id: any role can LISTEN (and NOTIFY) on any channel, so the
+-- content is read from aegis.alert_events under row-level security, which
+-- only pg_aegis writes (a forged notification names no alert, or one
+-- already delivered).
 REVOKE ALL ON SCHEMA aegis FROM PUBLIC;
 
 CREATE SEQUENCE aegis.alert_rules_id_seq;
@@ -62,6 +66,61 @@ CREATE TABLE aegis.metric_baselines (
 );
 COMMENT ON TABLE aegis.metric_baselines IS
     'Internal: recent mean and variance of each server''s metrics, for anomaly rules';
+
+-- Every alert pg_aegis raised, metric and security: what a notification's
+-- id points to. Only pg_aegis's own definer code writes it (no grants);
+-- readers see what row-level security lets them: admins and auditors all,
+-- DevOps metric alerts, on-call engineers metric alerts of the servers
+-- assigned to them now. Runtime record: not dumped.
+CREATE TABLE aegis.alert_events (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    raised_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    kind       text NOT NULL CHECK (kind IN ('metric', 'security')),
+    alert      text NOT NULL,
+    severity   text NOT NULL,
+    server_id  text,
+    raised_by  name NOT NULL,
+    detail     jsonb NOT NULL
+);
+COMMENT ON TABLE aegis.alert_events IS
+    'Alerts pg_aegis raised (metric and security), read under row-level security; NOTIFY aegis_alerts carries only their id';
+ALTER TABLE aegis.alert_events ENABLE ROW LEVEL SECURITY;
+CREATE POLICY admins_and_auditors ON aegis.alert_events FOR SELECT TO aegis_admin, aegis_auditor USING (true);
+CREATE POLICY devops_metrics ON aegis.alert_events FOR SELECT TO aegis_devops USING (kind = 'metric');
+CREATE POLICY oncall_assigned ON aegis.alert_events FOR SELECT TO aegis_oncall
+    USING (kind = 'metric' AND server_id = ANY ((SELECT aegis.oncall_servers())::text[]));
+GRANT SELECT ON aegis.alert_events TO aegis_admin, aegis_auditor, aegis_devops, aegis_oncall;
+
+-- What a listener does with a notification: the alert it announces, if it
+-- is genuine (pg_aegis's JSON, this database, an id of aegis.alert_events)
+-- and the caller may see it; no row otherwise (a forged payload, garbage,
+-- another database's alert, or one the caller may not read). SECURITY
+-- INVOKER: row-level security decides.
+CREATE FUNCTION aegis.alert_event(notification text) RETURNS SETOF aegis.alert_events
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    j jsonb;
+BEGIN
+    BEGIN
+        j := notification::jsonb;
+    EXCEPTION WHEN invalid_text_representation THEN
+        RETURN;
+    END;
+    IF pg_catalog.jsonb_typeof(j) IS DISTINCT FROM 'object'
+       OR j ->> 'source' IS DISTINCT FROM 'pg_aegis'
+       OR j ->> 'database' IS DISTINCT FROM pg_catalog.current_database()
+       OR pg_catalog.jsonb_typeof(j -> 'id') IS DISTINCT FROM 'number'
+       OR (j ->> 'id') !~ '^[0-9]{1,18}$'
+       OR NOT pg_catalog.has_table_privilege('aegis.alert_events', 'SELECT') THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT e.* FROM aegis.alert_events e WHERE e.id = (j ->> 'id')::bigint;
+END
+$$;
+COMMENT ON FUNCTION aegis.alert_event(text) IS
+    'The alert a NOTIFY aegis_alerts payload announces, if genuine and visible to the caller; no row otherwise';
 
 -- The trigger, attached by create_monitoring_schema() to server_metrics:
 --   CREATE TRIGGER aegis_alerts AFTER INSERT ON monitoring.server_metrics
@@ -134,9 +193,10 @@ COMMENT ON FUNCTION aegis.stale_keys(interval) IS
 -- The checks. SECURITY DEFINER: it reads the audit trail, the keyring's
 -- metadata and the lifecycle catalogs, and keeps its state, for auditors and
 -- the background worker alike; it changes nothing else and takes no input
--- but the flag. Findings are returned; with notify, each is also sent as a
--- NOTIFY aegis_alerts JSON payload, at most once an hour per alert (the
--- worker runs this every aegis.security_check_interval).
+-- but the flag. Findings are returned; with notify, each is also recorded
+-- in aegis.alert_events and announced by NOTIFY aegis_alerts (its id only),
+-- at most once an hour per alert (the worker runs this every
+-- aegis.security_check_interval).
 CREATE FUNCTION aegis.security_alerts(notify boolean DEFAULT true)
 RETURNS TABLE(alert text, severity text, detail jsonb)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -151,6 +211,7 @@ DECLARE
     d bigint;
     prev record;
     names text[];
+    event_id bigint;
 BEGIN
     IF notify IS NULL THEN
         RAISE EXCEPTION 'notify must not be NULL' USING ERRCODE = '22004';
@@ -217,9 +278,11 @@ BEGIN
         RETURN NEXT;
         IF notify AND NOT EXISTS (SELECT 1 FROM aegis.security_alert_state s
                                   WHERE s.alert = f ->> 'alert' AND s.last_at > pg_catalog.now() - interval '1 hour') THEN
-            PERFORM pg_catalog.pg_notify('aegis_alerts', (pg_catalog.jsonb_build_object(
-                'source', 'pg_aegis', 'kind', 'security', 'database', pg_catalog.current_database(),
-                'ts', pg_catalog.now()) || f)::text);
+            INSERT INTO aegis.alert_events (kind, alert, severity, raised_by, detail)
+            VALUES ('security', f ->> 'alert', f ->> 'severity', SESSION_USER, f -> 'detail')
+            RETURNING id INTO event_id;
+            PERFORM pg_catalog.pg_notify('aegis_alerts', pg_catalog.jsonb_build_object(
+                'source', 'pg_aegis', 'database', pg_catalog.current_database(), 'id', event_id)::text);
             INSERT INTO aegis.security_alert_state AS s (alert, last_at) VALUES (f ->> 'alert', pg_catalog.now())
             ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at;
         END IF;
@@ -228,6 +291,36 @@ END
 $$;
 COMMENT ON FUNCTION aegis.security_alerts(boolean) IS
     'Security checks (chain, unsealed entries, denied-access bursts, overdue retention, old keys); notify sends each via NOTIFY aegis_alerts';
+
+-- The background sealer could not take the chain's lock within its bounded
+-- wait: a security alert naming who holds it (pid, role, application,
+-- since when), at most once every 10 minutes; the worker goes on with its
+-- other duties and tries again next round. Internal: the worker (a
+-- superuser) calls it; granted to nobody.
+CREATE FUNCTION aegis.report_blocked_sealer(holders text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    event_id bigint;
+BEGIN
+    IF EXISTS (SELECT 1 FROM aegis.security_alert_state s
+               WHERE s.alert = 'audit_sealer_blocked' AND s.last_at > pg_catalog.now() - interval '10 minutes') THEN
+        RETURN;
+    END IF;
+    INSERT INTO aegis.alert_events (kind, alert, severity, raised_by, detail)
+    VALUES ('security', 'audit_sealer_blocked', 'warning', SESSION_USER,
+            pg_catalog.jsonb_build_object('holders', holders,
+                'hint', 'a session holds a lock on aegis.audit_chain; sealing waits for it (pg_terminate_backend(pid) ends it)'))
+    RETURNING id INTO event_id;
+    PERFORM pg_catalog.pg_notify('aegis_alerts', pg_catalog.jsonb_build_object(
+        'source', 'pg_aegis', 'database', pg_catalog.current_database(), 'id', event_id)::text);
+    INSERT INTO aegis.security_alert_state AS s (alert, last_at) VALUES ('audit_sealer_blocked', pg_catalog.now())
+    ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at;
+END
+$$;
+COMMENT ON FUNCTION aegis.report_blocked_sealer(text) IS
+    'Internal: the background sealer reports who holds the chain''s lock (security alert, at most every 10 minutes)';
 
 GRANT SELECT ON aegis.alert_rules, aegis.alert_state, aegis.metric_baselines, aegis.security_alert_state
     TO aegis_admin, aegis_auditor;

@@ -25,6 +25,7 @@ AS $$
     ('access.rls_forced',          'CC6.1, CC6.3', 'A.5.15, A.8.3',   'Art. 25(2), Art. 32(1)(b)'),
     ('access.no_public_grants',    'CC6.1, CC6.3', 'A.5.15, A.8.3',   'Art. 25(2)'),
     ('access.privileged_members',  'CC6.2, CC6.3', 'A.8.2, A.5.18',   'Art. 32(1)(b)'),
+    ('access.replication',         'CC6.1, CC6.6', 'A.8.2, A.8.3',    'Art. 32(1)(b), Art. 44'),
     ('keys.master_key',            'CC6.1',        'A.8.24',          'Art. 32(1)(a)'),
     ('keys.rotation_age',          'CC6.1',        'A.8.24',          'Art. 32(1)(a)'),
     ('audit.chain_verifies',       'CC7.2, CC4.1', 'A.8.15, A.5.28',  'Art. 5(2), Art. 30'),
@@ -164,6 +165,40 @@ BEGIN
                 remediation := 'Give day-to-day work to non-superuser members; keep superusers out of the aegis roles.';
             ELSE
                 status := 'pass'; detail := 'no superuser or BYPASSRLS role is a member of an aegis role';
+            END IF;
+        WHEN 'access.replication' THEN
+            -- A REPLICATION login streams the whole cluster (or decodes
+            -- every change through a logical slot) past row-level security
+            -- and read auditing; a logical slot of this database holds
+            -- protected rows for whoever reads it; a publication of a
+            -- protected table sends its rows to subscribers, whose apply
+            -- worker writes them with triggers off.
+            SELECT pg_catalog.array_agg(a.rolname::text ORDER BY a.rolname) INTO names
+            FROM pg_catalog.pg_authid a WHERE a.rolreplication AND NOT a.rolsuper;
+            SELECT pg_catalog.array_agg(s.slot_name::text ORDER BY s.slot_name) INTO supers
+            FROM pg_catalog.pg_replication_slots s
+            WHERE s.slot_type = 'logical' AND s.database = pg_catalog.current_database();
+            SELECT pg_catalog.string_agg(DISTINCT pub.pubname::text, ', ') INTO bad
+            FROM pg_catalog.pg_publication pub
+            WHERE pub.puballtables
+               OR EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables pt
+                          WHERE pt.pubname = pub.pubname
+                            AND pg_catalog.format('%I.%I', pt.schemaname, pt.tablename)::regclass::oid = ANY (protected));
+            IF names IS NOT NULL OR supers IS NOT NULL THEN
+                status := 'fail';
+                detail := pg_catalog.concat_ws('; ',
+                    'non-superuser roles with REPLICATION (they can read every protected row through the replication protocol, unaudited): '
+                        || pg_catalog.array_to_string(names, ', '),
+                    'logical replication slots in this database (they decode every change to protected tables): '
+                        || pg_catalog.array_to_string(supers, ', '),
+                    'publications covering protected tables: ' || bad);
+                remediation := 'ALTER ROLE <role> NOREPLICATION for roles that do not run a replica; drop slots no replica uses (pg_drop_replication_slot).';
+            ELSIF bad IS NOT NULL THEN
+                status := 'warn';
+                detail := 'publications covering protected tables (subscribers receive their rows; a subscriber''s apply worker writes with triggers off, so its verify_table() reports rows with no entry): ' || bad;
+                remediation := 'Protect the tables on the subscriber as well, and treat it as holding the same personal data.';
+            ELSE
+                status := 'pass'; detail := 'no non-superuser REPLICATION role, no logical slot in this database, no publication of a protected table';
             END IF;
         WHEN 'keys.master_key' THEN
             mk := aegis.master_key_status();

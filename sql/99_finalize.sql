@@ -109,6 +109,9 @@ TO aegis_admin;
 -- Security checks: admins and auditors (the worker runs them as superuser).
 GRANT EXECUTE ON FUNCTION aegis.security_alerts(boolean), aegis.denied_access_count()
 TO aegis_admin, aegis_auditor;
+-- Reading the alert a notification announces: anyone may ask; row-level
+-- security on aegis.alert_events decides what comes back.
+GRANT EXECUTE ON FUNCTION aegis.alert_event(text) TO PUBLIC;
 -- The compliance report: admins and auditors; the mapping is documentation.
 GRANT EXECUTE ON FUNCTION aegis.compliance_report(), aegis.compliance_report_json() TO aegis_admin, aegis_auditor;
 GRANT EXECUTE ON FUNCTION aegis.compliance_mapping() TO PUBLIC;

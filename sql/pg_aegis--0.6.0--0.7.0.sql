@@ -14,6 +14,61 @@ REVOKE ALL ON SCHEMA aegis FROM PUBLIC;
 DROP FUNCTION aegis.run_restricted(oid, boolean, text, text[]);
 DROP EVENT TRIGGER aegis_guard_end;
 
+-- Every alert pg_aegis raised, metric and security: what a notification's
+-- id points to. Only pg_aegis's own definer code writes it (no grants);
+-- readers see what row-level security lets them: admins and auditors all,
+-- DevOps metric alerts, on-call engineers metric alerts of the servers
+-- assigned to them now. Runtime record: not dumped.
+CREATE TABLE aegis.alert_events (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    raised_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    kind       text NOT NULL CHECK (kind IN ('metric', 'security')),
+    alert      text NOT NULL,
+    severity   text NOT NULL,
+    server_id  text,
+    raised_by  name NOT NULL,
+    detail     jsonb NOT NULL
+);
+COMMENT ON TABLE aegis.alert_events IS
+    'Alerts pg_aegis raised (metric and security), read under row-level security; NOTIFY aegis_alerts carries only their id';
+ALTER TABLE aegis.alert_events ENABLE ROW LEVEL SECURITY;
+CREATE POLICY admins_and_auditors ON aegis.alert_events FOR SELECT TO aegis_admin, aegis_auditor USING (true);
+CREATE POLICY devops_metrics ON aegis.alert_events FOR SELECT TO aegis_devops USING (kind = 'metric');
+CREATE POLICY oncall_assigned ON aegis.alert_events FOR SELECT TO aegis_oncall
+    USING (kind = 'metric' AND server_id = ANY ((SELECT aegis.oncall_servers())::text[]));
+GRANT SELECT ON aegis.alert_events TO aegis_admin, aegis_auditor, aegis_devops, aegis_oncall;
+
+-- What a listener does with a notification: the alert it announces, if it
+-- is genuine (pg_aegis's JSON, this database, an id of aegis.alert_events)
+-- and the caller may see it; no row otherwise (a forged payload, garbage,
+-- another database's alert, or one the caller may not read). SECURITY
+-- INVOKER: row-level security decides.
+CREATE FUNCTION aegis.alert_event(notification text) RETURNS SETOF aegis.alert_events
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    j jsonb;
+BEGIN
+    BEGIN
+        j := notification::jsonb;
+    EXCEPTION WHEN invalid_text_representation THEN
+        RETURN;
+    END;
+    IF pg_catalog.jsonb_typeof(j) IS DISTINCT FROM 'object'
+       OR j ->> 'source' IS DISTINCT FROM 'pg_aegis'
+       OR j ->> 'database' IS DISTINCT FROM pg_catalog.current_database()
+       OR pg_catalog.jsonb_typeof(j -> 'id') IS DISTINCT FROM 'number'
+       OR (j ->> 'id') !~ '^[0-9]{1,18}$'
+       OR NOT pg_catalog.has_table_privilege('aegis.alert_events', 'SELECT') THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT e.* FROM aegis.alert_events e WHERE e.id = (j ->> 'id')::bigint;
+END
+$$;
+COMMENT ON FUNCTION aegis.alert_event(text) IS
+    'The alert a NOTIFY aegis_alerts payload announces, if genuine and visible to the caller; no row otherwise';
+
 -- Runs one statement on a table (target) as a role in a security-restricted
 -- operation (see src/security.rs); rows come back as text arrays, DML as
 -- its row count. Its own reads of the target are recorded by the run's
@@ -143,14 +198,18 @@ COMMENT ON FUNCTION aegis.policy_untrusted_code(oid) IS
 -- next transaction id) and did not abort (an aborted transaction's own
 -- entries are invisible). Any other row outside the chain was inserted by
 -- hand: verify_chain() reports it, and never takes it as an erasure
--- receipt.
+-- receipt. Before the first seal (a new trail, or one restored from a dump,
+-- whose entries carry another cluster's transaction ids) every entry is
+-- waiting: the first seal takes them all.
 CREATE FUNCTION aegis.entry_may_be_pending(x xid8) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
-SELECT x >= COALESCE((SELECT s.horizon FROM aegis.audit_seal_state s), '0'::xid8)
-   AND CASE WHEN x >= pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()) THEN false
-            ELSE COALESCE(pg_catalog.pg_xact_status(x), 'committed') <> 'aborted' END
+SELECT CASE WHEN h.horizon IS NULL THEN true
+            ELSE x >= h.horizon
+                 AND CASE WHEN x >= pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()) THEN false
+                          ELSE COALESCE(pg_catalog.pg_xact_status(x), 'committed') <> 'aborted' END END
+FROM (SELECT (SELECT s.horizon FROM aegis.audit_seal_state s) AS horizon) h
 $$;
 COMMENT ON FUNCTION aegis.entry_may_be_pending(xid8) IS
     'Internal: can an entry of this transaction still be waiting for the chain (assigned, not aborted, at or above the horizon)?';
@@ -172,7 +231,7 @@ BEGIN
     FROM aegis.guard_check() g WHERE g.broken;
     IF broken IS NOT NULL THEN
         PERFORM aegis.guard_report(broken, command,
-            'changing row-level security, audit triggers, rules, policies, inheritance, partitions, ownership or column types of protected table');
+            'changing row-level security, audit triggers, rules, policies, inheritance, partitions, ownership, columns or primary key of protected table');
         -- Only a superuser gets here (guard_report refused everyone else):
         -- the change is recorded, and is what the guard compares with now.
         PERFORM aegis.guard_remember();
@@ -181,6 +240,36 @@ END
 $$;
 COMMENT ON FUNCTION aegis.guard_verify(text) IS
     'Internal: refuse (non-superuser) or record (superuser) a command that left protected tables broken';
+
+-- The background sealer could not take the chain's lock within its bounded
+-- wait: a security alert naming who holds it (pid, role, application,
+-- since when), at most once every 10 minutes; the worker goes on with its
+-- other duties and tries again next round. Internal: the worker (a
+-- superuser) calls it; granted to nobody.
+CREATE FUNCTION aegis.report_blocked_sealer(holders text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    event_id bigint;
+BEGIN
+    IF EXISTS (SELECT 1 FROM aegis.security_alert_state s
+               WHERE s.alert = 'audit_sealer_blocked' AND s.last_at > pg_catalog.now() - interval '10 minutes') THEN
+        RETURN;
+    END IF;
+    INSERT INTO aegis.alert_events (kind, alert, severity, raised_by, detail)
+    VALUES ('security', 'audit_sealer_blocked', 'warning', SESSION_USER,
+            pg_catalog.jsonb_build_object('holders', holders,
+                'hint', 'a session holds a lock on aegis.audit_chain; sealing waits for it (pg_terminate_backend(pid) ends it)'))
+    RETURNING id INTO event_id;
+    PERFORM pg_catalog.pg_notify('aegis_alerts', pg_catalog.jsonb_build_object(
+        'source', 'pg_aegis', 'database', pg_catalog.current_database(), 'id', event_id)::text);
+    INSERT INTO aegis.security_alert_state AS s (alert, last_at) VALUES ('audit_sealer_blocked', pg_catalog.now())
+    ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at;
+END
+$$;
+COMMENT ON FUNCTION aegis.report_blocked_sealer(text) IS
+    'Internal: the background sealer reports who holds the chain''s lock (security alert, at most every 10 minutes)';
 
 -- Run one DDL statement on a user table as the table's owner, in a
 -- security-restricted operation (aegis.run_restricted): whatever the
@@ -270,7 +359,8 @@ COMMENT ON FUNCTION aegis.check_policy(regclass, jsonb) IS
 -- function, operator and view they use, its inheritance children (rows
 -- seen through it but written around its trigger), its partitions
 -- (detached or dropped, their rows leave it unaudited), and the types of
--- its columns. Everything by OID, not by name: renaming a schema, a role or
+-- its columns, dropped columns and its primary key. Everything by OID, not
+-- by name: renaming a schema, a role or
 -- a function changes nothing a table shows. New partitions are fine: they
 -- come out protected (guard_protect_partitions). New columns are fine.
 CREATE OR REPLACE FUNCTION aegis.guard_state(tbl oid) RETURNS jsonb
@@ -304,7 +394,11 @@ SELECT pg_catalog.jsonb_build_object(
          WHERE u.classid = 'pg_catalog.pg_class'::regclass AND v.relkind IN ('v', 'm')),
         (SELECT pg_catalog.string_agg(i.inhrelid::text, ',' ORDER BY 1)
          FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class k ON k.oid = i.inhrelid
-         WHERE i.inhparent = tbl AND NOT k.relispartition))),
+         WHERE i.inhparent = tbl AND NOT k.relispartition),
+        -- The primary key: what entries are filed under and verify_table()
+        -- matches rows by.
+        (SELECT pg_catalog.string_agg(con.conkey::text, ',')
+         FROM pg_catalog.pg_constraint con WHERE con.conrelid = tbl AND con.contype = 'p'))),
     'parts', (SELECT COALESCE(pg_catalog.jsonb_agg(i.inhrelid::bigint), '[]')
               FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class k ON k.oid = i.inhrelid
               WHERE i.inhparent = tbl AND k.relispartition),
@@ -366,6 +460,9 @@ BEGIN
                                                             WHERE k.oid = (x #>> '{}')::oid))
                OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_each_text(g.state -> 'cols') col(cname, typ)
                           WHERE n.state -> 'cols' ? col.cname AND n.state -> 'cols' ->> col.cname <> col.typ)
+               -- A dropped column takes its values with it, unrecorded.
+               OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_object_keys(g.state -> 'cols') k
+                          WHERE NOT n.state -> 'cols' ? k)
                OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_each(COALESCE(g.state -> 'enums', '{}')) en(cname, labels)
                           WHERE n.state -> 'enums' ? en.cname AND NOT (n.state -> 'enums' -> en.cname) @> en.labels))
     FROM now n
@@ -712,9 +809,10 @@ COMMENT ON FUNCTION aegis.erase_subject(text, boolean) IS
 -- The checks. SECURITY DEFINER: it reads the audit trail, the keyring's
 -- metadata and the lifecycle catalogs, and keeps its state, for auditors and
 -- the background worker alike; it changes nothing else and takes no input
--- but the flag. Findings are returned; with notify, each is also sent as a
--- NOTIFY aegis_alerts JSON payload, at most once an hour per alert (the
--- worker runs this every aegis.security_check_interval).
+-- but the flag. Findings are returned; with notify, each is also recorded
+-- in aegis.alert_events and announced by NOTIFY aegis_alerts (its id only),
+-- at most once an hour per alert (the worker runs this every
+-- aegis.security_check_interval).
 CREATE OR REPLACE FUNCTION aegis.security_alerts(notify boolean DEFAULT true)
 RETURNS TABLE(alert text, severity text, detail jsonb)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -729,6 +827,7 @@ DECLARE
     d bigint;
     prev record;
     names text[];
+    event_id bigint;
 BEGIN
     IF notify IS NULL THEN
         RAISE EXCEPTION 'notify must not be NULL' USING ERRCODE = '22004';
@@ -795,9 +894,11 @@ BEGIN
         RETURN NEXT;
         IF notify AND NOT EXISTS (SELECT 1 FROM aegis.security_alert_state s
                                   WHERE s.alert = f ->> 'alert' AND s.last_at > pg_catalog.now() - interval '1 hour') THEN
-            PERFORM pg_catalog.pg_notify('aegis_alerts', (pg_catalog.jsonb_build_object(
-                'source', 'pg_aegis', 'kind', 'security', 'database', pg_catalog.current_database(),
-                'ts', pg_catalog.now()) || f)::text);
+            INSERT INTO aegis.alert_events (kind, alert, severity, raised_by, detail)
+            VALUES ('security', f ->> 'alert', f ->> 'severity', SESSION_USER, f -> 'detail')
+            RETURNING id INTO event_id;
+            PERFORM pg_catalog.pg_notify('aegis_alerts', pg_catalog.jsonb_build_object(
+                'source', 'pg_aegis', 'database', pg_catalog.current_database(), 'id', event_id)::text);
             INSERT INTO aegis.security_alert_state AS s (alert, last_at) VALUES (f ->> 'alert', pg_catalog.now())
             ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at;
         END IF;
@@ -843,11 +944,351 @@ $$;
 COMMENT ON FUNCTION aegis.guard_ddl_end() IS
     'Internal event trigger: protect new partitions; refuse or record a DDL command that weakened a protected table';
 
+-- Refuse (non-superusers) or record (superusers) a change that left tables
+-- in "broken" non-compliant. The refusal is also written to the server log
+-- as a JSON line, which survives the rollback.
+CREATE OR REPLACE FUNCTION aegis.guard_report(names text[], command text, what text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    is_super boolean;
+    detail jsonb;
+    t text;
+    in_event boolean;
+BEGIN
+    SELECT r.rolsuper INTO is_super FROM pg_catalog.pg_roles r
+    WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER;
+    detail := pg_catalog.jsonb_build_object('command', command, 'change', what,
+        'tables', pg_catalog.to_jsonb(names), 'user', CURRENT_USER, 'session_user', SESSION_USER);
+    IF COALESCE(is_super, false) THEN
+        FOREACH t IN ARRAY names LOOP
+            PERFORM aegis.audit_event('DDL', t, detail);
+        END LOOP;
+        RAISE WARNING 'pg_aegis: % %: recorded in the audit trail', what,
+            pg_catalog.array_to_string(names, ', ');
+        RETURN;
+    END IF;
+    -- Executable by everyone (the guard runs as whoever issues the DDL),
+    -- so a refusal is logged only when it is the guard's: the tables are
+    -- ones the guard finds broken now, or the running command is dropping
+    -- or rewriting (only a sql_drop or table_rewrite event trigger can ask).
+    -- Anyone else gets an error and writes nothing to the server log.
+    IF NOT (names <@ COALESCE((SELECT pg_catalog.array_agg(g.name) FROM aegis.guard_check() g WHERE g.broken), '{}')) THEN
+        BEGIN
+            PERFORM pg_catalog.pg_event_trigger_table_rewrite_oid();
+            in_event := true;
+        EXCEPTION WHEN OTHERS THEN
+            BEGIN
+                PERFORM 1 FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                WHERE d.object_identity = ANY (names);
+                in_event := FOUND;
+            EXCEPTION WHEN OTHERS THEN
+                in_event := false;
+            END;
+        END;
+        IF NOT in_event THEN
+            RAISE EXCEPTION 'aegis.guard_report() reports only what the DDL guard refuses' USING ERRCODE = '42501';
+        END IF;
+    END IF;
+    RAISE LOG 'pg_aegis: %', (detail || '{"event": "ddl_refused"}')::text;
+    RAISE EXCEPTION 'permission denied: % %', what, pg_catalog.array_to_string(names, ', ')
+        USING ERRCODE = '42501',
+              DETAIL = 'Row-level security and the audit triggers of tables protected by pg_aegis stay on.',
+              HINT = 'An aegis_admin can unprotect the table first (aegis.unprotect), which is itself audited.';
+END
+$$;
+COMMENT ON FUNCTION aegis.guard_report(text[], text, text) IS
+    'Internal: refuse (non-superuser) or record (superuser) a change that weakened protected tables';
+
+-- Which requirement each control evidences. Data, so auditors can read the
+-- mapping itself (SOC 2 Trust Services Criteria 2017; ISO/IEC 27001:2022
+-- Annex A; GDPR articles).
+CREATE OR REPLACE FUNCTION aegis.compliance_mapping()
+RETURNS TABLE(control text, soc2 text, iso27001 text, gdpr text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+    VALUES
+    ('tls.ssl_enabled',            'CC6.7',        'A.8.24, A.8.20',  'Art. 32(1)(a)'),
+    ('tls.hba_hostssl_only',       'CC6.7',        'A.8.20, A.8.21',  'Art. 32(1)(a)'),
+    ('auth.password_encryption',   'CC6.1',        'A.5.17, A.8.5',   'Art. 32(1)(b)'),
+    ('access.rls_forced',          'CC6.1, CC6.3', 'A.5.15, A.8.3',   'Art. 25(2), Art. 32(1)(b)'),
+    ('access.no_public_grants',    'CC6.1, CC6.3', 'A.5.15, A.8.3',   'Art. 25(2)'),
+    ('access.privileged_members',  'CC6.2, CC6.3', 'A.8.2, A.5.18',   'Art. 32(1)(b)'),
+    ('access.replication',         'CC6.1, CC6.6', 'A.8.2, A.8.3',    'Art. 32(1)(b), Art. 44'),
+    ('keys.master_key',            'CC6.1',        'A.8.24',          'Art. 32(1)(a)'),
+    ('keys.rotation_age',          'CC6.1',        'A.8.24',          'Art. 32(1)(a)'),
+    ('audit.chain_verifies',       'CC7.2, CC4.1', 'A.8.15, A.5.28',  'Art. 5(2), Art. 30'),
+    ('audit.sealed_recently',      'CC7.2',        'A.8.15, A.8.16',  'Art. 5(2)'),
+    ('audit.read_auditing',        'CC7.2',        'A.8.15',          'Art. 5(2), Art. 32(1)(d)'),
+    ('lifecycle.retention_applied','C1.2',         'A.5.33, A.8.10',  'Art. 5(1)(e), Art. 17'),
+    ('classification.complete',    'C1.1',         'A.5.12, A.5.9',   'Art. 30, Art. 25(1)')
+$$;
+COMMENT ON FUNCTION aegis.compliance_mapping() IS
+    'The SOC 2 / ISO 27001 / GDPR requirements each compliance_report() control evidences';
+
+-- SECURITY DEFINER: the checks read what only superusers may (pg_hba rules,
+-- password hashes' format, the master key's file, the seal state); the
+-- report returns verdicts and names (roles, tables, columns, hba lines),
+-- never secrets. Takes no input. EXECUTE: aegis_admin, aegis_auditor.
+CREATE OR REPLACE FUNCTION aegis.compliance_report()
+RETURNS TABLE(control text, status text, detail text, remediation text, evidence_for text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    members oid[];
+    protected oid[];
+    names text[];
+    supers text[];
+    bad text;
+    n bigint;
+    m bigint;
+    t timestamptz;
+    v record;
+    mk jsonb;
+    c record;
+BEGIN
+    -- The aegis roles and every role that is a member of one, however
+    -- indirectly (pg_auth_members: superusers are not members by default).
+    WITH RECURSIVE r(oid) AS (
+        SELECT a.oid FROM pg_catalog.pg_authid a WHERE a.rolname LIKE 'aegis\_%'
+        UNION
+        SELECT m.member FROM pg_catalog.pg_auth_members m JOIN r ON m.roleid = r.oid
+    )
+    SELECT pg_catalog.array_agg(r.oid) INTO members FROM r;
+    -- Protected tables and their partitions.
+    protected := ARRAY(SELECT e.relid::oid FROM aegis.rls_enforced e
+                       UNION SELECT pt.relid FROM aegis.rls_enforced e, pg_catalog.pg_partition_tree(e.relid) pt);
+
+    FOR c IN SELECT * FROM aegis.compliance_mapping() LOOP
+        control := c.control;
+        evidence_for := pg_catalog.format('SOC 2 %s | ISO 27001 %s | GDPR %s', c.soc2, c.iso27001, c.gdpr);
+        remediation := NULL;
+        CASE c.control
+        WHEN 'tls.ssl_enabled' THEN
+            IF pg_catalog.current_setting('ssl') = 'on' THEN
+                status := 'pass'; detail := 'ssl = on';
+            ELSE
+                status := 'fail'; detail := 'ssl = off: connections are not encrypted';
+                remediation := 'Set ssl = on with ssl_cert_file and ssl_key_file in postgresql.conf and reload.';
+            END IF;
+        WHEN 'tls.hba_hostssl_only' THEN
+            -- A host/hostnossl rule that admits aegis roles (by name, +group,
+            -- or "all") lets them in without TLS, unless an earlier
+            -- "hostnossl all all ... reject" line catches those connections.
+            SELECT pg_catalog.string_agg(pg_catalog.format('line %s: %s %s %s %s %s', h.line_number, h.type,
+                       pg_catalog.array_to_string(h.database, ','), pg_catalog.array_to_string(h.user_name, ','),
+                       COALESCE(h.address, 'all'), h.auth_method), '; ' ORDER BY h.line_number)
+            INTO bad
+            FROM pg_catalog.pg_hba_file_rules h
+            WHERE h.error IS NULL AND h.type IN ('host', 'hostnossl') AND h.auth_method <> 'reject'
+              AND (h.user_name @> '{all}'
+                   OR EXISTS (SELECT 1 FROM pg_catalog.unnest(h.user_name) u
+                              JOIN pg_catalog.pg_authid a ON a.rolname = pg_catalog.ltrim(u, '+')
+                              WHERE a.oid = ANY (members)))
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_hba_file_rules e
+                              WHERE e.error IS NULL AND e.line_number < h.line_number AND e.type = 'hostnossl'
+                                AND e.auth_method = 'reject' AND e.database @> '{all}' AND e.user_name @> '{all}');
+            IF bad IS NULL THEN
+                status := 'pass'; detail := 'no pg_hba.conf rule admits aegis roles without TLS';
+            ELSE
+                status := 'fail'; detail := 'non-TLS connections allowed: ' || bad;
+                remediation := 'Use hostssl for these lines (or add "hostnossl all all 0.0.0.0/0 reject" and "hostnossl all all ::/0 reject" first), then reload.';
+            END IF;
+        WHEN 'auth.password_encryption' THEN
+            SELECT pg_catalog.array_agg(a.rolname::text ORDER BY a.rolname) INTO names
+            FROM pg_catalog.pg_authid a
+            WHERE a.oid = ANY (members) AND a.rolpassword IS NOT NULL AND a.rolpassword NOT LIKE 'SCRAM-SHA-256$%';
+            -- The server's (or role's and database's) setting, not a SET in
+            -- this session.
+            SELECT s.reset_val INTO bad FROM pg_catalog.pg_settings s WHERE s.name = 'password_encryption';
+            IF bad <> 'scram-sha-256' THEN
+                status := 'fail';
+                detail := pg_catalog.format('password_encryption = %s', bad);
+                remediation := 'Set password_encryption = scram-sha-256, reload, and have the roles set their passwords again.';
+            ELSIF names IS NOT NULL THEN
+                status := 'fail';
+                detail := 'roles with a non-SCRAM password: ' || pg_catalog.array_to_string(names, ', ');
+                remediation := 'Have these roles set their password again (\password in psql) now that scram-sha-256 is the default.';
+            ELSE
+                status := 'pass'; detail := 'password_encryption = scram-sha-256; no aegis role has an older password hash';
+            END IF;
+        WHEN 'access.rls_forced' THEN
+            SELECT pg_catalog.count(*), pg_catalog.array_agg(x.relid::regclass::text ORDER BY x.relid::regclass::text)
+                       FILTER (WHERE NOT (k.relrowsecurity AND k.relforcerowsecurity))
+            INTO n, names
+            FROM pg_catalog.unnest(protected) x(relid)
+            JOIN pg_catalog.pg_class k ON k.oid = x.relid;
+            IF names IS NULL THEN
+                status := CASE WHEN n = 0 THEN 'warn' ELSE 'pass' END;
+                detail := CASE WHEN n = 0 THEN 'no protected tables' ELSE pg_catalog.format('%s protected tables and partitions: RLS enabled and forced', n) END;
+                remediation := CASE WHEN n = 0 THEN 'Protect the tables holding monitoring data: SELECT aegis.protect(''<table>'');' END;
+            ELSE
+                status := 'fail'; detail := 'RLS not enabled and forced on: ' || pg_catalog.array_to_string(names, ', ');
+                remediation := 'SELECT aegis.protect(''<table>'') again for each (it enables and forces RLS).';
+            END IF;
+        WHEN 'access.no_public_grants' THEN
+            SELECT pg_catalog.array_agg(DISTINCT x.relid::regclass::text) INTO names
+            FROM pg_catalog.unnest(protected) x(relid)
+            JOIN pg_catalog.pg_class k ON k.oid = x.relid
+            WHERE EXISTS (SELECT 1 FROM pg_catalog.aclexplode(k.relacl) g WHERE g.grantee = 0);
+            IF names IS NULL THEN
+                status := 'pass'; detail := 'no protected table grants anything to PUBLIC';
+            ELSE
+                status := 'fail'; detail := 'PUBLIC has privileges on: ' || pg_catalog.array_to_string(names, ', ');
+                remediation := 'REVOKE ALL ON <table> FROM PUBLIC; grant the aegis roles what they need instead.';
+            END IF;
+        WHEN 'access.privileged_members' THEN
+            SELECT pg_catalog.array_agg(a.rolname::text ORDER BY a.rolname) FILTER (WHERE a.rolbypassrls AND NOT a.rolsuper),
+                   pg_catalog.array_agg(a.rolname::text ORDER BY a.rolname) FILTER (WHERE a.rolsuper)
+            INTO names, supers
+            FROM pg_catalog.pg_authid a WHERE a.oid = ANY (members);
+            IF names IS NOT NULL THEN
+                status := 'fail';
+                detail := 'BYPASSRLS members of aegis roles (row-level security does not apply to them): '
+                          || pg_catalog.array_to_string(names, ', ');
+                remediation := 'ALTER ROLE <role> NOBYPASSRLS, or take it out of the aegis roles.';
+            ELSIF supers IS NOT NULL THEN
+                status := 'warn';
+                detail := 'superusers that are members of aegis roles: ' || pg_catalog.array_to_string(supers, ', ');
+                remediation := 'Give day-to-day work to non-superuser members; keep superusers out of the aegis roles.';
+            ELSE
+                status := 'pass'; detail := 'no superuser or BYPASSRLS role is a member of an aegis role';
+            END IF;
+        WHEN 'access.replication' THEN
+            -- A REPLICATION login streams the whole cluster (or decodes
+            -- every change through a logical slot) past row-level security
+            -- and read auditing; a logical slot of this database holds
+            -- protected rows for whoever reads it; a publication of a
+            -- protected table sends its rows to subscribers, whose apply
+            -- worker writes them with triggers off.
+            SELECT pg_catalog.array_agg(a.rolname::text ORDER BY a.rolname) INTO names
+            FROM pg_catalog.pg_authid a WHERE a.rolreplication AND NOT a.rolsuper;
+            SELECT pg_catalog.array_agg(s.slot_name::text ORDER BY s.slot_name) INTO supers
+            FROM pg_catalog.pg_replication_slots s
+            WHERE s.slot_type = 'logical' AND s.database = pg_catalog.current_database();
+            SELECT pg_catalog.string_agg(DISTINCT pub.pubname::text, ', ') INTO bad
+            FROM pg_catalog.pg_publication pub
+            WHERE pub.puballtables
+               OR EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables pt
+                          WHERE pt.pubname = pub.pubname
+                            AND pg_catalog.format('%I.%I', pt.schemaname, pt.tablename)::regclass::oid = ANY (protected));
+            IF names IS NOT NULL OR supers IS NOT NULL THEN
+                status := 'fail';
+                detail := pg_catalog.concat_ws('; ',
+                    'non-superuser roles with REPLICATION (they can read every protected row through the replication protocol, unaudited): '
+                        || pg_catalog.array_to_string(names, ', '),
+                    'logical replication slots in this database (they decode every change to protected tables): '
+                        || pg_catalog.array_to_string(supers, ', '),
+                    'publications covering protected tables: ' || bad);
+                remediation := 'ALTER ROLE <role> NOREPLICATION for roles that do not run a replica; drop slots no replica uses (pg_drop_replication_slot).';
+            ELSIF bad IS NOT NULL THEN
+                status := 'warn';
+                detail := 'publications covering protected tables (subscribers receive their rows; a subscriber''s apply worker writes with triggers off, so its verify_table() reports rows with no entry): ' || bad;
+                remediation := 'Protect the tables on the subscriber as well, and treat it as holding the same personal data.';
+            ELSE
+                status := 'pass'; detail := 'no non-superuser REPLICATION role, no logical slot in this database, no publication of a protected table';
+            END IF;
+        WHEN 'keys.master_key' THEN
+            mk := aegis.master_key_status();
+            IF (mk ->> 'ok')::boolean THEN
+                status := 'pass'; detail := pg_catalog.format('master key from a %s; it loads', mk ->> 'source');
+            ELSIF (mk ->> 'configured')::boolean THEN
+                status := 'fail'; detail := 'the master key does not load: ' || (mk ->> 'problem');
+                remediation := 'The key file must be owned by the server''s user, mode 600, holding 64 hex digits (or the command must print them).';
+            ELSE
+                status := 'fail'; detail := 'no master key configured: no column encryption, pseudonyms or signed heads';
+                remediation := 'Set aegis.master_key_file (or aegis.master_key_command) in postgresql.conf and reload.';
+            END IF;
+        WHEN 'keys.rotation_age' THEN
+            SELECT k.total, k.stale INTO n, names FROM aegis.stale_keys(interval '365 days') k;
+            IF names IS NULL THEN
+                status := 'pass'; detail := pg_catalog.format('%s keys, every current version younger than 365 days', n);
+            ELSE
+                status := 'warn'; detail := 'current version older than 365 days: ' || pg_catalog.array_to_string(names, ', ');
+                remediation := 'SELECT aegis.rotate_key(''<name>''); then re-encrypt with aegis.reencrypt() and retire the old version.';
+            END IF;
+        WHEN 'audit.chain_verifies' THEN
+            SELECT * INTO v FROM aegis.verify_chain();
+            IF v.ok THEN
+                status := 'pass'; detail := pg_catalog.format('%s sealed entries verify', v.entries_checked);
+            ELSE
+                status := 'fail';
+                detail := pg_catalog.format('at position %s: %s', v.first_bad_position, v.problem);
+                remediation := 'Investigate now: compare with a head saved outside the database (aegis.verify_chain(head)) and the server log.';
+            END IF;
+        WHEN 'audit.sealed_recently' THEN
+            SELECT u.entries INTO n FROM aegis.unsealed_entries(interval '10 minutes') u;
+            SELECT s.sealed_at INTO t FROM aegis.audit_seal_state s;
+            IF n = 0 THEN
+                status := 'pass';
+                detail := COALESCE('last sealed ' || t::text, 'nothing waiting to be sealed') || '; no entry waits longer than 10 minutes';
+            ELSE
+                status := 'fail'; detail := pg_catalog.format('%s entries older than 10 minutes are not sealed', n);
+                remediation := 'Add this database to aegis.seal_databases (library preloaded) or run SELECT aegis.seal(); on a schedule.';
+            END IF;
+        WHEN 'audit.read_auditing' THEN
+            SELECT pg_catalog.array_agg(p.relid::text ORDER BY p.relid::text) INTO names
+            FROM aegis.protected_tables p WHERE (p.policy ->> 'audit_reads')::boolean;
+            IF EXISTS (SELECT 1 FROM aegis.build_info() b WHERE b.item = 'preloaded' AND b.value = 'true') THEN
+                status := 'pass';
+                detail := CASE WHEN pg_catalog.current_setting('aegis.audit_reads', true) = 'on'
+                               THEN 'reads of every protected table are recorded (aegis.audit_reads = on)'
+                               ELSE 'reads recorded for: ' || COALESCE(pg_catalog.array_to_string(names, ', '), 'no table asks for it') END;
+            ELSIF names IS NULL THEN
+                status := 'pass'; detail := 'no table asks for read auditing';
+            ELSE
+                status := 'fail';
+                detail := 'pg_aegis is not preloaded: reads of these tables are not recorded: ' || pg_catalog.array_to_string(names, ', ');
+                remediation := 'Set shared_preload_libraries = ''pg_aegis'' in postgresql.conf and restart.';
+            END IF;
+        WHEN 'lifecycle.retention_applied' THEN
+            SELECT pg_catalog.count(*), pg_catalog.sum(r.rows_affected),
+                   pg_catalog.array_agg(pg_catalog.format('%s: %s', r.table_name, COALESCE(r.rows_affected::text, 'policy cannot run'))
+                                        ORDER BY r.table_name) FILTER (WHERE r.rows_affected IS DISTINCT FROM 0)
+            INTO n, m, names
+            FROM aegis.apply_retention(dry_run => true) r;
+            IF n = 0 THEN
+                status := 'warn'; detail := 'no retention policies: data is kept for ever';
+                remediation := 'SELECT aegis.set_retention(''<table>'', ''<period>'', ''<time column>'');';
+            ELSIF names IS NULL THEN
+                status := 'pass'; detail := pg_catalog.format('%s retention policies; no expired row outside legal holds', n);
+            ELSE
+                status := 'fail'; detail := 'expired rows outside legal holds: ' || pg_catalog.array_to_string(names, ', ');
+                remediation := 'SELECT * FROM aegis.apply_retention(); and schedule it: SELECT aegis.schedule_retention(''0 3 * * *'');';
+            END IF;
+        WHEN 'classification.complete' THEN
+            -- Columns added to a protected table since protect() last ran and
+            -- not classified since: personal data may be arriving unnoticed.
+            SELECT pg_catalog.array_agg(pg_catalog.format('%s.%I', p.relid::text, a.attname) ORDER BY p.relid::text, a.attnum)
+            INTO names
+            FROM aegis.protected_tables p
+            JOIN pg_catalog.pg_attribute a ON a.attrelid = p.relid AND a.attnum > 0 AND NOT a.attisdropped
+            WHERE p.known_columns IS NOT NULL AND NOT a.attname = ANY (p.known_columns)
+              AND NOT EXISTS (SELECT 1 FROM aegis.column_classes cc WHERE cc.relid = p.relid AND cc.column_name = a.attname);
+            IF names IS NULL THEN
+                status := 'pass'; detail := 'every column added since protection is classified';
+            ELSE
+                status := 'warn'; detail := 'unclassified columns added since protect(): ' || pg_catalog.array_to_string(names, ', ');
+                remediation := 'Classify them: SELECT aegis.protect(''<table>'', <policy with the new columns>); (public columns too).';
+            END IF;
+        END CASE;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION aegis.compliance_report() IS
+    'The controls pg_aegis can check (pass/warn/fail), with detail, remediation and the SOC 2/ISO 27001/GDPR requirements they evidence';
+
 -- Grants (99_finalize.sql).
 REVOKE EXECUTE ON FUNCTION aegis.run_restricted(oid, regclass, boolean, text, text[]),
-    aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid), aegis.entry_may_be_pending(xid8), aegis.guard_verify(text) FROM PUBLIC;
+    aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid), aegis.entry_may_be_pending(xid8), aegis.guard_verify(text), aegis.report_blocked_sealer(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid) TO aegis_admin;
 GRANT EXECUTE ON FUNCTION aegis.guard_verify(text) TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION aegis.alert_event(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.alert_event(text) TO PUBLIC;
 
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;
 

@@ -1,9 +1,10 @@
 //! Metric alerts: a statement-level trigger on a metrics table (the
 //! reference schema's `server_metrics`) evaluates `aegis.alert_rules` over
 //! the statement's new rows (its transition table), writes an alert to the
-//! alerts table named by the trigger's argument and sends
-//! `NOTIFY aegis_alerts` with a JSON payload, at most once per rule and
-//! server within the rule's cooldown.
+//! alerts table named by the trigger's argument and to `aegis.alert_events`
+//! (read under row-level security), and sends `NOTIFY aegis_alerts` with
+//! only the event's id, at most once per rule and server within the rule's
+//! cooldown.
 //!
 //! Threshold rules compare a column with a constant. Anomaly rules compare
 //! with that server's recent mean: per (table, metric, server) a count, mean
@@ -213,6 +214,10 @@ fn evaluate(
         return Ok(0);
     }
     let newtab = quote_ident(new_rows);
+    // Whose insert raised the alerts (before switching to the extension
+    // owner, who writes them).
+    // SAFETY: the current user of the running statement.
+    let collector = crate::audit::role_name(unsafe { pg_sys::GetUserId() });
     with_safe_search_path(|| {
         as_extension_owner(|| {
             Spi::connect_mut(|client| {
@@ -385,7 +390,6 @@ fn evaluate(
                         .get_one::<i64>()
                         .map_err(spi_error)?;
                     let mut payload = serde_json::json!({
-                        "source": "pg_aegis",
                         "kind": if c.rule.anomaly { "anomaly" } else { "threshold" },
                         "alert_id": id,
                         "rule": c.rule.name,
@@ -406,11 +410,32 @@ fn evaluate(
                             m.insert("threshold".into(), c.rule.threshold.into());
                         }
                     }
+                    // The content goes where row-level security decides
+                    // who reads it; the notification carries only its id.
+                    let event: Option<i64> = client
+                        .update(
+                            "INSERT INTO aegis.alert_events (kind, alert, severity, server_id, raised_by, detail) \
+                             VALUES ('metric', $1, $2, $3, $4, $5::pg_catalog.jsonb) RETURNING id",
+                            None,
+                            &[
+                                c.rule.name.clone().into(),
+                                c.rule.severity.clone().into(),
+                                c.server_id.clone().into(),
+                                collector.as_str().into(),
+                                payload.to_string().into(),
+                            ],
+                        )
+                        .map_err(spi_error)?
+                        .first()
+                        .get_one::<i64>()
+                        .map_err(spi_error)?;
                     client
                         .select(
-                            "SELECT pg_catalog.pg_notify('aegis_alerts', $1)",
+                            "SELECT pg_catalog.pg_notify('aegis_alerts', \
+                                    pg_catalog.jsonb_build_object('source', 'pg_aegis', \
+                                        'database', pg_catalog.current_database(), 'id', $1::pg_catalog.int8)::pg_catalog.text)",
                             None,
-                            &[payload.to_string().into()],
+                            &[event.into()],
                         )
                         .map_err(spi_error)?;
                     fired += 1;
@@ -513,6 +538,36 @@ pub(crate) fn run_security_checks() -> Result<i64, AegisError> {
                 .get_one::<i64>()
                 .map_err(spi_error)?
                 .unwrap_or(0))
+        })
+    })
+}
+
+/// The background sealer could not take the chain's lock: a security alert
+/// naming who holds it (aegis.report_blocked_sealer, rate-limited there).
+pub(crate) fn report_blocked_sealer(holders: &str) -> Result<(), AegisError> {
+    with_safe_search_path(|| {
+        Spi::connect_mut(|client| {
+            let has = client
+                .select(
+                    "SELECT pg_catalog.to_regprocedure('aegis.report_blocked_sealer(text)') IS NOT NULL",
+                    None,
+                    &[],
+                )
+                .map_err(spi_error)?
+                .first()
+                .get_one::<bool>()
+                .map_err(spi_error)?
+                .unwrap_or(false);
+            if has {
+                client
+                    .update(
+                        "SELECT aegis.report_blocked_sealer($1)",
+                        None,
+                        &[holders.into()],
+                    )
+                    .map_err(spi_error)?;
+            }
+            Ok(())
         })
     })
 }

@@ -25,9 +25,9 @@ use std::rc::Rc;
 
 /// The keyring key whose pseudonyms replace pii and subject_id values (the
 /// default of `aegis.pseudonymize()`, so they join with it).
-const PSEUDONYM_KEY: &str = "pseudonym";
+pub(crate) const PSEUDONYM_KEY: &str = "pseudonym";
 /// The keyring key that signs chain heads, used for nothing else.
-const HEAD_KEY: &str = "audit_head";
+pub(crate) const HEAD_KEY: &str = "audit_head";
 /// Columns of aegis.audit_log, in order.
 const AUDIT_LOG_NATTS: usize = 17;
 
@@ -1527,16 +1527,72 @@ pub(crate) fn hash32(v: Option<Vec<u8>>) -> [u8; 32] {
 /// How many entries one sealing round reads at a time.
 const SEAL_BATCH: i64 = 20_000;
 
-/// One sealing round (aegis.seal() and the background sealer).
-pub(crate) fn seal_impl() -> Result<i64, AegisError> {
+/// How long the background sealer waits for the chain's lock before it
+/// gives up this round (and reports who holds it).
+const WORKER_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Who holds a lock on aegis.audit_chain that a sealer's lock conflicts
+/// with (pid, role, application, since when), for the worker's report.
+fn chain_lock_holders() -> String {
+    crate::spi::get_one::<String>(
+        "SELECT pg_catalog.string_agg(pg_catalog.format('pid %s (role %s, application %L, transaction since %s)', \
+                l.pid, COALESCE(a.usename::pg_catalog.text, '?'), a.application_name, a.xact_start), '; ' ORDER BY l.pid) \
+         FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid \
+         WHERE l.locktype OPERATOR(pg_catalog.=) 'relation' AND l.granted \
+           AND l.relation OPERATOR(pg_catalog.=) 'aegis.audit_chain'::pg_catalog.regclass \
+           AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d \
+                                                   WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) \
+           AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid() \
+           AND l.mode OPERATOR(pg_catalog.=) ANY ('{RowExclusiveLock,ShareUpdateExclusiveLock,ShareLock,\
+ShareRowExclusiveLock,ExclusiveLock,AccessExclusiveLock}')",
+        &[],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| "unknown (the lock was released meanwhile)".into())
+}
+
+/// One sealing round: by a caller (aegis.seal(): waits for the chain's
+/// lock, and must not hold it past its own statement) or by the background
+/// sealer (`worker`: waits at most WORKER_LOCK_WAIT, then reports who holds
+/// the lock and leaves sealing to its next round).
+pub(crate) fn seal_impl(worker: bool) -> Result<i64, AegisError> {
     // SAFETY: reads the transaction's isolation level.
     if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
         return Err(AegisError::SealIsolation);
+    }
+    // A lock taken in a transaction block lasts until COMMIT: the
+    // background sealer (and every other sealer) would wait for whoever
+    // keeps it open. Only a superuser, who can stop the worker anyway, may.
+    // SAFETY: backend state.
+    if !worker && unsafe { pg_sys::IsTransactionBlock() && !pg_sys::superuser() } {
+        return Err(AegisError::SealInTransactionBlock);
+    }
+    if worker {
+        let chain = aegis_relid(c"audit_chain")?;
+        let started = std::time::Instant::now();
+        // SAFETY: a conditional lock request; held to the end of the
+        // transaction like LOCK TABLE's.
+        while !unsafe {
+            pg_sys::ConditionalLockRelationOid(
+                chain,
+                pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE,
+            )
+        } {
+            if started.elapsed() >= WORKER_LOCK_WAIT {
+                return Err(AegisError::SealerBlocked {
+                    holders: chain_lock_holders(),
+                });
+            }
+            pgrx::check_for_interrupts!();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
     with_safe_search_path(|| {
         as_extension_owner(|| {
             Spi::connect_mut(|client| {
                 // One sealer at a time; writers are never blocked by this.
+                // (The worker holds the lock already.)
                 client
                     .update(
                         "LOCK TABLE aegis.audit_chain IN SHARE ROW EXCLUSIVE MODE",
@@ -1672,7 +1728,7 @@ pub(crate) fn seal_impl() -> Result<i64, AegisError> {
 /// `aegis.seal() → bigint`
 #[pg_extern(volatile, sql = false)]
 fn seal() -> AegisResult<i64> {
-    Ok(seal_impl()?)
+    Ok(seal_impl(false)?)
 }
 
 // ---------------------------------------------------------------------------
@@ -1759,7 +1815,7 @@ fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, AegisError> {
         }
     };
     let trusted = trusted.filter(|t| t.position >= first);
-    let receipts = tombstone_receipts()?;
+    let receipts = tombstone_receipts(first as i64)?;
     let report = with_safe_search_path(|| {
         as_extension_owner(|| {
             Spi::connect(|client| -> Result<_, AegisError> {
@@ -1832,14 +1888,38 @@ fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, AegisError> {
                     "SELECT (SELECT l.id FROM aegis.audit_log l \
                      WHERE NOT EXISTS \
                      (SELECT 1 FROM aegis.audit_chain c WHERE c.entry_id OPERATOR(pg_catalog.=) l.id \
-                        AND c.entry_xid OPERATOR(pg_catalog.=) l.xid) \
+                        AND c.entry_xid OPERATOR(pg_catalog.=) l.xid \
+                        AND c.position OPERATOR(pg_catalog.>=) $1) \
                        AND NOT aegis.entry_may_be_pending(l.xid) \
                      ORDER BY l.id LIMIT 1)",
-                    &[],
+                    &[(first as i64).into()],
                 )
                 .map_err(spi_error)
             })
         })?;
+        // Chain rows below the verified range: pruning removes them with
+        // their entries, so one there was put there by hand (an entry
+        // "chained" where no verification walks).
+        let below: Option<i64> = with_safe_search_path(|| {
+            as_extension_owner(|| {
+                crate::spi::get_one(
+                    "SELECT (SELECT c.position FROM aegis.audit_chain c \
+                     WHERE c.position OPERATOR(pg_catalog.<) $1 ORDER BY c.position LIMIT 1)",
+                    &[(first as i64).into()],
+                )
+                .map_err(spi_error)
+            })
+        })?;
+        if let Some(p) = below {
+            return Ok((
+                Some(false),
+                Some(r.entries_checked as i64),
+                Some(p),
+                Some(format!(
+                    "chain row at position {p}, below the verified range (which starts at {first}): added by hand"
+                )),
+            ));
+        }
         match orphan {
             Some(id) => (
                 false,
@@ -1870,7 +1950,7 @@ fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, AegisError> {
 /// aegis.entry_may_be_pending) and whose own data still matches their
 /// stored digest; a later receipt for the same entry replaces an earlier
 /// one.
-fn tombstone_receipts() -> Result<HashMap<(i64, i64), [u8; 32]>, AegisError> {
+fn tombstone_receipts(first: i64) -> Result<HashMap<(i64, i64), [u8; 32]>, AegisError> {
     with_safe_search_path(|| {
         as_extension_owner(|| {
             Spi::connect(|client| {
@@ -1886,11 +1966,12 @@ fn tombstone_receipts() -> Result<HashMap<(i64, i64), [u8; 32]>, AegisError> {
                            AND l.detail OPERATOR(pg_catalog.?) 'tombstoned' \
                            AND (EXISTS (SELECT 1 FROM aegis.audit_chain c \
                                         WHERE c.entry_id OPERATOR(pg_catalog.=) l.id \
-                                          AND c.entry_xid OPERATOR(pg_catalog.=) l.xid) \
+                                          AND c.entry_xid OPERATOR(pg_catalog.=) l.xid \
+                                          AND c.position OPERATOR(pg_catalog.>=) $1) \
                                 OR aegis.entry_may_be_pending(l.xid)) \
                          ORDER BY l.statement_time, l.xid, l.id",
                         None,
-                        &[],
+                        &[first.into()],
                     )
                     .map_err(spi_error)?
                 {

@@ -24,6 +24,9 @@ pub enum AegisError {
     #[error("permission denied to decrypt with key \"{name}\"")]
     DecryptDenied { name: String },
 
+    #[error("key \"{name}\" is reserved for pg_aegis's own use ({purpose})")]
+    ReservedKey { name: String, purpose: &'static str },
+
     #[error("encryption key \"{name}\" has been destroyed: this data can no longer be decrypted")]
     KeyDestroyed { name: String },
 
@@ -41,6 +44,12 @@ pub enum AegisError {
 
     #[error("aegis.seal() must run in a READ COMMITTED transaction")]
     SealIsolation,
+
+    #[error("aegis.seal() must run in a transaction of its own, not inside a transaction block")]
+    SealInTransactionBlock,
+
+    #[error("the audit chain is locked by another session: {holders}")]
+    SealerBlocked { holders: String },
 
     #[error("invalid trusted head: {reason}")]
     BadHead { reason: String },
@@ -109,7 +118,9 @@ impl AegisError {
                 CoreError::RandomUnavailable => ERRCODE_SYSTEM_ERROR, // 58000
             },
             AegisError::UnknownKey { .. } | AegisError::UnknownKeyRef => ERRCODE_UNDEFINED_OBJECT, // 42704
-            AegisError::DecryptDenied { .. } | AegisError::HashStyleDenied => {
+            AegisError::DecryptDenied { .. }
+            | AegisError::HashStyleDenied
+            | AegisError::ReservedKey { .. } => {
                 ERRCODE_INSUFFICIENT_PRIVILEGE // 42501
             }
             AegisError::KeyDestroyed { .. } | AegisError::KeyRetired { .. } => {
@@ -117,8 +128,11 @@ impl AegisError {
             }
             AegisError::NotText => ERRCODE_CHARACTER_NOT_IN_REPERTOIRE, // 22021
             AegisError::NullArgument { .. } => ERRCODE_NULL_VALUE_NOT_ALLOWED, // 22004
-            AegisError::SealIsolation => ERRCODE_ACTIVE_SQL_TRANSACTION, // 25001
-            AegisError::BadHead { .. } => ERRCODE_INVALID_PARAMETER_VALUE, // 22023
+            AegisError::SealIsolation | AegisError::SealInTransactionBlock => {
+                ERRCODE_ACTIVE_SQL_TRANSACTION // 25001
+            }
+            AegisError::SealerBlocked { .. } => ERRCODE_LOCK_NOT_AVAILABLE, // 55P03
+            AegisError::BadHead { .. } => ERRCODE_INVALID_PARAMETER_VALUE,  // 22023
             AegisError::EmptyChain => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, // 55000
             AegisError::NotProtected { .. }
             | AegisError::NoPrimaryKey { .. }
@@ -150,11 +164,20 @@ impl AegisError {
                 "Re-encrypt data with aegis.reencrypt() before retiring a version; an administrator can reactivate it.".into(),
             ),
             AegisError::NotText => Some("Use aegis.decrypt_bytea() for binary data.".into()),
+            AegisError::ReservedKey { .. } => Some(
+                "One key, one purpose: create a key of your own with aegis.create_key(name).".into(),
+            ),
             AegisError::HashStyleDenied => Some(
                 "It needs EXECUTE on aegis.pseudonymize(text, text); use the tag or mask style.".into(),
             ),
             AegisError::SealIsolation => Some(
                 "Sealing takes a fresh snapshot after locking the chain; run it in its own READ COMMITTED transaction.".into(),
+            ),
+            AegisError::SealerBlocked { .. } => Some(
+                "The background sealer tries again next round; pg_terminate_backend(pid) ends a session that keeps the lock.".into(),
+            ),
+            AegisError::SealInTransactionBlock => Some(
+                "It locks the chain until the transaction ends, which would stop the background sealer meanwhile: call it outside BEGIN ... COMMIT.".into(),
             ),
             AegisError::BadHead { .. } => Some(
                 "Pass the jsonb aegis.chain_head() returned, unchanged: position, hash, time_us and signature.".into(),

@@ -31,10 +31,14 @@ fn server_uid() -> u32 {
 
 fn master_key() -> Result<SecretKey, AegisError> {
     if let Some(path) = guc::master_key_file() {
-        return Ok(masterkey::from_file(
-            std::path::Path::new(&path),
-            server_uid(),
-        )?);
+        return masterkey::from_file(std::path::Path::new(&path), server_uid()).map_err(|e| {
+            // The administrator finds the path in the server log; the
+            // caller, who may not read the setting, gets the reason only.
+            if let CoreError::MasterKeyFile { path, reason } = &e {
+                pgrx::log!("pg_aegis: cannot use master key file \"{path}\": {reason}");
+            }
+            e.into()
+        });
     }
     if let Some(cmd) = guc::master_key_command() {
         return Ok(masterkey::from_command(&cmd)?);
@@ -389,7 +393,28 @@ fn encrypt_impl(
     aad: Option<&[u8]>,
 ) -> AegisResult<Option<Vec<u8>>> {
     let Some(data) = data else { return Ok(None) };
-    Ok(Some(do_encrypt(data, key_name_given(key_name)?, aad)?))
+    let name = key_name_given(key_name)?;
+    // Key separation: the keys pg_aegis signs chain heads and makes
+    // pseudonyms with encrypt nothing for anyone.
+    if let Some(purpose) = reserved_purpose(name) {
+        return Err(AegisError::ReservedKey {
+            name: name.to_string(),
+            purpose,
+        }
+        .into());
+    }
+    Ok(Some(do_encrypt(data, name, aad)?))
+}
+
+/// What a key reserved for pg_aegis's own use is for; None for the others.
+fn reserved_purpose(name: &str) -> Option<&'static str> {
+    if name == crate::audit::HEAD_KEY {
+        Some("signing audit chain heads and checkpoints")
+    } else if name == crate::audit::PSEUDONYM_KEY {
+        Some("pseudonyms in the audit trail and hash-style redaction")
+    } else {
+        None
+    }
 }
 
 /// `aegis.decrypt_bytea(ct, aad) → bytea`

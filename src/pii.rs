@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 /// The keyring key whose pseudonyms make `hash`-style tokens, the same
 /// default as `aegis.pseudonymize()`.
-const HASH_KEY: &str = "pseudonym";
+const HASH_KEY: &str = crate::audit::PSEUDONYM_KEY;
 
 /// The bytes of a text datum (detoasted if needed).
 ///

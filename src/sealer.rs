@@ -60,14 +60,26 @@ pub extern "C-unwind" fn aegis_sealer_main(_arg: pg_sys::Datum) {
         // A returned error ends this round only (logged; the next retries);
         // a server ERROR ends the worker, which the postmaster restarts
         // after 10 s.
+        // The chain's lock is waited for a bounded time only: whoever holds
+        // it delays sealing, never the worker's other duties.
         let r = BackgroundWorker::transaction(|| {
             if !installed() {
                 return Ok(0);
             }
-            crate::audit::seal_impl()
+            crate::audit::seal_impl(true)
         });
-        if let Err(e) = r {
-            pgrx::warning!("pg_aegis sealer in {db:?}: {e}");
+        match r {
+            Ok(_) => {}
+            Err(crate::error::AegisError::SealerBlocked { holders }) => {
+                pgrx::warning!("pg_aegis sealer in {db:?}: the audit chain is locked by {holders}; sealing waits");
+                let r = BackgroundWorker::transaction(|| {
+                    crate::alerts::report_blocked_sealer(&holders)
+                });
+                if let Err(e) = r {
+                    pgrx::warning!("pg_aegis sealer in {db:?}: reporting the blocked chain: {e}");
+                }
+            }
+            Err(e) => pgrx::warning!("pg_aegis sealer in {db:?}: {e}"),
         }
         // The retention schedule (aegis.schedule_retention without pg_cron)
         // runs in a transaction of its own, after sealing.

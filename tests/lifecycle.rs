@@ -12,10 +12,17 @@
 //!     data in committed and sealed audit entries tombstoned, and the chain
 //!     (also against a head saved before) and the tables still verify;
 //!   - metric alerts reach a listening client through NOTIFY aegis_alerts,
-//!     at commit and only then, with the JSON payload SIEM tooling reads;
+//!     at commit and only then, as an event id: the content is read through
+//!     aegis.alert_event() under row-level security, a login with no grants
+//!     that listens learns nothing, and a forged notification names no event;
 //!   - the compliance report's server-side controls flip from fail to pass
 //!     as TLS is switched on, pg_hba.conf allows only hostssl, and
 //!     password_encryption is put back to scram-sha-256;
+//!   - a session holding the audit chain's lock (an auditor's long seal()
+//!     statement) delays sealing, never the worker: it waits a bounded time,
+//!     reports who holds the lock as a security alert, and seals once the
+//!     lock is gone; seal() in a transaction block is refused to
+//!     non-superusers;
 //!   - schedule_retention(): without pg_cron the database's background worker
 //!     runs apply_retention() when the schedule is due and moves it on; with
 //!     pg_cron installed the job is pg_cron's and runs there.
@@ -259,6 +266,82 @@ fn wait_for<T>(what: &str, secs: u64, mut probe: impl FnMut() -> Option<T>) -> T
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn a_session_holding_the_chain_lock_does_not_stall_the_worker() {
+    let cluster = ScratchCluster::init(
+        "sealer_blocked",
+        &["aegis.seal_databases = 'blk'", "aegis.seal_interval = 200"],
+    );
+    cluster.start();
+    cluster
+        .connect("postgres")
+        .batch_execute("CREATE DATABASE blk")
+        .unwrap();
+    let mut su = cluster.connect("blk");
+    su.batch_execute(
+        "SET client_min_messages = warning;
+         CREATE EXTENSION pg_aegis;
+         CREATE TABLE public.events (id int PRIMARY KEY, note text);
+         SELECT aegis.protect('public.events');
+         CREATE ROLE blk_auditor LOGIN IN ROLE aegis_auditor;",
+    )
+    .unwrap();
+    let mut cfg = cluster.config("blk");
+    cfg.user("blk_auditor");
+    let mut auditor = cfg.connect(NoTls).unwrap();
+    // In a transaction block a non-superuser's seal() is refused: its lock
+    // would last until COMMIT, however long that is.
+    auditor.batch_execute("BEGIN").unwrap();
+    let e = auditor.query_one("SELECT aegis.seal()", &[]).unwrap_err();
+    assert_eq!(sqlstate(&e), "25001", "{e}");
+    auditor.batch_execute("ROLLBACK").unwrap();
+    // A single statement holds it for as long as it runs: 8 s here.
+    let holder_pid: i32 = auditor
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let holder = std::thread::spawn(move || {
+        auditor
+            .query_one("SELECT aegis.seal(), pg_sleep(8)", &[])
+            .unwrap();
+        auditor
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    su.batch_execute("INSERT INTO public.events VALUES (1, 'while the chain is locked')")
+        .unwrap();
+    // The worker waits a bounded time, then reports who holds the lock,
+    // long before the holder lets go.
+    let started = Instant::now();
+    let holders: String = wait_for("the blocked-sealer alert", 6, || {
+        su.query_opt(
+            "SELECT detail ->> 'holders' FROM aegis.alert_events WHERE alert = 'audit_sealer_blocked'",
+            &[],
+        )
+        .unwrap()
+        .map(|r| r.get(0))
+    });
+    assert!(started.elapsed() < Duration::from_secs(7));
+    assert!(
+        holders.contains(&format!("pid {holder_pid} ")) && holders.contains("blk_auditor"),
+        "{holders}"
+    );
+    // Once the statement ends, sealing resumes: the entry enters the chain.
+    let _auditor = holder.join().unwrap();
+    wait_for("the entry to be sealed", 20, || {
+        (count(
+            &mut su,
+            "SELECT count(*) FROM aegis.audit_log l
+             WHERE NOT EXISTS (SELECT 1 FROM aegis.audit_chain c WHERE c.entry_id = l.id)",
+        ) == 0)
+            .then_some(())
+    });
+    let (ok, problem): (bool, Option<String>) = su
+        .query_one("SELECT ok, problem FROM aegis.verify_chain()", &[])
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert!(ok, "{problem:?}");
 }
 
 #[test]
@@ -571,15 +654,28 @@ fn alerts_arrive_by_notify_at_commit() {
     .unwrap();
     let collector_role = LoginRole::create(&mut su, "collector");
     let oncall_role = LoginRole::create(&mut su, "listener");
+    let nobody_role = LoginRole::create(&mut su, "nobody");
     su.batch_execute(&format!(
         "GRANT aegis_ingest TO {}; GRANT aegis_oncall TO {};",
         collector_role.name, oncall_role.name
     ))
     .unwrap();
+    su.query_one(
+        &format!(
+            "SELECT aegis.assign_oncall('{}', 'web-1')",
+            oncall_role.name
+        ),
+        &[],
+    )
+    .unwrap();
 
     // What SIEM or on-call tooling does: LISTEN on a connection of its own.
+    // Any role can LISTEN on any channel: a login with no grants at all
+    // listens too, and must learn nothing from it.
     let mut listener = login_to(&oncall_role, ADB);
     listener.batch_execute("LISTEN aegis_alerts").unwrap();
+    let mut eavesdropper = login_to(&nobody_role, ADB);
+    eavesdropper.batch_execute("LISTEN aegis_alerts").unwrap();
     let mut collector = login_to(&collector_role, ADB);
 
     // A rolled-back insert sends nothing; a committed one sends its alert.
@@ -596,31 +692,62 @@ fn alerts_arrive_by_notify_at_commit() {
             &[],
         )
         .unwrap();
-    // Notifications that arrive, until none has for 2 s.
-    let mut got = Vec::new();
-    {
-        let mut notifications = listener.notifications();
+    let drain = |c: &mut Client| -> Vec<(String, String)> {
+        let mut got = Vec::new();
+        let mut notifications = c.notifications();
         let mut iter = notifications.timeout_iter(Duration::from_secs(2));
         while let Some(n) = iter.next().unwrap() {
             got.push((n.channel().to_string(), n.payload().to_string()));
         }
-    }
+        got
+    };
+    let got = drain(&mut listener);
     assert_eq!(got.len(), 1, "{got:?}");
     let (channel, payload) = &got[0];
     assert_eq!(channel, "aegis_alerts");
-    for part in [
-        "\"source\":\"pg_aegis\"",
-        "\"rule\":\"cpu_high\"",
-        "\"severity\":\"critical\"",
-        "\"server_id\":\"web-1\"",
-        "\"metric\":\"cpu_usage\"",
-        "\"value\":97.5",
-        "\"threshold\":95.0",
-        "\"kind\":\"threshold\"",
-    ] {
-        assert!(payload.contains(part), "{part} missing from {payload}");
+    // The payload is an id, nothing of the alert's content.
+    let event_id: i64 = su
+        .query_one(
+            "SELECT id FROM aegis.alert_events WHERE alert = 'cpu_high' AND server_id = 'web-1'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        payload,
+        &format!("{{\"id\": {event_id}, \"source\": \"pg_aegis\", \"database\": \"{ADB}\"}}"),
+    );
+    for secret in ["web-1", "97.5", "cpu", "critical"] {
+        assert!(!payload.contains(secret), "{secret} leaked in {payload}");
     }
-    // The payload names the alerts_history row it announces.
+    // The eavesdropper got the same id and nothing else, and cannot read it.
+    let overheard = drain(&mut eavesdropper);
+    assert_eq!(overheard.len(), 1, "{overheard:?}");
+    assert_eq!(&overheard[0].1, payload);
+    let e = eavesdropper
+        .query("SELECT * FROM aegis.alert_events", &[])
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e}");
+    let rows = eavesdropper
+        .query("SELECT * FROM aegis.alert_event($1)", &[payload])
+        .unwrap();
+    assert!(rows.is_empty(), "the eavesdropper read the alert");
+    // The on-call engineer reads the content it may see, through the id.
+    let row = listener
+        .query_one(
+            "SELECT alert, severity, server_id, raised_by, detail ->> 'message', (detail ->> 'value')::float8 \
+             FROM aegis.alert_event($1)",
+            &[payload],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "cpu_high");
+    assert_eq!(row.get::<_, String>(1), "critical");
+    assert_eq!(row.get::<_, String>(2), "web-1");
+    // Raised by the collector whose insert set it off.
+    assert_eq!(row.get::<_, String>(3), collector_role.name);
+    assert_eq!(row.get::<_, String>(4), "cpu_usage 97.5 > 95 on web-1");
+    assert_eq!(row.get::<_, f64>(5), 97.5);
+    // The event names the alerts_history row it announces.
     let alert_id: i64 = su
         .query_one(
             "SELECT id FROM mon.alerts_history WHERE rule = 'cpu_high'",
@@ -628,18 +755,41 @@ fn alerts_arrive_by_notify_at_commit() {
         )
         .unwrap()
         .get(0);
-    assert!(
-        payload.contains(&format!("\"alert_id\":{alert_id}")),
-        "{payload}"
-    );
+    let named: i64 = su
+        .query_one(
+            "SELECT (detail ->> 'alert_id')::bigint FROM aegis.alert_events WHERE id = $1",
+            &[&event_id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(named, alert_id);
+
+    // A forged notification (any role can NOTIFY the channel) reaches the
+    // listener, and is told apart: it names no event.
+    eavesdropper
+        .batch_execute(&format!(
+            "NOTIFY aegis_alerts, '{{\"source\":\"pg_aegis\",\"database\":\"{ADB}\",\"id\":987654321}}'; \
+             NOTIFY aegis_alerts, '{{\"source\":\"pg_aegis\",\"kind\":\"security\",\"alert\":\"audit_chain_broken\"}}'"
+        ))
+        .unwrap();
+    let forged = drain(&mut listener);
+    assert_eq!(forged.len(), 2, "{forged:?}");
+    for (_, p) in &forged {
+        let rows = listener
+            .query("SELECT * FROM aegis.alert_event($1)", &[p])
+            .unwrap();
+        assert!(rows.is_empty(), "forged {p} was taken as genuine");
+    }
 
     drop(listener);
+    drop(eavesdropper);
     drop(collector);
     drop(su);
     pg.batch_execute(&format!("DROP DATABASE IF EXISTS {ADB} WITH (FORCE)"))
         .unwrap();
     collector_role.drop_with(&mut pg);
     oncall_role.drop_with(&mut pg);
+    nobody_role.drop_with(&mut pg);
 }
 
 #[test]

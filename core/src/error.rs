@@ -50,7 +50,9 @@ pub enum CoreError {
     #[error("no master key is configured")]
     MasterKeyNotConfigured,
 
-    #[error("cannot use master key file \"{path}\": {reason}")]
+    /// The path is not in the message: callers who may not read the
+    /// server's settings see the reason only (the server log has the path).
+    #[error("cannot use the master key file (aegis.master_key_file): {reason}")]
     MasterKeyFile { path: String, reason: String },
 
     #[error("aegis.master_key_command failed: {reason}")]

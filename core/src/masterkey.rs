@@ -92,6 +92,10 @@ mod tests {
         assert!(e.contains("chmod 600") && !e.contains("0011223344"), "{e}");
         let e = from_file(Path::new("/nonexistent/aegis.key"), my_uid()).unwrap_err();
         assert!(matches!(e, CoreError::MasterKeyFile { .. }));
+        // The message a caller sees does not reveal where the key lives.
+        assert!(!e.to_string().contains("/nonexistent"), "{e}");
+        let e = from_file(&open, my_uid()).unwrap_err().to_string();
+        assert!(!e.contains(open.to_str().unwrap()), "{e}");
         for p in [good, open] {
             let _ = std::fs::remove_file(p);
         }

@@ -1,6 +1,8 @@
 -- Control: metric alerts (0.5.0). The aegis_alerts statement trigger on
--- server_metrics turns rule matches into alerts_history rows (NOTIFY is
--- checked by tests/lifecycle.rs with a listening client), once per rule and
+-- server_metrics turns rule matches into alerts_history rows and
+-- aegis.alert_events rows read under row-level security (NOTIFY, which
+-- carries only an event's id, is checked by tests/lifecycle.rs with
+-- listening clients), once per rule and
 -- server within the cooldown; anomaly rules use incrementally kept
 -- baselines; rules are validated, admin-only and audited; a role that may
 -- insert metrics but not alerts still gets its alerts written; the trigger
@@ -42,6 +44,39 @@ SELECT count(*) AS alerts FROM alm.alerts_history;
 UPDATE aegis.alert_state SET last_fired_at = last_fired_at - interval '1 hour';
 INSERT INTO alm.server_metrics (server_id, cpu_usage) VALUES ('web-1', 98);
 SELECT count(*) AS alerts FROM alm.alerts_history;
+
+-- ------------------------------------------------------------ delivery
+-- Each alert is an aegis.alert_events row (raised by the collector whose
+-- insert set it off); NOTIFY carries only its id (tests/lifecycle.rs
+-- listens). Who reads which event is row-level security's call.
+SELECT kind, alert, severity, server_id, raised_by, detail ->> 'message' AS message
+FROM aegis.alert_events ORDER BY id;
+CREATE ROLE alm_oncall LOGIN IN ROLE aegis_oncall;
+CREATE ROLE alm_dev LOGIN IN ROLE aegis_developer;
+SELECT aegis.assign_oncall('alm_oncall', 'db-1');
+SET SESSION AUTHORIZATION alm_oncall;
+SELECT alert, server_id FROM aegis.alert_events ORDER BY id;
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION alm_dev;
+SELECT count(*) FROM aegis.alert_events;
+RESET SESSION AUTHORIZATION;
+-- A listener tells a genuine notification from a forged one: the genuine
+-- payload names an event it can read; anything else names none.
+SELECT format('{"source": "pg_aegis", "database": "%s", "id": %s}', current_database(), min(id)) AS genuine
+FROM aegis.alert_events \gset
+SET SESSION AUTHORIZATION alm_devops;
+SELECT alert, server_id FROM aegis.alert_event(:'genuine');
+SELECT count(*) AS forged_rows FROM aegis.alert_event('{"source": "pg_aegis", "database": "' || current_database() || '", "id": 999999999}');
+SELECT count(*) AS forged_rows FROM aegis.alert_event('{"source":"pg_aegis","kind":"security","alert":"audit_chain_broken"}');
+SELECT count(*) AS forged_rows FROM aegis.alert_event('not json at all');
+SELECT count(*) AS forged_rows FROM aegis.alert_event('{"source": "pg_aegis", "database": "elsewhere", "id": 1}');
+SELECT count(*) AS forged_rows FROM aegis.alert_event('{"source": "pg_aegis", "database": "' || current_database() || '", "id": 1.5}');
+-- Only pg_aegis writes events.
+INSERT INTO aegis.alert_events (kind, alert, severity, raised_by, detail) VALUES ('security', 'x', 'critical', 'me', '{}');
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION alm_dev;
+SELECT count(*) AS dev_sees FROM aegis.alert_event(:'genuine');
+RESET SESSION AUTHORIZATION;
 
 -- ------------------------------------------------------------ anomalies
 -- 100 steady samples, then a jump; a value inside the usual range is quiet.
@@ -104,7 +139,6 @@ INSERT INTO alm_t VALUES ('x', now(), 1);
 DROP TRIGGER a ON alm_t;
 -- ------------------------------------------------------------ security alerts
 -- Admins and auditors run the checks (the worker does it periodically).
-CREATE ROLE alm_dev LOGIN IN ROLE aegis_developer;
 SET ROLE alm_dev;
 SELECT * FROM aegis.security_alerts(false);
 RESET ROLE;
@@ -132,6 +166,17 @@ FROM aegis.security_alerts(false) WHERE alert = 'denied_access_burst';
 -- cannot keep the burst from being sent.
 SELECT alert, (detail ->> 'attempts')::int >= 12 AS still_counted
 FROM aegis.security_alerts(false) WHERE alert = 'denied_access_burst';
+-- Sent (notify): each finding becomes an event only admins and auditors
+-- read; the notification carries its id alone.
+SELECT count(*) > 0 AS sent FROM aegis.security_alerts(true);
+SELECT alert, severity, raised_by = session_user AS raised_by_caller FROM aegis.alert_events
+WHERE kind = 'security' ORDER BY alert;
+SET SESSION AUTHORIZATION alm_devops;
+SELECT count(*) AS devops_sees_security FROM aegis.alert_events WHERE kind = 'security';
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION alm_auditor;
+SELECT count(*) > 0 AS auditor_sees_security FROM aegis.alert_events WHERE kind = 'security';
+RESET SESSION AUTHORIZATION;
 -- Keys whose current version is over a year old.
 SELECT aegis.create_key('alm_old') IS NOT NULL AS key_created;
 UPDATE aegis.keys SET created_at = now() - interval '400 days' WHERE name = 'alm_old';

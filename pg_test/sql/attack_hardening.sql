@@ -689,4 +689,30 @@ SELECT (SELECT max(id) + 1 FROM aegis.audit_log), '4611686018427387904'::xid8, '
 FROM aegis.audit_log ORDER BY id LIMIT 1;
 ALTER TABLE aegis.audit_log ENABLE TRIGGER USER;
 SELECT ok, replace(problem, (SELECT max(id)::text FROM aegis.audit_log), 'N') AS problem FROM aegis.verify_chain();
+-- A chain row below the verified range (where pruning leaves none, and
+-- no verification walks) is reported: an entry "chained" there would pass
+-- as sealed (the sixth review's forged receipt).
+ALTER TABLE aegis.audit_chain DROP CONSTRAINT audit_chain_position_check;
+ALTER TABLE aegis.audit_chain DISABLE TRIGGER USER;
+INSERT INTO aegis.audit_chain (position, entry_xid, entry_id, chain_hash)
+SELECT 0, l.xid, l.id, '\x00' FROM aegis.audit_log l
+WHERE NOT EXISTS (SELECT 1 FROM aegis.audit_chain c WHERE c.entry_id = l.id) ORDER BY l.id LIMIT 1;
+ALTER TABLE aegis.audit_chain ENABLE TRIGGER USER;
+SELECT ok, problem FROM aegis.verify_chain();
+-- 7. Dropping a column (its values go, unrecorded; added again with a
+--    default, every row shows a new value) or the primary key (what
+--    entries are filed under) is refused to the owner.
+SET SESSION AUTHORIZATION hard_owner;
+ALTER TABLE hard_app DROP COLUMN v;
+ALTER TABLE hard_app DROP CONSTRAINT hard_app_pkey;
+ALTER TABLE hard_app ADD COLUMN note text DEFAULT 'added';
+RESET SESSION AUTHORIZATION;
+SELECT a.attname FROM pg_attribute a WHERE a.attrelid = 'public.hard_app'::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum;
+SELECT conname FROM pg_constraint WHERE conrelid = 'public.hard_app'::regclass AND contype = 'p';
+-- 8. The guard's report function is executable by everyone (the guard
+--    runs as whoever issues the DDL), but writes a refusal to the server
+--    log only for what the guard itself refuses: no forged evidence.
+SET SESSION AUTHORIZATION hard_reader;
+SELECT aegis.guard_report(ARRAY['public.hard_plain'], 'ALTER TABLE', 'dropping protected table');
+RESET SESSION AUTHORIZATION;
 ROLLBACK;

@@ -19,7 +19,7 @@ CREATE TEMP VIEW report AS SELECT r.control, r.status FROM aegis.compliance_repo
 
 -- The controls and what they evidence.
 SELECT control, soc2, iso27001, gdpr FROM aegis.compliance_mapping();
-SELECT count(*) = 13 AS all_controls, bool_and(status IN ('pass', 'warn', 'fail')) AS statuses,
+SELECT count(*) = 14 AS all_controls, bool_and(status IN ('pass', 'warn', 'fail')) AS statuses,
        bool_and(evidence_for LIKE 'SOC 2 % | ISO 27001 % | GDPR %') AS mapped
 FROM aegis.compliance_report();
 -- Who may run it.
@@ -59,6 +59,19 @@ CREATE ROLE cmp_bypass LOGIN BYPASSRLS IN ROLE cmp_team;
 SELECT status, detail FROM aegis.compliance_report() WHERE control = 'access.privileged_members';
 ALTER ROLE cmp_bypass NOBYPASSRLS;
 SELECT status FROM report WHERE control = 'access.privileged_members';
+
+-- A REPLICATION login, in no aegis role, reads every protected row through
+-- the replication protocol; a publication sends a protected table away.
+SELECT status FROM report WHERE control = 'access.replication';
+CREATE ROLE cmp_repl LOGIN REPLICATION;
+SELECT status, detail FROM aegis.compliance_report() WHERE control = 'access.replication';
+ALTER ROLE cmp_repl NOREPLICATION;
+SET client_min_messages = error;
+CREATE PUBLICATION cmp_pub FOR TABLE cmp.error_logs;
+RESET client_min_messages;
+SELECT status, detail FROM aegis.compliance_report() WHERE control = 'access.replication';
+DROP PUBLICATION cmp_pub;
+SELECT status FROM report WHERE control = 'access.replication';
 
 -- An aegis role with a pre-SCRAM password.
 SET password_encryption = 'md5';

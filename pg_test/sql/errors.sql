@@ -12,6 +12,13 @@ SELECT aegis.digest('x', '');
 SELECT aegis.digest('x', 'sha256 ');
 -- Control characters in the name are escaped in the message: no forged log lines.
 SELECT aegis.digest('x', E'sha256"\nLOG:  forged entry');
+-- The same for PII kinds and redaction styles.
+SELECT aegis.redact_pii('x', ARRAY[E'EMAIL\nLOG:  forged entry'], 'tag');
+SELECT aegis.redact_pii('x', ARRAY['EMAIL'], E'tag\nLOG:  forged entry');
+-- The keys pg_aegis signs and pseudonymizes with encrypt nothing (42501),
+-- whether or not they exist yet.
+SELECT aegis.encrypt('x'::text, 'audit_head');
+SELECT aegis.encrypt('\x00'::bytea, 'pseudonym');
 
 CREATE FUNCTION pg_temp.sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN

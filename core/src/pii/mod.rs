@@ -78,8 +78,10 @@ impl Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.name().as_bytes().eq_ignore_ascii_case(name))
+            // Escaped like a hash algorithm's name: control characters
+            // in an error (and the server log) could forge log lines.
             .ok_or_else(|| CoreError::UnknownPiiKind {
-                name: String::from_utf8_lossy(name).into_owned(),
+                name: name.escape_ascii().to_string(),
             })
     }
 

@@ -30,8 +30,10 @@ impl Style {
             .zip(styles)
             .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
             .map(|(_, s)| s)
+            // Escaped: control characters in an error (and the server
+            // log) could forge log lines.
             .ok_or_else(|| CoreError::UnknownRedactionStyle {
-                name: String::from_utf8_lossy(name).into_owned(),
+                name: name.escape_ascii().to_string(),
             })
     }
 }

@@ -598,3 +598,16 @@ fn adversarial_inputs_scan_in_linear_time() {
         );
     }
 }
+
+#[test]
+fn bad_kind_and_style_names_are_escaped_in_errors() {
+    // A newline or an escape sequence in an error would forge server log
+    // lines; non-UTF-8 bytes are shown as escapes too.
+    let e = Kind::parse(b"EMAIL\n2026-12-07 LOG:  forged\x1b[0m").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "unknown PII kind \"EMAIL\\n2026-12-07 LOG:  forged\\x1b[0m\""
+    );
+    let e = crate::pii::redact::Style::parse(b"tag\r\n\xff").unwrap_err();
+    assert_eq!(e.to_string(), "unknown redaction style \"tag\\r\\n\\xff\"");
+}
