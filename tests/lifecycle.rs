@@ -288,6 +288,15 @@ fn a_session_holding_the_chain_lock_does_not_stall_the_worker() {
          CREATE ROLE blk_auditor LOGIN IN ROLE aegis_auditor;",
     )
     .unwrap();
+    // The worker started before the database existed; the postmaster
+    // starts it again (10 s): wait until it is attached to blk.
+    wait_for("the sealer to attach to blk", 30, || {
+        (count(
+            &mut su,
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_aegis sealer' AND datname = 'blk'",
+        ) == 1)
+            .then_some(())
+    });
     let mut cfg = cluster.config("blk");
     cfg.user("blk_auditor");
     let mut auditor = cfg.connect(NoTls).unwrap();
@@ -745,7 +754,7 @@ fn alerts_arrive_by_notify_at_commit() {
     assert_eq!(row.get::<_, String>(2), "web-1");
     // Raised by the collector whose insert set it off.
     assert_eq!(row.get::<_, String>(3), collector_role.name);
-    assert_eq!(row.get::<_, String>(4), "cpu_usage 97.5 > 95 on web-1");
+    assert_eq!(row.get::<_, String>(4), "cpu_usage 97.50 > 95 on web-1");
     assert_eq!(row.get::<_, f64>(5), 97.5);
     // The event names the alerts_history row it announces.
     let alert_id: i64 = su
