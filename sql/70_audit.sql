@@ -385,22 +385,38 @@ SELECT pg_catalog.jsonb_build_object(
          WHERE i.inhparent = tbl AND NOT k.relispartition),
         -- The primary key: what entries are filed under and verify_table()
         -- matches rows by.
-        (SELECT pg_catalog.string_agg(con.conkey::text, ',')
-         FROM pg_catalog.pg_constraint con WHERE con.conrelid = tbl AND con.contype = 'p'))),
+        (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', con.conkey::text, con.condeferrable, con.condeferred,
+                    (SELECT i.indcollation::text FROM pg_catalog.pg_index i WHERE i.indexrelid = con.conindid)), ',')
+         FROM pg_catalog.pg_constraint con WHERE con.conrelid = tbl AND con.contype = 'p'),
+        -- The attributes of composite types its columns hold (directly or
+        -- as arrays): dropping one drops its values from every row.
+        (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', a.attnum, ca.attnum, ca.attname, ca.atttypid, ca.atttypmod), ','
+                                      ORDER BY a.attnum, ca.attnum)
+         FROM pg_catalog.pg_attribute a
+         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+         JOIN pg_catalog.pg_type ct ON ct.oid = CASE WHEN t.typelem <> 0 AND t.typlen = -1 THEN t.typelem ELSE t.oid END
+         JOIN pg_catalog.pg_attribute ca ON ca.attrelid = ct.typrelid AND ca.attnum > 0 AND NOT ca.attisdropped
+         WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND ct.typrelid <> 0))),
     'parts', (SELECT COALESCE(pg_catalog.jsonb_agg(i.inhrelid::bigint), '[]')
               FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class k ON k.oid = i.inhrelid
               WHERE i.inhparent = tbl AND k.relispartition),
     'cols', (SELECT COALESCE(pg_catalog.jsonb_object_agg(a.attnum::text,
-                 a.atttypid::text || ':' || a.atttypmod::text || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END), '{}')
+                 a.atttypid::text || ':' || a.atttypmod::text || ':' || a.attcollation::text || ':' || a.attname
+                 || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END), '{}')
              FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped),
     -- The labels of enum columns: renaming one changes every row that holds
     -- it (adding labels is fine).
-    'enums', (SELECT COALESCE(pg_catalog.jsonb_object_agg(a.attnum::text,
+    'enums', (SELECT COALESCE(pg_catalog.jsonb_object_agg(x.attnum::text,
                   (SELECT pg_catalog.jsonb_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e
-                   WHERE e.enumtypid = a.atttypid)), '{}')
-              FROM pg_catalog.pg_attribute a
-              WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
-                AND EXISTS (SELECT 1 FROM pg_catalog.pg_enum e WHERE e.enumtypid = a.atttypid)))
+                   WHERE e.enumtypid = x.enumtyp)), '{}')
+              FROM (SELECT a.attnum,
+                           (SELECT b.oid FROM pg_catalog.pg_type b
+                            WHERE b.oid IN (t.oid, t.typelem, t.typbasetype,
+                                            (SELECT d.typelem FROM pg_catalog.pg_type d WHERE d.oid = t.typbasetype))
+                              AND b.typtype = 'e' LIMIT 1) AS enumtyp
+                    FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+                    WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped) x
+              WHERE x.enumtyp IS NOT NULL))
 -- What the policies and rules use, followed once (most relations, such as
 -- partitions, have neither).
 FROM (SELECT pg_catalog.array_agg(u.classid) AS classids, pg_catalog.array_agg(u.objid) AS objids
@@ -567,6 +583,9 @@ BEGIN
     -- ones the guard finds broken now, or the running command is dropping
     -- or rewriting (only a sql_drop or table_rewrite event trigger can ask).
     -- Anyone else gets an error and writes nothing to the server log.
+    IF COALESCE(pg_catalog.cardinality(names), 0) = 0 THEN
+        RAISE EXCEPTION 'aegis.guard_report() reports only what the DDL guard refuses' USING ERRCODE = '42501';
+    END IF;
     IF NOT (names <@ COALESCE((SELECT pg_catalog.array_agg(g.name) FROM aegis.guard_check() g WHERE g.broken), '{}')) THEN
         BEGIN
             PERFORM pg_catalog.pg_event_trigger_table_rewrite_oid();

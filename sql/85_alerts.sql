@@ -216,6 +216,17 @@ BEGIN
     IF notify IS NULL THEN
         RAISE EXCEPTION 'notify must not be NULL' USING ERRCODE = '22004';
     END IF;
+    -- Notifying updates the alerts' state, which the background worker
+    -- updates too: a non-superuser may do it only in a transaction of its
+    -- own (in a transaction block its row locks would last until COMMIT).
+    -- The first statement of a transaction starts when the transaction
+    -- does; any later one does not.
+    IF notify AND pg_catalog.statement_timestamp() <> pg_catalog.transaction_timestamp()
+       AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = SESSION_USER) THEN
+        RAISE EXCEPTION 'aegis.security_alerts(notify => true) must run in a transaction of its own, not inside a transaction block'
+            USING ERRCODE = '25001',
+                  HINT = 'Its state updates would wait for COMMIT and stall the background worker meanwhile; security_alerts(false) only looks.';
+    END IF;
     -- 1. The chain verifies (from its signed checkpoint, if pruned).
     SELECT * INTO v FROM aegis.verify_chain() c;
     IF NOT v.ok THEN
@@ -244,9 +255,16 @@ BEGIN
         -- first one): otherwise whoever looks between probes would keep the
         -- burst from ever being sent.
         IF notify THEN
-            INSERT INTO aegis.security_alert_state AS s (alert, last_at, last_value)
-            VALUES ('denied_access_counter', pg_catalog.now(), d)
-            ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at, last_value = EXCLUDED.last_value;
+            -- Waits at most lock_timeout (the worker sets one): a session
+            -- holding the row costs this round's baseline update, not the
+            -- worker.
+            BEGIN
+                INSERT INTO aegis.security_alert_state AS s (alert, last_at, last_value)
+                VALUES ('denied_access_counter', pg_catalog.now(), d)
+                ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at, last_value = EXCLUDED.last_value;
+            EXCEPTION WHEN lock_not_available THEN
+                RAISE WARNING 'pg_aegis: the denied-access baseline is locked by another session; kept as it was';
+            END;
         ELSE
             INSERT INTO aegis.security_alert_state AS s (alert, last_at, last_value)
             VALUES ('denied_access_counter', pg_catalog.now(), d)
@@ -283,8 +301,12 @@ BEGIN
             RETURNING id INTO event_id;
             PERFORM pg_catalog.pg_notify('aegis_alerts', pg_catalog.jsonb_build_object(
                 'source', 'pg_aegis', 'database', pg_catalog.current_database(), 'id', event_id)::text);
-            INSERT INTO aegis.security_alert_state AS s (alert, last_at) VALUES (f ->> 'alert', pg_catalog.now())
-            ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at;
+            BEGIN
+                INSERT INTO aegis.security_alert_state AS s (alert, last_at) VALUES (f ->> 'alert', pg_catalog.now())
+                ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at;
+            EXCEPTION WHEN lock_not_available THEN
+                RAISE WARNING 'pg_aegis: the state of alert % is locked by another session; it may be sent again', f ->> 'alert';
+            END;
         END IF;
     END LOOP;
 END

@@ -397,22 +397,38 @@ SELECT pg_catalog.jsonb_build_object(
          WHERE i.inhparent = tbl AND NOT k.relispartition),
         -- The primary key: what entries are filed under and verify_table()
         -- matches rows by.
-        (SELECT pg_catalog.string_agg(con.conkey::text, ',')
-         FROM pg_catalog.pg_constraint con WHERE con.conrelid = tbl AND con.contype = 'p'))),
+        (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', con.conkey::text, con.condeferrable, con.condeferred,
+                    (SELECT i.indcollation::text FROM pg_catalog.pg_index i WHERE i.indexrelid = con.conindid)), ',')
+         FROM pg_catalog.pg_constraint con WHERE con.conrelid = tbl AND con.contype = 'p'),
+        -- The attributes of composite types its columns hold (directly or
+        -- as arrays): dropping one drops its values from every row.
+        (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', a.attnum, ca.attnum, ca.attname, ca.atttypid, ca.atttypmod), ','
+                                      ORDER BY a.attnum, ca.attnum)
+         FROM pg_catalog.pg_attribute a
+         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+         JOIN pg_catalog.pg_type ct ON ct.oid = CASE WHEN t.typelem <> 0 AND t.typlen = -1 THEN t.typelem ELSE t.oid END
+         JOIN pg_catalog.pg_attribute ca ON ca.attrelid = ct.typrelid AND ca.attnum > 0 AND NOT ca.attisdropped
+         WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND ct.typrelid <> 0))),
     'parts', (SELECT COALESCE(pg_catalog.jsonb_agg(i.inhrelid::bigint), '[]')
               FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class k ON k.oid = i.inhrelid
               WHERE i.inhparent = tbl AND k.relispartition),
     'cols', (SELECT COALESCE(pg_catalog.jsonb_object_agg(a.attnum::text,
-                 a.atttypid::text || ':' || a.atttypmod::text || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END), '{}')
+                 a.atttypid::text || ':' || a.atttypmod::text || ':' || a.attcollation::text || ':' || a.attname
+                 || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END), '{}')
              FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped),
     -- The labels of enum columns: renaming one changes every row that holds
     -- it (adding labels is fine).
-    'enums', (SELECT COALESCE(pg_catalog.jsonb_object_agg(a.attnum::text,
+    'enums', (SELECT COALESCE(pg_catalog.jsonb_object_agg(x.attnum::text,
                   (SELECT pg_catalog.jsonb_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e
-                   WHERE e.enumtypid = a.atttypid)), '{}')
-              FROM pg_catalog.pg_attribute a
-              WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
-                AND EXISTS (SELECT 1 FROM pg_catalog.pg_enum e WHERE e.enumtypid = a.atttypid)))
+                   WHERE e.enumtypid = x.enumtyp)), '{}')
+              FROM (SELECT a.attnum,
+                           (SELECT b.oid FROM pg_catalog.pg_type b
+                            WHERE b.oid IN (t.oid, t.typelem, t.typbasetype,
+                                            (SELECT d.typelem FROM pg_catalog.pg_type d WHERE d.oid = t.typbasetype))
+                              AND b.typtype = 'e' LIMIT 1) AS enumtyp
+                    FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+                    WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped) x
+              WHERE x.enumtyp IS NOT NULL))
 -- What the policies and rules use, followed once (most relations, such as
 -- partitions, have neither).
 FROM (SELECT pg_catalog.array_agg(u.classid) AS classids, pg_catalog.array_agg(u.objid) AS objids
@@ -832,6 +848,17 @@ BEGIN
     IF notify IS NULL THEN
         RAISE EXCEPTION 'notify must not be NULL' USING ERRCODE = '22004';
     END IF;
+    -- Notifying updates the alerts' state, which the background worker
+    -- updates too: a non-superuser may do it only in a transaction of its
+    -- own (in a transaction block its row locks would last until COMMIT).
+    -- The first statement of a transaction starts when the transaction
+    -- does; any later one does not.
+    IF notify AND pg_catalog.statement_timestamp() <> pg_catalog.transaction_timestamp()
+       AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = SESSION_USER) THEN
+        RAISE EXCEPTION 'aegis.security_alerts(notify => true) must run in a transaction of its own, not inside a transaction block'
+            USING ERRCODE = '25001',
+                  HINT = 'Its state updates would wait for COMMIT and stall the background worker meanwhile; security_alerts(false) only looks.';
+    END IF;
     -- 1. The chain verifies (from its signed checkpoint, if pruned).
     SELECT * INTO v FROM aegis.verify_chain() c;
     IF NOT v.ok THEN
@@ -860,9 +887,16 @@ BEGIN
         -- first one): otherwise whoever looks between probes would keep the
         -- burst from ever being sent.
         IF notify THEN
-            INSERT INTO aegis.security_alert_state AS s (alert, last_at, last_value)
-            VALUES ('denied_access_counter', pg_catalog.now(), d)
-            ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at, last_value = EXCLUDED.last_value;
+            -- Waits at most lock_timeout (the worker sets one): a session
+            -- holding the row costs this round's baseline update, not the
+            -- worker.
+            BEGIN
+                INSERT INTO aegis.security_alert_state AS s (alert, last_at, last_value)
+                VALUES ('denied_access_counter', pg_catalog.now(), d)
+                ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at, last_value = EXCLUDED.last_value;
+            EXCEPTION WHEN lock_not_available THEN
+                RAISE WARNING 'pg_aegis: the denied-access baseline is locked by another session; kept as it was';
+            END;
         ELSE
             INSERT INTO aegis.security_alert_state AS s (alert, last_at, last_value)
             VALUES ('denied_access_counter', pg_catalog.now(), d)
@@ -899,8 +933,12 @@ BEGIN
             RETURNING id INTO event_id;
             PERFORM pg_catalog.pg_notify('aegis_alerts', pg_catalog.jsonb_build_object(
                 'source', 'pg_aegis', 'database', pg_catalog.current_database(), 'id', event_id)::text);
-            INSERT INTO aegis.security_alert_state AS s (alert, last_at) VALUES (f ->> 'alert', pg_catalog.now())
-            ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at;
+            BEGIN
+                INSERT INTO aegis.security_alert_state AS s (alert, last_at) VALUES (f ->> 'alert', pg_catalog.now())
+                ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at;
+            EXCEPTION WHEN lock_not_available THEN
+                RAISE WARNING 'pg_aegis: the state of alert % is locked by another session; it may be sent again', f ->> 'alert';
+            END;
         END IF;
     END LOOP;
 END
@@ -974,6 +1012,9 @@ BEGIN
     -- ones the guard finds broken now, or the running command is dropping
     -- or rewriting (only a sql_drop or table_rewrite event trigger can ask).
     -- Anyone else gets an error and writes nothing to the server log.
+    IF COALESCE(pg_catalog.cardinality(names), 0) = 0 THEN
+        RAISE EXCEPTION 'aegis.guard_report() reports only what the DDL guard refuses' USING ERRCODE = '42501';
+    END IF;
     IF NOT (names <@ COALESCE((SELECT pg_catalog.array_agg(g.name) FROM aegis.guard_check() g WHERE g.broken), '{}')) THEN
         BEGIN
             PERFORM pg_catalog.pg_event_trigger_table_rewrite_oid();

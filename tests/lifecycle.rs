@@ -23,6 +23,8 @@
 //!     reports who holds the lock as a security alert, and seals once the
 //!     lock is gone; seal() in a transaction block is refused to
 //!     non-superusers;
+//!   - the worker comes back when it is terminated, and when its database is
+//!     dropped and created again (a restore), and seals there;
 //!   - schedule_retention(): without pg_cron the database's background worker
 //!     runs apply_retention() when the schedule is due and moves it on; with
 //!     pg_cron installed the job is pg_cron's and runs there.
@@ -351,6 +353,59 @@ fn a_session_holding_the_chain_lock_does_not_stall_the_worker() {
         .map(|r| (r.get(0), r.get(1)))
         .unwrap();
     assert!(ok, "{problem:?}");
+}
+
+#[test]
+fn the_worker_comes_back_after_it_is_stopped_and_its_database_recreated() {
+    let cluster = ScratchCluster::init(
+        "sealer_restart",
+        &["aegis.seal_databases = 'back'", "aegis.seal_interval = 200"],
+    );
+    cluster.start();
+    let mut pg = cluster.connect("postgres");
+    pg.batch_execute("CREATE DATABASE back").unwrap();
+    let worker_pid = |c: &mut Client| -> Option<i32> {
+        c.query_opt(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_aegis sealer' AND datname = 'back'",
+            &[],
+        )
+        .unwrap()
+        .map(|r| r.get(0))
+    };
+    let first = wait_for("the sealer to attach to back", 30, || worker_pid(&mut pg));
+    // Terminated (as an administrator or a tool might): it comes back.
+    pg.query_one("SELECT pg_terminate_backend($1)", &[&first])
+        .unwrap();
+    let second = wait_for("the sealer to come back", 30, || {
+        worker_pid(&mut pg).filter(|p| *p != first)
+    });
+    assert_ne!(first, second);
+    // The database dropped (as a restore does) and created again: the
+    // worker keeps trying meanwhile and attaches to the new one.
+    pg.batch_execute("DROP DATABASE back WITH (FORCE)").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    pg.batch_execute("CREATE DATABASE back").unwrap();
+    let mut c = cluster.connect("back");
+    c.batch_execute(
+        "SET client_min_messages = warning;
+         CREATE EXTENSION pg_aegis;
+         CREATE TABLE public.t (id int PRIMARY KEY);
+         SELECT aegis.protect('public.t');
+         INSERT INTO public.t VALUES (1), (2);",
+    )
+    .unwrap();
+    wait_for("the sealer to attach to the new back", 40, || {
+        worker_pid(&mut pg)
+    });
+    // And it seals there.
+    wait_for("the new entries to be sealed", 30, || {
+        (count(
+            &mut c,
+            "SELECT count(*) FROM aegis.audit_log l
+             WHERE NOT EXISTS (SELECT 1 FROM aegis.audit_chain ch WHERE ch.entry_id = l.id)",
+        ) == 0)
+            .then_some(())
+    });
 }
 
 #[test]

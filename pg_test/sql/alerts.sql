@@ -176,6 +176,11 @@ SELECT count(*) AS devops_sees_security FROM aegis.alert_events WHERE kind = 'se
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION alm_auditor;
 SELECT count(*) > 0 AS auditor_sees_security FROM aegis.alert_events WHERE kind = 'security';
+-- Notifying inside a transaction block (this file is one) would keep the
+-- alerts' state locked until COMMIT, stalling the worker's checks: refused
+-- to non-superusers; looking is fine.
+SELECT count(*) FROM aegis.security_alerts(true);
+SELECT count(*) > 0 AS looked FROM aegis.security_alerts(false);
 RESET SESSION AUTHORIZATION;
 -- Keys whose current version is over a year old.
 SELECT aegis.create_key('alm_old') IS NOT NULL AS key_created;

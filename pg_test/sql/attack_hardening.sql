@@ -32,7 +32,9 @@
 --      enum labels, text search configuration, name lookups), REASSIGN
 --      OWNED and a schema rename, a partition added during a session, a
 --      rule reading during retention, a row beside the chain with an
---      unassigned xid.
+--      unassigned xid; and the sixth and seventh: chain rows below the
+--      verified range, dropped columns, the key, composite attributes,
+--      enum arrays, renames, forged guard reports.
 -- (Parallel queries after an audited read: parallel_reads.sql.)
 -- Each witness records who ran the owner's code and whether that role was a
 -- superuser at that moment; every escalation attempt checks rolsuper at the
@@ -711,8 +713,33 @@ SELECT a.attname FROM pg_attribute a WHERE a.attrelid = 'public.hard_app'::regcl
 SELECT conname FROM pg_constraint WHERE conrelid = 'public.hard_app'::regclass AND contype = 'p';
 -- 8. The guard's report function is executable by everyone (the guard
 --    runs as whoever issues the DDL), but writes a refusal to the server
---    log only for what the guard itself refuses: no forged evidence.
+--    log only for what the guard itself refuses: no forged evidence (no
+--    empty or NULL list of tables either: the seventh review).
 SET SESSION AUTHORIZATION hard_reader;
 SELECT aegis.guard_report(ARRAY['public.hard_plain'], 'ALTER TABLE', 'dropping protected table');
+SELECT aegis.guard_report('{}', 'DROP TABLE', 'forged');
+SELECT aegis.guard_report(NULL, 'DROP TABLE', 'forged');
+RESET SESSION AUTHORIZATION;
+-- 9. What else changes the values or the key of every row with no row
+--    written (the seventh review): an attribute of a composite type a
+--    column holds dropped, a label of an enum an array column holds
+--    renamed, the key's collation or deferrability, a column renamed
+--    (classifications name columns).
+SET SESSION AUTHORIZATION hard_owner;
+CREATE TYPE public.hard_ct AS (x int, secret text);
+CREATE TYPE public.hard_v2 AS ENUM ('guilty', 'clear');
+CREATE COLLATION public.hard_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE TABLE public.hard_shape (id text PRIMARY KEY, c public.hard_ct, va public.hard_v2[]);
+CREATE POLICY all_rows ON hard_shape USING (true) WITH CHECK (true);
+RESET SESSION AUTHORIZATION;
+SELECT aegis.protect('public.hard_shape');
+SET SESSION AUTHORIZATION hard_owner;
+INSERT INTO hard_shape VALUES ('k1', ROW(1, 'orig'), '{guilty}');
+ALTER TYPE public.hard_ct DROP ATTRIBUTE secret;
+ALTER TYPE public.hard_v2 RENAME VALUE 'guilty' TO 'innocent';
+ALTER TABLE hard_shape ALTER COLUMN id TYPE text COLLATE public.hard_ci;
+ALTER TABLE hard_shape DROP CONSTRAINT hard_shape_pkey, ADD PRIMARY KEY (id) DEFERRABLE INITIALLY DEFERRED;
+ALTER TABLE hard_shape RENAME COLUMN va TO verdicts;
+SELECT id, c, va FROM hard_shape;
 RESET SESSION AUTHORIZATION;
 ROLLBACK;
