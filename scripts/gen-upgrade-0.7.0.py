@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+# Regenerates sql/pg_aegis--0.6.0--0.7.0.sql from the sql/ sources: the update
+# script restates every function, table and trigger 0.7.0 changes, taken
+# verbatim from the files a fresh install runs (so the two cannot drift;
+# pg_test/sql/upgrade.sql compares them object by object). Development
+# tool: run it after changing one of the listed objects, and add new ones
+# to the lists. 0.7.0 is not released yet; once it is, its script is frozen.
+import os
+root=os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'sql') + '/'
+def block(fname, name_sig):
+    s=open(root+fname).read()
+    i=s.index('CREATE FUNCTION aegis.'+name_sig)
+    j=s.rfind('\n\n',0,i)+2
+    k=s.index('COMMENT ON FUNCTION aegis.'+name_sig.split('(')[0]+'(', i)
+    e=s.index("';\n",k)+3
+    return s[j:e]
+out=['''-- pg_aegis 0.6.0 -> 0.7.0: what a fourth cold attack review of 0.6.0
+-- found. The DDL guard fingerprints protected tables by OID (renaming a
+-- schema or a role breaks nothing), follows what their policies and rules
+-- use (functions, operators, views), and runs after every DDL command;
+-- protect() refuses policies that call code a non-superuser owns;
+-- retention and erasure record reads their statements set off (rules);
+-- verify_chain() reports rows with transaction ids never assigned or
+-- aborted and takes erasure receipts only from the chain or from entries
+-- that may still be waiting for it. A fresh 0.7.0 install and 0.6.0
+-- updated with this script have the same catalog (pg_test/sql/upgrade.sql).
+\\echo Use "ALTER EXTENSION pg_aegis UPDATE TO '0.7.0'" to load this file. \\quit
+REVOKE ALL ON SCHEMA aegis FROM PUBLIC;
+
+DROP FUNCTION aegis.run_restricted(oid, boolean, text, text[]);
+DROP EVENT TRIGGER aegis_guard_end;
+
+''']
+new=[('80_lifecycle.sql','run_restricted('),('30_policy.sql','policy_code('),('30_policy.sql','policy_untrusted_code('),
+     ('70_audit.sql','entry_may_be_pending('),('70_audit.sql','guard_verify('),('85_alerts.sql','report_blocked_sealer(')]
+repl=[('30_policy.sql','owner_ddl('),('30_policy.sql','check_policy('),('70_audit.sql','guard_state('),('70_audit.sql','guard_check('),
+      ('80_lifecycle.sql','apply_retention('),('80_lifecycle.sql','erase_subject('),('85_alerts.sql','security_alerts('),('70_audit.sql','guard_ddl_end('),('70_audit.sql','guard_report('),('90_compliance.sql','compliance_mapping('),('90_compliance.sql','compliance_report()')]
+al=open(root+'85_alerts.sql').read()
+out.append(al[al.index('-- Every alert pg_aegis raised, metric and security'):al.index('-- The trigger, attached by create_monitoring_schema()')])
+for f,n in new: out.append(block(f,n)+'\n')
+for f,n in repl:
+    out.append(block(f,n).replace('CREATE FUNCTION aegis.','CREATE OR REPLACE FUNCTION aegis.',1)+'\n')
+a=open(root+'70_audit.sql').read()
+i=a.index('-- Every DDL command: what can change a protected table without naming it')
+j=a.index('CREATE EVENT TRIGGER aegis_guard_rewrite')
+et=a[i:j]
+out.append('''-- Grants (99_finalize.sql).
+REVOKE EXECUTE ON FUNCTION aegis.run_restricted(oid, regclass, boolean, text, text[]),
+    aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid), aegis.entry_may_be_pending(xid8), aegis.guard_verify(text), aegis.report_blocked_sealer(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid) TO aegis_admin;
+GRANT EXECUTE ON FUNCTION aegis.guard_verify(text) TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION aegis.alert_event(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.alert_event(text) TO PUBLIC;
+
+GRANT USAGE ON SCHEMA aegis TO PUBLIC;
+
+-- What the DDL guard compares with, in the new (OID) form, for every
+-- protected table; then the guard watches every DDL command.
+SELECT aegis.guard_remember();
+'''+et)
+open(root+'pg_aegis--0.6.0--0.7.0.sql','w').write(''.join(out))
