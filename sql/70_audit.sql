@@ -406,17 +406,29 @@ SELECT pg_catalog.jsonb_build_object(
              FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped),
     -- The labels of enum columns: renaming one changes every row that holds
     -- it (adding labels is fine).
-    'enums', (SELECT COALESCE(pg_catalog.jsonb_object_agg(x.attnum::text,
-                  (SELECT pg_catalog.jsonb_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e
-                   WHERE e.enumtypid = x.enumtyp)), '{}')
+    'enums', (SELECT COALESCE(pg_catalog.jsonb_object_agg(x.attnum::text, x.labels), '{}')
               FROM (SELECT a.attnum,
-                           (SELECT b.oid FROM pg_catalog.pg_type b
-                            WHERE b.oid IN (t.oid, t.typelem, t.typbasetype,
-                                            (SELECT d.typelem FROM pg_catalog.pg_type d WHERE d.oid = t.typbasetype))
-                              AND b.typtype = 'e' LIMIT 1) AS enumtyp
-                    FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+                           -- Every enum a column's values hold, however
+                           -- deep: through arrays, domains (of domains),
+                           -- ranges, multiranges and composite attributes.
+                           (WITH RECURSIVE reach(typ) AS (
+                                SELECT a.atttypid
+                                UNION
+                                SELECT n.typ FROM reach r
+                                JOIN pg_catalog.pg_type t ON t.oid = r.typ
+                                CROSS JOIN LATERAL (
+                                    SELECT t.typelem WHERE t.typelem <> 0
+                                    UNION ALL SELECT t.typbasetype WHERE t.typbasetype <> 0
+                                    UNION ALL SELECT g.rngsubtype FROM pg_catalog.pg_range g WHERE g.rngtypid = t.oid
+                                    UNION ALL SELECT g.rngtypid FROM pg_catalog.pg_range g WHERE g.rngmultitypid = t.oid
+                                    UNION ALL SELECT ca.atttypid FROM pg_catalog.pg_attribute ca
+                                              WHERE t.typrelid <> 0 AND ca.attrelid = t.typrelid
+                                                AND ca.attnum > 0 AND NOT ca.attisdropped) n(typ))
+                            SELECT pg_catalog.jsonb_agg(e.enumlabel ORDER BY e.enumtypid, e.enumsortorder)
+                            FROM pg_catalog.pg_enum e WHERE e.enumtypid IN (SELECT r.typ FROM reach r)) AS labels
+                    FROM pg_catalog.pg_attribute a
                     WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped) x
-              WHERE x.enumtyp IS NOT NULL))
+              WHERE x.labels IS NOT NULL))
 -- What the policies and rules use, followed once (most relations, such as
 -- partitions, have neither).
 FROM (SELECT pg_catalog.array_agg(u.classid) AS classids, pg_catalog.array_agg(u.objid) AS objids

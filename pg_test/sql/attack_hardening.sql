@@ -741,5 +741,23 @@ ALTER TABLE hard_shape ALTER COLUMN id TYPE text COLLATE public.hard_ci;
 ALTER TABLE hard_shape DROP CONSTRAINT hard_shape_pkey, ADD PRIMARY KEY (id) DEFERRABLE INITIALLY DEFERRED;
 ALTER TABLE hard_shape RENAME COLUMN va TO verdicts;
 SELECT id, c, va FROM hard_shape;
+-- Enums held deeper (the eighth review): through a domain over a domain,
+-- a range, a composite attribute.
+CREATE TYPE public.hard_e1 AS ENUM ('a', 'b');
+CREATE DOMAIN public.hard_d1 AS public.hard_e1;
+CREATE DOMAIN public.hard_d2 AS public.hard_d1;
+CREATE TYPE public.hard_e2 AS ENUM ('p', 'q');
+CREATE TYPE public.hard_e3 AS ENUM ('m', 'n');
+CREATE TYPE public.hard_r3 AS RANGE (subtype = public.hard_e3);
+CREATE TYPE public.hard_c2 AS (x public.hard_e2, y int);
+CREATE TABLE public.hard_deep (id int PRIMARY KEY, dd public.hard_d2, rr public.hard_r3, cc public.hard_c2);
+INSERT INTO hard_deep VALUES (1, 'a', '[m,n]', '(p,1)');
 RESET SESSION AUTHORIZATION;
+SELECT aegis.protect('public.hard_deep');
+SET SESSION AUTHORIZATION hard_owner;
+ALTER TYPE public.hard_e1 RENAME VALUE 'a' TO 'zz';
+ALTER TYPE public.hard_e3 RENAME VALUE 'm' TO 'zz';
+ALTER TYPE public.hard_e2 RENAME VALUE 'p' TO 'zz';
+RESET SESSION AUTHORIZATION;
+SELECT dd, rr, cc FROM hard_deep;
 ROLLBACK;
