@@ -34,7 +34,7 @@ DROP EVENT TRIGGER aegis_guard_end;
 new=[('80_lifecycle.sql','run_restricted('),('30_policy.sql','policy_code('),('30_policy.sql','policy_untrusted_code('),
      ('70_audit.sql','entry_may_be_pending('),('70_audit.sql','guard_verify('),('85_alerts.sql','report_blocked_sealer(')]
 repl=[('30_policy.sql','owner_ddl('),('30_policy.sql','check_policy('),('70_audit.sql','guard_state('),('70_audit.sql','guard_check('),
-      ('80_lifecycle.sql','apply_retention('),('80_lifecycle.sql','erase_subject('),('85_alerts.sql','security_alerts('),('70_audit.sql','guard_ddl_end('),('70_audit.sql','guard_report('),('90_compliance.sql','compliance_mapping('),('90_compliance.sql','compliance_report()')]
+      ('80_lifecycle.sql','apply_retention('),('80_lifecycle.sql','erase_subject('),('85_alerts.sql','security_alerts('),('70_audit.sql','guard_ddl_end('),('70_audit.sql','guard_report('),('70_audit.sql','guard_protect_partitions('),('90_compliance.sql','compliance_mapping('),('90_compliance.sql','compliance_report()')]
 al=open(root+'85_alerts.sql').read()
 out.append(al[al.index('-- Every alert pg_aegis raised, metric and security'):al.index('-- The trigger, attached by create_monitoring_schema()')])
 for f,n in new: out.append(block(f,n)+'\n')

@@ -531,7 +531,8 @@ COMMENT ON FUNCTION aegis.guard_remember(regclass) IS
 
 -- New partitions of a protected table come out protected: row security
 -- enabled and forced, PUBLIC revoked, the TRUNCATE capture trigger (the row
--- capture trigger is cloned by PostgreSQL itself). Definer rights: the
+-- capture trigger is cloned by PostgreSQL itself), and the rows of an
+-- attached table recorded as BASELINE entries. Definer rights: the
 -- partition's creator may not own the capture functions' grants; it can
 -- only add protection. Recorded as a DDL entry. Its own ALTER TABLEs run
 -- with session_replication_role = replica, so the guard's event triggers
@@ -559,6 +560,13 @@ BEGIN
         PERFORM aegis.audit_event('DDL', r.relid::text, pg_catalog.jsonb_build_object(
             'change', 'partition added and protected', 'partition', r.part::regclass::text,
             'user', SESSION_USER));
+        -- A table attached with rows in it: they now show through the
+        -- protected table, so each becomes a BASELINE entry, as at
+        -- protect() (a heap scan rendered with built-in output functions:
+        -- none of the owner's code runs).
+        IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = r.part) = 'r' THEN
+            PERFORM aegis.audit_baseline(r.part);
+        END IF;
     END LOOP;
 END
 $$;

@@ -1054,6 +1054,50 @@ $$;
 COMMENT ON FUNCTION aegis.guard_report(text[], text, text) IS
     'Internal: refuse (non-superuser) or record (superuser) a change that weakened protected tables';
 
+-- New partitions of a protected table come out protected: row security
+-- enabled and forced, PUBLIC revoked, the TRUNCATE capture trigger (the row
+-- capture trigger is cloned by PostgreSQL itself), and the rows of an
+-- attached table recorded as BASELINE entries. Definer rights: the
+-- partition's creator may not own the capture functions' grants; it can
+-- only add protection. Recorded as a DDL entry. Its own ALTER TABLEs run
+-- with session_replication_role = replica, so the guard's event triggers
+-- (enabled on origin) do not fire again inside it.
+CREATE OR REPLACE FUNCTION aegis.guard_protect_partitions() RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+SET session_replication_role = replica
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT e.relid, c.oid AS part
+        FROM aegis.rls_enforced e
+        CROSS JOIN LATERAL pg_catalog.pg_partition_tree(e.relid) t
+        JOIN pg_catalog.pg_class c ON c.oid = t.relid
+        WHERE c.relkind IN ('r', 'p') AND c.oid <> e.relid::oid
+          AND NOT (c.relrowsecurity AND c.relforcerowsecurity
+                   AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+                               WHERE g.tgrelid = c.oid AND g.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure))
+    LOOP
+        PERFORM aegis.switch_rls(r.relid, true);
+        PERFORM aegis.guard_remember(r.relid);
+        PERFORM aegis.audit_event('DDL', r.relid::text, pg_catalog.jsonb_build_object(
+            'change', 'partition added and protected', 'partition', r.part::regclass::text,
+            'user', SESSION_USER));
+        -- A table attached with rows in it: they now show through the
+        -- protected table, so each becomes a BASELINE entry, as at
+        -- protect() (a heap scan rendered with built-in output functions:
+        -- none of the owner's code runs).
+        IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = r.part) = 'r' THEN
+            PERFORM aegis.audit_baseline(r.part);
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION aegis.guard_protect_partitions() IS
+    'Internal: protect new partitions of protected tables (definer rights; only adds protection)';
+
 -- Which requirement each control evidences. Data, so auditors can read the
 -- mapping itself (SOC 2 Trust Services Criteria 2017; ISO/IEC 27001:2022
 -- Annex A; GDPR articles).

@@ -377,8 +377,10 @@ DROP TABLE hard_parted_2025;
 -- An application migration adding a column is fine.
 ALTER TABLE hard_plain ADD COLUMN note text;
 -- New partitions, created or attached by the owner, come out protected and
--- audited.
+-- audited; the rows an attached table brings become BASELINE entries (the
+-- eighth review: they showed with no entry).
 CREATE TABLE public.hard_parted_2026 PARTITION OF hard_parted FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+INSERT INTO hard_spare VALUES (9, '2027-03-01', 'brought along');
 ALTER TABLE hard_parted ATTACH PARTITION hard_spare FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
 RESET SESSION AUTHORIZATION;
 SELECT c.relname, c.relrowsecurity AND c.relforcerowsecurity AS rls_forced,
@@ -386,7 +388,7 @@ SELECT c.relname, c.relrowsecurity AND c.relforcerowsecurity AS rls_forced,
           AND g.tgfoid IN ('aegis.audit_row()'::regprocedure, 'aegis.audit_truncate()'::regprocedure)) AS capture_triggers
 FROM pg_class c WHERE c.relname IN ('hard_parted_2025', 'hard_parted_2026', 'hard_spare') ORDER BY 1;
 INSERT INTO hard_parted VALUES (1, '2026-06-01', 'a'), (2, '2027-06-01', 'b');
-SELECT table_name, operation, pk FROM aegis.audit_log WHERE table_name = 'public.hard_parted' AND operation = 'INSERT' ORDER BY id;
+SELECT table_name, operation, pk FROM aegis.audit_log WHERE table_name = 'public.hard_parted' AND operation IN ('INSERT', 'BASELINE') ORDER BY id;
 SELECT ok, rows_checked FROM aegis.verify_table('public.hard_parted');
 -- The capture trigger attached to a table pg_aegis does not protect writes
 -- nothing but an error.
