@@ -110,24 +110,24 @@ pub extern "C-unwind" fn aegis_sealer_main(_arg: pg_sys::Datum) {
         // only; the next round retries.
         // The chain's lock is waited for a bounded time only: whoever holds
         // it delays sealing, never the worker's other duties.
-        let r = BackgroundWorker::transaction(|| {
+        let r = round("sealer", &db, || {
             if !installed() {
                 return Ok(0);
             }
             crate::audit::seal_impl(true)
         });
         match r {
-            Ok(_) => {}
-            Err(crate::error::AegisError::SealerBlocked { holders }) => {
+            Some(Ok(_)) | None => {}
+            Some(Err(crate::error::AegisError::SealerBlocked { holders })) => {
                 pgrx::warning!("pg_aegis sealer in {db:?}: the audit chain is locked by {holders}; sealing waits");
-                let r = BackgroundWorker::transaction(|| {
+                let r = round("sealer", &db, || {
                     crate::alerts::report_blocked_sealer(&holders)
                 });
-                if let Err(e) = r {
+                if let Some(Err(e)) = r {
                     pgrx::warning!("pg_aegis sealer in {db:?}: reporting the blocked chain: {e}");
                 }
             }
-            Err(e) => pgrx::warning!("pg_aegis sealer in {db:?}: {e}"),
+            Some(Err(e)) => pgrx::warning!("pg_aegis sealer in {db:?}: {e}"),
         }
         // The retention schedule (aegis.schedule_retention without pg_cron)
         // runs in a transaction of its own, after sealing.
