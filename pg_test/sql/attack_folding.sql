@@ -64,6 +64,21 @@ RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION fold_admin;
 SELECT table_name, rows_affected FROM aegis.apply_retention() WHERE table_name = 'public.fold_indexed';
 RESET SESSION AUTHORIZATION;
+-- A table with rows and an index expression attached as a partition: the
+-- DDL guard protects it and records its rows (BASELINE) with pg_aegis's
+-- rights, in a fresh session; the owner's code must not run then.
+\c aegis_regress_folding
+SET SESSION AUTHORIZATION fold_owner;
+CREATE TABLE public.fold_attached (id bigint, at timestamptz NOT NULL);
+INSERT INTO fold_attached VALUES (150, now());
+CREATE INDEX ON fold_attached ((id * public.fold_code('attached index expression')));
+RESET SESSION AUTHORIZATION;
+\c aegis_regress_folding
+SET SESSION AUTHORIZATION fold_owner;
+ALTER TABLE fold_parted ATTACH PARTITION fold_attached FOR VALUES FROM (100) TO (200);
+RESET SESSION AUTHORIZATION;
+SELECT operation, pk, new_row ->> 'id' AS id FROM aegis.audit_log
+WHERE table_name = 'public.fold_parted' AND operation = 'BASELINE' ORDER BY id;
 -- Nothing ran with rights other than the owner's; nobody became superuser.
 SELECT kind, run_as, was_superuser FROM fold_witness ORDER BY 1, 2;
 SELECT rolsuper AS owner_became_superuser FROM pg_roles WHERE rolname = 'fold_owner';
