@@ -889,27 +889,17 @@ pub(crate) fn read_targets() -> Option<Rc<HashMap<pg_sys::Oid, ReadTarget>>> {
     audit_log_oids().ok()?;
     // ExecutorEnd of a portal runs after its snapshot was popped; loading
     // the catalog needs one (only here, not on every statement).
-    // SAFETY: pushes a snapshot only when none is active, popped below.
-    let pushed = unsafe {
-        let none = !pg_sys::ActiveSnapshotSet();
-        if none {
-            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-        }
-        none
-    };
     // In a parallel worker no setting may change (not even search_path for
     // the duration of a query): the query names everything with its schema,
     // so it runs as it is there.
-    // SAFETY: a backend global, -1 outside parallel workers.
-    let map = if unsafe { pg_sys::ParallelWorkerNumber } >= 0 {
-        as_extension_owner(load_read_targets)
-    } else {
-        with_safe_search_path(|| as_extension_owner(load_read_targets))
-    };
-    if pushed {
-        // SAFETY: the snapshot pushed above.
-        unsafe { pg_sys::PopActiveSnapshot() };
-    }
+    let map = crate::spi::with_active_snapshot(|| {
+        // SAFETY: a backend global, -1 outside parallel workers.
+        if unsafe { pg_sys::ParallelWorkerNumber } >= 0 {
+            as_extension_owner(load_read_targets)
+        } else {
+            with_safe_search_path(|| as_extension_owner(load_read_targets))
+        }
+    });
     let map = Rc::new(map.ok()?);
     CACHE.with(|c| c.borrow_mut().read_targets = Some(map.clone()));
     Some(map)

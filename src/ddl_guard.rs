@@ -23,7 +23,7 @@ use pgrx::PgSqlErrorCode;
 pub extern "C-unwind" fn aegis_guard_detach_concurrently(relid: pg_sys::Oid) {
     let names = guarded(
         "c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid",
-        vec![relid.into_datum()],
+        pg_sys::Datum::from(relid),
         pg_sys::OIDOID,
     );
     refuse(
@@ -42,20 +42,19 @@ pub extern "C-unwind" fn aegis_guard_detach_concurrently(relid: pg_sys::Oid) {
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn aegis_guard_reassign_owned(stmt: *mut pg_sys::ReassignOwnedStmt) {
     // SAFETY: a parsed REASSIGN OWNED statement; roles is a List of RoleSpec.
-    let roles: Vec<Option<pg_sys::Oid>> = unsafe {
+    let roles: Vec<pg_sys::Oid> = unsafe {
         pgrx::PgList::<pg_sys::RoleSpec>::from_pg((*stmt).roles)
             .iter_ptr()
             .map(|r| pg_sys::get_rolespec_oid(r, true))
             .filter(|o| *o != pg_sys::InvalidOid)
-            .map(Some)
             .collect()
     };
-    if roles.is_empty() {
+    let Some(roles) = (!roles.is_empty()).then(|| roles.into_datum()).flatten() else {
         return;
-    }
+    };
     let names = guarded(
         "c.relowner OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])",
-        vec![roles.into_datum()],
+        roles,
         pg_sys::OIDARRAYOID,
     );
     refuse(
@@ -79,28 +78,18 @@ pub extern "C-unwind" fn aegis_guard_after_reassign_owned() {
     if unsafe { pg_sys::get_extension_oid(c"pg_aegis".as_ptr(), true) } == pg_sys::InvalidOid {
         return;
     }
-    // SAFETY: an active snapshot for the query, pushed only when none is.
-    let pushed = unsafe {
-        let none = !pg_sys::ActiveSnapshotSet();
-        if none {
-            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-        }
-        none
-    };
     // A write (a superuser's change is recorded): the command has a
     // transaction id already. Run as the user, like the event trigger.
-    let r = with_safe_search_path(|| {
-        Spi::connect_mut(|client| {
-            client
-                .update("SELECT aegis.guard_verify('REASSIGN OWNED')", None, &[])
-                .map(|_| ())
-                .map_err(spi_error)
+    let r = crate::spi::with_active_snapshot(|| {
+        with_safe_search_path(|| {
+            Spi::connect_mut(|client| {
+                client
+                    .update("SELECT aegis.guard_verify('REASSIGN OWNED')", None, &[])
+                    .map(|_| ())
+                    .map_err(spi_error)
+            })
         })
     });
-    if pushed {
-        // SAFETY: the snapshot pushed above.
-        unsafe { pg_sys::PopActiveSnapshot() };
-    }
     if let Err(e) = r {
         raise(e);
     }
@@ -111,7 +100,7 @@ pub extern "C-unwind" fn aegis_guard_after_reassign_owned() {
 /// partitions included) that match `filter` on pg_class `c`, by name;
 /// nothing for a superuser or where pg_aegis is not installed. Read-only,
 /// with the extension owner's rights (the catalogs have no grants).
-fn guarded(filter: &str, arg: Vec<Option<pg_sys::Datum>>, typoid: pg_sys::Oid) -> Vec<String> {
+fn guarded(filter: &str, arg: pg_sys::Datum, typoid: pg_sys::Oid) -> Vec<String> {
     // SAFETY: plain backend state and syscache lookups.
     unsafe {
         if pg_sys::superuser()
@@ -130,40 +119,23 @@ fn guarded(filter: &str, arg: Vec<Option<pg_sys::Datum>>, typoid: pg_sys::Oid) -
              OR c.oid IN (SELECT g.relid::pg_catalog.oid FROM aegis.guard_states g)) \
          ORDER BY 1"
     );
-    // SAFETY: an active snapshot for the query, pushed only when none is
-    // (popped below; an error pops it with the transaction).
-    let pushed = unsafe {
-        let none = !pg_sys::ActiveSnapshotSet();
-        if none {
-            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-        }
-        none
-    };
-    let datum = arg.into_iter().next().flatten();
-    let names = with_safe_search_path(|| {
-        as_extension_owner(|| {
-            Spi::connect(|client| {
-                // SAFETY: the datum is of the type named.
-                let args = [unsafe {
-                    pgrx::datum::DatumWithOid::new(
-                        datum.unwrap_or(pg_sys::Datum::from(0usize)),
-                        typoid,
-                    )
-                }];
-                let mut out = Vec::new();
-                for row in client.select(&query, None, &args).map_err(spi_error)? {
-                    if let Some(n) = row.get::<String>(1).map_err(spi_error)? {
-                        out.push(n);
+    let names = crate::spi::with_active_snapshot(|| {
+        with_safe_search_path(|| {
+            as_extension_owner(|| {
+                Spi::connect(|client| {
+                    // SAFETY: the datum is of the type named.
+                    let args = [unsafe { pgrx::datum::DatumWithOid::new(arg, typoid) }];
+                    let mut out = Vec::new();
+                    for row in client.select(&query, None, &args).map_err(spi_error)? {
+                        if let Some(n) = row.get::<String>(1).map_err(spi_error)? {
+                            out.push(n);
+                        }
                     }
-                }
-                Ok(out)
+                    Ok(out)
+                })
             })
         })
     });
-    if pushed {
-        // SAFETY: the snapshot pushed above.
-        unsafe { pg_sys::PopActiveSnapshot() };
-    }
     match names {
         Ok(n) => n,
         Err(e) => raise(e),

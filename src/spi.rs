@@ -27,3 +27,24 @@ pub(crate) fn get_one<A: FromDatum + IntoDatum>(
         table.first().get_one::<A>()
     })
 }
+
+/// Run `f` with an active snapshot: the one in place, or the transaction's,
+/// pushed for the call and popped afterwards (an error pops it with the
+/// transaction). Hooks and the executor's end run without one sometimes;
+/// SPI needs one.
+pub(crate) fn with_active_snapshot<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: pushes a snapshot only when none is active, popped below.
+    let pushed = unsafe {
+        let none = !pg_sys::ActiveSnapshotSet();
+        if none {
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        }
+        none
+    };
+    let r = f();
+    if pushed {
+        // SAFETY: the snapshot pushed above.
+        unsafe { pg_sys::PopActiveSnapshot() };
+    }
+    r
+}
