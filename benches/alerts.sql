@@ -82,6 +82,7 @@ BEGIN
             EXECUTE format('TRUNCATE bench_%s.server_metrics, bench_%s.alerts_history', s, s);
             DELETE FROM aegis.alert_state;
             DELETE FROM aegis.metric_baselines WHERE relid = 'bench_alerts.server_metrics'::regclass;
+            DELETE FROM aegis.metric_baseline_deltas WHERE relid = 'bench_alerts.server_metrics'::regclass;
             INSERT INTO aegis.metric_baselines SELECT * FROM pg_temp.alert_baselines;
             COMMIT;
             CHECKPOINT;

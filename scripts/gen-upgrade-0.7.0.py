@@ -32,10 +32,17 @@ DROP EVENT TRIGGER aegis_guard_end;
 
 ''']
 new=[('80_lifecycle.sql','run_restricted('),('30_policy.sql','policy_code('),('30_policy.sql','policy_untrusted_code('),
-     ('70_audit.sql','entry_may_be_pending('),('70_audit.sql','guard_verify('),('85_alerts.sql','report_blocked_sealer(')]
+     ('70_audit.sql','entry_may_be_pending('),('70_audit.sql','guard_verify('),('85_alerts.sql','report_blocked_sealer('),
+     ('85_alerts.sql','current_baselines('),('85_alerts.sql','fold_metric_baselines('),('85_alerts.sql','alert_upkeep(')]
 repl=[('30_policy.sql','owner_ddl('),('30_policy.sql','check_policy('),('70_audit.sql','guard_state('),('70_audit.sql','guard_check('),
       ('80_lifecycle.sql','apply_retention('),('80_lifecycle.sql','erase_subject('),('85_alerts.sql','security_alerts('),('70_audit.sql','guard_ddl_end('),('70_audit.sql','guard_report('),('70_audit.sql','guard_protect_partitions('),('90_compliance.sql','compliance_mapping('),('90_compliance.sql','compliance_report()')]
 al=open(root+'85_alerts.sql').read()
+# Metric alerts never wait for each other: cooldown firings are appended
+# (no primary key to conflict on), baselines take deltas.
+out.append('''ALTER TABLE aegis.alert_state DROP CONSTRAINT alert_state_pkey;
+CREATE INDEX alert_state_rule_server ON aegis.alert_state (rule_id, server_id, last_fired_at);
+'''+al[al.index('COMMENT ON TABLE aegis.alert_state IS'):al.index('-- Per (metrics table, metric, server)')]
+    +al[al.index('COMMENT ON TABLE aegis.metric_baselines IS'):al.index('-- The baselines in force for a metrics table')])
 out.append(al[al.index('-- Every alert pg_aegis raised, metric and security'):al.index('-- The trigger, attached by create_monitoring_schema()')])
 for f,n in new: out.append(block(f,n)+'\n')
 for f,n in repl:
@@ -49,7 +56,10 @@ REVOKE EXECUTE ON FUNCTION aegis.run_restricted(oid, regclass, boolean, text, te
     aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid), aegis.entry_may_be_pending(xid8), aegis.guard_verify(text), aegis.report_blocked_sealer(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid) TO aegis_admin;
 GRANT EXECUTE ON FUNCTION aegis.guard_verify(text) TO PUBLIC;
-REVOKE EXECUTE ON FUNCTION aegis.alert_event(text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION aegis.alert_event(text), aegis.announce_alert(text, text, text, text, name, jsonb),
+    aegis.current_baselines(oid, name, text[]), aegis.fold_metric_baselines(oid, text[]), aegis.alert_upkeep() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.current_baselines(oid, name, text[]) TO aegis_admin, aegis_auditor;
+GRANT SELECT ON aegis.metric_baseline_deltas TO aegis_admin, aegis_auditor;
 GRANT EXECUTE ON FUNCTION aegis.alert_event(text) TO PUBLIC;
 
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;

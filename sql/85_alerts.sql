@@ -40,20 +40,27 @@ CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.alert_rules
 CREATE TRIGGER alert_rules_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON aegis.alert_rules
     FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_plans_changed();
 
--- When each rule last fired for each server (the cooldown). Runtime state:
--- not dumped.
+-- When each rule fired for each server (the cooldown): appended, never
+-- updated, so an insert that fires an alert holds no row lock another
+-- insert could wait for; the background worker drops rows past their
+-- rule's cooldown. Runtime state: not dumped.
 CREATE TABLE aegis.alert_state (
     rule_id       bigint NOT NULL REFERENCES aegis.alert_rules ON DELETE CASCADE,
     server_id     text NOT NULL,
-    last_fired_at timestamptz NOT NULL,
-    PRIMARY KEY (rule_id, server_id)
+    last_fired_at timestamptz NOT NULL
 );
-COMMENT ON TABLE aegis.alert_state IS 'Internal: when each alert rule last fired for each server (cooldown)';
+CREATE INDEX alert_state_rule_server ON aegis.alert_state (rule_id, server_id, last_fired_at);
+COMMENT ON TABLE aegis.alert_state IS 'Internal: when each alert rule fired for each server (cooldown; appended, pruned by the worker)';
 
 -- Per (metrics table, metric, server): count, mean and sum of squared
--- deviations of recent values, merged once per insert statement (the old
--- count capped at 1000 samples, so old values fade). Learned state: not
--- dumped (relids do not survive a restore).
+-- deviations of recent values (the old count capped at 1000 samples, so
+-- old values fade). Each insert statement appends its rows' figures to
+-- aegis.metric_baseline_deltas (never waits); deltas are folded in here by
+-- the inserting statement when no other transaction is folding the same
+-- baseline, else by the background worker (fold_metric_baselines). The
+-- baseline in force is this row merged with the pending deltas
+-- (current_baselines). Learned state: not dumped (relids do not survive a
+-- restore).
 CREATE TABLE aegis.metric_baselines (
     relid      oid NOT NULL,
     metric     name NOT NULL,
@@ -65,7 +72,149 @@ CREATE TABLE aegis.metric_baselines (
     PRIMARY KEY (relid, metric, server_id)
 );
 COMMENT ON TABLE aegis.metric_baselines IS
-    'Internal: recent mean and variance of each server''s metrics, for anomaly rules';
+    'Internal: recent mean and variance of each server''s metrics, for anomaly rules (folded; see current_baselines())';
+CREATE TABLE aegis.metric_baseline_deltas (
+    relid     oid NOT NULL,
+    metric    name NOT NULL,
+    server_id text NOT NULL,
+    n         bigint NOT NULL CHECK (n > 0),
+    mean      double precision NOT NULL,
+    m2        double precision NOT NULL,
+    added_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX metric_baseline_deltas_key ON aegis.metric_baseline_deltas (relid, metric, server_id);
+COMMENT ON TABLE aegis.metric_baseline_deltas IS
+    'Internal: each insert statement''s count, mean and squared deviations per server, not yet folded into metric_baselines';
+
+-- The baselines in force for a metrics table: each folded baseline merged
+-- with its pending deltas (taken together as one batch, then merged with
+-- the folded figures, whose count is capped at 1000), optionally for one
+-- metric and some servers only.
+CREATE FUNCTION aegis.current_baselines(rel oid, only_metric name DEFAULT NULL, servers text[] DEFAULT NULL)
+RETURNS TABLE (metric name, server_id text, n bigint, mean double precision, m2 double precision)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    WITH p AS (
+        SELECT d.metric, d.server_id, d.n, d.mean, d.m2,
+               pg_catalog.sum(d.n * d.mean) OVER w / pg_catalog.sum(d.n) OVER w AS grand
+        FROM aegis.metric_baseline_deltas d
+        WHERE d.relid = rel AND (only_metric IS NULL OR d.metric = only_metric)
+          AND (servers IS NULL OR d.server_id = ANY (servers))
+        WINDOW w AS (PARTITION BY d.metric, d.server_id)
+    ), pending AS (
+        SELECT p.metric, p.server_id, pg_catalog.sum(p.n)::bigint AS n, pg_catalog.min(p.grand) AS mean,
+               pg_catalog.sum(p.m2 + p.n * ((p.mean - p.grand) ^ 2)) AS m2
+        FROM p GROUP BY p.metric, p.server_id
+    ), folded AS (
+        SELECT b.metric, b.server_id, LEAST(b.n, 1000) AS w, b.n, b.mean, b.m2
+        FROM aegis.metric_baselines b
+        WHERE b.relid = rel AND (only_metric IS NULL OR b.metric = only_metric)
+          AND (servers IS NULL OR b.server_id = ANY (servers))
+    )
+    SELECT COALESCE(f.metric, d.metric), COALESCE(f.server_id, d.server_id),
+           CASE WHEN d.n IS NULL THEN f.n WHEN f.n IS NULL THEN d.n ELSE f.w + d.n END,
+           CASE WHEN d.n IS NULL THEN f.mean WHEN f.n IS NULL THEN d.mean
+                ELSE ((f.w * f.mean) + (d.n * d.mean)) / (f.w + d.n) END,
+           CASE WHEN d.n IS NULL THEN f.m2 WHEN f.n IS NULL THEN d.m2
+                ELSE ((f.m2 * f.w) / f.n) + d.m2 + (((d.mean - f.mean) ^ 2) * f.w * d.n) / (f.w + d.n) END
+    FROM folded f FULL JOIN pending d ON d.metric = f.metric AND d.server_id = f.server_id
+$$;
+COMMENT ON FUNCTION aegis.current_baselines(oid, name, text[]) IS
+    'The anomaly baselines in force for a metrics table: folded figures merged with pending deltas';
+
+-- Fold pending deltas into the baselines, for one metrics table and some
+-- servers (the inserting statement) or all (the worker). Never waits: a
+-- baseline another transaction is folding right now (its advisory lock,
+-- taken with pg_try_advisory_xact_lock, is held until that transaction
+-- ends) is left for later. Only in READ COMMITTED, where each statement
+-- sees what committed before it (a transaction-snapshot isolation level
+-- would fail on a baseline folded since its snapshot): anything else
+-- leaves it to the worker. Returns how many baselines it folded.
+CREATE FUNCTION aegis.fold_metric_baselines(rel oid DEFAULT NULL, servers text[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    rels oid[];
+    mets name[];
+    srvs text[];
+    folded bigint;
+BEGIN
+    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+        RETURN 0;
+    END IF;
+    -- The baselines with pending deltas whose fold lock this transaction
+    -- gets (or already holds) without waiting.
+    SELECT pg_catalog.array_agg(k.relid), pg_catalog.array_agg(k.metric), pg_catalog.array_agg(k.server_id)
+    INTO rels, mets, srvs
+    FROM (SELECT DISTINCT d.relid, d.metric, d.server_id
+          FROM aegis.metric_baseline_deltas d
+          WHERE (rel IS NULL OR d.relid = rel) AND (servers IS NULL OR d.server_id = ANY (servers))) k
+    WHERE pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtextextended(
+              pg_catalog.format('pg_aegis:metric_baseline:%s/%s/%s', k.relid, k.metric, k.server_id), 0));
+    IF rels IS NULL THEN
+        RETURN 0;
+    END IF;
+    -- A statement of its own, so it sees every fold committed before the
+    -- locks were taken: the deltas taken out are exactly those merged in.
+    WITH k AS (
+        SELECT * FROM ROWS FROM (pg_catalog.unnest(rels), pg_catalog.unnest(mets), pg_catalog.unnest(srvs)) AS k(relid, metric, server_id)
+    ), taken AS (
+        DELETE FROM aegis.metric_baseline_deltas d USING k
+        WHERE d.relid = k.relid AND d.metric = k.metric AND d.server_id = k.server_id
+        RETURNING d.relid, d.metric, d.server_id, d.n, d.mean, d.m2
+    ), p AS (
+        SELECT t.*, pg_catalog.sum(t.n * t.mean) OVER w / pg_catalog.sum(t.n) OVER w AS grand
+        FROM taken t WINDOW w AS (PARTITION BY t.relid, t.metric, t.server_id)
+    ), d AS (
+        SELECT p.relid, p.metric, p.server_id, pg_catalog.sum(p.n)::bigint AS n, pg_catalog.min(p.grand) AS mean,
+               pg_catalog.sum(p.m2 + p.n * ((p.mean - p.grand) ^ 2)) AS m2
+        FROM p GROUP BY p.relid, p.metric, p.server_id
+    ), merged AS (
+        UPDATE aegis.metric_baselines b SET
+            n = LEAST(b.n, 1000) + d.n,
+            mean = ((LEAST(b.n, 1000) * b.mean) + (d.n * d.mean)) / (LEAST(b.n, 1000) + d.n),
+            m2 = ((b.m2 * LEAST(b.n, 1000)) / b.n) + d.m2
+                 + (((d.mean - b.mean) ^ 2) * LEAST(b.n, 1000) * d.n) / (LEAST(b.n, 1000) + d.n),
+            updated_at = pg_catalog.now()
+        FROM d
+        WHERE b.relid = d.relid AND b.metric = d.metric AND b.server_id = d.server_id
+        RETURNING b.relid, b.metric, b.server_id
+    ), created AS (
+        INSERT INTO aegis.metric_baselines (relid, metric, server_id, n, mean, m2, updated_at)
+        SELECT d.relid, d.metric, d.server_id, d.n, d.mean, d.m2, pg_catalog.now()
+        FROM d
+        WHERE NOT EXISTS (SELECT 1 FROM merged m
+                          WHERE m.relid = d.relid AND m.metric = d.metric AND m.server_id = d.server_id)
+        RETURNING 1
+    )
+    SELECT (SELECT pg_catalog.count(*) FROM merged) + (SELECT pg_catalog.count(*) FROM created) INTO folded;
+    RETURN folded;
+END
+$$;
+COMMENT ON FUNCTION aegis.fold_metric_baselines(oid, text[]) IS
+    'Internal: fold pending metric deltas into the anomaly baselines, skipping any another transaction is folding';
+
+-- The background worker's upkeep of metric alerts, every round: fold every
+-- pending delta it can, forget firings past their rule's cooldown.
+CREATE FUNCTION aegis.alert_upkeep() RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    folded bigint;
+BEGIN
+    folded := aegis.fold_metric_baselines();
+    DELETE FROM aegis.alert_state s
+    WHERE s.last_fired_at < pg_catalog.now()
+          - COALESCE((SELECT r.cooldown FROM aegis.alert_rules r WHERE r.id = s.rule_id), interval '0');
+    RETURN folded;
+END
+$$;
+COMMENT ON FUNCTION aegis.alert_upkeep() IS
+    'Internal: the worker folds pending metric deltas and forgets firings past their cooldown';
 
 -- Every alert pg_aegis raised, metric and security: what a notification's
 -- id points to. Only pg_aegis's own definer code writes it (no grants);
@@ -90,6 +239,29 @@ CREATE POLICY devops_metrics ON aegis.alert_events FOR SELECT TO aegis_devops US
 CREATE POLICY oncall_assigned ON aegis.alert_events FOR SELECT TO aegis_oncall
     USING (kind = 'metric' AND server_id = ANY ((SELECT aegis.oncall_servers())::text[]));
 GRANT SELECT ON aegis.alert_events TO aegis_admin, aegis_auditor, aegis_devops, aegis_oncall;
+
+-- Record an alert and announce it: the aegis.alert_events row, then
+-- NOTIFY aegis_alerts with its id (sent at commit). Internal: pg_aegis's
+-- own code calls it (metric alerts as the extension owner, security alerts
+-- inside security_alerts() and for the worker); granted to nobody.
+CREATE FUNCTION aegis.announce_alert(kind text, alert text, severity text, server_id text, raised_by name, detail jsonb)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    event_id bigint;
+BEGIN
+    INSERT INTO aegis.alert_events (kind, alert, severity, server_id, raised_by, detail)
+    VALUES (kind, alert, severity, server_id, raised_by, detail)
+    RETURNING id INTO event_id;
+    PERFORM pg_catalog.pg_notify('aegis_alerts', pg_catalog.jsonb_build_object(
+        'source', 'pg_aegis', 'database', pg_catalog.current_database(), 'id', event_id)::text);
+    RETURN event_id;
+END
+$$;
+COMMENT ON FUNCTION aegis.announce_alert(text, text, text, text, name, jsonb) IS
+    'Internal: record an alert in aegis.alert_events and NOTIFY aegis_alerts with its id';
 
 -- What a listener does with a notification: the alert it announces, if it
 -- is genuine (pg_aegis's JSON, this database, an id of aegis.alert_events)
@@ -211,7 +383,6 @@ DECLARE
     d bigint;
     prev record;
     names text[];
-    event_id bigint;
 BEGIN
     IF notify IS NULL THEN
         RAISE EXCEPTION 'notify must not be NULL' USING ERRCODE = '22004';
@@ -296,11 +467,7 @@ BEGIN
         RETURN NEXT;
         IF notify AND NOT EXISTS (SELECT 1 FROM aegis.security_alert_state s
                                   WHERE s.alert = f ->> 'alert' AND s.last_at > pg_catalog.now() - interval '1 hour') THEN
-            INSERT INTO aegis.alert_events (kind, alert, severity, raised_by, detail)
-            VALUES ('security', f ->> 'alert', f ->> 'severity', SESSION_USER, f -> 'detail')
-            RETURNING id INTO event_id;
-            PERFORM pg_catalog.pg_notify('aegis_alerts', pg_catalog.jsonb_build_object(
-                'source', 'pg_aegis', 'database', pg_catalog.current_database(), 'id', event_id)::text);
+            PERFORM aegis.announce_alert('security', f ->> 'alert', f ->> 'severity', NULL, SESSION_USER, f -> 'detail');
             BEGIN
                 INSERT INTO aegis.security_alert_state AS s (alert, last_at) VALUES (f ->> 'alert', pg_catalog.now())
                 ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at;
@@ -323,20 +490,14 @@ CREATE FUNCTION aegis.report_blocked_sealer(holders text) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = ''
 AS $$
-DECLARE
-    event_id bigint;
 BEGIN
     IF EXISTS (SELECT 1 FROM aegis.security_alert_state s
                WHERE s.alert = 'audit_sealer_blocked' AND s.last_at > pg_catalog.now() - interval '10 minutes') THEN
         RETURN;
     END IF;
-    INSERT INTO aegis.alert_events (kind, alert, severity, raised_by, detail)
-    VALUES ('security', 'audit_sealer_blocked', 'warning', SESSION_USER,
+    PERFORM aegis.announce_alert('security', 'audit_sealer_blocked', 'warning', NULL, SESSION_USER,
             pg_catalog.jsonb_build_object('holders', holders,
-                'hint', 'a session holds a lock on aegis.audit_chain; sealing waits for it (pg_terminate_backend(pid) ends it)'))
-    RETURNING id INTO event_id;
-    PERFORM pg_catalog.pg_notify('aegis_alerts', pg_catalog.jsonb_build_object(
-        'source', 'pg_aegis', 'database', pg_catalog.current_database(), 'id', event_id)::text);
+                'hint', 'a session holds a lock on aegis.audit_chain; sealing waits for it (pg_terminate_backend(pid) ends it)'));
     INSERT INTO aegis.security_alert_state AS s (alert, last_at) VALUES ('audit_sealer_blocked', pg_catalog.now())
     ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at;
 END
@@ -344,7 +505,8 @@ $$;
 COMMENT ON FUNCTION aegis.report_blocked_sealer(text) IS
     'Internal: the background sealer reports who holds the chain''s lock (security alert, at most every 10 minutes)';
 
-GRANT SELECT ON aegis.alert_rules, aegis.alert_state, aegis.metric_baselines, aegis.security_alert_state
+GRANT SELECT ON aegis.alert_rules, aegis.alert_state, aegis.metric_baselines, aegis.metric_baseline_deltas,
+    aegis.security_alert_state
     TO aegis_admin, aegis_auditor;
 GRANT INSERT, UPDATE, DELETE ON aegis.alert_rules TO aegis_admin;
 GRANT USAGE ON SEQUENCE aegis.alert_rules_id_seq TO aegis_admin;

@@ -107,7 +107,8 @@ GRANT EXECUTE ON FUNCTION
     aegis.legal_hold_filter(regclass), aegis.erase_subject(text, boolean)
 TO aegis_admin;
 -- Security checks: admins and auditors (the worker runs them as superuser).
-GRANT EXECUTE ON FUNCTION aegis.security_alerts(boolean), aegis.denied_access_count()
+GRANT EXECUTE ON FUNCTION aegis.security_alerts(boolean), aegis.denied_access_count(),
+    aegis.current_baselines(oid, name, text[])
 TO aegis_admin, aegis_auditor;
 -- Reading the alert a notification announces: anyone may ask; row-level
 -- security on aegis.alert_events decides what comes back.

@@ -8,13 +8,22 @@
 //!
 //! Threshold rules compare a column with a constant. Anomaly rules compare
 //! with that server's recent mean: per (table, metric, server) a count, mean
-//! and sum of squared deviations are kept in `aegis.metric_baselines` and
-//! merged once per statement (Chan et al.'s pairwise update, with the old
-//! count capped at [`BASELINE_WINDOW`] so old samples fade), so no insert
-//! ever scans history. Rows are checked against the baseline as it was
-//! before the statement, then the baseline takes them in. The standard
-//! deviation is floored at 1% of the mean and at 1, so a perfectly steady
-//! series does not alert on the smallest change.
+//! and sum of squared deviations (Chan et al.'s pairwise update, with the
+//! old count capped at 1000 samples so old samples fade), so no
+//! insert ever scans history. Rows are checked against the baseline as it
+//! was before the statement, then the baseline takes them in.
+//! The standard deviation is floored at 1% of the mean and at 1, so a
+//! perfectly steady series does not alert on the smallest change.
+//!
+//! Inserts never wait for each other (nor for an ingest session that keeps
+//! its transaction open): each statement appends its figures to
+//! `aegis.metric_baseline_deltas`, and folds pending deltas into
+//! `aegis.metric_baselines` only for the baselines whose advisory lock it
+//! gets without waiting (the background worker folds the rest); the
+//! baseline in force is the folded one merged with the pending deltas
+//! (`aegis.current_baselines`). The cooldown is the same: a pair's advisory
+//! lock taken without waiting, firings appended to `aegis.alert_state`,
+//! never updated.
 //!
 //! Everything set-shaped runs as SQL over the transition table (one scan per
 //! rule, one per anomaly metric for the baseline); Rust builds those queries
@@ -32,9 +41,6 @@ use crate::error::{protocol_error, raise, AegisError, AegisResult};
 use crate::keyring::{as_extension_owner, spi_error, with_safe_search_path};
 use pgrx::{pg_shmem_init, PgAtomic};
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// How many past samples an anomaly baseline weighs, at most.
-pub(crate) const BASELINE_WINDOW: i64 = 1000;
 
 #[derive(Debug, Clone)]
 struct Rule {
@@ -235,8 +241,9 @@ fn evaluate(
                                 &format!(
                                     "SELECT DISTINCT ON (n.server_id) n.server_id::text, to_json(n.ts) #>> '{{}}', n.{col}::float8, b.mean, \
                                             GREATEST(sqrt(b.m2 / (b.n - 1)), abs(b.mean) * 0.01, 1) \
-                                     FROM {newtab} n JOIN aegis.metric_baselines b \
-                                       ON b.relid = $1 AND b.metric = $2 AND b.server_id = n.server_id::text \
+                                     FROM {newtab} n JOIN aegis.current_baselines($1, $2, \
+                                            (SELECT array_agg(DISTINCT s.server_id::text) FROM {newtab} s)) b \
+                                       ON b.server_id = n.server_id::text \
                                      WHERE b.n >= GREATEST($3, 2) \
                                        AND n.{col}::float8 > (b.mean + ($4 * GREATEST(sqrt(b.m2 / (b.n - 1)), abs(b.mean) * 0.01, 1))) \
                                      ORDER BY n.server_id, n.{col} DESC"
@@ -278,7 +285,11 @@ fn evaluate(
                         });
                     }
                 }
-                // 2. Baselines take this statement's rows in, once per metric.
+                // 2. Baselines take this statement's rows in, once per
+                // metric: appended as deltas (an insert never waits), then
+                // folded in if no other open transaction is folding the
+                // same baselines (else a later statement or the worker
+                // does).
                 let mut merged: Vec<&str> = Vec::new();
                 for r in rules.iter().filter(|r| r.anomaly) {
                     if merged.contains(&r.metric.as_str()) {
@@ -289,23 +300,26 @@ fn evaluate(
                     client
                         .update(
                             &format!(
-                                "INSERT INTO aegis.metric_baselines AS b (relid, metric, server_id, n, mean, m2, updated_at) \
-                                 SELECT $1, $2, s.server_id, count(*), avg(s.x), \
-                                        COALESCE(var_pop(s.x) * count(*), 0), now() \
+                                "INSERT INTO aegis.metric_baseline_deltas (relid, metric, server_id, n, mean, m2) \
+                                 SELECT $1, $2, s.server_id, count(*), avg(s.x), COALESCE(var_pop(s.x) * count(*), 0) \
                                  FROM (SELECT n.server_id::text AS server_id, n.{col}::float8 AS x \
                                        FROM {newtab} n WHERE n.{col} IS NOT NULL) s \
-                                 GROUP BY s.server_id \
-                                 ON CONFLICT (relid, metric, server_id) DO UPDATE SET \
-                                   n = LEAST(b.n, $3) + EXCLUDED.n, \
-                                   mean = ((LEAST(b.n, $3) * b.mean) + (EXCLUDED.n * EXCLUDED.mean)) \
-                                          / (LEAST(b.n, $3) + EXCLUDED.n), \
-                                   m2 = ((b.m2 * LEAST(b.n, $3)) / b.n) + EXCLUDED.m2 \
-                                        + (((EXCLUDED.mean - b.mean) ^ 2) * LEAST(b.n, $3) * EXCLUDED.n) \
-                                          / (LEAST(b.n, $3) + EXCLUDED.n), \
-                                   updated_at = now()"
+                                 GROUP BY s.server_id"
                             ),
                             None,
-                            &[relid.into(), r.metric.clone().into(), BASELINE_WINDOW.into()],
+                            &[relid.into(), r.metric.clone().into()],
+                        )
+                        .map_err(spi_error)?;
+                }
+                if !merged.is_empty() {
+                    client
+                        .update(
+                            &format!(
+                                "SELECT aegis.fold_metric_baselines($1, \
+                                        ARRAY(SELECT DISTINCT n.server_id::text FROM {newtab} n))"
+                            ),
+                            None,
+                            &[relid.into()],
                         )
                         .map_err(spi_error)?;
                 }
@@ -333,18 +347,7 @@ fn evaluate(
                 // 3. Fire what the cooldown allows.
                 let mut fired = 0;
                 for c in candidates {
-                    let claimed = client
-                        .update(
-                            "INSERT INTO aegis.alert_state AS s (rule_id, server_id, last_fired_at) \
-                             VALUES ($1, $2, now()) \
-                             ON CONFLICT (rule_id, server_id) DO UPDATE SET last_fired_at = now() \
-                             WHERE s.last_fired_at <= (now() - $3::interval) \
-                             RETURNING 1",
-                            None,
-                            &[c.rule.id.into(), c.server_id.clone().into(), c.rule.cooldown.clone().into()],
-                        )
-                        .map_err(spi_error)?;
-                    if claimed.is_empty() {
+                    if !claim(client, c.rule.id, &c.server_id, &c.rule.cooldown)? {
                         continue;
                     }
                     let message =
@@ -412,10 +415,9 @@ fn evaluate(
                     }
                     // The content goes where row-level security decides
                     // who reads it; the notification carries only its id.
-                    let event: Option<i64> = client
+                    client
                         .update(
-                            "INSERT INTO aegis.alert_events (kind, alert, severity, server_id, raised_by, detail) \
-                             VALUES ('metric', $1, $2, $3, $4, $5::pg_catalog.jsonb) RETURNING id",
+                            "SELECT aegis.announce_alert('metric', $1, $2, $3, $4, $5::pg_catalog.jsonb)",
                             None,
                             &[
                                 c.rule.name.clone().into(),
@@ -425,18 +427,6 @@ fn evaluate(
                                 payload.to_string().into(),
                             ],
                         )
-                        .map_err(spi_error)?
-                        .first()
-                        .get_one::<i64>()
-                        .map_err(spi_error)?;
-                    client
-                        .select(
-                            "SELECT pg_catalog.pg_notify('aegis_alerts', \
-                                    pg_catalog.jsonb_build_object('source', 'pg_aegis', \
-                                        'database', pg_catalog.current_database(), 'id', $1::pg_catalog.int8)::pg_catalog.text)",
-                            None,
-                            &[event.into()],
-                        )
                         .map_err(spi_error)?;
                     fired += 1;
                 }
@@ -444,6 +434,54 @@ fn evaluate(
             })
         })
     })
+}
+
+/// May this rule fire for this server now (its cooldown)? Never waits: the
+/// pair's cooldown lock is taken with `pg_try_advisory_xact_lock` (another
+/// transaction firing the same pair now holds it until it ends: then no),
+/// then the firings committed by now are looked at — through the latest
+/// snapshot, so a transaction-snapshot isolation level does not miss one
+/// committed since it began. A firing is recorded by appending to
+/// `aegis.alert_state` (no row is ever updated, so none is locked).
+fn claim(
+    client: &mut pgrx::spi::SpiClient<'_>,
+    rule: i64,
+    server: &str,
+    cooldown: &str,
+) -> Result<bool, AegisError> {
+    let locked = client
+        .select(
+            "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtextextended( \
+                    pg_catalog.format('pg_aegis:alert_cooldown:%s/%s', $1::pg_catalog.int8, $2::pg_catalog.text), 0))",
+            None,
+            &[rule.into(), server.into()],
+        )
+        .map_err(spi_error)?
+        .first()
+        .get_one::<bool>()
+        .map_err(spi_error)?
+        .unwrap_or(false);
+    if !locked {
+        return Ok(false);
+    }
+    let recent = crate::spi::bool_in_latest_snapshot(
+        c"SELECT EXISTS (SELECT 1 FROM aegis.alert_state s \
+                         WHERE s.rule_id = $1 AND s.server_id = $2 \
+                           AND s.last_fired_at > pg_catalog.now() - $3::pg_catalog.text::pg_catalog.interval)",
+        &[rule.into(), server.into(), cooldown.into()],
+    )
+    .map_err(spi_error)?;
+    if recent {
+        return Ok(false);
+    }
+    client
+        .update(
+            "INSERT INTO aegis.alert_state (rule_id, server_id, last_fired_at) VALUES ($1, $2, pg_catalog.now())",
+            None,
+            &[rule.into(), server.into()],
+        )
+        .map_err(spi_error)?;
+    Ok(true)
 }
 
 /// `aegis.metric_alerts()`: AFTER INSERT ... REFERENCING NEW TABLE AS ...
@@ -533,6 +571,38 @@ pub(crate) fn run_security_checks() -> Result<i64, AegisError> {
                     None,
                     &[],
                 )
+                .map_err(spi_error)?
+                .first()
+                .get_one::<i64>()
+                .map_err(spi_error)?
+                .unwrap_or(0))
+        })
+    })
+}
+
+/// The worker's upkeep of metric alerts (`aegis.alert_upkeep()`, if this
+/// database's pg_aegis has it): folds the pending baseline deltas no insert
+/// could fold, forgets firings past their cooldown. Returns how many
+/// baselines it folded.
+pub(crate) fn alert_upkeep() -> Result<i64, AegisError> {
+    with_safe_search_path(|| {
+        Spi::connect_mut(|client| {
+            let has = client
+                .select(
+                    "SELECT pg_catalog.to_regprocedure('aegis.alert_upkeep()') IS NOT NULL",
+                    None,
+                    &[],
+                )
+                .map_err(spi_error)?
+                .first()
+                .get_one::<bool>()
+                .map_err(spi_error)?
+                .unwrap_or(false);
+            if !has {
+                return Ok(0);
+            }
+            Ok(client
+                .update("SELECT aegis.alert_upkeep()", None, &[])
                 .map_err(spi_error)?
                 .first()
                 .get_one::<i64>()

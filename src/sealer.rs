@@ -129,6 +129,18 @@ pub extern "C-unwind" fn aegis_sealer_main(_arg: pg_sys::Datum) {
             }
             Some(Err(e)) => pgrx::warning!("pg_aegis sealer in {db:?}: {e}"),
         }
+        // Metric alerts' upkeep: baselines the inserts could not fold (a
+        // collector kept its transaction open), expired cooldowns. Never
+        // waits for a lock.
+        let r = round("alert upkeep", &db, || {
+            if !installed() {
+                return Ok(0);
+            }
+            crate::alerts::alert_upkeep()
+        });
+        if let Some(Err(e)) = r {
+            pgrx::warning!("pg_aegis alert upkeep in {db:?}: {e}");
+        }
         // The retention schedule (aegis.schedule_retention without pg_cron)
         // runs in a transaction of its own, after sealing.
         let r = round("scheduled retention", &db, || {

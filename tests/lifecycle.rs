@@ -15,6 +15,11 @@
 //!     at commit and only then, as an event id: the content is read through
 //!     aegis.alert_event() under row-level security, a login with no grants
 //!     that listens learns nothing, and a forged notification names no event;
+//!   - metric inserts for the same server never wait for each other: one
+//!     collector keeps its transaction open after an insert that fired an
+//!     alert and folded the baseline, another inserts on; the cooldown holds,
+//!     nothing is counted twice, a repeatable-read collector neither fails
+//!     nor fires again, and the worker's upkeep does not wait either;
 //!   - the compliance report's server-side controls flip from fail to pass
 //!     as TLS is switched on, pg_hba.conf allows only hostssl, and
 //!     password_encryption is put back to scram-sha-256;
@@ -854,6 +859,137 @@ fn alerts_arrive_by_notify_at_commit() {
     collector_role.drop_with(&mut pg);
     oncall_role.drop_with(&mut pg);
     nobody_role.drop_with(&mut pg);
+}
+
+#[test]
+fn metric_inserts_never_wait_for_each_other() {
+    const MDB: &str = "aegis_it_metric_locks";
+    let mut pg = superuser_to(Cluster::Preloaded, "postgres");
+    pg.batch_execute(&format!("DROP DATABASE IF EXISTS {MDB} WITH (FORCE)"))
+        .unwrap();
+    pg.batch_execute(&format!("CREATE DATABASE {MDB}")).unwrap();
+    let mut su = superuser_to(Cluster::Preloaded, MDB);
+    su.batch_execute(
+        "SET client_min_messages = warning;
+         CREATE EXTENSION pg_aegis;
+         SELECT aegis.create_monitoring_schema('mon');
+         INSERT INTO mon.servers (server_id) VALUES ('db-1');",
+    )
+    .unwrap();
+    let roles: Vec<LoginRole> = ["ingest_a", "ingest_b", "ingest_rr"]
+        .iter()
+        .map(|l| LoginRole::create(&mut su, l))
+        .collect();
+    for r in &roles {
+        su.batch_execute(&format!("GRANT aegis_ingest TO {}", r.name))
+            .unwrap();
+    }
+    let connect = |r: &LoginRole| {
+        let mut c = login_to(r, MDB);
+        // A wait on another collector is a failure here, not a hang.
+        c.batch_execute("SET lock_timeout = '3s'; SET statement_timeout = '10s'")
+            .unwrap();
+        c
+    };
+    let (mut a, mut b, mut rr) = (connect(&roles[0]), connect(&roles[1]), connect(&roles[2]));
+    // The learned baseline in force for db-1's inbound traffic.
+    let baseline = |c: &mut Client| -> (i64, f64) {
+        c.query_one(
+            "SELECT n, mean FROM aegis.current_baselines('mon.server_metrics'::regclass, 'network_in_bytes', '{db-1}')",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap()
+    };
+    // 40 samples of 1 MB/s, committed: the baseline the rest builds on.
+    a.batch_execute(
+        "INSERT INTO mon.server_metrics (server_id, cpu_usage, network_in_bytes)
+         SELECT 'db-1', 10, 1000000 FROM generate_series(1, 40)",
+    )
+    .unwrap();
+    // A repeatable-read collector takes its snapshot now.
+    rr.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1")
+        .unwrap();
+    // Collector A leaves a transaction open after an insert that fired
+    // cpu_high for db-1 and folded db-1's baseline.
+    a.batch_execute(
+        "BEGIN;
+         INSERT INTO mon.server_metrics (server_id, cpu_usage, network_in_bytes) VALUES ('db-1', 99, 1000000);",
+    )
+    .unwrap();
+    // Collector B's inserts for the same server (same rules, same baseline,
+    // an alert within the cooldown A holds) go through at once, statement
+    // after statement.
+    let started = Instant::now();
+    for i in 0..20 {
+        b.execute(
+            "INSERT INTO mon.server_metrics (server_id, cpu_usage, network_in_bytes) VALUES ('db-1', $1, 1000000)",
+            &[&(if i % 2 == 0 { 99.0f64 } else { 10.0f64 })],
+        )
+        .unwrap_or_else(|e| panic!("collector B waited on collector A: {e}"));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "20 inserts took {:?}",
+        started.elapsed()
+    );
+    // B's samples are in force (A's is not committed yet); B did not fire
+    // the cpu_high that A's open insert fired.
+    assert_eq!(baseline(&mut su).0, 60);
+    assert_eq!(
+        count(&mut su, "SELECT count(*) FROM mon.alerts_history WHERE rule = 'cpu_high'"),
+        0
+    );
+    // The worker's upkeep does not wait for A either; it folds nothing A
+    // is folding, and the baseline in force is unchanged by it.
+    su.batch_execute("SET lock_timeout = '3s'").unwrap();
+    su.query_one("SELECT aegis.alert_upkeep()", &[]).unwrap();
+    assert_eq!(baseline(&mut su).0, 60);
+    a.batch_execute("COMMIT").unwrap();
+    // A's alert is the only one; B's samples are folded by the next insert
+    // or the worker, and nothing is counted twice.
+    assert_eq!(
+        count(&mut su, "SELECT count(*) FROM mon.alerts_history WHERE rule = 'cpu_high'"),
+        1
+    );
+    assert_eq!(baseline(&mut su).0, 61);
+    su.query_one("SELECT aegis.alert_upkeep()", &[]).unwrap();
+    assert_eq!(baseline(&mut su).0, 61);
+    assert_eq!(
+        count(&mut su, "SELECT count(*) FROM aegis.metric_baseline_deltas"),
+        0
+    );
+    // The repeatable-read collector, whose snapshot predates all of it:
+    // its insert neither fails on the baselines folded since nor fires
+    // cpu_high again within the cooldown it cannot see in its snapshot.
+    rr.execute(
+        "INSERT INTO mon.server_metrics (server_id, cpu_usage, network_in_bytes) VALUES ('db-1', 99.5, 1000000)",
+        &[],
+    )
+    .unwrap();
+    rr.batch_execute("COMMIT").unwrap();
+    assert_eq!(
+        count(&mut su, "SELECT count(*) FROM mon.alerts_history WHERE rule = 'cpu_high'"),
+        1
+    );
+    assert_eq!(baseline(&mut su).0, 62);
+    // Anomalies are still found against the merged baseline.
+    b.execute(
+        "INSERT INTO mon.server_metrics (server_id, cpu_usage, network_in_bytes) VALUES ('db-1', 10, 90000000)",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        count(&mut su, "SELECT count(*) FROM mon.alerts_history WHERE rule = 'network_in_anomaly'"),
+        1
+    );
+
+    drop((a, b, rr, su));
+    pg.batch_execute(&format!("DROP DATABASE IF EXISTS {MDB} WITH (FORCE)"))
+        .unwrap();
+    for r in roles {
+        r.drop_with(&mut pg);
+    }
 }
 
 #[test]

@@ -82,8 +82,10 @@ RESET SESSION AUTHORIZATION;
 -- 100 steady samples, then a jump; a value inside the usual range is quiet.
 INSERT INTO alm.server_metrics (server_id, cpu_usage, network_in_bytes)
 SELECT 'db-1', 10, 1000000 + (g % 10) * 1000 FROM generate_series(1, 100) g;
-SELECT server_id, n, round(mean) AS mean, round(sqrt(m2 / (n - 1))) AS stddev
-FROM aegis.metric_baselines WHERE relid = 'alm.server_metrics'::regclass ORDER BY server_id;
+SELECT metric, server_id, n, round(mean) AS mean, round(sqrt(m2 / (n - 1))) AS stddev
+FROM aegis.current_baselines('alm.server_metrics'::regclass) ORDER BY metric, server_id;
+-- Folded by the insert itself (no other transaction was folding it).
+SELECT count(*) AS pending FROM aegis.metric_baseline_deltas;
 INSERT INTO alm.server_metrics (server_id, cpu_usage, network_in_bytes) VALUES ('db-1', 10, 1006000);
 INSERT INTO alm.server_metrics (server_id, cpu_usage, network_in_bytes) VALUES ('db-1', 10, 90000000);
 SELECT rule, severity, value, message FROM alm.alerts_history WHERE rule = 'network_in_anomaly';
