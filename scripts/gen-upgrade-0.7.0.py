@@ -28,15 +28,23 @@ out=['''-- pg_aegis 0.6.0 -> 0.7.0: what a fourth cold attack review of 0.6.0
 REVOKE ALL ON SCHEMA aegis FROM PUBLIC;
 
 DROP FUNCTION aegis.run_restricted(oid, boolean, text, text[]);
+-- apply_retention() also reports the expired rows it could not delete
+-- because another transaction had them locked.
+DROP FUNCTION aegis.apply_retention(boolean);
+ALTER TABLE aegis.retention_rules ADD COLUMN last_locked bigint;
 DROP EVENT TRIGGER aegis_guard_end;
 
 ''']
 new=[('80_lifecycle.sql','run_restricted('),('30_policy.sql','policy_code('),('30_policy.sql','policy_untrusted_code('),
      ('70_audit.sql','entry_may_be_pending('),('70_audit.sql','guard_verify('),('85_alerts.sql','report_blocked_sealer('),
-     ('85_alerts.sql','current_baselines('),('85_alerts.sql','fold_metric_baselines('),('85_alerts.sql','alert_upkeep(')]
+     ('85_alerts.sql','current_baselines('),('85_alerts.sql','fold_metric_baselines('),('85_alerts.sql','alert_upkeep('),
+     ('80_lifecycle.sql','apply_retention(')]
 repl=[('30_policy.sql','owner_ddl('),('30_policy.sql','check_policy('),('70_audit.sql','guard_state('),('70_audit.sql','guard_check('),
-      ('80_lifecycle.sql','apply_retention('),('80_lifecycle.sql','erase_subject('),('85_alerts.sql','security_alerts('),('70_audit.sql','guard_ddl_end('),('70_audit.sql','guard_report('),('70_audit.sql','guard_protect_partitions('),('90_compliance.sql','compliance_mapping('),('90_compliance.sql','compliance_report()')]
+      ('80_lifecycle.sql','erase_subject('),('95_catalog_guard.sql','catalog_guard('),('85_alerts.sql','security_alerts('),('70_audit.sql','guard_ddl_end('),('70_audit.sql','guard_report('),('70_audit.sql','guard_protect_partitions('),('90_compliance.sql','compliance_mapping('),('90_compliance.sql','compliance_report()')]
 al=open(root+'85_alerts.sql').read()
+lc=open(root+'80_lifecycle.sql').read()
+out.append(lc[lc.index('CREATE VIEW aegis.retention_policies'):lc.index('-- ===', lc.index('CREATE VIEW aegis.retention_policies'))]
+    .replace('CREATE VIEW', 'CREATE OR REPLACE VIEW', 1))
 # Metric alerts never wait for each other: cooldown firings are appended
 # (no primary key to conflict on), baselines take deltas.
 out.append('''ALTER TABLE aegis.alert_state DROP CONSTRAINT alert_state_pkey;
@@ -55,6 +63,8 @@ out.append('''-- Grants (99_finalize.sql).
 REVOKE EXECUTE ON FUNCTION aegis.run_restricted(oid, regclass, boolean, text, text[]),
     aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid), aegis.entry_may_be_pending(xid8), aegis.guard_verify(text), aegis.report_blocked_sealer(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid) TO aegis_admin;
+REVOKE EXECUTE ON FUNCTION aegis.apply_retention(boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.apply_retention(boolean) TO aegis_admin;
 GRANT EXECUTE ON FUNCTION aegis.guard_verify(text) TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION aegis.alert_event(text), aegis.announce_alert(text, text, text, text, name, jsonb),
     aegis.current_baselines(oid, name, text[]), aegis.fold_metric_baselines(oid, text[]), aegis.alert_upkeep() FROM PUBLIC;

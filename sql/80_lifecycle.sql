@@ -41,7 +41,8 @@ CREATE TABLE aegis.retention_rules (
     set_by          name NOT NULL DEFAULT CURRENT_USER,
     last_applied_at timestamptz,
     last_deleted    bigint,
-    last_held       bigint
+    last_held       bigint,
+    last_locked     bigint
 );
 COMMENT ON TABLE aegis.retention_rules IS
     'Retention periods of protected tables (aegis.set_retention); see aegis.retention_policies';
@@ -87,7 +88,7 @@ SELECT r.relid AS table_name, r.keep, r.time_column, r.only_where,
        pg_catalog.now() - r.keep AS expires_before,
        (SELECT pg_catalog.count(*) FROM aegis.legal_holds h
         WHERE h.relid = r.relid::oid AND h.released_at IS NULL) AS active_holds,
-       r.set_at, r.set_by, r.last_applied_at, r.last_deleted, r.last_held
+       r.set_at, r.set_by, r.last_applied_at, r.last_deleted, r.last_held, r.last_locked
 FROM aegis.retention_rules r;
 COMMENT ON VIEW aegis.retention_policies IS
     'Retention policies: period, time column, filter, active legal holds and the last run';
@@ -343,7 +344,7 @@ COMMENT ON FUNCTION aegis.release_legal_hold(bigint) IS
 -- a run (SHARE lock on aegis.legal_holds: place_legal_hold waits for the run
 -- to commit).
 CREATE FUNCTION aegis.apply_retention(dry_run boolean DEFAULT false)
-RETURNS TABLE(table_name text, rows_affected bigint)
+RETURNS TABLE(table_name text, rows_affected bigint, rows_locked bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = ''
 AS $$
@@ -356,6 +357,9 @@ DECLARE
     hold_ids bigint[];
     n_deleted bigint;
     n_held bigint;
+    n_locked bigint;
+    n_batch bigint;
+    locked text;
     author regrole;
     owner oid;
     part regclass;
@@ -398,6 +402,7 @@ BEGIN
             SELECT f.predicate, f.hold_ids INTO held, hold_ids FROM aegis.legal_hold_filter(r.relid) f;
             n_held := 0;
             n_deleted := 0;
+            n_locked := 0;
             -- Expired rows, as the table's owner (whose code a scan may run):
             -- batches of ctids per partition.
             FOR part, ids, lo, hi IN
@@ -431,22 +436,56 @@ BEGIN
                 IF dry_run THEN
                     n_deleted := n_deleted + counts[2]::bigint;
                 ELSE
-                    n_deleted := n_deleted + (SELECT x[1]::bigint FROM aegis.run_restricted(part_owner, part, true, pg_catalog.format(
-                        'DELETE FROM ONLY %s WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
-                        '  AND ctid = ANY ($2::pg_catalog.tid[]) AND %s AND NOT COALESCE(%s, false)',
+                    -- Rows another transaction has locked (an editor's open
+                    -- UPDATE) are skipped, not waited for: the run never
+                    -- stalls on them; they are counted below and deleted
+                    -- by a later run. The rows it could lock are deleted
+                    -- by a statement of their own (a WITH query would not
+                    -- take an owner's DO ALSO rules), with no wait: they
+                    -- are this transaction's now.
+                    locked := (SELECT x[1] FROM aegis.run_restricted(part_owner, part, true, pg_catalog.format(
+                        'SELECT COALESCE(pg_catalog.array_agg(l.ctid), ''{}'')::pg_catalog.text '
+                        'FROM (SELECT ctid FROM ONLY %s WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
+                        '        AND ctid = ANY ($2::pg_catalog.tid[]) AND %s AND NOT COALESCE(%s, false) '
+                        '      FOR UPDATE SKIP LOCKED) l',
                         part, expired, COALESCE(held, 'false')),
                         ARRAY[cutoff::text, ids, lo, hi]) x);
+                    n_batch := (SELECT x[1]::bigint FROM aegis.run_restricted(part_owner, part, true, pg_catalog.format(
+                        'DELETE FROM ONLY %s WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
+                        '  AND ctid = ANY ($2::pg_catalog.tid[])', part),
+                        ARRAY[cutoff::text, locked, lo, hi]) x);
+                    n_deleted := n_deleted + n_batch;
+                    -- Fewer than the batch's unheld expired rows: whichever
+                    -- are still there and still expired were locked.
+                    IF n_batch + counts[1]::bigint < pg_catalog.cardinality(ids::pg_catalog.tid[]) THEN
+                        n_locked := n_locked + (SELECT x[1]::bigint FROM aegis.run_restricted(part_owner, part, true, pg_catalog.format(
+                            'SELECT pg_catalog.count(*)::pg_catalog.text FROM ONLY %s '
+                            'WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
+                            '  AND ctid = ANY ($2::pg_catalog.tid[]) AND %s AND NOT COALESCE(%s, false)',
+                            part, expired, COALESCE(held, 'false')),
+                            ARRAY[cutoff::text, ids, lo, hi]) x);
+                    END IF;
                 END IF;
             END LOOP;
             IF NOT dry_run THEN
                 UPDATE aegis.retention_rules rr
-                SET last_applied_at = pg_catalog.now(), last_deleted = n_deleted, last_held = n_held
+                SET last_applied_at = pg_catalog.now(), last_deleted = n_deleted, last_held = n_held,
+                    last_locked = n_locked
                 WHERE rr.relid = r.relid;
                 PERFORM aegis.audit_event('RETENTION', r.relid::text, pg_catalog.jsonb_build_object(
                     'keep', r.keep::text, 'time_column', r.time_column, 'cutoff', cutoff,
                     'only_where', r.only_where, 'rows_deleted', n_deleted, 'rows_held', n_held,
+                    'rows_locked', n_locked,
                     'legal_holds', pg_catalog.to_jsonb(hold_ids), 'requested_by', SESSION_USER,
                     'selected_as', r.set_by));
+                IF n_locked > 0 THEN
+                    RAISE WARNING 'retention of %: % expired rows were locked by other transactions and are kept until a later run',
+                        r.relid, n_locked;
+                END IF;
+                rows_locked := n_locked;
+            ELSE
+                -- A dry run locks nothing, so it cannot tell.
+                rows_locked := NULL;
             END IF;
             rows_affected := n_deleted;
         EXCEPTION WHEN OTHERS THEN
@@ -455,6 +494,7 @@ BEGIN
             -- reported and skipped.
             RAISE WARNING 'retention of % skipped: %', r.relid, SQLERRM;
             rows_affected := NULL;
+            rows_locked := NULL;
         END;
         RETURN NEXT;
     END LOOP;

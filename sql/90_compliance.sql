@@ -266,6 +266,12 @@ BEGIN
                 status := 'pass'; detail := pg_catalog.format('%s retention policies; no expired row outside legal holds', n);
             ELSE
                 status := 'fail'; detail := 'expired rows outside legal holds: ' || pg_catalog.array_to_string(names, ', ');
+                -- Why they survived the last run, when it was row locks.
+                SELECT pg_catalog.array_agg(pg_catalog.format('%s: %s', rr.relid::text, rr.last_locked) ORDER BY rr.relid::text)
+                INTO names FROM aegis.retention_rules rr WHERE rr.last_locked > 0;
+                IF names IS NOT NULL THEN
+                    detail := detail || '; locked by other transactions at the last run: ' || pg_catalog.array_to_string(names, ', ');
+                END IF;
                 remediation := 'SELECT * FROM aegis.apply_retention(); and schedule it: SELECT aegis.schedule_retention(''0 3 * * *'');';
             END IF;
         WHEN 'classification.complete' THEN

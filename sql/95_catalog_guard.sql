@@ -106,10 +106,11 @@ BEGIN
         IF TG_OP = 'UPDATE' AND NEW.relid IS DISTINCT FROM OLD.relid THEN
             RAISE EXCEPTION 'the table of a retention_rules row cannot change' USING ERRCODE = '42501';
         END IF;
-        IF (TG_OP = 'INSERT' AND (NEW.last_applied_at, NEW.last_deleted, NEW.last_held) IS DISTINCT FROM (NULL, NULL, NULL))
-           OR (TG_OP = 'UPDATE' AND (NEW.last_applied_at, NEW.last_deleted, NEW.last_held)
-                                    IS DISTINCT FROM (OLD.last_applied_at, OLD.last_deleted, OLD.last_held)) THEN
-            RAISE EXCEPTION 'last_applied_at, last_deleted and last_held are kept by apply_retention()'
+        IF (TG_OP = 'INSERT' AND (NEW.last_applied_at, NEW.last_deleted, NEW.last_held, NEW.last_locked)
+                                 IS DISTINCT FROM (NULL, NULL, NULL, NULL))
+           OR (TG_OP = 'UPDATE' AND (NEW.last_applied_at, NEW.last_deleted, NEW.last_held, NEW.last_locked)
+                                    IS DISTINCT FROM (OLD.last_applied_at, OLD.last_deleted, OLD.last_held, OLD.last_locked)) THEN
+            RAISE EXCEPTION 'last_applied_at, last_deleted, last_held and last_locked are kept by apply_retention()'
                 USING ERRCODE = '42501';
         END IF;
         PERFORM aegis.check_retention_rule(NEW.relid, NEW.keep, NEW.time_column, NEW.only_where);

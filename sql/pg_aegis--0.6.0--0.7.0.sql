@@ -12,7 +12,21 @@
 REVOKE ALL ON SCHEMA aegis FROM PUBLIC;
 
 DROP FUNCTION aegis.run_restricted(oid, boolean, text, text[]);
+-- apply_retention() also reports the expired rows it could not delete
+-- because another transaction had them locked.
+DROP FUNCTION aegis.apply_retention(boolean);
+ALTER TABLE aegis.retention_rules ADD COLUMN last_locked bigint;
 DROP EVENT TRIGGER aegis_guard_end;
+
+CREATE OR REPLACE VIEW aegis.retention_policies AS
+SELECT r.relid AS table_name, r.keep, r.time_column, r.only_where,
+       pg_catalog.now() - r.keep AS expires_before,
+       (SELECT pg_catalog.count(*) FROM aegis.legal_holds h
+        WHERE h.relid = r.relid::oid AND h.released_at IS NULL) AS active_holds,
+       r.set_at, r.set_by, r.last_applied_at, r.last_deleted, r.last_held, r.last_locked
+FROM aegis.retention_rules r;
+COMMENT ON VIEW aegis.retention_policies IS
+    'Retention policies: period, time column, filter, active legal holds and the last run';
 
 ALTER TABLE aegis.alert_state DROP CONSTRAINT alert_state_pkey;
 CREATE INDEX alert_state_rule_server ON aegis.alert_state (rule_id, server_id, last_fired_at);
@@ -437,6 +451,191 @@ $$;
 COMMENT ON FUNCTION aegis.alert_upkeep() IS
     'Internal: the worker folds pending metric deltas and forgets firings past their cooldown';
 
+-- SECURITY DEFINER: deleting expired rows must see every row whatever the
+-- caller's row-level security, and the scheduler runs it with no user at all.
+-- Privilege rules (see src/security.rs and the README's security model):
+--   * a policy decides with no more rights than its author (set_by) has:
+--     at every run the author must still read every row of the table and
+--     the time column, and the filter is validated by row_filter() for the
+--     author (built-in code only, columns the author may read);
+--   * every statement on the table (the scan that selects expired rows,
+--     the counts, the deletions) runs as the owner of the table (or
+--     partition), in a security-restricted operation exempt from its FORCE
+--     ROW LEVEL SECURITY, with the conditions and legal holds checked
+--     again: every trigger, rule, constraint, index or partition-key
+--     expression or other code of the owner's runs with the owner's
+--     rights, never pg_aegis's or the author's;
+--   * nothing else touches a user table. Tables come from aegis.rls_enforced
+--     (written only by enforce_rls), identifiers through %I/regclass, values
+--     as bound parameters. Empty search_path. EXECUTE: aegis_admin.
+--
+-- Deletion is batched: one scan collects the expired rows' ctids, and each
+-- batch deletes its ctids (a TID range scan over the batch's pages) with the
+-- conditions checked again, so a row changed or newly held meanwhile is
+-- kept. DELETE takes only ROW EXCLUSIVE locks, which never block concurrent
+-- inserts; batches bound the after-trigger queue. Holds cannot change during
+-- a run (SHARE lock on aegis.legal_holds: place_legal_hold waits for the run
+-- to commit).
+CREATE FUNCTION aegis.apply_retention(dry_run boolean DEFAULT false)
+RETURNS TABLE(table_name text, rows_affected bigint, rows_locked bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    r record;
+    batch_size integer := 10000;
+    cutoff timestamptz;
+    expired text;
+    held text;
+    hold_ids bigint[];
+    n_deleted bigint;
+    n_held bigint;
+    n_locked bigint;
+    n_batch bigint;
+    locked text;
+    author regrole;
+    owner oid;
+    part regclass;
+    part_owner oid;
+    ids text;
+    lo text;
+    hi text;
+    counts text[];
+BEGIN
+    IF dry_run IS NULL THEN
+        RAISE EXCEPTION 'dry_run must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF NOT dry_run THEN
+        LOCK TABLE aegis.legal_holds IN SHARE MODE;
+    END IF;
+    FOR r IN
+        SELECT rr.* FROM aegis.retention_rules rr ORDER BY rr.relid::text
+    LOOP
+        table_name := r.relid::text;
+        BEGIN
+            PERFORM aegis.lifecycle_check_table(r.relid, r.time_column);
+            author := pg_catalog.to_regrole(pg_catalog.quote_ident(r.set_by));
+            IF author IS NULL THEN
+                RAISE EXCEPTION 'role "%", who set this retention policy, no longer exists', r.set_by
+                    USING ERRCODE = '42704', HINT = 'Set the policy again with aegis.set_retention().';
+            END IF;
+            -- The author's rights bound the policy at every run: every row
+            -- and the columns it names (row_filter() checks the filter's).
+            IF NOT (pg_catalog.has_column_privilege(author, r.relid, r.time_column, 'SELECT')
+                    AND aegis.role_reads_all_rows(r.relid, author)) THEN
+                RAISE EXCEPTION 'role "%", who set this policy, may no longer read every row of % and its column "%"',
+                    r.set_by, r.relid, r.time_column USING ERRCODE = '42501';
+            END IF;
+            SELECT c.relowner INTO owner FROM pg_catalog.pg_class c WHERE c.oid = r.relid;
+            cutoff := pg_catalog.now() - r.keep;
+            expired := pg_catalog.format('%I < $1::pg_catalog.timestamptz', r.time_column);
+            IF r.only_where IS NOT NULL THEN
+                expired := expired || ' AND (' || aegis.row_filter(r.relid, r.only_where, author) || ')';
+            END IF;
+            SELECT f.predicate, f.hold_ids INTO held, hold_ids FROM aegis.legal_hold_filter(r.relid) f;
+            n_held := 0;
+            n_deleted := 0;
+            n_locked := 0;
+            -- Expired rows, as the table's owner (whose code a scan may run):
+            -- batches of ctids per partition.
+            FOR part, ids, lo, hi IN
+                SELECT x[1]::regclass, x[2], x[3], x[4]
+                FROM aegis.run_restricted(owner, r.relid, true, pg_catalog.format(
+                    'SELECT b.tableoid::pg_catalog.regclass::pg_catalog.text, '
+                    '       pg_catalog.array_agg(b.ctid ORDER BY b.ctid)::pg_catalog.text, '
+                    '       pg_catalog.min(b.ctid)::pg_catalog.text, pg_catalog.max(b.ctid)::pg_catalog.text '
+                    'FROM (SELECT tableoid, ctid, (pg_catalog.row_number() OVER (PARTITION BY tableoid ORDER BY ctid) - 1) / %s AS batch '
+                    '      FROM %s WHERE %s) b '
+                    'GROUP BY b.tableoid, b.batch ORDER BY b.tableoid, b.batch', batch_size, r.relid, expired),
+                    ARRAY[cutoff::text]) x
+            LOOP
+                SELECT c.relowner INTO part_owner FROM pg_catalog.pg_class c WHERE c.oid = part;
+                -- As the owner of the partition: which of them are held,
+                -- and (unless a dry run) delete the others. The ctid range
+                -- makes each batch a TID range scan of its own pages (a
+                -- bare "ctid = ANY" of 10,000 ctids is planned as a scan of
+                -- the whole table). With no legal hold on the table, a real
+                -- run has nothing to count: it only deletes.
+                counts := ARRAY['0', '0'];
+                IF held IS NOT NULL OR dry_run THEN
+                    counts := (SELECT x FROM aegis.run_restricted(part_owner, part, true, pg_catalog.format(
+                        'SELECT pg_catalog.count(*) FILTER (WHERE COALESCE(%2$s, false))::pg_catalog.text, '
+                        '       pg_catalog.count(*) FILTER (WHERE NOT COALESCE(%2$s, false))::pg_catalog.text '
+                        'FROM ONLY %1$s WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
+                        '  AND ctid = ANY ($2::pg_catalog.tid[]) AND %3$s', part, COALESCE(held, 'false'), expired),
+                        ARRAY[cutoff::text, ids, lo, hi]) x);
+                END IF;
+                n_held := n_held + counts[1]::bigint;
+                IF dry_run THEN
+                    n_deleted := n_deleted + counts[2]::bigint;
+                ELSE
+                    -- Rows another transaction has locked (an editor's open
+                    -- UPDATE) are skipped, not waited for: the run never
+                    -- stalls on them; they are counted below and deleted
+                    -- by a later run. The rows it could lock are deleted
+                    -- by a statement of their own (a WITH query would not
+                    -- take an owner's DO ALSO rules), with no wait: they
+                    -- are this transaction's now.
+                    locked := (SELECT x[1] FROM aegis.run_restricted(part_owner, part, true, pg_catalog.format(
+                        'SELECT COALESCE(pg_catalog.array_agg(l.ctid), ''{}'')::pg_catalog.text '
+                        'FROM (SELECT ctid FROM ONLY %s WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
+                        '        AND ctid = ANY ($2::pg_catalog.tid[]) AND %s AND NOT COALESCE(%s, false) '
+                        '      FOR UPDATE SKIP LOCKED) l',
+                        part, expired, COALESCE(held, 'false')),
+                        ARRAY[cutoff::text, ids, lo, hi]) x);
+                    n_batch := (SELECT x[1]::bigint FROM aegis.run_restricted(part_owner, part, true, pg_catalog.format(
+                        'DELETE FROM ONLY %s WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
+                        '  AND ctid = ANY ($2::pg_catalog.tid[])', part),
+                        ARRAY[cutoff::text, locked, lo, hi]) x);
+                    n_deleted := n_deleted + n_batch;
+                    -- Fewer than the batch's unheld expired rows: whichever
+                    -- are still there and still expired were locked.
+                    IF n_batch + counts[1]::bigint < pg_catalog.cardinality(ids::pg_catalog.tid[]) THEN
+                        n_locked := n_locked + (SELECT x[1]::bigint FROM aegis.run_restricted(part_owner, part, true, pg_catalog.format(
+                            'SELECT pg_catalog.count(*)::pg_catalog.text FROM ONLY %s '
+                            'WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
+                            '  AND ctid = ANY ($2::pg_catalog.tid[]) AND %s AND NOT COALESCE(%s, false)',
+                            part, expired, COALESCE(held, 'false')),
+                            ARRAY[cutoff::text, ids, lo, hi]) x);
+                    END IF;
+                END IF;
+            END LOOP;
+            IF NOT dry_run THEN
+                UPDATE aegis.retention_rules rr
+                SET last_applied_at = pg_catalog.now(), last_deleted = n_deleted, last_held = n_held,
+                    last_locked = n_locked
+                WHERE rr.relid = r.relid;
+                PERFORM aegis.audit_event('RETENTION', r.relid::text, pg_catalog.jsonb_build_object(
+                    'keep', r.keep::text, 'time_column', r.time_column, 'cutoff', cutoff,
+                    'only_where', r.only_where, 'rows_deleted', n_deleted, 'rows_held', n_held,
+                    'rows_locked', n_locked,
+                    'legal_holds', pg_catalog.to_jsonb(hold_ids), 'requested_by', SESSION_USER,
+                    'selected_as', r.set_by));
+                IF n_locked > 0 THEN
+                    RAISE WARNING 'retention of %: % expired rows were locked by other transactions and are kept until a later run',
+                        r.relid, n_locked;
+                END IF;
+                rows_locked := n_locked;
+            ELSE
+                -- A dry run locks nothing, so it cannot tell.
+                rows_locked := NULL;
+            END IF;
+            rows_affected := n_deleted;
+        EXCEPTION WHEN OTHERS THEN
+            -- One broken policy (a dropped column, an author who lost the
+            -- right to read the table) must not stop the others: it is
+            -- reported and skipped.
+            RAISE WARNING 'retention of % skipped: %', r.relid, SQLERRM;
+            rows_affected := NULL;
+            rows_locked := NULL;
+        END;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION aegis.apply_retention(boolean) IS
+    'Delete expired rows of every table with a retention policy, except rows under legal hold; dry_run only counts (admin-only)';
+
 -- Run one DDL statement on a user table as the table's owner, in a
 -- security-restricted operation (aegis.run_restricted): whatever the
 -- command makes PostgreSQL evaluate (a partition key's or an index's
@@ -668,152 +867,6 @@ $$;
 COMMENT ON FUNCTION aegis.guard_check() IS
     'Internal: protected tables and partitions, and whether a command changed them from what the guard remembers';
 
--- SECURITY DEFINER: deleting expired rows must see every row whatever the
--- caller's row-level security, and the scheduler runs it with no user at all.
--- Privilege rules (see src/security.rs and the README's security model):
---   * a policy decides with no more rights than its author (set_by) has:
---     at every run the author must still read every row of the table and
---     the time column, and the filter is validated by row_filter() for the
---     author (built-in code only, columns the author may read);
---   * every statement on the table (the scan that selects expired rows,
---     the counts, the deletions) runs as the owner of the table (or
---     partition), in a security-restricted operation exempt from its FORCE
---     ROW LEVEL SECURITY, with the conditions and legal holds checked
---     again: every trigger, rule, constraint, index or partition-key
---     expression or other code of the owner's runs with the owner's
---     rights, never pg_aegis's or the author's;
---   * nothing else touches a user table. Tables come from aegis.rls_enforced
---     (written only by enforce_rls), identifiers through %I/regclass, values
---     as bound parameters. Empty search_path. EXECUTE: aegis_admin.
---
--- Deletion is batched: one scan collects the expired rows' ctids, and each
--- batch deletes its ctids (a TID range scan over the batch's pages) with the
--- conditions checked again, so a row changed or newly held meanwhile is
--- kept. DELETE takes only ROW EXCLUSIVE locks, which never block concurrent
--- inserts; batches bound the after-trigger queue. Holds cannot change during
--- a run (SHARE lock on aegis.legal_holds: place_legal_hold waits for the run
--- to commit).
-CREATE OR REPLACE FUNCTION aegis.apply_retention(dry_run boolean DEFAULT false)
-RETURNS TABLE(table_name text, rows_affected bigint)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = ''
-AS $$
-DECLARE
-    r record;
-    batch_size integer := 10000;
-    cutoff timestamptz;
-    expired text;
-    held text;
-    hold_ids bigint[];
-    n_deleted bigint;
-    n_held bigint;
-    author regrole;
-    owner oid;
-    part regclass;
-    part_owner oid;
-    ids text;
-    lo text;
-    hi text;
-    counts text[];
-BEGIN
-    IF dry_run IS NULL THEN
-        RAISE EXCEPTION 'dry_run must not be NULL' USING ERRCODE = '22004';
-    END IF;
-    IF NOT dry_run THEN
-        LOCK TABLE aegis.legal_holds IN SHARE MODE;
-    END IF;
-    FOR r IN
-        SELECT rr.* FROM aegis.retention_rules rr ORDER BY rr.relid::text
-    LOOP
-        table_name := r.relid::text;
-        BEGIN
-            PERFORM aegis.lifecycle_check_table(r.relid, r.time_column);
-            author := pg_catalog.to_regrole(pg_catalog.quote_ident(r.set_by));
-            IF author IS NULL THEN
-                RAISE EXCEPTION 'role "%", who set this retention policy, no longer exists', r.set_by
-                    USING ERRCODE = '42704', HINT = 'Set the policy again with aegis.set_retention().';
-            END IF;
-            -- The author's rights bound the policy at every run: every row
-            -- and the columns it names (row_filter() checks the filter's).
-            IF NOT (pg_catalog.has_column_privilege(author, r.relid, r.time_column, 'SELECT')
-                    AND aegis.role_reads_all_rows(r.relid, author)) THEN
-                RAISE EXCEPTION 'role "%", who set this policy, may no longer read every row of % and its column "%"',
-                    r.set_by, r.relid, r.time_column USING ERRCODE = '42501';
-            END IF;
-            SELECT c.relowner INTO owner FROM pg_catalog.pg_class c WHERE c.oid = r.relid;
-            cutoff := pg_catalog.now() - r.keep;
-            expired := pg_catalog.format('%I < $1::pg_catalog.timestamptz', r.time_column);
-            IF r.only_where IS NOT NULL THEN
-                expired := expired || ' AND (' || aegis.row_filter(r.relid, r.only_where, author) || ')';
-            END IF;
-            SELECT f.predicate, f.hold_ids INTO held, hold_ids FROM aegis.legal_hold_filter(r.relid) f;
-            n_held := 0;
-            n_deleted := 0;
-            -- Expired rows, as the table's owner (whose code a scan may run):
-            -- batches of ctids per partition.
-            FOR part, ids, lo, hi IN
-                SELECT x[1]::regclass, x[2], x[3], x[4]
-                FROM aegis.run_restricted(owner, r.relid, true, pg_catalog.format(
-                    'SELECT b.tableoid::pg_catalog.regclass::pg_catalog.text, '
-                    '       pg_catalog.array_agg(b.ctid ORDER BY b.ctid)::pg_catalog.text, '
-                    '       pg_catalog.min(b.ctid)::pg_catalog.text, pg_catalog.max(b.ctid)::pg_catalog.text '
-                    'FROM (SELECT tableoid, ctid, (pg_catalog.row_number() OVER (PARTITION BY tableoid ORDER BY ctid) - 1) / %s AS batch '
-                    '      FROM %s WHERE %s) b '
-                    'GROUP BY b.tableoid, b.batch ORDER BY b.tableoid, b.batch', batch_size, r.relid, expired),
-                    ARRAY[cutoff::text]) x
-            LOOP
-                SELECT c.relowner INTO part_owner FROM pg_catalog.pg_class c WHERE c.oid = part;
-                -- As the owner of the partition: which of them are held,
-                -- and (unless a dry run) delete the others. The ctid range
-                -- makes each batch a TID range scan of its own pages (a
-                -- bare "ctid = ANY" of 10,000 ctids is planned as a scan of
-                -- the whole table). With no legal hold on the table, a real
-                -- run has nothing to count: it only deletes.
-                counts := ARRAY['0', '0'];
-                IF held IS NOT NULL OR dry_run THEN
-                    counts := (SELECT x FROM aegis.run_restricted(part_owner, part, true, pg_catalog.format(
-                        'SELECT pg_catalog.count(*) FILTER (WHERE COALESCE(%2$s, false))::pg_catalog.text, '
-                        '       pg_catalog.count(*) FILTER (WHERE NOT COALESCE(%2$s, false))::pg_catalog.text '
-                        'FROM ONLY %1$s WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
-                        '  AND ctid = ANY ($2::pg_catalog.tid[]) AND %3$s', part, COALESCE(held, 'false'), expired),
-                        ARRAY[cutoff::text, ids, lo, hi]) x);
-                END IF;
-                n_held := n_held + counts[1]::bigint;
-                IF dry_run THEN
-                    n_deleted := n_deleted + counts[2]::bigint;
-                ELSE
-                    n_deleted := n_deleted + (SELECT x[1]::bigint FROM aegis.run_restricted(part_owner, part, true, pg_catalog.format(
-                        'DELETE FROM ONLY %s WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
-                        '  AND ctid = ANY ($2::pg_catalog.tid[]) AND %s AND NOT COALESCE(%s, false)',
-                        part, expired, COALESCE(held, 'false')),
-                        ARRAY[cutoff::text, ids, lo, hi]) x);
-                END IF;
-            END LOOP;
-            IF NOT dry_run THEN
-                UPDATE aegis.retention_rules rr
-                SET last_applied_at = pg_catalog.now(), last_deleted = n_deleted, last_held = n_held
-                WHERE rr.relid = r.relid;
-                PERFORM aegis.audit_event('RETENTION', r.relid::text, pg_catalog.jsonb_build_object(
-                    'keep', r.keep::text, 'time_column', r.time_column, 'cutoff', cutoff,
-                    'only_where', r.only_where, 'rows_deleted', n_deleted, 'rows_held', n_held,
-                    'legal_holds', pg_catalog.to_jsonb(hold_ids), 'requested_by', SESSION_USER,
-                    'selected_as', r.set_by));
-            END IF;
-            rows_affected := n_deleted;
-        EXCEPTION WHEN OTHERS THEN
-            -- One broken policy (a dropped column, an author who lost the
-            -- right to read the table) must not stop the others: it is
-            -- reported and skipped.
-            RAISE WARNING 'retention of % skipped: %', r.relid, SQLERRM;
-            rows_affected := NULL;
-        END;
-        RETURN NEXT;
-    END LOOP;
-END
-$$;
-COMMENT ON FUNCTION aegis.apply_retention(boolean) IS
-    'Delete expired rows of every table with a retention policy, except rows under legal hold; dry_run only counts (admin-only)';
-
 -- SECURITY DEFINER: erasure must reach every row of the subject whatever the
 -- caller's row-level security, and rewrite audit entries nobody may touch.
 -- Every statement on a user table (counting, UPDATE, DELETE) runs as the
@@ -999,6 +1052,194 @@ END
 $$;
 COMMENT ON FUNCTION aegis.erase_subject(text, boolean) IS
     'GDPR erasure of a person across protected tables, their key and the audit trail, except what legal holds keep; returns the receipt (admin-only)';
+
+CREATE OR REPLACE FUNCTION aegis.catalog_guard() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    super boolean;
+BEGIN
+    SELECT r.rolsuper INTO super FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER;
+    IF COALESCE(super, false) THEN
+        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    END IF;
+    -- (In each branch, a NULL key is left to the table's NOT NULL
+    -- constraint, 23502.)
+    CASE TG_TABLE_NAME
+    WHEN 'protected_tables' THEN
+        IF TG_OP = 'DELETE' THEN
+            IF aegis.is_enforced(OLD.relid) THEN
+                RAISE EXCEPTION 'table % is still protected', OLD.relid USING ERRCODE = '55000',
+                    HINT = 'Use aegis.unprotect(), which gives the table back and then forgets it.';
+            END IF;
+            RETURN OLD;
+        END IF;
+        IF NEW.relid IS NULL THEN
+            RETURN NEW;
+        END IF;
+        IF TG_OP = 'UPDATE' AND NEW.relid IS DISTINCT FROM OLD.relid THEN
+            RAISE EXCEPTION 'the table of a protected_tables row cannot change' USING ERRCODE = '42501';
+        END IF;
+        IF NOT aegis.is_enforced(NEW.relid) THEN
+            RAISE EXCEPTION 'table % is not protected', NEW.relid USING ERRCODE = '55000',
+                HINT = 'Use aegis.protect().';
+        END IF;
+        PERFORM aegis.check_policy(NEW.relid, NEW.policy);
+        NEW.protected_by := CURRENT_USER;
+        NEW.protected_at := pg_catalog.now();
+        -- What protect() records: the table's columns now (a forged list
+        -- would hide classification drift from the compliance report).
+        NEW.known_columns := ARRAY(SELECT a.attname FROM pg_catalog.pg_attribute a
+                                   WHERE a.attrelid = NEW.relid AND a.attnum > 0 AND NOT a.attisdropped
+                                   ORDER BY a.attnum);
+        RETURN NEW;
+
+    WHEN 'column_classes' THEN
+        IF TG_OP <> 'DELETE' AND (NEW.relid IS NULL OR NEW.column_name IS NULL) THEN
+            RETURN NEW;
+        END IF;
+        IF TG_OP = 'UPDATE' AND NEW.relid IS DISTINCT FROM OLD.relid THEN
+            RAISE EXCEPTION 'the table of a column_classes row cannot change' USING ERRCODE = '42501';
+        END IF;
+        IF TG_OP <> 'DELETE' AND NOT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_attribute a
+                WHERE a.attrelid = NEW.relid AND a.attname = NEW.column_name AND a.attnum > 0 AND NOT a.attisdropped) THEN
+            RAISE EXCEPTION 'column "%" of % does not exist', NEW.column_name, NEW.relid USING ERRCODE = '42703';
+        END IF;
+        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+
+    WHEN 'oncall_assignments' THEN
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+        IF NEW.until IS NOT NULL AND NEW.until <= pg_catalog.now()
+           AND (TG_OP = 'INSERT' OR NEW.until IS DISTINCT FROM OLD.until) THEN
+            RAISE EXCEPTION 'until must be in the future' USING ERRCODE = '22023',
+                HINT = 'Use aegis.unassign_oncall() to end an assignment now.';
+        END IF;
+        NEW.assigned_by := CURRENT_USER;
+        NEW.assigned_at := pg_catalog.now();
+        RETURN NEW;
+
+    WHEN 'retention_rules' THEN
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+        IF TG_OP = 'UPDATE' AND NEW.relid IS DISTINCT FROM OLD.relid THEN
+            RAISE EXCEPTION 'the table of a retention_rules row cannot change' USING ERRCODE = '42501';
+        END IF;
+        IF (TG_OP = 'INSERT' AND (NEW.last_applied_at, NEW.last_deleted, NEW.last_held, NEW.last_locked)
+                                 IS DISTINCT FROM (NULL, NULL, NULL, NULL))
+           OR (TG_OP = 'UPDATE' AND (NEW.last_applied_at, NEW.last_deleted, NEW.last_held, NEW.last_locked)
+                                    IS DISTINCT FROM (OLD.last_applied_at, OLD.last_deleted, OLD.last_held, OLD.last_locked)) THEN
+            RAISE EXCEPTION 'last_applied_at, last_deleted, last_held and last_locked are kept by apply_retention()'
+                USING ERRCODE = '42501';
+        END IF;
+        PERFORM aegis.check_retention_rule(NEW.relid, NEW.keep, NEW.time_column, NEW.only_where);
+        NEW.set_by := CURRENT_USER;
+        NEW.set_at := pg_catalog.now();
+        RETURN NEW;
+
+    WHEN 'legal_holds' THEN
+        IF TG_OP = 'DELETE' THEN
+            RAISE EXCEPTION 'legal holds are never deleted' USING ERRCODE = '42501',
+                HINT = 'Release it with aegis.release_legal_hold().';
+        END IF;
+        IF TG_OP = 'INSERT' THEN
+            IF NEW.released_at IS NOT NULL OR NEW.released_by IS NOT NULL THEN
+                RAISE EXCEPTION 'a legal hold is placed unreleased' USING ERRCODE = '22023';
+            END IF;
+            PERFORM aegis.check_legal_hold(NEW.relid, NEW.only_where, NEW.reason);
+            NEW.table_name := NEW.relid::regclass::text;
+            NEW.placed_by := CURRENT_USER;
+            NEW.placed_at := pg_catalog.now();
+            RETURN NEW;
+        END IF;
+        -- UPDATE: only releasing an active hold.
+        IF OLD.released_at IS NOT NULL OR NEW.released_at IS NULL
+           OR (NEW.id, NEW.relid, NEW.table_name, NEW.only_where, NEW.reason, NEW.placed_at, NEW.placed_by)
+              IS DISTINCT FROM (OLD.id, OLD.relid, OLD.table_name, OLD.only_where, OLD.reason, OLD.placed_at, OLD.placed_by) THEN
+            RAISE EXCEPTION 'a legal hold can only be released, once' USING ERRCODE = '42501',
+                HINT = 'Use aegis.release_legal_hold(); place a new hold to change one.';
+        END IF;
+        NEW.released_by := CURRENT_USER;
+        NEW.released_at := pg_catalog.now();
+        RETURN NEW;
+
+    WHEN 'retention_schedule' THEN
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+        IF (TG_OP = 'INSERT' AND (NEW.last_run_at, NEW.last_status) IS DISTINCT FROM (NULL, NULL))
+           OR (TG_OP = 'UPDATE' AND (NEW.last_run_at, NEW.last_status) IS DISTINCT FROM (OLD.last_run_at, OLD.last_status)) THEN
+            RAISE EXCEPTION 'last_run_at and last_status are kept by the scheduler' USING ERRCODE = '42501';
+        END IF;
+        IF NEW.schedule IS NULL OR NEW.via IS NULL THEN
+            RETURN NEW;
+        END IF;
+        IF aegis.cron_next(NEW.schedule, pg_catalog.now()) IS NULL THEN
+            RAISE EXCEPTION 'schedule "%" never fires', NEW.schedule USING ERRCODE = '22023';
+        END IF;
+        -- The next run follows from the schedule, not from the statement.
+        NEW.next_run_at := CASE WHEN NEW.via = 'worker' THEN aegis.cron_next(NEW.schedule, pg_catalog.now()) END;
+        NEW.scheduled_by := CURRENT_USER;
+        NEW.scheduled_at := pg_catalog.now();
+        RETURN NEW;
+
+    WHEN 'keys' THEN
+        -- What create_key(), rotate_key(), retire_key_version() and
+        -- forget_subject() do, and nothing else: a new name at version 1 or
+        -- the next version of a key (same id, same decrypt role), active;
+        -- rotated_at set once; an older version retired; a subject key
+        -- destroyed. Never a changed decrypt role or a destroyed signing,
+        -- pseudonym or data key.
+        IF TG_OP = 'DELETE' THEN
+            RAISE EXCEPTION 'keys are never deleted' USING ERRCODE = '42501';
+        END IF;
+        IF NEW.name IS NULL OR NEW.version IS NULL THEN
+            RETURN NEW;
+        END IF;
+        IF TG_OP = 'INSERT' THEN
+            IF NEW.status <> 'active' OR NEW.rotated_at IS NOT NULL OR NEW.retired_at IS NOT NULL
+               OR NEW.version <> 1 + COALESCE((SELECT pg_catalog.max(k.version) FROM aegis.keys k WHERE k.name = NEW.name), 0)
+               OR EXISTS (SELECT 1 FROM aegis.keys k WHERE k.name = NEW.name
+                          AND (k.key_id <> NEW.key_id OR k.decrypt_role IS DISTINCT FROM NEW.decrypt_role)) THEN
+                RAISE EXCEPTION 'a key version is created only by aegis.create_key() or aegis.rotate_key()'
+                    USING ERRCODE = '42501';
+            END IF;
+            NEW.created_at := pg_catalog.now();
+            RETURN NEW;
+        END IF;
+        IF (NEW.key_id, NEW.name, NEW.version, NEW.algorithm, NEW.decrypt_role, NEW.created_at)
+               IS DISTINCT FROM (OLD.key_id, OLD.name, OLD.version, OLD.algorithm, OLD.decrypt_role, OLD.created_at)
+           OR (NEW.rotated_at IS DISTINCT FROM OLD.rotated_at AND OLD.rotated_at IS NOT NULL)
+           OR (NEW.status <> OLD.status AND NOT (
+                   (OLD.status = 'active' AND NEW.status = 'retired'
+                    AND EXISTS (SELECT 1 FROM aegis.keys k WHERE k.name = OLD.name AND k.version > OLD.version))
+                OR (NEW.status = 'destroyed' AND OLD.name LIKE 'subject:%')))
+           OR (NEW.wrapped_key IS DISTINCT FROM OLD.wrapped_key AND NEW.status <> 'destroyed') THEN
+            RAISE EXCEPTION 'key "%" version % can change only through the keyring API', OLD.name, OLD.version
+                USING ERRCODE = '42501',
+                      HINT = 'aegis.rotate_key(), aegis.retire_key_version(), aegis.forget_subject().';
+        END IF;
+        RETURN NEW;
+
+    WHEN 'alert_rules' THEN
+        IF TG_OP <> 'DELETE' THEN
+            NEW.created_by := CASE WHEN TG_OP = 'INSERT' THEN CURRENT_USER ELSE OLD.created_by END;
+            NEW.created_at := CASE WHEN TG_OP = 'INSERT' THEN pg_catalog.now() ELSE OLD.created_at END;
+            RETURN NEW;
+        END IF;
+        RETURN OLD;
+
+    ELSE
+        RAISE EXCEPTION 'catalog_guard() is not attached to %', TG_TABLE_NAME USING ERRCODE = '39P01';
+    END CASE;
+END
+$$;
+COMMENT ON FUNCTION aegis.catalog_guard() IS
+    'Internal trigger: hold direct changes to a pg_aegis catalog to the API''s rules (non-superusers)';
 
 -- The checks. SECURITY DEFINER: it reads the audit trail, the keyring's
 -- metadata and the lifecycle catalogs, and keeps its state, for auditors and
@@ -1515,6 +1756,12 @@ BEGIN
                 status := 'pass'; detail := pg_catalog.format('%s retention policies; no expired row outside legal holds', n);
             ELSE
                 status := 'fail'; detail := 'expired rows outside legal holds: ' || pg_catalog.array_to_string(names, ', ');
+                -- Why they survived the last run, when it was row locks.
+                SELECT pg_catalog.array_agg(pg_catalog.format('%s: %s', rr.relid::text, rr.last_locked) ORDER BY rr.relid::text)
+                INTO names FROM aegis.retention_rules rr WHERE rr.last_locked > 0;
+                IF names IS NOT NULL THEN
+                    detail := detail || '; locked by other transactions at the last run: ' || pg_catalog.array_to_string(names, ', ');
+                END IF;
                 remediation := 'SELECT * FROM aegis.apply_retention(); and schedule it: SELECT aegis.schedule_retention(''0 3 * * *'');';
             END IF;
         WHEN 'classification.complete' THEN
@@ -1544,6 +1791,8 @@ COMMENT ON FUNCTION aegis.compliance_report() IS
 REVOKE EXECUTE ON FUNCTION aegis.run_restricted(oid, regclass, boolean, text, text[]),
     aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid), aegis.entry_may_be_pending(xid8), aegis.guard_verify(text), aegis.report_blocked_sealer(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid) TO aegis_admin;
+REVOKE EXECUTE ON FUNCTION aegis.apply_retention(boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.apply_retention(boolean) TO aegis_admin;
 GRANT EXECUTE ON FUNCTION aegis.guard_verify(text) TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION aegis.alert_event(text), aegis.announce_alert(text, text, text, text, name, jsonb),
     aegis.current_baselines(oid, name, text[]), aegis.fold_metric_baselines(oid, text[]), aegis.alert_upkeep() FROM PUBLIC;

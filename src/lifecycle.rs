@@ -601,7 +601,8 @@ pub(crate) fn run_scheduled_retention() -> Result<bool, AegisError> {
             let summary = client
                 .select(
                     "SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE rows_affected IS NULL), \
-                            COALESCE(pg_catalog.sum(rows_affected), 0)::pg_catalog.int8 \
+                            COALESCE(pg_catalog.sum(rows_affected), 0)::pg_catalog.int8, \
+                            COALESCE(pg_catalog.sum(rows_locked), 0)::pg_catalog.int8 \
                      FROM aegis.apply_retention()",
                     None,
                     &[],
@@ -611,11 +612,18 @@ pub(crate) fn run_scheduled_retention() -> Result<bool, AegisError> {
             let policies: i64 = row.get(1).map_err(spi_error)?.unwrap_or(0);
             let skipped: i64 = row.get(2).map_err(spi_error)?.unwrap_or(0);
             let deleted: i64 = row.get(3).map_err(spi_error)?.unwrap_or(0);
-            let status = if skipped == 0 {
+            let locked: i64 = row.get(4).map_err(spi_error)?.unwrap_or(0);
+            let mut status = if skipped == 0 {
                 format!("ok: {deleted} rows deleted, {policies} policies")
             } else {
                 format!("{skipped} of {policies} policies skipped (see the server log); {deleted} rows deleted")
             };
+            if locked > 0 {
+                status = format!(
+                    "{}; {locked} expired rows locked by other transactions, kept until a later run",
+                    status.trim_start_matches("ok: ")
+                );
+            }
             client
                 .update(
                     "UPDATE aegis.retention_schedule SET last_run_at = pg_catalog.now(), last_status = $1, \

@@ -30,6 +30,10 @@
 //!     non-superusers;
 //!   - the worker comes back when it is terminated, and when its database is
 //!     dropped and created again (a restore), and seals there;
+//!   - an expired row an editor keeps locked does not stall the worker's
+//!     scheduled retention: the run skips it, says so in its status and its
+//!     RETENTION entry, sealing goes on, the compliance report fails while
+//!     the row persists and passes once a later run deletes it;
 //!   - schedule_retention(): without pg_cron the database's background worker
 //!     runs apply_retention() when the schedule is due and moves it on; with
 //!     pg_cron installed the job is pg_cron's and runs there.
@@ -481,6 +485,129 @@ fn scheduled_retention_runs_in_the_background_worker() {
         .unwrap()
         .get(0);
     assert!(removed);
+}
+
+#[test]
+fn a_locked_expired_row_does_not_stall_scheduled_retention() {
+    let cluster = ScratchCluster::init(
+        "retention_locked",
+        &[
+            "aegis.seal_databases = 'lockd'",
+            "aegis.seal_interval = 200",
+        ],
+    );
+    cluster.start();
+    cluster
+        .connect("postgres")
+        .batch_execute("CREATE DATABASE lockd")
+        .unwrap();
+    let mut c = cluster.connect("lockd");
+    scheduled_db(&mut c);
+    // Two incidents past the one-year retention, one of them being edited.
+    c.batch_execute(
+        "INSERT INTO mon.servers (server_id) VALUES ('db-1');
+         INSERT INTO mon.incident_response_logs (server_id, ts, incident_summary)
+         VALUES ('db-1', now() - interval '400 days', 'old, being edited'),
+                ('db-1', now() - interval '401 days', 'old');
+         UPDATE mon.incident_response_logs SET assigned_to = 'lockd_editor' WHERE incident_summary = 'old, being edited';
+         CREATE ROLE lockd_editor LOGIN IN ROLE aegis_incident_editor;
+         SELECT aegis.schedule_retention('0 3 * * *');",
+    )
+    .unwrap();
+    wait_for("the sealer to attach to lockd", 30, || {
+        (count(
+            &mut c,
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_aegis sealer' AND datname = 'lockd'",
+        ) == 1)
+            .then_some(())
+    });
+    // The editor keeps the expired incident locked: an UPDATE in a
+    // transaction left open for as long as the test needs.
+    let mut cfg = cluster.config("lockd");
+    cfg.user("lockd_editor");
+    let mut editor = cfg.connect(NoTls).unwrap();
+    editor
+        .batch_execute(
+            "BEGIN;
+             UPDATE mon.incident_response_logs SET root_cause = 'still looking'
+             WHERE assigned_to = 'lockd_editor';",
+        )
+        .unwrap();
+    // The run is due now: the worker runs it without waiting for the
+    // editor, and says what it could not delete and why.
+    c.batch_execute("UPDATE aegis.retention_schedule SET next_run_at = now()")
+        .unwrap();
+    let started = Instant::now();
+    let status: String = wait_for("the scheduled run", 20, || {
+        c.query_one("SELECT last_status FROM aegis.retention_schedule", &[])
+            .unwrap()
+            .get::<_, Option<String>>(0)
+    });
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(
+        status,
+        "41 rows deleted, 4 policies; 1 expired rows locked by other transactions, kept until a later run"
+    );
+    let (deleted, locked): (i64, i64) = c
+        .query_one(
+            "SELECT (detail ->> 'rows_deleted')::bigint, (detail ->> 'rows_locked')::bigint FROM aegis.audit_log
+             WHERE operation = 'RETENTION' AND table_name = 'mon.incident_response_logs'",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((deleted, locked), (1, 1));
+    // The worker goes on with its rounds meanwhile, never waiting on a lock.
+    for _ in 0..10 {
+        assert_eq!(
+            count(
+                &mut c,
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE backend_type = 'pg_aegis sealer' AND wait_event_type = 'Lock'"
+            ),
+            0
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The compliance report fails while the expired row persists, and says
+    // why.
+    let report = |c: &mut Client| -> (String, String) {
+        c.query_one(
+            "SELECT status, detail FROM aegis.compliance_report() WHERE control = 'lifecycle.retention_applied'",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap()
+    };
+    let (st, detail) = report(&mut c);
+    assert_eq!(st, "fail", "{detail}");
+    assert!(
+        detail.contains("mon.incident_response_logs: 1")
+            && detail.contains("locked by other transactions at the last run: mon.incident_response_logs: 1"),
+        "{detail}"
+    );
+    // Once the editor is done, its change and everything after it is
+    // sealed, and the next run deletes the row.
+    editor.batch_execute("COMMIT").unwrap();
+    wait_for("the entries to be sealed", 20, || {
+        (count(
+            &mut c,
+            "SELECT count(*) FROM aegis.audit_log l
+             WHERE NOT EXISTS (SELECT 1 FROM aegis.audit_chain c WHERE c.entry_id = l.id)",
+        ) == 0)
+            .then_some(())
+    });
+    let (deleted, locked): (i64, Option<i64>) = c
+        .query_one(
+            "SELECT rows_affected, rows_locked FROM aegis.apply_retention()
+             WHERE table_name = 'mon.incident_response_logs'",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((deleted, locked), (1, Some(0)));
+    let (st, detail) = report(&mut c);
+    assert_eq!(st, "pass", "{detail}");
 }
 
 #[test]
