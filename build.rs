@@ -1,9 +1,11 @@
-//! Compiles the C hook trampolines (src/read_audit_hooks.c) against the
-//! server headers of the PostgreSQL that pgrx builds for.
+//! Compiles the C hook trampolines (src/read_audit_hooks.c) and what the retention
+//! worker needs (src/worker_support.c) against the server headers of the
+//! PostgreSQL that pgrx builds for.
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=src/read_audit_hooks.c");
+    println!("cargo:rerun-if-changed=src/worker_support.c");
     println!("cargo:rerun-if-env-changed=PGRX_PG_CONFIG_PATH");
     println!("cargo:rerun-if-env-changed=PG_CONFIG");
     // The pg_config of the major version being built: pgrx's choice, an
@@ -28,6 +30,7 @@ fn main() {
     let include = String::from_utf8_lossy(&out.stdout).trim().to_string();
     cc::Build::new()
         .file("src/read_audit_hooks.c")
+        .file("src/worker_support.c")
         .include(&include)
         .flag_if_supported("-Wno-unused-parameter")
         .compile("aegis_read_audit_hooks");

@@ -75,6 +75,18 @@ pub fn security_check_interval() -> Option<std::time::Duration> {
     (ms > 0).then(|| std::time::Duration::from_millis(ms as u64))
 }
 
+/// `aegis.retention_timeout` (milliseconds, default 1 hour, 0 = none,
+/// postgresql.conf, reloadable): how long the background worker's scheduled
+/// retention run may take before it is cancelled (rolled back, recorded as
+/// failed in `aegis.retention_schedule`, tried again at the schedule's next
+/// time).
+static RETENTION_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(3_600_000);
+
+pub fn retention_timeout() -> Option<i32> {
+    let ms = RETENTION_TIMEOUT_MS.get();
+    (ms > 0).then_some(ms)
+}
+
 fn non_empty(v: Option<CString>) -> Option<String> {
     v.map(|c| c.to_string_lossy().into_owned())
         .filter(|s| !s.trim().is_empty())
@@ -180,6 +192,17 @@ pub fn register() {
         c"How often the background worker runs aegis.security_alerts() and notifies what it finds.",
         c"0 turns the periodic check off. Runs in the databases of aegis.seal_databases.",
         &SECURITY_CHECK_INTERVAL_MS,
+        0,
+        86_400_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+
+    GucRegistry::define_int_guc(
+        c"aegis.retention_timeout",
+        c"How long the background worker's scheduled retention run may take.",
+        c"0: no limit. A run cancelled by it is rolled back and recorded as failed in aegis.retention_schedule.",
+        &RETENTION_TIMEOUT_MS,
         0,
         86_400_000,
         GucContext::Sighup,

@@ -561,6 +561,44 @@ fn cron_next(
     Ok(cron_next_impl(schedule, after)?)
 }
 
+/// Is this database's worker retention schedule due? (The sealer asks every
+/// round, read-only, and starts the retention worker when it is.)
+pub(crate) fn scheduled_retention_due() -> Result<bool, AegisError> {
+    with_safe_search_path(|| {
+        Ok(crate::spi::get_one::<bool>(
+            "SELECT pg_catalog.to_regclass('aegis.retention_schedule') IS NOT NULL \
+                    AND EXISTS (SELECT 1 FROM aegis.retention_schedule \
+                                WHERE via OPERATOR(pg_catalog.=) 'worker' \
+                                  AND next_run_at OPERATOR(pg_catalog.<=) pg_catalog.now())",
+            &[],
+        )
+        .map_err(spi_error)?
+        .unwrap_or(false))
+    })
+}
+
+/// The worker's scheduled run failed as a whole (cancelled by
+/// `aegis.retention_timeout`, an error outside any one policy): say so in
+/// the schedule and wait for its next time, rather than start again at
+/// once.
+pub(crate) fn record_failed_retention(why: &str) -> Result<(), AegisError> {
+    with_safe_search_path(|| {
+        Spi::connect_mut(|client| {
+            client
+                .update(
+                    "UPDATE aegis.retention_schedule SET last_run_at = pg_catalog.now(), \
+                            last_status = 'failed: ' OPERATOR(pg_catalog.||) $1, \
+                            next_run_at = aegis.cron_next(schedule, pg_catalog.now()) \
+                     WHERE via OPERATOR(pg_catalog.=) 'worker'",
+                    None,
+                    &[why.into()],
+                )
+                .map_err(spi_error)?;
+            Ok(())
+        })
+    })
+}
+
 /// One round of the background worker's retention schedule: if this
 /// database has a worker schedule that is due, run apply_retention() and
 /// move the schedule on. Returns whether it ran.

@@ -34,6 +34,10 @@
 //!     scheduled retention: the run skips it, says so in its status and its
 //!     RETENTION entry, sealing goes on, the compliance report fails while
 //!     the row persists and passes once a later run deletes it;
+//!   - a table owner's slow trigger inside the scheduled retention run
+//!     stalls neither the worker (its security checks go on) nor a
+//!     shutdown; aegis.retention_timeout cancels the run, which is recorded
+//!     as failed;
 //!   - schedule_retention(): without pg_cron the database's background worker
 //!     runs apply_retention() when the schedule is due and moves it on; with
 //!     pg_cron installed the job is pg_cron's and runs there.
@@ -608,6 +612,105 @@ fn a_locked_expired_row_does_not_stall_scheduled_retention() {
     assert_eq!((deleted, locked), (1, Some(0)));
     let (st, detail) = report(&mut c);
     assert_eq!(st, "pass", "{detail}");
+}
+
+#[test]
+fn a_table_owners_slow_trigger_does_not_stall_the_worker() {
+    let cluster = ScratchCluster::init(
+        "retention_slow",
+        &[
+            "aegis.seal_databases = 'slow'",
+            "aegis.seal_interval = 200",
+            "aegis.security_check_interval = 500",
+            "aegis.retention_timeout = 4000",
+        ],
+    );
+    cluster.start();
+    cluster
+        .connect("postgres")
+        .batch_execute("CREATE DATABASE slow")
+        .unwrap();
+    let mut c = cluster.connect("slow");
+    // A table owned by an application login whose trigger sleeps a minute
+    // on every delete: retention runs it as that owner.
+    c.batch_execute(
+        "SET client_min_messages = warning;
+         CREATE EXTENSION pg_aegis;
+         CREATE ROLE slow_app LOGIN;
+         GRANT CREATE ON SCHEMA public TO slow_app;
+         CREATE TABLE public.events (id int PRIMARY KEY, at timestamptz NOT NULL);
+         ALTER TABLE public.events OWNER TO slow_app;
+         SET ROLE slow_app;
+         CREATE FUNCTION public.slow_delete() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN PERFORM pg_sleep(60); RETURN OLD; END $$;
+         CREATE TRIGGER slow BEFORE DELETE ON public.events FOR EACH ROW EXECUTE FUNCTION public.slow_delete();
+         INSERT INTO public.events VALUES (1, now() - interval '10 days');
+         RESET ROLE;
+         SELECT aegis.protect('public.events');
+         SELECT aegis.set_retention('public.events', '1 day', 'at');
+         SELECT aegis.schedule_retention('0 3 * * *');",
+    )
+    .unwrap();
+    wait_for("the sealer to attach to slow", 30, || {
+        (count(
+            &mut c,
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_aegis sealer' AND datname = 'slow'",
+        ) == 1)
+            .then_some(())
+    });
+    let overdue = "SELECT count(*) FROM aegis.alert_events WHERE alert = 'retention_overdue'";
+    wait_for("the first security check", 10, || {
+        (count(&mut c, overdue) == 1).then_some(())
+    });
+    // The run is due: the retention worker sits in the owner's trigger.
+    c.batch_execute("UPDATE aegis.retention_schedule SET next_run_at = now()")
+        .unwrap();
+    let sleeping = "SELECT count(*) FROM pg_stat_activity
+                    WHERE backend_type = 'pg_aegis retention' AND wait_event = 'PgSleep'";
+    wait_for("retention to reach the trigger", 10, || {
+        (count(&mut c, sleeping) == 1).then_some(())
+    });
+    // The sealer goes on: its security checks run again meanwhile (the
+    // alert's hourly limit forgotten, so it is sent again).
+    c.batch_execute("DELETE FROM aegis.security_alert_state WHERE alert = 'retention_overdue'")
+        .unwrap();
+    wait_for("a security check while retention is stuck", 3, || {
+        (count(&mut c, overdue) == 2).then_some(())
+    });
+    // aegis.retention_timeout cancels the run: rolled back, recorded as
+    // failed, tried again at the schedule's next time.
+    let status: String = wait_for("the run to be cancelled", 10, || {
+        c.query_one("SELECT last_status FROM aegis.retention_schedule", &[])
+            .unwrap()
+            .get::<_, Option<String>>(0)
+    });
+    assert_eq!(
+        status,
+        "failed: canceling statement due to statement timeout"
+    );
+    assert_eq!(count(&mut c, "SELECT count(*) FROM public.events"), 1);
+    assert!(c
+        .query_one(
+            "SELECT next_run_at > now() FROM aegis.retention_schedule",
+            &[]
+        )
+        .unwrap()
+        .get::<_, bool>(0));
+    assert_eq!(count(&mut c, sleeping), 0);
+    // A shutdown does not wait for the owner's trigger either.
+    c.batch_execute("UPDATE aegis.retention_schedule SET next_run_at = now()")
+        .unwrap();
+    wait_for("retention to reach the trigger again", 10, || {
+        (count(&mut c, sleeping) == 1).then_some(())
+    });
+    drop(c);
+    let started = Instant::now();
+    cluster.stop("fast");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
