@@ -540,6 +540,14 @@ pub(crate) fn count_denied_access() {
     DENIED_ACCESSES.get().fetch_add(1, Ordering::Relaxed);
 }
 
+/// The same, for the server-log hook (src/read_audit_hooks.c: a schema's
+/// USAGE refused at name lookup), which runs while an error is reported:
+/// nothing may raise there.
+#[unsafe(no_mangle)]
+pub extern "C" fn aegis_count_denied_access() {
+    let _ = std::panic::catch_unwind(count_denied_access);
+}
+
 /// `aegis.denied_access_count() → bigint`: NULL when not preloaded.
 #[pg_extern(volatile, sql = false)]
 fn denied_access_count() -> AegisResult<Option<i64>> {

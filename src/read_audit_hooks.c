@@ -13,7 +13,10 @@
 #include "catalog/namespace.h"
 #include "executor/executor.h"
 #include "nodes/parsenodes.h"
+#include "miscadmin.h"
 #include "tcop/utility.h"
+#include "utils/elog.h"
+#include "utils/json.h"
 
 /* Implemented in Rust (src/read_audit.rs). */
 extern void aegis_read_audit_before_start(QueryDesc *queryDesc, int eflags);
@@ -23,10 +26,12 @@ extern void aegis_read_audit_copy_done(PlannedStmt *pstmt, QueryCompletion *qc);
 extern void aegis_guard_detach_concurrently(Oid relid);
 extern void aegis_guard_reassign_owned(ReassignOwnedStmt *stmt);
 extern void aegis_guard_after_reassign_owned(void);
+extern void aegis_count_denied_access(void);
 
 static ExecutorStart_hook_type prev_executor_start = NULL;
 static ExecutorEnd_hook_type prev_executor_end = NULL;
 static ProcessUtility_hook_type prev_process_utility = NULL;
+static emit_log_hook_type prev_emit_log = NULL;
 
 static void
 aegis_executor_start(QueryDesc *queryDesc, int eflags)
@@ -100,6 +105,43 @@ aegis_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 		aegis_guard_after_reassign_owned();
 }
 
+/*
+ * A role without USAGE on a schema is refused while the statement's names
+ * are looked up, before any hook that knows its tables runs: the only trace
+ * is the error itself. When it reaches the server log, it is counted as a
+ * denied attempt and carries a pg_aegis access_denied line (DETAIL, server
+ * log only) with the schema. Nothing here looks anything up (an error is
+ * being reported): roles are given by OID. An error a PL/pgSQL exception
+ * block catches is never reported, so it is not counted.
+ */
+static void
+aegis_emit_log(ErrorData *edata)
+{
+	static const char prefix[] = "permission denied for schema ";
+
+	if (IsUnderPostmaster && edata->elevel >= ERROR && edata->output_to_server
+		&& edata->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE
+		&& edata->message_id != NULL
+		&& strcmp(edata->message_id, "permission denied for schema %s") == 0
+		&& edata->detail_log == NULL)
+	{
+		StringInfoData buf;
+
+		aegis_count_denied_access();
+		initStringInfo(&buf);
+		appendStringInfoString(&buf, "pg_aegis: {\"event\":\"access_denied\",\"schema\":");
+		if (edata->message != NULL && strncmp(edata->message, prefix, sizeof(prefix) - 1) == 0)
+			escape_json(&buf, edata->message + sizeof(prefix) - 1);
+		else
+			appendStringInfoString(&buf, "null");
+		appendStringInfo(&buf, ",\"tables\":null,\"user_oid\":%u,\"session_user_oid\":%u,\"backend_pid\":%d}",
+						 GetUserId(), GetSessionUserId(), MyProcPid);
+		edata->detail_log = buf.data;
+	}
+	if (prev_emit_log)
+		prev_emit_log(edata);
+}
+
 void
 aegis_install_read_audit_hooks(void)
 {
@@ -109,4 +151,6 @@ aegis_install_read_audit_hooks(void)
 	ExecutorEnd_hook = aegis_executor_end;
 	prev_process_utility = ProcessUtility_hook;
 	ProcessUtility_hook = aegis_process_utility;
+	prev_emit_log = emit_log_hook;
+	emit_log_hook = aegis_emit_log;
 }

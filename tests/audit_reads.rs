@@ -557,6 +557,45 @@ fn denied_attempts_on_protected_tables_go_to_the_server_log() {
     let (_, _, _, who, session, _) = fields(&mut admin, &lines[0]);
     assert_eq!((who.as_str(), session.as_str()), (role, "postgres"));
 
+    // A role without USAGE on the schema is refused at name lookup, before
+    // any table is known: the error's server-log record carries the
+    // access_denied line (schema, role OIDs), and it is counted.
+    admin
+        .batch_execute(
+            "CREATE SCHEMA hidden; CREATE TABLE hidden.s (k int PRIMARY KEY);
+             SELECT aegis.protect('hidden.s');",
+        )
+        .unwrap();
+    let entries_before = sealing_state(&mut admin).0;
+    let denied = |c: &mut Client| -> i64 {
+        c.query_one("SELECT aegis.denied_access_count()", &[])
+            .unwrap()
+            .get(0)
+    };
+    let before = denied(&mut admin);
+    let log = LogTail::mark(&cluster);
+    let e = user.query("SELECT * FROM hidden.s", &[]).unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e}");
+    assert_eq!(denied(&mut admin), before + 1);
+    let text = std::fs::read(&log.path).expect("read server log");
+    let tail = String::from_utf8_lossy(&text[log.from.min(text.len())..]).to_string();
+    let line = tail
+        .lines()
+        .find_map(|l| l.split_once("DETAIL:  pg_aegis: ").map(|(_, j)| j.to_string()))
+        .unwrap_or_else(|| panic!("no access_denied detail in {tail}"));
+    let user_oid: u32 = admin
+        .query_one("SELECT oid FROM pg_roles WHERE rolname = $1", &[&role])
+        .unwrap()
+        .get(0);
+    assert!(
+        line.contains("\"event\":\"access_denied\",\"schema\":\"hidden\"")
+            && line.contains(&format!("\"user_oid\":{user_oid},\"session_user_oid\":{user_oid}")),
+        "{line}"
+    );
+    // The error is the client's as PostgreSQL wrote it: the log-only line is
+    // not sent to the client.
+    assert!(!e.to_string().contains("pg_aegis"), "{e}");
+
     // A denied read of an unprotected table is none of pg_aegis's business.
     let log = LogTail::mark(&cluster);
     let e = user.query("SELECT * FROM u", &[]).unwrap_err();
