@@ -28,10 +28,8 @@ FROM aegis.retention_rules r;
 COMMENT ON VIEW aegis.retention_policies IS
     'Retention policies: period, time column, filter, active legal holds and the last run';
 
-ALTER TABLE aegis.alert_state DROP CONSTRAINT alert_state_pkey;
-CREATE INDEX alert_state_rule_server ON aegis.alert_state (rule_id, server_id, last_fired_at);
-COMMENT ON TABLE aegis.alert_state IS 'Internal: when each alert rule fired for each server (cooldown; appended, pruned by the worker)';
-
+ALTER TABLE aegis.metric_baselines DROP CONSTRAINT metric_baselines_n_check;
+ALTER TABLE aegis.metric_baselines ADD CONSTRAINT metric_baselines_n_check CHECK (n >= 0);
 COMMENT ON TABLE aegis.metric_baselines IS
     'Internal: recent mean and variance of each server''s metrics, for anomaly rules (folded; see current_baselines())';
 CREATE TABLE aegis.metric_baseline_deltas (
@@ -344,7 +342,7 @@ AS $$
     ), folded AS (
         SELECT b.metric, b.server_id, LEAST(b.n, 1000) AS w, b.n, b.mean, b.m2
         FROM aegis.metric_baselines b
-        WHERE b.relid = rel AND (only_metric IS NULL OR b.metric = only_metric)
+        WHERE b.relid = rel AND b.n > 0 AND (only_metric IS NULL OR b.metric = only_metric)
           AND (servers IS NULL OR b.server_id = ANY (servers))
     )
     SELECT COALESCE(f.metric, d.metric), COALESCE(f.server_id, d.server_id),
@@ -359,17 +357,19 @@ COMMENT ON FUNCTION aegis.current_baselines(oid, name, text[]) IS
     'The anomaly baselines in force for a metrics table: folded figures merged with pending deltas';
 
 -- Fold pending deltas into the baselines, for one metrics table and some
--- servers (the inserting statement) or all (the worker). Never waits: a
--- baseline another transaction is folding right now (its advisory lock,
--- taken with pg_try_advisory_xact_lock, is held until that transaction
--- ends) is left for later. Only in READ COMMITTED, where each statement
--- sees what committed before it (a transaction-snapshot isolation level
--- would fail on a baseline folded since its snapshot): anything else
--- leaves it to the worker. Returns how many baselines it folded.
+-- servers (the inserting statement) or all (the worker). Never waits: the
+-- baselines another transaction is folding right now (their rows locked
+-- until it ends) are skipped (SKIP LOCKED), and a baseline's row another
+-- transaction is creating at this moment is waited for 10 ms at most
+-- (then nothing is folded this time). Only in READ COMMITTED, where each
+-- statement sees what committed before it (a transaction-snapshot
+-- isolation level would fail on a baseline folded since its snapshot):
+-- anything else leaves it to later. Returns how many baselines it folded.
 CREATE FUNCTION aegis.fold_metric_baselines(rel oid DEFAULT NULL, servers text[] DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = ''
+SET lock_timeout = '10ms'
 AS $$
 DECLARE
     rels oid[];
@@ -380,20 +380,33 @@ BEGIN
     IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
         RETURN 0;
     END IF;
-    -- The baselines with pending deltas whose fold lock this transaction
-    -- gets (or already holds) without waiting.
-    SELECT pg_catalog.array_agg(k.relid), pg_catalog.array_agg(k.metric), pg_catalog.array_agg(k.server_id)
-    INTO rels, mets, srvs
-    FROM (SELECT DISTINCT d.relid, d.metric, d.server_id
-          FROM aegis.metric_baseline_deltas d
-          WHERE (rel IS NULL OR d.relid = rel) AND (servers IS NULL OR d.server_id = ANY (servers))) k
-    WHERE pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtextextended(
-              pg_catalog.format('pg_aegis:metric_baseline:%s/%s/%s', k.relid, k.metric, k.server_id), 0));
+    BEGIN
+        -- A baseline's row exists once it has deltas (created once, ever).
+        INSERT INTO aegis.metric_baselines (relid, metric, server_id, n, mean, m2, updated_at)
+        SELECT DISTINCT d.relid, d.metric, d.server_id, 0, 0, 0, pg_catalog.now()
+        FROM aegis.metric_baseline_deltas d
+        WHERE (rel IS NULL OR d.relid = rel) AND (servers IS NULL OR d.server_id = ANY (servers))
+          AND NOT EXISTS (SELECT 1 FROM aegis.metric_baselines b
+                          WHERE b.relid = d.relid AND b.metric = d.metric AND b.server_id = d.server_id)
+        ON CONFLICT (relid, metric, server_id) DO NOTHING;
+        -- The rows of the baselines with pending deltas that no other
+        -- transaction is folding.
+        SELECT pg_catalog.array_agg(k.relid), pg_catalog.array_agg(k.metric), pg_catalog.array_agg(k.server_id)
+        INTO rels, mets, srvs
+        FROM (SELECT b.relid, b.metric, b.server_id
+              FROM aegis.metric_baselines b
+              WHERE (rel IS NULL OR b.relid = rel) AND (servers IS NULL OR b.server_id = ANY (servers))
+                AND EXISTS (SELECT 1 FROM aegis.metric_baseline_deltas d
+                            WHERE d.relid = b.relid AND d.metric = b.metric AND d.server_id = b.server_id)
+              FOR UPDATE OF b SKIP LOCKED) k;
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN 0;
+    END;
     IF rels IS NULL THEN
         RETURN 0;
     END IF;
     -- A statement of its own, so it sees every fold committed before the
-    -- locks were taken: the deltas taken out are exactly those merged in.
+    -- rows were locked: the deltas taken out are exactly those merged in.
     WITH k AS (
         SELECT * FROM ROWS FROM (pg_catalog.unnest(rels), pg_catalog.unnest(mets), pg_catalog.unnest(srvs)) AS k(relid, metric, server_id)
     ), taken AS (
@@ -411,45 +424,72 @@ BEGIN
         UPDATE aegis.metric_baselines b SET
             n = LEAST(b.n, 1000) + d.n,
             mean = ((LEAST(b.n, 1000) * b.mean) + (d.n * d.mean)) / (LEAST(b.n, 1000) + d.n),
-            m2 = ((b.m2 * LEAST(b.n, 1000)) / b.n) + d.m2
-                 + (((d.mean - b.mean) ^ 2) * LEAST(b.n, 1000) * d.n) / (LEAST(b.n, 1000) + d.n),
+            m2 = CASE WHEN b.n = 0 THEN d.m2
+                      ELSE ((b.m2 * LEAST(b.n, 1000)) / b.n) + d.m2
+                           + (((d.mean - b.mean) ^ 2) * LEAST(b.n, 1000) * d.n) / (LEAST(b.n, 1000) + d.n) END,
             updated_at = pg_catalog.now()
         FROM d
         WHERE b.relid = d.relid AND b.metric = d.metric AND b.server_id = d.server_id
-        RETURNING b.relid, b.metric, b.server_id
-    ), created AS (
-        INSERT INTO aegis.metric_baselines (relid, metric, server_id, n, mean, m2, updated_at)
-        SELECT d.relid, d.metric, d.server_id, d.n, d.mean, d.m2, pg_catalog.now()
-        FROM d
-        WHERE NOT EXISTS (SELECT 1 FROM merged m
-                          WHERE m.relid = d.relid AND m.metric = d.metric AND m.server_id = d.server_id)
         RETURNING 1
     )
-    SELECT (SELECT pg_catalog.count(*) FROM merged) + (SELECT pg_catalog.count(*) FROM created) INTO folded;
+    SELECT pg_catalog.count(*) INTO folded FROM merged;
     RETURN folded;
 END
 $$;
 COMMENT ON FUNCTION aegis.fold_metric_baselines(oid, text[]) IS
     'Internal: fold pending metric deltas into the anomaly baselines, skipping any another transaction is folding';
 
--- The background worker's upkeep of metric alerts, every round: fold every
--- pending delta it can, forget firings past their rule's cooldown.
-CREATE FUNCTION aegis.alert_upkeep() RETURNS bigint
+-- May this rule fire for this server now (its cooldown)? Never waits: a
+-- pair another transaction is firing right now (its row locked until that
+-- transaction ends; only pg_aegis can lock these rows) is not fired again
+-- (SKIP LOCKED); a pair's first row being created by another transaction
+-- at this moment is waited for 10 ms at most; a transaction-snapshot
+-- isolation level that meets a firing committed since its snapshot does
+-- not fire either. Claims the firing when it may.
+CREATE FUNCTION aegis.claim_alert(rule bigint, server text, cooldown interval) RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = ''
+SET lock_timeout = '10ms'
 AS $$
 DECLARE
-    folded bigint;
+    fired timestamptz;
 BEGIN
-    folded := aegis.fold_metric_baselines();
-    DELETE FROM aegis.alert_state s
-    WHERE s.last_fired_at < pg_catalog.now()
-          - COALESCE((SELECT r.cooldown FROM aegis.alert_rules r WHERE r.id = s.rule_id), interval '0');
-    RETURN folded;
+    BEGIN
+        SELECT s.last_fired_at INTO fired FROM aegis.alert_state s
+        WHERE s.rule_id = rule AND s.server_id = server
+        FOR UPDATE SKIP LOCKED;
+        IF FOUND THEN
+            IF fired > pg_catalog.now() - cooldown THEN
+                RETURN false;
+            END IF;
+            UPDATE aegis.alert_state s SET last_fired_at = pg_catalog.now()
+            WHERE s.rule_id = rule AND s.server_id = server;
+            RETURN true;
+        END IF;
+        -- No row, or one another transaction holds (then this conflicts
+        -- with it and does nothing).
+        INSERT INTO aegis.alert_state (rule_id, server_id, last_fired_at)
+        VALUES (rule, server, pg_catalog.now())
+        ON CONFLICT (rule_id, server_id) DO NOTHING;
+        RETURN FOUND;
+    EXCEPTION WHEN lock_not_available OR serialization_failure THEN
+        RETURN false;
+    END;
 END
 $$;
+COMMENT ON FUNCTION aegis.claim_alert(bigint, text, interval) IS
+    'Internal: whether a metric rule may fire for a server now (cooldown; never waits), claiming the firing if so';
+
+-- The background worker's upkeep of metric alerts, every round: fold every
+-- pending delta no insert could fold.
+CREATE FUNCTION aegis.alert_upkeep() RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = ''
+AS $$
+    SELECT aegis.fold_metric_baselines()
+$$;
 COMMENT ON FUNCTION aegis.alert_upkeep() IS
-    'Internal: the worker folds pending metric deltas and forgets firings past their cooldown';
+    'Internal: the worker folds the pending metric deltas no insert could fold';
 
 -- SECURITY DEFINER: deleting expired rows must see every row whatever the
 -- caller's row-level security, and the scheduler runs it with no user at all.
@@ -1795,7 +1835,8 @@ REVOKE EXECUTE ON FUNCTION aegis.apply_retention(boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.apply_retention(boolean) TO aegis_admin;
 GRANT EXECUTE ON FUNCTION aegis.guard_verify(text) TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION aegis.alert_event(text), aegis.announce_alert(text, text, text, text, name, jsonb),
-    aegis.current_baselines(oid, name, text[]), aegis.fold_metric_baselines(oid, text[]), aegis.alert_upkeep() FROM PUBLIC;
+    aegis.current_baselines(oid, name, text[]), aegis.fold_metric_baselines(oid, text[]), aegis.claim_alert(bigint, text, interval),
+    aegis.alert_upkeep() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.current_baselines(oid, name, text[]) TO aegis_admin, aegis_auditor;
 GRANT SELECT ON aegis.metric_baseline_deltas TO aegis_admin, aegis_auditor;
 GRANT EXECUTE ON FUNCTION aegis.alert_event(text) TO PUBLIC;

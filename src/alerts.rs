@@ -18,12 +18,11 @@
 //! Inserts never wait for each other (nor for an ingest session that keeps
 //! its transaction open): each statement appends its figures to
 //! `aegis.metric_baseline_deltas`, and folds pending deltas into
-//! `aegis.metric_baselines` only for the baselines whose advisory lock it
-//! gets without waiting (the background worker folds the rest); the
-//! baseline in force is the folded one merged with the pending deltas
-//! (`aegis.current_baselines`). The cooldown is the same: a pair's advisory
-//! lock taken without waiting, firings appended to `aegis.alert_state`,
-//! never updated.
+//! `aegis.metric_baselines` only for the baselines whose row it can lock
+//! without waiting (`FOR UPDATE SKIP LOCKED`; only pg_aegis can lock them);
+//! the background worker folds the rest. The baseline in force is the
+//! folded one merged with the pending deltas (`aegis.current_baselines`).
+//! The cooldown is claimed the same way (`aegis.claim_alert`).
 //!
 //! Everything set-shaped runs as SQL over the transition table (one scan per
 //! rule, one per anomaly metric for the baseline); Rust builds those queries
@@ -240,12 +239,12 @@ fn evaluate(
                             .select(
                                 &format!(
                                     "SELECT DISTINCT ON (n.server_id) n.server_id::text, to_json(n.ts) #>> '{{}}', n.{col}::float8, b.mean, \
-                                            GREATEST(sqrt(b.m2 / (b.n - 1)), abs(b.mean) * 0.01, 1) \
+                                            GREATEST(sqrt(b.m2 / NULLIF(b.n - 1, 0)), abs(b.mean) * 0.01, 1) \
                                      FROM {newtab} n JOIN aegis.current_baselines($1, $2, \
                                             (SELECT array_agg(DISTINCT s.server_id::text) FROM {newtab} s)) b \
                                        ON b.server_id = n.server_id::text \
                                      WHERE b.n >= GREATEST($3, 2) \
-                                       AND n.{col}::float8 > (b.mean + ($4 * GREATEST(sqrt(b.m2 / (b.n - 1)), abs(b.mean) * 0.01, 1))) \
+                                       AND n.{col}::float8 > (b.mean + ($4 * GREATEST(sqrt(b.m2 / NULLIF(b.n - 1, 0)), abs(b.mean) * 0.01, 1))) \
                                      ORDER BY n.server_id, n.{col} DESC"
                                 ),
                                 None,
@@ -436,52 +435,25 @@ fn evaluate(
     })
 }
 
-/// May this rule fire for this server now (its cooldown)? Never waits: the
-/// pair's cooldown lock is taken with `pg_try_advisory_xact_lock` (another
-/// transaction firing the same pair now holds it until it ends: then no),
-/// then the firings committed by now are looked at — through the latest
-/// snapshot, so a transaction-snapshot isolation level does not miss one
-/// committed since it began. A firing is recorded by appending to
-/// `aegis.alert_state` (no row is ever updated, so none is locked).
+/// May this rule fire for this server now (`aegis.claim_alert()`: the
+/// cooldown, claimed without waiting)?
 fn claim(
     client: &mut pgrx::spi::SpiClient<'_>,
     rule: i64,
     server: &str,
     cooldown: &str,
 ) -> Result<bool, AegisError> {
-    let locked = client
-        .select(
-            "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtextextended( \
-                    pg_catalog.format('pg_aegis:alert_cooldown:%s/%s', $1::pg_catalog.int8, $2::pg_catalog.text), 0))",
+    Ok(client
+        .update(
+            "SELECT aegis.claim_alert($1, $2, $3::pg_catalog.text::pg_catalog.interval)",
             None,
-            &[rule.into(), server.into()],
+            &[rule.into(), server.into(), cooldown.into()],
         )
         .map_err(spi_error)?
         .first()
         .get_one::<bool>()
         .map_err(spi_error)?
-        .unwrap_or(false);
-    if !locked {
-        return Ok(false);
-    }
-    let recent = crate::spi::bool_in_latest_snapshot(
-        c"SELECT EXISTS (SELECT 1 FROM aegis.alert_state s \
-                         WHERE s.rule_id = $1 AND s.server_id = $2 \
-                           AND s.last_fired_at > pg_catalog.now() - $3::pg_catalog.text::pg_catalog.interval)",
-        &[rule.into(), server.into(), cooldown.into()],
-    )
-    .map_err(spi_error)?;
-    if recent {
-        return Ok(false);
-    }
-    client
-        .update(
-            "INSERT INTO aegis.alert_state (rule_id, server_id, last_fired_at) VALUES ($1, $2, pg_catalog.now())",
-            None,
-            &[rule.into(), server.into()],
-        )
-        .map_err(spi_error)?;
-    Ok(true)
+        .unwrap_or(false))
 }
 
 /// `aegis.metric_alerts()`: AFTER INSERT ... REFERENCING NEW TABLE AS ...

@@ -86,6 +86,14 @@ SELECT metric, server_id, n, round(mean) AS mean, round(sqrt(m2 / (n - 1))) AS s
 FROM aegis.current_baselines('alm.server_metrics'::regclass) ORDER BY metric, server_id;
 -- Folded by the insert itself (no other transaction was folding it).
 SELECT count(*) AS pending FROM aegis.metric_baseline_deltas;
+-- Inserts skip, rather than wait for, baselines and cooldowns another
+-- transaction holds locked: only pg_aegis can lock them (an admin or an
+-- auditor, who may read them, cannot hold them to silence an alert).
+SET SESSION AUTHORIZATION alm_admin;
+SELECT 1 FROM aegis.alert_state FOR UPDATE;
+SELECT 1 FROM aegis.metric_baselines FOR KEY SHARE;
+SELECT 1 FROM aegis.metric_baseline_deltas FOR SHARE;
+RESET SESSION AUTHORIZATION;
 INSERT INTO alm.server_metrics (server_id, cpu_usage, network_in_bytes) VALUES ('db-1', 10, 1006000);
 INSERT INTO alm.server_metrics (server_id, cpu_usage, network_in_bytes) VALUES ('db-1', 10, 90000000);
 SELECT rule, severity, value, message FROM alm.alerts_history WHERE rule = 'network_in_anomaly';
