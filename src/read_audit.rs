@@ -400,7 +400,7 @@ unsafe extern "C-unwind" fn on_subxact(
 
 fn query_id_of(stmt: *mut pg_sys::PlannedStmt) -> Option<i64> {
     // SAFETY: a valid planned statement.
-    let id = unsafe { (*stmt).queryId };
+    let id = unsafe { crate::compat::query_id(stmt) };
     (id != 0).then_some(id as i64)
 }
 
@@ -454,7 +454,6 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_start(
     };
     // SAFETY: a valid query descriptor with its plan.
     unsafe {
-        let rtable = (*(*qd).plannedstmt).rtable;
         let touched = protected_in((*qd).plannedstmt, &targets, false);
         // A read that never reaches ExecutorEnd (its transaction or
         // savepoint rolls back first, as a cursor's can) goes to the server
@@ -477,15 +476,14 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_start(
                 );
             }
         }
-        if !touched.is_empty() && !pg_sys::ExecCheckRTPerms(rtable, false) {
+        if !touched.is_empty() && !crate::compat::statement_permitted((*qd).plannedstmt) {
             let tables: Vec<&String> = touched.iter().map(|(t, _)| t).collect();
             crate::alerts::count_denied_access();
-            let query_id = (*(*qd).plannedstmt).queryId;
             pgrx::log!(
                 "{}",
                 json_line(serde_json::json!({
                     "event": "access_denied", "tables": tables,
-                    "query_id": (query_id != 0).then_some(query_id as i64),
+                    "query_id": query_id_of((*qd).plannedstmt),
                 }))
             );
         }
@@ -542,7 +540,7 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_end(qd: *mut pg_sys::Que
             command,
             &read,
             (*(*qd).estate).es_processed,
-            (*stmt).queryId,
+            crate::compat::query_id(stmt),
         );
     }
 }
@@ -595,7 +593,7 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_copy_done(
             None,
             std::slice::from_ref(&t.table),
             rows,
-            (*pstmt).queryId,
+            crate::compat::query_id(pstmt),
         );
     }
 }
