@@ -4,11 +4,28 @@
 # `postgres` OS user (created by the Debian package).
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PG_MAJOR="${PG_MAJOR:-15}"
-PG_BIN="/usr/lib/postgresql/${PG_MAJOR}/bin"
-PG_CONFIG="${PG_BIN}/pg_config"
-PG_REGRESS="/usr/lib/postgresql/${PG_MAJOR}/lib/pgxs/src/test/regress/pg_regress"
 PG_OS_USER="${PG_OS_USER:-postgres}"
+# PostgreSQL 16-18 are relocatable builds installed by scripts/setup.sh.
+PG_EXTRA_ROOT="${PG_EXTRA_ROOT:-/opt/pg_aegis-postgresql}"
+
+# pg_use MAJOR: point PG_BIN, PG_CONFIG, PG_REGRESS and the build (cargo
+# feature, target folder) at one PostgreSQL major version. 15 is Debian's
+# (target/, as for every cargo command run by hand); 16-18 are setup.sh's,
+# each built in target/pg<major>.
+pg_use() {
+    PG_MAJOR="$1"
+    if [ "$PG_MAJOR" = 15 ]; then
+        PG_BIN="/usr/lib/postgresql/15/bin"
+        PG_REGRESS="/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress"
+        PG_TARGET_DIR="$REPO_ROOT/target"
+    else
+        PG_BIN="$PG_EXTRA_ROOT/$PG_MAJOR/bin"
+        PG_REGRESS="$PG_EXTRA_ROOT/$PG_MAJOR/lib/pgxs/src/test/regress/pg_regress"
+        PG_TARGET_DIR="$REPO_ROOT/target/pg$PG_MAJOR"
+    fi
+    PG_CONFIG="$PG_BIN/pg_config"
+}
+pg_use "${PG_MAJOR:-15}"
 
 DEMO_PORT="${AEGIS_DEMO_PORT:-54329}"
 TEST_PORT="${AEGIS_TEST_PORT:-54339}"
@@ -114,8 +131,9 @@ cluster_psql() { # DIR PORT DB [psql args...]
 
 # Build (release) and install the extension into the system PostgreSQL.
 install_extension() {
-    log "building and installing pg_aegis (release) into $("$PG_CONFIG" --pkglibdir)"
-    (cd "$REPO_ROOT" && cargo pgrx install --release --pg-config "$PG_CONFIG" >&2)
+    log "building and installing pg_aegis (release, PostgreSQL $PG_MAJOR) into $("$PG_CONFIG" --pkglibdir)"
+    (cd "$REPO_ROOT" && CARGO_TARGET_DIR="$PG_TARGET_DIR" cargo pgrx install --release \
+        --pg-config "$PG_CONFIG" --no-default-features --features "pg$PG_MAJOR" >&2)
     # Install scripts of released versions (cargo pgrx writes only the
     # current one), so CREATE EXTENSION ... VERSION 'old' and the upgrade
     # path can be tested; update scripts themselves come from cargo pgrx.

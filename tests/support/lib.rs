@@ -66,6 +66,26 @@ pub fn pg_bin() -> String {
     env("AEGIS_TEST_PG_BIN")
 }
 
+/// Whether the PostgreSQL under test has a server library (`pg_cron` exists
+/// here only for Debian's PostgreSQL 15); when it does not, says on stderr
+/// that `test` is skipped and why.
+pub fn server_library_or_skip(library: &str, test: &str) -> bool {
+    let pg_config = format!("{}/pg_config", pg_bin());
+    let out = std::process::Command::new(&pg_config)
+        .args(["--pkglibdir", "--version"])
+        .output()
+        .unwrap_or_else(|e| panic!("running {pg_config}: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines = text.lines();
+    let libdir = lines.next().unwrap_or_default();
+    let version = lines.next().unwrap_or_default();
+    let present = std::path::Path::new(&format!("{libdir}/{library}.so")).exists();
+    if !present {
+        eprintln!("SKIPPED {test}: {library} is not installed for {version} ({libdir}); it is packaged here for Debian's PostgreSQL 15 only");
+    }
+    present
+}
+
 /// Superuser connection over the unix socket to database `db` (which must exist).
 pub fn superuser_to(cluster: Cluster, db: &str) -> Client {
     Config::new()
