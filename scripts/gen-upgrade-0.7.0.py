@@ -37,17 +37,20 @@ DROP EVENT TRIGGER aegis_guard_end;
 ''']
 new=[('80_lifecycle.sql','run_restricted('),('30_policy.sql','policy_code('),('30_policy.sql','policy_untrusted_code('),
      ('70_audit.sql','entry_may_be_pending('),('70_audit.sql','guard_verify('),('85_alerts.sql','report_blocked_sealer('),
-     ('85_alerts.sql','current_baselines('),('85_alerts.sql','fold_metric_baselines('),('85_alerts.sql','claim_alert('),('85_alerts.sql','alert_upkeep('),
+     ('85_alerts.sql','current_baselines('),('85_alerts.sql','fold_metric_baselines('),('85_alerts.sql','in_transaction_block('),('85_alerts.sql','alert_upkeep('),
      ('80_lifecycle.sql','apply_retention(')]
 repl=[('30_policy.sql','owner_ddl('),('30_policy.sql','check_policy('),('70_audit.sql','guard_state('),('70_audit.sql','guard_check('),
-      ('80_lifecycle.sql','erase_subject('),('95_catalog_guard.sql','catalog_guard('),('85_alerts.sql','security_alerts('),('70_audit.sql','guard_ddl_end('),('70_audit.sql','guard_report('),('70_audit.sql','guard_protect_partitions('),('90_compliance.sql','compliance_mapping('),('90_compliance.sql','compliance_report()')]
+      ('80_lifecycle.sql','erase_subject('),('95_catalog_guard.sql','catalog_guard('),('40_monitoring_schema.sql','monitoring_schema_ddl('),('85_alerts.sql','security_alerts('),('70_audit.sql','guard_ddl_end('),('70_audit.sql','guard_report('),('70_audit.sql','guard_protect_partitions('),('90_compliance.sql','compliance_mapping('),('90_compliance.sql','compliance_report()')]
 al=open(root+'85_alerts.sql').read()
 lc=open(root+'80_lifecycle.sql').read()
 out.append(lc[lc.index('CREATE VIEW aegis.retention_policies'):lc.index('-- ===', lc.index('CREATE VIEW aegis.retention_policies'))]
     .replace('CREATE VIEW', 'CREATE OR REPLACE VIEW', 1))
 # Metric alerts never wait for each other: baselines take deltas; a
 # baseline's row may exist before anything is folded into it (n = 0).
-out.append('''ALTER TABLE aegis.metric_baselines DROP CONSTRAINT metric_baselines_n_check;
+out.append('''ALTER TABLE aegis.alert_state DROP CONSTRAINT alert_state_pkey;
+CREATE INDEX alert_state_rule_server ON aegis.alert_state (rule_id, server_id, last_fired_at);
+COMMENT ON TABLE aegis.alert_state IS 'Internal: when each alert rule fired for each server (cooldown; appended, pruned by the worker)';
+ALTER TABLE aegis.metric_baselines DROP CONSTRAINT metric_baselines_n_check;
 ALTER TABLE aegis.metric_baselines ADD CONSTRAINT metric_baselines_n_check CHECK (n >= 0);
 '''+al[al.index('COMMENT ON TABLE aegis.metric_baselines IS'):al.index('-- The baselines in force for a metrics table')])
 out.append(al[al.index('-- Every alert pg_aegis raised, metric and security'):al.index('-- The trigger, attached by create_monitoring_schema()')])
@@ -66,8 +69,7 @@ REVOKE EXECUTE ON FUNCTION aegis.apply_retention(boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.apply_retention(boolean) TO aegis_admin;
 GRANT EXECUTE ON FUNCTION aegis.guard_verify(text) TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION aegis.alert_event(text), aegis.announce_alert(text, text, text, text, name, jsonb),
-    aegis.current_baselines(oid, name, text[]), aegis.fold_metric_baselines(oid, text[]), aegis.claim_alert(bigint, text, interval),
-    aegis.alert_upkeep() FROM PUBLIC;
+    aegis.current_baselines(oid, name, text[]), aegis.fold_metric_baselines(oid, text[]), aegis.in_transaction_block(), aegis.alert_upkeep() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.current_baselines(oid, name, text[]) TO aegis_admin, aegis_auditor;
 GRANT SELECT ON aegis.metric_baseline_deltas TO aegis_admin, aegis_auditor;
 GRANT EXECUTE ON FUNCTION aegis.alert_event(text) TO PUBLIC;

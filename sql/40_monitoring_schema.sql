@@ -130,7 +130,13 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON %1$I.servers, %1$I.server_metrics, %1$I.
     %1$I.error_logs, %1$I.incident_response_logs, %1$I.aggregated_metrics, %1$I.alerts_history,
     %1$I.user_access_logs TO aegis_admin;
 GRANT SELECT ON %1$I.servers TO aegis_auditor, aegis_devops, aegis_oncall, aegis_app;
-GRANT SELECT, INSERT, UPDATE ON %1$I.server_metrics TO aegis_devops;
+-- Writers get the columns, never the identity column: a role that picks
+-- ids (OVERRIDING SYSTEM VALUE) the sequence hands out later would make
+-- other writers' inserts wait on its open transaction, or fail.
+GRANT SELECT ON %1$I.server_metrics TO aegis_devops;
+GRANT INSERT (server_id, ts, cpu_usage, memory_usage, disk_usage, network_in_bytes, network_out_bytes),
+      UPDATE (server_id, ts, cpu_usage, memory_usage, disk_usage, network_in_bytes, network_out_bytes)
+    ON %1$I.server_metrics TO aegis_devops;
 GRANT SELECT ON %1$I.server_metrics TO aegis_app;
 GRANT SELECT ON %1$I.downtime_logs TO aegis_developer, aegis_oncall, aegis_auditor;
 -- Developers read error messages only through developer_error_logs, which
@@ -151,9 +157,17 @@ GRANT INSERT, UPDATE ON %1$I.incident_response_logs TO aegis_incident_editor;
 -- Aggregated metrics: operations reads everything but peak_network_usage.
 GRANT SELECT (region, hour, hourly_avg_cpu_usage) ON %1$I.aggregated_metrics TO aegis_operations;
 GRANT SELECT ON %1$I.aggregated_metrics TO aegis_masking_owner;
--- Collectors write and never read back.
-GRANT INSERT ON %1$I.server_metrics, %1$I.downtime_logs, %1$I.error_logs, %1$I.aggregated_metrics,
-    %1$I.alerts_history, %1$I.user_access_logs TO aegis_ingest;
+-- Collectors write and never read back (never the identity column).
+GRANT INSERT (server_id, ts, cpu_usage, memory_usage, disk_usage, network_in_bytes, network_out_bytes)
+    ON %1$I.server_metrics TO aegis_ingest;
+GRANT INSERT (server_id, start_time, end_time, cause, reported_by, user_name, user_id)
+    ON %1$I.downtime_logs TO aegis_ingest;
+GRANT INSERT (server_id, ts, error_severity, error_message, user_identifier, user_ip, resolved, contains_user_data)
+    ON %1$I.error_logs TO aegis_ingest;
+GRANT INSERT ON %1$I.aggregated_metrics TO aegis_ingest;
+GRANT INSERT (server_id, ts, rule, severity, metric, value, message, acknowledged)
+    ON %1$I.alerts_history TO aegis_ingest;
+GRANT INSERT (user_id, ip_address, accessed_at, resource) ON %1$I.user_access_logs TO aegis_ingest;
 
 -- ---------------------------------------------------------------- policies
 -- Session lookups run once per query as initplans ((SELECT aegis.f())), and

@@ -40,15 +40,19 @@ CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.alert_rules
 CREATE TRIGGER alert_rules_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON aegis.alert_rules
     FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_plans_changed();
 
--- When each rule last fired for each server (the cooldown). Claimed by
--- aegis.claim_alert() without waiting. Runtime state: not dumped.
+-- When each rule fired for each server (the cooldown): appended, never
+-- updated or locked, so no transaction can hold a pair's state (an open
+-- collector's firing is invisible to the others until it commits: it can
+-- neither silence their alerts nor make them wait). Two collectors firing
+-- the same pair at the same moment may both alert. The background worker
+-- forgets firings past their rule's cooldown. Runtime state: not dumped.
 CREATE TABLE aegis.alert_state (
     rule_id       bigint NOT NULL REFERENCES aegis.alert_rules ON DELETE CASCADE,
     server_id     text NOT NULL,
-    last_fired_at timestamptz NOT NULL,
-    PRIMARY KEY (rule_id, server_id)
+    last_fired_at timestamptz NOT NULL
 );
-COMMENT ON TABLE aegis.alert_state IS 'Internal: when each alert rule last fired for each server (cooldown)';
+CREATE INDEX alert_state_rule_server ON aegis.alert_state (rule_id, server_id, last_fired_at);
+COMMENT ON TABLE aegis.alert_state IS 'Internal: when each alert rule fired for each server (cooldown; appended, pruned by the worker)';
 
 -- Per (metrics table, metric, server): count, mean and sum of squared
 -- deviations of recent values (the old count capped at 1000 samples, so
@@ -206,57 +210,25 @@ $$;
 COMMENT ON FUNCTION aegis.fold_metric_baselines(oid, text[]) IS
     'Internal: fold pending metric deltas into the anomaly baselines, skipping any another transaction is folding';
 
--- May this rule fire for this server now (its cooldown)? Never waits: a
--- pair another transaction is firing right now (its row locked until that
--- transaction ends; only pg_aegis can lock these rows) is not fired again
--- (SKIP LOCKED); a pair's first row being created by another transaction
--- at this moment is waited for 10 ms at most; a transaction-snapshot
--- isolation level that meets a firing committed since its snapshot does
--- not fire either. Claims the firing when it may.
-CREATE FUNCTION aegis.claim_alert(rule bigint, server text, cooldown interval) RETURNS boolean
+-- The background worker's upkeep of metric alerts, every round: fold every
+-- pending delta no insert could fold, forget firings past their rule's
+-- cooldown (nobody locks those rows: the delete never waits).
+CREATE FUNCTION aegis.alert_upkeep() RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = ''
-SET lock_timeout = '10ms'
 AS $$
 DECLARE
-    fired timestamptz;
+    folded bigint;
 BEGIN
-    BEGIN
-        SELECT s.last_fired_at INTO fired FROM aegis.alert_state s
-        WHERE s.rule_id = rule AND s.server_id = server
-        FOR UPDATE SKIP LOCKED;
-        IF FOUND THEN
-            IF fired > pg_catalog.now() - cooldown THEN
-                RETURN false;
-            END IF;
-            UPDATE aegis.alert_state s SET last_fired_at = pg_catalog.now()
-            WHERE s.rule_id = rule AND s.server_id = server;
-            RETURN true;
-        END IF;
-        -- No row, or one another transaction holds (then this conflicts
-        -- with it and does nothing).
-        INSERT INTO aegis.alert_state (rule_id, server_id, last_fired_at)
-        VALUES (rule, server, pg_catalog.now())
-        ON CONFLICT (rule_id, server_id) DO NOTHING;
-        RETURN FOUND;
-    EXCEPTION WHEN lock_not_available OR serialization_failure THEN
-        RETURN false;
-    END;
+    folded := aegis.fold_metric_baselines();
+    DELETE FROM aegis.alert_state s
+    WHERE s.last_fired_at < pg_catalog.now()
+          - COALESCE((SELECT r.cooldown FROM aegis.alert_rules r WHERE r.id = s.rule_id), interval '0');
+    RETURN folded;
 END
 $$;
-COMMENT ON FUNCTION aegis.claim_alert(bigint, text, interval) IS
-    'Internal: whether a metric rule may fire for a server now (cooldown; never waits), claiming the firing if so';
-
--- The background worker's upkeep of metric alerts, every round: fold every
--- pending delta no insert could fold.
-CREATE FUNCTION aegis.alert_upkeep() RETURNS bigint
-LANGUAGE sql VOLATILE
-SET search_path = ''
-AS $$
-    SELECT aegis.fold_metric_baselines()
-$$;
 COMMENT ON FUNCTION aegis.alert_upkeep() IS
-    'Internal: the worker folds the pending metric deltas no insert could fold';
+    'Internal: the worker folds pending metric deltas and forgets firings past their cooldown';
 
 -- Every alert pg_aegis raised, metric and security: what a notification's
 -- id points to. Only pg_aegis's own definer code writes it (no grants);
@@ -404,6 +376,14 @@ $$;
 COMMENT ON FUNCTION aegis.stale_keys(interval) IS
     'Internal: keys whose current version is older than max_age, and the number of keys';
 
+-- Whether the calling statement runs inside a transaction block (explicit
+-- BEGIN, or several statements sent as one query). Internal.
+CREATE FUNCTION aegis.in_transaction_block() RETURNS boolean
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'in_transaction_block_wrapper';
+COMMENT ON FUNCTION aegis.in_transaction_block() IS
+    'Internal: whether the calling statement runs inside a transaction block';
+
 -- The checks. SECURITY DEFINER: it reads the audit trail, the keyring's
 -- metadata and the lifecycle catalogs, and keeps its state, for auditors and
 -- the background worker alike; it changes nothing else and takes no input
@@ -431,10 +411,9 @@ BEGIN
     END IF;
     -- Notifying updates the alerts' state, which the background worker
     -- updates too: a non-superuser may do it only in a transaction of its
-    -- own (in a transaction block its row locks would last until COMMIT).
-    -- The first statement of a transaction starts when the transaction
-    -- does; any later one does not.
-    IF notify AND pg_catalog.statement_timestamp() <> pg_catalog.transaction_timestamp()
+    -- own (in a transaction block its row locks would last until COMMIT;
+    -- several statements sent as one query are a transaction block too).
+    IF notify AND aegis.in_transaction_block()
        AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = SESSION_USER) THEN
         RAISE EXCEPTION 'aegis.security_alerts(notify => true) must run in a transaction of its own, not inside a transaction block'
             USING ERRCODE = '25001',
@@ -507,8 +486,12 @@ BEGIN
         severity := f ->> 'severity';
         detail := f -> 'detail';
         RETURN NEXT;
-        IF notify AND NOT EXISTS (SELECT 1 FROM aegis.security_alert_state s
-                                  WHERE s.alert = f ->> 'alert' AND s.last_at > pg_catalog.now() - interval '1 hour') THEN
+        -- At most once an hour per alert, except a burst of denied
+        -- attempts: each burst since the last check is its own (a burst
+        -- anyone can cause must not hide the next one for an hour).
+        IF notify AND (f ->> 'alert' = 'denied_access_burst'
+                       OR NOT EXISTS (SELECT 1 FROM aegis.security_alert_state s
+                                      WHERE s.alert = f ->> 'alert' AND s.last_at > pg_catalog.now() - interval '1 hour')) THEN
             PERFORM aegis.announce_alert('security', f ->> 'alert', f ->> 'severity', NULL, SESSION_USER, f -> 'detail');
             BEGIN
                 INSERT INTO aegis.security_alert_state AS s (alert, last_at) VALUES (f ->> 'alert', pg_catalog.now())

@@ -28,6 +28,9 @@ FROM aegis.retention_rules r;
 COMMENT ON VIEW aegis.retention_policies IS
     'Retention policies: period, time column, filter, active legal holds and the last run';
 
+ALTER TABLE aegis.alert_state DROP CONSTRAINT alert_state_pkey;
+CREATE INDEX alert_state_rule_server ON aegis.alert_state (rule_id, server_id, last_fired_at);
+COMMENT ON TABLE aegis.alert_state IS 'Internal: when each alert rule fired for each server (cooldown; appended, pruned by the worker)';
 ALTER TABLE aegis.metric_baselines DROP CONSTRAINT metric_baselines_n_check;
 ALTER TABLE aegis.metric_baselines ADD CONSTRAINT metric_baselines_n_check CHECK (n >= 0);
 COMMENT ON TABLE aegis.metric_baselines IS
@@ -439,57 +442,33 @@ $$;
 COMMENT ON FUNCTION aegis.fold_metric_baselines(oid, text[]) IS
     'Internal: fold pending metric deltas into the anomaly baselines, skipping any another transaction is folding';
 
--- May this rule fire for this server now (its cooldown)? Never waits: a
--- pair another transaction is firing right now (its row locked until that
--- transaction ends; only pg_aegis can lock these rows) is not fired again
--- (SKIP LOCKED); a pair's first row being created by another transaction
--- at this moment is waited for 10 ms at most; a transaction-snapshot
--- isolation level that meets a firing committed since its snapshot does
--- not fire either. Claims the firing when it may.
-CREATE FUNCTION aegis.claim_alert(rule bigint, server text, cooldown interval) RETURNS boolean
-LANGUAGE plpgsql VOLATILE
-SET search_path = ''
-SET lock_timeout = '10ms'
-AS $$
-DECLARE
-    fired timestamptz;
-BEGIN
-    BEGIN
-        SELECT s.last_fired_at INTO fired FROM aegis.alert_state s
-        WHERE s.rule_id = rule AND s.server_id = server
-        FOR UPDATE SKIP LOCKED;
-        IF FOUND THEN
-            IF fired > pg_catalog.now() - cooldown THEN
-                RETURN false;
-            END IF;
-            UPDATE aegis.alert_state s SET last_fired_at = pg_catalog.now()
-            WHERE s.rule_id = rule AND s.server_id = server;
-            RETURN true;
-        END IF;
-        -- No row, or one another transaction holds (then this conflicts
-        -- with it and does nothing).
-        INSERT INTO aegis.alert_state (rule_id, server_id, last_fired_at)
-        VALUES (rule, server, pg_catalog.now())
-        ON CONFLICT (rule_id, server_id) DO NOTHING;
-        RETURN FOUND;
-    EXCEPTION WHEN lock_not_available OR serialization_failure THEN
-        RETURN false;
-    END;
-END
-$$;
-COMMENT ON FUNCTION aegis.claim_alert(bigint, text, interval) IS
-    'Internal: whether a metric rule may fire for a server now (cooldown; never waits), claiming the firing if so';
+-- Whether the calling statement runs inside a transaction block (explicit
+-- BEGIN, or several statements sent as one query). Internal.
+CREATE FUNCTION aegis.in_transaction_block() RETURNS boolean
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'in_transaction_block_wrapper';
+COMMENT ON FUNCTION aegis.in_transaction_block() IS
+    'Internal: whether the calling statement runs inside a transaction block';
 
 -- The background worker's upkeep of metric alerts, every round: fold every
--- pending delta no insert could fold.
+-- pending delta no insert could fold, forget firings past their rule's
+-- cooldown (nobody locks those rows: the delete never waits).
 CREATE FUNCTION aegis.alert_upkeep() RETURNS bigint
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = ''
 AS $$
-    SELECT aegis.fold_metric_baselines()
+DECLARE
+    folded bigint;
+BEGIN
+    folded := aegis.fold_metric_baselines();
+    DELETE FROM aegis.alert_state s
+    WHERE s.last_fired_at < pg_catalog.now()
+          - COALESCE((SELECT r.cooldown FROM aegis.alert_rules r WHERE r.id = s.rule_id), interval '0');
+    RETURN folded;
+END
 $$;
 COMMENT ON FUNCTION aegis.alert_upkeep() IS
-    'Internal: the worker folds the pending metric deltas no insert could fold';
+    'Internal: the worker folds pending metric deltas and forgets firings past their cooldown';
 
 -- SECURITY DEFINER: deleting expired rows must see every row whatever the
 -- caller's row-level security, and the scheduler runs it with no user at all.
@@ -1281,6 +1260,286 @@ $$;
 COMMENT ON FUNCTION aegis.catalog_guard() IS
     'Internal trigger: hold direct changes to a pg_aegis catalog to the API''s rules (non-superusers)';
 
+-- The DDL template; %1$I is the schema. Kept as data so the function body
+-- stays small and the whole model can be read in one place.
+CREATE OR REPLACE FUNCTION aegis.monitoring_schema_ddl() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = ''
+AS $template$ SELECT $ddl$
+CREATE SCHEMA %1$I;
+REVOKE ALL ON SCHEMA %1$I FROM PUBLIC;
+GRANT USAGE ON SCHEMA %1$I TO aegis_admin, aegis_developer, aegis_oncall, aegis_devops,
+    aegis_auditor, aegis_security, aegis_finance, aegis_operations, aegis_app,
+    aegis_incident_viewer, aegis_incident_editor, aegis_incident_admin, aegis_ingest,
+    aegis_masking_owner;
+
+-- ---------------------------------------------------------------- tables
+CREATE TABLE %1$I.servers (
+    server_id   text PRIMARY KEY CHECK (server_id <> ''),
+    hostname    text,
+    region      text,
+    environment text,
+    owner_role  name,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON %1$I.servers (owner_role);
+
+CREATE TABLE %1$I.server_metrics (
+    id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    server_id         text NOT NULL REFERENCES %1$I.servers ON UPDATE CASCADE,
+    ts                timestamptz NOT NULL DEFAULT now(),
+    cpu_usage         double precision CHECK (cpu_usage BETWEEN 0 AND 100),
+    memory_usage      double precision CHECK (memory_usage BETWEEN 0 AND 100),
+    disk_usage        double precision CHECK (disk_usage BETWEEN 0 AND 100),
+    network_in_bytes  bigint CHECK (network_in_bytes >= 0),
+    network_out_bytes bigint CHECK (network_out_bytes >= 0)
+);
+CREATE INDEX ON %1$I.server_metrics (server_id, ts);
+
+CREATE TABLE %1$I.downtime_logs (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    server_id   text NOT NULL REFERENCES %1$I.servers ON UPDATE CASCADE,
+    start_time  timestamptz NOT NULL DEFAULT now(),
+    end_time    timestamptz CHECK (end_time IS NULL OR end_time >= start_time),
+    cause       text,
+    reported_by text,
+    user_name   text,
+    user_id     text
+);
+CREATE INDEX ON %1$I.downtime_logs (server_id, start_time);
+
+CREATE TABLE %1$I.error_logs (
+    id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    server_id          text NOT NULL REFERENCES %1$I.servers ON UPDATE CASCADE,
+    ts                 timestamptz NOT NULL DEFAULT now(),
+    error_severity     text NOT NULL DEFAULT 'ERROR'
+        CHECK (error_severity IN ('DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL', 'SECURITY_BREACH')),
+    error_message      text,
+    user_identifier    text,
+    user_ip            inet,
+    resolved           boolean NOT NULL DEFAULT false,
+    contains_user_data boolean NOT NULL DEFAULT false
+);
+CREATE INDEX ON %1$I.error_logs (server_id, ts);
+CREATE INDEX ON %1$I.error_logs (ts) WHERE error_severity = 'SECURITY_BREACH';
+
+CREATE TABLE %1$I.incident_response_logs (
+    incident_id      uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    server_id        text REFERENCES %1$I.servers ON UPDATE CASCADE,
+    ts               timestamptz NOT NULL DEFAULT now(),
+    severity         text NOT NULL DEFAULT 'medium' CHECK (severity IN ('low', 'medium', 'high', 'critical')),
+    incident_summary text,
+    root_cause       text,
+    status           text NOT NULL DEFAULT 'open'
+        CHECK (status IN ('open', 'investigating', 'resolved', 'closed', 'archived')),
+    assigned_to      text
+);
+CREATE INDEX ON %1$I.incident_response_logs (server_id, ts);
+
+CREATE TABLE %1$I.aggregated_metrics (
+    region               text NOT NULL,
+    hour                 timestamptz NOT NULL,
+    hourly_avg_cpu_usage double precision,
+    peak_network_usage   bigint CHECK (peak_network_usage >= 0),
+    PRIMARY KEY (region, hour)
+);
+
+CREATE TABLE %1$I.cost_data (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    server_id    text REFERENCES %1$I.servers ON UPDATE CASCADE,
+    period_start date NOT NULL,
+    period_end   date NOT NULL CHECK (period_end >= period_start),
+    service      text NOT NULL,
+    amount       numeric(14, 2) NOT NULL,
+    currency     char(3) NOT NULL DEFAULT 'USD'
+);
+CREATE INDEX ON %1$I.cost_data (server_id, period_start);
+
+CREATE TABLE %1$I.alerts_history (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    server_id    text REFERENCES %1$I.servers ON UPDATE CASCADE,
+    ts           timestamptz NOT NULL DEFAULT now(),
+    rule         text NOT NULL,
+    severity     text NOT NULL DEFAULT 'warning' CHECK (severity IN ('info', 'warning', 'critical')),
+    metric       text,
+    value        double precision,
+    message      text,
+    acknowledged boolean NOT NULL DEFAULT false
+);
+CREATE INDEX ON %1$I.alerts_history (server_id, ts);
+
+CREATE TABLE %1$I.user_access_logs (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id     text NOT NULL,
+    ip_address  inet,
+    accessed_at timestamptz NOT NULL DEFAULT now(),
+    resource    text
+);
+CREATE INDEX ON %1$I.user_access_logs (user_id, accessed_at);
+CREATE INDEX ON %1$I.user_access_logs (accessed_at);
+
+-- ---------------------------------------------------------------- grants
+-- Table privileges say which commands a role may run at all; the policies
+-- below say which rows. Nobody but the owner may TRUNCATE (it skips RLS).
+GRANT SELECT, INSERT, UPDATE, DELETE ON %1$I.servers, %1$I.server_metrics, %1$I.downtime_logs,
+    %1$I.error_logs, %1$I.incident_response_logs, %1$I.aggregated_metrics, %1$I.alerts_history,
+    %1$I.user_access_logs TO aegis_admin;
+GRANT SELECT ON %1$I.servers TO aegis_auditor, aegis_devops, aegis_oncall, aegis_app;
+-- Writers get the columns, never the identity column: a role that picks
+-- ids (OVERRIDING SYSTEM VALUE) the sequence hands out later would make
+-- other writers' inserts wait on its open transaction, or fail.
+GRANT SELECT ON %1$I.server_metrics TO aegis_devops;
+GRANT INSERT (server_id, ts, cpu_usage, memory_usage, disk_usage, network_in_bytes, network_out_bytes),
+      UPDATE (server_id, ts, cpu_usage, memory_usage, disk_usage, network_in_bytes, network_out_bytes)
+    ON %1$I.server_metrics TO aegis_devops;
+GRANT SELECT ON %1$I.server_metrics TO aegis_app;
+GRANT SELECT ON %1$I.downtime_logs TO aegis_developer, aegis_oncall, aegis_auditor;
+-- Developers read error messages only through developer_error_logs, which
+-- redacts PII: a direct grant would make the redaction optional.
+GRANT SELECT ON %1$I.error_logs TO aegis_oncall, aegis_auditor, aegis_masking_owner;
+GRANT SELECT ON %1$I.error_logs TO aegis_security;
+GRANT SELECT ON %1$I.alerts_history TO aegis_oncall, aegis_auditor;
+GRANT SELECT ON %1$I.user_access_logs TO aegis_auditor;
+GRANT SELECT ON %1$I.cost_data TO aegis_finance;
+-- Incidents: full rows for security and incident admins; viewers, editors and
+-- auditors get the non-sensitive columns only (summary and root cause through
+-- the masking view), so they cannot even filter or sort on them.
+GRANT SELECT, INSERT, UPDATE, DELETE ON %1$I.incident_response_logs TO aegis_incident_admin;
+GRANT SELECT ON %1$I.incident_response_logs TO aegis_security, aegis_masking_owner;
+GRANT SELECT (incident_id, server_id, ts, severity, status, assigned_to)
+    ON %1$I.incident_response_logs TO aegis_incident_viewer, aegis_incident_editor, aegis_auditor;
+GRANT INSERT, UPDATE ON %1$I.incident_response_logs TO aegis_incident_editor;
+-- Aggregated metrics: operations reads everything but peak_network_usage.
+GRANT SELECT (region, hour, hourly_avg_cpu_usage) ON %1$I.aggregated_metrics TO aegis_operations;
+GRANT SELECT ON %1$I.aggregated_metrics TO aegis_masking_owner;
+-- Collectors write and never read back (never the identity column).
+GRANT INSERT (server_id, ts, cpu_usage, memory_usage, disk_usage, network_in_bytes, network_out_bytes)
+    ON %1$I.server_metrics TO aegis_ingest;
+GRANT INSERT (server_id, start_time, end_time, cause, reported_by, user_name, user_id)
+    ON %1$I.downtime_logs TO aegis_ingest;
+GRANT INSERT (server_id, ts, error_severity, error_message, user_identifier, user_ip, resolved, contains_user_data)
+    ON %1$I.error_logs TO aegis_ingest;
+GRANT INSERT ON %1$I.aggregated_metrics TO aegis_ingest;
+GRANT INSERT (server_id, ts, rule, severity, metric, value, message, acknowledged)
+    ON %1$I.alerts_history TO aegis_ingest;
+GRANT INSERT (user_id, ip_address, accessed_at, resource) ON %1$I.user_access_logs TO aegis_ingest;
+
+-- ---------------------------------------------------------------- policies
+-- Session lookups run once per query as initplans ((SELECT aegis.f())), and
+-- compare with "= ANY(array)", which the planner turns into index conditions.
+CREATE POLICY admin_all ON %1$I.servers FOR ALL TO aegis_admin USING (true) WITH CHECK (true);
+CREATE POLICY read_all ON %1$I.servers FOR SELECT TO aegis_auditor, aegis_devops USING (true);
+CREATE POLICY oncall_assigned ON %1$I.servers FOR SELECT TO aegis_oncall
+    USING (server_id = ANY ((SELECT aegis.oncall_servers())::text[]));
+CREATE POLICY app_owned ON %1$I.servers FOR SELECT TO aegis_app
+    USING (owner_role = ANY ((SELECT aegis.member_role_names())::name[]));
+
+CREATE POLICY admin_all ON %1$I.server_metrics FOR ALL TO aegis_admin USING (true) WITH CHECK (true);
+CREATE POLICY read_all ON %1$I.server_metrics FOR SELECT TO aegis_devops USING (true);
+CREATE POLICY devops_insert ON %1$I.server_metrics FOR INSERT TO aegis_devops WITH CHECK (true);
+CREATE POLICY devops_update ON %1$I.server_metrics FOR UPDATE TO aegis_devops USING (true) WITH CHECK (true);
+CREATE POLICY ingest_insert ON %1$I.server_metrics FOR INSERT TO aegis_ingest WITH CHECK (true);
+CREATE POLICY app_owned ON %1$I.server_metrics FOR SELECT TO aegis_app
+    USING (server_id = ANY (ARRAY(SELECT s.server_id FROM %1$I.servers s
+                                  WHERE s.owner_role = ANY ((SELECT aegis.member_role_names())::name[]))));
+
+CREATE POLICY admin_all ON %1$I.downtime_logs FOR ALL TO aegis_admin USING (true) WITH CHECK (true);
+CREATE POLICY read_all ON %1$I.downtime_logs FOR SELECT TO aegis_developer, aegis_auditor USING (true);
+CREATE POLICY oncall_assigned ON %1$I.downtime_logs FOR SELECT TO aegis_oncall
+    USING (server_id = ANY ((SELECT aegis.oncall_servers())::text[]));
+CREATE POLICY ingest_insert ON %1$I.downtime_logs FOR INSERT TO aegis_ingest WITH CHECK (true);
+
+CREATE POLICY admin_all ON %1$I.error_logs FOR ALL TO aegis_admin USING (true) WITH CHECK (true);
+CREATE POLICY read_all ON %1$I.error_logs FOR SELECT TO aegis_auditor USING (true);
+-- What developer_error_logs (owned by aegis_masking_owner) may read.
+CREATE POLICY developer_view_no_breach ON %1$I.error_logs FOR SELECT TO aegis_masking_owner
+    USING (error_severity <> 'SECURITY_BREACH');
+CREATE POLICY security_breach_only ON %1$I.error_logs FOR SELECT TO aegis_security
+    USING (error_severity = 'SECURITY_BREACH');
+CREATE POLICY oncall_assigned ON %1$I.error_logs FOR SELECT TO aegis_oncall
+    USING (server_id = ANY ((SELECT aegis.oncall_servers())::text[]));
+CREATE POLICY ingest_insert ON %1$I.error_logs FOR INSERT TO aegis_ingest WITH CHECK (true);
+
+CREATE POLICY admin_all ON %1$I.incident_response_logs FOR ALL TO aegis_admin, aegis_incident_admin
+    USING (true) WITH CHECK (true);
+CREATE POLICY read_all ON %1$I.incident_response_logs FOR SELECT
+    TO aegis_security, aegis_auditor, aegis_incident_viewer, aegis_incident_editor, aegis_masking_owner
+    USING (true);
+-- Editors never archive: they cannot write an archived row nor touch one.
+CREATE POLICY editor_insert ON %1$I.incident_response_logs FOR INSERT TO aegis_incident_editor
+    WITH CHECK (status <> 'archived');
+CREATE POLICY editor_update ON %1$I.incident_response_logs FOR UPDATE TO aegis_incident_editor
+    USING (status <> 'archived') WITH CHECK (status <> 'archived');
+
+CREATE POLICY admin_all ON %1$I.aggregated_metrics FOR ALL TO aegis_admin USING (true) WITH CHECK (true);
+CREATE POLICY read_all ON %1$I.aggregated_metrics FOR SELECT TO aegis_operations, aegis_masking_owner
+    USING (true);
+CREATE POLICY ingest_insert ON %1$I.aggregated_metrics FOR INSERT TO aegis_ingest WITH CHECK (true);
+
+CREATE POLICY finance_read ON %1$I.cost_data FOR SELECT TO aegis_finance USING (true);
+
+CREATE POLICY admin_all ON %1$I.alerts_history FOR ALL TO aegis_admin USING (true) WITH CHECK (true);
+CREATE POLICY read_all ON %1$I.alerts_history FOR SELECT TO aegis_auditor USING (true);
+CREATE POLICY oncall_assigned ON %1$I.alerts_history FOR SELECT TO aegis_oncall
+    USING (server_id = ANY ((SELECT aegis.oncall_servers())::text[]));
+CREATE POLICY ingest_insert ON %1$I.alerts_history FOR INSERT TO aegis_ingest WITH CHECK (true);
+
+CREATE POLICY admin_all ON %1$I.user_access_logs FOR ALL TO aegis_admin USING (true) WITH CHECK (true);
+CREATE POLICY read_all ON %1$I.user_access_logs FOR SELECT TO aegis_auditor USING (true);
+CREATE POLICY ingest_insert ON %1$I.user_access_logs FOR INSERT TO aegis_ingest WITH CHECK (true);
+
+-- ---------------------------------------------------------------- views
+-- Masking views read columns their readers may not read themselves, so they
+-- run with the owner's rights (security_invoker = false). Their owner is
+-- aegis_masking_owner: NOLOGIN, NOBYPASSRLS, member of nothing, so RLS still
+-- applies to every read through them (a superuser-owned view would skip
+-- RLS). security_barrier keeps user predicates from running before the view's.
+CREATE VIEW %1$I.masked_incident_logs WITH (security_barrier = true, security_invoker = false) AS
+SELECT i.incident_id, i.server_id, i.ts, i.severity,
+       CASE WHEN (SELECT aegis.is_member_of_any('{aegis_admin,aegis_security,aegis_incident_admin}'))
+            THEN i.incident_summary ELSE '[REDACTED]' END AS incident_summary,
+       CASE WHEN (SELECT aegis.is_member_of_any('{aegis_admin,aegis_security,aegis_incident_admin}'))
+            THEN i.root_cause ELSE '[REDACTED]' END AS root_cause,
+       i.status, i.assigned_to
+FROM %1$I.incident_response_logs i;
+ALTER VIEW %1$I.masked_incident_logs OWNER TO aegis_masking_owner;
+REVOKE ALL ON %1$I.masked_incident_logs FROM PUBLIC;
+GRANT SELECT ON %1$I.masked_incident_logs TO aegis_admin, aegis_security, aegis_auditor,
+    aegis_incident_viewer, aegis_incident_editor, aegis_incident_admin;
+
+CREATE VIEW %1$I.masked_aggregated_metrics WITH (security_barrier = true, security_invoker = false) AS
+SELECT a.region, a.hour, a.hourly_avg_cpu_usage,
+       CASE WHEN (SELECT aegis.is_member_of_any('{aegis_admin}'))
+            THEN a.peak_network_usage::text ELSE 'MASKED' END AS peak_network_usage
+FROM %1$I.aggregated_metrics a;
+ALTER VIEW %1$I.masked_aggregated_metrics OWNER TO aegis_masking_owner;
+REVOKE ALL ON %1$I.masked_aggregated_metrics FROM PUBLIC;
+GRANT SELECT ON %1$I.masked_aggregated_metrics TO aegis_admin, aegis_operations;
+
+-- Error messages are free text full of emails, IPs and tokens: developers get
+-- them through redact_pii() (tag style, so the kind of data that was there
+-- stays visible). The user columns are left out and the client address is
+-- coarsened to its /24 (/48) network.
+CREATE VIEW %1$I.developer_error_logs WITH (security_barrier = true, security_invoker = false) AS
+SELECT e.id, e.server_id, e.ts, e.error_severity,
+       aegis.redact_pii(e.error_message) AS error_message,
+       aegis.anonymize_ip(e.user_ip) AS user_network,
+       e.resolved, e.contains_user_data
+FROM %1$I.error_logs e;
+ALTER VIEW %1$I.developer_error_logs OWNER TO aegis_masking_owner;
+REVOKE ALL ON %1$I.developer_error_logs FROM PUBLIC;
+GRANT SELECT ON %1$I.developer_error_logs TO aegis_developer, aegis_admin;
+
+-- No masking here, so the reader's own rights suffice: security_invoker =
+-- true, and the reader's RLS policies decide the rows.
+CREATE VIEW %1$I.security_errors WITH (security_barrier = true, security_invoker = true) AS
+SELECT e.* FROM %1$I.error_logs e WHERE e.error_severity = 'SECURITY_BREACH';
+REVOKE ALL ON %1$I.security_errors FROM PUBLIC;
+GRANT SELECT ON %1$I.security_errors TO aegis_admin, aegis_security, aegis_auditor;
+$ddl$ $template$;
+COMMENT ON FUNCTION aegis.monitoring_schema_ddl() IS
+    'DDL of the reference monitoring schema (%1$I = schema), used by create_monitoring_schema()';
+
 -- The checks. SECURITY DEFINER: it reads the audit trail, the keyring's
 -- metadata and the lifecycle catalogs, and keeps its state, for auditors and
 -- the background worker alike; it changes nothing else and takes no input
@@ -1308,10 +1567,9 @@ BEGIN
     END IF;
     -- Notifying updates the alerts' state, which the background worker
     -- updates too: a non-superuser may do it only in a transaction of its
-    -- own (in a transaction block its row locks would last until COMMIT).
-    -- The first statement of a transaction starts when the transaction
-    -- does; any later one does not.
-    IF notify AND pg_catalog.statement_timestamp() <> pg_catalog.transaction_timestamp()
+    -- own (in a transaction block its row locks would last until COMMIT;
+    -- several statements sent as one query are a transaction block too).
+    IF notify AND aegis.in_transaction_block()
        AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = SESSION_USER) THEN
         RAISE EXCEPTION 'aegis.security_alerts(notify => true) must run in a transaction of its own, not inside a transaction block'
             USING ERRCODE = '25001',
@@ -1384,8 +1642,12 @@ BEGIN
         severity := f ->> 'severity';
         detail := f -> 'detail';
         RETURN NEXT;
-        IF notify AND NOT EXISTS (SELECT 1 FROM aegis.security_alert_state s
-                                  WHERE s.alert = f ->> 'alert' AND s.last_at > pg_catalog.now() - interval '1 hour') THEN
+        -- At most once an hour per alert, except a burst of denied
+        -- attempts: each burst since the last check is its own (a burst
+        -- anyone can cause must not hide the next one for an hour).
+        IF notify AND (f ->> 'alert' = 'denied_access_burst'
+                       OR NOT EXISTS (SELECT 1 FROM aegis.security_alert_state s
+                                      WHERE s.alert = f ->> 'alert' AND s.last_at > pg_catalog.now() - interval '1 hour')) THEN
             PERFORM aegis.announce_alert('security', f ->> 'alert', f ->> 'severity', NULL, SESSION_USER, f -> 'detail');
             BEGIN
                 INSERT INTO aegis.security_alert_state AS s (alert, last_at) VALUES (f ->> 'alert', pg_catalog.now())
@@ -1835,8 +2097,7 @@ REVOKE EXECUTE ON FUNCTION aegis.apply_retention(boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.apply_retention(boolean) TO aegis_admin;
 GRANT EXECUTE ON FUNCTION aegis.guard_verify(text) TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION aegis.alert_event(text), aegis.announce_alert(text, text, text, text, name, jsonb),
-    aegis.current_baselines(oid, name, text[]), aegis.fold_metric_baselines(oid, text[]), aegis.claim_alert(bigint, text, interval),
-    aegis.alert_upkeep() FROM PUBLIC;
+    aegis.current_baselines(oid, name, text[]), aegis.fold_metric_baselines(oid, text[]), aegis.in_transaction_block(), aegis.alert_upkeep() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.current_baselines(oid, name, text[]) TO aegis_admin, aegis_auditor;
 GRANT SELECT ON aegis.metric_baseline_deltas TO aegis_admin, aegis_auditor;
 GRANT EXECUTE ON FUNCTION aegis.alert_event(text) TO PUBLIC;

@@ -22,7 +22,7 @@
 //! without waiting (`FOR UPDATE SKIP LOCKED`; only pg_aegis can lock them);
 //! the background worker folds the rest. The baseline in force is the
 //! folded one merged with the pending deltas (`aegis.current_baselines`).
-//! The cooldown is claimed the same way (`aegis.claim_alert`).
+//! Cooldown firings are appended to `aegis.alert_state`, never locked.
 //!
 //! Everything set-shaped runs as SQL over the transition table (one scan per
 //! rule, one per anomaly metric for the baseline); Rust builds those queries
@@ -434,25 +434,37 @@ fn evaluate(
     })
 }
 
-/// May this rule fire for this server now (`aegis.claim_alert()`: the
-/// cooldown, claimed without waiting)?
+/// May this rule fire for this server now (its cooldown)? Looks at the
+/// firings committed by now (the latest snapshot: a repeatable-read
+/// collector does not fire again what committed after its snapshot) and
+/// this transaction's own, and appends this firing to `aegis.alert_state`.
+/// Nothing is locked: a collector's open transaction can neither make
+/// another wait nor silence its alerts; two collectors firing the same pair
+/// at the same moment may both alert.
 fn claim(
     client: &mut pgrx::spi::SpiClient<'_>,
     rule: i64,
     server: &str,
     cooldown: &str,
 ) -> Result<bool, AegisError> {
-    Ok(client
+    let recent = crate::spi::bool_in_latest_snapshot(
+        c"SELECT EXISTS (SELECT 1 FROM aegis.alert_state s \
+                         WHERE s.rule_id = $1 AND s.server_id = $2 \
+                           AND s.last_fired_at > pg_catalog.now() - $3::pg_catalog.text::pg_catalog.interval)",
+        &[rule.into(), server.into(), cooldown.into()],
+    )
+    .map_err(spi_error)?;
+    if recent {
+        return Ok(false);
+    }
+    client
         .update(
-            "SELECT aegis.claim_alert($1, $2, $3::pg_catalog.text::pg_catalog.interval)",
+            "INSERT INTO aegis.alert_state (rule_id, server_id, last_fired_at) VALUES ($1, $2, pg_catalog.now())",
             None,
-            &[rule.into(), server.into(), cooldown.into()],
+            &[rule.into(), server.into()],
         )
-        .map_err(spi_error)?
-        .first()
-        .get_one::<bool>()
-        .map_err(spi_error)?
-        .unwrap_or(false))
+        .map_err(spi_error)?;
+    Ok(true)
 }
 
 /// `aegis.metric_alerts()`: AFTER INSERT ... REFERENCING NEW TABLE AS ...
@@ -523,6 +535,16 @@ pub extern "C" fn aegis_count_denied_access() {
 #[pg_extern(volatile, sql = false)]
 fn denied_access_count() -> AegisResult<Option<i64>> {
     Ok(crate::info::preloaded().then(|| DENIED_ACCESSES.get().load(Ordering::Relaxed) as i64))
+}
+
+/// `aegis.in_transaction_block() → boolean`: whether the calling statement
+/// runs inside a transaction block (explicit `BEGIN`, or several statements
+/// sent as one query). Internal: security_alerts() refuses to hold its
+/// state locks past its own statement for non-superusers.
+#[pg_extern(volatile, sql = false)]
+fn in_transaction_block() -> bool {
+    // SAFETY: reads the backend's transaction state.
+    unsafe { pg_sys::IsTransactionBlock() }
 }
 
 /// One round of the worker's security checks: `aegis.security_alerts(true)`

@@ -545,11 +545,67 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_end(qd: *mut pg_sys::Que
     }
 }
 
-/// Before a COPY TO runs.
+/// Before a COPY TO runs. A COPY of a protected table that the caller may
+/// not read is refused by COPY itself, before any executor hook: the
+/// attempt is logged and counted here, as a denied read is.
 #[pg_guard]
 #[unsafe(no_mangle)]
-pub extern "C-unwind" fn aegis_read_audit_copy_begin() {
+pub unsafe extern "C-unwind" fn aegis_read_audit_copy_begin(pstmt: *mut pg_sys::PlannedStmt) {
     COPY_RECORDED.set(false);
+    let Some(targets) = targets() else {
+        return;
+    };
+    // SAFETY: a CopyStmt (the C side checked); its relation is a RangeVar
+    // when it names a table, its attlist a list of String nodes.
+    unsafe {
+        let copy = (*pstmt).utilityStmt.cast::<pg_sys::CopyStmt>();
+        if (*copy).relation.is_null() {
+            return;
+        }
+        let relid = pg_sys::RangeVarGetRelidExtended(
+            (*copy).relation,
+            pg_sys::NoLock as pg_sys::LOCKMODE,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        );
+        let Some(t) = targets.get(&relid) else {
+            return;
+        };
+        let user = pg_sys::GetUserId();
+        let select = pg_sys::ACL_SELECT as pg_sys::AclMode;
+        let ok = pg_sys::AclResult::ACLCHECK_OK;
+        let permitted = pg_sys::pg_class_aclcheck(relid, user, select) == ok
+            || if (*copy).attlist.is_null() {
+                pg_sys::pg_attribute_aclcheck_all(
+                    relid,
+                    user,
+                    select,
+                    pg_sys::AclMaskHow::ACLMASK_ALL,
+                ) == ok
+            } else {
+                let list = (*copy).attlist;
+                (0..(*list).length.max(0) as usize).all(|i| {
+                    // A column name: a String node.
+                    let node = (*(*list).elements.add(i))
+                        .ptr_value
+                        .cast::<pg_sys::String>();
+                    let attnum = pg_sys::get_attnum(relid, (*node).sval);
+                    attnum != pg_sys::InvalidAttrNumber as i16
+                        && pg_sys::pg_attribute_aclcheck(relid, attnum, user, select) == ok
+                })
+            };
+        if !permitted {
+            crate::alerts::count_denied_access();
+            pgrx::log!(
+                "{}",
+                json_line(serde_json::json!({
+                    "event": "access_denied", "tables": [t.table], "operation": "COPY",
+                    "query_id": query_id_of(pstmt),
+                }))
+            );
+        }
+    }
 }
 
 /// After a COPY TO succeeded: a COPY that read a table directly (no

@@ -21,7 +21,7 @@
 /* Implemented in Rust (src/read_audit.rs). */
 extern void aegis_read_audit_before_start(QueryDesc *queryDesc, int eflags);
 extern void aegis_read_audit_before_end(QueryDesc *queryDesc);
-extern void aegis_read_audit_copy_begin(void);
+extern void aegis_read_audit_copy_begin(PlannedStmt *pstmt);
 extern void aegis_read_audit_copy_done(PlannedStmt *pstmt, QueryCompletion *qc);
 extern void aegis_guard_detach_concurrently(Oid relid);
 extern void aegis_guard_reassign_owned(ReassignOwnedStmt *stmt);
@@ -94,7 +94,7 @@ aegis_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 	if (pstmt->utilityStmt != NULL && IsA(pstmt->utilityStmt, ReassignOwnedStmt))
 		aegis_guard_reassign_owned((ReassignOwnedStmt *) pstmt->utilityStmt);
 	if (copy_to)
-		aegis_read_audit_copy_begin();
+		aegis_read_audit_copy_begin(pstmt);
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 	else

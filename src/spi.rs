@@ -48,3 +48,69 @@ pub(crate) fn with_active_snapshot<R>(f: impl FnOnce() -> R) -> R {
     }
     r
 }
+
+/// The first column of the first row of a read-only query, as a boolean
+/// (false for no row or NULL), run under the latest snapshot instead of the
+/// transaction's: what has committed by now, even in a repeatable-read or
+/// serializable transaction whose snapshot is older (what PostgreSQL's own
+/// foreign-key checks do to see concurrent changes). Inside an SPI
+/// connection only.
+pub(crate) fn bool_in_latest_snapshot(
+    query: &std::ffi::CStr,
+    args: &[DatumWithOid<'_>],
+) -> Result<bool, pgrx::spi::SpiError> {
+    let mut types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
+    let mut values: Vec<pg_sys::Datum> = args
+        .iter()
+        .map(|a| {
+            a.datum()
+                .map(|d| d.sans_lifetime())
+                .unwrap_or(pg_sys::Datum::from(0usize))
+        })
+        .collect();
+    let nulls: Vec<std::os::raw::c_char> = args
+        .iter()
+        .map(|a| (if a.datum().is_some() { b' ' } else { b'n' }) as std::os::raw::c_char)
+        .collect();
+    // SAFETY: an SPI connection is open (the caller's); the plan is
+    // prepared from a valid query string with one type per argument, run
+    // read-only under a snapshot taken now (SPI pushes and pops it), and
+    // freed; the result is read before anything else runs through SPI.
+    unsafe {
+        let plan = pg_sys::SPI_prepare(query.as_ptr(), types.len() as i32, types.as_mut_ptr());
+        if plan.is_null() {
+            return Err(pgrx::spi::SpiError::SpiError(
+                pgrx::spi::SpiErrorCodes::try_from(pg_sys::SPI_result)
+                    .unwrap_or(pgrx::spi::SpiErrorCodes::Unconnected),
+            ));
+        }
+        let rc = pg_sys::SPI_execute_snapshot(
+            plan,
+            values.as_mut_ptr(),
+            nulls.as_ptr(),
+            pg_sys::GetLatestSnapshot(),
+            std::ptr::null_mut(),
+            true,
+            false,
+            1,
+        );
+        let mut found = false;
+        if rc == pg_sys::SPI_OK_SELECT as i32
+            && pg_sys::SPI_processed > 0
+            && !pg_sys::SPI_tuptable.is_null()
+        {
+            let tt = pg_sys::SPI_tuptable;
+            let mut isnull = false;
+            let d = pg_sys::SPI_getbinval(*(*tt).vals, (*tt).tupdesc, 1, &mut isnull);
+            found = !isnull && bool::from_datum(d, false).unwrap_or(false);
+        }
+        pg_sys::SPI_freeplan(plan);
+        if rc < 0 {
+            return Err(pgrx::spi::SpiError::SpiError(
+                pgrx::spi::SpiErrorCodes::try_from(rc)
+                    .unwrap_or(pgrx::spi::SpiErrorCodes::Unconnected),
+            ));
+        }
+        Ok(found)
+    }
+}

@@ -600,6 +600,20 @@ fn denied_attempts_on_protected_tables_go_to_the_server_log() {
     // not sent to the client.
     assert!(!e.to_string().contains("pg_aegis"), "{e}");
 
+    // COPY refuses before any executor hook runs: counted and logged too.
+    let before = denied(&mut admin);
+    let log = LogTail::mark(&cluster);
+    let e = user.batch_execute("COPY t TO STDOUT").unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e}");
+    assert_eq!(denied(&mut admin), before + 1);
+    let lines = log.events("access_denied");
+    assert_eq!(lines.len(), 1, "{:?}", log.aegis_json());
+    assert!(
+        lines[0].contains("\"operation\":\"COPY\"") && lines[0].contains("public.t"),
+        "{}",
+        lines[0]
+    );
+
     // A denied read of an unprotected table is none of pg_aegis's business.
     let log = LogTail::mark(&cluster);
     let e = user.query("SELECT * FROM u", &[]).unwrap_err();
