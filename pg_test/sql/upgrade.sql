@@ -109,6 +109,13 @@ CREATE FUNCTION pg_temp.fingerprint() RETURNS TABLE(item text) LANGUAGE sql AS $
     FROM pg_depend d
     WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
       AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_aegis')
+      -- PostgreSQL 17 also records the row types of tables and views (and
+      -- their array types) as members; they follow their relations, which
+      -- are compared above, so they are left out on every version.
+      AND NOT (d.classid = 'pg_type'::regclass AND EXISTS (
+            SELECT 1 FROM pg_type t LEFT JOIN pg_type e ON e.oid = t.typelem
+            JOIN pg_class c ON c.oid = CASE WHEN t.typrelid <> 0 THEN t.typrelid ELSE e.typrelid END
+            WHERE t.oid = d.objid AND c.relkind <> 'c'))
     UNION ALL
     SELECT 'schema aegis acl=' || coalesce(nspacl::text, 'default') FROM pg_namespace WHERE nspname = 'aegis'
     UNION ALL
