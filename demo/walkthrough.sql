@@ -308,6 +308,11 @@ SELECT rule, severity, server_id, value, message FROM monitoring.alerts_history 
 INSERT INTO monitoring.server_metrics (server_id, cpu_usage) VALUES ('web-1', 99.0);
 SELECT count(*) AS cpu_alerts_for_web1 FROM monitoring.alerts_history
 WHERE rule = 'cpu_high' AND server_id = 'web-1' AND ts > now() - interval '1 minute';
+-- Anomaly baselines in force: what earlier statements folded, merged with
+-- what inserts appended since (no insert ever waits for another one, even
+-- a collector that keeps its transaction open).
+SELECT metric, server_id, n, round(mean) AS mean
+FROM aegis.current_baselines('monitoring.server_metrics'::regclass) ORDER BY metric, server_id LIMIT 3;
 -- Security checks go through the same channel (the worker runs them hourly).
 SELECT alert, severity, detail FROM aegis.security_alerts(notify => false);
 UNLISTEN aegis_alerts;
