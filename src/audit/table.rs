@@ -1,0 +1,327 @@
+//! Entries pg_aegis writes itself (DDL records, baselines) and
+//! `verify_table()`.
+
+use super::*;
+
+/// `aegis.audit_event(operation, table_name, detail)`: internal (no grants);
+/// the DDL guard records a superuser's change with it.
+#[pg_extern(volatile, sql = false)]
+pub(super) fn audit_event(
+    operation: Option<&str>,
+    table_name: Option<&str>,
+    detail: Option<pgrx::JsonB>,
+) -> AegisResult<()> {
+    let operation = operation.ok_or(AegisError::NullArgument { what: "operation" })?;
+    let detail = detail
+        .map(|d| Doc::from_json(&d.0.to_string()))
+        .transpose()?;
+    write_entry(&NewEntry {
+        operation,
+        table_name,
+        pk: None,
+        old_row: None,
+        new_row: None,
+        detail: detail.as_ref(),
+    })?;
+    Ok(())
+}
+
+/// The leaf relations of a table's partition tree (the table itself when it
+/// is not partitioned).
+pub(super) fn leaf_relations(tbl: pg_sys::Oid) -> Result<Vec<pg_sys::Oid>, AegisError> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client
+            .select(
+                // Every relation with rows that the table shows: itself,
+                // its partitions, and its inheritance children (rows
+                // written there never passed the table's capture trigger).
+                "WITH RECURSIVE t(relid) AS (SELECT $1 UNION \
+                   SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN t ON i.inhparent OPERATOR(pg_catalog.=) t.relid) \
+                 SELECT t.relid FROM t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid \
+                 WHERE c.relkind OPERATOR(pg_catalog.=) 'r'",
+                None,
+                &[tbl.into()],
+            )
+            .map_err(spi_error)?
+        {
+            if let Some(o) = row.get::<pg_sys::Oid>(1).map_err(spi_error)? {
+                out.push(o);
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// Run `f` on every live tuple (in the active snapshot) of every leaf of
+/// `tbl`, with that leaf's plan and descriptor.
+pub(super) fn for_each_row(
+    tbl: pg_sys::Oid,
+    mut f: impl FnMut(&RelPlan, pg_sys::TupleDesc, pg_sys::HeapTuple) -> Result<(), AegisError>,
+) -> Result<(), AegisError> {
+    for leaf in leaf_relations(tbl)? {
+        // SAFETY: the relation is opened with a read lock for the scan and
+        // closed after it; tuples are valid until the next heap_getnext.
+        unsafe {
+            let rel = pg_sys::table_open(leaf, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+            let plan = plan_for(rel)?;
+            let scan = pg_sys::heap_beginscan(
+                rel,
+                pg_sys::GetActiveSnapshot(),
+                0,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                pg_sys::ScanOptions::SO_TYPE_SEQSCAN
+                    | pg_sys::ScanOptions::SO_ALLOW_STRAT
+                    | pg_sys::ScanOptions::SO_ALLOW_PAGEMODE,
+            );
+            let mut result = Ok(());
+            loop {
+                let t = pg_sys::heap_getnext(scan, pg_sys::ScanDirection::ForwardScanDirection);
+                if t.is_null() {
+                    break;
+                }
+                result = f(&plan, (*rel).rd_att, t);
+                if result.is_err() {
+                    break;
+                }
+                pgrx::check_for_interrupts!();
+            }
+            pg_sys::heap_endscan(scan);
+            pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+            result?;
+        }
+    }
+    Ok(())
+}
+
+/// `aegis.audit_baseline(tbl) → bigint`: internal (no grants; enforce_rls()
+/// calls it once, when it starts protecting a table): each existing row
+/// becomes a BASELINE entry, the starting point verify_table() compares to.
+#[pg_extern(volatile, sql = false)]
+pub(super) fn audit_baseline(tbl: pg_sys::Oid) -> AegisResult<i64> {
+    Ok(audit_baseline_impl(tbl)?)
+}
+
+pub(crate) fn audit_baseline_impl(tbl: pg_sys::Oid) -> Result<i64, AegisError> {
+    let mut n = 0i64;
+    let pseudonyms = pseudonyms_available();
+    for_each_row(tbl, |plan, tupdesc, tuple| {
+        // SAFETY: a live tuple of the scanned leaf.
+        let img = unsafe { images(plan, tupdesc, tuple, pseudonyms) }?;
+        write_entry(&NewEntry {
+            operation: "BASELINE",
+            table_name: Some(&plan.table_name),
+            pk: img.pk.as_ref(),
+            old_row: None,
+            new_row: Some(&img.row),
+            detail: None,
+        })?;
+        n += 1;
+        Ok(())
+    })?;
+    Ok(n)
+}
+
+/// The latest entry for one key.
+pub(super) struct Latest {
+    pub(super) id: i64,
+    pub(super) operation: String,
+    pub(super) new_row: Option<Vec<u8>>,
+}
+
+pub(super) fn verify_table_impl(tbl: pg_sys::Oid) -> Result<VerifyTableRow, AegisError> {
+    // SAFETY: opens the table only to plan it (lock kept to the end).
+    let plan = unsafe {
+        let rel = pg_sys::table_open(tbl, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let name = relation_name(rel);
+        let protected = with_safe_search_path(|| {
+            as_extension_owner(|| {
+                crate::spi::get_one::<bool>(
+                    "SELECT EXISTS (SELECT 1 FROM aegis.rls_enforced \
+                     WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1)",
+                    &[tbl.into()],
+                )
+                .map_err(spi_error)
+            })
+        })?;
+        if protected != Some(true) {
+            pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+            return Err(AegisError::NotProtected { table: name });
+        }
+        let plan = plan_for(rel);
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        plan?
+    };
+    if !plan.has_pk {
+        return Err(AegisError::NoPrimaryKey {
+            table: plan.table_name.clone(),
+        });
+    }
+    // The latest entry per key since the table was last truncated whole, in
+    // statement order (then transaction and entry order).
+    let mut latest: HashMap<Vec<u8>, Latest> = HashMap::new();
+    with_safe_search_path(|| {
+        as_extension_owner(|| {
+            Spi::connect(|client| {
+                let rows = client
+                    .select(
+                        "WITH t AS (SELECT l.statement_time, l.xid, l.id FROM aegis.audit_log l \
+                           WHERE l.table_name OPERATOR(pg_catalog.=) $1 \
+                             AND l.operation OPERATOR(pg_catalog.=) 'TRUNCATE' AND l.detail IS NULL \
+                           ORDER BY 1 DESC, 2 DESC, 3 DESC LIMIT 1) \
+                         SELECT DISTINCT ON (l.pk) pg_catalog.convert_to(l.pk::pg_catalog.text, 'UTF8'), \
+                                l.id, l.operation, pg_catalog.convert_to(l.new_row::pg_catalog.text, 'UTF8') \
+                         FROM aegis.audit_log l \
+                         WHERE l.table_name OPERATOR(pg_catalog.=) $1 AND l.pk IS NOT NULL \
+                           AND NOT EXISTS (SELECT 1 FROM t WHERE (t.statement_time, t.xid, t.id) \
+                               OPERATOR(pg_catalog.>=) (l.statement_time, l.xid, l.id)) \
+                         ORDER BY l.pk, l.statement_time DESC, l.xid DESC, l.id DESC",
+                        None,
+                        &[plan.table_name.as_str().into()],
+                    )
+                    .map_err(spi_error)?;
+                for row in rows {
+                    let pk: Vec<u8> = row.get(1).map_err(spi_error)?.unwrap_or_default();
+                    let new_row: Option<Vec<u8>> = row.get(4).map_err(spi_error)?;
+                    let canon = |b: &[u8]| -> Result<Vec<u8>, AegisError> {
+                        let mut out = Vec::new();
+                        core_audit::encode_value(
+                            &Value::Json(&String::from_utf8_lossy(b)),
+                            &mut out,
+                        )?;
+                        Ok(out)
+                    };
+                    latest.insert(
+                        canon(&pk)?,
+                        Latest {
+                            id: row.get(2).map_err(spi_error)?.unwrap_or(0),
+                            operation: row.get(3).map_err(spi_error)?.unwrap_or_default(),
+                            new_row: new_row.map(|b| canon(&b)).transpose()?,
+                        },
+                    );
+                }
+                Ok::<_, AegisError>(())
+            })
+        })
+    })?;
+    let mut checked = 0i64;
+    let mut mismatches = 0i64;
+    let mut first: Option<(serde_json::Value, String)> = None;
+    let mut note = |pk: serde_json::Value, problem: String, first: &mut Option<_>| {
+        mismatches += 1;
+        if first.is_none() {
+            *first = Some((pk, problem));
+        }
+    };
+    let pk_json = |doc: &Doc| -> serde_json::Value {
+        // SAFETY: a jsonb datum we built.
+        let text = unsafe { output_text(pg_sys::Oid::from(pg_sys::F_JSONB_OUT), doc.datum) };
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    };
+    let pseudonyms = pseudonyms_available();
+    for_each_row(tbl, |plan, tupdesc, tuple| {
+        checked += 1;
+        // SAFETY: a live tuple of the scanned leaf.
+        let img = unsafe { images(plan, tupdesc, tuple, pseudonyms) }?;
+        let Some(pk) = img.pk.as_ref() else {
+            // A leaf without the table's key: an inheritance child, whose
+            // rows were written around the table's capture trigger.
+            note(
+                serde_json::json!({ "table": plan.table_name }),
+                format!(
+                    "row of {} (an inheritance child without the table's key): not written through the table's capture trigger",
+                    plan.table_name
+                ),
+                &mut first,
+            );
+            return Ok(());
+        };
+        match latest.remove(&pk.canonical) {
+            None => note(pk_json(pk), "row has no audit entry".into(), &mut first),
+            Some(l) if l.operation == "DELETE" => note(
+                pk_json(pk),
+                format!(
+                    "row was deleted in the audit trail (entry {}) but is present",
+                    l.id
+                ),
+                &mut first,
+            ),
+            Some(l) if l.new_row.as_deref() != Some(img.row.canonical.as_slice()) => {
+                // An entry written before the pseudonym key existed holds
+                // `[PII]` where the row now gives a pseudonym: compare the
+                // row rendered that way too.
+                let matches_plain = pseudonyms && {
+                    // SAFETY: as above.
+                    let plain = unsafe { images(plan, tupdesc, tuple, false) }?;
+                    l.new_row.as_deref() == Some(plain.row.canonical.as_slice())
+                };
+                if !matches_plain {
+                    note(
+                        pk_json(pk),
+                        format!("row differs from its latest audit entry {}", l.id),
+                        &mut first,
+                    );
+                }
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    })?;
+    // Keys the trail says exist but the table does not have.
+    let mut missing: Vec<&Latest> = latest
+        .values()
+        .filter(|l| l.operation != "DELETE")
+        .collect();
+    missing.sort_by_key(|l| l.id);
+    for l in missing {
+        note(
+            serde_json::json!({ "entry_id": l.id }),
+            format!("row of audit entry {} is missing from the table", l.id),
+            &mut first,
+        );
+    }
+    let (first_mismatch, problem) = match first {
+        Some((pk, p)) => (
+            Some(pgrx::JsonB(serde_json::json!({ "key": pk, "problem": p }))),
+            Some(p),
+        ),
+        None => (None, None),
+    };
+    Ok((
+        Some(mismatches == 0),
+        Some(checked),
+        Some(mismatches),
+        first_mismatch,
+        problem,
+    ))
+}
+
+pub(super) type VerifyTableRow = (
+    Option<bool>,
+    Option<i64>,
+    Option<i64>,
+    Option<pgrx::JsonB>,
+    Option<String>,
+);
+
+/// `aegis.verify_table(tbl) → TABLE(ok, rows_checked, mismatches, first_mismatch, problem)`
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, sql = false)]
+pub(super) fn verify_table(
+    tbl: pg_sys::Oid,
+) -> TableIterator<
+    'static,
+    (
+        name!(ok, Option<bool>),
+        name!(rows_checked, Option<i64>),
+        name!(mismatches, Option<i64>),
+        name!(first_mismatch, Option<pgrx::JsonB>),
+        name!(problem, Option<String>),
+    ),
+> {
+    match verify_table_impl(tbl) {
+        Ok(row) => TableIterator::once(row),
+        Err(e) => raise(e),
+    }
+}
