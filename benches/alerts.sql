@@ -131,6 +131,58 @@ FROM alert_medians;
 SELECT rule, count(*) AS alerts FROM bench_alerts.alerts_history GROUP BY rule ORDER BY rule;
 \set QUIET on
 
+-- Single-row inserts, the least favourable case: the trigger's cost per
+-- statement (the rules' scans, the baseline delta and its fold, the
+-- cooldown check) paid for one row. 5,000 one-row INSERT statements per
+-- round as the ingest login, one transaction, servers round-robin, normal
+-- values (nothing fires); baselines restored first, as above.
+CREATE TEMP TABLE alert_single(rep int, side text, ms float8);
+CREATE PROCEDURE pg_temp.alert_single_run(reps int, sides text[])
+LANGUAGE plpgsql AS $$
+DECLARE
+    r int; s text; ord text[]; t0 timestamptz; i int; ms float8;
+BEGIN
+    FOR r IN 0..reps LOOP
+        ord := CASE WHEN r % 2 = 0 THEN sides
+                    ELSE ARRAY(SELECT sides[k] FROM generate_subscripts(sides, 1) k ORDER BY k DESC) END;
+        FOREACH s IN ARRAY ord LOOP
+            EXECUTE format('TRUNCATE bench_%s.server_metrics, bench_%s.alerts_history', s, s);
+            DELETE FROM aegis.alert_state;
+            DELETE FROM aegis.metric_baselines WHERE relid = 'bench_alerts.server_metrics'::regclass;
+            DELETE FROM aegis.metric_baseline_deltas WHERE relid = 'bench_alerts.server_metrics'::regclass;
+            INSERT INTO aegis.metric_baselines SELECT * FROM pg_temp.alert_baselines;
+            COMMIT;
+            CHECKPOINT;
+            SET ROLE bench_alert_ingest;
+            t0 := clock_timestamp();
+            FOR i IN 1..5000 LOOP
+                EXECUTE format('INSERT INTO bench_%s.server_metrics (server_id, cpu_usage, network_in_bytes) '
+                               'VALUES ($1, $2, $3)', s)
+                USING format('s%s', lpad((i % 1000 + 1)::text, 4, '0')), 20.0 + i % 50, (1000000 + (i % 97) * 1000)::bigint;
+            END LOOP;
+            COMMIT;
+            ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
+            RESET ROLE;
+            IF r > 0 THEN
+                INSERT INTO alert_single VALUES (r, s, ms);
+            END IF;
+            COMMIT;
+        END LOOP;
+    END LOOP;
+END $$;
+CALL pg_temp.alert_single_run(current_setting('bench.reps')::int, '{noalerts,alerts}');
+\set QUIET off
+\echo
+\echo '5,000 single-row INSERT statements into protected server_metrics, one transaction (median, min, max ms)'
+SELECT side, round((percentile_cont(0.5) WITHIN GROUP (ORDER BY ms))::numeric, 2) AS median_ms,
+       round(min(ms)::numeric, 2) AS min_ms, round(max(ms)::numeric, 2) AS max_ms, count(*) AS reps
+FROM alert_single GROUP BY side ORDER BY side DESC;
+SELECT 'alert trigger / none (single-row)' AS ratio,
+       round((percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE side = 'alerts')
+            / percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE side = 'noalerts'))::numeric, 2) AS value
+FROM alert_single;
+\set QUIET on
+
 SET client_min_messages = error;
 DO $$ BEGIN
     PERFORM aegis.unprotect(relid) FROM aegis.protected_tables

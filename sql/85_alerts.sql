@@ -405,6 +405,7 @@ DECLARE
     d bigint;
     prev record;
     names text[];
+    baseline_moved boolean := false;
 BEGIN
     IF notify IS NULL THEN
         RAISE EXCEPTION 'notify must not be NULL' USING ERRCODE = '22004';
@@ -454,6 +455,7 @@ BEGIN
                 INSERT INTO aegis.security_alert_state AS s (alert, last_at, last_value)
                 VALUES ('denied_access_counter', pg_catalog.now(), d)
                 ON CONFLICT ON CONSTRAINT security_alert_state_pkey DO UPDATE SET last_at = EXCLUDED.last_at, last_value = EXCLUDED.last_value;
+                baseline_moved := true;
             EXCEPTION WHEN lock_not_available THEN
                 RAISE WARNING 'pg_aegis: the denied-access baseline is locked by another session; kept as it was';
             END;
@@ -488,10 +490,13 @@ BEGIN
         RETURN NEXT;
         -- At most once an hour per alert, except a burst of denied
         -- attempts: each burst since the last check is its own (a burst
-        -- anyone can cause must not hide the next one for an hour).
-        IF notify AND (f ->> 'alert' = 'denied_access_burst'
-                       OR NOT EXISTS (SELECT 1 FROM aegis.security_alert_state s
-                                      WHERE s.alert = f ->> 'alert' AND s.last_at > pg_catalog.now() - interval '1 hour')) THEN
+        -- anyone can cause must not hide the next one for an hour), sent
+        -- when this check moved the baseline past it (if another session
+        -- holds the baseline, the same burst is not sent again and again).
+        IF notify AND ((f ->> 'alert' = 'denied_access_burst' AND baseline_moved)
+                       OR (f ->> 'alert' <> 'denied_access_burst'
+                           AND NOT EXISTS (SELECT 1 FROM aegis.security_alert_state s
+                                           WHERE s.alert = f ->> 'alert' AND s.last_at > pg_catalog.now() - interval '1 hour'))) THEN
             PERFORM aegis.announce_alert('security', f ->> 'alert', f ->> 'severity', NULL, SESSION_USER, f -> 'detail');
             BEGIN
                 INSERT INTO aegis.security_alert_state AS s (alert, last_at) VALUES (f ->> 'alert', pg_catalog.now())

@@ -17,11 +17,10 @@
 //!
 //! Inserts never wait for each other (nor for an ingest session that keeps
 //! its transaction open): each statement appends its figures to
-//! `aegis.metric_baseline_deltas`, and folds pending deltas into
-//! `aegis.metric_baselines` only for the baselines whose row it can lock
-//! without waiting (`FOR UPDATE SKIP LOCKED`; only pg_aegis can lock them);
-//! the background worker folds the rest. The baseline in force is the
-//! folded one merged with the pending deltas (`aegis.current_baselines`).
+//! `aegis.metric_baseline_deltas` and locks nothing; the background worker
+//! folds pending deltas into `aegis.metric_baselines` every round, in short
+//! transactions of its own. The baseline in force is the folded one merged
+//! with the pending deltas (`aegis.current_baselines`).
 //! Cooldown firings are appended to `aegis.alert_state`, never locked.
 //!
 //! Everything set-shaped runs as SQL over the transition table (one scan per
@@ -284,10 +283,9 @@ fn evaluate(
                     }
                 }
                 // 2. Baselines take this statement's rows in, once per
-                // metric: appended as deltas (an insert never waits), then
-                // folded in if no other open transaction is folding the
-                // same baselines (else a later statement or the worker
-                // does).
+                // metric: appended as deltas. The background worker folds
+                // them (an insert takes no lock another transaction could
+                // need, so no open transaction can pin one).
                 let mut merged: Vec<&str> = Vec::new();
                 for r in rules.iter().filter(|r| r.anomaly) {
                     if merged.contains(&r.metric.as_str()) {
@@ -306,18 +304,6 @@ fn evaluate(
                             ),
                             None,
                             &[relid.into(), r.metric.clone().into()],
-                        )
-                        .map_err(spi_error)?;
-                }
-                if !merged.is_empty() {
-                    client
-                        .update(
-                            &format!(
-                                "SELECT aegis.fold_metric_baselines($1, \
-                                        ARRAY(SELECT DISTINCT n.server_id::text FROM {newtab} n))"
-                            ),
-                            None,
-                            &[relid.into()],
                         )
                         .map_err(spi_error)?;
                 }

@@ -63,10 +63,10 @@ extension_sql_file!(
     name = "audit",
     requires = [
         "pii",
-        audit::audit_row,
-        audit::audit_truncate,
-        audit::audit_plans_changed,
-        audit::audit_append_only
+        audit::capture::audit_row,
+        audit::capture::audit_truncate,
+        audit::capture::audit_plans_changed,
+        audit::capture::audit_append_only
     ]
 );
 extension_sql_file!(

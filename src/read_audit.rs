@@ -591,8 +591,9 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_copy_begin(pstmt: *mut pg_sys::
                         .ptr_value
                         .cast::<pg_sys::String>();
                     let attnum = pg_sys::get_attnum(relid, (*node).sval);
-                    attnum != pg_sys::InvalidAttrNumber as i16
-                        && pg_sys::pg_attribute_aclcheck(relid, attnum, user, select) == ok
+                    // A column that does not exist, or a system column:
+                    // COPY refuses it for that reason, not a privilege.
+                    attnum <= 0 || pg_sys::pg_attribute_aclcheck(relid, attnum, user, select) == ok
                 })
             };
         if !permitted {

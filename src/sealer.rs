@@ -86,6 +86,10 @@ fn round<R>(
     r
 }
 
+/// How long past `aegis.retention_timeout` the sealer lets a retention
+/// worker whose statement was cancelled wind down before it ends it.
+const RETENTION_GRACE: Duration = Duration::from_secs(5);
+
 /// Whether pg_aegis is installed in this database (the worker waits
 /// quietly until it is).
 fn installed() -> bool {
@@ -106,7 +110,7 @@ pub extern "C-unwind" fn aegis_sealer_main(_arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
     pgrx::log!("pg_aegis sealer started in database {db:?}");
     let mut last_security_check = std::time::Instant::now();
-    let mut retention: Option<DynamicBackgroundWorker> = None;
+    let mut retention: Option<(DynamicBackgroundWorker, std::time::Instant)> = None;
     while BackgroundWorker::wait_latch(Some(guc::seal_interval())) {
         if BackgroundWorker::sighup_received() {
             // SAFETY: re-reads postgresql.conf in the worker's main loop, as
@@ -153,10 +157,32 @@ pub extern "C-unwind" fn aegis_sealer_main(_arg: pg_sys::Datum) {
         // runs in a worker of its own when due: a table owner's code that
         // retention runs (a slow trigger) delays retention only, never
         // sealing or the checks, and a shutdown ends it.
-        if retention
-            .as_ref()
-            .is_some_and(|h| matches!(h.pid(), Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted)))
-        {
+        let running = retention.as_ref().is_some_and(|(h, _)| {
+            matches!(h.pid(), Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted))
+        });
+        let overdue = retention.as_ref().and_then(|(_, started)| {
+            guc::retention_timeout().filter(|ms| {
+                started.elapsed() > Duration::from_millis(*ms as u64) + RETENTION_GRACE
+            })
+        });
+        if let (true, Some(ms)) = (running, overdue) {
+            // Its statement was cancelled at the timeout and it did not end
+            // (an owner's trigger that catches the cancel): SIGTERM, which
+            // nothing it runs can catch; the run rolls back.
+            if let Some((h, _)) = retention.take() {
+                let _ = h.terminate();
+            }
+            let why = format!(
+                "stopped after aegis.retention_timeout ({ms} ms): it did not end when its statement was cancelled"
+            );
+            pgrx::warning!("pg_aegis scheduled retention in {db:?}: {why}");
+            let r = round("scheduled retention", &db, move || {
+                crate::lifecycle::record_failed_retention(&why)
+            });
+            if let Ok(Err(e)) = r {
+                pgrx::warning!("pg_aegis scheduled retention in {db:?}: {e}");
+            }
+        } else if running {
             // Still running.
         } else {
             retention = None;
@@ -178,7 +204,7 @@ pub extern "C-unwind" fn aegis_sealer_main(_arg: pg_sys::Datum) {
                     .set_notify_pid(unsafe { pg_sys::MyProcPid })
                     .load_dynamic()
                 {
-                    Ok(h) => retention = Some(h),
+                    Ok(h) => retention = Some((h, std::time::Instant::now())),
                     Err(_) => pgrx::warning!(
                         "pg_aegis: no background worker slot for the scheduled retention of {db:?} \
                          (max_worker_processes); retried next round"

@@ -87,8 +87,12 @@ INSERT INTO alm.server_metrics (server_id, cpu_usage, network_in_bytes)
 SELECT 'db-1', 10, 1000000 + (g % 10) * 1000 FROM generate_series(1, 100) g;
 SELECT metric, server_id, n, round(mean) AS mean, round(sqrt(m2 / (n - 1))) AS stddev
 FROM aegis.current_baselines('alm.server_metrics'::regclass) ORDER BY metric, server_id;
--- Folded by the insert itself (no other transaction was folding it).
+-- Appended as deltas (an insert locks nothing); the worker's upkeep folds
+-- them into the baselines, which stay the same.
+SELECT count(*) > 0 AS pending FROM aegis.metric_baseline_deltas;
+SELECT aegis.alert_upkeep() > 0 AS folded;
 SELECT count(*) AS pending FROM aegis.metric_baseline_deltas;
+SELECT metric, server_id, n, round(mean) AS mean FROM aegis.current_baselines('alm.server_metrics'::regclass);
 -- Inserts skip, rather than wait for, baselines and cooldowns another
 -- transaction holds locked: only pg_aegis can lock them (an admin or an
 -- auditor, who may read them, cannot hold them to silence an alert).

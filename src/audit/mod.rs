@@ -45,14 +45,14 @@ fn internal(msg: impl Into<String>) -> AegisError {
     AegisError::Internal(msg.into())
 }
 
-mod capture;
-mod encoding;
-mod images;
-mod plan;
-mod seal;
-mod table;
-mod verify;
-mod write;
+pub(crate) mod capture;
+pub(crate) mod encoding;
+pub(crate) mod images;
+pub(crate) mod plan;
+pub(crate) mod seal;
+pub(crate) mod table;
+pub(crate) mod verify;
+pub(crate) mod write;
 
 pub(crate) use capture::*;
 use encoding::*;
