@@ -65,6 +65,8 @@ GRANT SELECT ON alert_src TO bench_alert_ingest;
 INSERT INTO bench_alerts.server_metrics (server_id, ts, cpu_usage, network_in_bytes)
 SELECT format('s%s', lpad((g % 1000 + 1)::text, 4, '0')), '2026-11-21'::timestamptz, 10, 1000000 + (g % 97) * 1000
 FROM generate_series(1, 100000) g;
+-- (Inserts append deltas; the worker folds them: here, by hand.)
+SELECT aegis.alert_upkeep() AS folded \gset
 CREATE TEMP TABLE alert_baselines AS
 SELECT * FROM aegis.metric_baselines WHERE relid = 'bench_alerts.server_metrics'::regclass;
 

@@ -96,25 +96,31 @@ COMMENT ON TABLE aegis.metric_baseline_deltas IS
 -- metric and some servers only.
 CREATE FUNCTION aegis.current_baselines(rel oid, only_metric name DEFAULT NULL, servers text[] DEFAULT NULL)
 RETURNS TABLE (metric name, server_id text, n bigint, mean double precision, m2 double precision)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = ''
-AS $$
+AS $fn$
+DECLARE
+    -- Only the conditions given: each call is planned for them, so the
+    -- indexes on (relid, metric, server_id) serve the inserting statement.
+    cond text := 'x.relid = $1'
+        || CASE WHEN only_metric IS NOT NULL THEN ' AND x.metric = $2' ELSE '' END
+        || CASE WHEN servers IS NOT NULL THEN ' AND x.server_id = ANY ($3)' ELSE '' END;
+BEGIN
+    RETURN QUERY EXECUTE pg_catalog.format($q$
     WITH p AS (
-        SELECT d.metric, d.server_id, d.n, d.mean, d.m2,
-               pg_catalog.sum(d.n * d.mean) OVER w / pg_catalog.sum(d.n) OVER w AS grand
-        FROM aegis.metric_baseline_deltas d
-        WHERE d.relid = rel AND (only_metric IS NULL OR d.metric = only_metric)
-          AND (servers IS NULL OR d.server_id = ANY (servers))
-        WINDOW w AS (PARTITION BY d.metric, d.server_id)
+        SELECT x.metric, x.server_id, x.n, x.mean, x.m2,
+               pg_catalog.sum(x.n * x.mean) OVER w / pg_catalog.sum(x.n) OVER w AS grand
+        FROM aegis.metric_baseline_deltas x
+        WHERE %1$s
+        WINDOW w AS (PARTITION BY x.metric, x.server_id)
     ), pending AS (
         SELECT p.metric, p.server_id, pg_catalog.sum(p.n)::bigint AS n, pg_catalog.min(p.grand) AS mean,
                pg_catalog.sum(p.m2 + p.n * ((p.mean - p.grand) ^ 2)) AS m2
         FROM p GROUP BY p.metric, p.server_id
     ), folded AS (
-        SELECT b.metric, b.server_id, LEAST(b.n, 1000) AS w, b.n, b.mean, b.m2
-        FROM aegis.metric_baselines b
-        WHERE b.relid = rel AND b.n > 0 AND (only_metric IS NULL OR b.metric = only_metric)
-          AND (servers IS NULL OR b.server_id = ANY (servers))
+        SELECT x.metric, x.server_id, LEAST(x.n, 1000) AS w, x.n, x.mean, x.m2
+        FROM aegis.metric_baselines x
+        WHERE %1$s AND x.n > 0
     )
     SELECT COALESCE(f.metric, d.metric), COALESCE(f.server_id, d.server_id),
            CASE WHEN d.n IS NULL THEN f.n WHEN f.n IS NULL THEN d.n ELSE f.w + d.n END,
@@ -123,7 +129,9 @@ AS $$
            CASE WHEN d.n IS NULL THEN f.m2 WHEN f.n IS NULL THEN d.m2
                 ELSE ((f.m2 * f.w) / f.n) + d.m2 + (((d.mean - f.mean) ^ 2) * f.w * d.n) / (f.w + d.n) END
     FROM folded f FULL JOIN pending d ON d.metric = f.metric AND d.server_id = f.server_id
-$$;
+    $q$, cond) USING rel, only_metric, servers;
+END
+$fn$;
 COMMENT ON FUNCTION aegis.current_baselines(oid, name, text[]) IS
     'The anomaly baselines in force for a metrics table: folded figures merged with pending deltas';
 
