@@ -185,6 +185,25 @@ unsafe fn numeric_columns(rel: pg_sys::Relation) -> Vec<String> {
     out
 }
 
+/// A key column the trigger reads with pg_aegis's rights (`server_id`, `ts`:
+/// cast to text, sorted, compared, rendered as JSON) whose type is not
+/// built in: a type a non-superuser created brings its own casts and
+/// operators, which would run with those rights.
+unsafe fn untrusted_key_column(rel: pg_sys::Relation) -> Option<String> {
+    // SAFETY: an open relation's tuple descriptor.
+    unsafe {
+        crate::compat::tupdesc_attrs((*rel).rd_att)
+            .iter()
+            .filter(|att| !att.attisdropped)
+            .find_map(|att| {
+                let name = CStr::from_ptr(att.attname.data.as_ptr()).to_string_lossy();
+                ((name == "server_id" || name == "ts")
+                    && u32::from(att.atttypid) >= pg_sys::FirstNormalObjectId)
+                    .then(|| format!("column {name} has a type that is not built in"))
+            })
+    }
+}
+
 struct Candidate {
     rule: Rule,
     server_id: String,
@@ -315,19 +334,33 @@ fn evaluate(
                 // (a renamed or dropped table is noticed, not cached).
                 let target = client
                     .select(
-                        "SELECT (SELECT format('%I.%I', n.nspname, c.relname) \
-                                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                                 WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p'))",
+                        "SELECT format('%I.%I', n.nspname, c.relname), r.rolsuper \
+                         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                              JOIN pg_roles r ON r.oid = c.relowner \
+                         WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p')",
                         None,
                         &[alerts_table.into()],
                     )
-                    .map_err(spi_error)?
-                    .first()
-                    .get_one::<String>()
-                    .map_err(spi_error)?
-                    .ok_or_else(|| AegisError::AlertsTable {
-                        name: alerts_table.to_string(),
-                    })?;
+                    .map_err(spi_error)?;
+                let (target, superuser_owned) = if target.is_empty() {
+                    (None, false)
+                } else {
+                    let row = target.first();
+                    (
+                        row.get::<String>(1).map_err(spi_error)?,
+                        row.get::<bool>(2).map_err(spi_error)?.unwrap_or(false),
+                    )
+                };
+                let target = target.ok_or_else(|| AegisError::AlertsTable {
+                    name: alerts_table.to_string(),
+                })?;
+                // Its triggers, defaults, constraints and rules would run
+                // with pg_aegis's rights: only a superuser's table.
+                if !superuser_owned {
+                    return Err(AegisError::AlertsUntrusted {
+                        what: format!("alerts table {target} is owned by a non-superuser"),
+                    });
+                }
                 // 3. Fire what the cooldown allows.
                 let mut fired = 0;
                 for c in candidates {
@@ -477,10 +510,13 @@ fn metric_alerts<'a>(
     };
     let td = trigger.trigger_data() as *const pg_sys::TriggerData as *mut pg_sys::TriggerData;
     // SAFETY: a statement trigger: the relation is open for the call.
-    let (relid, columns) = unsafe {
+    let (relid, columns, untrusted) = unsafe {
         let rel = (*td).tg_relation;
-        ((*rel).rd_id, numeric_columns(rel))
+        ((*rel).rd_id, numeric_columns(rel), untrusted_key_column(rel))
     };
+    if let Some(what) = untrusted {
+        raise(AegisError::AlertsUntrusted { what });
+    }
     if let Err(e) = evaluate(relid, &columns, td, new_rows, alerts_table) {
         raise(e);
     }

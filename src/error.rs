@@ -72,6 +72,9 @@ pub enum AegisError {
     #[error("alerts table \"{name}\" named by the aegis_alerts trigger does not exist")]
     AlertsTable { name: String },
 
+    #[error("aegis.metric_alerts() will not run with pg_aegis's rights over code a non-superuser controls: {what}")]
+    AlertsUntrusted { what: String },
+
     #[error("invalid row filter: {reason}")]
     InvalidFilter { reason: String },
 
@@ -141,6 +144,7 @@ impl AegisError {
             }
             AegisError::HeadBeforeCheckpoint { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, // 55000
             AegisError::AlertsTable { .. } => ERRCODE_UNDEFINED_TABLE, // 42P01
+            AegisError::AlertsUntrusted { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501
             AegisError::InvalidFilter { .. } => ERRCODE_INVALID_PARAMETER_VALUE, // 22023
             AegisError::FilterNotAllowed { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501
             AegisError::Internal(_) => ERRCODE_INTERNAL_ERROR,         // XX000
@@ -201,6 +205,9 @@ impl AegisError {
             ),
             AegisError::AlertsTable { .. } => Some(
                 "The trigger's argument names the table alerts are written to (server_id, ts, rule, severity, metric, value, message).".into(),
+            ),
+            AegisError::AlertsUntrusted { .. } => Some(
+                "The trigger reads server_id and ts with pg_aegis's rights (built-in types only) and writes the alerts table with them (a table a superuser owns).".into(),
             ),
             AegisError::KeyDestroyed { .. }
             | AegisError::Internal(_)

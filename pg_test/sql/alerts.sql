@@ -223,6 +223,44 @@ SELECT count(*) AS old_keys_after_rotation FROM aegis.security_alerts(false) WHE
 SELECT count(*) > 0 AS applied FROM aegis.apply_retention();
 SELECT count(*) AS overdue_after_run FROM aegis.security_alerts(false) WHERE alert = 'retention_overdue';
 
+-- The trigger reads server_id and ts and writes the alerts table with
+-- pg_aegis's rights: code a non-superuser controls must never run there.
+-- A table owner's own type for server_id, with its cast to text (run by
+-- the trigger's queries) and an alerts table the owner owns, with a
+-- trigger: a superuser attaching metric_alerts to them is refused at the
+-- first insert, and neither function ever runs.
+CREATE ROLE alm_owner LOGIN;
+GRANT CREATE ON SCHEMA public TO alm_owner;
+SET SESSION AUTHORIZATION alm_owner;
+CREATE TYPE public.alm_sid AS (s text);
+CREATE FUNCTION public.alm_sid_text(public.alm_sid) RETURNS text LANGUAGE plpgsql AS
+$$ BEGIN RAISE NOTICE 'owner cast ran as %', current_user; RETURN ($1).s; END $$;
+CREATE CAST (public.alm_sid AS text) WITH FUNCTION public.alm_sid_text(public.alm_sid);
+CREATE TABLE public.alm_owned (server_id public.alm_sid, ts timestamptz DEFAULT now(), cpu_usage float8);
+CREATE TABLE public.alm_owned_alerts (id bigint GENERATED ALWAYS AS IDENTITY, server_id text, ts timestamptz,
+    rule text, severity text, metric text, value float8, message text);
+CREATE FUNCTION public.alm_alert_trigger() RETURNS trigger LANGUAGE plpgsql AS
+$$ BEGIN RAISE NOTICE 'owner trigger ran as %', current_user; RETURN NEW; END $$;
+CREATE TRIGGER t BEFORE INSERT ON public.alm_owned_alerts FOR EACH ROW EXECUTE FUNCTION public.alm_alert_trigger();
+RESET SESSION AUTHORIZATION;
+CREATE TRIGGER a AFTER INSERT ON public.alm_owned REFERENCING NEW TABLE AS nt FOR EACH STATEMENT
+    EXECUTE FUNCTION aegis.metric_alerts('public.alm_owned_alerts');
+GRANT INSERT ON public.alm_owned TO alm_owner;
+SET SESSION AUTHORIZATION alm_owner;
+INSERT INTO public.alm_owned VALUES (ROW('web-9'), now(), 99);
+RESET SESSION AUTHORIZATION;
+-- With a built-in server_id, the owner's alerts table is refused when an
+-- alert is to be written.
+DROP TRIGGER a ON public.alm_owned;
+ALTER TABLE public.alm_owned ALTER COLUMN server_id TYPE text USING (server_id).s;
+CREATE TRIGGER a AFTER INSERT ON public.alm_owned REFERENCING NEW TABLE AS nt FOR EACH STATEMENT
+    EXECUTE FUNCTION aegis.metric_alerts('public.alm_owned_alerts');
+SET SESSION AUTHORIZATION alm_owner;
+INSERT INTO public.alm_owned VALUES ('web-9', now(), 99);
+INSERT INTO public.alm_owned VALUES ('web-9', now(), 10);
+RESET SESSION AUTHORIZATION;
+SELECT count(*) AS owner_alerts_written FROM public.alm_owned_alerts;
+
 -- A rule on v, an alerts table that does not exist: a clear error.
 INSERT INTO aegis.alert_rules (name, metric, comparison, threshold) VALUES ('v_high', 'v', '>', 0);
 CREATE TRIGGER a AFTER INSERT ON alm_t REFERENCING NEW TABLE AS nt FOR EACH STATEMENT
