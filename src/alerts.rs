@@ -512,7 +512,11 @@ fn metric_alerts<'a>(
     // SAFETY: a statement trigger: the relation is open for the call.
     let (relid, columns, untrusted) = unsafe {
         let rel = (*td).tg_relation;
-        ((*rel).rd_id, numeric_columns(rel), untrusted_key_column(rel))
+        (
+            (*rel).rd_id,
+            numeric_columns(rel),
+            untrusted_key_column(rel),
+        )
     };
     if let Some(what) = untrusted {
         raise(AegisError::AlertsUntrusted { what });
