@@ -195,6 +195,40 @@ $$;
 COMMENT ON FUNCTION aegis.owner_ddl(oid, text) IS
     'Internal: run one DDL statement on a table as its owner, in a security-restricted operation';
 
+-- How a protected table's changes are captured: 'image' (a row trigger,
+-- one entry with row images per changed row) or 'digest' (statement
+-- triggers over transition tables; inserts recorded as a row count and a
+-- content digest). protect()'s "audit_inserts" key; image by default.
+CREATE FUNCTION aegis.capture_mode(tbl regclass) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT COALESCE((SELECT p.policy ->> 'audit_inserts' FROM aegis.protected_tables p
+                     WHERE p.relid = COALESCE(pg_catalog.pg_partition_root(tbl), tbl)), 'image')
+$$;
+COMMENT ON FUNCTION aegis.capture_mode(regclass) IS
+    'Internal: how a protected table''s changes are captured (image or digest)';
+
+-- Is this trigger one of digest mode's statement capture triggers, exactly
+-- as protect() makes them (name, event, transition tables, no condition,
+-- column list or arguments)?
+CREATE FUNCTION aegis.is_statement_capture(trigger oid) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT COALESCE((SELECT t.tgfoid = 'aegis.audit_statement()'::pg_catalog.regprocedure
+                            AND t.tgqual IS NULL AND t.tgnargs = 0 AND t.tgattr = ''::pg_catalog.int2vector
+                            AND ((t.tgname = 'aegis_audit_insert' AND t.tgtype = 4
+                                  AND t.tgoldtable IS NULL AND t.tgnewtable = 'aegis_new')
+                              OR (t.tgname = 'aegis_audit_update' AND t.tgtype = 16
+                                  AND t.tgoldtable = 'aegis_old' AND t.tgnewtable = 'aegis_new')
+                              OR (t.tgname = 'aegis_audit_delete' AND t.tgtype = 8
+                                  AND t.tgoldtable = 'aegis_old' AND t.tgnewtable IS NULL))
+                     FROM pg_catalog.pg_trigger t WHERE t.oid = trigger), false)
+$$;
+COMMENT ON FUNCTION aegis.is_statement_capture(oid) IS
+    'Internal: is this trigger one of digest mode''s statement capture triggers, exactly as protect() makes them?';
+
 -- Switch RLS and the audit triggers on (enable + force, revoke PUBLIC,
 -- attach) or off for a table and, if it is partitioned, its existing partitions (RLS on the parent does not cover a
 -- partition queried directly; partitions added later need protect() again).
@@ -213,10 +247,12 @@ DECLARE
     r record;
     was jsonb;
     tg name;
+    digest boolean;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
     END IF;
+    digest := aegis.capture_mode(tbl) = 'digest';
     SELECT n.nspname, c.relname, c.relkind INTO nsp, rel, kind
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
     WHERE c.oid = tbl;
@@ -249,7 +285,11 @@ BEGIN
                   AND (   (t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure
                            AND NOT (t.tgtype = 29 AND t.tgqual IS NULL AND t.tgattr = ''::pg_catalog.int2vector AND t.tgnargs = 0))
                        OR (t.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure
-                           AND NOT (t.tgtype = 32 AND t.tgqual IS NULL AND t.tgnargs = 0)))
+                           AND NOT (t.tgtype = 32 AND t.tgqual IS NULL AND t.tgnargs = 0))
+                       -- Statement capture: only in digest mode, and only
+                       -- as made below.
+                       OR (t.tgfoid = 'aegis.audit_statement()'::pg_catalog.regprocedure
+                           AND NOT (digest AND aegis.is_statement_capture(t.oid))))
             LOOP
                 PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER %I ON %I.%I', tg, r.nspname, r.relname));
             END LOOP;
@@ -262,6 +302,29 @@ BEGIN
                              AND t.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure) THEN
                 PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_truncate AFTER TRUNCATE ON %I.%I '
                     'FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_truncate()', r.nspname, r.relname));
+            END IF;
+            -- Digest mode: statement triggers over transition tables, on
+            -- the table and on each partition (a statement on a partition
+            -- fires the partition's own, not its parent's).
+            IF digest THEN
+                IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_insert') THEN
+                    PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_insert AFTER INSERT ON %I.%I '
+                        'REFERENCING NEW TABLE AS aegis_new FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_statement()',
+                        r.nspname, r.relname));
+                END IF;
+                IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_update') THEN
+                    PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_update AFTER UPDATE ON %I.%I '
+                        'REFERENCING OLD TABLE AS aegis_old NEW TABLE AS aegis_new FOR EACH STATEMENT '
+                        'EXECUTE FUNCTION aegis.audit_statement()', r.nspname, r.relname));
+                END IF;
+                IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_delete') THEN
+                    PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_delete AFTER DELETE ON %I.%I '
+                        'REFERENCING OLD TABLE AS aegis_old FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_statement()',
+                        r.nspname, r.relname));
+                END IF;
             END IF;
         ELSE
             -- Back to what protect() found (prior_state), or off.
@@ -281,9 +344,20 @@ BEGIN
             END IF;
             PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit_truncate ON %I.%I', r.nspname, r.relname));
         END IF;
+        IF NOT (enable AND digest) THEN
+            FOR tg IN SELECT t.tgname FROM pg_catalog.pg_trigger t
+                      WHERE t.tgrelid = r.oid AND t.tgfoid = 'aegis.audit_statement()'::pg_catalog.regprocedure LOOP
+                PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER %I ON %I.%I', tg, r.nspname, r.relname));
+            END LOOP;
+        END IF;
     END LOOP;
     -- Row triggers on a partitioned table are cloned to its partitions.
-    IF enable AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+    IF enable AND digest THEN
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                   WHERE t.tgrelid = tbl AND t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure) THEN
+            PERFORM aegis.owner_ddl(tbl, pg_catalog.format('DROP TRIGGER aegis_audit ON %I.%I', nsp, rel));
+        END IF;
+    ELSIF enable AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                               WHERE t.tgrelid = tbl AND t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure) THEN
         -- (Any row capture trigger left here is exactly protect()'s: the
         -- loop above replaced the others.)
@@ -296,6 +370,23 @@ END
 $$;
 COMMENT ON FUNCTION aegis.switch_rls(regclass, boolean, jsonb) IS
     'Internal: RLS and audit triggers on (enable, force, revoke PUBLIC, attach) or off for a table and its partitions (no grants)';
+
+-- A protected table's capture triggers replaced by those of its recorded
+-- mode (protect() with another "audit_inserts"): one step of pg_aegis's
+-- own, so the DDL guard's event triggers (enabled on origin) do not fire on
+-- the half-way states; enforce_rls() remembers the result. Not granted:
+-- runs only inside enforce_rls().
+CREATE FUNCTION aegis.switch_capture(tbl regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+SET session_replication_role = replica
+AS $$
+BEGIN
+    PERFORM aegis.switch_rls(tbl, true);
+END
+$$;
+COMMENT ON FUNCTION aegis.switch_capture(regclass) IS
+    'Internal: replace a protected table''s capture triggers with those of its mode (no grants)';
 
 -- Row security and PUBLIC's privileges of a table and its partitions, as
 -- protect() finds them (enforce_rls() records it; relax_rls() restores it).
@@ -331,12 +422,23 @@ AS $$
 DECLARE
     newly boolean;
     prior jsonb;
+    switching boolean;
 BEGIN
     newly := NOT EXISTS (SELECT 1 FROM aegis.rls_enforced r WHERE r.relid = tbl);
     IF newly THEN
         prior := aegis.rls_state(tbl);
     END IF;
-    PERFORM aegis.switch_rls(tbl, true);
+    -- A protected table changing capture mode needs a baseline in the new
+    -- mode (verify_table() compares with it).
+    switching := NOT newly AND (aegis.capture_mode(tbl) = 'digest') IS DISTINCT FROM
+        EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                WHERE t.tgrelid = tbl AND t.tgfoid = 'aegis.audit_statement()'::pg_catalog.regprocedure);
+    IF switching THEN
+        PERFORM aegis.switch_capture(tbl);
+        UPDATE aegis.rls_enforced r SET baseline_pending = true WHERE r.relid = tbl;
+    ELSE
+        PERFORM aegis.switch_rls(tbl, true);
+    END IF;
     -- The rows already there are the trail's starting point: recorded by
     -- take_baseline() once the table's columns are classified (before
     -- that, the images would hold PII and secrets in clear).
@@ -541,11 +643,49 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'Example: {"columns": {"user_ip": "pii", "error_message": "free_text"}}';
     END IF;
     FOR k IN SELECT pg_catalog.jsonb_object_keys(policy) LOOP
-        IF k NOT IN ('columns', 'audit_reads', 'erasure') THEN
+        IF k NOT IN ('columns', 'audit_reads', 'erasure', 'audit_inserts', 'audit_images', 'digest_buckets') THEN
             RAISE EXCEPTION 'unknown policy key "%"', k USING ERRCODE = '22023',
-                HINT = 'Valid keys: columns, audit_reads, erasure.';
+                HINT = 'Valid keys: columns, audit_reads, erasure, audit_inserts, audit_images, digest_buckets.';
         END IF;
     END LOOP;
+    IF policy ? 'audit_inserts' AND COALESCE(policy ->> 'audit_inserts', '') NOT IN ('image', 'digest') THEN
+        RAISE EXCEPTION 'policy.audit_inserts must be "image" or "digest"' USING ERRCODE = '22023',
+            HINT = 'image: one entry with the row image per inserted row (the default); digest: one entry per statement with its row count and a content digest.';
+    END IF;
+    IF (policy ? 'audit_images' OR policy ? 'digest_buckets') AND COALESCE(policy ->> 'audit_inserts', 'image') <> 'digest' THEN
+        RAISE EXCEPTION 'policy.% applies only with "audit_inserts": "digest"',
+            CASE WHEN policy ? 'audit_images' THEN 'audit_images' ELSE 'digest_buckets' END USING ERRCODE = '22023';
+    END IF;
+    IF policy ? 'audit_images' AND COALESCE(policy ->> 'audit_images', '') NOT IN ('update_delete', 'none') THEN
+        RAISE EXCEPTION 'policy.audit_images must be "update_delete" or "none"' USING ERRCODE = '22023',
+            HINT = 'update_delete: UPDATE and DELETE keep one entry with row images per row (the default); none: statement entries only.';
+    END IF;
+    IF policy ? 'digest_buckets' THEN
+        IF pg_catalog.jsonb_typeof(policy -> 'digest_buckets') <> 'object'
+           OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_object_keys(policy -> 'digest_buckets') b WHERE b NOT IN ('column', 'width'))
+           OR pg_catalog.jsonb_typeof(policy #> '{digest_buckets,column}') IS DISTINCT FROM 'string'
+           OR (policy #> '{digest_buckets}' ? 'width'
+               AND (pg_catalog.jsonb_typeof(policy #> '{digest_buckets,width}') <> 'number'
+                    OR (policy #>> '{digest_buckets,width}')::numeric <> pg_catalog.trunc((policy #>> '{digest_buckets,width}')::numeric)
+                    OR (policy #>> '{digest_buckets,width}')::numeric NOT BETWEEN 1 AND 9223372036854)) THEN
+            RAISE EXCEPTION 'policy.digest_buckets must be {"column": <name>, "width": <positive integer>}' USING ERRCODE = '22023',
+                HINT = 'Rows are grouped by the column''s value in ranges of width (seconds for timestamp and date columns, default 86400; units for integer columns), so verify_table() can say where a difference is.';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                       WHERE a.attrelid = tbl AND a.attname = policy #>> '{digest_buckets,column}' AND a.attnum > 0
+                         AND NOT a.attisdropped
+                         AND a.atttypid IN ('int2'::pg_catalog.regtype, 'int4'::pg_catalog.regtype, 'int8'::pg_catalog.regtype,
+                                            'timestamp'::pg_catalog.regtype, 'timestamptz'::pg_catalog.regtype,
+                                            'date'::pg_catalog.regtype)) THEN
+            RAISE EXCEPTION 'digest bucket column "%" of % is not an integer, timestamp or date column',
+                policy #>> '{digest_buckets,column}', tbl USING ERRCODE = '42804';
+        END IF;
+        IF (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+            WHERE a.attrelid = tbl AND a.attname = policy #>> '{digest_buckets,column}') = 'date'::pg_catalog.regtype
+           AND COALESCE((policy #>> '{digest_buckets,width}')::bigint, 86400) % 86400 <> 0 THEN
+            RAISE EXCEPTION 'a date bucket column needs a width in whole days (a multiple of 86400 seconds)' USING ERRCODE = '22023';
+        END IF;
+    END IF;
     IF policy ? 'audit_reads' AND pg_catalog.jsonb_typeof(policy -> 'audit_reads') <> 'boolean' THEN
         RAISE EXCEPTION 'policy.audit_reads must be true or false' USING ERRCODE = '22023';
     END IF;
@@ -601,6 +741,8 @@ BEGIN
     INSERT INTO aegis.column_classes (relid, column_name, class)
     SELECT tbl, e.key, e.value #>> '{}'
     FROM pg_catalog.jsonb_each(COALESCE(protect.policy -> 'columns', '{}')) e;
+    -- The capture triggers of the recorded mode (audit_inserts).
+    PERFORM aegis.enforce_rls(tbl);
     PERFORM aegis.take_baseline(tbl);
 END
 $$;

@@ -36,7 +36,10 @@ CREATE TABLE aegis.audit_log (
     detail            jsonb,
     data_digest       bytea NOT NULL,
     entry_hash        bytea NOT NULL,
-    erased_at         timestamptz
+    erased_at         timestamptz,
+    -- Digest-mode statements only: the change they made to the table's
+    -- content (row count and LtHash digest per bucket; src/audit/digest.rs).
+    content_change    bytea
 );
 -- The only index on the write path: sealing reads new entries by xid range,
 -- verification joins the chain on (xid, id).
@@ -209,6 +212,11 @@ AS 'MODULE_PATHNAME', 'audit_row_wrapper';
 COMMENT ON FUNCTION aegis.audit_row() IS
     'AFTER INSERT OR UPDATE OR DELETE row trigger that protect() attaches: one audit entry per row change';
 
+CREATE FUNCTION aegis.audit_statement() RETURNS trigger LANGUAGE c
+AS 'MODULE_PATHNAME', 'audit_statement_wrapper';
+COMMENT ON FUNCTION aegis.audit_statement() IS
+    'AFTER INSERT, UPDATE or DELETE statement trigger over transition tables that protect() attaches in digest mode: one entry per statement with its content change';
+
 CREATE FUNCTION aegis.audit_truncate() RETURNS trigger LANGUAGE c
 AS 'MODULE_PATHNAME', 'audit_truncate_wrapper';
 COMMENT ON FUNCTION aegis.audit_truncate() IS
@@ -326,12 +334,19 @@ WHERE c.relrowsecurity AND c.relforcerowsecurity
   -- The capture triggers exactly as protect() made them: AFTER ROW on
   -- INSERT, UPDATE and DELETE (tgtype 29) and AFTER TRUNCATE (32), no WHEN
   -- condition, no column list, no arguments, firing.
-  AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+  AND CASE WHEN aegis.capture_mode(e.relid) OPERATOR(pg_catalog.=) 'digest'
+      -- Digest mode: the three statement triggers on each relation.
+      THEN (SELECT pg_catalog.count(*) FROM pg_catalog.pg_trigger g
+            WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
+              AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_statement()'::pg_catalog.regprocedure
+              AND aegis.is_statement_capture(g.oid)
+              AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[])) OPERATOR(pg_catalog.=) 3
+      ELSE EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
               WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
                 AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_row()'::pg_catalog.regprocedure
                 AND g.tgtype OPERATOR(pg_catalog.=) 29 AND g.tgqual IS NULL
                 AND g.tgattr OPERATOR(pg_catalog.=) ''::pg_catalog.int2vector AND g.tgnargs OPERATOR(pg_catalog.=) 0
-                AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[]))
+                AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[])) END
   AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
               WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
                 AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_truncate()'::pg_catalog.regprocedure

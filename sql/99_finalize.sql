@@ -76,7 +76,7 @@ GRANT INSERT, UPDATE, DELETE ON aegis.protected_tables, aegis.column_classes TO 
 -- partition of a protected table clones them (CREATE TABLE ... PARTITION OF
 -- needs EXECUTE), and they refuse to run on any table pg_aegis does not
 -- protect. Trigger functions cannot be called directly.
-GRANT EXECUTE ON FUNCTION aegis.audit_row(), aegis.audit_truncate() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.audit_row(), aegis.audit_statement(), aegis.audit_truncate() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION
     aegis.seal(), aegis.verify_chain(), aegis.verify_chain(jsonb), aegis.chain_head(),
     aegis.verify_table(regclass)

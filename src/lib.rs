@@ -64,6 +64,7 @@ extension_sql_file!(
     requires = [
         "pii",
         audit::capture::audit_row,
+        audit::digest::audit_statement,
         audit::capture::audit_truncate,
         audit::capture::audit_plans_changed,
         audit::capture::audit_append_only

@@ -518,6 +518,7 @@ fn prune_audit_impl(before: TimestampWithTimeZone) -> Result<serde_json::Value, 
             old_row: None,
             new_row: None,
             detail: Some(&doc),
+            content_change: None,
         })?;
     }
     Ok(receipt)
@@ -896,6 +897,7 @@ fn attest_tombstones_impl() -> Result<i64, AegisError> {
             old_row: None,
             new_row: None,
             detail: Some(&doc),
+            content_change: None,
         })?;
     }
     Ok(n)

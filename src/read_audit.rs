@@ -304,6 +304,7 @@ fn record(operation: &str, command: Option<&str>, tables: &[String], rows: u64, 
                 old_row: None,
                 new_row: None,
                 detail: Some(&detail),
+                content_change: None,
             })?;
         }
         Ok(())

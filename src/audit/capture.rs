@@ -50,6 +50,7 @@ pub(super) fn audit_row<'a>(
                 old_row: old.as_ref().map(|i| &i.row),
                 new_row: new.as_ref().map(|i| &i.row),
                 detail: None,
+                content_change: None,
             })
         })
     };
@@ -115,6 +116,7 @@ pub(super) fn audit_truncate<'a>(
             old_row: None,
             new_row: None,
             detail: detail.as_ref(),
+            content_change: None,
         })
     });
     if let Err(e) = r {

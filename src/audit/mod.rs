@@ -39,13 +39,14 @@ pub(crate) const PSEUDONYM_KEY: &str = "pseudonym";
 /// The keyring key that signs chain heads, used for nothing else.
 pub(crate) const HEAD_KEY: &str = "audit_head";
 /// Columns of aegis.audit_log, in order.
-const AUDIT_LOG_NATTS: usize = 17;
+const AUDIT_LOG_NATTS: usize = 18;
 
 fn internal(msg: impl Into<String>) -> AegisError {
     AegisError::Internal(msg.into())
 }
 
 pub(crate) mod capture;
+pub(crate) mod digest;
 pub(crate) mod encoding;
 pub(crate) mod images;
 pub(crate) mod plan;

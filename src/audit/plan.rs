@@ -62,6 +62,20 @@ pub(super) struct RelPlan {
     /// partition clones them), so attaching them elsewhere must do nothing
     /// but fail.
     pub(super) capturable: bool,
+    /// The table's inserts are recorded as digests (`"audit_inserts":
+    /// "digest"`), with its bucket column if it has one.
+    pub(super) digest: Option<DigestPlan>,
+}
+
+/// How a digest-mode table's rows are grouped into buckets.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DigestPlan {
+    /// The bucket column: index into the tuple descriptor, how its value
+    /// is read, and the bucket width in the value's units; None: the whole
+    /// table is one bucket.
+    pub(super) bucket: Option<(usize, Render, i64)>,
+    /// UPDATE and DELETE keep their row images (`"audit_images"`).
+    pub(super) images: bool,
 }
 
 #[derive(Default)]
@@ -245,7 +259,7 @@ pub(super) fn render_for(typoid: pg_sys::Oid) -> Render {
 /// `rel` must be an open relation.
 pub(super) unsafe fn build_plan(rel: pg_sys::Relation) -> Result<RelPlan, AegisError> {
     let relid = unsafe { (*rel).rd_id };
-    let (table_name, classes, pk, capturable) = with_safe_search_path(|| {
+    let (table_name, classes, pk, capturable, digest) = with_safe_search_path(|| {
         as_extension_owner(|| {
             Spi::connect(|client| {
                 let root = "COALESCE(pg_catalog.pg_partition_root($1), $1)";
@@ -317,11 +331,37 @@ pub(super) unsafe fn build_plan(rel: pg_sys::Relation) -> Result<RelPlan, AegisE
                     .get_one::<bool>()
                     .map_err(spi_error)?
                     .unwrap_or(false);
-                Ok((name, classes, pk, capturable))
+                let digest = client
+                    .select(
+                        &format!(
+                            "SELECT p.policy OPERATOR(pg_catalog.->>) 'audit_inserts', \
+                                    p.policy OPERATOR(pg_catalog.#>>) '{{digest_buckets,column}}', \
+                                    COALESCE((p.policy OPERATOR(pg_catalog.#>>) '{{digest_buckets,width}}')::pg_catalog.int8, 86400), \
+                                    COALESCE(p.policy OPERATOR(pg_catalog.->>) 'audit_images', 'update_delete') \
+                             FROM aegis.protected_tables p \
+                             WHERE p.relid::pg_catalog.oid OPERATOR(pg_catalog.=) {root}"
+                        ),
+                        None,
+                        &[relid.into()],
+                    )
+                    .map_err(spi_error)?
+                    .next()
+                    .map(|row| -> Result<_, AegisError> {
+                        let mode: Option<String> = row.get(1).map_err(spi_error)?;
+                        let column: Option<String> = row.get(2).map_err(spi_error)?;
+                        let width: Option<i64> = row.get(3).map_err(spi_error)?;
+                        let images: Option<String> = row.get(4).map_err(spi_error)?;
+                        Ok((mode.as_deref() == Some("digest"))
+                            .then_some((column, width.unwrap_or(86_400), images.as_deref() != Some("none"))))
+                    })
+                    .transpose()?
+                    .flatten();
+                Ok((name, classes, pk, capturable, digest))
             })
         })
     })?;
     let mut columns = Vec::new();
+    let mut bucket = None;
     // SAFETY: the relation is open; its tuple descriptor lives as long.
     unsafe {
         let tupdesc = (*rel).rd_att;
@@ -333,6 +373,11 @@ pub(super) unsafe fn build_plan(rel: pg_sys::Relation) -> Result<RelPlan, AegisE
                 .to_string_lossy()
                 .into_owned();
             let render = render_for(att.atttypid);
+            if let Some((Some(col), width, _)) = &digest {
+                if *col == name {
+                    bucket = Some(bucket_spec(index, render, *width)?);
+                }
+            }
             let class = match classes.get(&name).map(String::as_str) {
                 Some("secret") => Class::Secret,
                 Some("pii" | "subject_id") => Class::Pseudonym,
@@ -359,7 +404,29 @@ pub(super) unsafe fn build_plan(rel: pg_sys::Relation) -> Result<RelPlan, AegisE
         has_pk: !pk.is_empty(),
         columns,
         capturable,
+        digest: digest.map(|(_, _, images)| DigestPlan { bucket, images }),
     })
+}
+
+/// A bucket column's reading and width in its own units (microseconds for
+/// timestamps, days for dates, the value for integers); `seconds` is the
+/// policy's width (seconds for time columns, units for integer ones).
+fn bucket_spec(
+    index: usize,
+    render: Render,
+    seconds: i64,
+) -> Result<(usize, Render, i64), AegisError> {
+    let width = match render {
+        Render::Int2 | Render::Int4 | Render::Int8 => seconds,
+        Render::Timestamp | Render::TimestampTz => seconds.saturating_mul(1_000_000),
+        Render::Date => (seconds / 86_400).max(1),
+        _ => {
+            return Err(internal(
+                "the digest bucket column is not an integer, timestamp or date column",
+            ))
+        }
+    };
+    Ok((index, render, width.max(1)))
 }
 
 /// # Safety

@@ -22,6 +22,7 @@ pub(super) fn audit_event(
         old_row: None,
         new_row: None,
         detail: detail.as_ref(),
+        content_change: None,
     })?;
     Ok(())
 }
@@ -59,6 +60,14 @@ pub(super) fn for_each_row(
     tbl: pg_sys::Oid,
     mut f: impl FnMut(&RelPlan, pg_sys::TupleDesc, pg_sys::HeapTuple) -> Result<(), AegisError>,
 ) -> Result<(), AegisError> {
+    for_each_leaf_row(tbl, |_, plan, tupdesc, tuple| f(plan, tupdesc, tuple))
+}
+
+/// As for_each_row(), also naming the leaf each tuple is in.
+pub(super) fn for_each_leaf_row(
+    tbl: pg_sys::Oid,
+    mut f: impl FnMut(pg_sys::Oid, &RelPlan, pg_sys::TupleDesc, pg_sys::HeapTuple) -> Result<(), AegisError>,
+) -> Result<(), AegisError> {
     for leaf in leaf_relations(tbl)? {
         // SAFETY: the relation is opened with a read lock for the scan and
         // closed after it; tuples are valid until the next heap_getnext.
@@ -81,7 +90,7 @@ pub(super) fn for_each_row(
                 if t.is_null() {
                     break;
                 }
-                result = f(&plan, (*rel).rd_att, t);
+                result = f(leaf, &plan, (*rel).rd_att, t);
                 if result.is_err() {
                     break;
                 }
@@ -104,6 +113,16 @@ pub(super) fn audit_baseline(tbl: pg_sys::Oid) -> AegisResult<i64> {
 }
 
 pub(crate) fn audit_baseline_impl(tbl: pg_sys::Oid) -> Result<i64, AegisError> {
+    // SAFETY: opened only to plan it (lock kept to the end).
+    let plan = unsafe {
+        let rel = pg_sys::table_open(tbl, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let plan = plan_for(rel);
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        plan?
+    };
+    if plan.digest.is_some() {
+        return digest::digest_baseline(tbl, &plan.table_name);
+    }
     let mut n = 0i64;
     let pseudonyms = pseudonyms_available();
     for_each_row(tbl, |plan, tupdesc, tuple| {
@@ -116,6 +135,7 @@ pub(crate) fn audit_baseline_impl(tbl: pg_sys::Oid) -> Result<i64, AegisError> {
             old_row: None,
             new_row: Some(&img.row),
             detail: None,
+            content_change: None,
         })?;
         n += 1;
         Ok(())
@@ -153,6 +173,9 @@ pub(super) fn verify_table_impl(tbl: pg_sys::Oid) -> Result<VerifyTableRow, Aegi
         pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
         plan?
     };
+    if plan.digest.is_some() {
+        return digest::verify_digest_table(tbl, &plan);
+    }
     if !plan.has_pk {
         return Err(AegisError::NoPrimaryKey {
             table: plan.table_name.clone(),

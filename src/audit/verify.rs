@@ -98,7 +98,7 @@ pub(super) fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, Aeg
                         pg_catalog.convert_to(l.pk::pg_catalog.text, 'UTF8'), \
                         pg_catalog.convert_to(l.old_row::pg_catalog.text, 'UTF8'), \
                         pg_catalog.convert_to(l.new_row::pg_catalog.text, 'UTF8'), \
-                        pg_catalog.convert_to(l.detail::pg_catalog.text, 'UTF8'), l.id \
+                        pg_catalog.convert_to(l.detail::pg_catalog.text, 'UTF8'), l.id, l.content_change \
                  FROM aegis.audit_chain c \
                  JOIN aegis.audit_log l ON l.xid OPERATOR(pg_catalog.=) c.entry_xid \
                       AND l.id OPERATOR(pg_catalog.=) c.entry_id \
@@ -317,6 +317,7 @@ pub(super) fn stored_from_row(
     let xid: i64 = row.get(13).map_err(spi_error)?.unwrap_or(0);
     let stmt: i64 = row.get(14).map_err(spi_error)?.unwrap_or(0);
     let (pk, old, new, detail) = (bytes(15)?, bytes(16)?, bytes(17)?, bytes(18)?);
+    let content_change: Option<Vec<u8>> = row.get(20).map_err(spi_error)?;
     let entry = Entry {
         operation: op.as_deref().unwrap_or(""),
         table_name: table.as_deref(),
@@ -331,6 +332,7 @@ pub(super) fn stored_from_row(
         old_row: core_audit::opt_json(old.as_deref()),
         new_row: core_audit::opt_json(new.as_deref()),
         detail: core_audit::opt_json(detail.as_deref()),
+        content_change: content_change.as_deref(),
     };
     // An erased entry's data is a tombstone: its stored digest stands in,
     // and an erasure receipt must account for what it holds now.

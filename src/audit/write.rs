@@ -128,6 +128,8 @@ pub(crate) struct NewEntry<'a> {
     pub old_row: Option<&'a Doc>,
     pub new_row: Option<&'a Doc>,
     pub detail: Option<&'a Doc>,
+    /// A digest-mode statement's content change (`digest::Changes`, encoded).
+    pub content_change: Option<&'a [u8]>,
 }
 
 pub(super) fn text_datum(s: &str) -> pg_sys::Datum {
@@ -192,6 +194,7 @@ pub(crate) fn write_entry(e: &NewEntry<'_>) -> Result<(), AegisError> {
         old_row: e.old_row.map_or(Value::Null, Doc::value),
         new_row: e.new_row.map_or(Value::Null, Doc::value),
         detail: e.detail.map_or(Value::Null, Doc::value),
+        content_change: e.content_change,
     };
     let (data_digest, entry_hash) = entry.hashes()?;
     // SAFETY: nextval_oid takes the sequence's OID; it checks USAGE, which
@@ -231,6 +234,7 @@ pub(crate) fn write_entry(e: &NewEntry<'_>) -> Result<(), AegisError> {
         (bytea_datum(&data_digest), false),
         (bytea_datum(&entry_hash), false),
         (none, true),
+        opt(e.content_change.map(bytea_datum)),
     ];
     let mut values: Vec<pg_sys::Datum> = cols.iter().map(|c| c.0).collect();
     let mut nulls: Vec<bool> = cols.iter().map(|c| c.1).collect();

@@ -32,6 +32,10 @@ pub struct Entry<'a> {
     pub old_row: Value<'a>,
     pub new_row: Value<'a>,
     pub detail: Value<'a>,
+    /// What a statement of a digest-mode table did to its content (the
+    /// stored form of [`super::digest::Changes`]); None for every other
+    /// entry, whose hash is then what it was before this field existed.
+    pub content_change: Option<&'a [u8]>,
 }
 
 fn opt_text(v: Option<&str>) -> Value<'_> {
@@ -57,8 +61,7 @@ impl Entry<'_> {
     /// The entry hash, given the data digest (recomputed, or the stored one
     /// for an entry whose data was erased).
     pub fn entry_hash(&self, data_digest: &[u8; 32]) -> Result<[u8; 32], CoreError> {
-        entry_hash(
-            &[
+        let mut fields = vec![
                 ("operation", Value::Text(self.operation)),
                 ("table_name", opt_text(self.table_name)),
                 ("db_user", Value::Text(self.db_user)),
@@ -68,9 +71,11 @@ impl Entry<'_> {
                 ("backend_pid", Value::Int(i64::from(self.backend_pid))),
                 ("xid", Value::Int(self.xid)),
                 ("statement_time", Value::Timestamp(self.statement_time)),
-            ],
-            data_digest,
-        )
+        ];
+        if let Some(c) = self.content_change {
+            fields.push(("content_change", Value::Bytes(c)));
+        }
+        entry_hash(&fields, data_digest)
     }
 
     /// Both hashes: (data digest, entry hash).
@@ -99,6 +104,7 @@ mod tests {
             old_row: Value::Json(r#"{"id": 1, "msg": "a"}"#),
             new_row: Value::Json(r#"{"msg": "b", "id": 1}"#),
             detail: Value::Null,
+            content_change: None,
         }
     }
 
@@ -161,6 +167,10 @@ mod tests {
             },
             Entry {
                 detail: Value::Json("{}"),
+                ..sample()
+            },
+            Entry {
+                content_change: Some(&[1]),
                 ..sample()
             },
         ];

@@ -11,6 +11,7 @@
 
 pub mod canonical;
 pub mod chain;
+pub mod digest;
 pub mod entry;
 pub mod image;
 
