@@ -22,7 +22,11 @@ out=['''-- pg_aegis 0.6.0 -> 0.7.0: what a fourth cold attack review of 0.6.0
 -- retention and erasure record reads their statements set off (rules);
 -- verify_chain() reports rows with transaction ids never assigned or
 -- aborted and takes erasure receipts only from the chain or from entries
--- that may still be waiting for it. A fresh 0.7.0 install and 0.6.0
+-- that may still be waiting for it. Digest-mode capture ("audit_inserts":
+-- "digest"): statement triggers over transition tables, entries carrying
+-- a content change (aegis.audit_log.content_change; entries without one
+-- hash as before, so existing trails verify unchanged). A fresh 0.7.0
+-- install and 0.6.0
 -- updated with this script have the same catalog (pg_test/sql/upgrade.sql).
 \\echo Use "ALTER EXTENSION pg_aegis UPDATE TO '0.7.0'" to load this file. \\quit
 REVOKE ALL ON SCHEMA aegis FROM PUBLIC;
@@ -33,13 +37,16 @@ DROP FUNCTION aegis.run_restricted(oid, boolean, text, text[]);
 DROP FUNCTION aegis.apply_retention(boolean);
 ALTER TABLE aegis.retention_rules ADD COLUMN last_locked bigint;
 DROP EVENT TRIGGER aegis_guard_end;
+ALTER TABLE aegis.audit_log ADD COLUMN content_change bytea;
 
 ''']
-new=[('80_lifecycle.sql','run_restricted('),('30_policy.sql','policy_code('),('30_policy.sql','policy_untrusted_code('),
+new=[('70_audit.sql','audit_statement('),('30_policy.sql','capture_mode('),('30_policy.sql','is_statement_capture('),('30_policy.sql','switch_capture('),
+     ('80_lifecycle.sql','run_restricted('),('30_policy.sql','policy_code('),('30_policy.sql','policy_untrusted_code('),
      ('70_audit.sql','entry_may_be_pending('),('70_audit.sql','guard_verify('),('85_alerts.sql','report_blocked_sealer('),
      ('85_alerts.sql','current_baselines('),('85_alerts.sql','fold_metric_baselines('),('85_alerts.sql','in_transaction_block('),('85_alerts.sql','alert_upkeep('),
      ('80_lifecycle.sql','apply_retention(')]
-repl=[('30_policy.sql','owner_ddl('),('30_policy.sql','check_policy('),('70_audit.sql','guard_state('),('70_audit.sql','guard_check('),
+repl=[('30_policy.sql','owner_ddl('),('30_policy.sql','check_policy('),('30_policy.sql','switch_rls('),('30_policy.sql','enforce_rls('),
+      ('30_policy.sql','protect('),('70_audit.sql','guard_compliant_tables('),('70_audit.sql','guard_state('),('70_audit.sql','guard_check('),
       ('80_lifecycle.sql','erase_subject('),('95_catalog_guard.sql','catalog_guard('),('40_monitoring_schema.sql','monitoring_schema_ddl('),('85_alerts.sql','security_alerts('),('70_audit.sql','guard_ddl_end('),('70_audit.sql','guard_report('),('70_audit.sql','guard_protect_partitions('),('90_compliance.sql','compliance_mapping('),('90_compliance.sql','compliance_report()')]
 al=open(root+'85_alerts.sql').read()
 lc=open(root+'80_lifecycle.sql').read()
@@ -73,6 +80,9 @@ REVOKE EXECUTE ON FUNCTION aegis.alert_event(text), aegis.announce_alert(text, t
 GRANT EXECUTE ON FUNCTION aegis.current_baselines(oid, name, text[]) TO aegis_admin, aegis_auditor;
 GRANT SELECT ON aegis.metric_baseline_deltas TO aegis_admin, aegis_auditor;
 GRANT EXECUTE ON FUNCTION aegis.alert_event(text) TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION aegis.capture_mode(regclass), aegis.is_statement_capture(oid), aegis.switch_capture(regclass),
+    aegis.audit_statement() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.audit_statement() TO PUBLIC;
 
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;
 

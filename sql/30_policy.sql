@@ -223,7 +223,9 @@ AS $$
                               OR (t.tgname = 'aegis_audit_update' AND t.tgtype = 16
                                   AND t.tgoldtable = 'aegis_old' AND t.tgnewtable = 'aegis_new')
                               OR (t.tgname = 'aegis_audit_delete' AND t.tgtype = 8
-                                  AND t.tgoldtable = 'aegis_old' AND t.tgnewtable IS NULL))
+                                  AND t.tgoldtable = 'aegis_old' AND t.tgnewtable IS NULL)
+                              OR (t.tgname = 'aegis_audit_truncate_digest' AND t.tgtype = 34
+                                  AND t.tgoldtable IS NULL AND t.tgnewtable IS NULL))
                      FROM pg_catalog.pg_trigger t WHERE t.oid = trigger), false)
 $$;
 COMMENT ON FUNCTION aegis.is_statement_capture(oid) IS
@@ -324,6 +326,13 @@ BEGIN
                     PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_delete AFTER DELETE ON %I.%I '
                         'REFERENCING OLD TABLE AS aegis_old FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_statement()',
                         r.nspname, r.relname));
+                END IF;
+                -- A partition truncated on its own takes its rows out of
+                -- the table: their digest is recorded first.
+                IF r.oid <> tbl::oid AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_truncate_digest') THEN
+                    PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_truncate_digest BEFORE TRUNCATE ON %I.%I '
+                        'FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_statement()', r.nspname, r.relname));
                 END IF;
             END IF;
         ELSE

@@ -215,7 +215,7 @@ COMMENT ON FUNCTION aegis.audit_row() IS
 CREATE FUNCTION aegis.audit_statement() RETURNS trigger LANGUAGE c
 AS 'MODULE_PATHNAME', 'audit_statement_wrapper';
 COMMENT ON FUNCTION aegis.audit_statement() IS
-    'AFTER INSERT, UPDATE or DELETE statement trigger over transition tables that protect() attaches in digest mode: one entry per statement with its content change';
+    'Statement triggers protect() attaches in digest mode: AFTER INSERT, UPDATE or DELETE over transition tables (one entry per statement with its content change), BEFORE TRUNCATE of a partition (its content leaves)';
 
 CREATE FUNCTION aegis.audit_truncate() RETURNS trigger LANGUAGE c
 AS 'MODULE_PATHNAME', 'audit_truncate_wrapper';
@@ -339,7 +339,7 @@ WHERE c.relrowsecurity AND c.relforcerowsecurity
       THEN (SELECT pg_catalog.count(*) FROM pg_catalog.pg_trigger g
             WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
               AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_statement()'::pg_catalog.regprocedure
-              AND aegis.is_statement_capture(g.oid)
+              AND aegis.is_statement_capture(g.oid) AND g.tgname OPERATOR(pg_catalog.<>) 'aegis_audit_truncate_digest'
               AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[])) OPERATOR(pg_catalog.=) 3
       ELSE EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
               WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid

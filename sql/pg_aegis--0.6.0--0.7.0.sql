@@ -6,7 +6,11 @@
 -- retention and erasure record reads their statements set off (rules);
 -- verify_chain() reports rows with transaction ids never assigned or
 -- aborted and takes erasure receipts only from the chain or from entries
--- that may still be waiting for it. A fresh 0.7.0 install and 0.6.0
+-- that may still be waiting for it. Digest-mode capture ("audit_inserts":
+-- "digest"): statement triggers over transition tables, entries carrying
+-- a content change (aegis.audit_log.content_change; entries without one
+-- hash as before, so existing trails verify unchanged). A fresh 0.7.0
+-- install and 0.6.0
 -- updated with this script have the same catalog (pg_test/sql/upgrade.sql).
 \echo Use "ALTER EXTENSION pg_aegis UPDATE TO '0.7.0'" to load this file. \quit
 REVOKE ALL ON SCHEMA aegis FROM PUBLIC;
@@ -17,6 +21,7 @@ DROP FUNCTION aegis.run_restricted(oid, boolean, text, text[]);
 DROP FUNCTION aegis.apply_retention(boolean);
 ALTER TABLE aegis.retention_rules ADD COLUMN last_locked bigint;
 DROP EVENT TRIGGER aegis_guard_end;
+ALTER TABLE aegis.audit_log ADD COLUMN content_change bytea;
 
 CREATE OR REPLACE VIEW aegis.retention_policies AS
 SELECT r.relid AS table_name, r.keep, r.time_column, r.only_where,
@@ -125,6 +130,64 @@ END
 $$;
 COMMENT ON FUNCTION aegis.alert_event(text) IS
     'The alert a NOTIFY aegis_alerts payload announces, if genuine and visible to the caller; no row otherwise';
+
+CREATE FUNCTION aegis.audit_statement() RETURNS trigger LANGUAGE c
+AS 'MODULE_PATHNAME', 'audit_statement_wrapper';
+COMMENT ON FUNCTION aegis.audit_statement() IS
+    'Statement triggers protect() attaches in digest mode: AFTER INSERT, UPDATE or DELETE over transition tables (one entry per statement with its content change), BEFORE TRUNCATE of a partition (its content leaves)';
+
+-- How a protected table's changes are captured: 'image' (a row trigger,
+-- one entry with row images per changed row) or 'digest' (statement
+-- triggers over transition tables; inserts recorded as a row count and a
+-- content digest). protect()'s "audit_inserts" key; image by default.
+CREATE FUNCTION aegis.capture_mode(tbl regclass) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT COALESCE((SELECT p.policy ->> 'audit_inserts' FROM aegis.protected_tables p
+                     WHERE p.relid = COALESCE(pg_catalog.pg_partition_root(tbl), tbl)), 'image')
+$$;
+COMMENT ON FUNCTION aegis.capture_mode(regclass) IS
+    'Internal: how a protected table''s changes are captured (image or digest)';
+
+-- Is this trigger one of digest mode's statement capture triggers, exactly
+-- as protect() makes them (name, event, transition tables, no condition,
+-- column list or arguments)?
+CREATE FUNCTION aegis.is_statement_capture(trigger oid) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT COALESCE((SELECT t.tgfoid = 'aegis.audit_statement()'::pg_catalog.regprocedure
+                            AND t.tgqual IS NULL AND t.tgnargs = 0 AND t.tgattr = ''::pg_catalog.int2vector
+                            AND ((t.tgname = 'aegis_audit_insert' AND t.tgtype = 4
+                                  AND t.tgoldtable IS NULL AND t.tgnewtable = 'aegis_new')
+                              OR (t.tgname = 'aegis_audit_update' AND t.tgtype = 16
+                                  AND t.tgoldtable = 'aegis_old' AND t.tgnewtable = 'aegis_new')
+                              OR (t.tgname = 'aegis_audit_delete' AND t.tgtype = 8
+                                  AND t.tgoldtable = 'aegis_old' AND t.tgnewtable IS NULL)
+                              OR (t.tgname = 'aegis_audit_truncate_digest' AND t.tgtype = 34
+                                  AND t.tgoldtable IS NULL AND t.tgnewtable IS NULL))
+                     FROM pg_catalog.pg_trigger t WHERE t.oid = trigger), false)
+$$;
+COMMENT ON FUNCTION aegis.is_statement_capture(oid) IS
+    'Internal: is this trigger one of digest mode''s statement capture triggers, exactly as protect() makes them?';
+
+-- A protected table's capture triggers replaced by those of its recorded
+-- mode (protect() with another "audit_inserts"): one step of pg_aegis's
+-- own, so the DDL guard's event triggers (enabled on origin) do not fire on
+-- the half-way states; enforce_rls() remembers the result. Not granted:
+-- runs only inside enforce_rls().
+CREATE FUNCTION aegis.switch_capture(tbl regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+SET session_replication_role = replica
+AS $$
+BEGIN
+    PERFORM aegis.switch_rls(tbl, true);
+END
+$$;
+COMMENT ON FUNCTION aegis.switch_capture(regclass) IS
+    'Internal: replace a protected table''s capture triggers with those of its mode (no grants)';
 
 -- Runs one statement on a table (target) as a role in a security-restricted
 -- operation (see src/security.rs); rows come back as text arrays, DML as
@@ -707,11 +770,49 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'Example: {"columns": {"user_ip": "pii", "error_message": "free_text"}}';
     END IF;
     FOR k IN SELECT pg_catalog.jsonb_object_keys(policy) LOOP
-        IF k NOT IN ('columns', 'audit_reads', 'erasure') THEN
+        IF k NOT IN ('columns', 'audit_reads', 'erasure', 'audit_inserts', 'audit_images', 'digest_buckets') THEN
             RAISE EXCEPTION 'unknown policy key "%"', k USING ERRCODE = '22023',
-                HINT = 'Valid keys: columns, audit_reads, erasure.';
+                HINT = 'Valid keys: columns, audit_reads, erasure, audit_inserts, audit_images, digest_buckets.';
         END IF;
     END LOOP;
+    IF policy ? 'audit_inserts' AND COALESCE(policy ->> 'audit_inserts', '') NOT IN ('image', 'digest') THEN
+        RAISE EXCEPTION 'policy.audit_inserts must be "image" or "digest"' USING ERRCODE = '22023',
+            HINT = 'image: one entry with the row image per inserted row (the default); digest: one entry per statement with its row count and a content digest.';
+    END IF;
+    IF (policy ? 'audit_images' OR policy ? 'digest_buckets') AND COALESCE(policy ->> 'audit_inserts', 'image') <> 'digest' THEN
+        RAISE EXCEPTION 'policy.% applies only with "audit_inserts": "digest"',
+            CASE WHEN policy ? 'audit_images' THEN 'audit_images' ELSE 'digest_buckets' END USING ERRCODE = '22023';
+    END IF;
+    IF policy ? 'audit_images' AND COALESCE(policy ->> 'audit_images', '') NOT IN ('update_delete', 'none') THEN
+        RAISE EXCEPTION 'policy.audit_images must be "update_delete" or "none"' USING ERRCODE = '22023',
+            HINT = 'update_delete: UPDATE and DELETE keep one entry with row images per row (the default); none: statement entries only.';
+    END IF;
+    IF policy ? 'digest_buckets' THEN
+        IF pg_catalog.jsonb_typeof(policy -> 'digest_buckets') <> 'object'
+           OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_object_keys(policy -> 'digest_buckets') b WHERE b NOT IN ('column', 'width'))
+           OR pg_catalog.jsonb_typeof(policy #> '{digest_buckets,column}') IS DISTINCT FROM 'string'
+           OR (policy #> '{digest_buckets}' ? 'width'
+               AND (pg_catalog.jsonb_typeof(policy #> '{digest_buckets,width}') <> 'number'
+                    OR (policy #>> '{digest_buckets,width}')::numeric <> pg_catalog.trunc((policy #>> '{digest_buckets,width}')::numeric)
+                    OR (policy #>> '{digest_buckets,width}')::numeric NOT BETWEEN 1 AND 9223372036854)) THEN
+            RAISE EXCEPTION 'policy.digest_buckets must be {"column": <name>, "width": <positive integer>}' USING ERRCODE = '22023',
+                HINT = 'Rows are grouped by the column''s value in ranges of width (seconds for timestamp and date columns, default 86400; units for integer columns), so verify_table() can say where a difference is.';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                       WHERE a.attrelid = tbl AND a.attname = policy #>> '{digest_buckets,column}' AND a.attnum > 0
+                         AND NOT a.attisdropped
+                         AND a.atttypid IN ('int2'::pg_catalog.regtype, 'int4'::pg_catalog.regtype, 'int8'::pg_catalog.regtype,
+                                            'timestamp'::pg_catalog.regtype, 'timestamptz'::pg_catalog.regtype,
+                                            'date'::pg_catalog.regtype)) THEN
+            RAISE EXCEPTION 'digest bucket column "%" of % is not an integer, timestamp or date column',
+                policy #>> '{digest_buckets,column}', tbl USING ERRCODE = '42804';
+        END IF;
+        IF (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+            WHERE a.attrelid = tbl AND a.attname = policy #>> '{digest_buckets,column}') = 'date'::pg_catalog.regtype
+           AND COALESCE((policy #>> '{digest_buckets,width}')::bigint, 86400) % 86400 <> 0 THEN
+            RAISE EXCEPTION 'a date bucket column needs a width in whole days (a multiple of 86400 seconds)' USING ERRCODE = '22023';
+        END IF;
+    END IF;
     IF policy ? 'audit_reads' AND pg_catalog.jsonb_typeof(policy -> 'audit_reads') <> 'boolean' THEN
         RAISE EXCEPTION 'policy.audit_reads must be true or false' USING ERRCODE = '22023';
     END IF;
@@ -744,6 +845,265 @@ END
 $$;
 COMMENT ON FUNCTION aegis.check_policy(regclass, jsonb) IS
     'Internal: is this a valid protect() policy for the table?';
+
+-- Switch RLS and the audit triggers on (enable + force, revoke PUBLIC,
+-- attach) or off for a table and, if it is partitioned, its existing partitions (RLS on the parent does not cover a
+-- partition queried directly; partitions added later need protect() again).
+-- Refuses non-tables, catalogs and pg_aegis's own schema; builds identifiers
+-- only with %I from pg_class. Not granted to anyone: it runs only inside the
+-- two definer-rights functions below, with their (owner's) rights.
+CREATE OR REPLACE FUNCTION aegis.switch_rls(tbl regclass, enable boolean, prior jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    nsp name;
+    rel name;
+    kind "char";
+    r record;
+    was jsonb;
+    tg name;
+    digest boolean;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    digest := aegis.capture_mode(tbl) = 'digest';
+    SELECT n.nspname, c.relname, c.relkind INTO nsp, rel, kind
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.oid = tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid USING ERRCODE = '42P01';
+    END IF;
+    IF kind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '"%.%" is not a table', nsp, rel USING ERRCODE = '42809',
+            HINT = 'protect() applies to ordinary and partitioned tables; protect the tables behind a view.';
+    END IF;
+    IF nsp IN ('pg_catalog', 'information_schema', 'aegis', 'pg_toast')
+       OR nsp LIKE 'pg\_temp\_%' OR nsp LIKE 'pg\_toast\_temp\_%' THEN
+        RAISE EXCEPTION 'cannot % "%.%": schema "%" is not for user data',
+            CASE WHEN enable THEN 'protect' ELSE 'unprotect' END, nsp, rel, nsp
+            USING ERRCODE = '42501';
+    END IF;
+    FOR r IN
+        SELECT n.nspname, c.relname, c.oid
+        FROM (SELECT tbl AS relid UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t) t
+        JOIN pg_catalog.pg_class c ON c.oid = t.relid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p')
+    LOOP
+        IF enable THEN
+            -- Capture triggers not exactly as protect() makes them (planted
+            -- beforehand, WHEN (false) say) are replaced.
+            FOR tg IN
+                SELECT t.tgname FROM pg_catalog.pg_trigger t
+                WHERE t.tgrelid = r.oid AND t.tgparentid = 0 AND NOT t.tgisinternal
+                  AND (   (t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure
+                           AND NOT (t.tgtype = 29 AND t.tgqual IS NULL AND t.tgattr = ''::pg_catalog.int2vector AND t.tgnargs = 0))
+                       OR (t.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure
+                           AND NOT (t.tgtype = 32 AND t.tgqual IS NULL AND t.tgnargs = 0))
+                       -- Statement capture: only in digest mode, and only
+                       -- as made below.
+                       OR (t.tgfoid = 'aegis.audit_statement()'::pg_catalog.regprocedure
+                           AND NOT (digest AND aegis.is_statement_capture(t.oid))))
+            LOOP
+                PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER %I ON %I.%I', tg, r.nspname, r.relname));
+            END LOOP;
+            PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', r.nspname, r.relname));
+            PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY', r.nspname, r.relname));
+            PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM PUBLIC', r.nspname, r.relname));
+            -- Statement triggers are not inherited by partitions: each gets one.
+            IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                           WHERE t.tgrelid = r.oid
+                             AND t.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure) THEN
+                PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_truncate AFTER TRUNCATE ON %I.%I '
+                    'FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_truncate()', r.nspname, r.relname));
+            END IF;
+            -- Digest mode: statement triggers over transition tables, on
+            -- the table and on each partition (a statement on a partition
+            -- fires the partition's own, not its parent's).
+            IF digest THEN
+                IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_insert') THEN
+                    PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_insert AFTER INSERT ON %I.%I '
+                        'REFERENCING NEW TABLE AS aegis_new FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_statement()',
+                        r.nspname, r.relname));
+                END IF;
+                IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_update') THEN
+                    PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_update AFTER UPDATE ON %I.%I '
+                        'REFERENCING OLD TABLE AS aegis_old NEW TABLE AS aegis_new FOR EACH STATEMENT '
+                        'EXECUTE FUNCTION aegis.audit_statement()', r.nspname, r.relname));
+                END IF;
+                IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_delete') THEN
+                    PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_delete AFTER DELETE ON %I.%I '
+                        'REFERENCING OLD TABLE AS aegis_old FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_statement()',
+                        r.nspname, r.relname));
+                END IF;
+                -- A partition truncated on its own takes its rows out of
+                -- the table: their digest is recorded first.
+                IF r.oid <> tbl::oid AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_truncate_digest') THEN
+                    PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_truncate_digest BEFORE TRUNCATE ON %I.%I '
+                        'FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_statement()', r.nspname, r.relname));
+                END IF;
+            END IF;
+        ELSE
+            -- Back to what protect() found (prior_state), or off.
+            was := (SELECT e FROM pg_catalog.jsonb_array_elements(COALESCE(prior, '[]')) e
+                    WHERE (e ->> 'relid')::oid = r.oid);
+            IF NOT COALESCE((was ->> 'force')::boolean, false) THEN
+                PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('ALTER TABLE %I.%I NO FORCE ROW LEVEL SECURITY', r.nspname, r.relname));
+            END IF;
+            IF NOT COALESCE((was ->> 'rls')::boolean, false) THEN
+                PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('ALTER TABLE %I.%I DISABLE ROW LEVEL SECURITY', r.nspname, r.relname));
+            END IF;
+            IF pg_catalog.jsonb_array_length(COALESCE(was -> 'public', '[]')) > 0 THEN
+                PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('GRANT %s ON TABLE %I.%I TO PUBLIC',
+                    (SELECT pg_catalog.string_agg(p, ', ') FROM pg_catalog.jsonb_array_elements_text(was -> 'public') p
+                     WHERE p IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER')),
+                    r.nspname, r.relname));
+            END IF;
+            PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit_truncate ON %I.%I', r.nspname, r.relname));
+        END IF;
+        IF NOT (enable AND digest) THEN
+            FOR tg IN SELECT t.tgname FROM pg_catalog.pg_trigger t
+                      WHERE t.tgrelid = r.oid AND t.tgfoid = 'aegis.audit_statement()'::pg_catalog.regprocedure LOOP
+                PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER %I ON %I.%I', tg, r.nspname, r.relname));
+            END LOOP;
+        END IF;
+    END LOOP;
+    -- Row triggers on a partitioned table are cloned to its partitions.
+    IF enable AND digest THEN
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                   WHERE t.tgrelid = tbl AND t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure) THEN
+            PERFORM aegis.owner_ddl(tbl, pg_catalog.format('DROP TRIGGER aegis_audit ON %I.%I', nsp, rel));
+        END IF;
+    ELSIF enable AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                              WHERE t.tgrelid = tbl AND t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure) THEN
+        -- (Any row capture trigger left here is exactly protect()'s: the
+        -- loop above replaced the others.)
+        PERFORM aegis.owner_ddl(tbl, pg_catalog.format('CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON %I.%I '
+            'FOR EACH ROW EXECUTE FUNCTION aegis.audit_row()', nsp, rel));
+    ELSIF NOT enable THEN
+        PERFORM aegis.owner_ddl(tbl, pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit ON %I.%I', nsp, rel));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.switch_rls(regclass, boolean, jsonb) IS
+    'Internal: RLS and audit triggers on (enable, force, revoke PUBLIC, attach) or off for a table and its partitions (no grants)';
+
+-- The only definer-rights steps: switching row-level security needs table
+-- ownership, and aegis_admin configures policies on tables it does not own.
+-- SECURITY DEFINER, kept minimal: enforce_rls() can only add protection and
+-- records what it enforced in aegis.rls_enforced; relax_rls() acts only on
+-- tables recorded there (which only enforce_rls() writes), so it cannot be
+-- used to switch off RLS that a table's owner enabled for other reasons.
+-- Both run with an empty search_path. EXECUTE: aegis_admin only.
+CREATE OR REPLACE FUNCTION aegis.enforce_rls(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    newly boolean;
+    prior jsonb;
+    switching boolean;
+BEGIN
+    newly := NOT EXISTS (SELECT 1 FROM aegis.rls_enforced r WHERE r.relid = tbl);
+    IF newly THEN
+        prior := aegis.rls_state(tbl);
+    END IF;
+    -- A protected table changing capture mode needs a baseline in the new
+    -- mode (verify_table() compares with it).
+    switching := NOT newly AND (aegis.capture_mode(tbl) = 'digest') IS DISTINCT FROM
+        EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                WHERE t.tgrelid = tbl AND t.tgfoid = 'aegis.audit_statement()'::pg_catalog.regprocedure);
+    IF switching THEN
+        PERFORM aegis.switch_capture(tbl);
+        UPDATE aegis.rls_enforced r SET baseline_pending = true WHERE r.relid = tbl;
+    ELSE
+        PERFORM aegis.switch_rls(tbl, true);
+    END IF;
+    -- The rows already there are the trail's starting point: recorded by
+    -- take_baseline() once the table's columns are classified (before
+    -- that, the images would hold PII and secrets in clear).
+    INSERT INTO aegis.rls_enforced (relid, prior_state, baseline_pending) VALUES (tbl, prior, true)
+    ON CONFLICT (relid) DO NOTHING;
+    -- What the DDL guard compares every later command with.
+    PERFORM aegis.guard_remember(tbl);
+END
+$$;
+COMMENT ON FUNCTION aegis.enforce_rls(regclass) IS
+    'Internal step of protect(): enable and force RLS, revoke PUBLIC (definer rights; admin-only)';
+
+CREATE OR REPLACE FUNCTION aegis.protect(tbl regclass, policy jsonb DEFAULT '{}'::jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+BEGIN
+    policy := COALESCE(policy, '{}'::jsonb);
+    PERFORM aegis.check_policy(tbl, policy);
+
+    PERFORM aegis.enforce_rls(tbl);
+
+    INSERT INTO aegis.protected_tables AS p (relid, policy, protected_by, known_columns)
+    VALUES (tbl, protect.policy, CURRENT_USER,
+            ARRAY(SELECT a.attname FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum))
+    ON CONFLICT (relid) DO UPDATE SET policy = EXCLUDED.policy, protected_at = pg_catalog.now(),
+                                      protected_by = EXCLUDED.protected_by,
+                                      known_columns = EXCLUDED.known_columns;
+    DELETE FROM aegis.column_classes c WHERE c.relid = tbl;
+    INSERT INTO aegis.column_classes (relid, column_name, class)
+    SELECT tbl, e.key, e.value #>> '{}'
+    FROM pg_catalog.jsonb_each(COALESCE(protect.policy -> 'columns', '{}')) e;
+    -- The capture triggers of the recorded mode (audit_inserts).
+    PERFORM aegis.enforce_rls(tbl);
+    PERFORM aegis.take_baseline(tbl);
+END
+$$;
+COMMENT ON FUNCTION aegis.protect(regclass, jsonb) IS
+    'Put a table under pg_aegis protection: enable and force RLS, revoke PUBLIC, record column classes (admin-only)';
+
+-- Definer rights: the guard runs as whoever issues the DDL, who may not read
+-- the aegis catalog.
+CREATE OR REPLACE FUNCTION aegis.guard_compliant_tables() RETURNS SETOF oid
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = ''
+AS $$
+SELECT t.relid::oid
+FROM aegis.rls_enforced e
+CROSS JOIN LATERAL (SELECT e.relid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(e.relid) pt) t
+JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
+WHERE c.relrowsecurity AND c.relforcerowsecurity
+  -- The capture triggers exactly as protect() made them: AFTER ROW on
+  -- INSERT, UPDATE and DELETE (tgtype 29) and AFTER TRUNCATE (32), no WHEN
+  -- condition, no column list, no arguments, firing.
+  AND CASE WHEN aegis.capture_mode(e.relid) OPERATOR(pg_catalog.=) 'digest'
+      -- Digest mode: the three statement triggers on each relation.
+      THEN (SELECT pg_catalog.count(*) FROM pg_catalog.pg_trigger g
+            WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
+              AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_statement()'::pg_catalog.regprocedure
+              AND aegis.is_statement_capture(g.oid) AND g.tgname OPERATOR(pg_catalog.<>) 'aegis_audit_truncate_digest'
+              AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[])) OPERATOR(pg_catalog.=) 3
+      ELSE EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+              WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
+                AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_row()'::pg_catalog.regprocedure
+                AND g.tgtype OPERATOR(pg_catalog.=) 29 AND g.tgqual IS NULL
+                AND g.tgattr OPERATOR(pg_catalog.=) ''::pg_catalog.int2vector AND g.tgnargs OPERATOR(pg_catalog.=) 0
+                AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[])) END
+  AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+              WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
+                AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_truncate()'::pg_catalog.regprocedure
+                AND g.tgtype OPERATOR(pg_catalog.=) 32 AND g.tgqual IS NULL AND g.tgnargs OPERATOR(pg_catalog.=) 0
+                AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[]))
+$$;
+COMMENT ON FUNCTION aegis.guard_compliant_tables() IS
+    'Internal: protected tables (and partitions) whose RLS is enabled and forced and whose audit triggers fire';
 
 -- What a DDL command must not change on a protected table (or partition)
 -- without being refused (non-superusers) or recorded (superusers): who owns
@@ -2114,6 +2474,9 @@ REVOKE EXECUTE ON FUNCTION aegis.alert_event(text), aegis.announce_alert(text, t
 GRANT EXECUTE ON FUNCTION aegis.current_baselines(oid, name, text[]) TO aegis_admin, aegis_auditor;
 GRANT SELECT ON aegis.metric_baseline_deltas TO aegis_admin, aegis_auditor;
 GRANT EXECUTE ON FUNCTION aegis.alert_event(text) TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION aegis.capture_mode(regclass), aegis.is_statement_capture(oid), aegis.switch_capture(regclass),
+    aegis.audit_statement() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.audit_statement() TO PUBLIC;
 
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;
 

@@ -63,6 +63,17 @@ SELECT rule, message FROM monitoring.alerts_history;
 SELECT relid::text AS tbl, policy ->> 'erasure' AS erasure FROM aegis.protected_tables
 WHERE policy ? 'erasure' ORDER BY 1;
 SELECT count(*) AS controls FROM aegis.compliance_report();
+-- 0.7.0: digest mode on an updated install; the entries written before the
+-- update and the new digest entries verify in one chain.
+SELECT aegis.protect('monitoring.server_metrics',
+    (SELECT policy FROM aegis.protected_tables WHERE relid = 'monitoring.server_metrics'::regclass)
+    || '{"audit_inserts": "digest", "digest_buckets": {"column": "ts"}}');
+INSERT INTO monitoring.server_metrics (server_id, cpu_usage) SELECT 's1', g FROM generate_series(1, 50) g;
+SELECT operation, detail, content_change IS NOT NULL AS has_digest FROM aegis.audit_log
+WHERE table_name = 'monitoring.server_metrics' AND operation IN ('BASELINE', 'INSERT') ORDER BY id;
+SELECT aegis.seal() > 0 AS sealed;
+SELECT ok FROM aegis.verify_chain();
+SELECT ok, rows_checked, mismatches FROM aegis.verify_table('monitoring.server_metrics');
 -- The README's statements that give a 0.1.0 monitoring schema the 0.2.0
 -- developer view; afterwards a developer reads only redacted messages.
 CREATE VIEW monitoring.developer_error_logs WITH (security_barrier = true, security_invoker = false) AS

@@ -104,6 +104,10 @@ struct TransitionReader {
     pointer: i32,
     slot: *mut pg_sys::TupleTableSlot,
     natts: i32,
+    /// Where tuples read back from a spilled store are allocated: the
+    /// slot frees each one when it takes the next, so they must not live
+    /// in the per-row context that is reset after every row.
+    context: pg_sys::MemoryContext,
 }
 
 impl TransitionReader {
@@ -123,6 +127,7 @@ impl TransitionReader {
                 pointer,
                 slot: pg_sys::MakeSingleTupleTableSlot(tupdesc, &pg_sys::TTSOpsMinimalTuple),
                 natts: (*tupdesc).natts,
+                context: pg_sys::CurrentMemoryContext,
             }
         }
     }
@@ -132,14 +137,16 @@ impl TransitionReader {
         // SAFETY: our own read pointer, selected around the fetch; the slot
         // matches the store's rows.
         unsafe {
+            let caller = pg_sys::MemoryContextSwitchTo(self.context);
             pg_sys::tuplestore_select_read_pointer(self.store, self.pointer);
             let got = pg_sys::tuplestore_gettupleslot(self.store, true, false, self.slot);
             pg_sys::tuplestore_select_read_pointer(self.store, 0);
+            if got && ((*self.slot).tts_nvalid as i32) < self.natts {
+                pg_sys::slot_getsomeattrs_int(self.slot, self.natts);
+            }
+            pg_sys::MemoryContextSwitchTo(caller);
             if !got {
                 return None;
-            }
-            if ((*self.slot).tts_nvalid as i32) < self.natts {
-                pg_sys::slot_getsomeattrs_int(self.slot, self.natts);
             }
             let n = self.natts as usize;
             Some((
@@ -172,20 +179,53 @@ pub(super) fn audit_statement<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, std::convert::Infallible> {
     use pgrx::trigger_support::{PgTriggerLevel, PgTriggerOperation, PgTriggerWhen};
-    if !matches!(trigger.when(), Ok(PgTriggerWhen::After))
-        || !matches!(trigger.level(), PgTriggerLevel::Statement)
-    {
-        protocol_error("aegis.audit_statement() must be an AFTER ... FOR EACH STATEMENT trigger");
-    }
     let td = trigger.trigger_data();
+    if !matches!(trigger.level(), PgTriggerLevel::Statement) {
+        protocol_error("aegis.audit_statement() must be a FOR EACH STATEMENT trigger");
+    }
+    // A partition about to be truncated: its content leaves the table, so
+    // its digest is recorded before it goes (the AFTER TRUNCATE entry of
+    // aegis.audit_truncate() follows).
+    if matches!(trigger.op(), Ok(PgTriggerOperation::Truncate)) {
+        if !matches!(trigger.when(), Ok(PgTriggerWhen::Before))
+            || trigger.name().ok() != Some("aegis_audit_truncate_digest")
+        {
+            protocol_error(
+                "aegis.audit_statement() runs only as the capture triggers aegis.protect() creates",
+            );
+        }
+        if let Err(e) = truncate_partition(td.tg_relation) {
+            raise(e);
+        }
+        return Ok(None);
+    }
+    if !matches!(trigger.when(), Ok(PgTriggerWhen::After)) {
+        protocol_error(
+            "aegis.audit_statement() must be an AFTER trigger on INSERT, UPDATE or DELETE",
+        );
+    }
     let (op, old, new) = match trigger.op() {
         Ok(PgTriggerOperation::Insert) => ("INSERT", None, Some(td.tg_newtable)),
         Ok(PgTriggerOperation::Update) => ("UPDATE", Some(td.tg_oldtable), Some(td.tg_newtable)),
         Ok(PgTriggerOperation::Delete) => ("DELETE", Some(td.tg_oldtable), None),
-        _ => protocol_error("aegis.audit_statement() fires on INSERT, UPDATE or DELETE"),
+        _ => protocol_error("aegis.audit_statement() fires on INSERT, UPDATE, DELETE or TRUNCATE"),
     };
+    // Only the triggers protect() makes (switch_rls): a table owner's own
+    // trigger calling this function would count its statements twice.
+    let expected = match op {
+        "INSERT" => "aegis_audit_insert",
+        "UPDATE" => "aegis_audit_update",
+        _ => "aegis_audit_delete",
+    };
+    if trigger.name().ok() != Some(expected) {
+        protocol_error(
+            "aegis.audit_statement() runs only as the capture triggers aegis.protect() creates",
+        );
+    }
     if old.is_some_and(|t| t.is_null()) || new.is_some_and(|t| t.is_null()) {
-        protocol_error("aegis.audit_statement() needs its transition tables (REFERENCING OLD/NEW TABLE)");
+        protocol_error(
+            "aegis.audit_statement() needs its transition tables (REFERENCING OLD/NEW TABLE)",
+        );
     }
     // SAFETY: a statement trigger: the relation and transition tables are
     // valid for the call.
@@ -241,7 +281,8 @@ unsafe fn capture_statement(
                         changes.remove_row(bucket_of(&dp, values, nulls), enc.finish());
                         if images {
                             let t = r.heap_tuple();
-                            img_old = Some(unsafe { super::images(&plan, tupdesc, t, pseudonyms) }?);
+                            img_old =
+                                Some(unsafe { super::images(&plan, tupdesc, t, pseudonyms) }?);
                         }
                         any = true;
                     }
@@ -253,7 +294,8 @@ unsafe fn capture_statement(
                         changes.add_row(bucket_of(&dp, values, nulls), enc.finish());
                         if images {
                             let t = r.heap_tuple();
-                            img_new = Some(unsafe { super::images(&plan, tupdesc, t, pseudonyms) }?);
+                            img_new =
+                                Some(unsafe { super::images(&plan, tupdesc, t, pseudonyms) }?);
                         }
                         any = true;
                     }
@@ -313,11 +355,52 @@ unsafe fn capture_statement(
     })
 }
 
+/// BEFORE TRUNCATE of a digest-mode partition: an entry removing what it
+/// holds (one scan).
+fn truncate_partition(rel: pg_sys::Relation) -> Result<(), AegisError> {
+    // SAFETY: the trigger's relation, open for the call.
+    let (plan, own, relid) = unsafe { (plan_for(rel)?, relation_name(rel), (*rel).rd_id) };
+    if !plan.capturable {
+        return Err(AegisError::NotProtected { table: own });
+    }
+    let Scan {
+        mut found, rows: n, ..
+    } = scan_content(relid)?;
+    if n == 0 {
+        return Ok(());
+    }
+    let mut removed = Changes::default();
+    for (k, b) in std::mem::take(&mut found.buckets) {
+        let c = removed.buckets.entry(k).or_default();
+        c.rows -= b.rows;
+        c.digest.sub(&b.digest);
+    }
+    let mut d = format!("{{\"rows\":{n},\"partition\":");
+    core_audit::image::push_json_string(&mut d, &own);
+    d.push('}');
+    let detail = Doc::from_json(&d)?;
+    write_entry(&NewEntry {
+        operation: "TRUNCATE",
+        table_name: Some(&plan.table_name),
+        pk: None,
+        old_row: None,
+        new_row: None,
+        detail: Some(&detail),
+        content_change: Some(&removed.encode()),
+    })
+}
+
+/// What one scan found: the content per bucket, the leaves (partitions)
+/// holding rows of each bucket, and the row count.
+pub(super) struct Scan {
+    pub(super) found: Changes,
+    pub(super) leaves: HashMap<i64, Vec<String>>,
+    pub(super) rows: i64,
+}
+
 /// The content of a table as one scan finds it, per bucket (leaf by leaf),
 /// and which leaves hold rows of each bucket.
-pub(super) fn scan_content(
-    tbl: pg_sys::Oid,
-) -> Result<(Changes, HashMap<i64, Vec<String>>, i64), AegisError> {
+pub(super) fn scan_content(tbl: pg_sys::Oid) -> Result<Scan, AegisError> {
     let mut found = Changes::default();
     let mut leaves: HashMap<i64, Vec<String>> = HashMap::new();
     let mut n = 0i64;
@@ -364,13 +447,17 @@ pub(super) fn scan_content(
             Ok(())
         })
     })?;
-    Ok((found, leaves, n))
+    Ok(Scan {
+        found,
+        leaves,
+        rows: n,
+    })
 }
 
 /// `protect()`'s baseline of a digest-mode table: one BASELINE entry with
 /// the digest of every row already there (one scan).
 pub(super) fn digest_baseline(tbl: pg_sys::Oid, table_name: &str) -> Result<i64, AegisError> {
-    let (found, _, n) = scan_content(tbl)?;
+    let Scan { found, rows: n, .. } = scan_content(tbl)?;
     if n == 0 {
         return Ok(0);
     }
@@ -480,9 +567,15 @@ pub(super) fn verify_digest_table(
     tbl: pg_sys::Oid,
     plan: &RelPlan,
 ) -> Result<VerifyTableRow, AegisError> {
-    let dp = plan.digest.ok_or_else(|| internal("not a digest-mode table"))?;
+    let dp = plan
+        .digest
+        .ok_or_else(|| internal("not a digest-mode table"))?;
     let (expected, _) = expected_content(&plan.table_name)?;
-    let (found, leaves, n) = scan_content(tbl)?;
+    let Scan {
+        found,
+        leaves,
+        rows: n,
+    } = scan_content(tbl)?;
     let mismatches = core_digest::compare(&expected, &found);
     let Some(first) = mismatches.first() else {
         return Ok((Some(true), Some(n), Some(0), None, None));
@@ -500,8 +593,12 @@ pub(super) fn verify_digest_table(
             serde_json::Value::Object(o) => format!(
                 "{} from {} to {}",
                 o.get("column").and_then(|v| v.as_str()).unwrap_or(""),
-                o.get("from").map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default(),
-                o.get("to").map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default()
+                o.get("from")
+                    .map(|v| v.to_string().trim_matches('"').to_string())
+                    .unwrap_or_default(),
+                o.get("to")
+                    .map(|v| v.to_string().trim_matches('"').to_string())
+                    .unwrap_or_default()
             ),
             _ => "the whole table".into(),
         },

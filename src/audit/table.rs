@@ -66,7 +66,12 @@ pub(super) fn for_each_row(
 /// As for_each_row(), also naming the leaf each tuple is in.
 pub(super) fn for_each_leaf_row(
     tbl: pg_sys::Oid,
-    mut f: impl FnMut(pg_sys::Oid, &RelPlan, pg_sys::TupleDesc, pg_sys::HeapTuple) -> Result<(), AegisError>,
+    mut f: impl FnMut(
+        pg_sys::Oid,
+        &RelPlan,
+        pg_sys::TupleDesc,
+        pg_sys::HeapTuple,
+    ) -> Result<(), AegisError>,
 ) -> Result<(), AegisError> {
     for leaf in leaf_relations(tbl)? {
         // SAFETY: the relation is opened with a read lock for the scan and

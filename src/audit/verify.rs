@@ -100,7 +100,7 @@ pub(super) fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, Aeg
                         pg_catalog.convert_to(l.new_row::pg_catalog.text, 'UTF8'), \
                         pg_catalog.convert_to(l.detail::pg_catalog.text, 'UTF8'), l.id, l.content_change \
                  FROM aegis.audit_chain c \
-                 JOIN aegis.audit_log l ON l.xid OPERATOR(pg_catalog.=) c.entry_xid \
+                 LEFT JOIN aegis.audit_log l ON l.xid OPERATOR(pg_catalog.=) c.entry_xid \
                       AND l.id OPERATOR(pg_catalog.=) c.entry_id \
                  WHERE c.position OPERATOR(pg_catalog.>=) $1 \
                  ORDER BY c.position",
@@ -345,6 +345,7 @@ pub(super) fn stored_from_row(
     };
     let recomputed = entry.entry_hash(&digest).unwrap_or([0xff; 32]);
     Ok(Stored {
+        entry_missing: row.get::<i64>(19).map_err(spi_error)?.is_none(),
         position: position as u64,
         entry_hash,
         recomputed,

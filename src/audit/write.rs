@@ -238,11 +238,21 @@ pub(crate) fn write_entry(e: &NewEntry<'_>) -> Result<(), AegisError> {
     ];
     let mut values: Vec<pg_sys::Datum> = cols.iter().map(|c| c.0).collect();
     let mut nulls: Vec<bool> = cols.iter().map(|c| c.1).collect();
-    with_open_log(log_oid, |rel, indstate| {
+    let mut old_layout = false;
+    let r = with_open_log(log_oid, |rel, indstate| {
         // SAFETY: the relation and its index state are open (see
         // with_open_log); the tuple matches its descriptor (the column count
-        // was checked when it was opened).
+        // was checked when it was opened: the layout has every column, or
+        // all but content_change while an older update script runs, which
+        // writes no digest-mode entries).
         unsafe {
+            let natts = (*(*rel).rd_att).natts as usize;
+            if natts < values.len() && e.content_change.is_some() {
+                old_layout = true;
+                return;
+            }
+            values.truncate(natts);
+            nulls.truncate(natts);
             let tuple =
                 pg_sys::heap_form_tuple((*rel).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
             // The catalog insert helpers: heap insert, then each index of
@@ -251,7 +261,13 @@ pub(crate) fn write_entry(e: &NewEntry<'_>) -> Result<(), AegisError> {
             pg_sys::CatalogTupleInsertWithInfo(rel, tuple, indstate);
             pg_sys::heap_freetuple(tuple);
         }
-    })
+    });
+    if old_layout {
+        return Err(internal(
+            "aegis.audit_log has no content_change column: finish ALTER EXTENSION pg_aegis UPDATE first",
+        ));
+    }
+    r
 }
 
 /// aegis.audit_log, opened once per statement for all its entries (a bulk
@@ -311,7 +327,10 @@ pub(super) unsafe fn open_log(oid: pg_sys::Oid) -> Result<OpenLog, AegisError> {
     // layout is not ours.
     unsafe {
         let rel = pg_sys::table_open(oid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-        if (*(*rel).rd_att).natts as usize != AUDIT_LOG_NATTS {
+        // The layout before 0.7.0 (no content_change) while an update
+        // script of an older version runs with this library.
+        let natts = (*(*rel).rd_att).natts as usize;
+        if natts != AUDIT_LOG_NATTS && natts != AUDIT_LOG_NATTS - 1 {
             pg_sys::table_close(rel, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
             return Err(internal("aegis.audit_log has an unexpected layout"));
         }

@@ -87,6 +87,8 @@ pub struct Stored {
     /// its tombstoned data): does an erasure receipt in the trail account
     /// for its present content? Always true for other entries.
     pub tombstone_accounted: bool,
+    /// The chain names an entry that is no longer in the log.
+    pub entry_missing: bool,
 }
 
 /// A head saved outside the database.
@@ -100,7 +102,8 @@ pub struct TrustedHead {
 pub enum Problem {
     /// The stored fields no longer give the stored entry hash.
     Modified,
-    /// A position is missing: an entry was deleted.
+    /// A position is missing, or its entry is gone from the log: an entry
+    /// was deleted.
     Missing,
     /// A position appears twice: an entry was inserted.
     Duplicate,
@@ -178,6 +181,9 @@ pub fn verify(
         if e.position > expected {
             return bad(checked, expected, Problem::Missing);
         }
+        if e.entry_missing {
+            return bad(checked, e.position, Problem::Missing);
+        }
         if e.recomputed != e.entry_hash {
             return bad(checked, e.position, Problem::Modified);
         }
@@ -242,6 +248,7 @@ mod tests {
                 Stored {
                     position: p,
                     tombstone_accounted: true,
+                    entry_missing: false,
                     entry_hash: eh,
                     recomputed: eh,
                     chain_hash: link,
@@ -291,6 +298,13 @@ mod tests {
             (run(&d).first_bad_position, run(&d).problem),
             (Some(4), Some(Problem::Missing))
         );
+        // The last entry deleted from the log, its chain row left behind.
+        let mut g = c.clone();
+        g[9].entry_missing = true;
+        assert_eq!(
+            (run(&g).first_bad_position, run(&g).problem),
+            (Some(10), Some(Problem::Missing))
+        );
         // Inserted: a position used twice.
         let mut i = c.clone();
         i.insert(5, c[4]);
@@ -305,6 +319,7 @@ mod tests {
         f.push(Stored {
             position: 11,
             tombstone_accounted: true,
+            entry_missing: false,
             entry_hash: eh,
             recomputed: eh,
             chain_hash: chain_link(11, &GENESIS, &eh),

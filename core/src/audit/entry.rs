@@ -62,15 +62,15 @@ impl Entry<'_> {
     /// for an entry whose data was erased).
     pub fn entry_hash(&self, data_digest: &[u8; 32]) -> Result<[u8; 32], CoreError> {
         let mut fields = vec![
-                ("operation", Value::Text(self.operation)),
-                ("table_name", opt_text(self.table_name)),
-                ("db_user", Value::Text(self.db_user)),
-                ("session_user", Value::Text(self.session_user)),
-                ("application_name", opt_text(self.application_name)),
-                ("client_addr", opt_text(self.client_addr)),
-                ("backend_pid", Value::Int(i64::from(self.backend_pid))),
-                ("xid", Value::Int(self.xid)),
-                ("statement_time", Value::Timestamp(self.statement_time)),
+            ("operation", Value::Text(self.operation)),
+            ("table_name", opt_text(self.table_name)),
+            ("db_user", Value::Text(self.db_user)),
+            ("session_user", Value::Text(self.session_user)),
+            ("application_name", opt_text(self.application_name)),
+            ("client_addr", opt_text(self.client_addr)),
+            ("backend_pid", Value::Int(i64::from(self.backend_pid))),
+            ("xid", Value::Int(self.xid)),
+            ("statement_time", Value::Timestamp(self.statement_time)),
         ];
         if let Some(c) = self.content_change {
             fields.push(("content_change", Value::Bytes(c)));
