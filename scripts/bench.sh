@@ -6,6 +6,8 @@
 #   BENCH_REPS=n           repetitions per benchmark (default 7)
 #   BENCH_AUDIT_REPS=n     repetitions of the audit bulk inserts (default 5)
 #   BENCH_PGBENCH_SECONDS, BENCH_PGBENCH_RUNS   see benches/audit_pgbench.sh
+#   BENCH_SCALE_ROWS, BENCH_SCALE_BIG_ROWS  audit_scale: rows per bulk insert (200000),
+#                          rows of the table protect() baselines (2000000)
 #   BENCH_RETENTION_ROWS, BENCH_RETENTION_FRESH  expired / fresh rows (1000000 / 100000)
 #   BENCH_RETENTION_CLIENTS, BENCH_RETENTION_RATE, ...  see benches/retention_concurrency.sh
 #   BENCH_NO_INSTALL=1     skip setup.sh and the build: use the installed extension
@@ -79,6 +81,16 @@ for f in "$REPO_ROOT"/benches/${BENCH_ONLY:-*}.sql; do
         pgaudit_on
         PGOPTIONS="-c bench.reps=$AUDIT_REPS" cluster_psql "$DIR" "$BENCH_PORT" aegis_bench -P pager=off -f "$f"
         bash "$REPO_ROOT/benches/audit_pgbench.sh" "$DIR" "$BENCH_PORT" aegis_bench
+        pgaudit_off
+        continue
+    fi
+    if [ "$name" = audit_scale ]; then
+        # Digest and image mode against unprotected tables, a minimal
+        # PL/pgSQL trigger and pgaudit (reference), on the same data.
+        printf '\n== audit_scale (%s reps)\n' "$AUDIT_REPS"
+        pgaudit_on
+        PGOPTIONS="-c bench.reps=$AUDIT_REPS -c bench.scale_rows=${BENCH_SCALE_ROWS:-200000} -c bench.scale_big_rows=${BENCH_SCALE_BIG_ROWS:-2000000}" \
+            cluster_psql "$DIR" "$BENCH_PORT" aegis_bench -P pager=off -f "$f"
         pgaudit_off
         continue
     fi

@@ -313,7 +313,8 @@ BEGIN
     PERFORM aegis.protect(pg_catalog.format('%I.servers', schema)::regclass, '{}');
     PERFORM aegis.protect(pg_catalog.format('%I.server_metrics', schema)::regclass,
         '{"columns": {"cpu_usage": "metric", "memory_usage": "metric", "disk_usage": "metric",
-                      "network_in_bytes": "metric", "network_out_bytes": "metric"}}');
+                      "network_in_bytes": "metric", "network_out_bytes": "metric"},
+          "audit_inserts": "digest", "digest_buckets": {"column": "ts"}}');
     PERFORM aegis.protect(pg_catalog.format('%I.downtime_logs', schema)::regclass,
         '{"columns": {"cause": "free_text", "reported_by": "subject_id", "user_name": "subject_id",
                       "user_id": "subject_id"}, "erasure": "anonymize"}');
@@ -323,7 +324,8 @@ BEGIN
     PERFORM aegis.protect(pg_catalog.format('%I.incident_response_logs', schema)::regclass,
         '{"columns": {"incident_summary": "free_text", "root_cause": "free_text", "assigned_to": "pii"}, "audit_reads": true}');
     PERFORM aegis.protect(pg_catalog.format('%I.aggregated_metrics', schema)::regclass,
-        '{"columns": {"hourly_avg_cpu_usage": "metric", "peak_network_usage": "metric"}}');
+        '{"columns": {"hourly_avg_cpu_usage": "metric", "peak_network_usage": "metric"},
+          "audit_inserts": "digest", "digest_buckets": {"column": "hour"}}');
     PERFORM aegis.protect(pg_catalog.format('%I.cost_data', schema)::regclass,
         '{"columns": {"amount": "cost"}, "audit_reads": true}');
     PERFORM aegis.protect(pg_catalog.format('%I.alerts_history', schema)::regclass,

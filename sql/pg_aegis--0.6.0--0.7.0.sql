@@ -1908,6 +1908,85 @@ $ddl$ $template$;
 COMMENT ON FUNCTION aegis.monitoring_schema_ddl() IS
     'DDL of the reference monitoring schema (%1$I = schema), used by create_monitoring_schema()';
 
+-- SECURITY INVOKER: the caller creates (and owns) the schema and tables, needs
+-- CREATE on the database and the right to give views to aegis_masking_owner
+-- (in practice a superuser; EXECUTE is not granted to anyone by default).
+CREATE OR REPLACE FUNCTION aegis.create_monitoring_schema(schema name DEFAULT 'monitoring')
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    t text;
+BEGIN
+    IF schema IS NULL OR schema = '' THEN
+        RAISE EXCEPTION 'schema name must not be empty' USING ERRCODE = '22023';
+    END IF;
+    IF schema IN ('aegis', 'public', 'information_schema') OR schema LIKE 'pg\_%' THEN
+        RAISE EXCEPTION 'cannot create the monitoring schema as "%"', schema USING ERRCODE = '42939',
+            HINT = 'Use a schema of its own, such as monitoring.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = schema) THEN
+        RAISE EXCEPTION 'schema "%" already exists', schema USING ERRCODE = '42P06',
+            HINT = 'create_monitoring_schema() only creates a new schema; use aegis.protect() for existing tables.';
+    END IF;
+    PERFORM aegis.create_roles();
+    EXECUTE pg_catalog.format(aegis.monitoring_schema_ddl(), schema);
+
+    PERFORM aegis.protect(pg_catalog.format('%I.servers', schema)::regclass, '{}');
+    PERFORM aegis.protect(pg_catalog.format('%I.server_metrics', schema)::regclass,
+        '{"columns": {"cpu_usage": "metric", "memory_usage": "metric", "disk_usage": "metric",
+                      "network_in_bytes": "metric", "network_out_bytes": "metric"},
+          "audit_inserts": "digest", "digest_buckets": {"column": "ts"}}');
+    PERFORM aegis.protect(pg_catalog.format('%I.downtime_logs', schema)::regclass,
+        '{"columns": {"cause": "free_text", "reported_by": "subject_id", "user_name": "subject_id",
+                      "user_id": "subject_id"}, "erasure": "anonymize"}');
+    PERFORM aegis.protect(pg_catalog.format('%I.error_logs', schema)::regclass,
+        '{"columns": {"error_message": "free_text", "user_identifier": "subject_id", "user_ip": "pii"}, "audit_reads": true,
+          "erasure": "anonymize"}');
+    PERFORM aegis.protect(pg_catalog.format('%I.incident_response_logs', schema)::regclass,
+        '{"columns": {"incident_summary": "free_text", "root_cause": "free_text", "assigned_to": "pii"}, "audit_reads": true}');
+    PERFORM aegis.protect(pg_catalog.format('%I.aggregated_metrics', schema)::regclass,
+        '{"columns": {"hourly_avg_cpu_usage": "metric", "peak_network_usage": "metric"},
+          "audit_inserts": "digest", "digest_buckets": {"column": "hour"}}');
+    PERFORM aegis.protect(pg_catalog.format('%I.cost_data', schema)::regclass,
+        '{"columns": {"amount": "cost"}, "audit_reads": true}');
+    PERFORM aegis.protect(pg_catalog.format('%I.alerts_history', schema)::regclass,
+        '{"columns": {"value": "metric", "message": "free_text"}}');
+    PERFORM aegis.protect(pg_catalog.format('%I.user_access_logs', schema)::regclass,
+        '{"columns": {"user_id": "subject_id", "ip_address": "pii"}, "audit_reads": true}');
+
+    -- Alerts: CPU above 95 % and unusual inbound traffic, evaluated per
+    -- insert statement into server_metrics, written to alerts_history and
+    -- sent with NOTIFY aegis_alerts. The rules are shared by every
+    -- monitoring schema (created once).
+    EXECUTE pg_catalog.format('CREATE TRIGGER aegis_alerts AFTER INSERT ON %I.server_metrics '
+        'REFERENCING NEW TABLE AS aegis_new_rows FOR EACH STATEMENT EXECUTE FUNCTION aegis.metric_alerts(%L)',
+        schema, pg_catalog.format('%I.alerts_history', schema));
+    INSERT INTO aegis.alert_rules (name, kind, metric, comparison, threshold, min_samples, severity, cooldown)
+    VALUES ('cpu_high', 'threshold', 'cpu_usage', '>', 95, 30, 'critical', '15 minutes'),
+           ('network_in_anomaly', 'anomaly', 'network_in_bytes', NULL, 4, 30, 'warning', '30 minutes')
+    ON CONFLICT (name) DO NOTHING;
+
+    -- Erasure: downtime and error records are operational evidence, so a
+    -- person's erasure anonymizes them ("erasure": "anonymize" above); access
+    -- logs are about the person and are deleted (the default).
+    -- Retention from the requirements: access logs 90 days, incidents one
+    -- year, error logs with user data one year, downtime records that name a
+    -- person two years. Everything else is kept until a policy says otherwise.
+    PERFORM aegis.set_retention(pg_catalog.format('%I.user_access_logs', schema)::regclass,
+        '90 days', 'accessed_at');
+    PERFORM aegis.set_retention(pg_catalog.format('%I.incident_response_logs', schema)::regclass,
+        '1 year', 'ts');
+    PERFORM aegis.set_retention(pg_catalog.format('%I.error_logs', schema)::regclass,
+        '1 year', 'ts', 'contains_user_data');
+    PERFORM aegis.set_retention(pg_catalog.format('%I.downtime_logs', schema)::regclass,
+        '2 years', 'start_time', 'reported_by IS NOT NULL OR user_name IS NOT NULL OR user_id IS NOT NULL');
+END
+$$;
+COMMENT ON FUNCTION aegis.create_monitoring_schema(name) IS
+    'Create the reference monitoring schema with its roles, grants, RLS policies and masking views';
+
 -- The checks. SECURITY DEFINER: it reads the audit trail, the keyring's
 -- metadata and the lifecycle catalogs, and keeps its state, for auditors and
 -- the background worker alike; it changes nothing else and takes no input
