@@ -40,7 +40,7 @@ DROP EVENT TRIGGER aegis_guard_end;
 ALTER TABLE aegis.audit_log ADD COLUMN content_change bytea;
 
 ''']
-new=[('70_audit.sql','audit_statement('),('30_policy.sql','capture_mode('),('30_policy.sql','is_statement_capture('),('30_policy.sql','switch_capture('),
+new=[('70_audit.sql','audit_statement('),('70_audit.sql','verify_chain_incremental('),('30_policy.sql','capture_mode('),('30_policy.sql','is_statement_capture('),('30_policy.sql','switch_capture('),
      ('80_lifecycle.sql','run_restricted('),('30_policy.sql','policy_code('),('30_policy.sql','policy_untrusted_code('),
      ('70_audit.sql','entry_may_be_pending('),('70_audit.sql','guard_verify('),('85_alerts.sql','report_blocked_sealer('),
      ('85_alerts.sql','current_baselines('),('85_alerts.sql','fold_metric_baselines('),('85_alerts.sql','in_transaction_block('),('85_alerts.sql','alert_upkeep('),
@@ -61,6 +61,8 @@ ALTER TABLE aegis.metric_baselines DROP CONSTRAINT metric_baselines_n_check;
 ALTER TABLE aegis.metric_baselines ADD CONSTRAINT metric_baselines_n_check CHECK (n >= 0);
 '''+al[al.index('COMMENT ON TABLE aegis.metric_baselines IS'):al.index('-- The baselines in force for a metrics table')])
 out.append(al[al.index('-- Every alert pg_aegis raised, metric and security'):al.index('-- The trigger, attached by create_monitoring_schema()')])
+au=open(root+'70_audit.sql').read()
+out.append(au[au.index('-- Where incremental verification resumes'):au.index('CREATE FUNCTION aegis.verify_chain_incremental')])
 for f,n in new: out.append(block(f,n)+'\n')
 for f,n in repl:
     out.append(block(f,n).replace('CREATE FUNCTION aegis.','CREATE OR REPLACE FUNCTION aegis.',1)+'\n')
@@ -83,6 +85,8 @@ GRANT EXECUTE ON FUNCTION aegis.alert_event(text) TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION aegis.capture_mode(regclass), aegis.is_statement_capture(oid), aegis.switch_capture(regclass),
     aegis.audit_statement() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.audit_statement() TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION aegis.verify_chain_incremental() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.verify_chain_incremental() TO aegis_admin, aegis_auditor;
 
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;
 

@@ -280,6 +280,39 @@ AS 'MODULE_PATHNAME', 'verify_chain_trusted_wrapper';
 COMMENT ON FUNCTION aegis.verify_chain(jsonb) IS
     'verify_chain(), and prove the chain still holds this saved head (catches truncation and rewrites)';
 
+-- Where incremental verification resumes: the newest position a
+-- verification found sound, its chain hash, signed with the head key (as a
+-- pruning checkpoint is), and the sealing horizon then (entries outside the
+-- chain are looked for from there on). One row, written only by
+-- verify_chain_incremental(); not dumped (after a restore the first
+-- incremental verification is a full one).
+CREATE TABLE aegis.audit_verified (
+    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    position    bigint NOT NULL,
+    chain_hash  bytea NOT NULL,
+    time_us     bigint NOT NULL,
+    signature   bytea NOT NULL,
+    horizon     xid8 NOT NULL,
+    verified_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE aegis.audit_verified IS
+    'Internal: the newest verified, signed chain position incremental verification resumes from';
+-- The one row exists from the start (a placeholder no signature matches),
+-- so recording a checkpoint is an UPDATE that skips a row someone else has
+-- locked: a verification left open in a transaction never makes another
+-- (the worker's) wait.
+INSERT INTO aegis.audit_verified (position, chain_hash, time_us, signature, horizon)
+VALUES (0, '\x', 0, '\x', '0');
+REVOKE ALL ON aegis.audit_verified FROM PUBLIC;
+GRANT SELECT (position, verified_at) ON aegis.audit_verified TO aegis_auditor, aegis_admin;
+
+CREATE FUNCTION aegis.verify_chain_incremental()
+RETURNS TABLE (ok boolean, entries_checked bigint, first_bad_position bigint, problem text, verified_from bigint)
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'verify_chain_incremental_wrapper';
+COMMENT ON FUNCTION aegis.verify_chain_incremental() IS
+    'verify_chain() from the newest verified, signed checkpoint on (the whole chain the first time), then move the checkpoint';
+
 CREATE FUNCTION aegis.chain_head() RETURNS jsonb LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'chain_head_wrapper';
 COMMENT ON FUNCTION aegis.chain_head() IS

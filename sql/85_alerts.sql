@@ -429,7 +429,7 @@ BEGIN
                   HINT = 'Its state updates would wait for COMMIT and stall the background worker meanwhile; security_alerts(false) only looks.';
     END IF;
     -- 1. The chain verifies (from its signed checkpoint, if pruned).
-    SELECT * INTO v FROM aegis.verify_chain() c;
+    SELECT * INTO v FROM aegis.verify_chain_incremental() c;
     IF NOT v.ok THEN
         findings := findings || pg_catalog.jsonb_build_object('alert', 'audit_chain_broken', 'severity', 'critical',
             'detail', pg_catalog.jsonb_build_object('first_bad_position', v.first_bad_position, 'problem', v.problem));

@@ -78,7 +78,7 @@ GRANT INSERT, UPDATE, DELETE ON aegis.protected_tables, aegis.column_classes TO 
 -- protect. Trigger functions cannot be called directly.
 GRANT EXECUTE ON FUNCTION aegis.audit_row(), aegis.audit_statement(), aegis.audit_truncate() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION
-    aegis.seal(), aegis.verify_chain(), aegis.verify_chain(jsonb), aegis.chain_head(),
+    aegis.seal(), aegis.verify_chain(), aegis.verify_chain(jsonb), aegis.verify_chain_incremental(), aegis.chain_head(),
     aegis.verify_table(regclass)
 TO aegis_admin, aegis_auditor;
 -- aegis.audit_trail filters row images for whoever reads it (70_audit.sql);

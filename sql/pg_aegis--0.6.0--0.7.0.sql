@@ -131,10 +131,43 @@ $$;
 COMMENT ON FUNCTION aegis.alert_event(text) IS
     'The alert a NOTIFY aegis_alerts payload announces, if genuine and visible to the caller; no row otherwise';
 
+-- Where incremental verification resumes: the newest position a
+-- verification found sound, its chain hash, signed with the head key (as a
+-- pruning checkpoint is), and the sealing horizon then (entries outside the
+-- chain are looked for from there on). One row, written only by
+-- verify_chain_incremental(); not dumped (after a restore the first
+-- incremental verification is a full one).
+CREATE TABLE aegis.audit_verified (
+    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    position    bigint NOT NULL,
+    chain_hash  bytea NOT NULL,
+    time_us     bigint NOT NULL,
+    signature   bytea NOT NULL,
+    horizon     xid8 NOT NULL,
+    verified_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE aegis.audit_verified IS
+    'Internal: the newest verified, signed chain position incremental verification resumes from';
+-- The one row exists from the start (a placeholder no signature matches),
+-- so recording a checkpoint is an UPDATE that skips a row someone else has
+-- locked: a verification left open in a transaction never makes another
+-- (the worker's) wait.
+INSERT INTO aegis.audit_verified (position, chain_hash, time_us, signature, horizon)
+VALUES (0, '\x', 0, '\x', '0');
+REVOKE ALL ON aegis.audit_verified FROM PUBLIC;
+GRANT SELECT (position, verified_at) ON aegis.audit_verified TO aegis_auditor, aegis_admin;
+
 CREATE FUNCTION aegis.audit_statement() RETURNS trigger LANGUAGE c
 AS 'MODULE_PATHNAME', 'audit_statement_wrapper';
 COMMENT ON FUNCTION aegis.audit_statement() IS
     'Statement triggers protect() attaches in digest mode: AFTER INSERT, UPDATE or DELETE over transition tables (one entry per statement with its content change), BEFORE TRUNCATE of a partition (its content leaves)';
+
+CREATE FUNCTION aegis.verify_chain_incremental()
+RETURNS TABLE (ok boolean, entries_checked bigint, first_bad_position bigint, problem text, verified_from bigint)
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'verify_chain_incremental_wrapper';
+COMMENT ON FUNCTION aegis.verify_chain_incremental() IS
+    'verify_chain() from the newest verified, signed checkpoint on (the whole chain the first time), then move the checkpoint';
 
 -- How a protected table's changes are captured: 'image' (a row trigger,
 -- one entry with row images per changed row) or 'digest' (statement
@@ -2024,7 +2057,7 @@ BEGIN
                   HINT = 'Its state updates would wait for COMMIT and stall the background worker meanwhile; security_alerts(false) only looks.';
     END IF;
     -- 1. The chain verifies (from its signed checkpoint, if pruned).
-    SELECT * INTO v FROM aegis.verify_chain() c;
+    SELECT * INTO v FROM aegis.verify_chain_incremental() c;
     IF NOT v.ok THEN
         findings := findings || pg_catalog.jsonb_build_object('alert', 'audit_chain_broken', 'severity', 'critical',
             'detail', pg_catalog.jsonb_build_object('first_bad_position', v.first_bad_position, 'problem', v.problem));
@@ -2464,9 +2497,15 @@ BEGIN
                 remediation := 'SELECT aegis.rotate_key(''<name>''); then re-encrypt with aegis.reencrypt() and retire the old version.';
             END IF;
         WHEN 'audit.chain_verifies' THEN
-            SELECT * INTO v FROM aegis.verify_chain();
+            -- Incremental: the entries sealed since the last verification
+            -- (the first time, all of them); verify_chain() checks all.
+            SELECT * INTO v FROM aegis.verify_chain_incremental();
             IF v.ok THEN
-                status := 'pass'; detail := pg_catalog.format('%s sealed entries verify', v.entries_checked);
+                status := 'pass';
+                detail := CASE WHEN v.verified_from > 1
+                               THEN pg_catalog.format('%s entries sealed since position %s verify (earlier ones verified before; aegis.verify_chain() checks them all)',
+                                                      v.entries_checked, v.verified_from)
+                               ELSE pg_catalog.format('%s sealed entries verify', v.entries_checked) END;
             ELSE
                 status := 'fail';
                 detail := pg_catalog.format('at position %s: %s', v.first_bad_position, v.problem);
@@ -2556,6 +2595,8 @@ GRANT EXECUTE ON FUNCTION aegis.alert_event(text) TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION aegis.capture_mode(regclass), aegis.is_statement_capture(oid), aegis.switch_capture(regclass),
     aegis.audit_statement() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.audit_statement() TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION aegis.verify_chain_incremental() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.verify_chain_incremental() TO aegis_admin, aegis_auditor;
 
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;
 

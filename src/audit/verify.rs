@@ -42,21 +42,45 @@ pub(super) fn latest_checkpoint() -> Result<Option<Checkpoint>, AegisError> {
     })
 }
 
-/// Read the chain in position order and recompute every entry.
-pub(super) fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, AegisError> {
+/// Where incremental verification resumes: after a verified position,
+/// from its chain hash; entries outside the chain are looked for among
+/// transactions from `horizon` on (what sealing had not finished then).
+pub(super) struct Resume {
+    pub(super) first: u64,
+    pub(super) prev: [u8; 32],
+    pub(super) horizon: i64,
+}
+
+/// Read the chain in position order and recompute every entry (from the
+/// start of the kept chain, or from `resume`).
+pub(super) fn verify_impl(
+    trusted: Option<TrustedHead>,
+    resume: Option<&Resume>,
+) -> Result<VerifyRow, AegisError> {
+    verify_range(trusted, resume).map(|(row, _)| row)
+}
+
+/// As verify_impl(), also returning the position verification started at.
+fn verify_range(
+    trusted: Option<TrustedHead>,
+    resume: Option<&Resume>,
+) -> Result<(VerifyRow, u64), AegisError> {
     let checkpoint = latest_checkpoint()?;
     let (first, prev) = match &checkpoint {
         None => (1, core_audit::GENESIS),
         Some(cp) => {
             if !signature_matches(&head_mac(cp.position, &cp.hash, cp.time_us)?, &cp.signature) {
                 return Ok((
-                    Some(false),
-                    Some(0),
-                    Some(cp.position as i64),
-                    Some(format!(
-                        "pruning checkpoint at position {}: its signature does not verify",
-                        cp.position
-                    )),
+                    (
+                        Some(false),
+                        Some(0),
+                        Some(cp.position as i64),
+                        Some(format!(
+                            "pruning checkpoint at position {}: its signature does not verify",
+                            cp.position
+                        )),
+                    ),
+                    cp.position,
                 ));
             }
             if let Some(t) = &trusted {
@@ -68,18 +92,27 @@ pub(super) fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, Aeg
                 }
                 if t.position == cp.position && t.chain_hash != cp.hash {
                     return Ok((
-                        Some(false),
-                        Some(0),
-                        Some(cp.position as i64),
-                        Some(
-                            "chain rewritten: the trusted head's position holds a different hash"
-                                .into(),
+                        (
+                            Some(false),
+                            Some(0),
+                            Some(cp.position as i64),
+                            Some(
+                                "chain rewritten: the trusted head's position holds a different hash"
+                                    .into(),
+                            ),
                         ),
+                        cp.position,
                     ));
                 }
             }
             (cp.position + 1, cp.hash)
         }
+    };
+    // The kept chain starts at `kept`; verification at `first`.
+    let kept = first;
+    let (first, prev, horizon) = match resume {
+        Some(r) if r.first > kept => (r.first, r.prev, r.horizon),
+        _ => (first, prev, 0),
     };
     let trusted = trusted.filter(|t| t.position >= first);
     let receipts = tombstone_receipts(first as i64)?;
@@ -158,8 +191,9 @@ pub(super) fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, Aeg
                         AND c.entry_xid OPERATOR(pg_catalog.=) l.xid \
                         AND c.position OPERATOR(pg_catalog.>=) $1) \
                        AND NOT aegis.entry_may_be_pending(l.xid) \
+                       AND l.xid OPERATOR(pg_catalog.>=) $2::pg_catalog.text::pg_catalog.xid8 \
                      ORDER BY l.id LIMIT 1)",
-                    &[(first as i64).into()],
+                    &[(kept as i64).into(), horizon.to_string().into()],
                 )
                 .map_err(spi_error)
             })
@@ -172,19 +206,22 @@ pub(super) fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, Aeg
                 crate::spi::get_one(
                     "SELECT (SELECT c.position FROM aegis.audit_chain c \
                      WHERE c.position OPERATOR(pg_catalog.<) $1 ORDER BY c.position LIMIT 1)",
-                    &[(first as i64).into()],
+                    &[(kept as i64).into()],
                 )
                 .map_err(spi_error)
             })
         })?;
         if let Some(p) = below {
             return Ok((
-                Some(false),
-                Some(r.entries_checked as i64),
-                Some(p),
-                Some(format!(
-                    "chain row at position {p}, below the verified range (which starts at {first}): added by hand"
-                )),
+                (
+                    Some(false),
+                    Some(r.entries_checked as i64),
+                    Some(p),
+                    Some(format!(
+                        "chain row at position {p}, below the verified range (which starts at {kept}): added by hand"
+                    )),
+                ),
+                first,
             ));
         }
         match orphan {
@@ -206,7 +243,7 @@ pub(super) fn verify_impl(trusted: Option<TrustedHead>) -> Result<VerifyRow, Aeg
             r.problem.map(|p| p.describe()),
         )
     };
-    Ok((Some(ok), Some(checked as i64), pos, problem))
+    Ok(((Some(ok), Some(checked as i64), pos, problem), first))
 }
 
 /// What erasure receipts say tombstoned entries hold now: (xid, id) → the
@@ -368,7 +405,148 @@ pub(super) fn verify_chain() -> TableIterator<
         name!(problem, Option<String>),
     ),
 > {
-    TableIterator::once(verify_impl(None).unwrap_or_else(|e| raise(e)))
+    TableIterator::once(verify_impl(None, None).unwrap_or_else(|e| raise(e)))
+}
+
+/// The newest verified checkpoint (aegis.audit_verified), if its signature
+/// holds and the chain still has its hash at its position; Err(problem)
+/// when the chain no longer matches it.
+fn verified_checkpoint() -> Result<Result<Option<Resume>, String>, AegisError> {
+    let row = with_safe_search_path(|| {
+        as_extension_owner(|| {
+            Spi::connect(|client| {
+                let t = client
+                    .select(
+                        "SELECT v.position, v.chain_hash, v.time_us, v.signature, \
+                                v.horizon::pg_catalog.text::pg_catalog.int8, \
+                                (SELECT c.chain_hash FROM aegis.audit_chain c \
+                                 WHERE c.position OPERATOR(pg_catalog.=) v.position) \
+                         FROM aegis.audit_verified v",
+                        None,
+                        &[],
+                    )
+                    .map_err(spi_error)?;
+                if t.is_empty() {
+                    return Ok::<_, AegisError>(None);
+                }
+                let r = t.first();
+                Ok(Some((
+                    r.get::<i64>(1).map_err(spi_error)?.unwrap_or(0) as u64,
+                    hash32(r.get(2).map_err(spi_error)?),
+                    r.get::<i64>(3).map_err(spi_error)?.unwrap_or(0),
+                    hash32(r.get(4).map_err(spi_error)?),
+                    r.get::<i64>(5).map_err(spi_error)?.unwrap_or(0),
+                    r.get::<Vec<u8>>(6).map_err(spi_error)?,
+                )))
+            })
+        })
+    })?;
+    let Some((position, hash, time_us, signature, horizon, in_chain)) = row else {
+        return Ok(Ok(None));
+    };
+    // Without the head key a checkpoint cannot be trusted: verify it all.
+    let Ok(mac) = head_mac(position, &hash, time_us) else {
+        return Ok(Ok(None));
+    };
+    if !signature_matches(&mac, &signature) {
+        // Not ours (forged or from another keyring): start from the beginning.
+        return Ok(Ok(None));
+    }
+    match in_chain {
+        Some(h) if h.as_slice() == hash.as_slice() => Ok(Ok(Some(Resume {
+            first: position + 1,
+            prev: hash,
+            horizon,
+        }))),
+        // Pruned past it: the pruning checkpoint takes over.
+        None => Ok(Ok(None)),
+        Some(_) => Ok(Err(format!(
+            "chain rewritten: position {position} no longer holds the hash verified there"
+        ))),
+    }
+}
+
+/// Record `position` (just verified) as the checkpoint the next incremental
+/// verification resumes from: signed with the head key; skipped on a
+/// standby, in a read-only transaction, or without the key.
+fn record_verified(position: u64) -> Result<(), AegisError> {
+    // SAFETY: backend globals.
+    if unsafe { pg_sys::RecoveryInProgress() || pg_sys::XactReadOnly || pg_sys::IsInParallelMode() }
+    {
+        return Ok(());
+    }
+    let row = with_safe_search_path(|| {
+        as_extension_owner(|| {
+            crate::spi::get_one::<Vec<u8>>(
+                "SELECT c.chain_hash FROM aegis.audit_chain c WHERE c.position OPERATOR(pg_catalog.=) $1",
+                &[(position as i64).into()],
+            )
+            .map_err(spi_error)
+        })
+    })?;
+    let Some(hash) = row else { return Ok(()) };
+    let hash = hash32(Some(hash));
+    // SAFETY: the statement's start time, microseconds since 2000.
+    let time_us = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+    let Ok(sig) = head_mac(position, &hash, time_us) else {
+        return Ok(());
+    };
+    with_safe_search_path(|| {
+        as_extension_owner(|| {
+            Spi::connect_mut(|client| {
+                client
+                    .update(
+                        "UPDATE aegis.audit_verified v SET position = $1, chain_hash = $2, time_us = $3, \
+                             signature = $4, verified_at = pg_catalog.now(), \
+                             horizon = COALESCE((SELECT s.horizon FROM aegis.audit_seal_state s), '0'::pg_catalog.xid8) \
+                         FROM (SELECT x.singleton FROM aegis.audit_verified x \
+                               WHERE x.position OPERATOR(pg_catalog.<) $1 FOR UPDATE SKIP LOCKED) l \
+                         WHERE v.singleton",
+                        None,
+                        &[
+                            (position as i64).into(),
+                            hash.to_vec().into(),
+                            time_us.into(),
+                            sig.to_vec().into(),
+                        ],
+                    )
+                    .map_err(spi_error)?;
+                Ok::<_, AegisError>(())
+            })
+        })
+    })
+}
+
+/// `aegis.verify_chain_incremental() → TABLE(ok, entries_checked,
+/// first_bad_position, problem, verified_from)`: verifies the entries
+/// sealed since the newest verified checkpoint, then moves it.
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, sql = false)]
+pub(super) fn verify_chain_incremental() -> TableIterator<
+    'static,
+    (
+        name!(ok, Option<bool>),
+        name!(entries_checked, Option<i64>),
+        name!(first_bad_position, Option<i64>),
+        name!(problem, Option<String>),
+        name!(verified_from, Option<i64>),
+    ),
+> {
+    let run = || -> Result<_, AegisError> {
+        let resume = match verified_checkpoint()? {
+            Ok(r) => r,
+            Err(problem) => return Ok((Some(false), Some(0), None, Some(problem), None)),
+        };
+        let ((ok, checked, bad, problem), start) = verify_range(None, resume.as_ref())?;
+        let checked_n = checked.unwrap_or(0);
+        if ok == Some(true) && checked_n > 0 {
+            // Positions are consecutive once the chain verifies: the last
+            // one verified (entries sealed since are left for next time).
+            record_verified(start + checked_n as u64 - 1)?;
+        }
+        Ok((ok, checked, bad, problem, Some(start as i64)))
+    };
+    TableIterator::once(run().unwrap_or_else(|e| raise(e)))
 }
 
 /// `aegis.verify_chain(trusted_head jsonb)`
@@ -395,10 +573,13 @@ pub(super) fn verify_chain_trusted(
                 Some("trusted head's signature does not verify: not issued by this database's audit_head key".into()),
             ));
         }
-        verify_impl(Some(TrustedHead {
-            position: head.position,
-            chain_hash: head.hash,
-        }))
+        verify_impl(
+            Some(TrustedHead {
+                position: head.position,
+                chain_hash: head.hash,
+            }),
+            None,
+        )
     };
     TableIterator::once(run().unwrap_or_else(|e| raise(e)))
 }
