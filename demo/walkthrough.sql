@@ -190,6 +190,18 @@ UPDATE monitoring.error_logs SET error_message = 'nothing to see here'
 WHERE id = (SELECT min(id) FROM monitoring.error_logs);
 SELECT ok, mismatches, problem FROM aegis.verify_table('monitoring.error_logs');
 ROLLBACK;
+-- Metrics are audited as digests ("audit_inserts": "digest"): one entry per
+-- insert statement with its row count and the change to the table's content
+-- digest, no row image. The table still verifies, and a sample changed
+-- behind the trail is caught, with the hour (bucket) it is in.
+SELECT operation, detail, content_change IS NOT NULL AS has_digest FROM aegis.audit_log
+WHERE table_name = 'monitoring.server_metrics' ORDER BY id DESC LIMIT 3;
+SELECT ok, rows_checked, mismatches FROM aegis.verify_table('monitoring.server_metrics');
+BEGIN;
+SET LOCAL session_replication_role = replica;
+UPDATE monitoring.server_metrics SET cpu_usage = 1 WHERE id = (SELECT min(id) FROM monitoring.server_metrics);
+SELECT ok, mismatches, problem FROM aegis.verify_table('monitoring.server_metrics');
+ROLLBACK;
 -- A table's owner cannot switch its audit trigger or RLS off (the DDL guard);
 -- a superuser can, and that is recorded.
 DO $$ BEGIN

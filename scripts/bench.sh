@@ -28,7 +28,7 @@ fi
 
 # The audit benchmark compares with pgaudit (a reference row): install it if
 # missing; without it that benchmark says "pgaudit: not available".
-audit_selected() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = audit ]; }
+audit_selected() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = audit ] || [ "$BENCH_ONLY" = audit_scale ]; }
 pgaudit_lib() { [ -f "$("$PG_CONFIG" --pkglibdir)/pgaudit.so" ]; }
 if audit_selected && ! dpkg-query -W -f='${Status}' "$PGAUDIT_PKG" 2>/dev/null | grep -q "install ok installed"; then
     log "installing $PGAUDIT_PKG"

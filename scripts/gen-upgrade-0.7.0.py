@@ -38,6 +38,8 @@ DROP FUNCTION aegis.apply_retention(boolean);
 ALTER TABLE aegis.retention_rules ADD COLUMN last_locked bigint;
 DROP EVENT TRIGGER aegis_guard_end;
 ALTER TABLE aegis.audit_log ADD COLUMN content_change bytea;
+ALTER TABLE aegis.audit_log ALTER COLUMN content_change SET STORAGE EXTERNAL;
+ALTER TABLE aegis.audit_log SET (toast_tuple_target = 4096);
 
 ''']
 new=[('70_audit.sql','audit_statement('),('70_audit.sql','verify_chain_incremental('),('30_policy.sql','capture_mode('),('30_policy.sql','is_statement_capture('),('30_policy.sql','switch_capture('),

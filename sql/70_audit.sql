@@ -44,6 +44,12 @@ CREATE TABLE aegis.audit_log (
 -- The only index on the write path: sealing reads new entries by xid range,
 -- verification joins the chain on (xid, id).
 CREATE UNIQUE INDEX audit_log_xid_id ON aegis.audit_log (xid, id);
+-- A content change is 2 KiB of incompressible digest per bucket: never
+-- compressed (EXTERNAL), and kept in the row up to 4 KiB (a one-bucket
+-- statement: one row, not a row and two TOAST chunks); larger rows are
+-- toasted as usual.
+ALTER TABLE aegis.audit_log ALTER COLUMN content_change SET STORAGE EXTERNAL;
+ALTER TABLE aegis.audit_log SET (toast_tuple_target = 4096);
 COMMENT ON TABLE aegis.audit_log IS
     'Audit entries (append-only); positions and chain hashes are in aegis.audit_chain once sealed';
 

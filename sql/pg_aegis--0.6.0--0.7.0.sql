@@ -22,6 +22,8 @@ DROP FUNCTION aegis.apply_retention(boolean);
 ALTER TABLE aegis.retention_rules ADD COLUMN last_locked bigint;
 DROP EVENT TRIGGER aegis_guard_end;
 ALTER TABLE aegis.audit_log ADD COLUMN content_change bytea;
+ALTER TABLE aegis.audit_log ALTER COLUMN content_change SET STORAGE EXTERNAL;
+ALTER TABLE aegis.audit_log SET (toast_tuple_target = 4096);
 
 CREATE OR REPLACE VIEW aegis.retention_policies AS
 SELECT r.relid AS table_name, r.keep, r.time_column, r.only_where,

@@ -88,21 +88,23 @@ fn run_restricted_impl(
     with_safe_search_path(|| {
         restricted(role, noforce_rls, || {
             crate::read_audit::as_maintenance(query, target, || {
-                Spi::connect_mut(|client| {
-                    let table = client.update(query, None, &args).map_err(spi_error)?;
-                    // No tuple table: DML without RETURNING; its row count.
-                    let Ok(ncols) = table.columns() else {
-                        return Ok(vec![vec![Some(table.len().to_string())]]);
-                    };
-                    let mut out = Vec::with_capacity(table.len());
-                    for row in table {
-                        let mut cols = Vec::with_capacity(ncols);
-                        for i in 1..=ncols {
-                            cols.push(row.get::<String>(i).map_err(spi_error)?);
+                crate::audit::as_lifecycle_statement(|| {
+                    Spi::connect_mut(|client| {
+                        let table = client.update(query, None, &args).map_err(spi_error)?;
+                        // No tuple table: DML without RETURNING; its row count.
+                        let Ok(ncols) = table.columns() else {
+                            return Ok(vec![vec![Some(table.len().to_string())]]);
+                        };
+                        let mut out = Vec::with_capacity(table.len());
+                        for row in table {
+                            let mut cols = Vec::with_capacity(ncols);
+                            for i in 1..=ncols {
+                                cols.push(row.get::<String>(i).map_err(spi_error)?);
+                            }
+                            out.push(cols);
                         }
-                        out.push(cols);
-                    }
-                    Ok(out)
+                        Ok(out)
+                    })
                 })
             })
         })

@@ -139,6 +139,19 @@ SELECT l.operation, l.detail, l.content_change IS NOT NULL AS has_digest FROM ae
 WHERE l.table_name = 'dg.history_p' AND l.operation = 'TRUNCATE' ORDER BY l.id;
 SELECT ok, rows_checked, mismatches FROM aegis.verify_table('dg.history_p');
 
+-- 5b. Retention of a digest-mode table: the expired rows leave as one
+-- statement entry (count and digest change, "lifecycle": true), no image
+-- per row; the table still verifies.
+CREATE TABLE dg.samples (id bigint PRIMARY KEY, host text NOT NULL, ts timestamptz NOT NULL, v float8);
+ALTER TABLE dg.samples OWNER TO dg_zabbix;
+INSERT INTO dg.samples SELECT g, 'h' || g % 3, now() - g * interval '1 hour', g FROM generate_series(1, 100) g;
+SELECT aegis.protect('dg.samples', '{"audit_inserts": "digest", "digest_buckets": {"column": "ts"}}');
+SELECT aegis.set_retention('dg.samples', '2 days', 'ts');
+SELECT table_name, rows_affected FROM aegis.apply_retention() WHERE table_name = 'dg.samples';
+SELECT l.operation, l.detail, l.pk IS NOT NULL AS has_image, l.content_change IS NOT NULL AS has_digest, pg_catalog.count(*)
+FROM aegis.audit_log l WHERE l.table_name = 'dg.samples' AND l.operation = 'DELETE' GROUP BY 1, 2, 3, 4;
+SELECT ok, rows_checked, mismatches FROM aegis.verify_table('dg.samples');
+
 -- 6. Switching modes re-baselines: back to images (one BASELINE per row)
 -- and the table verifies the image way; then digest again.
 SET SESSION AUTHORIZATION dg_admin;

@@ -57,7 +57,12 @@ pub(super) fn bucket_of(plan: &DigestPlan, values: &[pg_sys::Datum], nulls: &[bo
 struct RowContext {
     context: pg_sys::MemoryContext,
     caller: pg_sys::MemoryContext,
+    /// Rows since the last reset: most rows allocate nothing, so the
+    /// context is reset every RESET_EVERY rows, not after each.
+    rows: std::cell::Cell<u32>,
 }
+
+const RESET_EVERY: u32 = 256;
 
 impl RowContext {
     fn new() -> Self {
@@ -71,18 +76,29 @@ impl RowContext {
                 8 * 1024,
                 8 * 1024 * 1024,
             );
-            RowContext { context, caller }
+            RowContext {
+                context,
+                caller,
+                rows: std::cell::Cell::new(0),
+            }
         }
     }
 
-    /// Run `f` in the row context, then free what it allocated.
+    /// Run `f` in the row context; what it allocated is freed within the
+    /// next RESET_EVERY rows.
     fn run<R>(&self, f: impl FnOnce() -> R) -> R {
         // SAFETY: both contexts are alive; the reset frees only row data.
         unsafe {
             pg_sys::MemoryContextSwitchTo(self.context);
             let r = f();
             pg_sys::MemoryContextSwitchTo(self.caller);
-            pg_sys::MemoryContextReset(self.context);
+            let n = self.rows.get() + 1;
+            if n >= RESET_EVERY {
+                pg_sys::MemoryContextReset(self.context);
+                self.rows.set(0);
+            } else {
+                self.rows.set(n);
+            }
             r
         }
     }
@@ -172,6 +188,26 @@ impl Drop for TransitionReader {
     }
 }
 
+thread_local! {
+    /// Set while pg_aegis's own lifecycle statements (retention, erasure:
+    /// aegis.run_restricted) change tables: their digest-mode deletes
+    /// record the statement (count and digest change), not an image of
+    /// each expired or erased row.
+    static LIFECYCLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` as one of pg_aegis's lifecycle statements (see LIFECYCLE).
+pub(crate) fn as_lifecycle_statement<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            LIFECYCLE.set(self.0);
+        }
+    }
+    let _reset = Reset(LIFECYCLE.replace(true));
+    f()
+}
+
 /// `aegis.audit_statement()`: AFTER INSERT, UPDATE or DELETE ... REFERENCING
 /// ... FOR EACH STATEMENT on a digest-mode table.
 #[pg_trigger(sql = false)]
@@ -256,7 +292,8 @@ unsafe fn capture_statement(
         )));
     };
     let tupdesc = unsafe { (*rel).rd_att };
-    let images = dp.images && op != "INSERT";
+    let lifecycle = LIFECYCLE.get();
+    let images = dp.images && op != "INSERT" && !lifecycle;
     let pseudonyms = images && pseudonyms_available();
     let mut changes = Changes::default();
     let mut rows = 0i64;
@@ -342,6 +379,9 @@ unsafe fn capture_statement(
         d.push_str(",\"partition\":");
         core_audit::image::push_json_string(&mut d, &own);
     }
+    if lifecycle {
+        d.push_str(",\"lifecycle\":true");
+    }
     d.push('}');
     let detail = Doc::from_json(&d)?;
     write_entry(&NewEntry {
@@ -408,6 +448,9 @@ pub(super) fn scan_content(tbl: pg_sys::Oid) -> Result<Scan, AegisError> {
     let mut values: Vec<pg_sys::Datum> = Vec::new();
     let mut nulls: Vec<bool> = Vec::new();
     let mut current_leaf: Option<(pg_sys::Oid, String)> = None;
+    // The last (leaf, bucket) noted: rows come leaf by leaf, mostly in
+    // bucket runs, so the map is touched only when either changes.
+    let mut noted: Option<(pg_sys::Oid, i64)> = None;
     let context = RowContext::new();
     for_each_leaf_row(tbl, |leaf, plan, tupdesc, tuple| {
         let Some(dp) = plan.digest else {
@@ -427,7 +470,7 @@ pub(super) fn scan_content(tbl: pg_sys::Oid) -> Result<Scan, AegisError> {
             current_leaf = Some((leaf, name));
         }
         n += 1;
-        context.run(|| {
+        let b = context.run(|| -> Result<i64, AegisError> {
             // SAFETY: a live tuple of the scanned leaf, described by tupdesc.
             unsafe {
                 let natts = (*tupdesc).natts as usize;
@@ -438,14 +481,18 @@ pub(super) fn scan_content(tbl: pg_sys::Oid) -> Result<Scan, AegisError> {
             }
             let b = bucket_of(&dp, &values, &nulls);
             found.add_row(b, enc.finish());
+            Ok(b)
+        })?;
+        if noted != Some((leaf, b)) {
+            noted = Some((leaf, b));
             let names = leaves.entry(b).or_default();
             if let Some((_, name)) = &current_leaf {
-                if names.last() != Some(name) && !names.contains(name) {
+                if !names.contains(name) {
                     names.push(name.clone());
                 }
             }
-            Ok(())
-        })
+        }
+        Ok(())
     })?;
     Ok(Scan {
         found,

@@ -56,6 +56,7 @@ pub(crate) mod verify;
 pub(crate) mod write;
 
 pub(crate) use capture::*;
+pub(crate) use digest::as_lifecycle_statement;
 use encoding::*;
 pub(crate) use images::*;
 pub(crate) use plan::*;

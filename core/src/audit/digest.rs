@@ -60,32 +60,30 @@ impl Default for ContentDigest {
     }
 }
 
-fn element(row: &[u8]) -> [u16; LANES] {
+/// The row's element, 2,048 bytes of BLAKE3 output (1,024 little-endian
+/// lanes).
+fn element(row: &[u8]) -> [u8; DIGEST_BYTES] {
     let mut h = blake3::Hasher::new_derive_key(CONTEXT);
     h.update(row);
     let mut buf = [0u8; DIGEST_BYTES];
     h.finalize_xof().fill(&mut buf);
-    let mut lanes = [0u16; LANES];
-    for (l, b) in lanes.iter_mut().zip(buf.chunks_exact(2)) {
-        *l = u16::from_le_bytes([b[0], b[1]]);
-    }
-    lanes
+    buf
 }
 
 impl ContentDigest {
     /// Add one row (its encoding, see [`RowEncoder`]).
     pub fn add_row(&mut self, row: &[u8]) {
         let e = element(row);
-        for (a, b) in self.lanes.iter_mut().zip(e.iter()) {
-            *a = a.wrapping_add(*b);
+        for (a, b) in self.lanes.iter_mut().zip(e.chunks_exact(2)) {
+            *a = a.wrapping_add(u16::from_le_bytes([b[0], b[1]]));
         }
     }
 
     /// Remove one row.
     pub fn remove_row(&mut self, row: &[u8]) {
         let e = element(row);
-        for (a, b) in self.lanes.iter_mut().zip(e.iter()) {
-            *a = a.wrapping_sub(*b);
+        for (a, b) in self.lanes.iter_mut().zip(e.chunks_exact(2)) {
+            *a = a.wrapping_sub(u16::from_le_bytes([b[0], b[1]]));
         }
     }
 
