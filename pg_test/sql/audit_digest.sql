@@ -243,3 +243,47 @@ DELETE FROM aegis.keys WHERE name = 'audit_head';
 SELECT aegis.unprotect('public.dg_chain');
 DROP TABLE public.dg_chain;
 RESET client_min_messages;
+
+-- 9. protect()'s digest baseline and verify_table() read every row with
+-- the extension's rights: columns of the owner's own types (a composite
+-- with a cast to text, a domain over it with a CHECK, a range, an enum),
+-- its policies and triggers run none of the owner's code then (as
+-- attack_hardening.sql M checks for image mode).
+BEGIN;
+SET client_min_messages = warning;
+CREATE ROLE dg_owner2 LOGIN;
+CREATE ROLE dg_admin2 LOGIN IN ROLE aegis_admin;
+CREATE SCHEMA dg2 AUTHORIZATION dg_owner2;
+CREATE TABLE public.dg_witness (kind text, run_as name, was_superuser boolean);
+GRANT INSERT ON public.dg_witness TO PUBLIC;
+CREATE FUNCTION public.dg_witness(kind text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.dg_witness SELECT kind, current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user);
+    RETURN true;
+END $$;
+CREATE FUNCTION public.dg_witness_trg() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.dg_witness('trigger ' || TG_OP); RETURN NULL; END $$;
+GRANT USAGE ON SCHEMA dg2 TO dg_admin2;
+SET SESSION AUTHORIZATION dg_owner2;
+CREATE TYPE dg2.pair AS (a int, b text);
+CREATE FUNCTION dg2.pair_text(dg2.pair) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.dg_witness('cast to text'); RETURN ''; END $$;
+CREATE CAST (dg2.pair AS text) WITH FUNCTION dg2.pair_text(dg2.pair);
+CREATE DOMAIN dg2.pair_d AS dg2.pair CHECK (public.dg_witness('domain'));
+CREATE TYPE dg2.span AS RANGE (subtype = int4);
+CREATE TYPE dg2.sev AS ENUM ('a', 'b');
+CREATE TABLE dg2.typed (id int PRIMARY KEY, p dg2.pair, pd dg2.pair_d, r dg2.span, s dg2.sev,
+                        ts timestamptz NOT NULL DEFAULT '2026-12-01');
+CREATE POLICY typed_pol ON dg2.typed USING (public.dg_witness('policy'));
+CREATE TRIGGER typed_trg AFTER UPDATE OR DELETE ON dg2.typed FOR EACH ROW EXECUTE FUNCTION public.dg_witness_trg();
+INSERT INTO dg2.typed (id, p, pd, r, s) VALUES (1, ROW(1, 'x'), ROW(2, 'y'), '[1,5)', 'b');
+RESET SESSION AUTHORIZATION;
+TRUNCATE public.dg_witness;
+SET SESSION AUTHORIZATION dg_admin2;
+SELECT aegis.protect('dg2.typed', '{"audit_inserts": "digest", "digest_buckets": {"column": "ts"}}');
+SELECT ok, rows_checked FROM aegis.verify_table('dg2.typed');
+RESET SESSION AUTHORIZATION;
+SELECT l.operation, l.detail FROM aegis.audit_log l WHERE l.table_name = 'dg2.typed' ORDER BY l.id;
+SELECT kind, run_as, was_superuser FROM public.dg_witness ORDER BY 1;
+SELECT rolsuper AS owner_became_superuser FROM pg_roles WHERE rolname = 'dg_owner2';
+ROLLBACK;
