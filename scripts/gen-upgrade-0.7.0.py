@@ -36,6 +36,10 @@ DROP FUNCTION aegis.run_restricted(oid, boolean, text, text[]);
 -- because another transaction had them locked.
 DROP FUNCTION aegis.apply_retention(boolean);
 ALTER TABLE aegis.retention_rules ADD COLUMN last_locked bigint;
+-- Integer epoch time columns (time_unit) and whole expired partitions.
+ALTER TABLE aegis.retention_rules ADD COLUMN time_unit text CHECK (time_unit IN ('seconds', 'milliseconds'));
+DROP FUNCTION aegis.set_retention(regclass, interval, name, text);
+DROP FUNCTION aegis.check_retention_rule(regclass, interval, name, text);
 DROP EVENT TRIGGER aegis_guard_end;
 ALTER TABLE aegis.audit_log ADD COLUMN content_change bytea;
 ALTER TABLE aegis.audit_log ALTER COLUMN content_change SET STORAGE EXTERNAL;
@@ -46,10 +50,11 @@ new=[('70_audit.sql','audit_statement('),('70_audit.sql','verify_chain_increment
      ('80_lifecycle.sql','run_restricted('),('30_policy.sql','policy_code('),('30_policy.sql','policy_untrusted_code('),
      ('70_audit.sql','entry_may_be_pending('),('70_audit.sql','guard_verify('),('85_alerts.sql','report_blocked_sealer('),
      ('85_alerts.sql','current_baselines('),('85_alerts.sql','fold_metric_baselines('),('85_alerts.sql','in_transaction_block('),('85_alerts.sql','alert_upkeep('),
-     ('80_lifecycle.sql','apply_retention(')]
+     ('80_lifecycle.sql','apply_retention('),('80_lifecycle.sql','expired_partitions('),('70_audit.sql','retire_partition('),
+     ('80_lifecycle.sql','check_retention_rule('),('80_lifecycle.sql','set_retention(')]
 repl=[('30_policy.sql','owner_ddl('),('30_policy.sql','check_policy('),('30_policy.sql','switch_rls('),('30_policy.sql','enforce_rls('),
       ('30_policy.sql','protect('),('70_audit.sql','guard_compliant_tables('),('70_audit.sql','guard_state('),('70_audit.sql','guard_check('),
-      ('80_lifecycle.sql','erase_subject('),('95_catalog_guard.sql','catalog_guard('),('40_monitoring_schema.sql','monitoring_schema_ddl('),('40_monitoring_schema.sql','create_monitoring_schema('),('85_alerts.sql','security_alerts('),('70_audit.sql','guard_ddl_end('),('70_audit.sql','guard_report('),('70_audit.sql','guard_protect_partitions('),('90_compliance.sql','compliance_mapping('),('90_compliance.sql','compliance_report()')]
+      ('80_lifecycle.sql','erase_subject('),('80_lifecycle.sql','lifecycle_check_table('),('95_catalog_guard.sql','catalog_guard('),('40_monitoring_schema.sql','monitoring_schema_ddl('),('40_monitoring_schema.sql','create_monitoring_schema('),('85_alerts.sql','security_alerts('),('70_audit.sql','guard_ddl_end('),('70_audit.sql','guard_report('),('70_audit.sql','guard_protect_partitions('),('90_compliance.sql','compliance_mapping('),('90_compliance.sql','compliance_report()')]
 al=open(root+'85_alerts.sql').read()
 lc=open(root+'80_lifecycle.sql').read()
 out.append(lc[lc.index('CREATE VIEW aegis.retention_policies'):lc.index('-- ===', lc.index('CREATE VIEW aegis.retention_policies'))]
@@ -89,6 +94,10 @@ REVOKE EXECUTE ON FUNCTION aegis.capture_mode(regclass), aegis.is_statement_capt
 GRANT EXECUTE ON FUNCTION aegis.audit_statement() TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION aegis.verify_chain_incremental() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.verify_chain_incremental() TO aegis_admin, aegis_auditor;
+REVOKE EXECUTE ON FUNCTION aegis.expired_partitions(regclass, name, text), aegis.retire_partition(regclass),
+    aegis.check_retention_rule(regclass, interval, name, text, text), aegis.set_retention(regclass, interval, name, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.check_retention_rule(regclass, interval, name, text, text),
+    aegis.set_retention(regclass, interval, name, text, text) TO aegis_admin;
 
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;
 

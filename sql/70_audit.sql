@@ -343,6 +343,13 @@ AS 'MODULE_PATHNAME', 'audit_baseline_wrapper';
 COMMENT ON FUNCTION aegis.audit_baseline(regclass) IS
     'Internal: record every existing row of a newly protected table as a BASELINE audit entry';
 
+-- Internal (no grants): apply_retention() records an expired partition of a
+-- digest-mode table leaving, under the ACCESS EXCLUSIVE lock its drop keeps.
+CREATE FUNCTION aegis.retire_partition(part regclass) RETURNS bigint LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'retire_partition_wrapper';
+COMMENT ON FUNCTION aegis.retire_partition(regclass) IS
+    'Internal: one RETENTION entry removing the content of a digest-mode partition about to be dropped';
+
 -- Internal (no grants): the DDL guard records what a superuser did.
 CREATE FUNCTION aegis.audit_event(operation text, table_name text, detail jsonb) RETURNS void
 LANGUAGE c VOLATILE

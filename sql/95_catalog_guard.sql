@@ -113,7 +113,7 @@ BEGIN
             RAISE EXCEPTION 'last_applied_at, last_deleted, last_held and last_locked are kept by apply_retention()'
                 USING ERRCODE = '42501';
         END IF;
-        PERFORM aegis.check_retention_rule(NEW.relid, NEW.keep, NEW.time_column, NEW.only_where);
+        PERFORM aegis.check_retention_rule(NEW.relid, NEW.keep, NEW.time_column, NEW.only_where, NEW.time_unit);
         NEW.set_by := CURRENT_USER;
         NEW.set_at := pg_catalog.now();
         RETURN NEW;

@@ -65,7 +65,7 @@ GRANT SELECT ON aegis.protected_tables, aegis.column_classes TO aegis_admin, aeg
 GRANT EXECUTE ON FUNCTION
     aegis.check_policy(regclass, jsonb), aegis.is_enforced(regclass),
     aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid),
-    aegis.check_retention_rule(regclass, interval, name, text), aegis.check_legal_hold(regclass, text, text)
+    aegis.check_retention_rule(regclass, interval, name, text, text), aegis.check_legal_hold(regclass, text, text)
 TO aegis_admin;
 -- protect()/unprotect() run with the admin's own rights on the catalog, so
 -- the catalog records who really called them.
@@ -99,7 +99,7 @@ TO PUBLIC;
 -- records who did it); the row-filter validator and the table check are what
 -- those functions call. apply_retention() is the definer-rights step.
 GRANT EXECUTE ON FUNCTION
-    aegis.set_retention(regclass, interval, name, text), aegis.remove_retention(regclass),
+    aegis.set_retention(regclass, interval, name, text, text), aegis.remove_retention(regclass),
     aegis.place_legal_hold(regclass, text, text), aegis.release_legal_hold(bigint),
     aegis.apply_retention(boolean),
     aegis.row_filter(regclass, text, regrole), aegis.lifecycle_check_table(regclass, name),

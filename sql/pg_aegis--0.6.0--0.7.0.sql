@@ -20,6 +20,10 @@ DROP FUNCTION aegis.run_restricted(oid, boolean, text, text[]);
 -- because another transaction had them locked.
 DROP FUNCTION aegis.apply_retention(boolean);
 ALTER TABLE aegis.retention_rules ADD COLUMN last_locked bigint;
+-- Integer epoch time columns (time_unit) and whole expired partitions.
+ALTER TABLE aegis.retention_rules ADD COLUMN time_unit text CHECK (time_unit IN ('seconds', 'milliseconds'));
+DROP FUNCTION aegis.set_retention(regclass, interval, name, text);
+DROP FUNCTION aegis.check_retention_rule(regclass, interval, name, text);
 DROP EVENT TRIGGER aegis_guard_end;
 ALTER TABLE aegis.audit_log ADD COLUMN content_change bytea;
 ALTER TABLE aegis.audit_log ALTER COLUMN content_change SET STORAGE EXTERNAL;
@@ -30,7 +34,7 @@ SELECT r.relid AS table_name, r.keep, r.time_column, r.only_where,
        pg_catalog.now() - r.keep AS expires_before,
        (SELECT pg_catalog.count(*) FROM aegis.legal_holds h
         WHERE h.relid = r.relid::oid AND h.released_at IS NULL) AS active_holds,
-       r.set_at, r.set_by, r.last_applied_at, r.last_deleted, r.last_held, r.last_locked
+       r.set_at, r.set_by, r.last_applied_at, r.last_deleted, r.last_held, r.last_locked, r.time_unit
 FROM aegis.retention_rules r;
 COMMENT ON VIEW aegis.retention_policies IS
     'Retention policies: period, time column, filter, active legal holds and the last run';
@@ -601,6 +605,22 @@ COMMENT ON FUNCTION aegis.alert_upkeep() IS
 -- inserts; batches bound the after-trigger queue. Holds cannot change during
 -- a run (SHARE lock on aegis.legal_holds: place_legal_hold waits for the run
 -- to commit).
+--
+-- Whole partitions: a digest-mode table range-partitioned by its time
+-- column, with no row filter in its policy, loses each partition whose
+-- rows have all expired (expired_partitions()) by DROP TABLE instead of row
+-- by row, after every table's row-wise deletions (the drop locks the
+-- parent until the run commits, which then follows at once). Each
+-- partition is locked (ACCESS EXCLUSIVE, waiting at most 2 s; a busy one
+-- is kept for a later run), checked for rows a legal hold covers (then
+-- only its unheld rows are deleted, in one statement as its owner), its
+-- content recorded as one RETENTION entry (aegis.retire_partition: the
+-- digest of what leaves, so verify_table() still balances) and dropped;
+-- the DDL guard does not fire for it (session_replication_role = replica
+-- for the DROP alone) and forgets it. If dropping fails (a view depends on
+-- the partition, the parent is busy), every drop of that table is undone
+-- with its entries and its partitions' expired rows are deleted row by row
+-- (one statement per partition).
 CREATE FUNCTION aegis.apply_retention(dry_run boolean DEFAULT false)
 RETURNS TABLE(table_name text, rows_affected bigint, rows_locked bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -610,6 +630,7 @@ DECLARE
     r record;
     batch_size integer := 10000;
     cutoff timestamptz;
+    cutoff_val text;
     expired text;
     held text;
     hold_ids bigint[];
@@ -626,6 +647,26 @@ DECLARE
     lo text;
     hi text;
     counts text[];
+    drops regclass[];
+    -- One element per table (res_*) and per partition to drop (d_*).
+    res_table text[] := '{}';
+    res_relid regclass[] := '{}';
+    res_rows bigint[] := '{}';
+    res_held bigint[] := '{}';
+    res_locked bigint[] := '{}';
+    res_event jsonb[] := '{}';
+    d_idx integer[] := '{}';
+    d_part regclass[] := '{}';
+    d_held text[] := '{}';
+    d_expired text[] := '{}';
+    d_cutoff text[] := '{}';
+    i integer;
+    k integer;
+    k_end integer;
+    ready regclass[];
+    dropped text[];
+    srr text;
+    lt text;
 BEGIN
     IF dry_run IS NULL THEN
         RAISE EXCEPTION 'dry_run must not be NULL' USING ERRCODE = '22004';
@@ -636,7 +677,9 @@ BEGIN
     FOR r IN
         SELECT rr.* FROM aegis.retention_rules rr ORDER BY rr.relid::text
     LOOP
-        table_name := r.relid::text;
+        i := pg_catalog.cardinality(res_table) + 1;
+        res_table[i] := r.relid::text;
+        res_relid[i] := r.relid;
         BEGIN
             PERFORM aegis.lifecycle_check_table(r.relid, r.time_column);
             author := pg_catalog.to_regrole(pg_catalog.quote_ident(r.set_by));
@@ -653,11 +696,29 @@ BEGIN
             END IF;
             SELECT c.relowner INTO owner FROM pg_catalog.pg_class c WHERE c.oid = r.relid;
             cutoff := pg_catalog.now() - r.keep;
-            expired := pg_catalog.format('%I < $1::pg_catalog.timestamptz', r.time_column);
+            -- An integer time column counts seconds or milliseconds since
+            -- 1970: the cutoff in its terms, as an int8 (the comparison
+            -- with a smallint, integer or bigint column uses its index).
+            IF (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                WHERE a.attrelid = r.relid AND a.attname = r.time_column AND a.attnum > 0 AND NOT a.attisdropped)
+               IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) THEN
+                cutoff_val := pg_catalog.floor(EXTRACT(epoch FROM cutoff)
+                                  * CASE WHEN r.time_unit = 'milliseconds' THEN 1000 ELSE 1 END)::bigint::text;
+                expired := pg_catalog.format('%I < $1::pg_catalog.int8', r.time_column);
+            ELSE
+                cutoff_val := cutoff::text;
+                expired := pg_catalog.format('%I < $1::pg_catalog.timestamptz', r.time_column);
+            END IF;
             IF r.only_where IS NOT NULL THEN
                 expired := expired || ' AND (' || aegis.row_filter(r.relid, r.only_where, author) || ')';
             END IF;
             SELECT f.predicate, f.hold_ids INTO held, hold_ids FROM aegis.legal_hold_filter(r.relid) f;
+            -- Whole partitions that have expired, dropped after every
+            -- table's row-wise deletions (see above).
+            drops := '{}';
+            IF r.only_where IS NULL AND held IS DISTINCT FROM 'true' AND aegis.capture_mode(r.relid) = 'digest' THEN
+                drops := ARRAY(SELECT e FROM aegis.expired_partitions(r.relid, r.time_column, cutoff_val) e);
+            END IF;
             n_held := 0;
             n_deleted := 0;
             n_locked := 0;
@@ -670,9 +731,9 @@ BEGIN
                     '       pg_catalog.array_agg(b.ctid ORDER BY b.ctid)::pg_catalog.text, '
                     '       pg_catalog.min(b.ctid)::pg_catalog.text, pg_catalog.max(b.ctid)::pg_catalog.text '
                     'FROM (SELECT tableoid, ctid, (pg_catalog.row_number() OVER (PARTITION BY tableoid ORDER BY ctid) - 1) / %s AS batch '
-                    '      FROM %s WHERE %s) b '
+                    '      FROM %s WHERE %s AND tableoid OPERATOR(pg_catalog.<>) ALL ($2::pg_catalog.oid[])) b '
                     'GROUP BY b.tableoid, b.batch ORDER BY b.tableoid, b.batch', batch_size, r.relid, expired),
-                    ARRAY[cutoff::text]) x
+                    ARRAY[cutoff_val, drops::pg_catalog.oid[]::text]) x
             LOOP
                 SELECT c.relowner INTO part_owner FROM pg_catalog.pg_class c WHERE c.oid = part;
                 -- As the owner of the partition: which of them are held,
@@ -688,7 +749,7 @@ BEGIN
                         '       pg_catalog.count(*) FILTER (WHERE NOT COALESCE(%2$s, false))::pg_catalog.text '
                         'FROM ONLY %1$s WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
                         '  AND ctid = ANY ($2::pg_catalog.tid[]) AND %3$s', part, COALESCE(held, 'false'), expired),
-                        ARRAY[cutoff::text, ids, lo, hi]) x);
+                        ARRAY[cutoff_val, ids, lo, hi]) x);
                 END IF;
                 n_held := n_held + counts[1]::bigint;
                 IF dry_run THEN
@@ -707,11 +768,11 @@ BEGIN
                         '        AND ctid = ANY ($2::pg_catalog.tid[]) AND %s AND NOT COALESCE(%s, false) '
                         '      FOR UPDATE SKIP LOCKED) l',
                         part, expired, COALESCE(held, 'false')),
-                        ARRAY[cutoff::text, ids, lo, hi]) x);
+                        ARRAY[cutoff_val, ids, lo, hi]) x);
                     n_batch := (SELECT x[1]::bigint FROM aegis.run_restricted(part_owner, part, true, pg_catalog.format(
                         'DELETE FROM ONLY %s WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
                         '  AND ctid = ANY ($2::pg_catalog.tid[])', part),
-                        ARRAY[cutoff::text, locked, lo, hi]) x);
+                        ARRAY[cutoff_val, locked, lo, hi]) x);
                     n_deleted := n_deleted + n_batch;
                     -- Fewer than the batch's unheld expired rows: whichever
                     -- are still there and still expired were locked.
@@ -721,45 +782,288 @@ BEGIN
                             'WHERE ctid >= $3::pg_catalog.tid AND ctid <= $4::pg_catalog.tid '
                             '  AND ctid = ANY ($2::pg_catalog.tid[]) AND %s AND NOT COALESCE(%s, false)',
                             part, expired, COALESCE(held, 'false')),
-                            ARRAY[cutoff::text, ids, lo, hi]) x);
+                            ARRAY[cutoff_val, ids, lo, hi]) x);
                     END IF;
                 END IF;
             END LOOP;
-            IF NOT dry_run THEN
-                UPDATE aegis.retention_rules rr
-                SET last_applied_at = pg_catalog.now(), last_deleted = n_deleted, last_held = n_held,
-                    last_locked = n_locked
-                WHERE rr.relid = r.relid;
-                PERFORM aegis.audit_event('RETENTION', r.relid::text, pg_catalog.jsonb_build_object(
-                    'keep', r.keep::text, 'time_column', r.time_column, 'cutoff', cutoff,
-                    'only_where', r.only_where, 'rows_deleted', n_deleted, 'rows_held', n_held,
-                    'rows_locked', n_locked,
-                    'legal_holds', pg_catalog.to_jsonb(hold_ids), 'requested_by', SESSION_USER,
-                    'selected_as', r.set_by));
-                IF n_locked > 0 THEN
-                    RAISE WARNING 'retention of %: % expired rows were locked by other transactions and are kept until a later run',
-                        r.relid, n_locked;
-                END IF;
-                rows_locked := n_locked;
-            ELSE
-                -- A dry run locks nothing, so it cannot tell.
-                rows_locked := NULL;
+            res_rows[i] := n_deleted;
+            res_held[i] := n_held;
+            res_locked[i] := n_locked;
+            res_event[i] := pg_catalog.jsonb_build_object(
+                'keep', r.keep::text, 'time_column', r.time_column, 'cutoff', cutoff,
+                'only_where', r.only_where, 'legal_holds', pg_catalog.to_jsonb(hold_ids),
+                'requested_by', SESSION_USER, 'selected_as', r.set_by);
+            IF r.time_unit IS NOT NULL THEN
+                res_event[i] := res_event[i] || pg_catalog.jsonb_build_object('time_unit', r.time_unit, 'cutoff_epoch', cutoff_val::bigint);
             END IF;
-            rows_affected := n_deleted;
+            FOREACH part IN ARRAY drops LOOP
+                k := pg_catalog.cardinality(d_part) + 1;
+                d_idx[k] := i;
+                d_part[k] := part;
+                d_held[k] := held;
+                d_expired[k] := expired;
+                d_cutoff[k] := cutoff_val;
+            END LOOP;
         EXCEPTION WHEN OTHERS THEN
             -- One broken policy (a dropped column, an author who lost the
             -- right to read the table) must not stop the others: it is
             -- reported and skipped.
             RAISE WARNING 'retention of % skipped: %', r.relid, SQLERRM;
-            rows_affected := NULL;
-            rows_locked := NULL;
+            res_rows[i] := NULL;
+            res_event[i] := NULL;
         END;
+    END LOOP;
+
+    -- Whole expired partitions, table by table (d_* are in table order).
+    lt := pg_catalog.current_setting('lock_timeout');
+    k := 1;
+    WHILE k <= pg_catalog.cardinality(d_part) LOOP
+        i := d_idx[k];
+        k_end := k;
+        WHILE k_end < pg_catalog.cardinality(d_part) AND d_idx[k_end + 1] = i LOOP
+            k_end := k_end + 1;
+        END LOOP;
+        dropped := '{}';
+        -- What the rollback below undoes, the counts must forget too.
+        n_deleted := res_rows[i];
+        n_held := res_held[i];
+        BEGIN
+            ready := '{}';
+            FOR k IN k .. k_end LOOP
+                part := d_part[k];
+                SELECT c.relowner INTO part_owner FROM pg_catalog.pg_class c WHERE c.oid = part;
+                CONTINUE WHEN part_owner IS NULL;
+                IF dry_run THEN
+                    counts := (SELECT x FROM aegis.run_restricted(part_owner, part, true, pg_catalog.format(
+                        'SELECT pg_catalog.count(*) FILTER (WHERE COALESCE(%2$s, false))::pg_catalog.text, '
+                        '       pg_catalog.count(*) FILTER (WHERE NOT COALESCE(%2$s, false))::pg_catalog.text '
+                        'FROM ONLY %1$s WHERE %3$s', part, COALESCE(d_held[k], 'false'), d_expired[k]),
+                        ARRAY[d_cutoff[k]]) x);
+                    res_held[i] := res_held[i] + counts[1]::bigint;
+                    res_rows[i] := res_rows[i] + counts[2]::bigint;
+                    CONTINUE;
+                END IF;
+                BEGIN
+                    PERFORM pg_catalog.set_config('lock_timeout', '2s', true);
+                    EXECUTE pg_catalog.format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE', part);
+                    counts := ARRAY['0'];
+                    IF d_held[k] IS NOT NULL THEN
+                        counts := (SELECT x FROM aegis.run_restricted(part_owner, part, true, pg_catalog.format(
+                            'SELECT pg_catalog.count(*)::pg_catalog.text FROM ONLY %s WHERE COALESCE(%s, false)',
+                            part, d_held[k]), ARRAY[d_cutoff[k]]) x);
+                    END IF;
+                    IF counts[1]::bigint > 0 THEN
+                        -- A hold covers rows of it: it stays; the others go.
+                        res_held[i] := res_held[i] + counts[1]::bigint;
+                        res_rows[i] := res_rows[i] + (SELECT x[1]::bigint FROM aegis.run_restricted(part_owner, part, true,
+                            pg_catalog.format('DELETE FROM ONLY %s WHERE %s AND NOT COALESCE(%s, false)',
+                                              part, d_expired[k], d_held[k]), ARRAY[d_cutoff[k]]) x);
+                    ELSE
+                        ready := ready || part;
+                    END IF;
+                EXCEPTION WHEN lock_not_available THEN
+                    RAISE WARNING 'retention of %: partition % is in use; it is kept until a later run', res_table[i], part;
+                END;
+            END LOOP;
+            FOREACH part IN ARRAY ready LOOP
+                res_rows[i] := res_rows[i] + aegis.retire_partition(part);
+                dropped := dropped || part::text;
+                srr := pg_catalog.current_setting('session_replication_role');
+                PERFORM pg_catalog.set_config('session_replication_role', 'replica', true);
+                EXECUTE pg_catalog.format('DROP TABLE %s', part);
+                PERFORM pg_catalog.set_config('session_replication_role', srr, true);
+                PERFORM aegis.guard_forget(ARRAY[part::oid]);
+            END LOOP;
+            IF pg_catalog.cardinality(ready) > 0 THEN
+                PERFORM aegis.guard_remember(res_relid[i]);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'retention of %: expired partitions not dropped (%); their rows are deleted row by row',
+                res_table[i], SQLERRM;
+            dropped := '{}';
+            res_rows[i] := n_deleted;
+            res_held[i] := n_held;
+            FOR k IN k .. k_end LOOP
+                BEGIN
+                    part := d_part[k];
+                    SELECT c.relowner INTO part_owner FROM pg_catalog.pg_class c WHERE c.oid = part;
+                    CONTINUE WHEN part_owner IS NULL;
+                    res_held[i] := res_held[i] + (SELECT x[1]::bigint FROM aegis.run_restricted(part_owner, part, true,
+                        pg_catalog.format('SELECT pg_catalog.count(*)::pg_catalog.text FROM ONLY %s WHERE %s AND COALESCE(%s, false)',
+                                          part, d_expired[k], COALESCE(d_held[k], 'false')), ARRAY[d_cutoff[k]]) x);
+                    res_rows[i] := res_rows[i] + (SELECT x[1]::bigint FROM aegis.run_restricted(part_owner, part, true,
+                        pg_catalog.format('DELETE FROM ONLY %s WHERE %s AND NOT COALESCE(%s, false)',
+                                          part, d_expired[k], COALESCE(d_held[k], 'false')), ARRAY[d_cutoff[k]]) x);
+                EXCEPTION WHEN OTHERS THEN
+                    RAISE WARNING 'retention of %: partition % skipped: %', res_table[i], part, SQLERRM;
+                END;
+            END LOOP;
+        END;
+        IF pg_catalog.cardinality(dropped) > 0 THEN
+            res_event[i] := res_event[i] || pg_catalog.jsonb_build_object('partitions_dropped', pg_catalog.to_jsonb(dropped));
+        END IF;
+        k := k_end + 1;
+    END LOOP;
+    PERFORM pg_catalog.set_config('lock_timeout', lt, true);
+
+    FOR i IN 1 .. pg_catalog.cardinality(res_table) LOOP
+        table_name := res_table[i];
+        rows_affected := res_rows[i];
+        rows_locked := NULL;
+        IF res_event[i] IS NOT NULL AND NOT dry_run THEN
+            UPDATE aegis.retention_rules rr
+            SET last_applied_at = pg_catalog.now(), last_deleted = res_rows[i], last_held = res_held[i],
+                last_locked = res_locked[i]
+            WHERE rr.relid = res_relid[i];
+            PERFORM aegis.audit_event('RETENTION', res_table[i], res_event[i] || pg_catalog.jsonb_build_object(
+                'rows_deleted', res_rows[i], 'rows_held', res_held[i], 'rows_locked', res_locked[i]));
+            IF res_locked[i] > 0 THEN
+                RAISE WARNING 'retention of %: % expired rows were locked by other transactions and are kept until a later run',
+                    res_table[i], res_locked[i];
+            END IF;
+            -- A dry run locks nothing, so it cannot tell.
+            rows_locked := res_locked[i];
+        END IF;
         RETURN NEXT;
     END LOOP;
 END
 $$;
 COMMENT ON FUNCTION aegis.apply_retention(boolean) IS
     'Delete expired rows of every table with a retention policy, except rows under legal hold; dry_run only counts (admin-only)';
+
+-- The partitions of a table that hold only expired rows: leaves of a table
+-- range-partitioned by its time column alone whose upper bound is at or
+-- before the cutoff (every row is below its upper bound, so below the
+-- cutoff). Not the default partition, not sub-partitioned ones, nothing of
+-- a table a foreign key references (dropping would have to check the
+-- referencing rows). The bound is read from the catalog and compared as a
+-- value of the column's own (built-in) type; catalog reads only, no user
+-- code. cutoff is apply_retention()'s: a timestamptz, or an int8 epoch
+-- for integer time columns.
+CREATE FUNCTION aegis.expired_partitions(tbl regclass, time_column name, cutoff text)
+RETURNS SETOF regclass
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    typ regtype;
+    p record;
+    m text[];
+    upper_bound text;
+    expired boolean;
+BEGIN
+    SELECT a.atttypid::regtype INTO typ
+    FROM pg_catalog.pg_partitioned_table pt
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0]
+    WHERE pt.partrelid = tbl AND pt.partstrat = 'r' AND pt.partnatts = 1 AND a.attname = time_column;
+    IF typ IS NULL OR typ NOT IN ('timestamp with time zone'::regtype, 'timestamp without time zone'::regtype,
+                                  'date'::regtype, 'smallint'::regtype, 'integer'::regtype, 'bigint'::regtype)
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
+                  WHERE k.contype = 'f' AND k.confrelid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t)) THEN
+        RETURN;
+    END IF;
+    FOR p IN
+        SELECT c.oid::regclass AS part, pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound
+        FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = tbl AND c.relkind = 'r' AND c.relispartition
+        ORDER BY c.oid
+    LOOP
+        m := pg_catalog.regexp_match(p.bound, '^FOR VALUES FROM \((.*)\) TO \((.*)\)$');
+        CONTINUE WHEN m IS NULL OR m[2] = 'MAXVALUE';
+        upper_bound := m[2];
+        IF upper_bound ~ '^''.*''$' THEN
+            upper_bound := pg_catalog.replace(pg_catalog.substr(upper_bound, 2, pg_catalog.length(upper_bound) - 2), '''''', '''');
+        END IF;
+        EXECUTE pg_catalog.format('SELECT $1::%s OPERATOR(pg_catalog.<=) $2::%s', typ,
+                    CASE WHEN typ IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype)
+                         THEN 'pg_catalog.int8' ELSE 'pg_catalog.timestamptz' END)
+            INTO expired USING upper_bound, cutoff;
+        IF expired THEN
+            RETURN NEXT p.part;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION aegis.expired_partitions(regclass, name, text) IS
+    'Internal: the partitions of a table range-partitioned by its time column whose every row is older than the cutoff';
+
+-- Internal (no grants): apply_retention() records an expired partition of a
+-- digest-mode table leaving, under the ACCESS EXCLUSIVE lock its drop keeps.
+CREATE FUNCTION aegis.retire_partition(part regclass) RETURNS bigint LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'retire_partition_wrapper';
+COMMENT ON FUNCTION aegis.retire_partition(regclass) IS
+    'Internal: one RETENTION entry removing the content of a digest-mode partition about to be dropped';
+
+-- What a retention policy must satisfy, for the current user as its author
+-- (set_retention() and the catalog guard on aegis.retention_rules).
+CREATE FUNCTION aegis.check_retention_rule(tbl regclass, keep interval, time_column name, only_where text,
+                                           time_unit text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    epoch boolean;
+BEGIN
+    IF tbl IS NULL OR keep IS NULL OR time_column IS NULL THEN
+        RAISE EXCEPTION 'table, keep and time_column must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF keep <= interval '0' THEN
+        RAISE EXCEPTION 'keep must be a positive interval, not %', keep USING ERRCODE = '22023';
+    END IF;
+    PERFORM aegis.lifecycle_check_table(tbl, time_column);
+    SELECT a.atttypid IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) INTO epoch
+    FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid = tbl AND a.attname = time_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF epoch AND time_unit IS NULL THEN
+        RAISE EXCEPTION 'time column "%" of % holds integers: say whether they count seconds or milliseconds since 1970', time_column, tbl
+            USING ERRCODE = '22023', HINT = 'Pass time_unit => ''seconds'' (Zabbix''s clock) or time_unit => ''milliseconds''.';
+    ELSIF NOT epoch AND time_unit IS NOT NULL THEN
+        RAISE EXCEPTION 'time_unit applies to integer time columns; "%" of % is a timestamp or date', time_column, tbl
+            USING ERRCODE = '22023';
+    ELSIF time_unit NOT IN ('seconds', 'milliseconds') THEN
+        RAISE EXCEPTION 'time_unit must be ''seconds'' or ''milliseconds'', not %', pg_catalog.quote_literal(time_unit)
+            USING ERRCODE = '22023';
+    END IF;
+    -- A policy decides about rows with no more rights than its author has:
+    -- the author must be able to read the time column (and every column
+    -- the filter names, row_filter() checks) in every row of the table.
+    IF NOT pg_catalog.has_column_privilege(tbl, time_column, 'SELECT') THEN
+        RAISE EXCEPTION 'role % may not read column "%" of %', CURRENT_USER, time_column, tbl
+            USING ERRCODE = '42501',
+                  HINT = 'A retention policy decides with its author''s rights: a role that can read the table (or a superuser) must set it.';
+    END IF;
+    IF NOT aegis.reads_all_rows(tbl) THEN
+        RAISE EXCEPTION 'role % does not see every row of %: row-level security narrows its view', CURRENT_USER, tbl
+            USING ERRCODE = '42501',
+                  HINT = 'A retention policy decides about every row: its author must see them all (a policy USING (true) for it, BYPASSRLS, or a superuser).';
+    END IF;
+    IF only_where IS NOT NULL THEN
+        PERFORM aegis.row_filter(tbl, only_where, pg_catalog.quote_ident(CURRENT_USER)::regrole);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.check_retention_rule(regclass, interval, name, text, text) IS
+    'Internal: may the current user set this retention policy (protected table, date/time or epoch column it can read, valid filter)?';
+
+CREATE FUNCTION aegis.set_retention(tbl regclass, keep interval, time_column name, only_where text DEFAULT NULL,
+                                    time_unit text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+BEGIN
+    PERFORM aegis.check_retention_rule(tbl, keep, time_column, only_where, time_unit);
+    INSERT INTO aegis.retention_rules AS r (relid, keep, time_column, only_where, time_unit, set_by)
+    VALUES (tbl, set_retention.keep, set_retention.time_column, set_retention.only_where, set_retention.time_unit,
+            CURRENT_USER)
+    ON CONFLICT (relid) DO UPDATE SET keep = EXCLUDED.keep, time_column = EXCLUDED.time_column,
+        only_where = EXCLUDED.only_where, time_unit = EXCLUDED.time_unit, set_at = pg_catalog.now(),
+        set_by = EXCLUDED.set_by;
+END
+$$;
+COMMENT ON FUNCTION aegis.set_retention(regclass, interval, name, text, text) IS
+    'Keep rows of a protected table for an interval after time_column (a timestamp, a date, or an integer counting time_unit since 1970; optionally only rows matching only_where) (admin-only)';
 
 -- Run one DDL statement on a user table as the table's owner, in a
 -- security-restricted operation (aegis.run_restricted): whatever the
@@ -1475,6 +1779,45 @@ $$;
 COMMENT ON FUNCTION aegis.erase_subject(text, boolean) IS
     'GDPR erasure of a person across protected tables, their key and the audit trail, except what legal holds keep; returns the receipt (admin-only)';
 
+-- May retention or erasure act on this table? It must be protected (its
+-- changes are audited) and the time column must be a timestamp or date, or
+-- an integer holding seconds or milliseconds since 1970 (Zabbix's clock).
+-- Code the table's owner controls (triggers, constraints, domains, defaults,
+-- generated columns, index expressions, rules, casts and operators of its
+-- types) is no reason to refuse any more: every statement on the table runs
+-- as its owner in a security-restricted operation (aegis.run_restricted),
+-- so that code runs with the owner's own rights.
+-- SECURITY DEFINER so that set_retention() (run with the admin's rights) can
+-- read aegis.rls_enforced; it only reads catalogs and raises or returns.
+CREATE OR REPLACE FUNCTION aegis.lifecycle_check_table(tbl regclass, time_column name DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    typ regtype;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM aegis.rls_enforced e WHERE e.relid = tbl) THEN
+        RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000',
+            HINT = 'Retention and erasure act only on protected tables, whose changes are audited: SELECT aegis.protect(''<table>'');';
+    END IF;
+    IF time_column IS NOT NULL THEN
+        SELECT a.atttypid::regtype INTO typ FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = tbl AND a.attname = time_column AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'column "%" of % does not exist', time_column, tbl USING ERRCODE = '42703';
+        END IF;
+        IF typ NOT IN ('timestamp with time zone'::regtype, 'timestamp without time zone'::regtype, 'date'::regtype,
+                       'smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) THEN
+            RAISE EXCEPTION 'time column "%" of % is of type %, not a timestamp, a date or an integer epoch', time_column, tbl, typ
+                USING ERRCODE = '42804';
+        END IF;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.lifecycle_check_table(regclass, name) IS
+    'Internal: may retention or erasure act on this table (protected, time column of a date/time type or an integer epoch)?';
+
 CREATE OR REPLACE FUNCTION aegis.catalog_guard() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = ''
@@ -1558,7 +1901,7 @@ BEGIN
             RAISE EXCEPTION 'last_applied_at, last_deleted, last_held and last_locked are kept by apply_retention()'
                 USING ERRCODE = '42501';
         END IF;
-        PERFORM aegis.check_retention_rule(NEW.relid, NEW.keep, NEW.time_column, NEW.only_where);
+        PERFORM aegis.check_retention_rule(NEW.relid, NEW.keep, NEW.time_column, NEW.only_where, NEW.time_unit);
         NEW.set_by := CURRENT_USER;
         NEW.set_at := pg_catalog.now();
         RETURN NEW;
@@ -2599,6 +2942,10 @@ REVOKE EXECUTE ON FUNCTION aegis.capture_mode(regclass), aegis.is_statement_capt
 GRANT EXECUTE ON FUNCTION aegis.audit_statement() TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION aegis.verify_chain_incremental() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.verify_chain_incremental() TO aegis_admin, aegis_auditor;
+REVOKE EXECUTE ON FUNCTION aegis.expired_partitions(regclass, name, text), aegis.retire_partition(regclass),
+    aegis.check_retention_rule(regclass, interval, name, text, text), aegis.set_retention(regclass, interval, name, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.check_retention_rule(regclass, interval, name, text, text),
+    aegis.set_retention(regclass, interval, name, text, text) TO aegis_admin;
 
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;
 

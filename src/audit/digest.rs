@@ -398,16 +398,52 @@ unsafe fn capture_statement(
 /// BEFORE TRUNCATE of a digest-mode partition: an entry removing what it
 /// holds (one scan).
 fn truncate_partition(rel: pg_sys::Relation) -> Result<(), AegisError> {
-    // SAFETY: the trigger's relation, open for the call.
+    remove_partition(rel, "TRUNCATE", "").map(|_| ())
+}
+
+/// Retention dropping a whole expired partition (`aegis.retire_partition`):
+/// one entry removing what it holds, written under the ACCESS EXCLUSIVE
+/// lock the drop keeps, so nothing can change it between this scan and the
+/// drop. Returns the rows removed.
+pub(super) fn retire_partition(part: pg_sys::Oid) -> Result<i64, AegisError> {
+    // SAFETY: the lock is taken here (waiting at most lock_timeout) and
+    // kept to the end of the transaction, which drops the partition.
+    unsafe {
+        let rel = pg_sys::table_open(part, pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE);
+        let out = if (*(*rel).rd_rel).relispartition {
+            remove_partition(
+                rel,
+                "RETENTION",
+                ",\"lifecycle\":true,\"partition_dropped\":true",
+            )
+        } else {
+            Err(internal(format!(
+                "{} is not a partition",
+                relation_name(rel)
+            )))
+        };
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        out
+    }
+}
+
+/// One entry (`operation`) removing the content of a digest-mode
+/// partition, as one scan finds it; `extra` ends the detail object.
+fn remove_partition(
+    rel: pg_sys::Relation,
+    operation: &str,
+    extra: &str,
+) -> Result<i64, AegisError> {
+    // SAFETY: the caller's relation, open for the call.
     let (plan, own, relid) = unsafe { (plan_for(rel)?, relation_name(rel), (*rel).rd_id) };
-    if !plan.capturable {
+    if !plan.capturable || plan.digest.is_none() {
         return Err(AegisError::NotProtected { table: own });
     }
     let Scan {
         mut found, rows: n, ..
     } = scan_content(relid)?;
     if n == 0 {
-        return Ok(());
+        return Ok(0);
     }
     let mut removed = Changes::default();
     for (k, b) in std::mem::take(&mut found.buckets) {
@@ -417,17 +453,19 @@ fn truncate_partition(rel: pg_sys::Relation) -> Result<(), AegisError> {
     }
     let mut d = format!("{{\"rows\":{n},\"partition\":");
     core_audit::image::push_json_string(&mut d, &own);
+    d.push_str(extra);
     d.push('}');
     let detail = Doc::from_json(&d)?;
     write_entry(&NewEntry {
-        operation: "TRUNCATE",
+        operation,
         table_name: Some(&plan.table_name),
         pk: None,
         old_row: None,
         new_row: None,
         detail: Some(&detail),
         content_change: Some(&removed.encode()),
-    })
+    })?;
+    Ok(n)
 }
 
 /// What one scan found: the content per bucket, the leaves (partitions)

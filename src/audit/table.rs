@@ -117,6 +117,15 @@ pub(super) fn audit_baseline(tbl: pg_sys::Oid) -> AegisResult<i64> {
     Ok(audit_baseline_impl(tbl)?)
 }
 
+/// `aegis.retire_partition(part) → bigint`: internal (no grants;
+/// apply_retention() calls it before dropping an expired partition of a
+/// digest-mode table): one entry removing the partition's content, under
+/// an ACCESS EXCLUSIVE lock kept until the drop commits.
+#[pg_extern(volatile, sql = false)]
+pub(super) fn retire_partition(part: pg_sys::Oid) -> AegisResult<i64> {
+    Ok(digest::retire_partition(part)?)
+}
+
 pub(crate) fn audit_baseline_impl(tbl: pg_sys::Oid) -> Result<i64, AegisError> {
     // SAFETY: opened only to plan it (lock kept to the end).
     let plan = unsafe {
