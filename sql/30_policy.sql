@@ -310,19 +310,31 @@ BEGIN
             -- fires the partition's own, not its parent's).
             IF digest THEN
                 IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_insert') THEN
+                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_insert' AND aegis.is_statement_capture(t.oid)) THEN
+                    -- A trigger of the owner's under that name gives way.
+                    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_insert') THEN
+                        PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER aegis_audit_insert ON %I.%I', r.nspname, r.relname));
+                    END IF;
                     PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_insert AFTER INSERT ON %I.%I '
                         'REFERENCING NEW TABLE AS aegis_new FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_statement()',
                         r.nspname, r.relname));
                 END IF;
                 IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_update') THEN
+                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_update' AND aegis.is_statement_capture(t.oid)) THEN
+                    -- A trigger of the owner's under that name gives way.
+                    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_update') THEN
+                        PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER aegis_audit_update ON %I.%I', r.nspname, r.relname));
+                    END IF;
                     PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_update AFTER UPDATE ON %I.%I '
                         'REFERENCING OLD TABLE AS aegis_old NEW TABLE AS aegis_new FOR EACH STATEMENT '
                         'EXECUTE FUNCTION aegis.audit_statement()', r.nspname, r.relname));
                 END IF;
                 IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_delete') THEN
+                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_delete' AND aegis.is_statement_capture(t.oid)) THEN
+                    -- A trigger of the owner's under that name gives way.
+                    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_delete') THEN
+                        PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER aegis_audit_delete ON %I.%I', r.nspname, r.relname));
+                    END IF;
                     PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_delete AFTER DELETE ON %I.%I '
                         'REFERENCING OLD TABLE AS aegis_old FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_statement()',
                         r.nspname, r.relname));
@@ -330,7 +342,12 @@ BEGIN
                 -- A partition truncated on its own takes its rows out of
                 -- the table: their digest is recorded first.
                 IF r.oid <> tbl::oid AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_truncate_digest') THEN
+                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_truncate_digest'
+                                 AND aegis.is_statement_capture(t.oid)) THEN
+                    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_truncate_digest') THEN
+                        PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER aegis_audit_truncate_digest ON %I.%I',
+                            r.nspname, r.relname));
+                    END IF;
                     PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_truncate_digest BEFORE TRUNCATE ON %I.%I '
                         'FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_statement()', r.nspname, r.relname));
                 END IF;

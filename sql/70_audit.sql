@@ -387,6 +387,14 @@ WHERE c.relrowsecurity AND c.relforcerowsecurity
               AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_statement()'::pg_catalog.regprocedure
               AND aegis.is_statement_capture(g.oid) AND g.tgname OPERATOR(pg_catalog.<>) 'aegis_audit_truncate_digest'
               AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[])) OPERATOR(pg_catalog.=) 3
+           -- and on a partition, the BEFORE TRUNCATE one (its content
+           -- leaving is recorded).
+           AND (t.relid OPERATOR(pg_catalog.=) e.relid::oid
+                OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+                           WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
+                             AND g.tgname OPERATOR(pg_catalog.=) 'aegis_audit_truncate_digest'
+                             AND aegis.is_statement_capture(g.oid)
+                             AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[])))
       ELSE EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
               WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
                 AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_row()'::pg_catalog.regprocedure
@@ -463,7 +471,12 @@ SELECT pg_catalog.jsonb_build_object(
               WHERE i.inhparent = tbl AND k.relispartition),
     'cols', (SELECT COALESCE(pg_catalog.jsonb_object_agg(a.attnum::text,
                  a.atttypid::text || ':' || a.atttypmod::text || ':' || a.attcollation::text || ':' || a.attname
-                 || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END), '{}')
+                 -- A generated column's expression: changing it (a
+                 -- virtual column, PostgreSQL 18) changes every value read.
+                 || CASE WHEN a.attgenerated <> '' THEN ' generated ' || a.attgenerated::text || ':'
+                         || pg_catalog.md5(COALESCE((SELECT d.adbin::text FROM pg_catalog.pg_attrdef d
+                                                     WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum), ''))
+                         ELSE '' END), '{}')
              FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped),
     -- The labels of enum columns: renaming one changes every row that holds
     -- it (adding labels is fine).
@@ -612,11 +625,19 @@ BEGIN
         CROSS JOIN LATERAL pg_catalog.pg_partition_tree(e.relid) t
         JOIN pg_catalog.pg_class c ON c.oid = t.relid
         WHERE c.relkind IN ('r', 'p') AND c.oid <> e.relid::oid
-          AND NOT (c.relrowsecurity AND c.relforcerowsecurity
-                   AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
-                               WHERE g.tgrelid = c.oid AND g.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure))
+          -- A partition the guard has never seen is protected (and its
+          -- rows baselined) whatever it looks like: its owner may have
+          -- dressed it up as protected before attaching it.
+          AND (NOT EXISTS (SELECT 1 FROM aegis.guard_states g WHERE g.relid::oid = c.oid)
+               OR NOT (c.relrowsecurity AND c.relforcerowsecurity
+                       AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+                                   WHERE g.tgrelid = c.oid AND g.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure)))
     LOOP
         PERFORM aegis.switch_rls(r.relid, true);
+        IF r.part NOT IN (SELECT aegis.guard_compliant_tables()) THEN
+            RAISE EXCEPTION 'partition % of protected table % could not be protected', r.part::regclass, r.relid
+                USING ERRCODE = '42501';
+        END IF;
         PERFORM aegis.guard_remember(r.relid);
         PERFORM aegis.audit_event('DDL', r.relid::text, pg_catalog.jsonb_build_object(
             'change', 'partition added and protected', 'partition', r.part::regclass::text,

@@ -1264,19 +1264,31 @@ BEGIN
             -- fires the partition's own, not its parent's).
             IF digest THEN
                 IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_insert') THEN
+                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_insert' AND aegis.is_statement_capture(t.oid)) THEN
+                    -- A trigger of the owner's under that name gives way.
+                    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_insert') THEN
+                        PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER aegis_audit_insert ON %I.%I', r.nspname, r.relname));
+                    END IF;
                     PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_insert AFTER INSERT ON %I.%I '
                         'REFERENCING NEW TABLE AS aegis_new FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_statement()',
                         r.nspname, r.relname));
                 END IF;
                 IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_update') THEN
+                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_update' AND aegis.is_statement_capture(t.oid)) THEN
+                    -- A trigger of the owner's under that name gives way.
+                    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_update') THEN
+                        PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER aegis_audit_update ON %I.%I', r.nspname, r.relname));
+                    END IF;
                     PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_update AFTER UPDATE ON %I.%I '
                         'REFERENCING OLD TABLE AS aegis_old NEW TABLE AS aegis_new FOR EACH STATEMENT '
                         'EXECUTE FUNCTION aegis.audit_statement()', r.nspname, r.relname));
                 END IF;
                 IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_delete') THEN
+                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_delete' AND aegis.is_statement_capture(t.oid)) THEN
+                    -- A trigger of the owner's under that name gives way.
+                    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_delete') THEN
+                        PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER aegis_audit_delete ON %I.%I', r.nspname, r.relname));
+                    END IF;
                     PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_delete AFTER DELETE ON %I.%I '
                         'REFERENCING OLD TABLE AS aegis_old FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_statement()',
                         r.nspname, r.relname));
@@ -1284,7 +1296,12 @@ BEGIN
                 -- A partition truncated on its own takes its rows out of
                 -- the table: their digest is recorded first.
                 IF r.oid <> tbl::oid AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_truncate_digest') THEN
+                               WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_truncate_digest'
+                                 AND aegis.is_statement_capture(t.oid)) THEN
+                    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_truncate_digest') THEN
+                        PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER aegis_audit_truncate_digest ON %I.%I',
+                            r.nspname, r.relname));
+                    END IF;
                     PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_truncate_digest BEFORE TRUNCATE ON %I.%I '
                         'FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_statement()', r.nspname, r.relname));
                 END IF;
@@ -1429,6 +1446,14 @@ WHERE c.relrowsecurity AND c.relforcerowsecurity
               AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_statement()'::pg_catalog.regprocedure
               AND aegis.is_statement_capture(g.oid) AND g.tgname OPERATOR(pg_catalog.<>) 'aegis_audit_truncate_digest'
               AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[])) OPERATOR(pg_catalog.=) 3
+           -- and on a partition, the BEFORE TRUNCATE one (its content
+           -- leaving is recorded).
+           AND (t.relid OPERATOR(pg_catalog.=) e.relid::oid
+                OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+                           WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
+                             AND g.tgname OPERATOR(pg_catalog.=) 'aegis_audit_truncate_digest'
+                             AND aegis.is_statement_capture(g.oid)
+                             AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[])))
       ELSE EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
               WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
                 AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_row()'::pg_catalog.regprocedure
@@ -1505,7 +1530,12 @@ SELECT pg_catalog.jsonb_build_object(
               WHERE i.inhparent = tbl AND k.relispartition),
     'cols', (SELECT COALESCE(pg_catalog.jsonb_object_agg(a.attnum::text,
                  a.atttypid::text || ':' || a.atttypmod::text || ':' || a.attcollation::text || ':' || a.attname
-                 || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END), '{}')
+                 -- A generated column's expression: changing it (a
+                 -- virtual column, PostgreSQL 18) changes every value read.
+                 || CASE WHEN a.attgenerated <> '' THEN ' generated ' || a.attgenerated::text || ':'
+                         || pg_catalog.md5(COALESCE((SELECT d.adbin::text FROM pg_catalog.pg_attrdef d
+                                                     WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum), ''))
+                         ELSE '' END), '{}')
              FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped),
     -- The labels of enum columns: renaming one changes every row that holds
     -- it (adding labels is fine).
@@ -2610,11 +2640,19 @@ BEGIN
         CROSS JOIN LATERAL pg_catalog.pg_partition_tree(e.relid) t
         JOIN pg_catalog.pg_class c ON c.oid = t.relid
         WHERE c.relkind IN ('r', 'p') AND c.oid <> e.relid::oid
-          AND NOT (c.relrowsecurity AND c.relforcerowsecurity
-                   AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
-                               WHERE g.tgrelid = c.oid AND g.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure))
+          -- A partition the guard has never seen is protected (and its
+          -- rows baselined) whatever it looks like: its owner may have
+          -- dressed it up as protected before attaching it.
+          AND (NOT EXISTS (SELECT 1 FROM aegis.guard_states g WHERE g.relid::oid = c.oid)
+               OR NOT (c.relrowsecurity AND c.relforcerowsecurity
+                       AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+                                   WHERE g.tgrelid = c.oid AND g.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure)))
     LOOP
         PERFORM aegis.switch_rls(r.relid, true);
+        IF r.part NOT IN (SELECT aegis.guard_compliant_tables()) THEN
+            RAISE EXCEPTION 'partition % of protected table % could not be protected', r.part::regclass, r.relid
+                USING ERRCODE = '42501';
+        END IF;
         PERFORM aegis.guard_remember(r.relid);
         PERFORM aegis.audit_event('DDL', r.relid::text, pg_catalog.jsonb_build_object(
             'change', 'partition added and protected', 'partition', r.part::regclass::text,

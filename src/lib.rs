@@ -118,6 +118,7 @@ pub extern "C-unwind" fn _PG_init() {
     unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     guc::register();
     info::record_load_mode();
+    audit::install_depth_hooks();
     // SAFETY: reads a postmaster global.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         read_audit::install();

@@ -154,3 +154,91 @@ aegis_install_read_audit_hooks(void)
 	prev_emit_log = emit_log_hook;
 	emit_log_hook = aegis_emit_log;
 }
+
+/*
+ * Executor nesting depth, for digest-mode capture (src/audit/digest.rs):
+ * pg_aegis's own lifecycle statement (a retention or erasure DELETE run by
+ * aegis.run_restricted) is recorded as one statement entry without row
+ * images, and only that statement: one that the table owner's trigger
+ * runs underneath it is nested deeper and recorded as usual. The depth
+ * counts ExecutorRun and ExecutorFinish frames (AFTER triggers fire inside
+ * ExecutorFinish; statements of BEFORE ROW triggers inside ExecutorRun),
+ * restored on error. Installed whenever the library is loaded, preloaded
+ * or not: frames that began before the load were never counted, so the
+ * counter only ever compares frames it saw begin.
+ */
+static ExecutorRun_hook_type prev_executor_run = NULL;
+static ExecutorFinish_hook_type prev_executor_finish = NULL;
+static int	aegis_exec_depth = 0;
+
+int
+aegis_executor_depth(void)
+{
+	return aegis_exec_depth;
+}
+
+#if PG_VERSION_NUM >= 180000
+static void
+aegis_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count)
+{
+	aegis_exec_depth++;
+	PG_TRY();
+	{
+		if (prev_executor_run)
+			prev_executor_run(queryDesc, direction, count);
+		else
+			standard_ExecutorRun(queryDesc, direction, count);
+	}
+	PG_FINALLY();
+	{
+		aegis_exec_depth--;
+	}
+	PG_END_TRY();
+}
+#else
+static void
+aegis_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
+				   bool execute_once)
+{
+	aegis_exec_depth++;
+	PG_TRY();
+	{
+		if (prev_executor_run)
+			prev_executor_run(queryDesc, direction, count, execute_once);
+		else
+			standard_ExecutorRun(queryDesc, direction, count, execute_once);
+	}
+	PG_FINALLY();
+	{
+		aegis_exec_depth--;
+	}
+	PG_END_TRY();
+}
+#endif
+
+static void
+aegis_executor_finish(QueryDesc *queryDesc)
+{
+	aegis_exec_depth++;
+	PG_TRY();
+	{
+		if (prev_executor_finish)
+			prev_executor_finish(queryDesc);
+		else
+			standard_ExecutorFinish(queryDesc);
+	}
+	PG_FINALLY();
+	{
+		aegis_exec_depth--;
+	}
+	PG_END_TRY();
+}
+
+void
+aegis_install_depth_hooks(void)
+{
+	prev_executor_run = ExecutorRun_hook;
+	ExecutorRun_hook = aegis_executor_run;
+	prev_executor_finish = ExecutorFinish_hook;
+	ExecutorFinish_hook = aegis_executor_finish;
+}

@@ -152,6 +152,65 @@ SELECT l.operation, l.detail, l.pk IS NOT NULL AS has_image, l.content_change IS
 FROM aegis.audit_log l WHERE l.table_name = 'dg.samples' AND l.operation = 'DELETE' GROUP BY 1, 2, 3, 4;
 SELECT ok, rows_checked, mismatches FROM aegis.verify_table('dg.samples');
 
+-- 10. What the cold attack review of digest mode found, each closed.
+-- 10a. A decoy partition: its owner forces row security on it, gives it
+-- an AFTER TRUNCATE trigger calling aegis.audit_truncate() and a trigger
+-- of its own named aegis_audit_insert, then attaches it. It is protected
+-- like any newcomer: pg_aegis's statement triggers replace the owner's,
+-- its rows are baselined, and what is written into it is recorded.
+CREATE TABLE dg.history_p_d9 (LIKE dg.history);
+ALTER TABLE dg.history_p_d9 OWNER TO dg_zabbix;
+CREATE FUNCTION public.dg_nothing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+SET SESSION AUTHORIZATION dg_zabbix;
+INSERT INTO dg.history_p_d9 VALUES (77, 1764720000, 1, 0), (78, 1764720001, 2, 0);
+ALTER TABLE dg.history_p_d9 ENABLE ROW LEVEL SECURITY;
+ALTER TABLE dg.history_p_d9 FORCE ROW LEVEL SECURITY;
+CREATE POLICY dg_app ON dg.history_p_d9 TO dg_zabbix USING (true) WITH CHECK (true);
+CREATE TRIGGER decoy AFTER TRUNCATE ON dg.history_p_d9 FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_truncate();
+CREATE TRIGGER aegis_audit_insert AFTER INSERT ON dg.history_p_d9 FOR EACH STATEMENT EXECUTE FUNCTION public.dg_nothing();
+ALTER TABLE dg.history_p ATTACH PARTITION dg.history_p_d9 FOR VALUES FROM (1764720000) TO (1764806400);
+INSERT INTO dg.history_p VALUES (79, 1764720002, 3, 0);
+INSERT INTO dg.history_p_d9 VALUES (80, 1764720003, 4, 0);
+RESET SESSION AUTHORIZATION;
+SELECT t.tgname, aegis.is_statement_capture(t.oid) AS ours FROM pg_catalog.pg_trigger t
+WHERE t.tgrelid = 'dg.history_p_d9'::regclass AND NOT t.tgisinternal ORDER BY 1;
+SELECT l.operation, l.detail ->> 'rows' AS rows, l.detail ->> 'partition' AS partition
+FROM aegis.audit_log l WHERE l.table_name = 'dg.history_p' AND l.id > (SELECT max(id) - 10 FROM aegis.audit_log)
+  AND l.operation IN ('BASELINE', 'INSERT') ORDER BY l.id DESC LIMIT 3;
+SELECT ok, rows_checked, mismatches FROM aegis.verify_table('dg.history_p');
+-- 10b. The owner cannot drop a partition's BEFORE TRUNCATE capture trigger.
+SET SESSION AUTHORIZATION dg_zabbix;
+DROP TRIGGER aegis_audit_truncate_digest ON dg.history_p_d9;
+ALTER TABLE dg.history_p_d9 DISABLE TRIGGER aegis_audit_truncate_digest;
+RESET SESSION AUTHORIZATION;
+-- 10c. A column added without a default changes no row's digest.
+SET SESSION AUTHORIZATION dg_zabbix;
+ALTER TABLE dg.samples ADD COLUMN note text;
+RESET SESSION AUTHORIZATION;
+SELECT ok, rows_checked, mismatches FROM aegis.verify_table('dg.samples');
+-- 10d. Retention's DELETE is recorded as a lifecycle statement, and only
+-- it: what the owner's trigger does underneath (change a recent row,
+-- delete an "evidence" row) is recorded as the owner's own statements,
+-- with their row images.
+CREATE FUNCTION public.dg_meddle() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF pg_trigger_depth() = 1 THEN
+        UPDATE dg.samples SET v = -1 WHERE id = 2;
+        DELETE FROM dg.samples WHERE id = 3;
+    END IF;
+    RETURN NULL;
+END $$;
+INSERT INTO dg.samples VALUES (1001, 'h1', now() - interval '30 days', 1);
+SET SESSION AUTHORIZATION dg_zabbix;
+CREATE TRIGGER meddle AFTER DELETE ON dg.samples FOR EACH STATEMENT EXECUTE FUNCTION public.dg_meddle();
+RESET SESSION AUTHORIZATION;
+SELECT table_name, rows_affected FROM aegis.apply_retention() WHERE table_name = 'dg.samples';
+SELECT l.operation, l.detail ->> 'lifecycle' AS lifecycle, l.pk IS NOT NULL AS has_image, pg_catalog.count(*)
+FROM aegis.audit_log l WHERE l.table_name = 'dg.samples'
+  AND l.id > (SELECT max(x.id) FROM aegis.audit_log x WHERE x.table_name = 'dg.samples' AND x.operation = 'INSERT')
+GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+SELECT ok, rows_checked, mismatches FROM aegis.verify_table('dg.samples');
+
 -- 6. Switching modes re-baselines: back to images (one BASELINE per row)
 -- and the table verifies the image way; then digest again.
 SET SESSION AUTHORIZATION dg_admin;
@@ -286,4 +345,5 @@ RESET SESSION AUTHORIZATION;
 SELECT l.operation, l.detail FROM aegis.audit_log l WHERE l.table_name = 'dg2.typed' ORDER BY l.id;
 SELECT kind, run_as, was_superuser FROM public.dg_witness ORDER BY 1;
 SELECT rolsuper AS owner_became_superuser FROM pg_roles WHERE rolname = 'dg_owner2';
+
 ROLLBACK;

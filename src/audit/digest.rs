@@ -25,8 +25,9 @@ pub(super) unsafe fn encode_row(
 ) -> Result<(), AegisError> {
     enc.clear();
     for col in &plan.columns {
+        // NULLs are left out: a column added without a default (NULL in
+        // every row) leaves every row's digest as it was.
         if nulls[col.index] {
-            enc.push(&col.name, &Cell::Null)?;
             continue;
         }
         // SAFETY: a non-null datum of this column.
@@ -190,22 +191,47 @@ impl Drop for TransitionReader {
 
 thread_local! {
     /// Set while pg_aegis's own lifecycle statements (retention, erasure:
-    /// aegis.run_restricted) change tables: their digest-mode deletes
-    /// record the statement (count and digest change), not an image of
-    /// each expired or erased row.
-    static LIFECYCLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// aegis.run_restricted) change tables: the executor depth at which
+    /// their statement's AFTER triggers fire. A digest-mode DELETE fired at
+    /// exactly that depth records the statement (count and digest change),
+    /// not an image of each expired or erased row; anything the table
+    /// owner's code runs underneath is deeper and recorded as usual.
+    static LIFECYCLE: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
 }
 
-/// Run `f` as one of pg_aegis's lifecycle statements (see LIFECYCLE).
+unsafe extern "C-unwind" {
+    /// ExecutorRun and ExecutorFinish frames open now (src/read_audit_hooks.c).
+    fn aegis_executor_depth() -> std::ffi::c_int;
+    fn aegis_install_depth_hooks();
+}
+
+/// Install the executor depth hooks (from `_PG_init`, whenever the library
+/// is loaded).
+pub(crate) fn install_depth_hooks() {
+    // SAFETY: called once per backend, from _PG_init.
+    unsafe { aegis_install_depth_hooks() };
+}
+
+/// Run `f` (one SPI statement) as one of pg_aegis's lifecycle statements
+/// (see LIFECYCLE): the statement SPI runs next executes one frame deeper.
 pub(crate) fn as_lifecycle_statement<R>(f: impl FnOnce() -> R) -> R {
-    struct Reset(bool);
+    struct Reset(Option<i32>);
     impl Drop for Reset {
         fn drop(&mut self) {
             LIFECYCLE.set(self.0);
         }
     }
-    let _reset = Reset(LIFECYCLE.replace(true));
+    // SAFETY: reads a backend-local counter.
+    let depth = unsafe { aegis_executor_depth() } + 1;
+    let _reset = Reset(LIFECYCLE.replace(Some(depth)));
     f()
+}
+
+/// Is the statement whose AFTER triggers fire now pg_aegis's lifecycle
+/// statement?
+fn is_lifecycle_statement() -> bool {
+    // SAFETY: reads a backend-local counter.
+    LIFECYCLE.get() == Some(unsafe { aegis_executor_depth() })
 }
 
 /// `aegis.audit_statement()`: AFTER INSERT, UPDATE or DELETE ... REFERENCING
@@ -292,7 +318,7 @@ unsafe fn capture_statement(
         )));
     };
     let tupdesc = unsafe { (*rel).rd_att };
-    let lifecycle = LIFECYCLE.get();
+    let lifecycle = op == "DELETE" && is_lifecycle_statement();
     let images = dp.images && op != "INSERT" && !lifecycle;
     let pseudonyms = images && pseudonyms_available();
     let mut changes = Changes::default();

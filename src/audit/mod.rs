@@ -56,7 +56,7 @@ pub(crate) mod verify;
 pub(crate) mod write;
 
 pub(crate) use capture::*;
-pub(crate) use digest::as_lifecycle_statement;
+pub(crate) use digest::{as_lifecycle_statement, install_depth_hooks};
 use encoding::*;
 pub(crate) use images::*;
 pub(crate) use plan::*;

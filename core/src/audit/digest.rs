@@ -2,11 +2,15 @@
 //! table against when the trail holds no image of its inserted rows.
 //!
 //! ```text
-//! row encoding  = u32 column count, then per column (in the table's column
-//!                 order): u32 name length, name, the value (encode_cell)
-//! row element   = BLAKE3-XOF(derive_key "pg_aegis row digest v1", row encoding),
-//!                 first 2048 bytes read as 1024 little-endian u16 lanes
+//! row encoding  = u32 column count, then per non-NULL column (in the
+//!                 table's column order): u32 name length, name, the value
+//!                 (encode_cell); NULLs are left out, so adding a column
+//!                 without a default changes no row's encoding
+//! row element   = BLAKE3-XOF(derive_key "pg_aegis row digest v2", row encoding),
+//!                 first 2048 bytes read as 1024 little-endian u16 lanes,
+//!                 the next 32 as 4 little-endian u64 check lanes
 //! content       = sum of the elements of its rows, lane by lane, mod 2^16
+//!                 (check lanes mod 2^64)
 //! ```
 //!
 //! The content digest is LtHash16 (Lewi, Kim, Maykov, Weis: "Securing
@@ -22,6 +26,15 @@
 //! about 200 bits); a plain sum of 256-bit hashes would fall to Wagner's
 //! generalised-birthday attack with a few tens of thousands of rows.
 //!
+//! The paper's argument is about sets. A table without a unique key can
+//! hold many copies of one row, and 2^16 copies of any element sum to zero
+//! in 16-bit lanes: 65,536 identical rows changed alike behind the trail
+//! would leave the LtHash16 lanes (and the count) as they were. The four
+//! 64-bit check lanes close that: the same change leaves them unchanged
+//! only for a number of copies that is a multiple of about 2^63 (their
+//! values are odd multiples of a small power of two, almost surely below
+//! 2^8), far beyond any table.
+//!
 //! Buckets narrow a mismatch down: rows are grouped by the value of one
 //! column (a time or an integer column) divided into ranges of a fixed
 //! width, and every bucket has its own count and digest.
@@ -32,18 +45,21 @@ use std::collections::BTreeMap;
 
 /// Lanes of a content digest.
 pub const LANES: usize = 1024;
+/// 64-bit check lanes of a content digest (against many copies of a row).
+pub const CHECK_LANES: usize = 4;
 /// Bytes of a content digest.
-pub const DIGEST_BYTES: usize = 2 * LANES;
-const CONTEXT: &str = "pg_aegis row digest v1";
+pub const DIGEST_BYTES: usize = 2 * LANES + 8 * CHECK_LANES;
+const CONTEXT: &str = "pg_aegis row digest v2";
 /// Format byte of an encoded change set.
-const CHANGES_V1: u8 = 1;
+const CHANGES_V2: u8 = 2;
 /// The bucket of a table without a bucket column.
 pub const WHOLE_TABLE: i64 = i64::MIN;
 
-/// A multiset digest of rows (LtHash16).
+/// A multiset digest of rows (LtHash16, and 64-bit check lanes).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ContentDigest {
     lanes: Box<[u16; LANES]>,
+    check: [u64; CHECK_LANES],
 }
 
 impl std::fmt::Debug for ContentDigest {
@@ -56,12 +72,13 @@ impl Default for ContentDigest {
     fn default() -> Self {
         ContentDigest {
             lanes: Box::new([0; LANES]),
+            check: [0; CHECK_LANES],
         }
     }
 }
 
-/// The row's element, 2,048 bytes of BLAKE3 output (1,024 little-endian
-/// lanes).
+/// The row's element, 2,080 bytes of BLAKE3 output (1,024 little-endian
+/// u16 lanes, then 4 little-endian u64 check lanes).
 fn element(row: &[u8]) -> [u8; DIGEST_BYTES] {
     let mut h = blake3::Hasher::new_derive_key(CONTEXT);
     h.update(row);
@@ -73,23 +90,41 @@ fn element(row: &[u8]) -> [u8; DIGEST_BYTES] {
 impl ContentDigest {
     /// Add one row (its encoding, see [`RowEncoder`]).
     pub fn add_row(&mut self, row: &[u8]) {
-        let e = element(row);
-        for (a, b) in self.lanes.iter_mut().zip(e.chunks_exact(2)) {
-            *a = a.wrapping_add(u16::from_le_bytes([b[0], b[1]]));
-        }
+        self.fold(&element(row), false);
     }
 
     /// Remove one row.
     pub fn remove_row(&mut self, row: &[u8]) {
-        let e = element(row);
-        for (a, b) in self.lanes.iter_mut().zip(e.chunks_exact(2)) {
-            *a = a.wrapping_sub(u16::from_le_bytes([b[0], b[1]]));
+        self.fold(&element(row), true);
+    }
+
+    /// Add (or subtract) a digest in its byte form.
+    fn fold(&mut self, e: &[u8; DIGEST_BYTES], subtract: bool) {
+        let (lanes, check) = e.split_at(2 * LANES);
+        for (a, b) in self.lanes.iter_mut().zip(lanes.chunks_exact(2)) {
+            let v = u16::from_le_bytes([b[0], b[1]]);
+            *a = if subtract {
+                a.wrapping_sub(v)
+            } else {
+                a.wrapping_add(v)
+            };
+        }
+        for (a, b) in self.check.iter_mut().zip(check.chunks_exact(8)) {
+            let v = u64::from_le_bytes(b.try_into().unwrap_or_default());
+            *a = if subtract {
+                a.wrapping_sub(v)
+            } else {
+                a.wrapping_add(v)
+            };
         }
     }
 
     /// Add another digest (the union of two multisets).
     pub fn add(&mut self, other: &ContentDigest) {
         for (a, b) in self.lanes.iter_mut().zip(other.lanes.iter()) {
+            *a = a.wrapping_add(*b);
+        }
+        for (a, b) in self.check.iter_mut().zip(other.check.iter()) {
             *a = a.wrapping_add(*b);
         }
     }
@@ -99,14 +134,20 @@ impl ContentDigest {
         for (a, b) in self.lanes.iter_mut().zip(other.lanes.iter()) {
             *a = a.wrapping_sub(*b);
         }
+        for (a, b) in self.check.iter_mut().zip(other.check.iter()) {
+            *a = a.wrapping_sub(*b);
+        }
     }
 
     pub fn is_zero(&self) -> bool {
-        self.lanes.iter().all(|&l| l == 0)
+        self.lanes.iter().all(|&l| l == 0) && self.check.iter().all(|&l| l == 0)
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.lanes.iter().flat_map(|l| l.to_le_bytes()).collect()
+        let mut out = Vec::with_capacity(DIGEST_BYTES);
+        out.extend(self.lanes.iter().flat_map(|l| l.to_le_bytes()));
+        out.extend(self.check.iter().flat_map(|l| l.to_le_bytes()));
+        out
     }
 
     pub fn from_bytes(b: &[u8]) -> Result<Self, CoreError> {
@@ -117,8 +158,12 @@ impl ContentDigest {
             )));
         }
         let mut d = ContentDigest::default();
-        for (l, c) in d.lanes.iter_mut().zip(b.chunks_exact(2)) {
+        let (lanes, check) = b.split_at(2 * LANES);
+        for (l, c) in d.lanes.iter_mut().zip(lanes.chunks_exact(2)) {
             *l = u16::from_le_bytes([c[0], c[1]]);
+        }
+        for (l, c) in d.check.iter_mut().zip(check.chunks_exact(8)) {
+            *l = u64::from_le_bytes(c.try_into().unwrap_or_default());
         }
         Ok(d)
     }
@@ -286,7 +331,7 @@ impl Changes {
     /// bucket (i64), the row change (i64), both big-endian, and the digest.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(1 + self.buckets.len() * (16 + DIGEST_BYTES));
-        out.push(CHANGES_V1);
+        out.push(CHANGES_V2);
         for (k, b) in &self.buckets {
             out.extend_from_slice(&k.to_be_bytes());
             out.extend_from_slice(&b.rows.to_be_bytes());
@@ -299,8 +344,8 @@ impl Changes {
         let (&v, rest) = b
             .split_first()
             .ok_or_else(|| bad("an empty content change".into()))?;
-        if v != CHANGES_V1 {
-            return Err(bad(format!("content change format {v} (expected 1)")));
+        if v != CHANGES_V2 {
+            return Err(bad(format!("content change format {v} (expected 2)")));
         }
         const ONE: usize = 16 + DIGEST_BYTES;
         if rest.len() % ONE != 0 {
@@ -401,6 +446,27 @@ mod tests {
     }
 
     #[test]
+    fn many_copies_of_a_changed_row_still_show() {
+        // 65,536 identical rows changed alike: the 16-bit lanes wrap to
+        // zero, the check lanes do not.
+        let (old, new) = (row(1, "same"), row(1, "forged"));
+        let mut d = ContentDigest::default();
+        let mut lanes_only = [0u16; LANES];
+        let (e_old, e_new) = (element(&old), element(&new));
+        for _ in 0..65_536u32 {
+            d.remove_row(&old);
+            d.add_row(&new);
+            for (i, l) in lanes_only.iter_mut().enumerate() {
+                let o = u16::from_le_bytes([e_old[2 * i], e_old[2 * i + 1]]);
+                let n = u16::from_le_bytes([e_new[2 * i], e_new[2 * i + 1]]);
+                *l = l.wrapping_sub(o).wrapping_add(n);
+            }
+        }
+        assert!(lanes_only.iter().all(|&l| l == 0), "LtHash16 alone wraps");
+        assert!(!d.is_zero(), "the check lanes see the change");
+    }
+
+    #[test]
     fn cells_of_different_kinds_differ() {
         let enc = |c: Cell<'_>| {
             let mut e = RowEncoder::new();
@@ -447,9 +513,10 @@ mod tests {
         assert_eq!(Changes::decode(&e).unwrap(), c);
         assert!(Changes::decode(&[]).is_err());
         assert!(Changes::decode(&e[..e.len() - 1]).is_err());
-        let mut v2 = e.clone();
-        v2[0] = 2;
-        assert!(Changes::decode(&v2).is_err());
+        // Format 1 (16-bit lanes only, before the check lanes) is refused.
+        let mut v1 = e.clone();
+        v1[0] = 1;
+        assert!(Changes::decode(&v1).is_err());
     }
 
     #[test]
