@@ -20,6 +20,8 @@ APT_PACKAGES=(
     libclang-dev clang pkg-config libssl-dev sudo
     # pg_cron: the integration test of aegis.schedule_retention() through it
     "postgresql-${PG_MAJOR}-cron"
+    # pg_partman: retention of partitions it manages (pg_test/retention_partitions)
+    "postgresql-${PG_MAJOR}-partman"
     # patchelf: the PostgreSQL 16-18 builds below need their modules' library
     # path fixed (see there)
     patchelf
@@ -110,6 +112,22 @@ PY
     as_root rm -rf "$dest"
     as_root mv "$dest.new" "$dest"
     rm -rf "$tmp"
+done
+
+# --- pg_partman for PostgreSQL 16-18 ----------------------------------------------
+# Debian packages pg_partman (4.7) for PostgreSQL 15 only. The extension is
+# SQL (its optional background worker, a C module, is not needed: the tests
+# call run_maintenance() themselves), so the same files serve the other
+# versions: copied from the Debian package into each version's extension
+# folder (checked to load and run maintenance on 16, 17 and 18).
+for major in 16 17 18; do
+    ext="$PG_EXTRA_ROOT/$major/share/extension"
+    [ -d "$ext" ] || continue
+    if ! cmp -s /usr/share/postgresql/15/extension/pg_partman.control "$ext/pg_partman.control"; then
+        log "pg_partman (Debian's, SQL only) into PostgreSQL $major"
+        as_root cp /usr/share/postgresql/15/extension/pg_partman.control \
+            /usr/share/postgresql/15/extension/pg_partman--*.sql "$ext/"
+    fi
 done
 
 # --- cargo pgrx init -------------------------------------------------------------

@@ -188,6 +188,58 @@ SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'rp'::regnamespace AND c
 SELECT ok, mismatches, first_mismatch ->> 'problem' LIKE 'rows were changed behind the audit trail in ts from % 0 rows found, 0 expected%' AS changed_then_removed
 FROM aegis.verify_table('rp.events_ts');
 
+-- 8. A table managed by pg_partman (daily partitions of an epoch column,
+-- made and premade by partman.run_maintenance(), a default partition):
+-- pg_aegis's retention drops its expired partitions the same way, the
+-- partitions partman adds later come out protected, and the table
+-- verifies. Retention belongs to pg_aegis: partman's own is left unset.
+CREATE SCHEMA partman;
+CREATE EXTENSION pg_partman SCHEMA partman;
+-- The application login runs partman (its documented non-superuser set-up).
+GRANT ALL ON SCHEMA partman TO rp_zabbix;
+GRANT ALL ON ALL TABLES IN SCHEMA partman TO rp_zabbix;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA partman TO rp_zabbix;
+GRANT EXECUTE ON ALL PROCEDURES IN SCHEMA partman TO rp_zabbix;
+SET SESSION AUTHORIZATION rp_zabbix;
+CREATE TABLE rp.history_uint (
+    itemid bigint NOT NULL,
+    clock  integer NOT NULL DEFAULT 0,
+    value  numeric(20,0) NOT NULL DEFAULT '0',
+    ns     integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (itemid, clock, ns)
+) PARTITION BY RANGE (clock);
+SELECT partman.create_parent('rp.history_uint', 'clock', 'native', 'daily', p_epoch => 'seconds', p_premake => 2,
+                             p_start_partition => to_timestamp(pg_temp.day(5))::text);
+RESET SESSION AUTHORIZATION;
+SELECT count(*) AS partman_partitions, count(*) FILTER (WHERE c.relowner = 'rp_zabbix'::regrole) AS owned_by_app
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'rp.history_uint'::regclass;
+SET SESSION AUTHORIZATION rp_zabbix;
+INSERT INTO rp.history_uint SELECT 10000 + g % 7, pg_temp.day(5) + g * 432, g, 0 FROM generate_series(0, 1199) g;
+CREATE POLICY rp_app ON rp.history_uint TO rp_zabbix USING (true) WITH CHECK (true);
+CREATE POLICY rp_admin ON rp.history_uint TO rp_admin USING (true);
+GRANT SELECT ON rp.history_uint TO rp_admin;
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION rp_admin;
+SELECT aegis.protect('rp.history_uint', '{"audit_inserts": "digest", "digest_buckets": {"column": "clock", "width": 3600}}');
+SELECT aegis.set_retention('rp.history_uint', :'keep_mid_d2', 'clock', time_unit => 'seconds');
+SELECT r.table_name, r.rows_affected FROM aegis.apply_retention() r WHERE r.table_name = 'rp.history_uint';
+RESET SESSION AUTHORIZATION;
+SELECT jsonb_array_length(l.detail -> 'partitions_dropped') AS partitions_dropped, l.detail -> 'rows_deleted' AS rows_deleted
+FROM aegis.audit_log l WHERE l.table_name = 'rp.history_uint' AND l.operation = 'RETENTION' AND l.detail ? 'keep';
+SELECT count(*) AS left_rows, min(clock) >= pg_temp.day(2) + 43200 AS only_unexpired FROM rp.history_uint;
+-- partman's maintenance premakes new partitions; they come out protected.
+UPDATE partman.part_config SET premake = 4, infinite_time_partitions = true WHERE parent_table = 'rp.history_uint';
+SET SESSION AUTHORIZATION rp_zabbix;
+SELECT partman.run_maintenance('rp.history_uint');
+RESET SESSION AUTHORIZATION;
+SELECT count(*) AS partman_partitions FROM pg_inherits i WHERE i.inhparent = 'rp.history_uint'::regclass;
+SELECT count(*) FILTER (WHERE NOT (c.relrowsecurity AND c.relforcerowsecurity)) AS unprotected_partitions
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'rp.history_uint'::regclass;
+SET SESSION AUTHORIZATION rp_zabbix;
+INSERT INTO rp.history_uint VALUES (1, pg_temp.day(-1) + 5, 1, 0);
+RESET SESSION AUTHORIZATION;
+SELECT ok, rows_checked, mismatches FROM aegis.verify_table('rp.history_uint');
+
 -- 7. Only the extension calls retire_partition(); an admin cannot write a
 -- removal entry with it.
 SET SESSION AUTHORIZATION rp_admin;
