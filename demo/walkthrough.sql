@@ -250,6 +250,32 @@ SELECT operation, table_name, detail ->> 'rows_deleted' AS deleted, detail ->> '
 FROM aegis.audit_log WHERE operation = 'RETENTION' AND table_name = 'monitoring.user_access_logs'
 ORDER BY id DESC LIMIT 1;
 SELECT aegis.release_legal_hold(:hold_id);
+-- A Zabbix-style history table, daily partitions on an integer clock
+-- (seconds since 1970), audited as digests: retention drops each expired
+-- partition whole, with one entry carrying the digest of what left, and the
+-- table still verifies.
+CREATE TABLE IF NOT EXISTS public.demo_history (itemid bigint NOT NULL, clock integer NOT NULL,
+    value double precision NOT NULL, ns integer NOT NULL DEFAULT 0, PRIMARY KEY (itemid, clock, ns))
+    PARTITION BY RANGE (clock);
+DO $$
+DECLARE d bigint := floor(extract(epoch FROM now()) / 86400)::bigint * 86400; k int;
+BEGIN
+    FOR k IN -1 .. 4 LOOP
+        EXECUTE format('CREATE TABLE IF NOT EXISTS public.demo_history_%s PARTITION OF public.demo_history FOR VALUES FROM (%s) TO (%s)',
+                       to_char(to_timestamp(d - k * 86400) AT TIME ZONE 'UTC', 'YYYYMMDD'), d - k * 86400, d - (k - 1) * 86400);
+    END LOOP;
+END $$;
+SELECT aegis.protect('public.demo_history', '{"audit_inserts": "digest", "digest_buckets": {"column": "clock", "width": 3600}}')
+WHERE NOT aegis.is_enforced('public.demo_history');
+INSERT INTO public.demo_history
+SELECT 23000 + g % 50, extract(epoch FROM now())::bigint - g * 9, g % 100, 0 FROM generate_series(1, 40000) g
+ON CONFLICT DO NOTHING;
+SELECT aegis.set_retention('public.demo_history', '2 days', 'clock', time_unit => 'seconds');
+SELECT * FROM aegis.apply_retention() WHERE table_name = 'public.demo_history';
+SELECT operation, detail ->> 'partition' AS partition, detail ->> 'rows' AS rows
+FROM aegis.audit_log WHERE table_name = 'public.demo_history' AND operation = 'RETENTION' AND detail ? 'partition'
+ORDER BY id DESC LIMIT 3;
+SELECT ok, rows_checked, mismatches FROM aegis.verify_table('public.demo_history');
 -- Every night at 03:00 UTC, by this database's background worker (or pg_cron
 -- when it is installed).
 SELECT aegis.schedule_retention('0 3 * * *');
