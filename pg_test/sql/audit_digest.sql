@@ -285,6 +285,19 @@ UPDATE aegis.audit_verified SET position = (SELECT max(position) FROM aegis.audi
     chain_hash = (SELECT chain_hash FROM aegis.audit_chain ORDER BY position DESC LIMIT 1);
 SELECT ok, verified_from, problem FROM aegis.verify_chain_incremental();
 ROLLBACK;
+-- A published chain head is not a checkpoint: the same position, hash,
+-- time and signature written into audit_verified are not trusted (the
+-- checkpoint is signed under a label of its own, with its horizon).
+BEGIN;
+SET LOCAL client_min_messages = error;
+ALTER TABLE aegis.audit_log DISABLE TRIGGER USER;
+UPDATE aegis.audit_log SET detail = '{"rows": 9}' WHERE id = (SELECT max(id) FROM aegis.audit_log WHERE table_name = 'public.dg_chain');
+SELECT aegis.chain_head() AS head \gset
+UPDATE aegis.audit_verified SET position = (:'head'::jsonb ->> 'position')::bigint,
+    chain_hash = decode(:'head'::jsonb ->> 'hash', 'hex'), time_us = (:'head'::jsonb ->> 'time_us')::bigint,
+    signature = decode(:'head'::jsonb ->> 'signature', 'hex');
+SELECT ok, verified_from, problem FROM aegis.verify_chain_incremental();
+ROLLBACK;
 -- An old entry (below the checkpoint) tampered with: incremental
 -- verification does not look there again; verify_chain() does.
 BEGIN;

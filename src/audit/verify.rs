@@ -445,7 +445,7 @@ fn verified_checkpoint() -> Result<Result<Option<Resume>, String>, AegisError> {
         return Ok(Ok(None));
     };
     // Without the head key a checkpoint cannot be trusted: verify it all.
-    let Ok(mac) = head_mac(position, &hash, time_us) else {
+    let Ok(mac) = checkpoint_mac(position, &hash, time_us, horizon) else {
         return Ok(Ok(None));
     };
     if !signature_matches(&mac, &signature) {
@@ -488,7 +488,18 @@ fn record_verified(position: u64) -> Result<(), AegisError> {
     let hash = hash32(Some(hash));
     // SAFETY: the statement's start time, microseconds since 2000.
     let time_us = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
-    let Ok(sig) = head_mac(position, &hash, time_us) else {
+    let horizon = with_safe_search_path(|| {
+        as_extension_owner(|| {
+            crate::spi::get_one::<i64>(
+                "SELECT COALESCE((SELECT s.horizon FROM aegis.audit_seal_state s), '0'::pg_catalog.xid8) \
+                 ::pg_catalog.text::pg_catalog.int8",
+                &[],
+            )
+            .map_err(spi_error)
+        })
+    })?
+    .unwrap_or(0);
+    let Ok(sig) = checkpoint_mac(position, &hash, time_us, horizon) else {
         return Ok(());
     };
     with_safe_search_path(|| {
@@ -498,7 +509,7 @@ fn record_verified(position: u64) -> Result<(), AegisError> {
                     .update(
                         "UPDATE aegis.audit_verified v SET position = $1, chain_hash = $2, time_us = $3, \
                              signature = $4, verified_at = pg_catalog.now(), \
-                             horizon = COALESCE((SELECT s.horizon FROM aegis.audit_seal_state s), '0'::pg_catalog.xid8) \
+                             horizon = $5::pg_catalog.text::pg_catalog.xid8 \
                          FROM (SELECT x.singleton FROM aegis.audit_verified x \
                                WHERE x.position OPERATOR(pg_catalog.<) $1 FOR UPDATE SKIP LOCKED) l \
                          WHERE v.singleton",
@@ -508,6 +519,7 @@ fn record_verified(position: u64) -> Result<(), AegisError> {
                             hash.to_vec().into(),
                             time_us.into(),
                             sig.to_vec().into(),
+                            horizon.to_string().into(),
                         ],
                     )
                     .map_err(spi_error)?;
@@ -635,6 +647,20 @@ pub(crate) fn head_mac(
 ) -> Result<[u8; 32], AegisError> {
     let msg = core_audit::head_message(position, hash, time_us);
     keyring::purpose_mac(HEAD_KEY, core_audit::HEAD_KEY_LABEL, &msg)
+}
+
+/// The signature of an incremental-verification checkpoint: the head key
+/// under a label of its own (a published chain head is not a checkpoint),
+/// over the position, hash, time and the sealing horizon it resumes from.
+fn checkpoint_mac(
+    position: u64,
+    hash: &[u8; 32],
+    time_us: i64,
+    horizon: i64,
+) -> Result<[u8; 32], AegisError> {
+    let mut msg = core_audit::head_message(position, hash, time_us);
+    msg.extend_from_slice(&horizon.to_be_bytes());
+    keyring::purpose_mac(HEAD_KEY, b"aegis verified checkpoint v1", &msg)
 }
 
 pub(super) fn signature_matches(expected: &[u8; 32], got: &[u8; 32]) -> bool {
