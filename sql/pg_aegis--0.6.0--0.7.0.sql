@@ -366,7 +366,12 @@ SET search_path = ''
 AS $$
 SELECT CASE WHEN h.horizon IS NULL THEN true
             ELSE x >= h.horizon
-                 AND CASE WHEN x >= pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()) THEN false
+                 -- At or past the snapshot's xmax: a visible entry there
+                 -- is this transaction's own (its xid, or a subtransaction's,
+                 -- when no later transaction has finished yet), or one that
+                 -- names an xid never assigned.
+                 AND CASE WHEN x >= pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())
+                          THEN COALESCE(x >= pg_catalog.pg_current_xact_id_if_assigned(), false)
                           ELSE COALESCE(pg_catalog.pg_xact_status(x), 'committed') <> 'aborted' END END
 FROM (SELECT (SELECT s.horizon FROM aegis.audit_seal_state s) AS horizon) h
 $$;

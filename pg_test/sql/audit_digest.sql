@@ -211,6 +211,21 @@ FROM aegis.audit_log l WHERE l.table_name = 'dg.samples'
 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 SELECT ok, rows_checked, mismatches FROM aegis.verify_table('dg.samples');
 
+-- 10e. Values whose text depends on session settings (a regclass prints
+-- relative to search_path; money in lc_monetary's format, not testable
+-- here: this machine has no locale but C) are digested under fixed
+-- settings: a row inserted under another search_path verifies.
+CREATE TABLE dg.refs (id int PRIMARY KEY, tbl regclass, cost money, ts timestamptz NOT NULL DEFAULT now());
+SELECT aegis.protect('dg.refs', '{"audit_inserts": "digest"}');
+SET search_path = dg, public;
+INSERT INTO dg.refs (id, tbl, cost) VALUES (1, 'history', 12.5);
+RESET search_path;
+INSERT INTO dg.refs (id, tbl, cost) VALUES (2, 'dg.history', 7);
+SET search_path = dg, public;
+SELECT ok, rows_checked, mismatches FROM aegis.verify_table('dg.refs');
+RESET search_path;
+SELECT ok, rows_checked, mismatches FROM aegis.verify_table('dg.refs');
+
 -- 6. Switching modes re-baselines: back to images (one BASELINE per row)
 -- and the table verifies the image way; then digest again.
 SET SESSION AUTHORIZATION dg_admin;

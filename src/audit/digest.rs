@@ -516,47 +516,55 @@ pub(super) fn scan_content(tbl: pg_sys::Oid) -> Result<Scan, AegisError> {
     // bucket runs, so the map is touched only when either changes.
     let mut noted: Option<(pg_sys::Oid, i64)> = None;
     let context = RowContext::new();
-    for_each_leaf_row(tbl, |leaf, plan, tupdesc, tuple| {
-        let Some(dp) = plan.digest else {
-            return Err(internal(format!(
-                "{} is not in digest mode",
-                plan.table_name
-            )));
-        };
-        if current_leaf.as_ref().map(|l| l.0) != Some(leaf) {
-            // SAFETY: the leaf is open for the scan.
-            let name = unsafe {
-                let nsp = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(leaf));
-                let rel = pg_sys::get_rel_name(leaf);
-                to_utf8(CStr::from_ptr(pg_sys::quote_qualified_identifier(nsp, rel)).to_bytes())
-                    .into_owned()
+    // Values are rendered as capture renders them: under fixed settings.
+    crate::guc::with_settings(&FIXED_SETTINGS, || {
+        for_each_leaf_row(tbl, |leaf, plan, tupdesc, tuple| {
+            let Some(dp) = plan.digest else {
+                return Err(internal(format!(
+                    "{} is not in digest mode",
+                    plan.table_name
+                )));
             };
-            current_leaf = Some((leaf, name));
-        }
-        n += 1;
-        let b = context.run(|| -> Result<i64, AegisError> {
-            // SAFETY: a live tuple of the scanned leaf, described by tupdesc.
-            unsafe {
-                let natts = (*tupdesc).natts as usize;
-                values.resize(natts, pg_sys::Datum::from(0usize));
-                nulls.resize(natts, false);
-                pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
-                encode_row(plan, &values, &nulls, &mut enc)?;
+            if current_leaf.as_ref().map(|l| l.0) != Some(leaf) {
+                // SAFETY: the leaf is open for the scan.
+                let name = unsafe {
+                    let nsp = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(leaf));
+                    let rel = pg_sys::get_rel_name(leaf);
+                    to_utf8(CStr::from_ptr(pg_sys::quote_qualified_identifier(nsp, rel)).to_bytes())
+                        .into_owned()
+                };
+                current_leaf = Some((leaf, name));
             }
-            let b = bucket_of(&dp, &values, &nulls);
-            found.add_row(b, enc.finish());
-            Ok(b)
-        })?;
-        if noted != Some((leaf, b)) {
-            noted = Some((leaf, b));
-            let names = leaves.entry(b).or_default();
-            if let Some((_, name)) = &current_leaf {
-                if !names.contains(name) {
-                    names.push(name.clone());
+            n += 1;
+            let b = context.run(|| -> Result<i64, AegisError> {
+                // SAFETY: a live tuple of the scanned leaf, described by tupdesc.
+                unsafe {
+                    let natts = (*tupdesc).natts as usize;
+                    values.resize(natts, pg_sys::Datum::from(0usize));
+                    nulls.resize(natts, false);
+                    pg_sys::heap_deform_tuple(
+                        tuple,
+                        tupdesc,
+                        values.as_mut_ptr(),
+                        nulls.as_mut_ptr(),
+                    );
+                    encode_row(plan, &values, &nulls, &mut enc)?;
+                }
+                let b = bucket_of(&dp, &values, &nulls);
+                found.add_row(b, enc.finish());
+                Ok(b)
+            })?;
+            if noted != Some((leaf, b)) {
+                noted = Some((leaf, b));
+                let names = leaves.entry(b).or_default();
+                if let Some((_, name)) = &current_leaf {
+                    if !names.contains(name) {
+                        names.push(name.clone());
+                    }
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     })?;
     Ok(Scan {
         found,

@@ -15,12 +15,16 @@ pub(super) unsafe fn output_text(out_fn: pg_sys::Oid, d: pg_sys::Datum) -> Strin
 
 /// Settings that change how values print, pinned while output functions of
 /// "guarded" types run, so images never depend on the session.
-pub(super) const FIXED_SETTINGS: [(&CStr, &CStr); 5] = [
+pub(super) const FIXED_SETTINGS: [(&CStr, &CStr); 7] = [
     (c"DateStyle", c"ISO, YMD"),
     (c"TimeZone", c"UTC"),
     (c"IntervalStyle", c"iso_8601"),
     (c"extra_float_digits", c"3"),
     (c"bytea_output", c"hex"),
+    // regclass, regtype, regproc ... print names relative to it; money
+    // prints in the session's currency format.
+    (c"search_path", c"pg_catalog"),
+    (c"lc_monetary", c"C"),
 ];
 
 /// A JSON document of an entry (row image, key, detail): its jsonb datum
