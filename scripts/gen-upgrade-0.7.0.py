@@ -54,7 +54,7 @@ new=[('70_audit.sql','audit_statement('),('70_audit.sql','verify_chain_increment
      ('80_lifecycle.sql','check_retention_rule('),('80_lifecycle.sql','set_retention(')]
 repl=[('30_policy.sql','owner_ddl('),('30_policy.sql','check_policy('),('30_policy.sql','switch_rls('),('30_policy.sql','enforce_rls('),
       ('30_policy.sql','protect('),('70_audit.sql','guard_compliant_tables('),('70_audit.sql','guard_state('),('70_audit.sql','guard_check('),
-      ('80_lifecycle.sql','erase_subject('),('80_lifecycle.sql','lifecycle_check_table('),('95_catalog_guard.sql','catalog_guard('),('40_monitoring_schema.sql','monitoring_schema_ddl('),('40_monitoring_schema.sql','create_monitoring_schema('),('85_alerts.sql','security_alerts('),('70_audit.sql','guard_ddl_end('),('70_audit.sql','guard_report('),('70_audit.sql','guard_protect_partitions('),('90_compliance.sql','compliance_mapping('),('90_compliance.sql','compliance_report()')]
+      ('80_lifecycle.sql','erase_subject('),('80_lifecycle.sql','lifecycle_check_table('),('80_lifecycle.sql','legal_hold_filter('),('95_catalog_guard.sql','catalog_guard('),('40_monitoring_schema.sql','monitoring_schema_ddl('),('40_monitoring_schema.sql','create_monitoring_schema('),('85_alerts.sql','security_alerts('),('70_audit.sql','guard_ddl_end('),('70_audit.sql','guard_report('),('70_audit.sql','guard_protect_partitions('),('90_compliance.sql','compliance_mapping('),('90_compliance.sql','compliance_report()')]
 al=open(root+'85_alerts.sql').read()
 lc=open(root+'80_lifecycle.sql').read()
 out.append(lc[lc.index('CREATE VIEW aegis.retention_policies'):lc.index('-- ===', lc.index('CREATE VIEW aegis.retention_policies'))]

@@ -88,19 +88,30 @@ COMMENT ON TABLE aegis.audit_seal_state IS 'Internal: the sealing horizon (not d
 -- whose entries carry another cluster's transaction ids) every entry is
 -- waiting: the first seal takes them all.
 CREATE FUNCTION aegis.entry_may_be_pending(x xid8) RETURNS boolean
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = ''
 AS $$
-SELECT CASE WHEN h.horizon IS NULL THEN true
-            ELSE x >= h.horizon
-                 -- At or past the snapshot's xmax: a visible entry there
-                 -- is this transaction's own (its xid, or a subtransaction's,
-                 -- when no later transaction has finished yet), or one that
-                 -- names an xid never assigned.
-                 AND CASE WHEN x >= pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())
-                          THEN COALESCE(x >= pg_catalog.pg_current_xact_id_if_assigned(), false)
-                          ELSE COALESCE(pg_catalog.pg_xact_status(x), 'committed') <> 'aborted' END END
-FROM (SELECT (SELECT s.horizon FROM aegis.audit_seal_state s) AS horizon) h
+DECLARE
+    horizon xid8;
+BEGIN
+    SELECT s.horizon INTO horizon FROM aegis.audit_seal_state s;
+    IF horizon IS NULL THEN
+        RETURN true;
+    ELSIF x < horizon THEN
+        RETURN false;
+    ELSIF x < pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()) THEN
+        RETURN COALESCE(pg_catalog.pg_xact_status(x), 'committed') <> 'aborted';
+    END IF;
+    -- At or past the snapshot's xmax, a visible entry is this
+    -- transaction's own (its xid or a subtransaction's, when no later
+    -- transaction has finished yet: still in progress), or names an xid
+    -- never assigned (pg_xact_status() refuses one in the future).
+    BEGIN
+        RETURN COALESCE(pg_catalog.pg_xact_status(x) = 'in progress', false);
+    EXCEPTION WHEN OTHERS THEN
+        RETURN false;
+    END;
+END
 $$;
 COMMENT ON FUNCTION aegis.entry_may_be_pending(xid8) IS
     'Internal: can an entry of this transaction still be waiting for the chain (assigned, not aborted, at or above the horizon)?';

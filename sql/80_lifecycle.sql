@@ -154,17 +154,24 @@ DECLARE
     whole boolean := false;
 BEGIN
     hold_ids := '{}';
+    -- Holds on the table, and on any of its partitions (those keep the
+    -- rows of that partition only: tableoid).
     FOR h IN
-        SELECT l.id, l.only_where, l.placed_by FROM aegis.legal_holds l
-        WHERE l.relid = tbl::oid AND l.released_at IS NULL ORDER BY l.id
+        SELECT l.id, l.relid, l.only_where, l.placed_by FROM aegis.legal_holds l
+        WHERE l.relid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t UNION SELECT tbl::oid)
+          AND l.released_at IS NULL ORDER BY l.id
     LOOP
         hold_ids := hold_ids || h.id;
-        IF h.only_where IS NULL THEN
+        IF h.only_where IS NULL AND h.relid = tbl::oid THEN
             whole := true;
         ELSE
             predicate := COALESCE(predicate || ' OR ', '') || '('
-                || aegis.row_filter(tbl, h.only_where,
-                                    COALESCE(pg_catalog.to_regrole(pg_catalog.quote_ident(h.placed_by)), 10::pg_catalog.oid::pg_catalog.regrole))
+                || CASE WHEN h.relid <> tbl::oid
+                        THEN pg_catalog.format('tableoid OPERATOR(pg_catalog.=) %s::pg_catalog.oid', h.relid::oid) ELSE '' END
+                || CASE WHEN h.relid <> tbl::oid AND h.only_where IS NOT NULL THEN ' AND (' ELSE '' END
+                || COALESCE(aegis.row_filter(h.relid::regclass, h.only_where,
+                                    COALESCE(pg_catalog.to_regrole(pg_catalog.quote_ident(h.placed_by)), 10::pg_catalog.oid::pg_catalog.regrole)), '')
+                || CASE WHEN h.relid <> tbl::oid AND h.only_where IS NOT NULL THEN ')' ELSE '' END
                 || ')';
         END IF;
     END LOOP;
@@ -211,6 +218,10 @@ BEGIN
             USING ERRCODE = '22023';
     ELSIF time_unit NOT IN ('seconds', 'milliseconds') THEN
         RAISE EXCEPTION 'time_unit must be ''seconds'' or ''milliseconds'', not %', pg_catalog.quote_literal(time_unit)
+            USING ERRCODE = '22023';
+    ELSIF time_unit = 'milliseconds' AND (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                         WHERE a.attrelid = tbl AND a.attname = time_column) <> 'bigint'::regtype THEN
+        RAISE EXCEPTION 'time column "%" of % cannot hold milliseconds since 1970: it is not a bigint', time_column, tbl
             USING ERRCODE = '22023';
     END IF;
     -- A policy decides about rows with no more rights than its author has:
@@ -355,6 +366,9 @@ CREATE FUNCTION aegis.expired_partitions(tbl regclass, time_column name, cutoff 
 RETURNS SETOF regclass
 LANGUAGE plpgsql STABLE
 SET search_path = ''
+-- Bounds print and parse the same whatever the session's settings.
+SET DateStyle = 'ISO, YMD'
+SET TimeZone = 'UTC'
 AS $$
 DECLARE
     typ regtype;
@@ -443,6 +457,13 @@ CREATE FUNCTION aegis.apply_retention(dry_run boolean DEFAULT false)
 RETURNS TABLE(table_name text, rows_affected bigint, rows_locked bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = ''
+-- The cutoff is handed to each statement as text: it must read back as the
+-- same instant whatever the caller's settings (a DateStyle and TimeZone
+-- whose abbreviation reads back as another zone would move it by hours).
+-- A timestamp without time zone column is compared as UTC.
+SET DateStyle = 'ISO, YMD'
+SET TimeZone = 'UTC'
+SET IntervalStyle = 'postgres'
 AS $$
 DECLARE
     r record;
@@ -488,6 +509,13 @@ DECLARE
 BEGIN
     IF dry_run IS NULL THEN
         RAISE EXCEPTION 'dry_run must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    -- Each statement must see what was committed before it: rows inserted
+    -- after an older snapshot (a legal hold's rows among them) would be
+    -- invisible to the checks and dropped with their partition.
+    IF NOT dry_run AND pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'apply_retention() runs only at READ COMMITTED, not %', pg_catalog.current_setting('transaction_isolation')
+            USING ERRCODE = '25001';
     END IF;
     IF NOT dry_run THEN
         LOCK TABLE aegis.legal_holds IN SHARE MODE;

@@ -361,19 +361,30 @@ COMMENT ON FUNCTION aegis.policy_untrusted_code(oid) IS
 -- whose entries carry another cluster's transaction ids) every entry is
 -- waiting: the first seal takes them all.
 CREATE FUNCTION aegis.entry_may_be_pending(x xid8) RETURNS boolean
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = ''
 AS $$
-SELECT CASE WHEN h.horizon IS NULL THEN true
-            ELSE x >= h.horizon
-                 -- At or past the snapshot's xmax: a visible entry there
-                 -- is this transaction's own (its xid, or a subtransaction's,
-                 -- when no later transaction has finished yet), or one that
-                 -- names an xid never assigned.
-                 AND CASE WHEN x >= pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())
-                          THEN COALESCE(x >= pg_catalog.pg_current_xact_id_if_assigned(), false)
-                          ELSE COALESCE(pg_catalog.pg_xact_status(x), 'committed') <> 'aborted' END END
-FROM (SELECT (SELECT s.horizon FROM aegis.audit_seal_state s) AS horizon) h
+DECLARE
+    horizon xid8;
+BEGIN
+    SELECT s.horizon INTO horizon FROM aegis.audit_seal_state s;
+    IF horizon IS NULL THEN
+        RETURN true;
+    ELSIF x < horizon THEN
+        RETURN false;
+    ELSIF x < pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()) THEN
+        RETURN COALESCE(pg_catalog.pg_xact_status(x), 'committed') <> 'aborted';
+    END IF;
+    -- At or past the snapshot's xmax, a visible entry is this
+    -- transaction's own (its xid or a subtransaction's, when no later
+    -- transaction has finished yet: still in progress), or names an xid
+    -- never assigned (pg_xact_status() refuses one in the future).
+    BEGIN
+        RETURN COALESCE(pg_catalog.pg_xact_status(x) = 'in progress', false);
+    EXCEPTION WHEN OTHERS THEN
+        RETURN false;
+    END;
+END
 $$;
 COMMENT ON FUNCTION aegis.entry_may_be_pending(xid8) IS
     'Internal: can an entry of this transaction still be waiting for the chain (assigned, not aborted, at or above the horizon)?';
@@ -630,6 +641,13 @@ CREATE FUNCTION aegis.apply_retention(dry_run boolean DEFAULT false)
 RETURNS TABLE(table_name text, rows_affected bigint, rows_locked bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = ''
+-- The cutoff is handed to each statement as text: it must read back as the
+-- same instant whatever the caller's settings (a DateStyle and TimeZone
+-- whose abbreviation reads back as another zone would move it by hours).
+-- A timestamp without time zone column is compared as UTC.
+SET DateStyle = 'ISO, YMD'
+SET TimeZone = 'UTC'
+SET IntervalStyle = 'postgres'
 AS $$
 DECLARE
     r record;
@@ -675,6 +693,13 @@ DECLARE
 BEGIN
     IF dry_run IS NULL THEN
         RAISE EXCEPTION 'dry_run must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    -- Each statement must see what was committed before it: rows inserted
+    -- after an older snapshot (a legal hold's rows among them) would be
+    -- invisible to the checks and dropped with their partition.
+    IF NOT dry_run AND pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'apply_retention() runs only at READ COMMITTED, not %', pg_catalog.current_setting('transaction_isolation')
+            USING ERRCODE = '25001';
     END IF;
     IF NOT dry_run THEN
         LOCK TABLE aegis.legal_holds IN SHARE MODE;
@@ -949,6 +974,9 @@ CREATE FUNCTION aegis.expired_partitions(tbl regclass, time_column name, cutoff 
 RETURNS SETOF regclass
 LANGUAGE plpgsql STABLE
 SET search_path = ''
+-- Bounds print and parse the same whatever the session's settings.
+SET DateStyle = 'ISO, YMD'
+SET TimeZone = 'UTC'
 AS $$
 DECLARE
     typ regtype;
@@ -1028,6 +1056,10 @@ BEGIN
             USING ERRCODE = '22023';
     ELSIF time_unit NOT IN ('seconds', 'milliseconds') THEN
         RAISE EXCEPTION 'time_unit must be ''seconds'' or ''milliseconds'', not %', pg_catalog.quote_literal(time_unit)
+            USING ERRCODE = '22023';
+    ELSIF time_unit = 'milliseconds' AND (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                         WHERE a.attrelid = tbl AND a.attname = time_column) <> 'bigint'::regtype THEN
+        RAISE EXCEPTION 'time column "%" of % cannot hold milliseconds since 1970: it is not a bigint', time_column, tbl
             USING ERRCODE = '22023';
     END IF;
     -- A policy decides about rows with no more rights than its author has:
@@ -1852,6 +1884,50 @@ END
 $$;
 COMMENT ON FUNCTION aegis.lifecycle_check_table(regclass, name) IS
     'Internal: may retention or erasure act on this table (protected, time column of a date/time type or an integer epoch)?';
+
+-- The rows of a table under active legal holds, as one predicate over its
+-- columns (each hold's filter validated by row_filter() for the role that
+-- placed it; 'true' when a hold covers the whole table; NULL without holds),
+-- and the holds' ids. A hold whose author no longer exists keeps protecting:
+-- its filter is then validated without an author's limits (a hold can only
+-- keep rows, never delete them).
+CREATE OR REPLACE FUNCTION aegis.legal_hold_filter(tbl regclass, OUT predicate text, OUT hold_ids bigint[])
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    h record;
+    whole boolean := false;
+BEGIN
+    hold_ids := '{}';
+    -- Holds on the table, and on any of its partitions (those keep the
+    -- rows of that partition only: tableoid).
+    FOR h IN
+        SELECT l.id, l.relid, l.only_where, l.placed_by FROM aegis.legal_holds l
+        WHERE l.relid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t UNION SELECT tbl::oid)
+          AND l.released_at IS NULL ORDER BY l.id
+    LOOP
+        hold_ids := hold_ids || h.id;
+        IF h.only_where IS NULL AND h.relid = tbl::oid THEN
+            whole := true;
+        ELSE
+            predicate := COALESCE(predicate || ' OR ', '') || '('
+                || CASE WHEN h.relid <> tbl::oid
+                        THEN pg_catalog.format('tableoid OPERATOR(pg_catalog.=) %s::pg_catalog.oid', h.relid::oid) ELSE '' END
+                || CASE WHEN h.relid <> tbl::oid AND h.only_where IS NOT NULL THEN ' AND (' ELSE '' END
+                || COALESCE(aegis.row_filter(h.relid::regclass, h.only_where,
+                                    COALESCE(pg_catalog.to_regrole(pg_catalog.quote_ident(h.placed_by)), 10::pg_catalog.oid::pg_catalog.regrole)), '')
+                || CASE WHEN h.relid <> tbl::oid AND h.only_where IS NOT NULL THEN ')' ELSE '' END
+                || ')';
+        END IF;
+    END LOOP;
+    IF whole THEN
+        predicate := 'true';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.legal_hold_filter(regclass) IS
+    'Internal: the active legal holds of a table as one validated predicate, and their ids';
 
 CREATE OR REPLACE FUNCTION aegis.catalog_guard() RETURNS trigger
 LANGUAGE plpgsql

@@ -85,10 +85,18 @@ fn run_restricted_impl(
         )));
     }
     let args: Vec<pgrx::datum::DatumWithOid> = args.into_iter().map(|a| a.into()).collect();
-    with_safe_search_path(|| {
+    // Settings the owner's code changes while it runs (a plain SET or
+    // set_config() in a trigger outlives the trigger, and would override
+    // the SET clauses of the definer function that called us: its
+    // search_path, its TimeZone) are undone when the statement ends, as
+    // VACUUM and ANALYZE do around an owner's index expressions.
+    // SAFETY: standard GUC nesting; popped below, or by (sub)transaction
+    // abort on error.
+    let level = unsafe { pg_sys::NewGUCNestLevel() };
+    let r = with_safe_search_path(|| {
         restricted(role, noforce_rls, || {
             crate::read_audit::as_maintenance(query, target, || {
-                crate::audit::as_lifecycle_statement(|| {
+                crate::audit::as_lifecycle_statement(target, || {
                     Spi::connect_mut(|client| {
                         let table = client.update(query, None, &args).map_err(spi_error)?;
                         // No tuple table: DML without RETURNING; its row count.
@@ -108,7 +116,11 @@ fn run_restricted_impl(
                 })
             })
         })
-    })
+    });
+    // SAFETY: pops exactly the level pushed above, discarding what was set
+    // inside it.
+    unsafe { pg_sys::AtEOXact_GUC(false, level) };
+    r
 }
 
 /// `aegis.run_restricted(role oid, target regclass, noforce_rls boolean,

@@ -196,7 +196,7 @@ thread_local! {
     /// exactly that depth records the statement (count and digest change),
     /// not an image of each expired or erased row; anything the table
     /// owner's code runs underneath is deeper and recorded as usual.
-    static LIFECYCLE: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
+    static LIFECYCLE: std::cell::Cell<Option<(i32, pg_sys::Oid)>> = const { std::cell::Cell::new(None) };
 }
 
 unsafe extern "C-unwind" {
@@ -212,10 +212,12 @@ pub(crate) fn install_depth_hooks() {
     unsafe { aegis_install_depth_hooks() };
 }
 
-/// Run `f` (one SPI statement) as one of pg_aegis's lifecycle statements
-/// (see LIFECYCLE): the statement SPI runs next executes one frame deeper.
-pub(crate) fn as_lifecycle_statement<R>(f: impl FnOnce() -> R) -> R {
-    struct Reset(Option<i32>);
+/// Run `f` (one SPI statement on `target`) as one of pg_aegis's lifecycle
+/// statements (see LIFECYCLE): the statement SPI runs next executes one
+/// frame deeper. Only its own relation's triggers count: a cascade of a
+/// foreign key queues the referencing table's triggers at the same depth.
+pub(crate) fn as_lifecycle_statement<R>(target: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    struct Reset(Option<(i32, pg_sys::Oid)>);
     impl Drop for Reset {
         fn drop(&mut self) {
             LIFECYCLE.set(self.0);
@@ -223,15 +225,15 @@ pub(crate) fn as_lifecycle_statement<R>(f: impl FnOnce() -> R) -> R {
     }
     // SAFETY: reads a backend-local counter.
     let depth = unsafe { aegis_executor_depth() } + 1;
-    let _reset = Reset(LIFECYCLE.replace(Some(depth)));
+    let _reset = Reset(LIFECYCLE.replace(Some((depth, target))));
     f()
 }
 
-/// Is the statement whose AFTER triggers fire now pg_aegis's lifecycle
-/// statement?
-fn is_lifecycle_statement() -> bool {
+/// Is the statement whose AFTER triggers fire now on `rel` pg_aegis's
+/// lifecycle statement?
+fn is_lifecycle_statement(rel: pg_sys::Oid) -> bool {
     // SAFETY: reads a backend-local counter.
-    LIFECYCLE.get() == Some(unsafe { aegis_executor_depth() })
+    LIFECYCLE.get() == Some((unsafe { aegis_executor_depth() }, rel))
 }
 
 /// `aegis.audit_statement()`: AFTER INSERT, UPDATE or DELETE ... REFERENCING
@@ -318,7 +320,8 @@ unsafe fn capture_statement(
         )));
     };
     let tupdesc = unsafe { (*rel).rd_att };
-    let lifecycle = op == "DELETE" && is_lifecycle_statement();
+    // SAFETY: the trigger's relation, open for the call.
+    let lifecycle = op == "DELETE" && is_lifecycle_statement(unsafe { (*rel).rd_id });
     let images = dp.images && op != "INSERT" && !lifecycle;
     let pseudonyms = images && pseudonyms_available();
     let mut changes = Changes::default();
@@ -465,18 +468,11 @@ fn remove_partition(
     if !plan.capturable || plan.digest.is_none() {
         return Err(AegisError::NotProtected { table: own });
     }
-    let Scan {
-        mut found, rows: n, ..
-    } = scan_content(relid)?;
+    let Scan { found, rows: n, .. } = scan_content(relid)?;
     if n == 0 {
         return Ok(0);
     }
-    let mut removed = Changes::default();
-    for (k, b) in std::mem::take(&mut found.buckets) {
-        let c = removed.buckets.entry(k).or_default();
-        c.rows -= b.rows;
-        c.digest.sub(&b.digest);
-    }
+    let removed = found.negated();
     let mut d = format!("{{\"rows\":{n},\"partition\":");
     core_audit::image::push_json_string(&mut d, &own);
     d.push_str(extra);

@@ -50,6 +50,12 @@ pub const CHECK_LANES: usize = 4;
 /// Bytes of a content digest.
 pub const DIGEST_BYTES: usize = 2 * LANES + 8 * CHECK_LANES;
 const CONTEXT: &str = "pg_aegis row digest v2";
+const ELEMENT_CONTEXT: &str = "pg_aegis row element v2";
+/// Rows a bucket change lists by their hashes (33 bytes each in its stored
+/// form) before it stores the 2,080-byte digest instead: a single-row
+/// statement's entry stays small, and so does one spreading a few rows
+/// over many buckets.
+pub const LIST_MAX: usize = 16;
 /// Format byte of an encoded change set.
 const CHANGES_V2: u8 = 2;
 /// The bucket of a table without a bucket column.
@@ -77,14 +83,26 @@ impl Default for ContentDigest {
     }
 }
 
-/// The row's element, 2,080 bytes of BLAKE3 output (1,024 little-endian
-/// u16 lanes, then 4 little-endian u64 check lanes).
-fn element(row: &[u8]) -> [u8; DIGEST_BYTES] {
+/// A row's 32-byte hash: what a bucket change with few rows stores.
+pub fn row_hash(row: &[u8]) -> [u8; 32] {
     let mut h = blake3::Hasher::new_derive_key(CONTEXT);
     h.update(row);
+    *h.finalize().as_bytes()
+}
+
+/// A row hash expanded to its element: 2,080 bytes of BLAKE3 output (1,024
+/// little-endian u16 lanes, then 4 little-endian u64 check lanes).
+fn expand(hash: &[u8; 32]) -> [u8; DIGEST_BYTES] {
+    let mut h = blake3::Hasher::new_derive_key(ELEMENT_CONTEXT);
+    h.update(hash);
     let mut buf = [0u8; DIGEST_BYTES];
     h.finalize_xof().fill(&mut buf);
     buf
+}
+
+/// The row's element.
+fn element(row: &[u8]) -> [u8; DIGEST_BYTES] {
+    expand(&row_hash(row))
 }
 
 impl ContentDigest {
@@ -96,6 +114,11 @@ impl ContentDigest {
     /// Remove one row.
     pub fn remove_row(&mut self, row: &[u8]) {
         self.fold(&element(row), true);
+    }
+
+    /// Add or remove a row given by its hash.
+    fn fold_hash(&mut self, hash: &[u8; 32], subtract: bool) {
+        self.fold(&expand(hash), subtract);
     }
 
     /// Add (or subtract) a digest in its byte form.
@@ -281,10 +304,84 @@ pub fn bucket_of(value: Option<i64>, width: i64) -> i64 {
 }
 
 /// Row count and content change of one bucket.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct BucketChange {
     pub rows: i64,
-    pub digest: ContentDigest,
+    digest: ContentDigest,
+    /// The hashes of the rows added (true) and removed (false), while there
+    /// are at most LIST_MAX of them; None after (the digest alone).
+    list: Option<Vec<(bool, [u8; 32])>>,
+}
+
+impl Default for BucketChange {
+    fn default() -> Self {
+        BucketChange {
+            rows: 0,
+            digest: ContentDigest::default(),
+            list: Some(Vec::new()),
+        }
+    }
+}
+
+/// Equal when the row counts and digests are (however they are stored).
+impl PartialEq for BucketChange {
+    fn eq(&self, other: &Self) -> bool {
+        self.rows == other.rows && self.digest == other.digest
+    }
+}
+impl Eq for BucketChange {}
+
+impl BucketChange {
+    pub fn digest(&self) -> &ContentDigest {
+        &self.digest
+    }
+
+    fn note(&mut self, added: bool, hash: [u8; 32]) {
+        if let Some(l) = &mut self.list {
+            if l.len() < LIST_MAX {
+                l.push((added, hash));
+            } else {
+                self.list = None;
+            }
+        }
+    }
+
+    fn add_row(&mut self, row: &[u8]) {
+        let h = row_hash(row);
+        self.rows += 1;
+        self.digest.fold_hash(&h, false);
+        self.note(true, h);
+    }
+
+    fn remove_row(&mut self, row: &[u8]) {
+        let h = row_hash(row);
+        self.rows -= 1;
+        self.digest.fold_hash(&h, true);
+        self.note(false, h);
+    }
+
+    fn add(&mut self, other: &BucketChange) {
+        self.rows += other.rows;
+        self.digest.add(&other.digest);
+        match (&mut self.list, &other.list) {
+            (Some(a), Some(b)) if a.len() + b.len() <= LIST_MAX => a.extend_from_slice(b),
+            _ => self.list = None,
+        }
+    }
+
+    /// The opposite change (what was added, removed).
+    fn negated(&self) -> BucketChange {
+        let mut d = ContentDigest::default();
+        d.sub(&self.digest);
+        BucketChange {
+            rows: -self.rows,
+            digest: d,
+            list: self
+                .list
+                .as_ref()
+                .map(|l| l.iter().map(|&(a, h)| (!a, h)).collect()),
+        }
+    }
 }
 
 /// What a statement (or a baseline) changed, bucket by bucket; also what a
@@ -296,23 +393,28 @@ pub struct Changes {
 
 impl Changes {
     pub fn add_row(&mut self, bucket: i64, row: &[u8]) {
-        let b = self.buckets.entry(bucket).or_default();
-        b.rows += 1;
-        b.digest.add_row(row);
+        self.buckets.entry(bucket).or_default().add_row(row);
     }
 
     pub fn remove_row(&mut self, bucket: i64, row: &[u8]) {
-        let b = self.buckets.entry(bucket).or_default();
-        b.rows -= 1;
-        b.digest.remove_row(row);
+        self.buckets.entry(bucket).or_default().remove_row(row);
     }
 
     /// Add another change set (entries summed in any order give the same).
     pub fn add(&mut self, other: &Changes) {
         for (k, c) in &other.buckets {
-            let b = self.buckets.entry(*k).or_default();
-            b.rows += c.rows;
-            b.digest.add(&c.digest);
+            self.buckets.entry(*k).or_default().add(c);
+        }
+    }
+
+    /// The opposite change set (a content leaving).
+    pub fn negated(&self) -> Changes {
+        Changes {
+            buckets: self
+                .buckets
+                .iter()
+                .map(|(k, b)| (*k, b.negated()))
+                .collect(),
         }
     }
 
@@ -328,35 +430,93 @@ impl Changes {
     }
 
     /// The stored form: a format byte, then per bucket (ascending) the
-    /// bucket (i64), the row change (i64), both big-endian, and the digest.
+    /// bucket (i64), the row change (i64), both big-endian, and either
+    /// 0x00 and the digest, or 0x01, a count (u8, at most LIST_MAX) and
+    /// that many row hashes, each after 0x01 (added) or 0x00 (removed).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + self.buckets.len() * (16 + DIGEST_BYTES));
+        let mut out = Vec::with_capacity(1 + self.buckets.len() * 64);
         out.push(CHANGES_V2);
         for (k, b) in &self.buckets {
             out.extend_from_slice(&k.to_be_bytes());
             out.extend_from_slice(&b.rows.to_be_bytes());
-            out.extend_from_slice(&b.digest.to_bytes());
+            match &b.list {
+                Some(l) => {
+                    out.push(1);
+                    out.push(l.len() as u8);
+                    for (added, h) in l {
+                        out.push(u8::from(*added));
+                        out.extend_from_slice(h);
+                    }
+                }
+                None => {
+                    out.push(0);
+                    out.extend_from_slice(&b.digest.to_bytes());
+                }
+            }
         }
         out
     }
 
     pub fn decode(b: &[u8]) -> Result<Self, CoreError> {
-        let (&v, rest) = b
+        let (&v, _) = b
             .split_first()
             .ok_or_else(|| bad("an empty content change".into()))?;
         if v != CHANGES_V2 {
             return Err(bad(format!("content change format {v} (expected 2)")));
         }
-        const ONE: usize = 16 + DIGEST_BYTES;
-        if rest.len() % ONE != 0 {
-            return Err(bad(format!("a content change of {} bytes", b.len())));
-        }
+        let truncated = || bad(format!("a truncated content change of {} bytes", b.len()));
         let mut c = Changes::default();
-        for chunk in rest.chunks_exact(ONE) {
-            let k = i64::from_be_bytes(chunk[0..8].try_into().unwrap_or_default());
-            let rows = i64::from_be_bytes(chunk[8..16].try_into().unwrap_or_default());
-            let digest = ContentDigest::from_bytes(&chunk[16..])?;
-            if c.buckets.insert(k, BucketChange { rows, digest }).is_some() {
+        let mut rest = &b[1..];
+        while !rest.is_empty() {
+            if rest.len() < 17 {
+                return Err(truncated());
+            }
+            let k = i64::from_be_bytes(rest[0..8].try_into().unwrap_or_default());
+            let rows = i64::from_be_bytes(rest[8..16].try_into().unwrap_or_default());
+            let form = rest[16];
+            rest = &rest[17..];
+            let change = match form {
+                0 => {
+                    if rest.len() < DIGEST_BYTES {
+                        return Err(truncated());
+                    }
+                    let digest = ContentDigest::from_bytes(&rest[..DIGEST_BYTES])?;
+                    rest = &rest[DIGEST_BYTES..];
+                    BucketChange {
+                        rows,
+                        digest,
+                        list: None,
+                    }
+                }
+                1 => {
+                    let (&n, tail) = rest.split_first().ok_or_else(truncated)?;
+                    let n = usize::from(n);
+                    if n > LIST_MAX || tail.len() < n * 33 {
+                        return Err(truncated());
+                    }
+                    let mut bc = BucketChange::default();
+                    let mut net = 0i64;
+                    for item in tail[..n * 33].chunks_exact(33) {
+                        let added = match item[0] {
+                            1 => true,
+                            0 => false,
+                            x => return Err(bad(format!("a listed row marked {x}"))),
+                        };
+                        let h: [u8; 32] = item[1..].try_into().unwrap_or_default();
+                        bc.digest.fold_hash(&h, !added);
+                        bc.note(added, h);
+                        net += if added { 1 } else { -1 };
+                    }
+                    if net != rows {
+                        return Err(bad(format!("bucket {k} lists {net} rows but says {rows}")));
+                    }
+                    bc.rows = rows;
+                    rest = &tail[n * 33..];
+                    bc
+                }
+                x => return Err(bad(format!("bucket form {x}"))),
+            };
+            if c.buckets.insert(k, change).is_some() {
                 return Err(bad(format!("bucket {k} twice in a content change")));
             }
         }
@@ -509,8 +669,27 @@ mod tests {
         c.add_row(86_400, &row(2, "b"));
         c.remove_row(0, &row(3, "c"));
         let e = c.encode();
-        assert_eq!(e.len(), 1 + 3 * (16 + DIGEST_BYTES));
+        // Few rows per bucket: listed by their hashes.
+        assert_eq!(e.len(), 1 + 3 * (17 + 1 + 33));
         assert_eq!(Changes::decode(&e).unwrap(), c);
+        // More than LIST_MAX: the digest.
+        let mut many = c.clone();
+        for i in 0..=LIST_MAX as i64 {
+            many.add_row(0, &row(100 + i, "m"));
+        }
+        let m = many.encode();
+        assert_eq!(m.len(), 1 + 2 * (17 + 1 + 33) + 17 + DIGEST_BYTES);
+        let back = Changes::decode(&m).unwrap();
+        assert_eq!(back, many);
+        // A listed bucket equals the same change summed as a digest.
+        let mut summed = Changes::decode(&m).unwrap();
+        summed.add(&c.negated());
+        summed.add(&c);
+        assert_eq!(summed, many);
+        assert!(Changes::decode(&m[..m.len() - 1]).is_err());
+        let mut bad_count = e.clone();
+        bad_count[16] = 5; // the first bucket's row change no longer matches its list
+        assert!(Changes::decode(&bad_count).is_err());
         assert!(Changes::decode(&[]).is_err());
         assert!(Changes::decode(&e[..e.len() - 1]).is_err());
         // Format 1 (16-bit lanes only, before the check lanes) is refused.
