@@ -240,9 +240,98 @@ INSERT INTO rp.history_uint VALUES (1, pg_temp.day(-1) + 5, 1, 0);
 RESET SESSION AUTHORIZATION;
 SELECT ok, rows_checked, mismatches FROM aegis.verify_table('rp.history_uint');
 
+-- 9. What the cold review of partition retention found, each closed.
+-- 9a. The owner's trigger, fired by retention's DELETE, sets search_path
+-- for the session and brings an operator of its own: the settings it
+-- changes end with the statement, so apply_retention() (definer rights)
+-- never resolves an operator through them, the owner stays what it is and
+-- the admin's session keeps its own search_path.
+CREATE SCHEMA rp_ev AUTHORIZATION rp_zabbix;
+SET SESSION AUTHORIZATION rp_zabbix;
+CREATE FUNCTION rp_ev.plus(bigint, bigint) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'ALTER ROLE rp_zabbix SUPERUSER';
+    END IF;
+    RETURN $1 OPERATOR(pg_catalog.+) $2;
+END $$;
+CREATE OPERATOR rp_ev.+ (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = rp_ev.plus);
+CREATE TABLE rp_ev.bait (id int PRIMARY KEY, ts timestamptz NOT NULL);
+INSERT INTO rp_ev.bait VALUES (1, now() - interval '100 days'), (2, now());
+CREATE POLICY own ON rp_ev.bait TO rp_zabbix USING (true) WITH CHECK (true);
+CREATE POLICY adm ON rp_ev.bait TO rp_admin USING (true);
+GRANT USAGE ON SCHEMA rp_ev TO PUBLIC;
+GRANT SELECT ON rp_ev.bait TO rp_admin;
+GRANT EXECUTE ON FUNCTION rp_ev.plus(bigint, bigint) TO PUBLIC;
+CREATE FUNCTION rp_ev.sp() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'rp_ev, pg_catalog', false);
+    PERFORM pg_catalog.set_config('TimeZone', 'HST-167', false);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER sp AFTER DELETE ON rp_ev.bait FOR EACH STATEMENT EXECUTE FUNCTION rp_ev.sp();
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION rp_admin;
+SELECT aegis.protect('rp_ev.bait', '{}');
+SELECT aegis.set_retention('rp_ev.bait', '30 days', 'ts');
+SET search_path = public;
+SELECT r.table_name, r.rows_affected FROM aegis.apply_retention() r WHERE r.table_name IN ('rp_ev.bait', 'rp.history')
+ORDER BY 1;
+SHOW search_path;
+RESET SESSION AUTHORIZATION;
+RESET search_path;
+SELECT rolsuper AS owner_became_superuser FROM pg_roles WHERE rolname = 'rp_zabbix';
+SELECT count(*) AS bait_left FROM rp_ev.bait;
+-- 9b. A legal hold on a partition keeps that partition's rows.
+SELECT format('CREATE TABLE rp.history_d_9 PARTITION OF rp.history FOR VALUES FROM (%s) TO (%s)', pg_temp.day(9), pg_temp.day(8)) AS ddl \gset
+SET SESSION AUTHORIZATION rp_zabbix;
+:ddl;
+INSERT INTO rp.history SELECT 3, pg_temp.day(9) + g, g, 0 FROM generate_series(1, 5) g;
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION rp_admin;
+SELECT aegis.place_legal_hold('rp.history_d_9', NULL, 'hold on one partition') > 0 AS held;
+SELECT r.table_name, r.rows_affected FROM aegis.apply_retention() r WHERE r.table_name = 'rp.history';
+RESET SESSION AUTHORIZATION;
+SELECT count(*) AS held_partition_rows FROM rp.history_d_9;
+-- 9c. Retention's DELETE cascading (ON DELETE CASCADE) into another
+-- digest-mode table: the cascaded delete is the owner's schema doing, not
+-- the lifecycle statement: recorded with its row images.
+SET SESSION AUTHORIZATION rp_zabbix;
+CREATE TABLE rp_ev.parent (id bigint PRIMARY KEY, ts timestamptz NOT NULL);
+CREATE TABLE rp_ev.child (id bigint PRIMARY KEY, pid bigint REFERENCES rp_ev.parent (id) ON DELETE CASCADE, note text);
+INSERT INTO rp_ev.parent VALUES (1, now() - interval '10 days'), (2, now());
+INSERT INTO rp_ev.child SELECT g, 1, 'evidence ' || g FROM generate_series(1, 3) g;
+CREATE POLICY own ON rp_ev.parent TO rp_zabbix USING (true) WITH CHECK (true);
+CREATE POLICY own ON rp_ev.child TO rp_zabbix USING (true) WITH CHECK (true);
+CREATE POLICY adm ON rp_ev.parent TO rp_admin USING (true);
+CREATE POLICY adm ON rp_ev.child TO rp_admin USING (true);
+GRANT SELECT ON rp_ev.parent, rp_ev.child TO rp_admin;
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION rp_admin;
+SELECT aegis.protect('rp_ev.parent', '{"audit_inserts": "digest"}');
+SELECT aegis.protect('rp_ev.child', '{"audit_inserts": "digest"}');
+SELECT aegis.set_retention('rp_ev.parent', '1 day', 'ts');
+SELECT r.table_name, r.rows_affected FROM aegis.apply_retention() r WHERE r.table_name = 'rp_ev.parent';
+RESET SESSION AUTHORIZATION;
+SELECT l.table_name, l.detail ->> 'lifecycle' AS lifecycle, l.pk IS NOT NULL AS has_image, count(*)
+FROM aegis.audit_log l WHERE l.table_name IN ('rp_ev.parent', 'rp_ev.child') AND l.operation = 'DELETE'
+GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+-- 9e. Milliseconds need a bigint column.
+SET SESSION AUTHORIZATION rp_admin;
+SELECT aegis.set_retention('rp.history', '1 day', 'clock', time_unit => 'milliseconds');
+RESET SESSION AUTHORIZATION;
+
 -- 7. Only the extension calls retire_partition(); an admin cannot write a
 -- removal entry with it.
 SET SESSION AUTHORIZATION rp_admin;
 SELECT aegis.retire_partition('rp.history_d_1');
 RESET SESSION AUTHORIZATION;
+ROLLBACK;
+
+-- 9d. Above READ COMMITTED a run is refused (an older snapshot would not
+-- see rows, held ones among them, inserted before a partition's lock); a
+-- dry run is fine.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT count(*) >= 0 AS dry_run_ok FROM aegis.apply_retention(true);
+SELECT * FROM aegis.apply_retention();
 ROLLBACK;
