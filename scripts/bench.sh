@@ -10,6 +10,14 @@
 #                          rows of the table protect() baselines (2000000)
 #   BENCH_RETENTION_ROWS, BENCH_RETENTION_FRESH  expired / fresh rows (1000000 / 100000)
 #   BENCH_RETENTION_CLIENTS, BENCH_RETENTION_RATE, ...  see benches/retention_concurrency.sh
+#   BENCH_RP_ROWS, BENCH_RP_FRESH, BENCH_RP_ROUNDS  retention_partitions: rows of the
+#                          expired partition / of each fresh day (1000000 / 100000), rounds (3)
+#   BENCH_CV_ROWS, BENCH_CV_ENTRIES, BENCH_CV_DIGEST_STMTS, BENCH_CV_ROUNDS  audit_verify:
+#                          table rows (1000000), entries per round (100000) of which
+#                          digest statements of 1,000-row inserts (2000), rounds (3)
+#   BENCH_ONLY=audit_pgbench  the pgbench half of the audit benchmark alone (narrow
+#                          table: unprotected, digest, image)
+#   PG_MAJOR, PG_EXTRA_ROOT, AEGIS_BENCH_PORT  which PostgreSQL (scripts/lib.sh) and port
 #   BENCH_NO_INSTALL=1     skip setup.sh and the build: use the installed extension
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -20,7 +28,7 @@ BENCH_PORT="${AEGIS_BENCH_PORT:-54349}"
 PGAUDIT_PKG="postgresql-${PG_MAJOR}-pgaudit"
 
 if [ -z "${BENCH_NO_INSTALL:-}" ]; then
-    bash "$REPO_ROOT/scripts/setup.sh"
+    PG_VERSIONS="$PG_MAJOR" bash "$REPO_ROOT/scripts/setup.sh"
     install_extension
 else
     log "BENCH_NO_INSTALL: using the installed pg_aegis ($("$PG_CONFIG" --pkglibdir)/pg_aegis.so)"
@@ -30,7 +38,11 @@ fi
 # missing; without it that benchmark says "pgaudit: not available".
 audit_selected() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = audit ] || [ "$BENCH_ONLY" = audit_scale ]; }
 pgaudit_lib() { [ -f "$("$PG_CONFIG" --pkglibdir)/pgaudit.so" ]; }
-if audit_selected && ! dpkg-query -W -f='${Status}' "$PGAUDIT_PKG" 2>/dev/null | grep -q "install ok installed"; then
+# Debian's package exists for Debian's PostgreSQL (15) only; it installs
+# into /usr/lib/postgresql/<major>, never into the relocatable 16-18 builds.
+if audit_selected && [ "$PG_MAJOR" != 15 ]; then
+    log "pgaudit is not packaged for the PostgreSQL $PG_MAJOR build: the audit benchmarks run without it"
+elif audit_selected && ! dpkg-query -W -f='${Status}' "$PGAUDIT_PKG" 2>/dev/null | grep -q "install ok installed"; then
     log "installing $PGAUDIT_PKG"
     as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
     { as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
@@ -71,8 +83,13 @@ pgaudit_off() {
     restart
 }
 
-printf 'pg_aegis benchmarks, %s, %s, %s CPUs, %s reps (median); load average %s\n' \
+printf 'pg_aegis benchmarks, %s, %s, %s, %s CPUs, %s reps (median); load average %s\n' "$("$PG_BIN/postgres" --version)" \
     "$(date -u +%Y-%m-%d)" "$(uname -m)" "$(nproc)" "$REPS" "$(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "${BENCH_ONLY:-}" = audit_pgbench ]; then
+    printf '\n== audit_pgbench (narrow table)\n'
+    bash "$REPO_ROOT/benches/audit_pgbench.sh" "$DIR" "$BENCH_PORT" aegis_bench
+    exit 0
+fi
 # BENCH_ONLY=pii runs benches/pii.sql alone.
 for f in "$REPO_ROOT"/benches/${BENCH_ONLY:-*}.sql; do
     name="$(basename "$f" .sql)"
@@ -102,6 +119,18 @@ for f in "$REPO_ROOT"/benches/${BENCH_ONLY:-*}.sql; do
         PGOPTIONS="-c bench.retention_rows=${BENCH_RETENTION_ROWS:-1000000} -c bench.retention_fresh=${BENCH_RETENTION_FRESH:-100000}" \
             cluster_psql "$DIR" "$BENCH_PORT" aegis_bench -P pager=off -f "$f"
         bash "$REPO_ROOT/benches/retention_concurrency.sh" "$DIR" "$BENCH_PORT" aegis_bench
+        continue
+    fi
+    if [ "$name" = retention_partitions ]; then
+        printf '\n== retention_partitions\n'
+        PGOPTIONS="-c bench.rp_rows=${BENCH_RP_ROWS:-1000000} -c bench.rp_fresh=${BENCH_RP_FRESH:-100000} -c bench.rp_rounds=${BENCH_RP_ROUNDS:-3}" \
+            cluster_psql "$DIR" "$BENCH_PORT" aegis_bench -P pager=off -f "$f"
+        continue
+    fi
+    if [ "$name" = audit_verify ]; then
+        printf '\n== audit_verify\n'
+        PGOPTIONS="-c bench.reps=$REPS -c bench.cv_rows=${BENCH_CV_ROWS:-1000000} -c bench.cv_entries=${BENCH_CV_ENTRIES:-100000} -c bench.cv_digest_stmts=${BENCH_CV_DIGEST_STMTS:-2000} -c bench.cv_rounds=${BENCH_CV_ROUNDS:-3}" \
+            cluster_psql "$DIR" "$BENCH_PORT" aegis_bench -P pager=off -f "$f"
         continue
     fi
     printf '\n== %s\n' "$name"
