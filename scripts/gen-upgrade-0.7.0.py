@@ -44,15 +44,18 @@ DROP EVENT TRIGGER aegis_guard_end;
 ALTER TABLE aegis.audit_log ADD COLUMN content_change bytea;
 ALTER TABLE aegis.audit_log ALTER COLUMN content_change SET STORAGE EXTERNAL;
 ALTER TABLE aegis.audit_log SET (toast_tuple_target = 4096);
+-- Capture with statement triggers in both modes; the mode the triggers
+-- and baseline of each protected table were made for.
+ALTER TABLE aegis.rls_enforced ADD COLUMN capture text;
 
 ''']
 new=[('70_audit.sql','audit_statement('),('70_audit.sql','verify_chain_incremental('),('30_policy.sql','capture_mode('),('30_policy.sql','is_statement_capture('),('30_policy.sql','switch_capture('),
      ('80_lifecycle.sql','run_restricted('),('30_policy.sql','policy_code('),('30_policy.sql','policy_untrusted_code('),
      ('70_audit.sql','entry_may_be_pending('),('70_audit.sql','guard_verify('),('85_alerts.sql','report_blocked_sealer('),
      ('85_alerts.sql','current_baselines('),('85_alerts.sql','fold_metric_baselines('),('85_alerts.sql','in_transaction_block('),('85_alerts.sql','alert_upkeep('),
-     ('80_lifecycle.sql','apply_retention('),('80_lifecycle.sql','expired_partitions('),('70_audit.sql','retire_partition('),
+     ('80_lifecycle.sql','apply_retention('),('80_lifecycle.sql','expired_partitions('),('70_audit.sql','retire_partition('),('70_audit.sql','is_chunk('),
      ('80_lifecycle.sql','check_retention_rule('),('80_lifecycle.sql','set_retention(')]
-repl=[('30_policy.sql','owner_ddl('),('30_policy.sql','check_policy('),('30_policy.sql','switch_rls('),('30_policy.sql','enforce_rls('),
+repl=[('70_audit.sql','audit_row('),('30_policy.sql','owner_ddl('),('30_policy.sql','check_policy('),('30_policy.sql','switch_rls('),('30_policy.sql','enforce_rls('),
       ('30_policy.sql','protect('),('70_audit.sql','guard_compliant_tables('),('70_audit.sql','guard_state('),('70_audit.sql','guard_check('),
       ('80_lifecycle.sql','erase_subject('),('80_lifecycle.sql','lifecycle_check_table('),('80_lifecycle.sql','legal_hold_filter('),('95_catalog_guard.sql','catalog_guard('),('40_monitoring_schema.sql','monitoring_schema_ddl('),('40_monitoring_schema.sql','create_monitoring_schema('),('85_alerts.sql','security_alerts('),('70_audit.sql','guard_ddl_end('),('70_audit.sql','guard_report('),('70_audit.sql','guard_protect_partitions('),('90_compliance.sql','compliance_mapping('),('90_compliance.sql','compliance_report()')]
 al=open(root+'85_alerts.sql').read()
@@ -73,17 +76,20 @@ out.append(au[au.index('-- Where incremental verification resumes'):au.index('CR
 for f,n in new: out.append(block(f,n)+'\n')
 for f,n in repl:
     out.append(block(f,n).replace('CREATE FUNCTION aegis.','CREATE OR REPLACE FUNCTION aegis.',1)+'\n')
+# The trail view shows chunk entries row by row (a new last column, item).
+out.append(au[au.index('-- A chunk entry (the row images'):au.index("hashes for superusers';", au.index('CREATE VIEW aegis.audit_trail'))+len("hashes for superusers';")]
+    .replace('CREATE VIEW', 'CREATE OR REPLACE VIEW', 1)+'\n\n')
 a=open(root+'70_audit.sql').read()
 i=a.index('-- Every DDL command: what can change a protected table without naming it')
 j=a.index('CREATE EVENT TRIGGER aegis_guard_rewrite')
 et=a[i:j]
 out.append('''-- Grants (99_finalize.sql).
 REVOKE EXECUTE ON FUNCTION aegis.run_restricted(oid, regclass, boolean, text, text[]),
-    aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid), aegis.entry_may_be_pending(xid8), aegis.guard_verify(text), aegis.report_blocked_sealer(text) FROM PUBLIC;
+    aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid), aegis.entry_may_be_pending(xid8), aegis.is_chunk(jsonb, jsonb, jsonb), aegis.guard_verify(text), aegis.report_blocked_sealer(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid) TO aegis_admin;
 REVOKE EXECUTE ON FUNCTION aegis.apply_retention(boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.apply_retention(boolean) TO aegis_admin;
-GRANT EXECUTE ON FUNCTION aegis.guard_verify(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.guard_verify(text), aegis.is_chunk(jsonb, jsonb, jsonb) TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION aegis.alert_event(text), aegis.announce_alert(text, text, text, text, name, jsonb),
     aegis.current_baselines(oid, name, text[]), aegis.fold_metric_baselines(oid, text[]), aegis.in_transaction_block(), aegis.alert_upkeep() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.current_baselines(oid, name, text[]) TO aegis_admin, aegis_auditor;
@@ -100,6 +106,13 @@ GRANT EXECUTE ON FUNCTION aegis.check_retention_rule(regclass, interval, name, t
     aegis.set_retention(regclass, interval, name, text, text) TO aegis_admin;
 
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;
+
+-- Every protected table of 0.6.0 (all image mode) now captures with the
+-- statement triggers: its row trigger gives way (its entries, and how
+-- verify_table() reads them, are unchanged).
+UPDATE aegis.rls_enforced SET capture = 'image';
+SELECT aegis.switch_capture(e.relid) FROM aegis.rls_enforced e
+WHERE pg_catalog.to_regclass(e.relid::pg_catalog.text) IS NOT NULL;
 
 -- What the DDL guard compares with, in the new (OID) form, for every
 -- protected table; then the guard watches every DDL command.

@@ -52,7 +52,10 @@ CREATE TABLE aegis.rls_enforced (
     prior_state jsonb,
     -- protect() has made the table compliant but not yet recorded its rows
     -- (take_baseline() does, once the columns are classified).
-    baseline_pending boolean NOT NULL DEFAULT false
+    baseline_pending boolean NOT NULL DEFAULT false,
+    -- The capture mode the table's triggers and baseline were made for
+    -- (capture_mode()); protect() with another mode re-baselines.
+    capture text
 );
 COMMENT ON TABLE aegis.rls_enforced IS
     'Internal: tables whose RLS pg_aegis enabled (written only by enforce_rls/relax_rls)';
@@ -195,10 +198,10 @@ $$;
 COMMENT ON FUNCTION aegis.owner_ddl(oid, text) IS
     'Internal: run one DDL statement on a table as its owner, in a security-restricted operation';
 
--- How a protected table's changes are captured: 'image' (a row trigger,
--- one entry with row images per changed row) or 'digest' (statement
--- triggers over transition tables; inserts recorded as a row count and a
--- content digest). protect()'s "audit_inserts" key; image by default.
+-- What a protected table's inserts record: 'image' (the classified image
+-- of each row) or 'digest' (a row count and a content digest). Both modes
+-- capture with statement triggers over transition tables. protect()'s
+-- "audit_inserts" key; image by default.
 CREATE FUNCTION aegis.capture_mode(tbl regclass) RETURNS text
 LANGUAGE sql STABLE
 SET search_path = ''
@@ -209,7 +212,7 @@ $$;
 COMMENT ON FUNCTION aegis.capture_mode(regclass) IS
     'Internal: how a protected table''s changes are captured (image or digest)';
 
--- Is this trigger one of digest mode's statement capture triggers, exactly
+-- Is this trigger one of the statement capture triggers, exactly
 -- as protect() makes them (name, event, transition tables, no condition,
 -- column list or arguments)?
 CREATE FUNCTION aegis.is_statement_capture(trigger oid) RETURNS boolean
@@ -229,7 +232,7 @@ AS $$
                      FROM pg_catalog.pg_trigger t WHERE t.oid = trigger), false)
 $$;
 COMMENT ON FUNCTION aegis.is_statement_capture(oid) IS
-    'Internal: is this trigger one of digest mode''s statement capture triggers, exactly as protect() makes them?';
+    'Internal: is this trigger one of the statement capture triggers, exactly as protect() makes them?';
 
 -- Switch RLS and the audit triggers on (enable + force, revoke PUBLIC,
 -- attach) or off for a table and, if it is partitioned, its existing partitions (RLS on the parent does not cover a
@@ -284,14 +287,16 @@ BEGIN
             FOR tg IN
                 SELECT t.tgname FROM pg_catalog.pg_trigger t
                 WHERE t.tgrelid = r.oid AND t.tgparentid = 0 AND NOT t.tgisinternal
-                  AND (   (t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure
-                           AND NOT (t.tgtype = 29 AND t.tgqual IS NULL AND t.tgattr = ''::pg_catalog.int2vector AND t.tgnargs = 0))
+                  -- (Row capture: tables protected before 0.7.0, whose
+                  -- statement triggers replace it.)
+                  AND (   t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure
                        OR (t.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure
                            AND NOT (t.tgtype = 32 AND t.tgqual IS NULL AND t.tgnargs = 0))
-                       -- Statement capture: only in digest mode, and only
-                       -- as made below.
+                       -- Statement capture: only as made below (the
+                       -- partition TRUNCATE one in digest mode only).
                        OR (t.tgfoid = 'aegis.audit_statement()'::pg_catalog.regprocedure
-                           AND NOT (digest AND aegis.is_statement_capture(t.oid))))
+                           AND NOT (aegis.is_statement_capture(t.oid)
+                                    AND (digest OR t.tgname <> 'aegis_audit_truncate_digest'))))
             LOOP
                 PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER %I ON %I.%I', tg, r.nspname, r.relname));
             END LOOP;
@@ -305,10 +310,10 @@ BEGIN
                 PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_truncate AFTER TRUNCATE ON %I.%I '
                     'FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_truncate()', r.nspname, r.relname));
             END IF;
-            -- Digest mode: statement triggers over transition tables, on
-            -- the table and on each partition (a statement on a partition
-            -- fires the partition's own, not its parent's).
-            IF digest THEN
+            -- Statement triggers over transition tables, on the table and
+            -- on each partition (a statement on a partition fires the
+            -- partition's own, not its parent's).
+            BEGIN
                 IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                                WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_insert' AND aegis.is_statement_capture(t.oid)) THEN
                     -- A trigger of the owner's under that name gives way.
@@ -339,9 +344,10 @@ BEGIN
                         'REFERENCING OLD TABLE AS aegis_old FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_statement()',
                         r.nspname, r.relname));
                 END IF;
-                -- A partition truncated on its own takes its rows out of
-                -- the table: their digest is recorded first.
-                IF r.oid <> tbl::oid AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                -- A partition of a digest-mode table truncated on its own
+                -- takes its rows out of the table: their digest is
+                -- recorded first.
+                IF digest AND r.oid <> tbl::oid AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                                WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_truncate_digest'
                                  AND aegis.is_statement_capture(t.oid)) THEN
                     IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_truncate_digest') THEN
@@ -351,7 +357,7 @@ BEGIN
                     PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_truncate_digest BEFORE TRUNCATE ON %I.%I '
                         'FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_statement()', r.nspname, r.relname));
                 END IF;
-            END IF;
+            END;
         ELSE
             -- Back to what protect() found (prior_state), or off.
             was := (SELECT e FROM pg_catalog.jsonb_array_elements(COALESCE(prior, '[]')) e
@@ -370,27 +376,20 @@ BEGIN
             END IF;
             PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit_truncate ON %I.%I', r.nspname, r.relname));
         END IF;
-        IF NOT (enable AND digest) THEN
+        IF NOT enable THEN
             FOR tg IN SELECT t.tgname FROM pg_catalog.pg_trigger t
                       WHERE t.tgrelid = r.oid AND t.tgfoid = 'aegis.audit_statement()'::pg_catalog.regprocedure LOOP
                 PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER %I ON %I.%I', tg, r.nspname, r.relname));
             END LOOP;
         END IF;
     END LOOP;
-    -- Row triggers on a partitioned table are cloned to its partitions.
-    IF enable AND digest THEN
-        IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                   WHERE t.tgrelid = tbl AND t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure) THEN
-            PERFORM aegis.owner_ddl(tbl, pg_catalog.format('DROP TRIGGER aegis_audit ON %I.%I', nsp, rel));
-        END IF;
-    ELSIF enable AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                              WHERE t.tgrelid = tbl AND t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure) THEN
-        -- (Any row capture trigger left here is exactly protect()'s: the
-        -- loop above replaced the others.)
-        PERFORM aegis.owner_ddl(tbl, pg_catalog.format('CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON %I.%I '
-            'FOR EACH ROW EXECUTE FUNCTION aegis.audit_row()', nsp, rel));
-    ELSIF NOT enable THEN
-        PERFORM aegis.owner_ddl(tbl, pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit ON %I.%I', nsp, rel));
+    -- The row capture trigger of tables protected before 0.7.0 (row
+    -- triggers on a partitioned table are cloned to its partitions) gives
+    -- way to the statement triggers.
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+               WHERE t.tgrelid = tbl AND t.tgname = 'aegis_audit'
+                 AND t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure) THEN
+        PERFORM aegis.owner_ddl(tbl, pg_catalog.format('DROP TRIGGER aegis_audit ON %I.%I', nsp, rel));
     END IF;
 END
 $$;
@@ -456,19 +455,19 @@ BEGIN
     END IF;
     -- A protected table changing capture mode needs a baseline in the new
     -- mode (verify_table() compares with it).
-    switching := NOT newly AND (aegis.capture_mode(tbl) = 'digest') IS DISTINCT FROM
-        EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                WHERE t.tgrelid = tbl AND t.tgfoid = 'aegis.audit_statement()'::pg_catalog.regprocedure);
+    switching := NOT newly AND aegis.capture_mode(tbl) IS DISTINCT FROM
+        (SELECT r.capture FROM aegis.rls_enforced r WHERE r.relid = tbl);
     IF switching THEN
         PERFORM aegis.switch_capture(tbl);
-        UPDATE aegis.rls_enforced r SET baseline_pending = true WHERE r.relid = tbl;
+        UPDATE aegis.rls_enforced r SET baseline_pending = true, capture = aegis.capture_mode(tbl) WHERE r.relid = tbl;
     ELSE
         PERFORM aegis.switch_rls(tbl, true);
     END IF;
     -- The rows already there are the trail's starting point: recorded by
     -- take_baseline() once the table's columns are classified (before
     -- that, the images would hold PII and secrets in clear).
-    INSERT INTO aegis.rls_enforced (relid, prior_state, baseline_pending) VALUES (tbl, prior, true)
+    INSERT INTO aegis.rls_enforced (relid, prior_state, baseline_pending, capture)
+    VALUES (tbl, prior, true, aegis.capture_mode(tbl))
     ON CONFLICT (relid) DO NOTHING;
     -- What the DDL guard compares every later command with.
     PERFORM aegis.guard_remember(tbl);

@@ -203,20 +203,43 @@ $$;
 COMMENT ON FUNCTION aegis.visible_image(text, jsonb) IS
     'A row image as the current user may see it: columns it cannot read, or all of them under row-level security, read [HIDDEN]';
 
+-- Is an entry a chunk (row images of a multi-row statement in arrays)?
+CREATE FUNCTION aegis.is_chunk(detail jsonb, old_row jsonb, new_row jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+    SELECT COALESCE(detail OPERATOR(pg_catalog.?) 'rows'
+                    AND pg_catalog.jsonb_typeof(COALESCE(new_row, old_row)) OPERATOR(pg_catalog.=) 'array', false)
+$$;
+COMMENT ON FUNCTION aegis.is_chunk(jsonb, jsonb, jsonb) IS
+    'Is an audit entry a chunk (the row images of a multi-row statement, as arrays)?';
+
+-- A chunk entry (the row images of a multi-row statement, as arrays; see
+-- src/audit/chunk.rs) shows as one view row per changed row, numbered by
+-- "item" (NULL for every other entry).
 CREATE VIEW aegis.audit_trail WITH (security_barrier = true) AS
 SELECT c.position, l.id, l.xid, l.operation, l.table_name, l.db_user, l.session_user_name,
        l.application_name, l.client_addr, l.backend_pid, l.statement_time,
-       aegis.visible_image(l.table_name, l.pk) AS pk,
-       aegis.visible_image(l.table_name, l.old_row) AS old_row,
-       aegis.visible_image(l.table_name, l.new_row) AS new_row,
+       aegis.visible_image(l.table_name, i.pk) AS pk,
+       aegis.visible_image(l.table_name, i.old_row) AS old_row,
+       aegis.visible_image(l.table_name, i.new_row) AS new_row,
        l.detail,
        CASE WHEN s.super THEN pg_catalog.encode(l.entry_hash, 'hex') END AS entry_hash,
        CASE WHEN s.super THEN pg_catalog.encode(c.chain_hash, 'hex') END AS chain_hash,
-       c.sealed_at, l.erased_at
+       c.sealed_at, l.erased_at, i.item
 FROM aegis.audit_log l LEFT JOIN aegis.audit_chain c ON c.entry_id = l.id AND c.entry_xid = l.xid
+CROSS JOIN LATERAL (
+    SELECT NULL::integer AS item, l.pk, l.old_row, l.new_row
+    WHERE NOT aegis.is_chunk(l.detail, l.old_row, l.new_row)
+    UNION ALL
+    SELECT n::integer, l.pk OPERATOR(pg_catalog.->) (n - 1), l.old_row OPERATOR(pg_catalog.->) (n - 1),
+           l.new_row OPERATOR(pg_catalog.->) (n - 1)
+    FROM pg_catalog.generate_series(1, CASE WHEN aegis.is_chunk(l.detail, l.old_row, l.new_row)
+                                            THEN (l.detail OPERATOR(pg_catalog.->>) 'rows')::integer ELSE 0 END) n
+) i
 CROSS JOIN (SELECT r.rolsuper AS super FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER) s;
 COMMENT ON VIEW aegis.audit_trail IS
-    'Audit entries with their chain position (NULL until sealed); row images as the reader may see them, hashes for superusers';
+    'Audit entries with their chain position (NULL until sealed); row images as the reader may see them (a chunk entry: one row per item), hashes for superusers';
 
 REVOKE ALL ON aegis.audit_log, aegis.audit_chain FROM PUBLIC;
 GRANT SELECT (id, xid, operation, table_name, db_user, session_user_name, application_name, client_addr,
@@ -232,12 +255,12 @@ GRANT SELECT ON aegis.audit_seal_state, aegis.audit_trail TO aegis_auditor, aegi
 CREATE FUNCTION aegis.audit_row() RETURNS trigger LANGUAGE c
 AS 'MODULE_PATHNAME', 'audit_row_wrapper';
 COMMENT ON FUNCTION aegis.audit_row() IS
-    'AFTER INSERT OR UPDATE OR DELETE row trigger that protect() attaches: one audit entry per row change';
+    'AFTER INSERT OR UPDATE OR DELETE row trigger on pg_aegis''s own catalogs (and protected tables before 0.7.0): one audit entry per row change';
 
 CREATE FUNCTION aegis.audit_statement() RETURNS trigger LANGUAGE c
 AS 'MODULE_PATHNAME', 'audit_statement_wrapper';
 COMMENT ON FUNCTION aegis.audit_statement() IS
-    'Statement triggers protect() attaches in digest mode: AFTER INSERT, UPDATE or DELETE over transition tables (one entry per statement with its content change), BEFORE TRUNCATE of a partition (its content leaves)';
+    'Statement triggers protect() attaches: AFTER INSERT, UPDATE or DELETE over transition tables (row images in chunks; in digest mode one entry per statement with its content change), BEFORE TRUNCATE of a digest-mode partition (its content leaves)';
 
 CREATE FUNCTION aegis.audit_truncate() RETURNS trigger LANGUAGE c
 AS 'MODULE_PATHNAME', 'audit_truncate_wrapper';
@@ -393,30 +416,28 @@ FROM aegis.rls_enforced e
 CROSS JOIN LATERAL (SELECT e.relid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(e.relid) pt) t
 JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
 WHERE c.relrowsecurity AND c.relforcerowsecurity
-  -- The capture triggers exactly as protect() made them: AFTER ROW on
-  -- INSERT, UPDATE and DELETE (tgtype 29) and AFTER TRUNCATE (32), no WHEN
-  -- condition, no column list, no arguments, firing.
-  AND CASE WHEN aegis.capture_mode(e.relid) OPERATOR(pg_catalog.=) 'digest'
-      -- Digest mode: the three statement triggers on each relation.
-      THEN (SELECT pg_catalog.count(*) FROM pg_catalog.pg_trigger g
-            WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
-              AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_statement()'::pg_catalog.regprocedure
-              AND aegis.is_statement_capture(g.oid) AND g.tgname OPERATOR(pg_catalog.<>) 'aegis_audit_truncate_digest'
-              AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[])) OPERATOR(pg_catalog.=) 3
-           -- and on a partition, the BEFORE TRUNCATE one (its content
-           -- leaving is recorded).
-           AND (t.relid OPERATOR(pg_catalog.=) e.relid::oid
-                OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
-                           WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
-                             AND g.tgname OPERATOR(pg_catalog.=) 'aegis_audit_truncate_digest'
-                             AND aegis.is_statement_capture(g.oid)
-                             AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[])))
-      ELSE EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
-              WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
-                AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_row()'::pg_catalog.regprocedure
-                AND g.tgtype OPERATOR(pg_catalog.=) 29 AND g.tgqual IS NULL
-                AND g.tgattr OPERATOR(pg_catalog.=) ''::pg_catalog.int2vector AND g.tgnargs OPERATOR(pg_catalog.=) 0
-                AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[])) END
+  -- The capture triggers exactly as protect() made them: the three
+  -- statement triggers over transition tables on each relation, no WHEN
+  -- condition, column list or arguments, firing;
+  AND (SELECT pg_catalog.count(*) FROM pg_catalog.pg_trigger g
+       WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
+         AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_statement()'::pg_catalog.regprocedure
+         AND aegis.is_statement_capture(g.oid) AND g.tgname OPERATOR(pg_catalog.<>) 'aegis_audit_truncate_digest'
+         AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[])) OPERATOR(pg_catalog.=) 3
+  -- in digest mode, on a partition, the BEFORE TRUNCATE one (its content
+  -- leaving is recorded);
+  AND (aegis.capture_mode(e.relid) OPERATOR(pg_catalog.<>) 'digest'
+       OR t.relid OPERATOR(pg_catalog.=) e.relid::oid
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+                  WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
+                    AND g.tgname OPERATOR(pg_catalog.=) 'aegis_audit_truncate_digest'
+                    AND aegis.is_statement_capture(g.oid)
+                    AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[])))
+  -- and no row capture trigger left from before 0.7.0 (it would record
+  -- every row twice).
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+                  WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
+                    AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_row()'::pg_catalog.regprocedure)
   AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
               WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
                 AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_truncate()'::pg_catalog.regprocedure

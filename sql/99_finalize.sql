@@ -84,7 +84,7 @@ TO aegis_admin, aegis_auditor;
 -- aegis.audit_trail filters row images for whoever reads it (70_audit.sql);
 -- the filters reveal only what the caller itself may read.
 GRANT EXECUTE ON FUNCTION aegis.reads_all_rows(regclass), aegis.role_reads_all_rows(regclass, oid),
-    aegis.visible_image(text, jsonb) TO PUBLIC;
+    aegis.visible_image(text, jsonb), aegis.is_chunk(jsonb, jsonb, jsonb) TO PUBLIC;
 -- The DDL guard's event triggers run as whoever issues the DDL. These reveal
 -- only which tables are protected, and guard_report() refuses unless the
 -- caller is a superuser (audit_event() and guard_forget() stay ungranted).

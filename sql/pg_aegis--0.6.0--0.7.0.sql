@@ -28,6 +28,9 @@ DROP EVENT TRIGGER aegis_guard_end;
 ALTER TABLE aegis.audit_log ADD COLUMN content_change bytea;
 ALTER TABLE aegis.audit_log ALTER COLUMN content_change SET STORAGE EXTERNAL;
 ALTER TABLE aegis.audit_log SET (toast_tuple_target = 4096);
+-- Capture with statement triggers in both modes; the mode the triggers
+-- and baseline of each protected table were made for.
+ALTER TABLE aegis.rls_enforced ADD COLUMN capture text;
 
 CREATE OR REPLACE VIEW aegis.retention_policies AS
 SELECT r.relid AS table_name, r.keep, r.time_column, r.only_where,
@@ -166,7 +169,7 @@ GRANT SELECT (position, verified_at) ON aegis.audit_verified TO aegis_auditor, a
 CREATE FUNCTION aegis.audit_statement() RETURNS trigger LANGUAGE c
 AS 'MODULE_PATHNAME', 'audit_statement_wrapper';
 COMMENT ON FUNCTION aegis.audit_statement() IS
-    'Statement triggers protect() attaches in digest mode: AFTER INSERT, UPDATE or DELETE over transition tables (one entry per statement with its content change), BEFORE TRUNCATE of a partition (its content leaves)';
+    'Statement triggers protect() attaches: AFTER INSERT, UPDATE or DELETE over transition tables (row images in chunks; in digest mode one entry per statement with its content change), BEFORE TRUNCATE of a digest-mode partition (its content leaves)';
 
 CREATE FUNCTION aegis.verify_chain_incremental()
 RETURNS TABLE (ok boolean, entries_checked bigint, first_bad_position bigint, problem text, verified_from bigint)
@@ -175,10 +178,10 @@ AS 'MODULE_PATHNAME', 'verify_chain_incremental_wrapper';
 COMMENT ON FUNCTION aegis.verify_chain_incremental() IS
     'verify_chain() from the newest verified, signed checkpoint on (the whole chain the first time), then move the checkpoint';
 
--- How a protected table's changes are captured: 'image' (a row trigger,
--- one entry with row images per changed row) or 'digest' (statement
--- triggers over transition tables; inserts recorded as a row count and a
--- content digest). protect()'s "audit_inserts" key; image by default.
+-- What a protected table's inserts record: 'image' (the classified image
+-- of each row) or 'digest' (a row count and a content digest). Both modes
+-- capture with statement triggers over transition tables. protect()'s
+-- "audit_inserts" key; image by default.
 CREATE FUNCTION aegis.capture_mode(tbl regclass) RETURNS text
 LANGUAGE sql STABLE
 SET search_path = ''
@@ -189,7 +192,7 @@ $$;
 COMMENT ON FUNCTION aegis.capture_mode(regclass) IS
     'Internal: how a protected table''s changes are captured (image or digest)';
 
--- Is this trigger one of digest mode's statement capture triggers, exactly
+-- Is this trigger one of the statement capture triggers, exactly
 -- as protect() makes them (name, event, transition tables, no condition,
 -- column list or arguments)?
 CREATE FUNCTION aegis.is_statement_capture(trigger oid) RETURNS boolean
@@ -209,7 +212,7 @@ AS $$
                      FROM pg_catalog.pg_trigger t WHERE t.oid = trigger), false)
 $$;
 COMMENT ON FUNCTION aegis.is_statement_capture(oid) IS
-    'Internal: is this trigger one of digest mode''s statement capture triggers, exactly as protect() makes them?';
+    'Internal: is this trigger one of the statement capture triggers, exactly as protect() makes them?';
 
 -- A protected table's capture triggers replaced by those of its recorded
 -- mode (protect() with another "audit_inserts"): one step of pg_aegis's
@@ -1027,6 +1030,17 @@ AS 'MODULE_PATHNAME', 'retire_partition_wrapper';
 COMMENT ON FUNCTION aegis.retire_partition(regclass) IS
     'Internal: one RETENTION entry removing the content of a digest-mode partition about to be dropped';
 
+-- Is an entry a chunk (row images of a multi-row statement in arrays)?
+CREATE FUNCTION aegis.is_chunk(detail jsonb, old_row jsonb, new_row jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+    SELECT COALESCE(detail OPERATOR(pg_catalog.?) 'rows'
+                    AND pg_catalog.jsonb_typeof(COALESCE(new_row, old_row)) OPERATOR(pg_catalog.=) 'array', false)
+$$;
+COMMENT ON FUNCTION aegis.is_chunk(jsonb, jsonb, jsonb) IS
+    'Is an audit entry a chunk (the row images of a multi-row statement, as arrays)?';
+
 -- What a retention policy must satisfy, for the current user as its author
 -- (set_retention() and the catalog guard on aegis.retention_rules).
 CREATE FUNCTION aegis.check_retention_rule(tbl regclass, keep interval, time_column name, only_where text,
@@ -1101,6 +1115,11 @@ END
 $$;
 COMMENT ON FUNCTION aegis.set_retention(regclass, interval, name, text, text) IS
     'Keep rows of a protected table for an interval after time_column (a timestamp, a date, or an integer counting time_unit since 1970; optionally only rows matching only_where) (admin-only)';
+
+CREATE OR REPLACE FUNCTION aegis.audit_row() RETURNS trigger LANGUAGE c
+AS 'MODULE_PATHNAME', 'audit_row_wrapper';
+COMMENT ON FUNCTION aegis.audit_row() IS
+    'AFTER INSERT OR UPDATE OR DELETE row trigger on pg_aegis''s own catalogs (and protected tables before 0.7.0): one audit entry per row change';
 
 -- Run one DDL statement on a user table as the table's owner, in a
 -- security-restricted operation (aegis.run_restricted): whatever the
@@ -1275,14 +1294,16 @@ BEGIN
             FOR tg IN
                 SELECT t.tgname FROM pg_catalog.pg_trigger t
                 WHERE t.tgrelid = r.oid AND t.tgparentid = 0 AND NOT t.tgisinternal
-                  AND (   (t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure
-                           AND NOT (t.tgtype = 29 AND t.tgqual IS NULL AND t.tgattr = ''::pg_catalog.int2vector AND t.tgnargs = 0))
+                  -- (Row capture: tables protected before 0.7.0, whose
+                  -- statement triggers replace it.)
+                  AND (   t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure
                        OR (t.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure
                            AND NOT (t.tgtype = 32 AND t.tgqual IS NULL AND t.tgnargs = 0))
-                       -- Statement capture: only in digest mode, and only
-                       -- as made below.
+                       -- Statement capture: only as made below (the
+                       -- partition TRUNCATE one in digest mode only).
                        OR (t.tgfoid = 'aegis.audit_statement()'::pg_catalog.regprocedure
-                           AND NOT (digest AND aegis.is_statement_capture(t.oid))))
+                           AND NOT (aegis.is_statement_capture(t.oid)
+                                    AND (digest OR t.tgname <> 'aegis_audit_truncate_digest'))))
             LOOP
                 PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER %I ON %I.%I', tg, r.nspname, r.relname));
             END LOOP;
@@ -1296,10 +1317,10 @@ BEGIN
                 PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_truncate AFTER TRUNCATE ON %I.%I '
                     'FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_truncate()', r.nspname, r.relname));
             END IF;
-            -- Digest mode: statement triggers over transition tables, on
-            -- the table and on each partition (a statement on a partition
-            -- fires the partition's own, not its parent's).
-            IF digest THEN
+            -- Statement triggers over transition tables, on the table and
+            -- on each partition (a statement on a partition fires the
+            -- partition's own, not its parent's).
+            BEGIN
                 IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                                WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_insert' AND aegis.is_statement_capture(t.oid)) THEN
                     -- A trigger of the owner's under that name gives way.
@@ -1330,9 +1351,10 @@ BEGIN
                         'REFERENCING OLD TABLE AS aegis_old FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_statement()',
                         r.nspname, r.relname));
                 END IF;
-                -- A partition truncated on its own takes its rows out of
-                -- the table: their digest is recorded first.
-                IF r.oid <> tbl::oid AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                -- A partition of a digest-mode table truncated on its own
+                -- takes its rows out of the table: their digest is
+                -- recorded first.
+                IF digest AND r.oid <> tbl::oid AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                                WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_truncate_digest'
                                  AND aegis.is_statement_capture(t.oid)) THEN
                     IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.oid AND t.tgname = 'aegis_audit_truncate_digest') THEN
@@ -1342,7 +1364,7 @@ BEGIN
                     PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('CREATE TRIGGER aegis_audit_truncate_digest BEFORE TRUNCATE ON %I.%I '
                         'FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_statement()', r.nspname, r.relname));
                 END IF;
-            END IF;
+            END;
         ELSE
             -- Back to what protect() found (prior_state), or off.
             was := (SELECT e FROM pg_catalog.jsonb_array_elements(COALESCE(prior, '[]')) e
@@ -1361,27 +1383,20 @@ BEGIN
             END IF;
             PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit_truncate ON %I.%I', r.nspname, r.relname));
         END IF;
-        IF NOT (enable AND digest) THEN
+        IF NOT enable THEN
             FOR tg IN SELECT t.tgname FROM pg_catalog.pg_trigger t
                       WHERE t.tgrelid = r.oid AND t.tgfoid = 'aegis.audit_statement()'::pg_catalog.regprocedure LOOP
                 PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER %I ON %I.%I', tg, r.nspname, r.relname));
             END LOOP;
         END IF;
     END LOOP;
-    -- Row triggers on a partitioned table are cloned to its partitions.
-    IF enable AND digest THEN
-        IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                   WHERE t.tgrelid = tbl AND t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure) THEN
-            PERFORM aegis.owner_ddl(tbl, pg_catalog.format('DROP TRIGGER aegis_audit ON %I.%I', nsp, rel));
-        END IF;
-    ELSIF enable AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                              WHERE t.tgrelid = tbl AND t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure) THEN
-        -- (Any row capture trigger left here is exactly protect()'s: the
-        -- loop above replaced the others.)
-        PERFORM aegis.owner_ddl(tbl, pg_catalog.format('CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON %I.%I '
-            'FOR EACH ROW EXECUTE FUNCTION aegis.audit_row()', nsp, rel));
-    ELSIF NOT enable THEN
-        PERFORM aegis.owner_ddl(tbl, pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit ON %I.%I', nsp, rel));
+    -- The row capture trigger of tables protected before 0.7.0 (row
+    -- triggers on a partitioned table are cloned to its partitions) gives
+    -- way to the statement triggers.
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+               WHERE t.tgrelid = tbl AND t.tgname = 'aegis_audit'
+                 AND t.tgfoid = 'aegis.audit_row()'::pg_catalog.regprocedure) THEN
+        PERFORM aegis.owner_ddl(tbl, pg_catalog.format('DROP TRIGGER aegis_audit ON %I.%I', nsp, rel));
     END IF;
 END
 $$;
@@ -1411,19 +1426,19 @@ BEGIN
     END IF;
     -- A protected table changing capture mode needs a baseline in the new
     -- mode (verify_table() compares with it).
-    switching := NOT newly AND (aegis.capture_mode(tbl) = 'digest') IS DISTINCT FROM
-        EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                WHERE t.tgrelid = tbl AND t.tgfoid = 'aegis.audit_statement()'::pg_catalog.regprocedure);
+    switching := NOT newly AND aegis.capture_mode(tbl) IS DISTINCT FROM
+        (SELECT r.capture FROM aegis.rls_enforced r WHERE r.relid = tbl);
     IF switching THEN
         PERFORM aegis.switch_capture(tbl);
-        UPDATE aegis.rls_enforced r SET baseline_pending = true WHERE r.relid = tbl;
+        UPDATE aegis.rls_enforced r SET baseline_pending = true, capture = aegis.capture_mode(tbl) WHERE r.relid = tbl;
     ELSE
         PERFORM aegis.switch_rls(tbl, true);
     END IF;
     -- The rows already there are the trail's starting point: recorded by
     -- take_baseline() once the table's columns are classified (before
     -- that, the images would hold PII and secrets in clear).
-    INSERT INTO aegis.rls_enforced (relid, prior_state, baseline_pending) VALUES (tbl, prior, true)
+    INSERT INTO aegis.rls_enforced (relid, prior_state, baseline_pending, capture)
+    VALUES (tbl, prior, true, aegis.capture_mode(tbl))
     ON CONFLICT (relid) DO NOTHING;
     -- What the DDL guard compares every later command with.
     PERFORM aegis.guard_remember(tbl);
@@ -1473,30 +1488,28 @@ FROM aegis.rls_enforced e
 CROSS JOIN LATERAL (SELECT e.relid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(e.relid) pt) t
 JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
 WHERE c.relrowsecurity AND c.relforcerowsecurity
-  -- The capture triggers exactly as protect() made them: AFTER ROW on
-  -- INSERT, UPDATE and DELETE (tgtype 29) and AFTER TRUNCATE (32), no WHEN
-  -- condition, no column list, no arguments, firing.
-  AND CASE WHEN aegis.capture_mode(e.relid) OPERATOR(pg_catalog.=) 'digest'
-      -- Digest mode: the three statement triggers on each relation.
-      THEN (SELECT pg_catalog.count(*) FROM pg_catalog.pg_trigger g
-            WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
-              AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_statement()'::pg_catalog.regprocedure
-              AND aegis.is_statement_capture(g.oid) AND g.tgname OPERATOR(pg_catalog.<>) 'aegis_audit_truncate_digest'
-              AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[])) OPERATOR(pg_catalog.=) 3
-           -- and on a partition, the BEFORE TRUNCATE one (its content
-           -- leaving is recorded).
-           AND (t.relid OPERATOR(pg_catalog.=) e.relid::oid
-                OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
-                           WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
-                             AND g.tgname OPERATOR(pg_catalog.=) 'aegis_audit_truncate_digest'
-                             AND aegis.is_statement_capture(g.oid)
-                             AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[])))
-      ELSE EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
-              WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
-                AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_row()'::pg_catalog.regprocedure
-                AND g.tgtype OPERATOR(pg_catalog.=) 29 AND g.tgqual IS NULL
-                AND g.tgattr OPERATOR(pg_catalog.=) ''::pg_catalog.int2vector AND g.tgnargs OPERATOR(pg_catalog.=) 0
-                AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[])) END
+  -- The capture triggers exactly as protect() made them: the three
+  -- statement triggers over transition tables on each relation, no WHEN
+  -- condition, column list or arguments, firing;
+  AND (SELECT pg_catalog.count(*) FROM pg_catalog.pg_trigger g
+       WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
+         AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_statement()'::pg_catalog.regprocedure
+         AND aegis.is_statement_capture(g.oid) AND g.tgname OPERATOR(pg_catalog.<>) 'aegis_audit_truncate_digest'
+         AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[])) OPERATOR(pg_catalog.=) 3
+  -- in digest mode, on a partition, the BEFORE TRUNCATE one (its content
+  -- leaving is recorded);
+  AND (aegis.capture_mode(e.relid) OPERATOR(pg_catalog.<>) 'digest'
+       OR t.relid OPERATOR(pg_catalog.=) e.relid::oid
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+                  WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
+                    AND g.tgname OPERATOR(pg_catalog.=) 'aegis_audit_truncate_digest'
+                    AND aegis.is_statement_capture(g.oid)
+                    AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::"char"[])))
+  -- and no row capture trigger left from before 0.7.0 (it would record
+  -- every row twice).
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+                  WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
+                    AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_row()'::pg_catalog.regprocedure)
   AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
               WHERE g.tgrelid OPERATOR(pg_catalog.=) t.relid
                 AND g.tgfoid OPERATOR(pg_catalog.=) 'aegis.audit_truncate()'::pg_catalog.regprocedure
@@ -3044,13 +3057,40 @@ $$;
 COMMENT ON FUNCTION aegis.compliance_report() IS
     'The controls pg_aegis can check (pass/warn/fail), with detail, remediation and the SOC 2/ISO 27001/GDPR requirements they evidence';
 
+-- A chunk entry (the row images of a multi-row statement, as arrays; see
+-- src/audit/chunk.rs) shows as one view row per changed row, numbered by
+-- "item" (NULL for every other entry).
+CREATE OR REPLACE VIEW aegis.audit_trail WITH (security_barrier = true) AS
+SELECT c.position, l.id, l.xid, l.operation, l.table_name, l.db_user, l.session_user_name,
+       l.application_name, l.client_addr, l.backend_pid, l.statement_time,
+       aegis.visible_image(l.table_name, i.pk) AS pk,
+       aegis.visible_image(l.table_name, i.old_row) AS old_row,
+       aegis.visible_image(l.table_name, i.new_row) AS new_row,
+       l.detail,
+       CASE WHEN s.super THEN pg_catalog.encode(l.entry_hash, 'hex') END AS entry_hash,
+       CASE WHEN s.super THEN pg_catalog.encode(c.chain_hash, 'hex') END AS chain_hash,
+       c.sealed_at, l.erased_at, i.item
+FROM aegis.audit_log l LEFT JOIN aegis.audit_chain c ON c.entry_id = l.id AND c.entry_xid = l.xid
+CROSS JOIN LATERAL (
+    SELECT NULL::integer AS item, l.pk, l.old_row, l.new_row
+    WHERE NOT aegis.is_chunk(l.detail, l.old_row, l.new_row)
+    UNION ALL
+    SELECT n::integer, l.pk OPERATOR(pg_catalog.->) (n - 1), l.old_row OPERATOR(pg_catalog.->) (n - 1),
+           l.new_row OPERATOR(pg_catalog.->) (n - 1)
+    FROM pg_catalog.generate_series(1, CASE WHEN aegis.is_chunk(l.detail, l.old_row, l.new_row)
+                                            THEN (l.detail OPERATOR(pg_catalog.->>) 'rows')::integer ELSE 0 END) n
+) i
+CROSS JOIN (SELECT r.rolsuper AS super FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER) s;
+COMMENT ON VIEW aegis.audit_trail IS
+    'Audit entries with their chain position (NULL until sealed); row images as the reader may see them (a chunk entry: one row per item), hashes for superusers';
+
 -- Grants (99_finalize.sql).
 REVOKE EXECUTE ON FUNCTION aegis.run_restricted(oid, regclass, boolean, text, text[]),
-    aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid), aegis.entry_may_be_pending(xid8), aegis.guard_verify(text), aegis.report_blocked_sealer(text) FROM PUBLIC;
+    aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid), aegis.entry_may_be_pending(xid8), aegis.is_chunk(jsonb, jsonb, jsonb), aegis.guard_verify(text), aegis.report_blocked_sealer(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid) TO aegis_admin;
 REVOKE EXECUTE ON FUNCTION aegis.apply_retention(boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.apply_retention(boolean) TO aegis_admin;
-GRANT EXECUTE ON FUNCTION aegis.guard_verify(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.guard_verify(text), aegis.is_chunk(jsonb, jsonb, jsonb) TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION aegis.alert_event(text), aegis.announce_alert(text, text, text, text, name, jsonb),
     aegis.current_baselines(oid, name, text[]), aegis.fold_metric_baselines(oid, text[]), aegis.in_transaction_block(), aegis.alert_upkeep() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.current_baselines(oid, name, text[]) TO aegis_admin, aegis_auditor;
@@ -3067,6 +3107,13 @@ GRANT EXECUTE ON FUNCTION aegis.check_retention_rule(regclass, interval, name, t
     aegis.set_retention(regclass, interval, name, text, text) TO aegis_admin;
 
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;
+
+-- Every protected table of 0.6.0 (all image mode) now captures with the
+-- statement triggers: its row trigger gives way (its entries, and how
+-- verify_table() reads them, are unchanged).
+UPDATE aegis.rls_enforced SET capture = 'image';
+SELECT aegis.switch_capture(e.relid) FROM aegis.rls_enforced e
+WHERE pg_catalog.to_regclass(e.relid::pg_catalog.text) IS NOT NULL;
 
 -- What the DDL guard compares with, in the new (OID) form, for every
 -- protected table; then the guard watches every DDL command.

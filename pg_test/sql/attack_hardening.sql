@@ -412,8 +412,10 @@ WHERE operation = 'DDL' AND table_name = 'public.hard_plain' ORDER BY id;
 SET SESSION AUTHORIZATION hard_owner;
 CREATE OR REPLACE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON hard_plain
     FOR EACH ROW WHEN (false) EXECUTE FUNCTION aegis.audit_row();
-CREATE OR REPLACE TRIGGER aegis_audit AFTER INSERT ON hard_plain
-    FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
+CREATE OR REPLACE TRIGGER aegis_audit_insert AFTER INSERT ON hard_plain
+    FOR EACH STATEMENT EXECUTE FUNCTION aegis.audit_statement();
+CREATE OR REPLACE TRIGGER aegis_audit_insert AFTER INSERT ON hard_plain
+    REFERENCING NEW TABLE AS aegis_new FOR EACH STATEMENT WHEN (false) EXECUTE FUNCTION aegis.audit_statement();
 RESET SESSION AUTHORIZATION;
 -- The keyring behind the API: another role's decrypt right, a destroyed
 -- signing key, a forged version.
@@ -438,13 +440,15 @@ SET SESSION AUTHORIZATION hard_owner;
 CREATE FUNCTION public.hard_blank_guard() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
 BEGIN PERFORM set_config('aegis_guard.compliant', '', true); RETURN 0; END $$;
 ALTER TABLE hard_app ADD COLUMN z int DEFAULT public.hard_blank_guard(),
-    DISABLE TRIGGER aegis_audit, NO FORCE ROW LEVEL SECURITY;
+    DISABLE TRIGGER aegis_audit_insert, NO FORCE ROW LEVEL SECURITY;
 -- Capture triggers planted before protect(), firing never.
 CREATE TABLE public.hard_planted (id int PRIMARY KEY, v text);
 CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON hard_planted FOR EACH ROW WHEN (false)
     EXECUTE FUNCTION aegis.audit_row();
 CREATE TRIGGER aegis_audit_truncate AFTER TRUNCATE ON hard_planted FOR EACH STATEMENT WHEN (false)
     EXECUTE FUNCTION aegis.audit_truncate();
+CREATE TRIGGER aegis_audit_insert AFTER INSERT ON hard_planted REFERENCING NEW TABLE AS aegis_new
+    FOR EACH STATEMENT WHEN (false) EXECUTE FUNCTION aegis.audit_statement();
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION hard_admin;
 SELECT aegis.protect('public.hard_planted');
@@ -453,7 +457,7 @@ SELECT tgname, tgtype, tgqual IS NULL AS fires_always FROM pg_trigger
 WHERE tgrelid = 'hard_planted'::regclass AND NOT tgisinternal ORDER BY 1;
 INSERT INTO hard_planted VALUES (1, 'audited');
 SET SESSION AUTHORIZATION hard_owner;
-ALTER TABLE hard_planted DISABLE TRIGGER aegis_audit;
+ALTER TABLE hard_planted DISABLE TRIGGER aegis_audit_insert;
 RESET SESSION AUTHORIZATION;
 SELECT count(*) AS planted_entries FROM aegis.audit_log WHERE table_name = 'public.hard_planted' AND operation = 'INSERT';
 -- An owner's trigger reading an audited table FOR KEY SHARE while an

@@ -87,28 +87,29 @@ RESET ROLE;
 -- ------------------------------------------------------------ DDL guard
 -- The owner (not a superuser) cannot switch off what protects the table.
 SET ROLE ctl_owner;
-ALTER TABLE ctl_t DISABLE TRIGGER aegis_audit;
+ALTER TABLE ctl_t DISABLE TRIGGER aegis_audit_insert;
 ALTER TABLE ctl_t DISABLE TRIGGER ALL;
 ALTER TABLE ctl_t DISABLE ROW LEVEL SECURITY;
 ALTER TABLE ctl_t NO FORCE ROW LEVEL SECURITY;
 ALTER TABLE ctl_t DISABLE TRIGGER aegis_audit_truncate;
-DROP TRIGGER aegis_audit ON ctl_t;
+DROP TRIGGER aegis_audit_insert ON ctl_t;
 DROP TABLE ctl_t;
--- Harmless DDL still works, renaming the trigger included.
+-- Renaming a capture trigger is refused too (protect() makes them under
+-- their names; another trigger of the owner's could take the name).
+ALTER TRIGGER aegis_audit_insert ON ctl_t RENAME TO audit_renamed;
+-- Harmless DDL still works.
 ALTER TABLE ctl_t ADD COLUMN extra int;
-ALTER TRIGGER aegis_audit ON ctl_t RENAME TO audit_renamed;
-ALTER TRIGGER audit_renamed ON ctl_t RENAME TO aegis_audit;
 ALTER TABLE ctl_t DROP COLUMN extra;
 RESET ROLE;
 SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'public.ctl_t'::regclass;
 SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'public.ctl_t'::regclass AND tgname LIKE 'aegis%' ORDER BY 1;
 -- A superuser may, with a warning, and it is recorded.
 SET client_min_messages = warning;
-ALTER TABLE ctl_t DISABLE TRIGGER aegis_audit;
+ALTER TABLE ctl_t DISABLE TRIGGER aegis_audit_insert;
 RESET client_min_messages;
 SELECT operation, table_name, detail ->> 'command' AS command, detail ->> 'change' AS change
 FROM aegis.audit_log WHERE operation = 'DDL' ORDER BY id DESC LIMIT 1;
-ALTER TABLE ctl_t ENABLE TRIGGER aegis_audit;
+ALTER TABLE ctl_t ENABLE TRIGGER aegis_audit_insert;
 -- Dropping by a superuser: recorded, and the catalog forgets the table.
 SET client_min_messages = warning;
 DROP TABLE ctl_nopk;

@@ -76,7 +76,7 @@ UPDATE dg.history_p SET clock = clock + 86400 WHERE itemid = 20002;
 DELETE FROM dg.history_p_d1 WHERE itemid = 20003;
 RESET SESSION AUTHORIZATION;
 -- One entry per statement (none for the statement that inserted nothing);
--- UPDATE and DELETE of history keep one image entry per row, history_p
+-- UPDATE and DELETE of history keep their images (in chunk entries), history_p
 -- ("audit_images": "none") only the statement entries; a statement on a
 -- partition names it.
 SELECT l.table_name, l.operation, l.detail, l.pk IS NOT NULL AS has_image,

@@ -63,6 +63,18 @@ SELECT rule, message FROM monitoring.alerts_history;
 SELECT relid::text AS tbl, policy ->> 'erasure' AS erasure FROM aegis.protected_tables
 WHERE policy ? 'erasure' ORDER BY 1;
 SELECT count(*) AS controls FROM aegis.compliance_report();
+-- 0.7.0: tables protected before the update capture with statement
+-- triggers (the row trigger gave way); a multi-row statement's images are
+-- one chunk entry, and the table still verifies against its older entries.
+SELECT c.relname, array_agg(t.tgname::text ORDER BY t.tgname) AS capture_triggers
+FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+WHERE c.oid = 'monitoring.error_logs'::regclass AND t.tgname LIKE 'aegis%' GROUP BY 1;
+SELECT 'monitoring.error_logs'::regclass::oid IN (SELECT aegis.guard_compliant_tables()) AS compliant;
+INSERT INTO monitoring.error_logs (server_id, error_severity, error_message)
+SELECT 's1', 'WARNING', 'bulk ' || g FROM generate_series(1, 3) g;
+SELECT operation, detail, jsonb_typeof(new_row) AS images FROM aegis.audit_log
+WHERE table_name = 'monitoring.error_logs' ORDER BY id DESC LIMIT 3;
+SELECT ok, mismatches FROM aegis.verify_table('monitoring.error_logs');
 -- 0.7.0: digest mode on an updated install; the entries written before the
 -- update and the new digest entries verify in one chain.
 SELECT aegis.protect('monitoring.server_metrics',

@@ -1,15 +1,18 @@
-//! Digest mode (`"audit_inserts": "digest"`): statement-level capture over
-//! transition tables, the O(1) baseline, and `verify_table()` against the
-//! content digest. The digest itself is `aegis_core::audit::digest`.
+//! Statement-level capture over transition tables (both modes), and digest
+//! mode (`"audit_inserts": "digest"`): the O(1) baseline and
+//! `verify_table()` against the content digest. The digest itself is
+//! `aegis_core::audit::digest`.
 //!
-//! An INSERT statement becomes one entry: its context, its row count and
-//! the change it made to the table's content digest (per bucket), no row
-//! image. UPDATE and DELETE statements get the same statement entry and,
-//! unless the policy says `"audit_images": "none"`, one image entry per
-//! row as in image mode. The content the trail expects is the sum of the
+//! Image mode: a statement's rows' classified images, in chunk entries
+//! (`chunk`). Digest mode: an INSERT statement becomes one entry: its
+//! context, its row count and the change it made to the table's content
+//! digest (per bucket), no row image. UPDATE and DELETE statements get the
+//! same statement entry and, unless the policy says `"audit_images":
+//! "none"`, their rows' images as in image mode. The content the trail expects is the sum of the
 //! statement entries since the baseline; `verify_table()` scans the table
 //! once and compares, bucket by bucket.
 
+use super::chunk::ImageChunks;
 use super::*;
 use aegis_core::audit::digest::{self as core_digest, Changes, RowEncoder};
 
@@ -172,14 +175,6 @@ impl TransitionReader {
             ))
         }
     }
-
-    /// The current row as a heap tuple (for its image).
-    fn heap_tuple(&mut self) -> pg_sys::HeapTuple {
-        let mut should_free = false;
-        // SAFETY: the slot holds the row just fetched; the copy is made in
-        // the current (row) memory context.
-        unsafe { pg_sys::ExecFetchSlotHeapTuple(self.slot, true, &mut should_free) }
-    }
 }
 
 impl Drop for TransitionReader {
@@ -237,7 +232,8 @@ fn is_lifecycle_statement(rel: pg_sys::Oid) -> bool {
 }
 
 /// `aegis.audit_statement()`: AFTER INSERT, UPDATE or DELETE ... REFERENCING
-/// ... FOR EACH STATEMENT on a digest-mode table.
+/// ... FOR EACH STATEMENT on a protected table (either mode), and BEFORE
+/// TRUNCATE of a digest-mode partition.
 #[pg_trigger(sql = false)]
 pub(super) fn audit_statement<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
@@ -314,19 +310,22 @@ unsafe fn capture_statement(
     if !plan.capturable {
         return Err(AegisError::NotProtected { table: own });
     }
-    let Some(dp) = plan.digest else {
-        return Err(internal(format!(
-            "aegis.audit_statement() fired on {own}, whose inserts are not audited as digests"
-        )));
-    };
+    // Digest mode records inserts as a content change; image mode (and
+    // digest mode's UPDATE and DELETE, unless "audit_images": "none") keep
+    // each row's classified images, written in chunks.
+    let dp = plan.digest.as_ref();
     let tupdesc = unsafe { (*rel).rd_att };
     // SAFETY: the trigger's relation, open for the call.
     let lifecycle = op == "DELETE" && is_lifecycle_statement(unsafe { (*rel).rd_id });
-    let images = dp.images && op != "INSERT" && !lifecycle;
+    let images = match dp {
+        Some(dp) => dp.images && op != "INSERT" && !lifecycle,
+        None => true,
+    };
     let pseudonyms = images && pseudonyms_available();
     let mut changes = Changes::default();
     let mut rows = 0i64;
     let mut enc = RowEncoder::new();
+    let mut chunks = ImageChunks::new(op, &plan.table_name);
     let context = RowContext::new();
     let mut run = || -> Result<(), AegisError> {
         // SAFETY: transition tables of this trigger, in the relation's
@@ -337,52 +336,41 @@ unsafe fn capture_statement(
             // UPDATE's two tables hold the old and new version of each row
             // in the same order.
             let done = context.run(|| -> Result<bool, AegisError> {
-                let mut img_old = None;
-                let mut img_new = None;
-                let mut any = false;
+                let mut got_old = None;
+                let mut got_new = None;
                 if let Some(r) = old_rows.as_mut() {
-                    if let Some((values, nulls)) = r.next() {
-                        // SAFETY: a row of this relation.
-                        unsafe { encode_row(&plan, values, nulls, &mut enc) }?;
-                        changes.remove_row(bucket_of(&dp, values, nulls), enc.finish());
-                        if images {
-                            let t = r.heap_tuple();
-                            img_old =
-                                Some(unsafe { super::images(&plan, tupdesc, t, pseudonyms) }?);
-                        }
-                        any = true;
-                    }
+                    got_old = r.next();
                 }
                 if let Some(r) = new_rows.as_mut() {
-                    if let Some((values, nulls)) = r.next() {
+                    got_new = r.next();
+                }
+                if got_old.is_none() && got_new.is_none() {
+                    return Ok(true);
+                }
+                if let Some(dp) = dp {
+                    if let Some((values, nulls)) = got_old {
+                        // SAFETY: a row of this relation.
+                        unsafe { encode_row(&plan, values, nulls, &mut enc) }?;
+                        changes.remove_row(bucket_of(dp, values, nulls), enc.finish());
+                    }
+                    if let Some((values, nulls)) = got_new {
                         // SAFETY: as above.
                         unsafe { encode_row(&plan, values, nulls, &mut enc) }?;
-                        changes.add_row(bucket_of(&dp, values, nulls), enc.finish());
-                        if images {
-                            let t = r.heap_tuple();
-                            img_new =
-                                Some(unsafe { super::images(&plan, tupdesc, t, pseudonyms) }?);
-                        }
-                        any = true;
+                        changes.add_row(bucket_of(dp, values, nulls), enc.finish());
                     }
-                }
-                if !any {
-                    return Ok(true);
                 }
                 rows += 1;
                 if images {
-                    let pk = img_new
-                        .as_ref()
-                        .or(img_old.as_ref())
-                        .and_then(|i| i.pk.as_ref());
-                    write_entry(&NewEntry {
-                        operation: op,
-                        table_name: Some(&plan.table_name),
-                        pk,
-                        old_row: img_old.as_ref().map(|i| &i.row),
-                        new_row: img_new.as_ref().map(|i| &i.row),
-                        detail: None,
-                        content_change: None,
+                    // SAFETY: rows of this relation, deformed.
+                    chunks.add(|| unsafe {
+                        Ok((
+                            got_old
+                                .map(|(v, n)| images_of(&plan, v, n, pseudonyms))
+                                .transpose()?,
+                            got_new
+                                .map(|(v, n)| images_of(&plan, v, n, pseudonyms))
+                                .transpose()?,
+                        ))
                     })?;
                 }
                 Ok(false)
@@ -392,15 +380,15 @@ unsafe fn capture_statement(
             }
             pgrx::check_for_interrupts!();
         }
-        Ok(())
+        chunks.flush()
     };
     if plan.guarded {
         crate::guc::with_settings(&FIXED_SETTINGS, run)?;
     } else {
         run()?;
     }
-    if rows == 0 {
-        // Nothing changed: no entry.
+    if rows == 0 || dp.is_none() {
+        // Nothing changed, or image mode: no statement entry.
         return Ok(());
     }
     let mut d = format!("{{\"rows\":{rows}");

@@ -352,6 +352,20 @@ pub(super) unsafe fn images(
     let mut nulls = vec![false; natts];
     // SAFETY: arrays sized to the descriptor.
     unsafe { pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr()) };
+    // SAFETY: a deformed row of the relation.
+    unsafe { images_of(plan, &values, &nulls, pseudonyms) }
+}
+
+/// The images of a row already deformed (a transition table's slot).
+///
+/// # Safety
+/// `values`/`nulls` must be a deformed row of the relation `plan` is for.
+pub(super) unsafe fn images_of(
+    plan: &RelPlan,
+    values: &[pg_sys::Datum],
+    nulls: &[bool],
+    pseudonyms: bool,
+) -> Result<Images, AegisError> {
     let utf8 = server_is_utf8();
     let build = || -> Result<Images, AegisError> {
         let mut row = DocBuilder::new(utf8);

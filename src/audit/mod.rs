@@ -5,6 +5,7 @@
 //!   - `images`: row images (jsonb and canonical encoding, built together);
 //!   - `write`: the statement's context and the direct insert of entries;
 //!   - `capture`: the capture triggers and the append-only guard;
+//!   - `chunk`: a multi-row statement's row images as few entries;
 //!   - `seal`: linking committed entries into the chain;
 //!   - `verify`: chain verification and the signed head;
 //!   - `table`: entries pg_aegis writes itself (DDL records, baselines) and
@@ -46,6 +47,7 @@ fn internal(msg: impl Into<String>) -> AegisError {
 }
 
 pub(crate) mod capture;
+pub(crate) mod chunk;
 pub(crate) mod digest;
 pub(crate) mod encoding;
 pub(crate) mod images;

@@ -206,14 +206,25 @@ pub(super) fn verify_table_impl(tbl: pg_sys::Oid) -> Result<VerifyTableRow, Aegi
                         "WITH t AS (SELECT l.statement_time, l.xid, l.id FROM aegis.audit_log l \
                            WHERE l.table_name OPERATOR(pg_catalog.=) $1 \
                              AND l.operation OPERATOR(pg_catalog.=) 'TRUNCATE' AND l.detail IS NULL \
-                           ORDER BY 1 DESC, 2 DESC, 3 DESC LIMIT 1) \
-                         SELECT DISTINCT ON (l.pk) pg_catalog.convert_to(l.pk::pg_catalog.text, 'UTF8'), \
-                                l.id, l.operation, pg_catalog.convert_to(l.new_row::pg_catalog.text, 'UTF8') \
-                         FROM aegis.audit_log l \
-                         WHERE l.table_name OPERATOR(pg_catalog.=) $1 AND l.pk IS NOT NULL \
-                           AND NOT EXISTS (SELECT 1 FROM t WHERE (t.statement_time, t.xid, t.id) \
-                               OPERATOR(pg_catalog.>=) (l.statement_time, l.xid, l.id)) \
-                         ORDER BY l.pk, l.statement_time DESC, l.xid DESC, l.id DESC",
+                           ORDER BY 1 DESC, 2 DESC, 3 DESC LIMIT 1), \
+                         e AS (SELECT l.statement_time, l.xid, l.id, x.item, l.operation, x.pk, x.new_row \
+                           FROM aegis.audit_log l \
+                           CROSS JOIN LATERAL ( \
+                               SELECT 0 AS item, l.pk, l.new_row \
+                               WHERE NOT aegis.is_chunk(l.detail, l.old_row, l.new_row) \
+                               UNION ALL \
+                               SELECT n, l.pk OPERATOR(pg_catalog.->) (n OPERATOR(pg_catalog.-) 1), \
+                                      l.new_row OPERATOR(pg_catalog.->) (n OPERATOR(pg_catalog.-) 1) \
+                               FROM pg_catalog.generate_series(1, CASE WHEN aegis.is_chunk(l.detail, l.old_row, l.new_row) \
+                                   THEN (l.detail OPERATOR(pg_catalog.->>) 'rows')::pg_catalog.int4 ELSE 0 END) n) x \
+                           WHERE l.table_name OPERATOR(pg_catalog.=) $1 AND l.pk IS NOT NULL \
+                             AND NOT EXISTS (SELECT 1 FROM t WHERE (t.statement_time, t.xid, t.id) \
+                                 OPERATOR(pg_catalog.>=) (l.statement_time, l.xid, l.id))) \
+                         SELECT DISTINCT ON (e.pk) pg_catalog.convert_to(e.pk::pg_catalog.text, 'UTF8'), \
+                                e.id, e.operation, pg_catalog.convert_to(e.new_row::pg_catalog.text, 'UTF8') \
+                         FROM e WHERE e.pk IS NOT NULL \
+                           AND pg_catalog.jsonb_typeof(e.pk) OPERATOR(pg_catalog.=) 'object' \
+                         ORDER BY e.pk, e.statement_time DESC, e.xid DESC, e.id DESC, e.item DESC",
                         None,
                         &[plan.table_name.as_str().into()],
                     )

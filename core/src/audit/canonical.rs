@@ -175,6 +175,72 @@ impl ObjectEncoder {
     }
 }
 
+/// Builds the canonical encoding of a JSON array (a [`Value::Encoded`]) of
+/// encoded values, item by item: the chunk entries of a multi-row statement
+/// hold one image per row in an array. The same bytes as encoding the
+/// array's JSON text.
+#[derive(Debug)]
+pub struct ArrayEncoder {
+    buf: Vec<u8>,
+    count: u32,
+}
+
+impl Default for ArrayEncoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ArrayEncoder {
+    pub fn new() -> Self {
+        let mut buf = Vec::with_capacity(4096);
+        buf.extend_from_slice(&[0x07, 0x21, 0, 0, 0, 0]);
+        ArrayEncoder { buf, count: 0 }
+    }
+
+    /// Append an item encoded as [`Value::Encoded`] (its 0x07 tag is
+    /// dropped: items are JSON values inside the array), or JSON null.
+    pub fn push(&mut self, item: Option<&[u8]>) -> Result<(), CoreError> {
+        match item {
+            None => self.buf.push(0x26),
+            Some(b) => match b.split_first() {
+                Some((0x07, payload)) if !payload.is_empty() => self.buf.extend_from_slice(payload),
+                _ => {
+                    return Err(CoreError::AuditValue {
+                        reason: "an array item must be an encoded JSON value".into(),
+                    })
+                }
+            },
+        }
+        self.count = self
+            .count
+            .checked_add(1)
+            .ok_or_else(|| CoreError::AuditValue {
+                reason: "an array of more than 2^32 items".into(),
+            })?;
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes encoded so far.
+    pub fn encoded_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The encoded array, tag included.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf[2..6].copy_from_slice(&self.count.to_be_bytes());
+        self.buf
+    }
+}
+
 fn json_err(e: serde_json::Error) -> CoreError {
     CoreError::AuditValue {
         reason: format!("invalid JSON: {e}"),
@@ -396,6 +462,25 @@ mod tests {
         assert_ne!(enc(Value::Text("ab")), enc(Value::Bytes(b"ab")));
         assert_ne!(enc(Value::Int(0)), enc(Value::Timestamp(0)));
         assert_ne!(enc(Value::Json(r#""x""#)), enc(Value::Text("x")));
+    }
+
+    #[test]
+    fn array_encoder_equals_encoding_the_array_text() {
+        let mut a = ObjectEncoder::new();
+        a.push("id", &Scalar::Number("1".into())).unwrap();
+        a.push("msg", &Scalar::String("x\u{e9}".into())).unwrap();
+        let a = a.finish();
+        let mut arr = ArrayEncoder::new();
+        arr.push(Some(&a)).unwrap();
+        arr.push(None).unwrap();
+        arr.push(Some(&a)).unwrap();
+        assert_eq!(arr.len(), 3);
+        let text = r#"[{"msg": "x\u00e9", "id": 1.0}, null, {"id": 1, "msg": "x\u00e9"}]"#;
+        assert_eq!(arr.finish(), enc(Value::Json(text)));
+        let mut bad = ArrayEncoder::new();
+        assert!(bad.push(Some(&[0x04, 0, 0, 0, 0])).is_err());
+        assert!(bad.push(Some(&[0x07])).is_err());
+        assert_eq!(ArrayEncoder::new().finish(), enc(Value::Json("[]")));
     }
 
     proptest! {

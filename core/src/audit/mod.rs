@@ -15,7 +15,7 @@ pub mod digest;
 pub mod entry;
 pub mod image;
 
-pub use canonical::{encode_scalar, encode_value, ObjectEncoder, Value};
+pub use canonical::{encode_scalar, encode_value, ArrayEncoder, ObjectEncoder, Value};
 pub use chain::{
     chain_link, data_digest, entry_hash, head_message, verify, Problem, Report, Stored,
     TrustedHead, GENESIS, HEAD_KEY_LABEL,
