@@ -206,8 +206,9 @@ fn hot_standby_reads_verifies_decrypts_and_promotes_without_losing_entries() {
     .unwrap();
     caught_up(&mut p, &mut s);
     let (total, unsealed) = sealing_state(&mut s);
+    // (The five inserts and the five updates are one chunk entry each.)
     assert!(
-        unsealed >= 10,
+        unsealed >= 2,
         "entries committed but not sealed before the promotion: {unsealed} of {total}"
     );
     drop(p);
