@@ -11,8 +11,9 @@
 --   plain       unprotected (no audit trigger);
 --   digest      protected, "audit_inserts": "digest" (one entry per
 --               statement: row count and LtHash content digest per bucket);
---   image       protected, image mode (one entry with classified row images
---               per row: the 0.5.0 format);
+--   image       protected, image mode (classified row images of every row;
+--               0.7.0: statement capture, chunk entries of up to 1,000
+--               rows; 0.5.0 wrote one entry per row);
 --   plpgsql     a minimal PL/pgSQL AFTER ROW to_jsonb audit trigger (narrow);
 --   pgaudit     pgaudit object auditing (one log line per statement);
 --               reference only, skipped when pgaudit cannot be loaded.

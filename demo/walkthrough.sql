@@ -174,6 +174,14 @@ UPDATE aegis.audit_log SET new_row = jsonb_set(new_row, '{resolved}', 'false')
 WHERE id = (SELECT entry_id FROM aegis.audit_chain ORDER BY position DESC LIMIT 1);
 SELECT * FROM aegis.verify_chain(:'head');
 ROLLBACK;
+-- A statement that changes many rows leaves chunk entries: its context
+-- once, the rows' images in arrays (1,000 rows per entry); the trail view
+-- shows one row per image.
+UPDATE monitoring.error_logs SET resolved = false;
+SELECT id, operation, detail, jsonb_array_length(new_row) AS images FROM aegis.audit_log
+WHERE table_name = 'monitoring.error_logs' ORDER BY id DESC LIMIT 1;
+SELECT id, item, new_row ->> 'resolved' AS resolved FROM aegis.audit_trail
+WHERE id = (SELECT max(id) FROM aegis.audit_log WHERE table_name = 'monitoring.error_logs') ORDER BY item LIMIT 3;
 -- Reads of the sensitive tables are audited too (their policy says
 -- "audit_reads"; the library is preloaded), with who and how many rows.
 SET ROLE bob;

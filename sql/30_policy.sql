@@ -675,7 +675,7 @@ BEGIN
     END LOOP;
     IF policy ? 'audit_inserts' AND COALESCE(policy ->> 'audit_inserts', '') NOT IN ('image', 'digest') THEN
         RAISE EXCEPTION 'policy.audit_inserts must be "image" or "digest"' USING ERRCODE = '22023',
-            HINT = 'image: one entry with the row image per inserted row (the default); digest: one entry per statement with its row count and a content digest.';
+            HINT = 'image: the classified image of every inserted row (the default); digest: one entry per statement with its row count and a content digest.';
     END IF;
     IF (policy ? 'audit_images' OR policy ? 'digest_buckets') AND COALESCE(policy ->> 'audit_inserts', 'image') <> 'digest' THEN
         RAISE EXCEPTION 'policy.% applies only with "audit_inserts": "digest"',

@@ -139,21 +139,20 @@ pub(crate) fn audit_baseline_impl(tbl: pg_sys::Oid) -> Result<i64, AegisError> {
     }
     let mut n = 0i64;
     let pseudonyms = pseudonyms_available();
-    for_each_row(tbl, |plan, tupdesc, tuple| {
+    // The rows' images in chunk entries, as a multi-row statement's.
+    let mut chunks = super::chunk::ImageChunks::new("BASELINE", &plan.table_name);
+    for_each_row(tbl, |leaf, tupdesc, tuple| {
         // SAFETY: a live tuple of the scanned leaf.
-        let img = unsafe { images(plan, tupdesc, tuple, pseudonyms) }?;
-        write_entry(&NewEntry {
-            operation: "BASELINE",
-            table_name: Some(&plan.table_name),
-            pk: img.pk.as_ref(),
-            old_row: None,
-            new_row: Some(&img.row),
-            detail: None,
-            content_change: None,
+        chunks.add(|| {
+            Ok((
+                None,
+                Some(unsafe { images(leaf, tupdesc, tuple, pseudonyms) }?),
+            ))
         })?;
         n += 1;
         Ok(())
     })?;
+    chunks.flush()?;
     Ok(n)
 }
 
