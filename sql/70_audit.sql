@@ -50,6 +50,15 @@ CREATE UNIQUE INDEX audit_log_xid_id ON aegis.audit_log (xid, id);
 -- toasted as usual.
 ALTER TABLE aegis.audit_log ALTER COLUMN content_change SET STORAGE EXTERNAL;
 ALTER TABLE aegis.audit_log SET (toast_tuple_target = 4096);
+-- Row images, in chunk entries arrays of up to 1,000 rows: compressed with
+-- LZ4 where the server has it (a quarter of a bulk insert's time went to
+-- pglz; LZ4 compresses several times faster, about as small).
+DO $$ BEGIN
+    ALTER TABLE aegis.audit_log ALTER COLUMN pk SET COMPRESSION lz4,
+        ALTER COLUMN old_row SET COMPRESSION lz4, ALTER COLUMN new_row SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported THEN
+    NULL;
+END $$;
 COMMENT ON TABLE aegis.audit_log IS
     'Audit entries (append-only); positions and chain hashes are in aegis.audit_chain once sealed';
 

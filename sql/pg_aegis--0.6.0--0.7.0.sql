@@ -28,6 +28,15 @@ DROP EVENT TRIGGER aegis_guard_end;
 ALTER TABLE aegis.audit_log ADD COLUMN content_change bytea;
 ALTER TABLE aegis.audit_log ALTER COLUMN content_change SET STORAGE EXTERNAL;
 ALTER TABLE aegis.audit_log SET (toast_tuple_target = 4096);
+-- Row images, in chunk entries arrays of up to 1,000 rows: compressed with
+-- LZ4 where the server has it (a quarter of a bulk insert's time went to
+-- pglz; LZ4 compresses several times faster, about as small).
+DO $$ BEGIN
+    ALTER TABLE aegis.audit_log ALTER COLUMN pk SET COMPRESSION lz4,
+        ALTER COLUMN old_row SET COMPRESSION lz4, ALTER COLUMN new_row SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported THEN
+    NULL;
+END $$;
 -- Capture with statement triggers in both modes; the mode the triggers
 -- and baseline of each protected table were made for.
 ALTER TABLE aegis.rls_enforced ADD COLUMN capture text;

@@ -15,15 +15,19 @@ GRANT CREATE ON SCHEMA public TO ctl_owner;
 RESET client_min_messages;
 
 -- ------------------------------------------------------------ verify_table
--- Rows that exist when protection starts become BASELINE entries.
+-- Rows that exist when protection starts get their images in BASELINE
+-- entries (chunk entries: one for up to 1,000 rows; the trail view shows
+-- one row per image).
 SET ROLE ctl_owner;
 CREATE TABLE public.ctl_t (id int PRIMARY KEY, v text, secret_note text);
 INSERT INTO ctl_t VALUES (1, 'one', 's1'), (2, 'two', 's2');
 GRANT SELECT, INSERT, UPDATE, DELETE ON ctl_t TO ctl_reader;
 RESET ROLE;
 SELECT aegis.protect('public.ctl_t', '{"columns": {"secret_note": "secret"}}');
-SELECT operation, pk, new_row ->> 'v' AS v, new_row ->> 'secret_note' LIKE 'sha256:%' AS hashed
+SELECT operation, detail, jsonb_array_length(new_row) AS images
 FROM aegis.audit_log WHERE table_name = 'public.ctl_t' ORDER BY id;
+SELECT operation, item, pk, new_row ->> 'v' AS v, new_row ->> 'secret_note' LIKE 'sha256:%' AS hashed
+FROM aegis.audit_trail WHERE table_name = 'public.ctl_t' ORDER BY id, item;
 CREATE POLICY ctl_all ON ctl_t USING (true) WITH CHECK (true);
 INSERT INTO ctl_t VALUES (3, 'three', 's3');
 UPDATE ctl_t SET v = 'TWO' WHERE id = 2;
