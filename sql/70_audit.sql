@@ -665,6 +665,18 @@ AS $$
 DECLARE
     r record;
 BEGIN
+    -- A foreign table takes no capture trigger over transition tables and
+    -- cannot be scanned by verify_table(): it cannot join a protected table.
+    FOR r IN
+        SELECT e.relid, c.oid AS part
+        FROM aegis.rls_enforced e
+        CROSS JOIN LATERAL pg_catalog.pg_partition_tree(e.relid) t
+        JOIN pg_catalog.pg_class c ON c.oid = t.relid
+        WHERE c.relkind = 'f'
+    LOOP
+        RAISE EXCEPTION 'foreign table % cannot be a partition of protected table %', r.part::regclass, r.relid
+            USING ERRCODE = '42501', DETAIL = 'No capture trigger sees the changes of a foreign table.';
+    END LOOP;
     FOR r IN
         SELECT DISTINCT e.relid, c.oid AS part
         FROM aegis.rls_enforced e

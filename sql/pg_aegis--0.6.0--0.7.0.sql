@@ -1290,6 +1290,12 @@ BEGIN
             CASE WHEN enable THEN 'protect' ELSE 'unprotect' END, nsp, rel, nsp
             USING ERRCODE = '42501';
     END IF;
+    IF enable AND EXISTS (SELECT 1 FROM pg_catalog.pg_partition_tree(tbl) t
+                          JOIN pg_catalog.pg_class c ON c.oid = t.relid WHERE c.relkind = 'f') THEN
+        RAISE EXCEPTION 'cannot protect "%.%": it has a foreign-table partition', nsp, rel USING ERRCODE = '0A000',
+            DETAIL = 'No capture trigger sees the changes of a foreign table.',
+            HINT = 'Detach the foreign partition, or protect the table it stores its rows in.';
+    END IF;
     FOR r IN
         SELECT n.nspname, c.relname, c.oid
         FROM (SELECT tbl AS relid UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t) t
@@ -2737,6 +2743,18 @@ AS $$
 DECLARE
     r record;
 BEGIN
+    -- A foreign table takes no capture trigger over transition tables and
+    -- cannot be scanned by verify_table(): it cannot join a protected table.
+    FOR r IN
+        SELECT e.relid, c.oid AS part
+        FROM aegis.rls_enforced e
+        CROSS JOIN LATERAL pg_catalog.pg_partition_tree(e.relid) t
+        JOIN pg_catalog.pg_class c ON c.oid = t.relid
+        WHERE c.relkind = 'f'
+    LOOP
+        RAISE EXCEPTION 'foreign table % cannot be a partition of protected table %', r.part::regclass, r.relid
+            USING ERRCODE = '42501', DETAIL = 'No capture trigger sees the changes of a foreign table.';
+    END LOOP;
     FOR r IN
         SELECT DISTINCT e.relid, c.oid AS part
         FROM aegis.rls_enforced e

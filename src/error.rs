@@ -60,6 +60,12 @@ pub enum AegisError {
     #[error("table {table} is not protected by pg_aegis")]
     NotProtected { table: String },
 
+    #[error("MERGE into protected partitioned table {table} is not supported: rows it moves between partitions would not be audited")]
+    PartitionedMerge { table: String },
+
+    #[error("the transition tables of an UPDATE on {table} differ in size: its rows cannot be paired for the audit trail")]
+    UnpairedUpdate { table: String },
+
     #[error("table {table} has no primary key: its rows cannot be matched to audit entries")]
     NoPrimaryKey { table: String },
 
@@ -143,11 +149,13 @@ impl AegisError {
                 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE // 55000
             }
             AegisError::HeadBeforeCheckpoint { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, // 55000
-            AegisError::AlertsTable { .. } => ERRCODE_UNDEFINED_TABLE, // 42P01
+            AegisError::PartitionedMerge { .. } => ERRCODE_FEATURE_NOT_SUPPORTED, // 0A000
+            AegisError::UnpairedUpdate { .. } => ERRCODE_TRIGGERED_ACTION_EXCEPTION, // 09000
+            AegisError::AlertsTable { .. } => ERRCODE_UNDEFINED_TABLE,            // 42P01
             AegisError::AlertsUntrusted { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501
-            AegisError::InvalidFilter { .. } => ERRCODE_INVALID_PARAMETER_VALUE, // 22023
+            AegisError::InvalidFilter { .. } => ERRCODE_INVALID_PARAMETER_VALUE,  // 22023
             AegisError::FilterNotAllowed { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501
-            AegisError::Internal(_) => ERRCODE_INTERNAL_ERROR,         // XX000
+            AegisError::Internal(_) => ERRCODE_INTERNAL_ERROR,                    // XX000
         }
     }
 
@@ -191,6 +199,12 @@ impl AegisError {
             }
             AegisError::NotProtected { .. } => Some("Protect it first: SELECT aegis.protect('<table>');".into()),
             AegisError::NoPrimaryKey { .. } => None,
+            AegisError::PartitionedMerge { .. } => Some(
+                "Use INSERT ... ON CONFLICT, UPDATE and DELETE, or MERGE into the partitions themselves.".into(),
+            ),
+            AegisError::UnpairedUpdate { .. } => Some(
+                "A BEFORE INSERT trigger on a partition dropped a row the UPDATE moved there; such a row move cannot be recorded.".into(),
+            ),
             AegisError::LogIndex => Some(
                 "Only plain indexes may exist on aegis.audit_log; drop the extra index.".into(),
             ),

@@ -732,8 +732,7 @@ fn audit_tombstone_impl(subject: &str, dry_run: bool) -> Result<serde_json::Valu
                          FROM aegis.audit_log l, \
                               LATERAL (SELECT pg_catalog.lower(pg_catalog.concat_ws(' ', l.pk::pg_catalog.text, \
                                          l.old_row::pg_catalog.text, l.new_row::pg_catalog.text)) AS t) x \
-                         WHERE l.erased_at IS NULL \
-                           AND l.operation OPERATOR(pg_catalog.<>) ALL ('{ERASURE,TOMBSTONES}') \
+                         WHERE l.operation OPERATOR(pg_catalog.<>) ALL ('{ERASURE,TOMBSTONES}') \
                            AND (pg_catalog.strpos(x.t, $1) OPERATOR(pg_catalog.>) 0 \
                                 OR ($2::pg_catalog.text IS NOT NULL AND pg_catalog.strpos(x.t, $2) OPERATOR(pg_catalog.>) 0)) \
                          ORDER BY l.xid, l.id",

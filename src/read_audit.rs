@@ -191,6 +191,45 @@ unsafe fn protected_in(
     out
 }
 
+/// MERGE into a protected partitioned table is refused: a row its UPDATE
+/// action moves to another partition reaches neither the UPDATE transition
+/// tables nor the INSERT and DELETE ones whose triggers fire (PostgreSQL
+/// fires statement triggers only for the actions the MERGE names), so the
+/// capture triggers would never see it. INSERT ... ON CONFLICT and UPDATE
+/// do the same work and are captured.
+///
+/// # Safety
+/// `stmt` must be a valid planned MERGE statement.
+unsafe fn refuse_partitioned_merge(
+    stmt: *mut pg_sys::PlannedStmt,
+    targets: &HashMap<pg_sys::Oid, ReadTarget>,
+) {
+    // SAFETY: a plan's range table is a List of RangeTblEntry.
+    let list = unsafe { PgList::<pg_sys::RangeTblEntry>::from_pg((*stmt).rtable) };
+    for rte in list.iter_ptr() {
+        // SAFETY: entries of a valid range table.
+        let (kind, relid, relkind, lockmode) = unsafe {
+            (
+                (*rte).rtekind,
+                (*rte).relid,
+                (*rte).relkind,
+                (*rte).rellockmode,
+            )
+        };
+        if kind != pg_sys::RTEKind::RTE_RELATION
+            || relkind != pg_sys::RELKIND_PARTITIONED_TABLE as std::ffi::c_char
+            || lockmode < pg_sys::RowExclusiveLock as i32
+        {
+            continue;
+        }
+        if let Some(t) = targets.get(&relid) {
+            crate::error::raise(crate::error::AegisError::PartitionedMerge {
+                table: t.table.clone(),
+            });
+        }
+    }
+}
+
 /// Foreign-key checks are not reads anyone asked for. They are identified
 /// by what they are: the referential-integrity code runs its queries
 /// (`SELECT 1 FROM [ONLY] <table> x WHERE … FOR KEY SHARE OF x`) as the
@@ -455,6 +494,9 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_start(
     };
     // SAFETY: a valid query descriptor with its plan.
     unsafe {
+        if (*qd).operation == pg_sys::CmdType::CMD_MERGE {
+            refuse_partitioned_merge((*qd).plannedstmt, &targets);
+        }
         let touched = protected_in((*qd).plannedstmt, &targets, false);
         // A read that never reaches ExecutorEnd (its transaction or
         // savepoint rolls back first, as a cursor's can) goes to the server

@@ -332,6 +332,7 @@ unsafe fn capture_statement(
         // row type.
         let mut old_rows = old.map(|t| unsafe { TransitionReader::new(t, tupdesc) });
         let mut new_rows = new.map(|t| unsafe { TransitionReader::new(t, tupdesc) });
+        let paired = old_rows.is_some() && new_rows.is_some();
         loop {
             // UPDATE's two tables hold the old and new version of each row
             // in the same order.
@@ -346,6 +347,14 @@ unsafe fn capture_statement(
                 }
                 if got_old.is_none() && got_new.is_none() {
                     return Ok(true);
+                }
+                // An UPDATE's two tables pair row by row; a row missing
+                // from one (a partition's BEFORE INSERT trigger dropped a
+                // moved row) would pair every later row wrongly.
+                if paired && got_old.is_some() != got_new.is_some() {
+                    return Err(AegisError::UnpairedUpdate {
+                        table: plan.table_name.clone(),
+                    });
                 }
                 if let Some(dp) = dp {
                     if let Some((values, nulls)) = got_old {

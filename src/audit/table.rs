@@ -195,7 +195,9 @@ pub(super) fn verify_table_impl(tbl: pg_sys::Oid) -> Result<VerifyTableRow, Aegi
         });
     }
     // The latest entry per key since the table was last truncated whole, in
-    // statement order (then transaction and entry order).
+    // statement order (then transaction and entry order; a chunk entry's
+    // rows in their order). An UPDATE that changed a row's key (a row
+    // moved to another partition, say) also ends the old key's history.
     let mut latest: HashMap<Vec<u8>, Latest> = HashMap::new();
     with_safe_search_path(|| {
         as_extension_owner(|| {
@@ -206,24 +208,34 @@ pub(super) fn verify_table_impl(tbl: pg_sys::Oid) -> Result<VerifyTableRow, Aegi
                            WHERE l.table_name OPERATOR(pg_catalog.=) $1 \
                              AND l.operation OPERATOR(pg_catalog.=) 'TRUNCATE' AND l.detail IS NULL \
                            ORDER BY 1 DESC, 2 DESC, 3 DESC LIMIT 1), \
-                         e AS (SELECT l.statement_time, l.xid, l.id, x.item, l.operation, x.pk, x.new_row \
+                         e AS (SELECT l.statement_time, l.xid, l.id, x.item, l.operation, x.pk, x.old_row, x.new_row \
                            FROM aegis.audit_log l \
                            CROSS JOIN LATERAL ( \
-                               SELECT 0 AS item, l.pk, l.new_row \
+                               SELECT 0 AS item, l.pk, l.old_row, l.new_row \
                                WHERE NOT aegis.is_chunk(l.detail, l.old_row, l.new_row) \
                                UNION ALL \
                                SELECT n, l.pk OPERATOR(pg_catalog.->) (n OPERATOR(pg_catalog.-) 1), \
+                                      l.old_row OPERATOR(pg_catalog.->) (n OPERATOR(pg_catalog.-) 1), \
                                       l.new_row OPERATOR(pg_catalog.->) (n OPERATOR(pg_catalog.-) 1) \
                                FROM pg_catalog.generate_series(1, CASE WHEN aegis.is_chunk(l.detail, l.old_row, l.new_row) \
                                    THEN (l.detail OPERATOR(pg_catalog.->>) 'rows')::pg_catalog.int4 ELSE 0 END) n) x \
                            WHERE l.table_name OPERATOR(pg_catalog.=) $1 AND l.pk IS NOT NULL \
                              AND NOT EXISTS (SELECT 1 FROM t WHERE (t.statement_time, t.xid, t.id) \
-                                 OPERATOR(pg_catalog.>=) (l.statement_time, l.xid, l.id))) \
-                         SELECT DISTINCT ON (e.pk) pg_catalog.convert_to(e.pk::pg_catalog.text, 'UTF8'), \
-                                e.id, e.operation, pg_catalog.convert_to(e.new_row::pg_catalog.text, 'UTF8') \
-                         FROM e WHERE e.pk IS NOT NULL \
-                           AND pg_catalog.jsonb_typeof(e.pk) OPERATOR(pg_catalog.=) 'object' \
-                         ORDER BY e.pk, e.statement_time DESC, e.xid DESC, e.id DESC, e.item DESC",
+                                 OPERATOR(pg_catalog.>=) (l.statement_time, l.xid, l.id))), \
+                         f AS (SELECT e.statement_time, e.xid, e.id, e.item, 1 AS kind, e.operation, e.pk, e.new_row \
+                           FROM e WHERE pg_catalog.jsonb_typeof(e.pk) OPERATOR(pg_catalog.=) 'object' \
+                           UNION ALL \
+                           SELECT e.statement_time, e.xid, e.id, e.item, 0, 'DELETE', o.pk, NULL \
+                           FROM e CROSS JOIN LATERAL (SELECT pg_catalog.jsonb_object_agg(k, e.old_row OPERATOR(pg_catalog.->) k) AS pk \
+                                                      FROM pg_catalog.jsonb_object_keys(e.pk) k) o \
+                           WHERE e.operation OPERATOR(pg_catalog.=) 'UPDATE' \
+                             AND pg_catalog.jsonb_typeof(e.pk) OPERATOR(pg_catalog.=) 'object' \
+                             AND pg_catalog.jsonb_typeof(e.old_row) OPERATOR(pg_catalog.=) 'object' \
+                             AND o.pk OPERATOR(pg_catalog.<>) e.pk) \
+                         SELECT DISTINCT ON (f.pk) pg_catalog.convert_to(f.pk::pg_catalog.text, 'UTF8'), \
+                                f.id, f.operation, pg_catalog.convert_to(f.new_row::pg_catalog.text, 'UTF8') \
+                         FROM f \
+                         ORDER BY f.pk, f.statement_time DESC, f.xid DESC, f.id DESC, f.kind DESC, f.item DESC",
                         None,
                         &[plan.table_name.as_str().into()],
                     )
