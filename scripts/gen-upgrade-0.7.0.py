@@ -58,9 +58,11 @@ new=[('70_audit.sql','audit_statement('),('70_audit.sql','verify_chain_increment
      ('70_audit.sql','entry_may_be_pending('),('70_audit.sql','guard_verify('),('85_alerts.sql','report_blocked_sealer('),
      ('85_alerts.sql','current_baselines('),('85_alerts.sql','fold_metric_baselines('),('85_alerts.sql','in_transaction_block('),('85_alerts.sql','alert_upkeep('),
      ('80_lifecycle.sql','apply_retention('),('80_lifecycle.sql','expired_partitions('),('70_audit.sql','retire_partition('),('70_audit.sql','is_chunk('),
-     ('80_lifecycle.sql','check_retention_rule('),('80_lifecycle.sql','set_retention(')]
+     ('80_lifecycle.sql','check_retention_rule('),('80_lifecycle.sql','set_retention('),
+     ('30_policy.sql','application_roles_of('),('30_policy.sql','application_roles_in_force('),('30_policy.sql','sync_application_policy('),
+     ('30_policy.sql','enforce_application_roles(')]
 repl=[('70_audit.sql','audit_row('),('30_policy.sql','owner_ddl('),('30_policy.sql','check_policy('),('30_policy.sql','switch_rls('),('30_policy.sql','enforce_rls('),
-      ('30_policy.sql','protect('),('70_audit.sql','guard_compliant_tables('),('70_audit.sql','guard_state('),('70_audit.sql','guard_check('),
+      ('30_policy.sql','protect('),('30_policy.sql','relax_rls('),('70_audit.sql','guard_compliant_tables('),('70_audit.sql','guard_state('),('70_audit.sql','guard_check('),
       ('80_lifecycle.sql','erase_subject('),('80_lifecycle.sql','lifecycle_check_table('),('80_lifecycle.sql','legal_hold_filter('),('95_catalog_guard.sql','catalog_guard('),('40_monitoring_schema.sql','monitoring_schema_ddl('),('40_monitoring_schema.sql','create_monitoring_schema('),('85_alerts.sql','security_alerts('),('70_audit.sql','guard_ddl_end('),('70_audit.sql','guard_report('),('70_audit.sql','guard_protect_partitions('),('90_compliance.sql','compliance_mapping('),('90_compliance.sql','compliance_report()')]
 al=open(root+'85_alerts.sql').read()
 lc=open(root+'80_lifecycle.sql').read()
@@ -108,6 +110,11 @@ REVOKE EXECUTE ON FUNCTION aegis.expired_partitions(regclass, name, text), aegis
     aegis.check_retention_rule(regclass, interval, name, text, text), aegis.set_retention(regclass, interval, name, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.check_retention_rule(regclass, interval, name, text, text),
     aegis.set_retention(regclass, interval, name, text, text) TO aegis_admin;
+
+REVOKE EXECUTE ON FUNCTION aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid),
+    aegis.sync_application_policy(oid, name[]), aegis.enforce_application_roles(regclass, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.enforce_application_roles(regclass, jsonb),
+    aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid) TO aegis_admin;
 
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;
 

@@ -309,6 +309,10 @@ BEGIN
             PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', r.nspname, r.relname));
             PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY', r.nspname, r.relname));
             PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM PUBLIC', r.nspname, r.relname));
+            -- A partition gets the table's application roles.
+            IF r.oid <> tbl::oid THEN
+                PERFORM aegis.sync_application_policy(r.oid, COALESCE(aegis.application_roles_in_force(tbl), '{}'));
+            END IF;
             -- Statement triggers are not inherited by partitions: each gets one.
             IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                            WHERE t.tgrelid = r.oid
@@ -381,6 +385,7 @@ BEGIN
                     r.nspname, r.relname));
             END IF;
             PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit_truncate ON %I.%I', r.nspname, r.relname));
+            PERFORM aegis.sync_application_policy(r.oid, '{}');
         END IF;
         IF NOT enable THEN
             FOR tg IN SELECT t.tgname FROM pg_catalog.pg_trigger t
@@ -646,6 +651,141 @@ $$;
 COMMENT ON FUNCTION aegis.policy_untrusted_code(oid) IS
     'Internal: what a table''s policies depend on that a non-superuser controls, and run-time name lookups in them';
 
+-- ===========================================================================
+-- Application roles: the roles that own or run the application whose tables
+-- pg_aegis protects (Zabbix's "zabbix" login). protect()'s
+-- "application_roles" names them; each protected relation then carries one
+-- permissive policy, aegis_application, FOR ALL TO those roles USING (true)
+-- WITH CHECK (true), so the application reads and writes exactly as before
+-- (forced row security would otherwise show its own tables to it empty),
+-- while its changes are still captured by the audit triggers. The policy on
+-- the table is the source of truth; protected_tables.policy says the same
+-- (the catalog guard refuses a direct edit that would make them differ).
+-- ===========================================================================
+
+-- The application roles a protect() policy names, validated and sorted:
+-- existing roles, never PUBLIC, a predefined pg_ role or one of pg_aegis's
+-- group roles (which would hand every member all rows).
+CREATE FUNCTION aegis.application_roles_of(policy jsonb) RETURNS name[]
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    e jsonb;
+    roles name[] := '{}';
+BEGIN
+    IF policy IS NULL OR NOT policy ? 'application_roles' THEN
+        RETURN roles;
+    END IF;
+    IF pg_catalog.jsonb_typeof(policy -> 'application_roles') <> 'array' THEN
+        RAISE EXCEPTION 'policy.application_roles must be an array of role names' USING ERRCODE = '22023',
+            HINT = 'Example: {"application_roles": ["zabbix"]}: the roles that own or run the application keep reading and writing its tables as before.';
+    END IF;
+    FOR e IN SELECT x FROM pg_catalog.jsonb_array_elements(policy -> 'application_roles') x LOOP
+        IF pg_catalog.jsonb_typeof(e) <> 'string' OR e #>> '{}' = '' THEN
+            RAISE EXCEPTION 'policy.application_roles must be an array of role names, not %', e USING ERRCODE = '22023';
+        END IF;
+        IF pg_catalog.lower(e #>> '{}') = 'public' OR (e #>> '{}') LIKE 'pg\_%'
+           OR (e #>> '{}') IN (SELECT c.role_name FROM aegis.role_catalog() c) THEN
+            RAISE EXCEPTION 'role "%" cannot be an application role', e #>> '{}' USING ERRCODE = '22023',
+                DETAIL = 'Every member of an application role reads and writes all rows of the table.',
+                HINT = 'Name the login (or NOLOGIN group) the application itself connects as.';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = e #>> '{}') THEN
+            RAISE EXCEPTION 'role "%" does not exist', e #>> '{}' USING ERRCODE = '42704';
+        END IF;
+        roles := roles || (e #>> '{}')::name;
+    END LOOP;
+    RETURN ARRAY(SELECT DISTINCT r FROM pg_catalog.unnest(roles) r ORDER BY r);
+END
+$$;
+COMMENT ON FUNCTION aegis.application_roles_of(jsonb) IS
+    'Internal: the application roles a protect() policy names, validated and sorted';
+
+-- The application roles in force on a relation: those of its
+-- aegis_application policy, if the policy is exactly as pg_aegis makes it
+-- (permissive, every command, USING and WITH CHECK true); NULL if a policy
+-- of that name is anything else.
+CREATE FUNCTION aegis.application_roles_in_force(tbl oid) RETURNS name[]
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT CASE
+        WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = tbl AND p.polname = 'aegis_application')
+            THEN '{}'::name[]
+        ELSE (SELECT ARRAY(SELECT r.rolname FROM pg_catalog.unnest(p.polroles) u(role)
+                           JOIN pg_catalog.pg_roles r ON r.oid = u.role ORDER BY r.rolname)
+              FROM pg_catalog.pg_policy p
+              WHERE p.polrelid = tbl AND p.polname = 'aegis_application' AND p.polcmd = '*' AND p.polpermissive
+                AND pg_catalog.pg_get_expr(p.polqual, p.polrelid) = 'true'
+                AND pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) = 'true'
+                AND NOT 0::oid = ANY (p.polroles))
+    END
+$$;
+COMMENT ON FUNCTION aegis.application_roles_in_force(oid) IS
+    'Internal: the roles of a relation''s aegis_application policy (NULL if it is not as pg_aegis makes it)';
+
+-- Make a relation's aegis_application policy name exactly these roles
+-- (none: no policy). Runs as the table's owner (owner_ddl). Not granted:
+-- runs only inside switch_rls() and enforce_application_roles().
+CREATE FUNCTION aegis.sync_application_policy(rel oid, roles name[]) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    nsp name;
+    relname name;
+BEGIN
+    IF aegis.application_roles_in_force(rel) IS NOT DISTINCT FROM COALESCE(roles, '{}') THEN
+        RETURN;
+    END IF;
+    SELECT n.nspname, c.relname INTO nsp, relname
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = rel AND p.polname = 'aegis_application') THEN
+        PERFORM aegis.owner_ddl(rel, pg_catalog.format('DROP POLICY aegis_application ON %I.%I', nsp, relname));
+    END IF;
+    IF pg_catalog.cardinality(roles) > 0 THEN
+        PERFORM aegis.owner_ddl(rel, pg_catalog.format(
+            'CREATE POLICY aegis_application ON %I.%I AS PERMISSIVE FOR ALL TO %s USING (true) WITH CHECK (true)',
+            nsp, relname, (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(r), ', ') FROM pg_catalog.unnest(roles) r)));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.sync_application_policy(oid, name[]) IS
+    'Internal: give a relation the aegis_application policy for these roles (no grants)';
+
+-- protect()'s step for "application_roles": the aegis_application policy
+-- on the table and every partition. Definer rights: policies are created
+-- by the table's owner (owner_ddl), which aegis_admin is not; it acts only
+-- on a table pg_aegis protects and with roles application_roles_of()
+-- accepts. Its DDL runs with session_replication_role = replica (the
+-- guard's event triggers, enabled on origin, do not fire on pg_aegis's own
+-- step); the guard then remembers the table as it now is. EXECUTE:
+-- aegis_admin only.
+CREATE FUNCTION aegis.enforce_application_roles(tbl regclass, policy jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+SET session_replication_role = replica
+AS $$
+DECLARE
+    roles name[];
+    r oid;
+BEGIN
+    roles := aegis.application_roles_of(policy);
+    IF tbl IS NULL OR NOT EXISTS (SELECT 1 FROM aegis.rls_enforced e WHERE e.relid = tbl) THEN
+        RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000';
+    END IF;
+    FOR r IN SELECT tbl::oid UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t
+             JOIN pg_catalog.pg_class c ON c.oid = t.relid WHERE c.relkind IN ('r', 'p') LOOP
+        PERFORM aegis.sync_application_policy(r, roles);
+    END LOOP;
+    PERFORM aegis.guard_remember(tbl);
+END
+$$;
+COMMENT ON FUNCTION aegis.enforce_application_roles(regclass, jsonb) IS
+    'Internal step of protect(): the aegis_application policy for the named application roles (definer rights; admin-only)';
+
 -- SECURITY INVOKER, so protected_by records the real caller; the table
 -- switch goes through enforce_rls(), the catalog rows through aegis_admin's
 -- own privileges on aegis.protected_tables and aegis.column_classes.
@@ -674,9 +814,9 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'Example: {"columns": {"user_ip": "pii", "error_message": "free_text"}}';
     END IF;
     FOR k IN SELECT pg_catalog.jsonb_object_keys(policy) LOOP
-        IF k NOT IN ('columns', 'audit_reads', 'erasure', 'audit_inserts', 'audit_images', 'digest_buckets') THEN
+        IF k NOT IN ('columns', 'audit_reads', 'erasure', 'audit_inserts', 'audit_images', 'digest_buckets', 'application_roles') THEN
             RAISE EXCEPTION 'unknown policy key "%"', k USING ERRCODE = '22023',
-                HINT = 'Valid keys: columns, audit_reads, erasure, audit_inserts, audit_images, digest_buckets.';
+                HINT = 'Valid keys: columns, audit_reads, erasure, audit_inserts, audit_images, digest_buckets, application_roles.';
         END IF;
     END LOOP;
     IF policy ? 'audit_inserts' AND COALESCE(policy ->> 'audit_inserts', '') NOT IN ('image', 'digest') THEN
@@ -717,6 +857,7 @@ BEGIN
             RAISE EXCEPTION 'a date bucket column needs a width in whole days (a multiple of 86400 seconds)' USING ERRCODE = '22023';
         END IF;
     END IF;
+    PERFORM aegis.application_roles_of(policy);
     IF policy ? 'audit_reads' AND pg_catalog.jsonb_typeof(policy -> 'audit_reads') <> 'boolean' THEN
         RAISE EXCEPTION 'policy.audit_reads must be true or false' USING ERRCODE = '22023';
     END IF;
@@ -760,6 +901,15 @@ BEGIN
     PERFORM aegis.check_policy(tbl, policy);
 
     PERFORM aegis.enforce_rls(tbl);
+    PERFORM aegis.enforce_application_roles(tbl, policy);
+    IF (SELECT NOT o.rolsuper AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(aegis.application_roles_of(policy)) a
+                                             WHERE pg_catalog.pg_has_role(o.oid, a, 'MEMBER'))
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles o ON o.oid = c.relowner WHERE c.oid = tbl) THEN
+        RAISE WARNING 'the owner of %, role "%", now sees and changes only the rows policies grant it', tbl,
+            (SELECT o.rolname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles o ON o.oid = c.relowner WHERE c.oid = tbl)
+            USING DETAIL = 'Row-level security is forced on the owner too.',
+                  HINT = 'If the application runs as this role, name it: aegis.protect(tbl, ''{"application_roles": ["<role>"]}'').';
+    END IF;
 
     INSERT INTO aegis.protected_tables AS p (relid, policy, protected_by, known_columns)
     VALUES (tbl, protect.policy, CURRENT_USER,

@@ -63,6 +63,12 @@ BEGIN
                 HINT = 'Use aegis.protect().';
         END IF;
         PERFORM aegis.check_policy(NEW.relid, NEW.policy);
+        -- The application roles are those in force on the table, which
+        -- only protect() changes.
+        IF aegis.application_roles_of(NEW.policy) IS DISTINCT FROM aegis.application_roles_in_force(NEW.relid) THEN
+            RAISE EXCEPTION 'application_roles of % can only change through aegis.protect()', NEW.relid
+                USING ERRCODE = '42501', DETAIL = 'The roles in force are those of the table''s aegis_application policy.';
+        END IF;
         NEW.protected_by := CURRENT_USER;
         NEW.protected_at := pg_catalog.now();
         -- What protect() records: the table's columns now (a forged list

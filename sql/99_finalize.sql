@@ -57,6 +57,7 @@ GRANT EXECUTE ON FUNCTION aegis.subject_key_name(text), aegis.forget_subject(tex
 GRANT EXECUTE ON FUNCTION
     aegis.protect(regclass, jsonb), aegis.unprotect(regclass),
     aegis.enforce_rls(regclass), aegis.relax_rls(regclass), aegis.take_baseline(regclass),
+    aegis.enforce_application_roles(regclass, jsonb),
     aegis.assign_oncall(regrole, text, timestamptz), aegis.unassign_oncall(regrole, text)
 TO aegis_admin;
 GRANT SELECT ON aegis.protected_tables, aegis.column_classes TO aegis_admin, aegis_auditor;
@@ -64,6 +65,7 @@ GRANT SELECT ON aegis.protected_tables, aegis.column_classes TO aegis_admin, aeg
 -- the catalog guard runs again on direct changes (95_catalog_guard.sql).
 GRANT EXECUTE ON FUNCTION
     aegis.check_policy(regclass, jsonb), aegis.is_enforced(regclass),
+    aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid),
     aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid),
     aegis.check_retention_rule(regclass, interval, name, text, text), aegis.check_legal_hold(regclass, text, text)
 TO aegis_admin;

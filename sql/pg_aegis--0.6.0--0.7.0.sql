@@ -1125,6 +1125,129 @@ $$;
 COMMENT ON FUNCTION aegis.set_retention(regclass, interval, name, text, text) IS
     'Keep rows of a protected table for an interval after time_column (a timestamp, a date, or an integer counting time_unit since 1970; optionally only rows matching only_where) (admin-only)';
 
+-- The application roles a protect() policy names, validated and sorted:
+-- existing roles, never PUBLIC, a predefined pg_ role or one of pg_aegis's
+-- group roles (which would hand every member all rows).
+CREATE FUNCTION aegis.application_roles_of(policy jsonb) RETURNS name[]
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    e jsonb;
+    roles name[] := '{}';
+BEGIN
+    IF policy IS NULL OR NOT policy ? 'application_roles' THEN
+        RETURN roles;
+    END IF;
+    IF pg_catalog.jsonb_typeof(policy -> 'application_roles') <> 'array' THEN
+        RAISE EXCEPTION 'policy.application_roles must be an array of role names' USING ERRCODE = '22023',
+            HINT = 'Example: {"application_roles": ["zabbix"]}: the roles that own or run the application keep reading and writing its tables as before.';
+    END IF;
+    FOR e IN SELECT x FROM pg_catalog.jsonb_array_elements(policy -> 'application_roles') x LOOP
+        IF pg_catalog.jsonb_typeof(e) <> 'string' OR e #>> '{}' = '' THEN
+            RAISE EXCEPTION 'policy.application_roles must be an array of role names, not %', e USING ERRCODE = '22023';
+        END IF;
+        IF pg_catalog.lower(e #>> '{}') = 'public' OR (e #>> '{}') LIKE 'pg\_%'
+           OR (e #>> '{}') IN (SELECT c.role_name FROM aegis.role_catalog() c) THEN
+            RAISE EXCEPTION 'role "%" cannot be an application role', e #>> '{}' USING ERRCODE = '22023',
+                DETAIL = 'Every member of an application role reads and writes all rows of the table.',
+                HINT = 'Name the login (or NOLOGIN group) the application itself connects as.';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = e #>> '{}') THEN
+            RAISE EXCEPTION 'role "%" does not exist', e #>> '{}' USING ERRCODE = '42704';
+        END IF;
+        roles := roles || (e #>> '{}')::name;
+    END LOOP;
+    RETURN ARRAY(SELECT DISTINCT r FROM pg_catalog.unnest(roles) r ORDER BY r);
+END
+$$;
+COMMENT ON FUNCTION aegis.application_roles_of(jsonb) IS
+    'Internal: the application roles a protect() policy names, validated and sorted';
+
+-- The application roles in force on a relation: those of its
+-- aegis_application policy, if the policy is exactly as pg_aegis makes it
+-- (permissive, every command, USING and WITH CHECK true); NULL if a policy
+-- of that name is anything else.
+CREATE FUNCTION aegis.application_roles_in_force(tbl oid) RETURNS name[]
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT CASE
+        WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = tbl AND p.polname = 'aegis_application')
+            THEN '{}'::name[]
+        ELSE (SELECT ARRAY(SELECT r.rolname FROM pg_catalog.unnest(p.polroles) u(role)
+                           JOIN pg_catalog.pg_roles r ON r.oid = u.role ORDER BY r.rolname)
+              FROM pg_catalog.pg_policy p
+              WHERE p.polrelid = tbl AND p.polname = 'aegis_application' AND p.polcmd = '*' AND p.polpermissive
+                AND pg_catalog.pg_get_expr(p.polqual, p.polrelid) = 'true'
+                AND pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) = 'true'
+                AND NOT 0::oid = ANY (p.polroles))
+    END
+$$;
+COMMENT ON FUNCTION aegis.application_roles_in_force(oid) IS
+    'Internal: the roles of a relation''s aegis_application policy (NULL if it is not as pg_aegis makes it)';
+
+-- Make a relation's aegis_application policy name exactly these roles
+-- (none: no policy). Runs as the table's owner (owner_ddl). Not granted:
+-- runs only inside switch_rls() and enforce_application_roles().
+CREATE FUNCTION aegis.sync_application_policy(rel oid, roles name[]) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    nsp name;
+    relname name;
+BEGIN
+    IF aegis.application_roles_in_force(rel) IS NOT DISTINCT FROM COALESCE(roles, '{}') THEN
+        RETURN;
+    END IF;
+    SELECT n.nspname, c.relname INTO nsp, relname
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = rel AND p.polname = 'aegis_application') THEN
+        PERFORM aegis.owner_ddl(rel, pg_catalog.format('DROP POLICY aegis_application ON %I.%I', nsp, relname));
+    END IF;
+    IF pg_catalog.cardinality(roles) > 0 THEN
+        PERFORM aegis.owner_ddl(rel, pg_catalog.format(
+            'CREATE POLICY aegis_application ON %I.%I AS PERMISSIVE FOR ALL TO %s USING (true) WITH CHECK (true)',
+            nsp, relname, (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(r), ', ') FROM pg_catalog.unnest(roles) r)));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.sync_application_policy(oid, name[]) IS
+    'Internal: give a relation the aegis_application policy for these roles (no grants)';
+
+-- protect()'s step for "application_roles": the aegis_application policy
+-- on the table and every partition. Definer rights: policies are created
+-- by the table's owner (owner_ddl), which aegis_admin is not; it acts only
+-- on a table pg_aegis protects and with roles application_roles_of()
+-- accepts. Its DDL runs with session_replication_role = replica (the
+-- guard's event triggers, enabled on origin, do not fire on pg_aegis's own
+-- step); the guard then remembers the table as it now is. EXECUTE:
+-- aegis_admin only.
+CREATE FUNCTION aegis.enforce_application_roles(tbl regclass, policy jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+SET session_replication_role = replica
+AS $$
+DECLARE
+    roles name[];
+    r oid;
+BEGIN
+    roles := aegis.application_roles_of(policy);
+    IF tbl IS NULL OR NOT EXISTS (SELECT 1 FROM aegis.rls_enforced e WHERE e.relid = tbl) THEN
+        RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000';
+    END IF;
+    FOR r IN SELECT tbl::oid UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t
+             JOIN pg_catalog.pg_class c ON c.oid = t.relid WHERE c.relkind IN ('r', 'p') LOOP
+        PERFORM aegis.sync_application_policy(r, roles);
+    END LOOP;
+    PERFORM aegis.guard_remember(tbl);
+END
+$$;
+COMMENT ON FUNCTION aegis.enforce_application_roles(regclass, jsonb) IS
+    'Internal step of protect(): the aegis_application policy for the named application roles (definer rights; admin-only)';
+
 CREATE OR REPLACE FUNCTION aegis.audit_row() RETURNS trigger LANGUAGE c
 AS 'MODULE_PATHNAME', 'audit_row_wrapper';
 COMMENT ON FUNCTION aegis.audit_row() IS
@@ -1174,9 +1297,9 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'Example: {"columns": {"user_ip": "pii", "error_message": "free_text"}}';
     END IF;
     FOR k IN SELECT pg_catalog.jsonb_object_keys(policy) LOOP
-        IF k NOT IN ('columns', 'audit_reads', 'erasure', 'audit_inserts', 'audit_images', 'digest_buckets') THEN
+        IF k NOT IN ('columns', 'audit_reads', 'erasure', 'audit_inserts', 'audit_images', 'digest_buckets', 'application_roles') THEN
             RAISE EXCEPTION 'unknown policy key "%"', k USING ERRCODE = '22023',
-                HINT = 'Valid keys: columns, audit_reads, erasure, audit_inserts, audit_images, digest_buckets.';
+                HINT = 'Valid keys: columns, audit_reads, erasure, audit_inserts, audit_images, digest_buckets, application_roles.';
         END IF;
     END LOOP;
     IF policy ? 'audit_inserts' AND COALESCE(policy ->> 'audit_inserts', '') NOT IN ('image', 'digest') THEN
@@ -1217,6 +1340,7 @@ BEGIN
             RAISE EXCEPTION 'a date bucket column needs a width in whole days (a multiple of 86400 seconds)' USING ERRCODE = '22023';
         END IF;
     END IF;
+    PERFORM aegis.application_roles_of(policy);
     IF policy ? 'audit_reads' AND pg_catalog.jsonb_typeof(policy -> 'audit_reads') <> 'boolean' THEN
         RAISE EXCEPTION 'policy.audit_reads must be true or false' USING ERRCODE = '22023';
     END IF;
@@ -1325,6 +1449,10 @@ BEGIN
             PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY', r.nspname, r.relname));
             PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('ALTER TABLE %I.%I FORCE ROW LEVEL SECURITY', r.nspname, r.relname));
             PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM PUBLIC', r.nspname, r.relname));
+            -- A partition gets the table's application roles.
+            IF r.oid <> tbl::oid THEN
+                PERFORM aegis.sync_application_policy(r.oid, COALESCE(aegis.application_roles_in_force(tbl), '{}'));
+            END IF;
             -- Statement triggers are not inherited by partitions: each gets one.
             IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                            WHERE t.tgrelid = r.oid
@@ -1397,6 +1525,7 @@ BEGIN
                     r.nspname, r.relname));
             END IF;
             PERFORM aegis.owner_ddl(r.oid, pg_catalog.format('DROP TRIGGER IF EXISTS aegis_audit_truncate ON %I.%I', r.nspname, r.relname));
+            PERFORM aegis.sync_application_policy(r.oid, '{}');
         END IF;
         IF NOT enable THEN
             FOR tg IN SELECT t.tgname FROM pg_catalog.pg_trigger t
@@ -1472,6 +1601,15 @@ BEGIN
     PERFORM aegis.check_policy(tbl, policy);
 
     PERFORM aegis.enforce_rls(tbl);
+    PERFORM aegis.enforce_application_roles(tbl, policy);
+    IF (SELECT NOT o.rolsuper AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(aegis.application_roles_of(policy)) a
+                                             WHERE pg_catalog.pg_has_role(o.oid, a, 'MEMBER'))
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles o ON o.oid = c.relowner WHERE c.oid = tbl) THEN
+        RAISE WARNING 'the owner of %, role "%", now sees and changes only the rows policies grant it', tbl,
+            (SELECT o.rolname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles o ON o.oid = c.relowner WHERE c.oid = tbl)
+            USING DETAIL = 'Row-level security is forced on the owner too.',
+                  HINT = 'If the application runs as this role, name it: aegis.protect(tbl, ''{"application_roles": ["<role>"]}'').';
+    END IF;
 
     INSERT INTO aegis.protected_tables AS p (relid, policy, protected_by, known_columns)
     VALUES (tbl, protect.policy, CURRENT_USER,
@@ -1491,6 +1629,28 @@ END
 $$;
 COMMENT ON FUNCTION aegis.protect(regclass, jsonb) IS
     'Put a table under pg_aegis protection: enable and force RLS, revoke PUBLIC, record column classes (admin-only)';
+
+CREATE OR REPLACE FUNCTION aegis.relax_rls(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    prior jsonb;
+BEGIN
+    IF tbl IS NULL OR NOT EXISTS (SELECT 1 FROM aegis.rls_enforced r WHERE r.relid = tbl) THEN
+        RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000';
+    END IF;
+    -- Forget the table first: the DDL guard refuses switching off RLS or the
+    -- audit trigger of a table still recorded here.
+    DELETE FROM aegis.rls_enforced r WHERE r.relid = tbl RETURNING r.prior_state INTO prior;
+    DELETE FROM aegis.guard_states g
+    WHERE g.relid::oid IN (SELECT tbl::oid UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(tbl) pt);
+    PERFORM aegis.switch_rls(tbl, false, prior);
+END
+$$;
+COMMENT ON FUNCTION aegis.relax_rls(regclass) IS
+    'Internal step of unprotect(): RLS off on a protected table (definer rights; admin-only)';
 
 -- Definer rights: the guard runs as whoever issues the DDL, who may not read
 -- the aegis catalog.
@@ -1990,6 +2150,12 @@ BEGIN
                 HINT = 'Use aegis.protect().';
         END IF;
         PERFORM aegis.check_policy(NEW.relid, NEW.policy);
+        -- The application roles are those in force on the table, which
+        -- only protect() changes.
+        IF aegis.application_roles_of(NEW.policy) IS DISTINCT FROM aegis.application_roles_in_force(NEW.relid) THEN
+            RAISE EXCEPTION 'application_roles of % can only change through aegis.protect()', NEW.relid
+                USING ERRCODE = '42501', DETAIL = 'The roles in force are those of the table''s aegis_application policy.';
+        END IF;
         NEW.protected_by := CURRENT_USER;
         NEW.protected_at := pg_catalog.now();
         -- What protect() records: the table's columns now (a forged list
@@ -3132,6 +3298,11 @@ REVOKE EXECUTE ON FUNCTION aegis.expired_partitions(regclass, name, text), aegis
     aegis.check_retention_rule(regclass, interval, name, text, text), aegis.set_retention(regclass, interval, name, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.check_retention_rule(regclass, interval, name, text, text),
     aegis.set_retention(regclass, interval, name, text, text) TO aegis_admin;
+
+REVOKE EXECUTE ON FUNCTION aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid),
+    aegis.sync_application_policy(oid, name[]), aegis.enforce_application_roles(regclass, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.enforce_application_roles(regclass, jsonb),
+    aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid) TO aegis_admin;
 
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;
 
