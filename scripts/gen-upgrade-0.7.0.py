@@ -47,6 +47,8 @@ ALTER TABLE aegis.audit_log SET (toast_tuple_target = 4096);
 @@LZ4@@-- Capture with statement triggers in both modes; the mode the triggers
 -- and baseline of each protected table were made for.
 ALTER TABLE aegis.rls_enforced ADD COLUMN capture text;
+-- The role profile in force on each protected table.
+ALTER TABLE aegis.rls_enforced ADD COLUMN profile text;
 
 ''']
 # The LZ4 setting of the image columns, as a fresh install runs it.
@@ -60,7 +62,10 @@ new=[('70_audit.sql','audit_statement('),('70_audit.sql','verify_chain_increment
      ('80_lifecycle.sql','apply_retention('),('80_lifecycle.sql','expired_partitions('),('70_audit.sql','retire_partition('),('70_audit.sql','is_chunk('),
      ('80_lifecycle.sql','check_retention_rule('),('80_lifecycle.sql','set_retention('),
      ('30_policy.sql','application_roles_of('),('30_policy.sql','application_roles_in_force('),('30_policy.sql','sync_application_policy('),
-     ('30_policy.sql','enforce_application_roles(')]
+     ('30_policy.sql','enforce_access('),
+     ('30_policy.sql','profile_catalog('),('30_policy.sql','profile_of('),('30_policy.sql','sync_profile('),('30_policy.sql','scope_predicate('),('95_catalog_guard.sql','profile_in_force('),
+     ('80_lifecycle.sql','mentions_any('),('80_lifecycle.sql','erase_mentions_all('),('80_lifecycle.sql','check_subject_directory('),
+     ('80_lifecycle.sql','erasure_cascades(')]
 repl=[('70_audit.sql','audit_row('),('30_policy.sql','owner_ddl('),('30_policy.sql','check_policy('),('30_policy.sql','switch_rls('),('30_policy.sql','enforce_rls('),
       ('30_policy.sql','protect('),('30_policy.sql','relax_rls('),('70_audit.sql','guard_compliant_tables('),('70_audit.sql','guard_state('),('70_audit.sql','guard_check('),
       ('80_lifecycle.sql','erase_subject('),('80_lifecycle.sql','lifecycle_check_table('),('80_lifecycle.sql','legal_hold_filter('),('95_catalog_guard.sql','catalog_guard('),('40_monitoring_schema.sql','monitoring_schema_ddl('),('40_monitoring_schema.sql','create_monitoring_schema('),('85_alerts.sql','security_alerts('),('70_audit.sql','guard_ddl_end('),('70_audit.sql','guard_report('),('70_audit.sql','guard_protect_partitions('),('90_compliance.sql','compliance_mapping('),('90_compliance.sql','compliance_report()')]
@@ -112,8 +117,16 @@ GRANT EXECUTE ON FUNCTION aegis.check_retention_rule(regclass, interval, name, t
     aegis.set_retention(regclass, interval, name, text, text) TO aegis_admin;
 
 REVOKE EXECUTE ON FUNCTION aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid),
-    aegis.sync_application_policy(oid, name[]), aegis.enforce_application_roles(regclass, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION aegis.enforce_application_roles(regclass, jsonb),
+    aegis.sync_application_policy(oid, name[]), aegis.enforce_access(regclass, jsonb),
+    aegis.profile_of(jsonb), aegis.sync_profile(oid, oid, text, jsonb), aegis.scope_predicate(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.profile_catalog() TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION aegis.profile_in_force(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.profile_of(jsonb), aegis.profile_in_force(regclass) TO aegis_admin;
+REVOKE EXECUTE ON FUNCTION aegis.mentions_any(text, text[]), aegis.erase_mentions_all(text, text[]),
+    aegis.check_subject_directory(regclass, jsonb), aegis.erasure_cascades(regclass, text, text[], integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.mentions_any(text, text[]), aegis.erase_mentions_all(text, text[]) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.check_subject_directory(regclass, jsonb) TO aegis_admin;
+GRANT EXECUTE ON FUNCTION aegis.enforce_access(regclass, jsonb),
     aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid) TO aegis_admin;
 
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;

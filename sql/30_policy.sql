@@ -55,7 +55,9 @@ CREATE TABLE aegis.rls_enforced (
     baseline_pending boolean NOT NULL DEFAULT false,
     -- The capture mode the table's triggers and baseline were made for
     -- (capture_mode()); protect() with another mode re-baselines.
-    capture text
+    capture text,
+    -- The role profile in force (enforce_access()); NULL: none.
+    profile text
 );
 COMMENT ON TABLE aegis.rls_enforced IS
     'Internal: tables whose RLS pg_aegis enabled (written only by enforce_rls/relax_rls)';
@@ -312,6 +314,12 @@ BEGIN
             -- A partition gets the table's application roles.
             IF r.oid <> tbl::oid THEN
                 PERFORM aegis.sync_application_policy(r.oid, COALESCE(aegis.application_roles_in_force(tbl), '{}'));
+                -- (A partition that has its profile already is left as
+                -- it is: enforce_access() changes profiles.)
+                IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy x WHERE x.polrelid = r.oid AND x.polname LIKE 'aegis\_profile\_%') THEN
+                    PERFORM aegis.sync_profile(r.oid, tbl, aegis.profile_of(p.policy), COALESCE(p.policy -> 'columns', '{}'))
+                    FROM aegis.protected_tables p WHERE p.relid = tbl;
+                END IF;
             END IF;
             -- Statement triggers are not inherited by partitions: each gets one.
             IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
@@ -727,7 +735,7 @@ COMMENT ON FUNCTION aegis.application_roles_in_force(oid) IS
 
 -- Make a relation's aegis_application policy name exactly these roles
 -- (none: no policy). Runs as the table's owner (owner_ddl). Not granted:
--- runs only inside switch_rls() and enforce_application_roles().
+-- runs only inside switch_rls() and enforce_access().
 CREATE FUNCTION aegis.sync_application_policy(rel oid, roles name[]) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = ''
@@ -754,15 +762,167 @@ $$;
 COMMENT ON FUNCTION aegis.sync_application_policy(oid, name[]) IS
     'Internal: give a relation the aegis_application policy for these roles (no grants)';
 
--- protect()'s step for "application_roles": the aegis_application policy
--- on the table and every partition. Definer rights: policies are created
+-- ===========================================================================
+-- Role profiles: what each of pg_aegis's group roles may do on a protected
+-- table, from its purpose (protect()'s "profile") and its column classes,
+-- instead of hand-written GRANTs and policies. The table holds the whole
+-- mapping (documented in docs/access.md); aegis_admin reads and changes
+-- every profiled table. "Public columns" are those classified public (or
+-- not classified), plus metric columns where the profile says so; the
+-- other classes (pii, secret, free_text, subject_id, cost) are the
+-- sensitive ones. Scoped rows: the on-call scope declared for the table
+-- (none declared: no rows).
+-- ===========================================================================
+CREATE FUNCTION aegis.profile_catalog()
+RETURNS TABLE(profile text, role_name name, privileges text[], columns text, row_scope text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+    VALUES
+        ('logs', 'aegis_admin'::name, '{SELECT,INSERT,UPDATE,DELETE}'::text[], 'all', 'all'),
+        ('logs', 'aegis_auditor', '{SELECT}', 'all', 'all'),
+        ('logs', 'aegis_security', '{SELECT}', 'all', 'all'),
+        ('logs', 'aegis_oncall', '{SELECT}', 'all', 'scoped'),
+        ('logs', 'aegis_developer', '{SELECT}', 'public', 'all'),
+        ('logs', 'aegis_ingest', '{INSERT}', 'all', 'all'),
+        ('metrics', 'aegis_admin', '{SELECT,INSERT,UPDATE,DELETE}', 'all', 'all'),
+        ('metrics', 'aegis_auditor', '{SELECT}', 'all', 'all'),
+        ('metrics', 'aegis_devops', '{SELECT,INSERT,UPDATE}', 'all', 'all'),
+        ('metrics', 'aegis_operations', '{SELECT}', 'public+metric', 'all'),
+        ('metrics', 'aegis_developer', '{SELECT}', 'public+metric', 'all'),
+        ('metrics', 'aegis_oncall', '{SELECT}', 'all', 'scoped'),
+        ('metrics', 'aegis_ingest', '{INSERT}', 'all', 'all'),
+        ('incidents', 'aegis_admin', '{SELECT,INSERT,UPDATE,DELETE}', 'all', 'all'),
+        ('incidents', 'aegis_incident_admin', '{SELECT,INSERT,UPDATE,DELETE}', 'all', 'all'),
+        ('incidents', 'aegis_security', '{SELECT}', 'all', 'all'),
+        ('incidents', 'aegis_incident_editor', '{SELECT,INSERT,UPDATE}', 'public', 'all'),
+        ('incidents', 'aegis_incident_viewer', '{SELECT}', 'public', 'all'),
+        ('incidents', 'aegis_auditor', '{SELECT}', 'public', 'all'),
+        ('incidents', 'aegis_oncall', '{SELECT}', 'all', 'scoped'),
+        ('costs', 'aegis_admin', '{SELECT,INSERT,UPDATE,DELETE}', 'all', 'all'),
+        ('costs', 'aegis_finance', '{SELECT}', 'all', 'all'),
+        ('costs', 'aegis_auditor', '{SELECT}', 'all', 'all'),
+        ('costs', 'aegis_ingest', '{INSERT}', 'all', 'all'),
+        ('access_logs', 'aegis_admin', '{SELECT,INSERT,UPDATE,DELETE}', 'all', 'all'),
+        ('access_logs', 'aegis_auditor', '{SELECT}', 'all', 'all'),
+        ('access_logs', 'aegis_security', '{SELECT}', 'all', 'all'),
+        ('access_logs', 'aegis_ingest', '{INSERT}', 'all', 'all'),
+        ('users', 'aegis_admin', '{SELECT,INSERT,UPDATE,DELETE}', 'all', 'all'),
+        ('users', 'aegis_auditor', '{SELECT}', 'public', 'all'),
+        ('admin_only', 'aegis_admin', '{SELECT,INSERT,UPDATE,DELETE}', 'all', 'all')
+$$;
+COMMENT ON FUNCTION aegis.profile_catalog() IS
+    'What each pg_aegis group role may do on a table protected with a profile (protect()''s "profile")';
+
+-- The profile a protect() policy names (NULL: none), validated.
+CREATE FUNCTION aegis.profile_of(policy jsonb) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+BEGIN
+    IF policy IS NULL OR NOT policy ? 'profile' THEN
+        RETURN NULL;
+    END IF;
+    IF pg_catalog.jsonb_typeof(policy -> 'profile') <> 'string'
+       OR NOT EXISTS (SELECT 1 FROM aegis.profile_catalog() c WHERE c.profile = policy ->> 'profile') THEN
+        RAISE EXCEPTION 'unknown profile %', policy -> 'profile' USING ERRCODE = '22023',
+            HINT = 'Profiles: ' || (SELECT pg_catalog.string_agg(DISTINCT c.profile, ', ') FROM aegis.profile_catalog() c)
+                   || ' (SELECT * FROM aegis.profile_catalog() shows what each grants).';
+    END IF;
+    RETURN policy ->> 'profile';
+END
+$$;
+COMMENT ON FUNCTION aegis.profile_of(jsonb) IS 'Internal: the profile a protect() policy names, validated';
+
+-- Give a relation exactly the grants and policies of a profile (NULL:
+-- none): every privilege of pg_aegis's group roles on it is revoked, every
+-- aegis_profile_* policy dropped, then the profile's are made, from the
+-- column classes of the policy being put in force (classes: protect()'s
+-- "columns"). Runs as the table's owner (owner_ddl). Not granted: runs
+-- only inside enforce_access() and switch_rls().
+CREATE FUNCTION aegis.sync_profile(rel oid, root oid, profile text, classes jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    nsp name;
+    relname name;
+    p record;
+    pol name;
+    cols text;
+    priv text;
+    scope text;
+BEGIN
+    SELECT n.nspname, c.relname INTO nsp, relname
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
+    -- A table that never had a profile keeps the grants its DBA gave.
+    IF profile IS NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy x
+                                       WHERE x.polrelid = rel AND x.polname LIKE 'aegis\_profile\_%') THEN
+        RETURN;
+    END IF;
+    FOR pol IN SELECT x.polname FROM pg_catalog.pg_policy x WHERE x.polrelid = rel AND x.polname LIKE 'aegis\_profile\_%' LOOP
+        PERFORM aegis.owner_ddl(rel, pg_catalog.format('DROP POLICY %I ON %I.%I', pol, nsp, relname));
+    END LOOP;
+    PERFORM aegis.owner_ddl(rel, pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM %s', nsp, relname,
+        (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(r.role_name), ', ') FROM aegis.role_catalog() r
+         WHERE r.role_name <> 'aegis_masking_owner' AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles x WHERE x.rolname = r.role_name))));
+    IF profile IS NULL THEN
+        RETURN;
+    END IF;
+    scope := aegis.scope_predicate(root::regclass);
+    FOR p IN SELECT c.* FROM aegis.profile_catalog() c WHERE c.profile = sync_profile.profile
+             AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles x WHERE x.rolname = c.role_name) LOOP
+        CONTINUE WHEN p.row_scope = 'scoped' AND scope IS NULL;
+        -- Sensitive columns are left out of "public" grants; identity and
+        -- generated columns are never written by the group roles.
+        FOREACH priv IN ARRAY p.privileges LOOP
+            SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
+            FROM pg_catalog.pg_attribute a
+            JOIN pg_catalog.pg_attribute ra ON ra.attrelid = root AND ra.attname = a.attname
+            WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+              AND (p.columns = 'all' OR COALESCE(classes ->> a.attname, 'public') = 'public'
+                   OR (p.columns = 'public+metric' AND classes ->> a.attname = 'metric'))
+              AND (priv NOT IN ('INSERT', 'UPDATE') OR (ra.attidentity = '' AND ra.attgenerated = ''));
+            IF priv = 'DELETE' OR (p.columns = 'all' AND (priv = 'SELECT' OR p.role_name = 'aegis_admin')) THEN
+                PERFORM aegis.owner_ddl(rel, pg_catalog.format('GRANT %s ON TABLE %I.%I TO %I', priv, nsp, relname, p.role_name));
+            ELSIF cols IS NOT NULL THEN
+                PERFORM aegis.owner_ddl(rel, pg_catalog.format('GRANT %s (%s) ON TABLE %I.%I TO %I', priv, cols, nsp, relname, p.role_name));
+            END IF;
+        END LOOP;
+        PERFORM aegis.owner_ddl(rel, pg_catalog.format(
+            'CREATE POLICY %I ON %I.%I AS PERMISSIVE FOR ALL TO %I USING (%s) WITH CHECK (%s)',
+            'aegis_profile_' || p.role_name, nsp, relname, p.role_name,
+            CASE WHEN p.row_scope = 'scoped' THEN scope ELSE 'true' END,
+            CASE WHEN p.row_scope = 'scoped' THEN scope ELSE 'true' END));
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION aegis.sync_profile(oid, oid, text, jsonb) IS
+    'Internal: give a relation the grants and policies of a role profile (no grants)';
+
+-- The row predicate of a table's on-call scope (NULL: no scope declared).
+-- Declared scopes come with generic scoping; until one is declared, on-call
+-- roles get no rows of a profiled table.
+CREATE FUNCTION aegis.scope_predicate(tbl regclass) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT NULL::text
+$$;
+COMMENT ON FUNCTION aegis.scope_predicate(regclass) IS
+    'Internal: the row predicate of a table''s on-call scope (NULL: none declared)';
+
+-- protect()'s step for "application_roles" and "profile": the
+-- aegis_application policy, and the profile's grants and policies, on the
+-- table and every partition; USAGE on its schema for the roles the profile
+-- names. Definer rights: policies are created
 -- by the table's owner (owner_ddl), which aegis_admin is not; it acts only
 -- on a table pg_aegis protects and with roles application_roles_of()
 -- accepts. Its DDL runs with session_replication_role = replica (the
 -- guard's event triggers, enabled on origin, do not fire on pg_aegis's own
 -- step); the guard then remembers the table as it now is. EXECUTE:
 -- aegis_admin only.
-CREATE FUNCTION aegis.enforce_application_roles(tbl regclass, policy jsonb)
+CREATE FUNCTION aegis.enforce_access(tbl regclass, policy jsonb)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = ''
@@ -770,21 +930,33 @@ SET session_replication_role = replica
 AS $$
 DECLARE
     roles name[];
+    prof text;
     r oid;
 BEGIN
     roles := aegis.application_roles_of(policy);
+    prof := aegis.profile_of(policy);
     IF tbl IS NULL OR NOT EXISTS (SELECT 1 FROM aegis.rls_enforced e WHERE e.relid = tbl) THEN
         RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000';
     END IF;
     FOR r IN SELECT tbl::oid UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t
              JOIN pg_catalog.pg_class c ON c.oid = t.relid WHERE c.relkind IN ('r', 'p') LOOP
         PERFORM aegis.sync_application_policy(r, roles);
+        PERFORM aegis.sync_profile(r, tbl, prof, COALESCE(policy -> 'columns', '{}'));
     END LOOP;
+    UPDATE aegis.rls_enforced e SET profile = prof WHERE e.relid = tbl;
+    -- Schema privileges run no code of anyone's: granted with the
+    -- extension's rights (recorded as the schema owner's grant).
+    IF prof IS NOT NULL THEN
+        EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %s',
+            (SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
+            (SELECT pg_catalog.string_agg(DISTINCT pg_catalog.quote_ident(c.role_name), ', ') FROM aegis.profile_catalog() c
+             WHERE c.profile = prof AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles x WHERE x.rolname = c.role_name)));
+    END IF;
     PERFORM aegis.guard_remember(tbl);
 END
 $$;
-COMMENT ON FUNCTION aegis.enforce_application_roles(regclass, jsonb) IS
-    'Internal step of protect(): the aegis_application policy for the named application roles (definer rights; admin-only)';
+COMMENT ON FUNCTION aegis.enforce_access(regclass, jsonb) IS
+    'Internal step of protect(): application roles and role profile on the table (definer rights; admin-only)';
 
 -- SECURITY INVOKER, so protected_by records the real caller; the table
 -- switch goes through enforce_rls(), the catalog rows through aegis_admin's
@@ -814,9 +986,9 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'Example: {"columns": {"user_ip": "pii", "error_message": "free_text"}}';
     END IF;
     FOR k IN SELECT pg_catalog.jsonb_object_keys(policy) LOOP
-        IF k NOT IN ('columns', 'audit_reads', 'erasure', 'audit_inserts', 'audit_images', 'digest_buckets', 'application_roles') THEN
+        IF k NOT IN ('columns', 'audit_reads', 'erasure', 'audit_inserts', 'audit_images', 'digest_buckets', 'application_roles', 'profile', 'subject_directory') THEN
             RAISE EXCEPTION 'unknown policy key "%"', k USING ERRCODE = '22023',
-                HINT = 'Valid keys: columns, audit_reads, erasure, audit_inserts, audit_images, digest_buckets, application_roles.';
+                HINT = 'Valid keys: columns, audit_reads, erasure, audit_inserts, audit_images, digest_buckets, application_roles, profile, subject_directory.';
         END IF;
     END LOOP;
     IF policy ? 'audit_inserts' AND COALESCE(policy ->> 'audit_inserts', '') NOT IN ('image', 'digest') THEN
@@ -858,6 +1030,10 @@ BEGIN
         END IF;
     END IF;
     PERFORM aegis.application_roles_of(policy);
+    PERFORM aegis.profile_of(policy);
+    IF policy ? 'subject_directory' THEN
+        PERFORM aegis.check_subject_directory(tbl, policy -> 'subject_directory');
+    END IF;
     IF policy ? 'audit_reads' AND pg_catalog.jsonb_typeof(policy -> 'audit_reads') <> 'boolean' THEN
         RAISE EXCEPTION 'policy.audit_reads must be true or false' USING ERRCODE = '22023';
     END IF;
@@ -901,7 +1077,7 @@ BEGIN
     PERFORM aegis.check_policy(tbl, policy);
 
     PERFORM aegis.enforce_rls(tbl);
-    PERFORM aegis.enforce_application_roles(tbl, policy);
+    PERFORM aegis.enforce_access(tbl, policy);
     IF (SELECT NOT o.rolsuper AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(aegis.application_roles_of(policy)) a
                                              WHERE pg_catalog.pg_has_role(o.oid, a, 'MEMBER'))
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles o ON o.oid = c.relowner WHERE c.oid = tbl) THEN

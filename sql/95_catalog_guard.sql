@@ -30,6 +30,16 @@ $$;
 COMMENT ON FUNCTION aegis.is_enforced(regclass) IS
     'Internal: does pg_aegis enforce row security on this table (protect() ran)?';
 
+-- The role profile in force on a protected table (NULL: none).
+CREATE FUNCTION aegis.profile_in_force(tbl regclass) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = ''
+AS $$
+    SELECT e.profile FROM aegis.rls_enforced e WHERE e.relid OPERATOR(pg_catalog.=) tbl
+$$;
+COMMENT ON FUNCTION aegis.profile_in_force(regclass) IS
+    'Internal: the role profile in force on a protected table (NULL: none)';
+
 CREATE FUNCTION aegis.catalog_guard() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = ''
@@ -68,6 +78,10 @@ BEGIN
         IF aegis.application_roles_of(NEW.policy) IS DISTINCT FROM aegis.application_roles_in_force(NEW.relid) THEN
             RAISE EXCEPTION 'application_roles of % can only change through aegis.protect()', NEW.relid
                 USING ERRCODE = '42501', DETAIL = 'The roles in force are those of the table''s aegis_application policy.';
+        END IF;
+        IF aegis.profile_of(NEW.policy) IS DISTINCT FROM aegis.profile_in_force(NEW.relid) THEN
+            RAISE EXCEPTION 'the profile of % can only change through aegis.protect()', NEW.relid
+                USING ERRCODE = '42501', DETAIL = 'protect() makes the profile''s grants and policies.';
         END IF;
         NEW.protected_by := CURRENT_USER;
         NEW.protected_at := pg_catalog.now();

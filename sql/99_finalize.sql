@@ -57,15 +57,18 @@ GRANT EXECUTE ON FUNCTION aegis.subject_key_name(text), aegis.forget_subject(tex
 GRANT EXECUTE ON FUNCTION
     aegis.protect(regclass, jsonb), aegis.unprotect(regclass),
     aegis.enforce_rls(regclass), aegis.relax_rls(regclass), aegis.take_baseline(regclass),
-    aegis.enforce_application_roles(regclass, jsonb),
+    aegis.enforce_access(regclass, jsonb),
     aegis.assign_oncall(regrole, text, timestamptz), aegis.unassign_oncall(regrole, text)
 TO aegis_admin;
 GRANT SELECT ON aegis.protected_tables, aegis.column_classes TO aegis_admin, aegis_auditor;
+-- What each role profile grants: public documentation.
+GRANT EXECUTE ON FUNCTION aegis.profile_catalog() TO PUBLIC;
 -- The checks protect(), set_retention() and place_legal_hold() run, which
 -- the catalog guard runs again on direct changes (95_catalog_guard.sql).
 GRANT EXECUTE ON FUNCTION
-    aegis.check_policy(regclass, jsonb), aegis.is_enforced(regclass),
-    aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid),
+    aegis.check_policy(regclass, jsonb), aegis.is_enforced(regclass), aegis.profile_in_force(regclass),
+    aegis.check_subject_directory(regclass, jsonb),
+    aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid), aegis.profile_of(jsonb),
     aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid),
     aegis.check_retention_rule(regclass, interval, name, text, text), aegis.check_legal_hold(regclass, text, text)
 TO aegis_admin;
@@ -119,7 +122,8 @@ GRANT EXECUTE ON FUNCTION aegis.alert_event(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.compliance_report(), aegis.compliance_report_json() TO aegis_admin, aegis_auditor;
 GRANT EXECUTE ON FUNCTION aegis.compliance_mapping() TO PUBLIC;
 -- Finding and erasing mentions reads nothing but the arguments.
-GRANT EXECUTE ON FUNCTION aegis.mentions(text, text), aegis.erase_mentions(text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.mentions(text, text), aegis.erase_mentions(text, text),
+    aegis.mentions_any(text, text[]), aegis.erase_mentions_all(text, text[]) TO PUBLIC;
 
 COMMENT ON FUNCTION aegis.version() IS 'The installed pg_aegis version';
 COMMENT ON FUNCTION aegis.is_member(oid) IS

@@ -40,6 +40,8 @@ END $$;
 -- Capture with statement triggers in both modes; the mode the triggers
 -- and baseline of each protected table were made for.
 ALTER TABLE aegis.rls_enforced ADD COLUMN capture text;
+-- The role profile in force on each protected table.
+ALTER TABLE aegis.rls_enforced ADD COLUMN profile text;
 
 CREATE OR REPLACE VIEW aegis.retention_policies AS
 SELECT r.relid AS table_name, r.keep, r.time_column, r.only_where,
@@ -1189,7 +1191,7 @@ COMMENT ON FUNCTION aegis.application_roles_in_force(oid) IS
 
 -- Make a relation's aegis_application policy name exactly these roles
 -- (none: no policy). Runs as the table's owner (owner_ddl). Not granted:
--- runs only inside switch_rls() and enforce_application_roles().
+-- runs only inside switch_rls() and enforce_access().
 CREATE FUNCTION aegis.sync_application_policy(rel oid, roles name[]) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = ''
@@ -1216,15 +1218,17 @@ $$;
 COMMENT ON FUNCTION aegis.sync_application_policy(oid, name[]) IS
     'Internal: give a relation the aegis_application policy for these roles (no grants)';
 
--- protect()'s step for "application_roles": the aegis_application policy
--- on the table and every partition. Definer rights: policies are created
+-- protect()'s step for "application_roles" and "profile": the
+-- aegis_application policy, and the profile's grants and policies, on the
+-- table and every partition; USAGE on its schema for the roles the profile
+-- names. Definer rights: policies are created
 -- by the table's owner (owner_ddl), which aegis_admin is not; it acts only
 -- on a table pg_aegis protects and with roles application_roles_of()
 -- accepts. Its DDL runs with session_replication_role = replica (the
 -- guard's event triggers, enabled on origin, do not fire on pg_aegis's own
 -- step); the guard then remembers the table as it now is. EXECUTE:
 -- aegis_admin only.
-CREATE FUNCTION aegis.enforce_application_roles(tbl regclass, policy jsonb)
+CREATE FUNCTION aegis.enforce_access(tbl regclass, policy jsonb)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = ''
@@ -1232,21 +1236,354 @@ SET session_replication_role = replica
 AS $$
 DECLARE
     roles name[];
+    prof text;
     r oid;
 BEGIN
     roles := aegis.application_roles_of(policy);
+    prof := aegis.profile_of(policy);
     IF tbl IS NULL OR NOT EXISTS (SELECT 1 FROM aegis.rls_enforced e WHERE e.relid = tbl) THEN
         RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000';
     END IF;
     FOR r IN SELECT tbl::oid UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t
              JOIN pg_catalog.pg_class c ON c.oid = t.relid WHERE c.relkind IN ('r', 'p') LOOP
         PERFORM aegis.sync_application_policy(r, roles);
+        PERFORM aegis.sync_profile(r, tbl, prof, COALESCE(policy -> 'columns', '{}'));
     END LOOP;
+    UPDATE aegis.rls_enforced e SET profile = prof WHERE e.relid = tbl;
+    -- Schema privileges run no code of anyone's: granted with the
+    -- extension's rights (recorded as the schema owner's grant).
+    IF prof IS NOT NULL THEN
+        EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %s',
+            (SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
+            (SELECT pg_catalog.string_agg(DISTINCT pg_catalog.quote_ident(c.role_name), ', ') FROM aegis.profile_catalog() c
+             WHERE c.profile = prof AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles x WHERE x.rolname = c.role_name)));
+    END IF;
     PERFORM aegis.guard_remember(tbl);
 END
 $$;
-COMMENT ON FUNCTION aegis.enforce_application_roles(regclass, jsonb) IS
-    'Internal step of protect(): the aegis_application policy for the named application roles (definer rights; admin-only)';
+COMMENT ON FUNCTION aegis.enforce_access(regclass, jsonb) IS
+    'Internal step of protect(): application roles and role profile on the table (definer rights; admin-only)';
+
+-- ===========================================================================
+-- Role profiles: what each of pg_aegis's group roles may do on a protected
+-- table, from its purpose (protect()'s "profile") and its column classes,
+-- instead of hand-written GRANTs and policies. The table holds the whole
+-- mapping (documented in docs/access.md); aegis_admin reads and changes
+-- every profiled table. "Public columns" are those classified public (or
+-- not classified), plus metric columns where the profile says so; the
+-- other classes (pii, secret, free_text, subject_id, cost) are the
+-- sensitive ones. Scoped rows: the on-call scope declared for the table
+-- (none declared: no rows).
+-- ===========================================================================
+CREATE FUNCTION aegis.profile_catalog()
+RETURNS TABLE(profile text, role_name name, privileges text[], columns text, row_scope text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+    VALUES
+        ('logs', 'aegis_admin'::name, '{SELECT,INSERT,UPDATE,DELETE}'::text[], 'all', 'all'),
+        ('logs', 'aegis_auditor', '{SELECT}', 'all', 'all'),
+        ('logs', 'aegis_security', '{SELECT}', 'all', 'all'),
+        ('logs', 'aegis_oncall', '{SELECT}', 'all', 'scoped'),
+        ('logs', 'aegis_developer', '{SELECT}', 'public', 'all'),
+        ('logs', 'aegis_ingest', '{INSERT}', 'all', 'all'),
+        ('metrics', 'aegis_admin', '{SELECT,INSERT,UPDATE,DELETE}', 'all', 'all'),
+        ('metrics', 'aegis_auditor', '{SELECT}', 'all', 'all'),
+        ('metrics', 'aegis_devops', '{SELECT,INSERT,UPDATE}', 'all', 'all'),
+        ('metrics', 'aegis_operations', '{SELECT}', 'public+metric', 'all'),
+        ('metrics', 'aegis_developer', '{SELECT}', 'public+metric', 'all'),
+        ('metrics', 'aegis_oncall', '{SELECT}', 'all', 'scoped'),
+        ('metrics', 'aegis_ingest', '{INSERT}', 'all', 'all'),
+        ('incidents', 'aegis_admin', '{SELECT,INSERT,UPDATE,DELETE}', 'all', 'all'),
+        ('incidents', 'aegis_incident_admin', '{SELECT,INSERT,UPDATE,DELETE}', 'all', 'all'),
+        ('incidents', 'aegis_security', '{SELECT}', 'all', 'all'),
+        ('incidents', 'aegis_incident_editor', '{SELECT,INSERT,UPDATE}', 'public', 'all'),
+        ('incidents', 'aegis_incident_viewer', '{SELECT}', 'public', 'all'),
+        ('incidents', 'aegis_auditor', '{SELECT}', 'public', 'all'),
+        ('incidents', 'aegis_oncall', '{SELECT}', 'all', 'scoped'),
+        ('costs', 'aegis_admin', '{SELECT,INSERT,UPDATE,DELETE}', 'all', 'all'),
+        ('costs', 'aegis_finance', '{SELECT}', 'all', 'all'),
+        ('costs', 'aegis_auditor', '{SELECT}', 'all', 'all'),
+        ('costs', 'aegis_ingest', '{INSERT}', 'all', 'all'),
+        ('access_logs', 'aegis_admin', '{SELECT,INSERT,UPDATE,DELETE}', 'all', 'all'),
+        ('access_logs', 'aegis_auditor', '{SELECT}', 'all', 'all'),
+        ('access_logs', 'aegis_security', '{SELECT}', 'all', 'all'),
+        ('access_logs', 'aegis_ingest', '{INSERT}', 'all', 'all'),
+        ('users', 'aegis_admin', '{SELECT,INSERT,UPDATE,DELETE}', 'all', 'all'),
+        ('users', 'aegis_auditor', '{SELECT}', 'public', 'all'),
+        ('admin_only', 'aegis_admin', '{SELECT,INSERT,UPDATE,DELETE}', 'all', 'all')
+$$;
+COMMENT ON FUNCTION aegis.profile_catalog() IS
+    'What each pg_aegis group role may do on a table protected with a profile (protect()''s "profile")';
+
+-- The profile a protect() policy names (NULL: none), validated.
+CREATE FUNCTION aegis.profile_of(policy jsonb) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+BEGIN
+    IF policy IS NULL OR NOT policy ? 'profile' THEN
+        RETURN NULL;
+    END IF;
+    IF pg_catalog.jsonb_typeof(policy -> 'profile') <> 'string'
+       OR NOT EXISTS (SELECT 1 FROM aegis.profile_catalog() c WHERE c.profile = policy ->> 'profile') THEN
+        RAISE EXCEPTION 'unknown profile %', policy -> 'profile' USING ERRCODE = '22023',
+            HINT = 'Profiles: ' || (SELECT pg_catalog.string_agg(DISTINCT c.profile, ', ') FROM aegis.profile_catalog() c)
+                   || ' (SELECT * FROM aegis.profile_catalog() shows what each grants).';
+    END IF;
+    RETURN policy ->> 'profile';
+END
+$$;
+COMMENT ON FUNCTION aegis.profile_of(jsonb) IS 'Internal: the profile a protect() policy names, validated';
+
+-- Give a relation exactly the grants and policies of a profile (NULL:
+-- none): every privilege of pg_aegis's group roles on it is revoked, every
+-- aegis_profile_* policy dropped, then the profile's are made, from the
+-- column classes of the policy being put in force (classes: protect()'s
+-- "columns"). Runs as the table's owner (owner_ddl). Not granted: runs
+-- only inside enforce_access() and switch_rls().
+CREATE FUNCTION aegis.sync_profile(rel oid, root oid, profile text, classes jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    nsp name;
+    relname name;
+    p record;
+    pol name;
+    cols text;
+    priv text;
+    scope text;
+BEGIN
+    SELECT n.nspname, c.relname INTO nsp, relname
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
+    -- A table that never had a profile keeps the grants its DBA gave.
+    IF profile IS NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy x
+                                       WHERE x.polrelid = rel AND x.polname LIKE 'aegis\_profile\_%') THEN
+        RETURN;
+    END IF;
+    FOR pol IN SELECT x.polname FROM pg_catalog.pg_policy x WHERE x.polrelid = rel AND x.polname LIKE 'aegis\_profile\_%' LOOP
+        PERFORM aegis.owner_ddl(rel, pg_catalog.format('DROP POLICY %I ON %I.%I', pol, nsp, relname));
+    END LOOP;
+    PERFORM aegis.owner_ddl(rel, pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM %s', nsp, relname,
+        (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(r.role_name), ', ') FROM aegis.role_catalog() r
+         WHERE r.role_name <> 'aegis_masking_owner' AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles x WHERE x.rolname = r.role_name))));
+    IF profile IS NULL THEN
+        RETURN;
+    END IF;
+    scope := aegis.scope_predicate(root::regclass);
+    FOR p IN SELECT c.* FROM aegis.profile_catalog() c WHERE c.profile = sync_profile.profile
+             AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles x WHERE x.rolname = c.role_name) LOOP
+        CONTINUE WHEN p.row_scope = 'scoped' AND scope IS NULL;
+        -- Sensitive columns are left out of "public" grants; identity and
+        -- generated columns are never written by the group roles.
+        FOREACH priv IN ARRAY p.privileges LOOP
+            SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
+            FROM pg_catalog.pg_attribute a
+            JOIN pg_catalog.pg_attribute ra ON ra.attrelid = root AND ra.attname = a.attname
+            WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+              AND (p.columns = 'all' OR COALESCE(classes ->> a.attname, 'public') = 'public'
+                   OR (p.columns = 'public+metric' AND classes ->> a.attname = 'metric'))
+              AND (priv NOT IN ('INSERT', 'UPDATE') OR (ra.attidentity = '' AND ra.attgenerated = ''));
+            IF priv = 'DELETE' OR (p.columns = 'all' AND (priv = 'SELECT' OR p.role_name = 'aegis_admin')) THEN
+                PERFORM aegis.owner_ddl(rel, pg_catalog.format('GRANT %s ON TABLE %I.%I TO %I', priv, nsp, relname, p.role_name));
+            ELSIF cols IS NOT NULL THEN
+                PERFORM aegis.owner_ddl(rel, pg_catalog.format('GRANT %s (%s) ON TABLE %I.%I TO %I', priv, cols, nsp, relname, p.role_name));
+            END IF;
+        END LOOP;
+        PERFORM aegis.owner_ddl(rel, pg_catalog.format(
+            'CREATE POLICY %I ON %I.%I AS PERMISSIVE FOR ALL TO %I USING (%s) WITH CHECK (%s)',
+            'aegis_profile_' || p.role_name, nsp, relname, p.role_name,
+            CASE WHEN p.row_scope = 'scoped' THEN scope ELSE 'true' END,
+            CASE WHEN p.row_scope = 'scoped' THEN scope ELSE 'true' END));
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION aegis.sync_profile(oid, oid, text, jsonb) IS
+    'Internal: give a relation the grants and policies of a role profile (no grants)';
+
+-- The row predicate of a table's on-call scope (NULL: no scope declared).
+-- Declared scopes come with generic scoping; until one is declared, on-call
+-- roles get no rows of a profiled table.
+CREATE FUNCTION aegis.scope_predicate(tbl regclass) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT NULL::text
+$$;
+COMMENT ON FUNCTION aegis.scope_predicate(regclass) IS
+    'Internal: the row predicate of a table''s on-call scope (NULL: none declared)';
+
+-- The role profile in force on a protected table (NULL: none).
+CREATE FUNCTION aegis.profile_in_force(tbl regclass) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = ''
+AS $$
+    SELECT e.profile FROM aegis.rls_enforced e WHERE e.relid OPERATOR(pg_catalog.=) tbl
+$$;
+COMMENT ON FUNCTION aegis.profile_in_force(regclass) IS
+    'Internal: the role profile in force on a protected table (NULL: none)';
+
+-- Mentions of any of several names (a subject's user name, display name,
+-- email ...): aegis.mentions() / aegis.erase_mentions() over a list.
+CREATE FUNCTION aegis.mentions_any(text text, names text[]) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = ''
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.unnest(names) n WHERE aegis.mentions(text, n))
+$$;
+COMMENT ON FUNCTION aegis.mentions_any(text, text[]) IS
+    'Does the text mention any of the names (aegis.mentions())?';
+
+CREATE FUNCTION aegis.erase_mentions_all(text text, names text[]) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = ''
+AS $$
+DECLARE
+    n text;
+BEGIN
+    -- Longest first: "Mary Smith" before "Mary".
+    FOR n IN SELECT x FROM pg_catalog.unnest(names) x ORDER BY pg_catalog.length(x) DESC, x LOOP
+        text := aegis.erase_mentions(text, n);
+    END LOOP;
+    RETURN text;
+END
+$$;
+COMMENT ON FUNCTION aegis.erase_mentions_all(text, text[]) IS
+    'The text with every mention of any of the names replaced by [ERASED]';
+
+-- protect()'s "subject_directory": the table that lists the people (Zabbix's
+-- users), by the column that identifies them ("id", of any type) and the
+-- columns that name them ("names": a column, or a list of columns that
+-- together make a display name, joined by spaces, e.g. ["name", "surname"]).
+-- Checked by check_policy(); erase_subject() looks the subject up there.
+CREATE FUNCTION aegis.check_subject_directory(tbl regclass, dir jsonb) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    e jsonb;
+    c jsonb;
+BEGIN
+    IF pg_catalog.jsonb_typeof(dir) <> 'object' OR NOT dir ? 'id'
+       OR pg_catalog.jsonb_typeof(dir -> 'id') <> 'string'
+       OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_object_keys(dir) k WHERE k NOT IN ('id', 'names'))
+       OR (dir ? 'names' AND pg_catalog.jsonb_typeof(dir -> 'names') <> 'array') THEN
+        RAISE EXCEPTION 'policy.subject_directory must be {"id": <column>, "names": [<column> or [<columns>], ...]}'
+            USING ERRCODE = '22023',
+                  HINT = 'Example: {"subject_directory": {"id": "userid", "names": ["username", ["name", "surname"]]}}';
+    END IF;
+    FOR e IN SELECT v FROM pg_catalog.jsonb_array_elements(COALESCE(dir -> 'names', '[]')) v LOOP
+        IF pg_catalog.jsonb_typeof(e) NOT IN ('string', 'array') OR e = '[]' THEN
+            RAISE EXCEPTION 'a subject directory name is a column or a non-empty list of columns, not %', e USING ERRCODE = '22023';
+        END IF;
+    END LOOP;
+    FOR c IN SELECT dir -> 'id'
+             UNION ALL
+             SELECT v FROM pg_catalog.jsonb_array_elements(COALESCE(dir -> 'names', '[]')) v
+             WHERE pg_catalog.jsonb_typeof(v) = 'string'
+             UNION ALL
+             SELECT x FROM pg_catalog.jsonb_array_elements(COALESCE(dir -> 'names', '[]')) v,
+                           pg_catalog.jsonb_array_elements(v) x
+             WHERE pg_catalog.jsonb_typeof(v) = 'array' LOOP
+        IF pg_catalog.jsonb_typeof(c) <> 'string' OR NOT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_attribute a
+                WHERE a.attrelid = tbl AND a.attname = c #>> '{}' AND a.attnum > 0 AND NOT a.attisdropped) THEN
+            RAISE EXCEPTION 'subject directory column % of % does not exist', c, tbl USING ERRCODE = '42703';
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION aegis.check_subject_directory(regclass, jsonb) IS
+    'Internal: is this a valid protect() subject_directory for the table?';
+
+-- What deleting rows of a table would do to the tables whose foreign keys
+-- reference it with ON DELETE CASCADE, SET NULL or SET DEFAULT, followed
+-- down cascades: per referencing table, the rows it would change, how, and
+-- why erasure must refuse (rows under legal hold; rows of a table whose
+-- erasure policy is anonymize, which a cascade would delete; rows it cannot
+-- count). The rows to delete: pred over the table's columns, with args.
+-- Every query runs as the owner of the table it reads (run_restricted), the
+-- referenced keys handed down as text. Internal: granted to nobody.
+CREATE FUNCTION aegis.erasure_cascades(parent regclass, pred text, args text[], depth integer DEFAULT 1)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    fk record;
+    keys text;
+    child_pred text;
+    held text;
+    counts text[];
+    out jsonb := '[]';
+    refused text;
+    child_mode text;
+    child_protected boolean;
+BEGIN
+    FOR fk IN
+        SELECT con.conname, con.conrelid::regclass AS child, con.confdeltype,
+               (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY k.i)
+                FROM pg_catalog.unnest(con.conkey) WITH ORDINALITY k(n, i)
+                JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n) AS child_cols,
+               (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY k.i)
+                FROM pg_catalog.unnest(con.confkey) WITH ORDINALITY k(n, i)
+                JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n) AS parent_cols,
+               (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = con.conrelid) AS child_owner
+        FROM pg_catalog.pg_constraint con
+        WHERE con.contype = 'f' AND con.confrelid = parent AND con.confdeltype IN ('c', 'n', 'd')
+          -- (a partitioned table's foreign key once, not per partition)
+          AND con.conparentid = 0
+        ORDER BY con.conrelid::regclass::text, con.conname
+    LOOP
+        refused := NULL;
+        BEGIN
+            keys := (SELECT x[1] FROM aegis.run_restricted((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = parent),
+                         parent, true, pg_catalog.format(
+                         'SELECT pg_catalog.array_agg(DISTINCT ROW(%s)::pg_catalog.text)::pg_catalog.text FROM %s WHERE %s',
+                         fk.parent_cols, parent, pred), args) x);
+            CONTINUE WHEN keys IS NULL;
+            child_pred := pg_catalog.format('ROW(%s)::pg_catalog.text = ANY ($1::pg_catalog.text[])', fk.child_cols);
+            held := COALESCE((SELECT f.predicate FROM aegis.legal_hold_filter(fk.child) f), 'false');
+            counts := (SELECT x FROM aegis.run_restricted(fk.child_owner, fk.child, true, pg_catalog.format(
+                'SELECT pg_catalog.count(*)::pg_catalog.text, pg_catalog.count(*) FILTER (WHERE COALESCE(%s, false))::pg_catalog.text '
+                'FROM %s WHERE %s', held, fk.child, child_pred), ARRAY[keys]) x);
+        EXCEPTION WHEN insufficient_privilege THEN
+            out := out || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+                'table', fk.child::text, 'via', parent::text, 'constraint', fk.conname,
+                'refused', pg_catalog.format('the rows of %s that foreign key %s would change cannot be counted: %s',
+                                             fk.child, fk.conname, SQLERRM)));
+            CONTINUE;
+        END;
+        CONTINUE WHEN counts[1]::bigint = 0;
+        child_protected := EXISTS (SELECT 1 FROM aegis.rls_enforced e WHERE e.relid = fk.child);
+        child_mode := (SELECT COALESCE(p.policy ->> 'erasure', 'delete') FROM aegis.protected_tables p WHERE p.relid = fk.child);
+        IF counts[2]::bigint > 0 THEN
+            refused := pg_catalog.format('%s rows of %s under legal hold would be %s through foreign key %s',
+                counts[2], fk.child, CASE WHEN fk.confdeltype = 'c' THEN 'deleted' ELSE 'changed' END, fk.conname);
+        ELSIF fk.confdeltype = 'c' AND child_mode = 'anonymize' THEN
+            refused := pg_catalog.format('%s rows of %s would be deleted through foreign key %s (ON DELETE CASCADE), but its erasure policy is anonymize',
+                counts[1], fk.child, fk.conname);
+        END IF;
+        out := out || pg_catalog.jsonb_build_array(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+            'table', fk.child::text, 'via', parent::text, 'constraint', fk.conname,
+            'action', CASE fk.confdeltype WHEN 'c' THEN 'deleted_by_cascade' WHEN 'n' THEN 'set_null_by_cascade'
+                                          ELSE 'set_default_by_cascade' END,
+            'rows', counts[1]::bigint, 'protected', child_protected, 'refused', refused)));
+        IF fk.confdeltype = 'c' THEN
+            IF depth >= 16 THEN
+                out := out || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('table', fk.child::text,
+                    'refused', 'foreign key cascades deeper than 16 tables'));
+            ELSE
+                out := out || aegis.erasure_cascades(fk.child, child_pred, ARRAY[keys], depth + 1);
+            END IF;
+        END IF;
+    END LOOP;
+    RETURN out;
+END
+$$;
+COMMENT ON FUNCTION aegis.erasure_cascades(regclass, text, text[], integer) IS
+    'Internal: what deleting rows would cascade to through foreign keys, and why erasure must refuse';
 
 CREATE OR REPLACE FUNCTION aegis.audit_row() RETURNS trigger LANGUAGE c
 AS 'MODULE_PATHNAME', 'audit_row_wrapper';
@@ -1297,9 +1634,9 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'Example: {"columns": {"user_ip": "pii", "error_message": "free_text"}}';
     END IF;
     FOR k IN SELECT pg_catalog.jsonb_object_keys(policy) LOOP
-        IF k NOT IN ('columns', 'audit_reads', 'erasure', 'audit_inserts', 'audit_images', 'digest_buckets', 'application_roles') THEN
+        IF k NOT IN ('columns', 'audit_reads', 'erasure', 'audit_inserts', 'audit_images', 'digest_buckets', 'application_roles', 'profile', 'subject_directory') THEN
             RAISE EXCEPTION 'unknown policy key "%"', k USING ERRCODE = '22023',
-                HINT = 'Valid keys: columns, audit_reads, erasure, audit_inserts, audit_images, digest_buckets, application_roles.';
+                HINT = 'Valid keys: columns, audit_reads, erasure, audit_inserts, audit_images, digest_buckets, application_roles, profile, subject_directory.';
         END IF;
     END LOOP;
     IF policy ? 'audit_inserts' AND COALESCE(policy ->> 'audit_inserts', '') NOT IN ('image', 'digest') THEN
@@ -1341,6 +1678,10 @@ BEGIN
         END IF;
     END IF;
     PERFORM aegis.application_roles_of(policy);
+    PERFORM aegis.profile_of(policy);
+    IF policy ? 'subject_directory' THEN
+        PERFORM aegis.check_subject_directory(tbl, policy -> 'subject_directory');
+    END IF;
     IF policy ? 'audit_reads' AND pg_catalog.jsonb_typeof(policy -> 'audit_reads') <> 'boolean' THEN
         RAISE EXCEPTION 'policy.audit_reads must be true or false' USING ERRCODE = '22023';
     END IF;
@@ -1452,6 +1793,12 @@ BEGIN
             -- A partition gets the table's application roles.
             IF r.oid <> tbl::oid THEN
                 PERFORM aegis.sync_application_policy(r.oid, COALESCE(aegis.application_roles_in_force(tbl), '{}'));
+                -- (A partition that has its profile already is left as
+                -- it is: enforce_access() changes profiles.)
+                IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy x WHERE x.polrelid = r.oid AND x.polname LIKE 'aegis\_profile\_%') THEN
+                    PERFORM aegis.sync_profile(r.oid, tbl, aegis.profile_of(p.policy), COALESCE(p.policy -> 'columns', '{}'))
+                    FROM aegis.protected_tables p WHERE p.relid = tbl;
+                END IF;
             END IF;
             -- Statement triggers are not inherited by partitions: each gets one.
             IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
@@ -1601,7 +1948,7 @@ BEGIN
     PERFORM aegis.check_policy(tbl, policy);
 
     PERFORM aegis.enforce_rls(tbl);
-    PERFORM aegis.enforce_application_roles(tbl, policy);
+    PERFORM aegis.enforce_access(tbl, policy);
     IF (SELECT NOT o.rolsuper AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(aegis.application_roles_of(policy)) a
                                              WHERE pg_catalog.pg_has_role(o.oid, a, 'MEMBER'))
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles o ON o.oid = c.relowner WHERE c.oid = tbl) THEN
@@ -1856,20 +2203,35 @@ COMMENT ON FUNCTION aegis.guard_check() IS
 -- defaults, generated columns, index expressions, rules, casts and
 -- operators of the table run with the owner's rights, never pg_aegis's.
 -- What it runs is fixed: tables in aegis.rls_enforced, identifiers through
--- %I/regclass, the subject only as a bound parameter ($1), holds through
--- row_filter(). Empty search_path. EXECUTE: aegis_admin.
+-- %I/regclass, the subject's identifiers only as bound parameters, holds
+-- through row_filter(). Empty search_path. EXECUTE: aegis_admin.
 --
--- Where the subject is: every protected table's subject_id columns (equal
--- to the identifier) and free_text columns (mentioning it). Rows of the
--- subject are deleted, or anonymized when the table's policy says
--- "erasure": "anonymize" (subject_id and pii columns set to NULL, or to
--- '[ERASED]' when NOT NULL, mentions erased); rows that only mention the
--- subject have the mentions erased. Rows under an active legal hold are not
--- touched but counted; while any are held, the subject's key and audit
--- entries are kept too (they are evidence), and the receipt says the
--- erasure is not complete. Otherwise the subject's key is destroyed
--- (crypto-shredding) and their data in audit entries is replaced by
--- tombstones. The receipt is recorded as an ERASURE entry.
+-- Who: the subject as given and, where protect() declared a subject
+-- directory (Zabbix's users: "subject_directory": {"id": "userid", "names":
+-- ["username", ["name", "surname"]]}), the id and every name of the
+-- directory rows whose id or a name equals it: erase_subject('42') and
+-- erase_subject('mary.smith') reach the same person.
+-- Where: every protected table's subject_id columns (equal, as text, to one
+-- of the identifiers) and free_text columns (mentioning one of the names:
+-- identifiers of 3 characters or more that are not only digits). Tables are
+-- visited referencing tables first, so each acts on its own policy before
+-- the tables it references: rows of the subject are deleted, or anonymized
+-- when the table's policy says "erasure": "anonymize" (subject_id and pii
+-- columns set to NULL, or to '[ERASED]' when NOT NULL text; refused, with
+-- the reason, when NOT NULL of another type; mentions erased); rows that
+-- only mention the subject have the mentions erased.
+-- Foreign keys: before deleting, what ON DELETE CASCADE / SET NULL / SET
+-- DEFAULT would do is counted (aegis.erasure_cascades()) and listed in the
+-- receipt; if a cascade would delete rows under legal hold or rows of a
+-- table whose policy is anonymize, the table's rows are not deleted and the
+-- receipt says why. Rows under an active legal hold are not touched but
+-- counted. While anything of the subject is kept, the subject's key and
+-- audit entries are kept too (they are evidence), and the receipt says the
+-- erasure is not complete and why (incomplete_reasons). Otherwise the
+-- subject's key is destroyed (crypto-shredding) and their data in audit
+-- entries is replaced by tombstones. The receipt is recorded as an ERASURE
+-- entry, with who asked: requested_by (the role the caller acts as) and
+-- session_user (the login).
 CREATE OR REPLACE FUNCTION aegis.erase_subject(subject text, dry_run boolean DEFAULT false)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -1877,6 +2239,7 @@ SET search_path = ''
 AS $$
 DECLARE
     t record;
+    d record;
     subj_cols name[];
     text_cols name[];
     pii_cols name[];
@@ -1890,29 +2253,95 @@ DECLARE
     n_mentions bigint;
     n_mentions_held bigint;
     tables jsonb := '{}';
-    any_held boolean := false;
     keys jsonb;
-    tombstoned bigint;
+    tombstoned bigint := 0;
     tomb jsonb;
+    tomb_list jsonb := '[]';
     subject_pseudonym text;
     receipt jsonb;
     owner oid;
     counts text[];
+    ids text[];
+    names text[];
+    found text[];
+    id_expr text;
+    name_exprs text[];
+    args text[];
+    reasons text[] := '{}';
+    cascades jsonb;
+    refusal text;
+    unfit text[];
+    requested_by text;
+    directory_rows bigint := 0;
+    i text;
 BEGIN
     IF subject IS NULL OR dry_run IS NULL THEN
         RAISE EXCEPTION 'subject and dry_run must not be NULL' USING ERRCODE = '22004';
     END IF;
-    IF pg_catalog.length(pg_catalog.btrim(subject)) < 3 THEN
-        RAISE EXCEPTION 'a subject identifier needs at least 3 characters' USING ERRCODE = '22023',
-            HINT = 'Shorter identifiers would match inside unrelated text; pass the full user id, name or email.';
-    END IF;
+    -- Who asked: the role the caller acts as (SET ROLE: only a role the
+    -- session may become), and the session's login.
+    requested_by := COALESCE(NULLIF(pg_catalog.current_setting('role'), 'none'), SESSION_USER);
+    subject := pg_catalog.btrim(subject);
     IF NOT dry_run THEN
         LOCK TABLE aegis.legal_holds IN SHARE MODE;
     END IF;
-    FOR t IN
-        SELECT p.relid, p.policy FROM aegis.protected_tables p
+
+    -- ---------------------------------------------------------------- who
+    ids := ARRAY[subject];
+    FOR d IN
+        SELECT p.relid, p.policy -> 'subject_directory' AS dir FROM aegis.protected_tables p
         JOIN aegis.rls_enforced e ON e.relid = p.relid
-        ORDER BY p.relid::text
+        WHERE p.policy ? 'subject_directory' ORDER BY p.relid::text
+    LOOP
+        CONTINUE WHEN subject = '';
+        id_expr := pg_catalog.format('%I::pg_catalog.text', d.dir ->> 'id');
+        name_exprs := ARRAY(
+            SELECT CASE WHEN pg_catalog.jsonb_typeof(v) = 'string' THEN pg_catalog.format('%I::pg_catalog.text', v #>> '{}')
+                        ELSE (SELECT 'pg_catalog.concat_ws('' '', '
+                                     || pg_catalog.string_agg(pg_catalog.format('%I::pg_catalog.text', c #>> '{}'), ', ') || ')'
+                              FROM pg_catalog.jsonb_array_elements(v) c) END
+            FROM pg_catalog.jsonb_array_elements(COALESCE(d.dir -> 'names', '[]')) v);
+        SELECT c.relowner INTO owner FROM pg_catalog.pg_class c WHERE c.oid = d.relid;
+        FOR found IN
+            SELECT x FROM aegis.run_restricted(owner, d.relid, true, pg_catalog.format(
+                'SELECT ARRAY[%s]::pg_catalog.text[] FROM %s WHERE %s',
+                pg_catalog.array_to_string(id_expr || name_exprs, ', '), d.relid,
+                pg_catalog.array_to_string(ARRAY(SELECT e || ' = $1' FROM pg_catalog.unnest(id_expr || name_exprs) e), ' OR ')),
+                ARRAY[subject]) x
+        LOOP
+            directory_rows := directory_rows + 1;
+            ids := ids || ARRAY(SELECT pg_catalog.btrim(f) FROM pg_catalog.unnest(found) f
+                                WHERE f IS NOT NULL AND pg_catalog.btrim(f) <> '');
+        END LOOP;
+    END LOOP;
+    IF directory_rows = 0 AND pg_catalog.length(subject) < 3 THEN
+        RAISE EXCEPTION 'a subject identifier needs at least 3 characters' USING ERRCODE = '22023',
+            HINT = 'Shorter identifiers would match inside unrelated text; pass the full user id, name or email, or declare a subject directory (protect()''s "subject_directory") to erase by numeric id.';
+    END IF;
+    ids := ARRAY(SELECT DISTINCT x FROM pg_catalog.unnest(ids) x ORDER BY x);
+    -- Names to find in free text: never a short or all-digit identifier
+    -- (user id 42 is no mention of anyone).
+    names := ARRAY(SELECT x FROM pg_catalog.unnest(ids) x WHERE pg_catalog.length(x) >= 3 AND x !~ '^[0-9]+$' ORDER BY x);
+    args := ARRAY[ids::text, names::text];
+
+    -- ---------------------------------------------------------------- where
+    -- Referencing tables before the tables they reference: longest chain of
+    -- foreign keys up from the table first.
+    FOR t IN
+        WITH RECURSIVE up(relid, parent, depth, path) AS (
+            SELECT p.relid::oid, con.confrelid, 1, ARRAY[p.relid::oid]
+            FROM aegis.protected_tables p
+            JOIN pg_catalog.pg_constraint con ON con.conrelid = p.relid AND con.contype = 'f'
+            WHERE con.confrelid <> p.relid::oid
+            UNION ALL
+            SELECT u.relid, con.confrelid, u.depth + 1, u.path || u.parent
+            FROM up u JOIN pg_catalog.pg_constraint con ON con.conrelid = u.parent AND con.contype = 'f'
+            WHERE NOT con.confrelid = ANY (u.path || u.parent) AND u.depth < 16
+        )
+        SELECT p.relid, p.policy
+        FROM aegis.protected_tables p
+        JOIN aegis.rls_enforced e ON e.relid = p.relid
+        ORDER BY COALESCE((SELECT pg_catalog.max(u.depth) FROM up u WHERE u.relid = p.relid::oid), 0) DESC, p.relid::text
     LOOP
         SELECT pg_catalog.array_agg(c.column_name ORDER BY c.column_name) FILTER (WHERE c.class = 'subject_id'),
                pg_catalog.array_agg(c.column_name ORDER BY c.column_name)
@@ -1929,10 +2358,11 @@ BEGIN
         CONTINUE WHEN subj_cols IS NULL AND text_cols IS NULL;
         PERFORM aegis.lifecycle_check_table(t.relid);
         mode := COALESCE(t.policy ->> 'erasure', 'delete');
-        is_subject := COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format('%I::text = $1', x), ' OR ')
+        is_subject := COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format('%I::pg_catalog.text = ANY ($1::pg_catalog.text[])', x), ' OR ')
                                 FROM pg_catalog.unnest(subj_cols) x), 'false');
-        mentioned := COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format('aegis.mentions(%I, $1)', x), ' OR ')
-                               FROM pg_catalog.unnest(text_cols) x), 'false');
+        mentioned := CASE WHEN text_cols IS NULL OR pg_catalog.cardinality(names) = 0 THEN 'false'
+                          ELSE (SELECT pg_catalog.string_agg(pg_catalog.format('aegis.mentions_any(%I, $2::pg_catalog.text[])', x), ' OR ')
+                                FROM pg_catalog.unnest(text_cols) x) END;
         held := COALESCE((SELECT f.predicate FROM aegis.legal_hold_filter(t.relid) f), 'false');
         SELECT c.relowner INTO owner FROM pg_catalog.pg_class c WHERE c.oid = t.relid;
         counts := (SELECT x FROM aegis.run_restricted(owner, t.relid, true, pg_catalog.format(
@@ -1941,62 +2371,90 @@ BEGIN
             '       pg_catalog.count(*) FILTER (WHERE NOT COALESCE(%1$s, false) AND (%2$s))::pg_catalog.text, '
             '       pg_catalog.count(*) FILTER (WHERE NOT COALESCE(%1$s, false) AND (%2$s) AND COALESCE(%3$s, false))::pg_catalog.text '
             'FROM %4$s WHERE (%1$s) OR (%2$s)', is_subject, mentioned, held, t.relid),
-            ARRAY[subject]) x);
+            args) x);
         n_rows := counts[1]::bigint;
         n_rows_held := counts[2]::bigint;
         n_mentions := counts[3]::bigint;
         n_mentions_held := counts[4]::bigint;
         IF n_rows_held > 0 OR n_mentions_held > 0 THEN
-            any_held := true;
+            reasons := reasons || pg_catalog.format('%s rows of %s are under legal hold', n_rows_held + n_mentions_held, t.relid);
         END IF;
-        IF NOT dry_run AND n_rows > n_rows_held THEN
+        refusal := NULL;
+        cascades := '[]';
+        IF n_rows > n_rows_held THEN
+            IF mode = 'anonymize' THEN
+                -- A NOT NULL column that is not text cannot be emptied.
+                unfit := ARRAY(SELECT x FROM pg_catalog.unnest(subj_cols || COALESCE(pii_cols, '{}')) x
+                               JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = x
+                               JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+                               WHERE a.attnotnull AND COALESCE(NULLIF(ty.typbasetype, 0), a.atttypid)
+                                     NOT IN ('text'::regtype, 'character varying'::regtype, 'character'::regtype));
+                IF pg_catalog.cardinality(unfit) > 0 THEN
+                    refusal := pg_catalog.format('%s rows of %s cannot be anonymized: %s is NOT NULL and not text',
+                                                 n_rows - n_rows_held, t.relid, pg_catalog.array_to_string(unfit, ', '));
+                END IF;
+            ELSE
+                cascades := aegis.erasure_cascades(t.relid,
+                    pg_catalog.format('(%s) AND NOT COALESCE(%s, false)', is_subject, held), args);
+                refusal := (SELECT pg_catalog.string_agg(c ->> 'refused', '; ') FROM pg_catalog.jsonb_array_elements(cascades) c
+                            WHERE c ->> 'refused' IS NOT NULL);
+            END IF;
+            IF refusal IS NOT NULL THEN
+                reasons := reasons || refusal;
+            END IF;
+        END IF;
+        IF NOT dry_run AND n_rows > n_rows_held AND refusal IS NULL THEN
             IF mode = 'anonymize' THEN
                 SELECT pg_catalog.concat_ws(', ',
                     (SELECT pg_catalog.string_agg(pg_catalog.format(
-                        CASE WHEN a.attnotnull THEN '%1$I = CASE WHEN %1$I::text = $1 THEN ''[ERASED]'' ELSE %1$I END'
-                             ELSE '%1$I = CASE WHEN %1$I::text = $1 THEN NULL ELSE %1$I END' END, x), ', ')
+                        CASE WHEN a.attnotnull THEN '%1$I = CASE WHEN %1$I::pg_catalog.text = ANY ($1::pg_catalog.text[]) THEN ''[ERASED]'' ELSE %1$I END'
+                             ELSE '%1$I = CASE WHEN %1$I::pg_catalog.text = ANY ($1::pg_catalog.text[]) THEN NULL ELSE %1$I END' END, x), ', ')
                      FROM pg_catalog.unnest(subj_cols) x
                      JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = x),
-                    (SELECT pg_catalog.string_agg(pg_catalog.format('%I = NULL', x), ', ')
+                    (SELECT pg_catalog.string_agg(pg_catalog.format(
+                        CASE WHEN a.attnotnull THEN '%I = ''[ERASED]''' ELSE '%I = NULL' END, x), ', ')
                      FROM pg_catalog.unnest(pii_cols) x
-                     JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = x
-                     WHERE NOT a.attnotnull),
-                    (SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = aegis.erase_mentions(%1$I, $1)', x), ', ')
-                     FROM pg_catalog.unnest(text_cols) x))
+                     JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = x),
+                    (SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = aegis.erase_mentions_all(%1$I, $2::pg_catalog.text[])', x), ', ')
+                     FROM pg_catalog.unnest(text_cols) x WHERE pg_catalog.cardinality(names) > 0))
                 INTO sets;
                 PERFORM aegis.run_restricted(owner, t.relid, true, pg_catalog.format(
                     'UPDATE %s SET %s WHERE (%s) AND NOT COALESCE(%s, false)', t.relid, sets, is_subject, held),
-                    ARRAY[subject]);
+                    args);
             ELSE
                 PERFORM aegis.run_restricted(owner, t.relid, true, pg_catalog.format(
                     'DELETE FROM %s WHERE (%s) AND NOT COALESCE(%s, false)', t.relid, is_subject, held),
-                    ARRAY[subject]);
+                    args);
             END IF;
         END IF;
         IF NOT dry_run AND n_mentions > n_mentions_held THEN
-            SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = aegis.erase_mentions(%1$I, $1)', x), ', ')
+            SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = aegis.erase_mentions_all(%1$I, $2::pg_catalog.text[])', x), ', ')
             INTO sets FROM pg_catalog.unnest(text_cols) x;
             PERFORM aegis.run_restricted(owner, t.relid, true, pg_catalog.format(
                 'UPDATE %s SET %s WHERE NOT COALESCE(%s, false) AND (%s) AND NOT COALESCE(%s, false)',
                 t.relid, sets, is_subject, mentioned, held),
-                ARRAY[subject]);
+                args);
         END IF;
         IF n_rows > 0 OR n_mentions > 0 THEN
-            tables := tables || pg_catalog.jsonb_build_object(t.relid::text, pg_catalog.jsonb_build_object(
-                'action', CASE WHEN mode = 'anonymize' THEN 'anonymized' ELSE 'deleted' END,
-                'rows', n_rows - n_rows_held, 'rows_held', n_rows_held,
-                'mentions_erased', n_mentions - n_mentions_held, 'mentions_held', n_mentions_held));
+            tables := tables || pg_catalog.jsonb_build_object(t.relid::text, pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+                'action', CASE WHEN refusal IS NOT NULL THEN 'refused'
+                               WHEN mode = 'anonymize' THEN 'anonymized' ELSE 'deleted' END,
+                'rows', CASE WHEN refusal IS NOT NULL THEN 0 ELSE n_rows - n_rows_held END, 'rows_held', n_rows_held,
+                'mentions_erased', n_mentions - n_mentions_held, 'mentions_held', n_mentions_held,
+                'refused', refusal,
+                'cascades', CASE WHEN cascades = '[]' THEN NULL ELSE cascades END)));
         END IF;
     END LOOP;
 
-    -- The key and the trail: kept while anything of the subject is held.
-    IF any_held THEN
+    -- The key and the trail: kept while anything of the subject is kept.
+    IF pg_catalog.cardinality(reasons) > 0 THEN
         keys := pg_catalog.jsonb_build_object('done', false,
-            'reason', 'rows under legal hold: the key and the audit entries are kept until the holds are released; run erase_subject() again then');
-        tombstoned := 0;
+            'reason', 'rows of the subject are kept (incomplete_reasons): the key and the audit entries are kept too; run erase_subject() again when they can go');
     ELSIF dry_run THEN
         keys := pg_catalog.jsonb_build_object('done', false, 'reason', 'dry run');
-        tombstoned := (aegis.audit_tombstone(subject, true) ->> 'count')::bigint;
+        FOREACH i IN ARRAY ids LOOP
+            tombstoned := tombstoned + (aegis.audit_tombstone(i, true) ->> 'count')::bigint;
+        END LOOP;
     ELSE
         -- Without a usable master key the key cannot be found, let alone
         -- destroyed: the receipt says so and the erasure is not complete.
@@ -2004,9 +2462,22 @@ BEGIN
             keys := aegis.forget_subject(subject) || '{"done": true}';
         EXCEPTION WHEN object_not_in_prerequisite_state THEN
             keys := pg_catalog.jsonb_build_object('done', false, 'reason', SQLERRM);
+            reasons := reasons || ('the subject''s key was not destroyed: ' || SQLERRM);
         END;
-        tomb := aegis.audit_tombstone(subject, false);
-        tombstoned := (tomb ->> 'count')::bigint;
+        FOREACH i IN ARRAY ids LOOP
+            tomb := aegis.audit_tombstone(i, false);
+            tomb_list := tomb_list || COALESCE(tomb -> 'tombstoned', '[]');
+        END LOOP;
+        -- An entry tombstoned for two identifiers: the digest of what it
+        -- holds at the end.
+        tomb_list := COALESCE((SELECT pg_catalog.jsonb_agg(x.e ORDER BY x.n)
+                               FROM (SELECT DISTINCT ON (a.e ->> 0, a.e ->> 1) a.e, a.n
+                                     FROM pg_catalog.jsonb_array_elements(tomb_list) WITH ORDINALITY a(e, n)
+                                     ORDER BY a.e ->> 0, a.e ->> 1, a.n DESC) x), '[]');
+        tombstoned := pg_catalog.jsonb_array_length(tomb_list);
+    END IF;
+    IF dry_run THEN
+        reasons := reasons || 'dry run: nothing was changed'::text;
     END IF;
     BEGIN
         subject_pseudonym := aegis.pseudonymize(subject, 'pseudonym');
@@ -2016,12 +2487,15 @@ BEGIN
     receipt := pg_catalog.jsonb_build_object(
         'subject_pseudonym', subject_pseudonym,
         'dry_run', dry_run,
-        'complete', NOT any_held AND NOT dry_run AND (keys ->> 'done')::boolean,
+        'complete', pg_catalog.cardinality(reasons) = 0,
+        'incomplete_reasons', pg_catalog.to_jsonb(reasons),
+        'identifiers', pg_catalog.cardinality(ids),
         'tables', tables,
         'audit_entries_tombstoned', tombstoned,
-        'tombstoned', COALESCE(tomb -> 'tombstoned', '[]'),
+        'tombstoned', tomb_list,
         'keys', keys,
-        'requested_by', SESSION_USER,
+        'requested_by', requested_by,
+        'session_user', SESSION_USER,
         'at', pg_catalog.now(),
         'chain_position', (SELECT pg_catalog.max(c.position) FROM aegis.audit_chain c));
     IF NOT dry_run THEN
@@ -2155,6 +2629,10 @@ BEGIN
         IF aegis.application_roles_of(NEW.policy) IS DISTINCT FROM aegis.application_roles_in_force(NEW.relid) THEN
             RAISE EXCEPTION 'application_roles of % can only change through aegis.protect()', NEW.relid
                 USING ERRCODE = '42501', DETAIL = 'The roles in force are those of the table''s aegis_application policy.';
+        END IF;
+        IF aegis.profile_of(NEW.policy) IS DISTINCT FROM aegis.profile_in_force(NEW.relid) THEN
+            RAISE EXCEPTION 'the profile of % can only change through aegis.protect()', NEW.relid
+                USING ERRCODE = '42501', DETAIL = 'protect() makes the profile''s grants and policies.';
         END IF;
         NEW.protected_by := CURRENT_USER;
         NEW.protected_at := pg_catalog.now();
@@ -3300,8 +3778,16 @@ GRANT EXECUTE ON FUNCTION aegis.check_retention_rule(regclass, interval, name, t
     aegis.set_retention(regclass, interval, name, text, text) TO aegis_admin;
 
 REVOKE EXECUTE ON FUNCTION aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid),
-    aegis.sync_application_policy(oid, name[]), aegis.enforce_application_roles(regclass, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION aegis.enforce_application_roles(regclass, jsonb),
+    aegis.sync_application_policy(oid, name[]), aegis.enforce_access(regclass, jsonb),
+    aegis.profile_of(jsonb), aegis.sync_profile(oid, oid, text, jsonb), aegis.scope_predicate(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.profile_catalog() TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION aegis.profile_in_force(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.profile_of(jsonb), aegis.profile_in_force(regclass) TO aegis_admin;
+REVOKE EXECUTE ON FUNCTION aegis.mentions_any(text, text[]), aegis.erase_mentions_all(text, text[]),
+    aegis.check_subject_directory(regclass, jsonb), aegis.erasure_cascades(regclass, text, text[], integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.mentions_any(text, text[]), aegis.erase_mentions_all(text, text[]) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.check_subject_directory(regclass, jsonb) TO aegis_admin;
+GRANT EXECUTE ON FUNCTION aegis.enforce_access(regclass, jsonb),
     aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid) TO aegis_admin;
 
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;

@@ -371,7 +371,11 @@ fn sanitize_columns<'a>(
                 continue;
             }
             let bytes = text_bytes(d);
-            let mut out = sanitize(bytes, args.max_bytes);
+            let mut out = if args.sanitize {
+                sanitize(bytes, args.max_bytes)
+            } else {
+                Cow::Borrowed(bytes)
+            };
             if let Some((kinds, style)) = args.redact {
                 if let Cow::Owned(r) = redact(&out, kinds, style).unwrap_or_else(|e| raise(e)) {
                     out = Cow::Owned(r);

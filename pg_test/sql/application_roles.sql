@@ -49,7 +49,7 @@ SELECT aegis.protect('ar.users', '{"application_roles": ["aegis_developer"]}');
 \echo :LAST_ERROR_SQLSTATE
 -- Only aegis_admin may name them (and call the step directly).
 SET ROLE ar_dev;
-SELECT aegis.enforce_application_roles('ar.users', '{"application_roles": ["ar_dev"]}');
+SELECT aegis.enforce_access('ar.users', '{"application_roles": ["ar_dev"]}');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 

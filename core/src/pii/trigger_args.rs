@@ -3,7 +3,9 @@
 //!
 //! Each argument is a column name, or an option containing `=`:
 //! `redact` / `redact=EMAIL,PHONE` (also redact PII, all or some kinds),
-//! `style=tag|mask|hash|remove` (implies `redact`), `max_bytes=N`.
+//! `style=tag|mask|hash|remove` (implies `redact`), `max_bytes=N`,
+//! `sanitize=false` (redact only: no escaping, no truncation, so multi-line
+//! messages keep their newlines; needs `redact`).
 
 use super::{KindSet, Style, MIN_SANITIZE_BYTES};
 use crate::CoreError;
@@ -19,6 +21,9 @@ pub struct SanitizeTriggerArgs {
     /// Kinds and style to redact after sanitizing, if asked for.
     pub redact: Option<(KindSet, Style)>,
     pub max_bytes: usize,
+    /// Escape control characters, strip ANSI escapes and truncate
+    /// (`sanitize_log()`) before redacting; false for redact-only.
+    pub sanitize: bool,
 }
 
 fn bad(arg: &str, reason: impl Into<String>) -> CoreError {
@@ -46,6 +51,8 @@ impl SanitizeTriggerArgs {
         let mut kinds = None;
         let mut style = None;
         let mut max_bytes = DEFAULT_SANITIZE_BYTES;
+        let mut max_bytes_given = false;
+        let mut sanitize = true;
         for arg in args {
             match arg.split_once('=') {
                 None if arg == "redact" => kinds = Some(KindSet::ALL),
@@ -68,13 +75,21 @@ impl SanitizeTriggerArgs {
                         .parse()
                         .map_err(|_| bad(arg, "max_bytes must be an integer"))?;
                     max_bytes = check_max_bytes(v)?;
+                    max_bytes_given = true;
                 }
-                Some((opt, _)) => {
-                    return Err(bad(
-                        arg,
-                        format!("unknown option \"{opt}\" (options are redact, style, max_bytes)"),
-                    ))
+                Some(("sanitize", v)) => {
+                    sanitize = match v.trim() {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(bad(arg, "sanitize must be true or false")),
+                    }
                 }
+                Some((opt, _)) => return Err(bad(
+                    arg,
+                    format!(
+                        "unknown option \"{opt}\" (options are redact, style, max_bytes, sanitize)"
+                    ),
+                )),
             }
         }
         if columns.is_empty() {
@@ -84,10 +99,23 @@ impl SanitizeTriggerArgs {
             (None, None) => None,
             (k, s) => Some((k.unwrap_or(KindSet::ALL), s.unwrap_or(Style::Tag))),
         };
+        if !sanitize && redact.is_none() {
+            return Err(bad(
+                "sanitize=false",
+                "with sanitize=false the trigger only redacts: add redact or redact=KINDS",
+            ));
+        }
+        if !sanitize && max_bytes_given {
+            return Err(bad(
+                "sanitize=false",
+                "max_bytes truncates while sanitizing: it has no effect with sanitize=false",
+            ));
+        }
         Ok(SanitizeTriggerArgs {
             columns,
             redact,
             max_bytes,
+            sanitize,
         })
     }
 }
@@ -116,6 +144,9 @@ mod tests {
             p(&["msg", "style=mask"]).unwrap().redact,
             Some((KindSet::ALL, Style::Mask))
         );
+        assert!(p(&["msg"]).unwrap().sanitize);
+        let a = p(&["msg", "redact", "sanitize=false"]).unwrap();
+        assert!(!a.sanitize && a.redact.is_some());
     }
 
     #[test]
@@ -129,6 +160,9 @@ mod tests {
             &["msg", "max_bytes=10"],
             &["msg", "max_bytes=lots"],
             &["msg", "colour=red"],
+            &["msg", "sanitize=false"],
+            &["msg", "sanitize=no", "redact"],
+            &["msg", "redact", "sanitize=false", "max_bytes=4096"],
             &[""],
         ] {
             assert!(p(args).is_err(), "{args:?}");
