@@ -1503,9 +1503,13 @@ COMMENT ON FUNCTION aegis.check_subject_directory(regclass, jsonb) IS
 -- why erasure must refuse (rows under legal hold; rows of a table whose
 -- erasure policy is anonymize, which a cascade would delete; rows it cannot
 -- count). The rows to delete: pred over the table's columns, with args.
--- Every query runs as the owner of the table it reads (run_restricted), the
--- referenced keys handed down as text. Internal: granted to nobody.
-CREATE FUNCTION aegis.erasure_cascades(parent regclass, pred text, args text[], depth integer DEFAULT 1)
+-- Rows of a protected referencing table that erasure itself deletes or
+-- detaches first (its own rows of the subject, ids: the subject's
+-- identifiers) are not counted: erase_subject() visits referencing tables
+-- first. Every query runs as the owner of the table it reads
+-- (run_restricted), the referenced keys handed down as text. Internal:
+-- granted to nobody.
+CREATE FUNCTION aegis.erasure_cascades(parent regclass, pred text, args text[], ids text, depth integer DEFAULT 1)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = ''
@@ -1520,6 +1524,7 @@ DECLARE
     refused text;
     child_mode text;
     child_protected boolean;
+    own text;
 BEGIN
     FOR fk IN
         SELECT con.conname, con.conrelid::regclass AS child, con.confdeltype,
@@ -1529,7 +1534,9 @@ BEGIN
                (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY k.i)
                 FROM pg_catalog.unnest(con.confkey) WITH ORDINALITY k(n, i)
                 JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n) AS parent_cols,
-               (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = con.conrelid) AS child_owner
+               (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = con.conrelid) AS child_owner,
+               (SELECT pg_catalog.array_agg(a.attname) FROM pg_catalog.unnest(con.conkey) k(n)
+                JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n) AS child_keys
         FROM pg_catalog.pg_constraint con
         WHERE con.contype = 'f' AND con.confrelid = parent AND con.confdeltype IN ('c', 'n', 'd')
           -- (a partitioned table's foreign key once, not per partition)
@@ -1545,9 +1552,26 @@ BEGIN
             CONTINUE WHEN keys IS NULL;
             child_pred := pg_catalog.format('ROW(%s)::pg_catalog.text = ANY ($1::pg_catalog.text[])', fk.child_cols);
             held := COALESCE((SELECT f.predicate FROM aegis.legal_hold_filter(fk.child) f), 'false');
+            child_mode := (SELECT COALESCE(p.policy ->> 'erasure', 'delete') FROM aegis.protected_tables p
+                           JOIN aegis.rls_enforced e ON e.relid = p.relid WHERE p.relid = fk.child);
+            -- The child's own rows of the subject, which erasure deletes
+            -- (or anonymizes out of the key: every key column a nullable
+            -- subject_id column) before it gets here.
+            own := (SELECT pg_catalog.format('(%s) AND NOT COALESCE(%s, false)',
+                               pg_catalog.string_agg(pg_catalog.format('%I::pg_catalog.text = ANY ($2::pg_catalog.text[])', c.column_name), ' OR '),
+                               held)
+                    FROM aegis.column_classes c WHERE c.relid = fk.child AND c.class = 'subject_id');
+            IF child_mode IS NULL OR own IS NULL
+               OR (child_mode = 'anonymize' AND EXISTS (
+                       SELECT 1 FROM pg_catalog.unnest(fk.child_keys) k
+                       JOIN pg_catalog.pg_attribute a ON a.attrelid = fk.child AND a.attname = k
+                       WHERE a.attnotnull OR NOT EXISTS (SELECT 1 FROM aegis.column_classes c
+                                                         WHERE c.relid = fk.child AND c.column_name = k AND c.class = 'subject_id'))) THEN
+                own := 'false';
+            END IF;
             counts := (SELECT x FROM aegis.run_restricted(fk.child_owner, fk.child, true, pg_catalog.format(
                 'SELECT pg_catalog.count(*)::pg_catalog.text, pg_catalog.count(*) FILTER (WHERE COALESCE(%s, false))::pg_catalog.text '
-                'FROM %s WHERE %s', held, fk.child, child_pred), ARRAY[keys]) x);
+                'FROM %s WHERE (%s) AND NOT COALESCE(%s, false)', held, fk.child, child_pred, own), ARRAY[keys, ids]) x);
         EXCEPTION WHEN insufficient_privilege THEN
             out := out || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
                 'table', fk.child::text, 'via', parent::text, 'constraint', fk.conname,
@@ -1556,8 +1580,7 @@ BEGIN
             CONTINUE;
         END;
         CONTINUE WHEN counts[1]::bigint = 0;
-        child_protected := EXISTS (SELECT 1 FROM aegis.rls_enforced e WHERE e.relid = fk.child);
-        child_mode := (SELECT COALESCE(p.policy ->> 'erasure', 'delete') FROM aegis.protected_tables p WHERE p.relid = fk.child);
+        child_protected := child_mode IS NOT NULL;
         IF counts[2]::bigint > 0 THEN
             refused := pg_catalog.format('%s rows of %s under legal hold would be %s through foreign key %s',
                 counts[2], fk.child, CASE WHEN fk.confdeltype = 'c' THEN 'deleted' ELSE 'changed' END, fk.conname);
@@ -1575,14 +1598,15 @@ BEGIN
                 out := out || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('table', fk.child::text,
                     'refused', 'foreign key cascades deeper than 16 tables'));
             ELSE
-                out := out || aegis.erasure_cascades(fk.child, child_pred, ARRAY[keys], depth + 1);
+                out := out || aegis.erasure_cascades(fk.child,
+                    pg_catalog.format('(%s) AND NOT COALESCE(%s, false)', child_pred, own), ARRAY[keys, ids], ids, depth + 1);
             END IF;
         END IF;
     END LOOP;
     RETURN out;
 END
 $$;
-COMMENT ON FUNCTION aegis.erasure_cascades(regclass, text, text[], integer) IS
+COMMENT ON FUNCTION aegis.erasure_cascades(regclass, text, text[], text, integer) IS
     'Internal: what deleting rows would cascade to through foreign keys, and why erasure must refuse';
 
 CREATE OR REPLACE FUNCTION aegis.audit_row() RETURNS trigger LANGUAGE c
@@ -2304,7 +2328,7 @@ BEGIN
         SELECT c.relowner INTO owner FROM pg_catalog.pg_class c WHERE c.oid = d.relid;
         FOR found IN
             SELECT x FROM aegis.run_restricted(owner, d.relid, true, pg_catalog.format(
-                'SELECT ARRAY[%s]::pg_catalog.text[] FROM %s WHERE %s',
+                'SELECT %s FROM %s WHERE %s',
                 pg_catalog.array_to_string(id_expr || name_exprs, ', '), d.relid,
                 pg_catalog.array_to_string(ARRAY(SELECT e || ' = $1' FROM pg_catalog.unnest(id_expr || name_exprs) e), ' OR ')),
                 ARRAY[subject]) x
@@ -2395,7 +2419,7 @@ BEGIN
                 END IF;
             ELSE
                 cascades := aegis.erasure_cascades(t.relid,
-                    pg_catalog.format('(%s) AND NOT COALESCE(%s, false)', is_subject, held), args);
+                    pg_catalog.format('(%s) AND NOT COALESCE(%s, false)', is_subject, held), args, ids::text);
                 refusal := (SELECT pg_catalog.string_agg(c ->> 'refused', '; ') FROM pg_catalog.jsonb_array_elements(cascades) c
                             WHERE c ->> 'refused' IS NOT NULL);
             END IF;
@@ -3784,7 +3808,7 @@ GRANT EXECUTE ON FUNCTION aegis.profile_catalog() TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION aegis.profile_in_force(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.profile_of(jsonb), aegis.profile_in_force(regclass) TO aegis_admin;
 REVOKE EXECUTE ON FUNCTION aegis.mentions_any(text, text[]), aegis.erase_mentions_all(text, text[]),
-    aegis.check_subject_directory(regclass, jsonb), aegis.erasure_cascades(regclass, text, text[], integer) FROM PUBLIC;
+    aegis.check_subject_directory(regclass, jsonb), aegis.erasure_cascades(regclass, text, text[], text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.mentions_any(text, text[]), aegis.erase_mentions_all(text, text[]) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.check_subject_directory(regclass, jsonb) TO aegis_admin;
 GRANT EXECUTE ON FUNCTION aegis.enforce_access(regclass, jsonb),
