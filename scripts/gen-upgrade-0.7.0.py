@@ -65,7 +65,9 @@ new=[('70_audit.sql','audit_statement('),('70_audit.sql','verify_chain_increment
      ('30_policy.sql','enforce_access('),
      ('30_policy.sql','profile_catalog('),('30_policy.sql','profile_of('),('30_policy.sql','sync_profile('),('30_policy.sql','scope_predicate('),('95_catalog_guard.sql','profile_in_force('),
      ('80_lifecycle.sql','mentions_any('),('80_lifecycle.sql','erase_mentions_all('),('80_lifecycle.sql','check_subject_directory('),
-     ('80_lifecycle.sql','erasure_cascades(')]
+     ('80_lifecycle.sql','erasure_cascades('),
+     ('85_alerts.sql','check_alert_column('),('85_alerts.sql','check_metric_alert_source('),('85_alerts.sql','attach_metric_alerts('),
+     ('85_alerts.sql','detach_metric_alerts('),('85_alerts.sql','check_metric_alerts_trigger(')]
 repl=[('70_audit.sql','audit_row('),('30_policy.sql','owner_ddl('),('30_policy.sql','check_policy('),('30_policy.sql','switch_rls('),('30_policy.sql','enforce_rls('),
       ('30_policy.sql','protect('),('30_policy.sql','relax_rls('),('70_audit.sql','guard_compliant_tables('),('70_audit.sql','guard_state('),('70_audit.sql','guard_check('),
       ('80_lifecycle.sql','erase_subject('),('80_lifecycle.sql','lifecycle_check_table('),('80_lifecycle.sql','legal_hold_filter('),('95_catalog_guard.sql','catalog_guard('),('40_monitoring_schema.sql','monitoring_schema_ddl('),('40_monitoring_schema.sql','create_monitoring_schema('),('85_alerts.sql','security_alerts('),('70_audit.sql','guard_ddl_end('),('70_audit.sql','guard_report('),('70_audit.sql','guard_protect_partitions('),('90_compliance.sql','compliance_mapping('),('90_compliance.sql','compliance_report()')]
@@ -81,7 +83,8 @@ COMMENT ON TABLE aegis.alert_state IS 'Internal: when each alert rule fired for 
 ALTER TABLE aegis.metric_baselines DROP CONSTRAINT metric_baselines_n_check;
 ALTER TABLE aegis.metric_baselines ADD CONSTRAINT metric_baselines_n_check CHECK (n >= 0);
 '''+al[al.index('COMMENT ON TABLE aegis.metric_baselines IS'):al.index('-- The baselines in force for a metrics table')])
-out.append(al[al.index('-- Every alert pg_aegis raised, metric and security'):al.index('-- The trigger, attached by create_monitoring_schema()')])
+out.append(al[al.index('-- Every alert pg_aegis raised, metric and security'):al.index('-- The trigger, attached by attach_metric_alerts()')])
+out.append(al[al.index('-- Which table\'s inserts are evaluated, and how its columns map'):al.index('-- Is a column of this table usable as this part of the mapping?')])
 au=open(root+'70_audit.sql').read()
 out.append(au[au.index('-- Where incremental verification resumes'):au.index('CREATE FUNCTION aegis.verify_chain_incremental')])
 for f,n in new: out.append(block(f,n)+'\n')
@@ -126,6 +129,14 @@ REVOKE EXECUTE ON FUNCTION aegis.mentions_any(text, text[]), aegis.erase_mention
     aegis.check_subject_directory(regclass, jsonb), aegis.erasure_cascades(regclass, text, text[], text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.mentions_any(text, text[]), aegis.erase_mentions_all(text, text[]) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.check_subject_directory(regclass, jsonb) TO aegis_admin;
+REVOKE EXECUTE ON FUNCTION aegis.check_alert_column(regclass, name, text, regtype[]),
+    aegis.check_metric_alert_source(regclass, name, name, name[], text, regclass, jsonb),
+    aegis.attach_metric_alerts(regclass, name, name, name[], text, regclass, jsonb), aegis.detach_metric_alerts(regclass),
+    aegis.check_metric_alerts_trigger(oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.attach_metric_alerts(regclass, name, name, name[], text, regclass, jsonb),
+    aegis.detach_metric_alerts(regclass) TO aegis_admin;
+GRANT EXECUTE ON FUNCTION aegis.check_metric_alerts_trigger(oid) TO PUBLIC;
+GRANT SELECT ON aegis.metric_alert_sources TO aegis_admin, aegis_auditor;
 GRANT EXECUTE ON FUNCTION aegis.enforce_access(regclass, jsonb),
     aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid) TO aegis_admin;
 

@@ -812,6 +812,15 @@ BEGIN
     -- session that inherit from nothing (CREATE TEMP TABLE, its indexes)
     -- cannot touch a protected table: skip the check, which reads the
     -- state of every protected relation.
+    -- A metric alert trigger that would fail on every insert is refused
+    -- now, when it is created.
+    -- (Not while pg_aegis's own script runs: the functions come later.)
+    IF tg_tag = 'CREATE TRIGGER' AND pg_catalog.to_regprocedure('aegis.check_metric_alerts_trigger(oid)') IS NOT NULL THEN
+        PERFORM aegis.check_metric_alerts_trigger(c.objid) FROM pg_catalog.pg_event_trigger_ddl_commands() c
+        WHERE c.classid = 'pg_catalog.pg_trigger'::regclass
+          AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.oid = c.objid
+                      AND t.tgfoid = pg_catalog.to_regprocedure('aegis.metric_alerts()'));
+    END IF;
     SELECT pg_catalog.count(*),
            pg_catalog.count(*) FILTER (WHERE c.classid = 'pg_catalog.pg_class'::regclass
                AND EXISTS (SELECT 1 FROM pg_catalog.pg_class k WHERE k.oid = c.objid AND k.relpersistence = 't')

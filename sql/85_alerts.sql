@@ -316,7 +316,9 @@ $$;
 COMMENT ON FUNCTION aegis.alert_event(text) IS
     'The alert a NOTIFY aegis_alerts payload announces, if genuine and visible to the caller; no row otherwise';
 
--- The trigger, attached by create_monitoring_schema() to server_metrics:
+-- The trigger, attached by attach_metric_alerts() (below: no argument, the
+-- mapping in aegis.metric_alert_sources), or by create_monitoring_schema()
+-- to server_metrics with the reference alerts table as argument:
 --   CREATE TRIGGER aegis_alerts AFTER INSERT ON monitoring.server_metrics
 --     REFERENCING NEW TABLE AS aegis_new_rows FOR EACH STATEMENT
 --     EXECUTE FUNCTION aegis.metric_alerts('monitoring.alerts_history');
@@ -328,6 +330,277 @@ CREATE FUNCTION aegis.metric_alerts() RETURNS trigger LANGUAGE c
 AS 'MODULE_PATHNAME', 'metric_alerts_wrapper';
 COMMENT ON FUNCTION aegis.metric_alerts() IS
     'Statement trigger (REFERENCING NEW TABLE) on a metrics table: alert rules -> alerts table + NOTIFY aegis_alerts';
+
+-- ===========================================================================
+-- Metric alerts on any metrics table: a declared mapping
+-- ===========================================================================
+
+-- Which table's inserts are evaluated, and how its columns map: the entity
+-- a value belongs to (a server, a Zabbix itemid: any built-in type), the
+-- time column (a timestamp, or an integer epoch in seconds or
+-- milliseconds), the metric columns the rules may name, and where alerts
+-- go besides aegis.alert_events (an alerts table a superuser owns, and
+-- which of its columns take each field; none: alert_events only). Written
+-- only by attach_metric_alerts() / detach_metric_alerts(), which check it
+-- first; the trigger reads it with each insert.
+CREATE TABLE aegis.metric_alert_sources (
+    relid          regclass PRIMARY KEY,
+    entity_column  name NOT NULL,
+    time_column    name NOT NULL,
+    time_unit      text CHECK (time_unit IN ('seconds', 'milliseconds')),
+    metrics        name[] NOT NULL,
+    alerts_table   regclass,
+    alerts_columns jsonb,
+    attached_by    name NOT NULL DEFAULT CURRENT_USER,
+    attached_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE aegis.metric_alert_sources IS
+    'Metrics tables whose inserts metric alerts evaluate, and how their columns map (aegis.attach_metric_alerts)';
+SELECT pg_catalog.pg_extension_config_dump('aegis.metric_alert_sources', '');
+CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.metric_alert_sources
+    FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
+
+-- Is a column of this table usable as this part of the mapping? Raises the
+-- error that says why not.
+CREATE FUNCTION aegis.check_alert_column(tbl regclass, col name, what text, allowed regtype[])
+RETURNS regtype
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    typ oid;
+BEGIN
+    IF col IS NULL THEN
+        RAISE EXCEPTION 'the % column must not be NULL', what USING ERRCODE = '22004';
+    END IF;
+    SELECT a.atttypid INTO typ FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% column "%" of % does not exist', what, col, tbl USING ERRCODE = '42703';
+    END IF;
+    -- A type a non-superuser created brings its own casts and operators,
+    -- which the trigger would run with pg_aegis's rights.
+    IF typ >= 16384 THEN
+        RAISE EXCEPTION '% column "%" of % has type %, which is not built in', what, col, tbl, typ::regtype
+            USING ERRCODE = '42804', DETAIL = 'The alert trigger reads it with pg_aegis''s rights: only built-in types.';
+    END IF;
+    IF allowed IS NOT NULL AND NOT typ::regtype = ANY (allowed) THEN
+        RAISE EXCEPTION '% column "%" of % has type %; it must be one of %', what, col, tbl, typ::regtype, allowed
+            USING ERRCODE = '42804';
+    END IF;
+    RETURN typ::regtype;
+END
+$$;
+COMMENT ON FUNCTION aegis.check_alert_column(regclass, name, text, regtype[]) IS
+    'Internal: may this column serve as this part of a metric alert mapping?';
+
+-- Everything attach_metric_alerts() checks, so that a mapping that would
+-- fail is refused when it is attached, never when a collector inserts.
+CREATE FUNCTION aegis.check_metric_alert_source(tbl regclass, entity_column name, time_column name, metrics name[],
+                                                time_unit text, alerts_table regclass, alerts_columns jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    numeric_types regtype[] := '{smallint,integer,bigint,real,double precision,numeric}';
+    time_type regtype;
+    m name;
+    cols jsonb;
+    k text;
+    fields text[] := ARRAY['entity', 'time', 'rule', 'severity', 'metric', 'value', 'message'];
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = tbl) NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table', tbl USING ERRCODE = '42809';
+    END IF;
+    IF tbl::oid IN (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname IN ('aegis', 'pg_catalog', 'information_schema')) THEN
+        RAISE EXCEPTION 'metric alerts cannot be attached to %', tbl USING ERRCODE = '42501';
+    END IF;
+    PERFORM aegis.check_alert_column(tbl, entity_column, 'entity', NULL);
+    time_type := aegis.check_alert_column(tbl, time_column, 'time',
+        '{timestamp with time zone,timestamp without time zone,date,smallint,integer,bigint}');
+    IF time_type IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) AND time_unit IS NULL THEN
+        RAISE EXCEPTION 'time column "%" of % holds integers: say whether they count seconds or milliseconds since 1970', time_column, tbl
+            USING ERRCODE = '22023', HINT = 'Pass time_unit => ''seconds'' (Zabbix''s clock) or time_unit => ''milliseconds''.';
+    ELSIF time_type NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) AND time_unit IS NOT NULL THEN
+        RAISE EXCEPTION 'time_unit applies to integer time columns; "%" of % is of type %', time_column, tbl, time_type
+            USING ERRCODE = '22023';
+    ELSIF time_unit NOT IN ('seconds', 'milliseconds') THEN
+        RAISE EXCEPTION 'time_unit must be seconds or milliseconds, not %', time_unit USING ERRCODE = '22023';
+    END IF;
+    IF metrics IS NULL THEN
+        metrics := ARRAY(SELECT a.attname FROM pg_catalog.pg_attribute a
+                         WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+                           AND a.atttypid::regtype = ANY (numeric_types)
+                           AND a.attname NOT IN (entity_column, time_column) ORDER BY a.attnum);
+    END IF;
+    IF pg_catalog.cardinality(metrics) = 0 THEN
+        RAISE EXCEPTION '% has no metric column to alert on', tbl USING ERRCODE = '22023',
+            HINT = 'Name them: metrics => ARRAY[''value''] (numeric columns).';
+    END IF;
+    FOREACH m IN ARRAY metrics LOOP
+        PERFORM aegis.check_alert_column(tbl, m, 'metric', numeric_types);
+    END LOOP;
+    IF alerts_table IS NULL THEN
+        IF alerts_columns IS NOT NULL THEN
+            RAISE EXCEPTION 'alerts_columns needs alerts_table' USING ERRCODE = '22023';
+        END IF;
+    ELSE
+        IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = alerts_table) NOT IN ('r', 'p') THEN
+            RAISE EXCEPTION '% is not a table', alerts_table USING ERRCODE = '42809';
+        END IF;
+        -- Its triggers, defaults, constraints and rules run with
+        -- pg_aegis's rights when an alert is written.
+        IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
+                WHERE c.oid = alerts_table) THEN
+            RAISE EXCEPTION 'alerts table % is owned by a non-superuser', alerts_table USING ERRCODE = '42501',
+                DETAIL = 'pg_aegis writes alerts with its own rights, so its triggers, defaults and constraints would run with them.',
+                HINT = 'Have a superuser own it (ALTER TABLE ... OWNER TO), or attach without an alerts table: alerts still reach aegis.alert_events.';
+        END IF;
+        cols := COALESCE(alerts_columns, '{"entity": "server_id", "time": "ts", "rule": "rule", "severity": "severity",
+                                            "metric": "metric", "value": "value", "message": "message"}');
+        IF pg_catalog.jsonb_typeof(cols) <> 'object' THEN
+            RAISE EXCEPTION 'alerts_columns must map fields to columns of %', alerts_table USING ERRCODE = '22023';
+        END IF;
+        FOR k IN SELECT pg_catalog.jsonb_object_keys(cols) LOOP
+            IF NOT k = ANY (fields) THEN
+                RAISE EXCEPTION 'unknown alert field "%"', k USING ERRCODE = '22023',
+                    HINT = 'Fields: ' || pg_catalog.array_to_string(fields, ', ') || '.';
+            END IF;
+            IF pg_catalog.jsonb_typeof(cols -> k) <> 'string' THEN
+                RAISE EXCEPTION 'alert field "%" must name a column of %', k, alerts_table USING ERRCODE = '22023';
+            END IF;
+            PERFORM aegis.check_alert_column(alerts_table, (cols ->> k)::name, 'alerts ' || k,
+                CASE k WHEN 'time' THEN '{timestamp with time zone,timestamp without time zone,date,integer,bigint}'::regtype[]
+                       WHEN 'value' THEN '{smallint,integer,bigint,real,double precision,numeric,text,character varying}'::regtype[]
+                       WHEN 'entity' THEN NULL
+                       ELSE '{text,character varying}'::regtype[] END);
+        END LOOP;
+        IF NOT cols ? 'message' THEN
+            RAISE EXCEPTION 'alerts_columns must map "message"' USING ERRCODE = '22023';
+        END IF;
+    END IF;
+    RETURN pg_catalog.jsonb_build_object('metrics', metrics, 'alerts_columns', cols);
+END
+$$;
+COMMENT ON FUNCTION aegis.check_metric_alert_source(regclass, name, name, name[], text, regclass, jsonb) IS
+    'Internal: is this a valid metric alert mapping? (raises why not)';
+
+-- Attach metric alerts to any metrics table: the mapping is checked and
+-- recorded, and the statement trigger aegis_metric_alerts created.
+-- SECURITY DEFINER: creating a trigger needs ownership of the table (which
+-- aegis_admin does not have) and EXECUTE on aegis.metric_alerts() (which
+-- nobody has: a table owner's own trigger could write alerts); it creates
+-- only that trigger, on a table the mapping check accepted, and creating a
+-- trigger runs no code of the table's. EXECUTE: aegis_admin.
+CREATE FUNCTION aegis.attach_metric_alerts(tbl regclass, entity_column name, time_column name,
+                                           metrics name[] DEFAULT NULL, time_unit text DEFAULT NULL,
+                                           alerts_table regclass DEFAULT NULL, alerts_columns jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    checked jsonb;
+BEGIN
+    checked := aegis.check_metric_alert_source(tbl, entity_column, time_column, metrics, time_unit, alerts_table, alerts_columns);
+    INSERT INTO aegis.metric_alert_sources AS s (relid, entity_column, time_column, time_unit, metrics, alerts_table,
+                                                 alerts_columns, attached_by)
+    VALUES (tbl, entity_column, time_column, time_unit,
+            ARRAY(SELECT pg_catalog.jsonb_array_elements_text(checked -> 'metrics'))::name[],
+            alerts_table, checked -> 'alerts_columns',
+            COALESCE(NULLIF(pg_catalog.current_setting('role'), 'none'), SESSION_USER))
+    ON CONFLICT (relid) DO UPDATE SET entity_column = EXCLUDED.entity_column, time_column = EXCLUDED.time_column,
+        time_unit = EXCLUDED.time_unit, metrics = EXCLUDED.metrics, alerts_table = EXCLUDED.alerts_table,
+        alerts_columns = EXCLUDED.alerts_columns, attached_by = EXCLUDED.attached_by, attached_at = pg_catalog.now();
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'aegis_metric_alerts'
+                   AND t.tgfoid = 'aegis.metric_alerts()'::pg_catalog.regprocedure AND t.tgnargs = 0) THEN
+        -- With the extension's rights, not the owner's: EXECUTE on
+        -- aegis.metric_alerts() is nobody's (a trigger of the owner's own
+        -- could write alerts). Creating and dropping a trigger runs no code
+        -- of the table's.
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'aegis_metric_alerts') THEN
+            EXECUTE pg_catalog.format('DROP TRIGGER aegis_metric_alerts ON %s', tbl);
+        END IF;
+        EXECUTE pg_catalog.format(
+            'CREATE TRIGGER aegis_metric_alerts AFTER INSERT ON %s REFERENCING NEW TABLE AS aegis_new_rows '
+            'FOR EACH STATEMENT EXECUTE FUNCTION aegis.metric_alerts()', tbl);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.attach_metric_alerts(regclass, name, name, name[], text, regclass, jsonb) IS
+    'Evaluate metric alert rules on a table''s inserts, with a checked column mapping (admin-only)';
+
+-- Stop evaluating a table's inserts: the trigger and the mapping go.
+-- SECURITY DEFINER for the same reason as attach_metric_alerts().
+CREATE FUNCTION aegis.detach_metric_alerts(tbl regclass)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'aegis_metric_alerts'
+               AND t.tgfoid = 'aegis.metric_alerts()'::pg_catalog.regprocedure) THEN
+        EXECUTE pg_catalog.format('DROP TRIGGER aegis_metric_alerts ON %s', tbl);
+    END IF;
+    DELETE FROM aegis.metric_alert_sources s WHERE s.relid = tbl;
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION aegis.detach_metric_alerts(regclass) IS
+    'Stop evaluating metric alerts on a table (admin-only)';
+
+-- A metric alert trigger someone writes by hand is checked when it is
+-- created (the DDL guard calls this for every new trigger on
+-- aegis.metric_alerts()): an AFTER INSERT statement trigger with a NEW
+-- TABLE, and either no argument and a mapping recorded for its table, or
+-- the reference alerts table as argument over a table with the reference
+-- columns server_id and ts. SECURITY DEFINER: the DDL guard runs it as
+-- whoever creates the trigger, and the mapping catalog has no grants; it
+-- only reads catalogs and raises. EXECUTE: PUBLIC.
+CREATE FUNCTION aegis.check_metric_alerts_trigger(trig oid) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    t record;
+    arg text;
+BEGIN
+    SELECT g.tgrelid::regclass AS rel, g.tgname, g.tgtype, g.tgnewtable, g.tgnargs, g.tgargs INTO t
+    FROM pg_catalog.pg_trigger g WHERE g.oid = trig;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    -- AFTER (not BEFORE/INSTEAD), statement level, INSERT only.
+    IF t.tgtype <> 4 OR t.tgnewtable IS NULL THEN
+        RAISE EXCEPTION 'trigger % on %: aegis.metric_alerts() must be AFTER INSERT ... REFERENCING NEW TABLE AS ... FOR EACH STATEMENT',
+            t.tgname, t.rel USING ERRCODE = '39P01';
+    END IF;
+    IF t.tgnargs = 0 THEN
+        IF NOT EXISTS (SELECT 1 FROM aegis.metric_alert_sources s WHERE s.relid = t.rel) THEN
+            RAISE EXCEPTION 'trigger % on %: no metric alert mapping is recorded for the table', t.tgname, t.rel
+                USING ERRCODE = '22023',
+                      HINT = 'Use aegis.attach_metric_alerts(table, entity_column, time_column, ...), which checks the mapping and creates the trigger.';
+        END IF;
+        RETURN;
+    END IF;
+    IF t.tgnargs > 1 THEN
+        RAISE EXCEPTION 'trigger % on %: aegis.metric_alerts() takes at most one argument (the reference alerts table)', t.tgname, t.rel
+            USING ERRCODE = '22023';
+    END IF;
+    arg := pg_catalog.split_part(pg_catalog.encode(t.tgargs, 'escape'), '\000', 1);
+    IF pg_catalog.to_regclass(arg) IS NULL THEN
+        RAISE EXCEPTION 'trigger % on %: alerts table "%" does not exist', t.tgname, t.rel, arg USING ERRCODE = '42P01';
+    END IF;
+    PERFORM aegis.check_metric_alert_source(t.rel, 'server_id', 'ts', NULL, NULL, pg_catalog.to_regclass(arg), NULL);
+END
+$$;
+COMMENT ON FUNCTION aegis.check_metric_alerts_trigger(oid) IS
+    'Internal: refuse, when it is created, a metric alert trigger that would fail on insert';
 
 -- ===========================================================================
 -- Security alerts: through the same channel as metric alerts

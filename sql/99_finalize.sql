@@ -118,6 +118,12 @@ TO aegis_admin, aegis_auditor;
 -- Reading the alert a notification announces: anyone may ask; row-level
 -- security on aegis.alert_events decides what comes back.
 GRANT EXECUTE ON FUNCTION aegis.alert_event(text) TO PUBLIC;
+-- Metric alerts on any table: admins attach them; the mapping is public to
+-- admins and auditors; the DDL guard checks hand-written triggers.
+GRANT EXECUTE ON FUNCTION aegis.attach_metric_alerts(regclass, name, name, name[], text, regclass, jsonb),
+    aegis.detach_metric_alerts(regclass) TO aegis_admin;
+GRANT EXECUTE ON FUNCTION aegis.check_metric_alerts_trigger(oid) TO PUBLIC;
+GRANT SELECT ON aegis.metric_alert_sources TO aegis_admin, aegis_auditor;
 -- The compliance report: admins and auditors; the mapping is documentation.
 GRANT EXECUTE ON FUNCTION aegis.compliance_report(), aegis.compliance_report_json() TO aegis_admin, aegis_auditor;
 GRANT EXECUTE ON FUNCTION aegis.compliance_mapping() TO PUBLIC;

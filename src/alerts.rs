@@ -185,23 +185,143 @@ unsafe fn numeric_columns(rel: pg_sys::Relation) -> Vec<String> {
     out
 }
 
-/// A key column the trigger reads with pg_aegis's rights (`server_id`, `ts`:
-/// cast to text, sorted, compared, rendered as JSON) whose type is not
-/// built in: a type a non-superuser created brings its own casts and
-/// operators, which would run with those rights.
-unsafe fn untrusted_key_column(rel: pg_sys::Relation) -> Option<String> {
-    // SAFETY: an open relation's tuple descriptor.
-    unsafe {
-        crate::compat::tupdesc_attrs((*rel).rd_att)
-            .iter()
-            .filter(|att| !att.attisdropped)
-            .find_map(|att| {
-                let name = CStr::from_ptr(att.attname.data.as_ptr()).to_string_lossy();
-                ((name == "server_id" || name == "ts")
-                    && u32::from(att.atttypid) >= pg_sys::FirstNormalObjectId)
-                    .then(|| format!("column {name} has a type that is not built in"))
-            })
+/// Where a metrics table's values come from and where its alerts go: the
+/// mapping recorded by `aegis.attach_metric_alerts()`, or the reference
+/// layout (server_id, ts; the alerts table as the trigger's argument).
+struct Source {
+    entity: String,
+    time: String,
+    time_unit: Option<String>,
+    /// The columns rules may name (None: every numeric column).
+    metrics: Option<Vec<String>>,
+    alerts_table: Option<String>,
+    /// (field, column) of the alerts table; empty for the reference layout.
+    alerts_columns: Vec<(String, String)>,
+    reference: bool,
+}
+
+impl Source {
+    fn reference(alerts_table: &str) -> Source {
+        Source {
+            entity: "server_id".into(),
+            time: "ts".into(),
+            time_unit: None,
+            metrics: None,
+            alerts_table: Some(alerts_table.to_string()),
+            alerts_columns: Vec::new(),
+            reference: true,
+        }
     }
+
+    /// The mapping recorded for the table (read with the extension
+    /// owner's rights: the catalog has no grants).
+    fn recorded(relid: pg_sys::Oid, table: &str) -> Result<Source, AegisError> {
+        let row = with_safe_search_path(|| {
+            as_extension_owner(|| {
+                Spi::connect(|client| {
+                    let rows = client
+                        .select(
+                            "SELECT entity_column::text, time_column::text, time_unit, metrics::text[], \
+                                    alerts_table::text, alerts_columns::text \
+                             FROM aegis.metric_alert_sources WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid",
+                            None,
+                            &[relid.into()],
+                        )
+                        .map_err(spi_error)?;
+                    if rows.is_empty() {
+                        return Ok(None);
+                    }
+                    let r = rows.first();
+                    Ok(Some((
+                        r.get::<String>(1).map_err(spi_error)?.unwrap_or_default(),
+                        r.get::<String>(2).map_err(spi_error)?.unwrap_or_default(),
+                        r.get::<String>(3).map_err(spi_error)?,
+                        r.get::<Vec<String>>(4).map_err(spi_error)?,
+                        r.get::<String>(5).map_err(spi_error)?,
+                        r.get::<String>(6).map_err(spi_error)?,
+                    )))
+                })
+            })
+        })?;
+        let Some((entity, time, time_unit, metrics, alerts_table, columns)) = row else {
+            return Err(AegisError::AlertsMapping {
+                table: table.to_string(),
+                what: "no metric alert mapping is recorded for this table".into(),
+            });
+        };
+        let mut alerts_columns = Vec::new();
+        if let Some(c) = columns {
+            if let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(&c)
+            {
+                for (field, col) in m {
+                    if let serde_json::Value::String(col) = col {
+                        alerts_columns.push((field, col));
+                    }
+                }
+            }
+        }
+        Ok(Source {
+            entity,
+            time,
+            time_unit,
+            metrics,
+            alerts_table,
+            alerts_columns,
+            reference: false,
+        })
+    }
+
+    /// The time column as ISO 8601 text, over the transition table `n`.
+    fn time_expr(&self) -> String {
+        let col = quote_ident(&self.time);
+        match self.time_unit.as_deref() {
+            Some("milliseconds") => format!(
+                "to_json(pg_catalog.to_timestamp(n.{col}::pg_catalog.float8 / 1000)) #>> '{{}}'"
+            ),
+            Some(_) => {
+                format!("to_json(pg_catalog.to_timestamp(n.{col}::pg_catalog.float8)) #>> '{{}}'")
+            }
+            None => format!("to_json(n.{col}) #>> '{{}}'"),
+        }
+    }
+}
+
+/// The mapped key columns the trigger reads with pg_aegis's rights (cast
+/// to text, sorted, compared, rendered as JSON) must still exist and be of
+/// built-in types: a type a non-superuser created brings its own casts and
+/// operators, which would run with those rights. (Checked at attach time;
+/// checked again here in case the table changed since.)
+unsafe fn mapped_key_problem(rel: pg_sys::Relation, source: &Source) -> Option<AegisError> {
+    // SAFETY: an open relation's tuple descriptor.
+    let atts = unsafe { crate::compat::tupdesc_attrs((*rel).rd_att) };
+    for key in [&source.entity, &source.time] {
+        let att = atts.iter().find(|att| {
+            !att.attisdropped
+                // SAFETY: attname is a NUL-terminated NameData.
+                && unsafe { CStr::from_ptr(att.attname.data.as_ptr()) }.to_string_lossy() == **key
+        });
+        match att {
+            None if source.reference => {
+                return Some(AegisError::AlertsMapping {
+                    table: String::new(),
+                    what: format!("the table has no column {key} (the reference layout needs server_id and ts; map other columns with aegis.attach_metric_alerts())"),
+                })
+            }
+            None => {
+                return Some(AegisError::AlertsMapping {
+                    table: String::new(),
+                    what: format!("mapped column {key} no longer exists"),
+                })
+            }
+            Some(att) if u32::from(att.atttypid) >= pg_sys::FirstNormalObjectId => {
+                return Some(AegisError::AlertsUntrusted {
+                    what: format!("column {key} has a type that is not built in"),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    None
 }
 
 struct Candidate {
@@ -223,19 +343,14 @@ fn format_value(v: f64) -> String {
 
 fn evaluate(
     relid: pg_sys::Oid,
-    columns: &[String],
+    rules: Vec<Rule>,
+    source: &Source,
     td: *mut pg_sys::TriggerData,
     new_rows: &str,
-    alerts_table: &str,
 ) -> Result<usize, AegisError> {
-    let rules: Vec<Rule> = rules()?
-        .into_iter()
-        .filter(|r| columns.contains(&r.metric))
-        .collect();
-    if rules.is_empty() {
-        return Ok(0);
-    }
     let newtab = quote_ident(new_rows);
+    let entity = quote_ident(&source.entity);
+    let time = source.time_expr();
     // Whose insert raised the alerts (before switching to the extension
     // owner, who writes them).
     // SAFETY: the current user of the running statement.
@@ -255,14 +370,14 @@ fn evaluate(
                         client
                             .select(
                                 &format!(
-                                    "SELECT DISTINCT ON (n.server_id) n.server_id::text, to_json(n.ts) #>> '{{}}', n.{col}::float8, b.mean, \
+                                    "SELECT DISTINCT ON (n.{entity}::text) n.{entity}::text, {time}, n.{col}::float8, b.mean, \
                                             GREATEST(sqrt(b.m2 / NULLIF(b.n - 1, 0)), abs(b.mean) * 0.01, 1) \
                                      FROM {newtab} n JOIN aegis.current_baselines($1, $2, \
-                                            (SELECT array_agg(DISTINCT s.server_id::text) FROM {newtab} s)) b \
-                                       ON b.server_id = n.server_id::text \
+                                            (SELECT array_agg(DISTINCT s.{entity}::text) FROM {newtab} s)) b \
+                                       ON b.server_id = n.{entity}::text \
                                      WHERE b.n >= GREATEST($3, 2) \
                                        AND n.{col}::float8 > (b.mean + ($4 * GREATEST(sqrt(b.m2 / NULLIF(b.n - 1, 0)), abs(b.mean) * 0.01, 1))) \
-                                     ORDER BY n.server_id, n.{col} DESC"
+                                     ORDER BY n.{entity}::text, n.{col} DESC"
                                 ),
                                 None,
                                 &[relid.into(), r.metric.clone().into(), r.min_samples.into(), r.threshold.into()],
@@ -280,10 +395,10 @@ fn evaluate(
                         client
                             .select(
                                 &format!(
-                                    "SELECT DISTINCT ON (n.server_id) n.server_id::text, to_json(n.ts) #>> '{{}}', n.{col}::float8, \
+                                    "SELECT DISTINCT ON (n.{entity}::text) n.{entity}::text, {time}, n.{col}::float8, \
                                             NULL::float8, NULL::float8 \
                                      FROM {newtab} n WHERE n.{col}::float8 {op} $1 \
-                                     ORDER BY n.server_id, n.{col} {order}"
+                                     ORDER BY n.{entity}::text, n.{col} {order}"
                                 ),
                                 None,
                                 &[r.threshold.into()],
@@ -317,7 +432,7 @@ fn evaluate(
                             &format!(
                                 "INSERT INTO aegis.metric_baseline_deltas (relid, metric, server_id, n, mean, m2) \
                                  SELECT $1, $2, s.server_id, count(*), avg(s.x), COALESCE(var_pop(s.x) * count(*), 0) \
-                                 FROM (SELECT n.server_id::text AS server_id, n.{col}::float8 AS x \
+                                 FROM (SELECT n.{entity}::text AS server_id, n.{col}::float8 AS x \
                                        FROM {newtab} n WHERE n.{col} IS NOT NULL) s \
                                  GROUP BY s.server_id"
                             ),
@@ -332,35 +447,10 @@ fn evaluate(
                 // The alerts table is resolved only when there is something
                 // to write (most statements alert nobody), by name each time
                 // (a renamed or dropped table is noticed, not cached).
-                let target = client
-                    .select(
-                        "SELECT format('%I.%I', n.nspname, c.relname), r.rolsuper \
-                         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                              JOIN pg_roles r ON r.oid = c.relowner \
-                         WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p')",
-                        None,
-                        &[alerts_table.into()],
-                    )
-                    .map_err(spi_error)?;
-                let (target, superuser_owned) = if target.is_empty() {
-                    (None, false)
-                } else {
-                    let row = target.first();
-                    (
-                        row.get::<String>(1).map_err(spi_error)?,
-                        row.get::<bool>(2).map_err(spi_error)?.unwrap_or(false),
-                    )
+                let insert = match &source.alerts_table {
+                    None => None,
+                    Some(alerts_table) => Some(alerts_insert(client, source, alerts_table)?),
                 };
-                let target = target.ok_or_else(|| AegisError::AlertsTable {
-                    name: alerts_table.to_string(),
-                })?;
-                // Its triggers, defaults, constraints and rules would run
-                // with pg_aegis's rights: only a superuser's table.
-                if !superuser_owned {
-                    return Err(AegisError::AlertsUntrusted {
-                        what: format!("alerts table {target} is owned by a non-superuser"),
-                    });
-                }
                 // 3. Fire what the cooldown allows.
                 let mut fired = 0;
                 for c in candidates {
@@ -388,27 +478,28 @@ fn evaluate(
                                 c.server_id
                             ),
                         };
-                    let id: Option<i64> = client
-                        .update(
-                            &format!(
-                                "INSERT INTO {target} (server_id, ts, rule, severity, metric, value, message) \
-                                 VALUES ($1, $2::pg_catalog.timestamptz, $3, $4, $5, $6, $7) RETURNING id::pg_catalog.int8"
-                            ),
-                            None,
-                            &[
-                                c.server_id.clone().into(),
-                                c.ts.clone().into(),
-                                c.rule.name.clone().into(),
-                                c.rule.severity.clone().into(),
-                                c.rule.metric.clone().into(),
-                                c.value.into(),
-                                message.clone().into(),
-                            ],
-                        )
-                        .map_err(spi_error)?
-                        .first()
-                        .get_one::<i64>()
-                        .map_err(spi_error)?;
+                    let params = [
+                        c.server_id.clone().into(),
+                        c.ts.clone().into(),
+                        c.rule.name.clone().into(),
+                        c.rule.severity.clone().into(),
+                        c.rule.metric.clone().into(),
+                        c.value.into(),
+                        message.clone().into(),
+                    ];
+                    let id: Option<i64> = match &insert {
+                        None => None,
+                        Some(sql) if source.reference => client
+                            .update(sql, None, &params)
+                            .map_err(spi_error)?
+                            .first()
+                            .get_one::<i64>()
+                            .map_err(spi_error)?,
+                        Some(sql) => {
+                            client.update(sql, None, &params).map_err(spi_error)?;
+                            None
+                        }
+                    };
                     let mut payload = serde_json::json!({
                         "kind": if c.rule.anomaly { "anomaly" } else { "threshold" },
                         "alert_id": id,
@@ -451,6 +542,97 @@ fn evaluate(
             })
         })
     })
+}
+
+/// The INSERT that writes one alert into the alerts table, with the
+/// parameters $1..$7 = entity, time (ISO 8601), rule, severity, metric,
+/// value, message. The table must be a superuser's: its triggers,
+/// defaults, constraints and rules run with pg_aegis's rights. A mapped
+/// table takes each field in the column the mapping names, cast to that
+/// column's type (an integer time column as epoch seconds).
+fn alerts_insert(
+    client: &mut pgrx::spi::SpiClient<'_>,
+    source: &Source,
+    alerts_table: &str,
+) -> Result<String, AegisError> {
+    let target = client
+        .select(
+            "SELECT format('%I.%I', n.nspname, c.relname), r.rolsuper \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                  JOIN pg_roles r ON r.oid = c.relowner \
+             WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p')",
+            None,
+            &[alerts_table.into()],
+        )
+        .map_err(spi_error)?;
+    let (target, superuser_owned) = if target.is_empty() {
+        (None, false)
+    } else {
+        let row = target.first();
+        (
+            row.get::<String>(1).map_err(spi_error)?,
+            row.get::<bool>(2).map_err(spi_error)?.unwrap_or(false),
+        )
+    };
+    let target = target.ok_or_else(|| AegisError::AlertsTable {
+        name: alerts_table.to_string(),
+    })?;
+    if !superuser_owned {
+        return Err(AegisError::AlertsUntrusted {
+            what: format!("alerts table {target} is owned by a non-superuser"),
+        });
+    }
+    if source.reference {
+        return Ok(format!(
+            "INSERT INTO {target} (server_id, ts, rule, severity, metric, value, message) \
+             VALUES ($1, $2::pg_catalog.timestamptz, $3, $4, $5, $6, $7) RETURNING id::pg_catalog.int8"
+        ));
+    }
+    let mut cols = Vec::new();
+    let mut values = Vec::new();
+    for (field, column) in &source.alerts_columns {
+        let typ = client
+            .select(
+                "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), \
+                        a.atttypid IN ('pg_catalog.int2'::pg_catalog.regtype, 'pg_catalog.int4'::pg_catalog.regtype, \
+                                       'pg_catalog.int8'::pg_catalog.regtype) \
+                 FROM pg_catalog.pg_attribute a \
+                 WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped \
+                   AND a.atttypid < 16384",
+                None,
+                &[alerts_table.into(), column.as_str().into()],
+            )
+            .map_err(spi_error)?;
+        if typ.is_empty() {
+            return Err(AegisError::AlertsMapping {
+                table: target.clone(),
+                what: format!("alerts column {column} (for {field}) no longer exists or is not of a built-in type"),
+            });
+        }
+        let row = typ.first();
+        let ty: String = row.get(1).map_err(spi_error)?.unwrap_or_default();
+        let integer: bool = row.get(2).map_err(spi_error)?.unwrap_or(false);
+        let value = match field.as_str() {
+            "entity" => format!("$1::{ty}"),
+            "time" if integer => format!(
+                "pg_catalog.floor(pg_catalog.date_part('epoch', $2::pg_catalog.timestamptz))::{ty}"
+            ),
+            "time" => format!("$2::pg_catalog.timestamptz::{ty}"),
+            "rule" => format!("$3::{ty}"),
+            "severity" => format!("$4::{ty}"),
+            "metric" => format!("$5::{ty}"),
+            "value" => format!("$6::pg_catalog.float8::{ty}"),
+            "message" => format!("$7::{ty}"),
+            _ => continue,
+        };
+        cols.push(quote_ident(column));
+        values.push(value);
+    }
+    Ok(format!(
+        "INSERT INTO {target} ({}) VALUES ({})",
+        cols.join(", "),
+        values.join(", ")
+    ))
 }
 
 /// May this rule fire for this server now (its cooldown)? Looks at the
@@ -505,23 +687,51 @@ fn metric_alerts<'a>(
         protocol_error("aegis.metric_alerts() needs REFERENCING NEW TABLE AS <name>");
     };
     let args = trigger.extra_args().unwrap_or_default();
-    let Some(alerts_table) = args.first() else {
-        protocol_error("aegis.metric_alerts() takes the alerts table as its argument");
-    };
     let td = trigger.trigger_data() as *const pg_sys::TriggerData as *mut pg_sys::TriggerData;
     // SAFETY: a statement trigger: the relation is open for the call.
-    let (relid, columns, untrusted) = unsafe {
+    let (relid, numeric) = unsafe {
         let rel = (*td).tg_relation;
-        (
-            (*rel).rd_id,
-            numeric_columns(rel),
-            untrusted_key_column(rel),
-        )
+        ((*rel).rd_id, numeric_columns(rel))
     };
-    if let Some(what) = untrusted {
-        raise(AegisError::AlertsUntrusted { what });
+    // Most statements alert nobody: no rule on a metric of this table, no
+    // further work (not even the mapping lookup).
+    let rules = match rules() {
+        Ok(r) => r,
+        Err(e) => raise(e),
+    };
+    let rules: Vec<Rule> = rules
+        .into_iter()
+        .filter(|r| numeric.contains(&r.metric))
+        .collect();
+    if rules.is_empty() {
+        return Ok(None);
     }
-    if let Err(e) = evaluate(relid, &columns, td, new_rows, alerts_table) {
+    let table = trigger.table_name().unwrap_or_default();
+    let source = match args.as_slice() {
+        [] => Source::recorded(relid, &table).unwrap_or_else(|e| raise(e)),
+        [alerts_table] => Source::reference(alerts_table),
+        _ => protocol_error(
+            "aegis.metric_alerts() takes at most one argument (the reference alerts table)",
+        ),
+    };
+    // SAFETY: as above.
+    if let Some(mut e) = unsafe { mapped_key_problem((*td).tg_relation, &source) } {
+        if let AegisError::AlertsMapping { table: t, .. } = &mut e {
+            *t = table.clone();
+        }
+        raise(e);
+    }
+    let rules: Vec<Rule> = match &source.metrics {
+        Some(m) => rules
+            .into_iter()
+            .filter(|r| m.contains(&r.metric))
+            .collect(),
+        None => rules,
+    };
+    if rules.is_empty() {
+        return Ok(None);
+    }
+    if let Err(e) = evaluate(relid, rules, &source, td, new_rows) {
         raise(e);
     }
     Ok(None)

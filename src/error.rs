@@ -81,6 +81,9 @@ pub enum AegisError {
     #[error("aegis.metric_alerts() will not run with pg_aegis's rights over code a non-superuser controls: {what}")]
     AlertsUntrusted { what: String },
 
+    #[error("aegis.metric_alerts() on {table}: {what}")]
+    AlertsMapping { table: String, what: String },
+
     #[error("invalid row filter: {reason}")]
     InvalidFilter { reason: String },
 
@@ -153,6 +156,7 @@ impl AegisError {
             AegisError::UnpairedUpdate { .. } => ERRCODE_TRIGGERED_ACTION_EXCEPTION, // 09000
             AegisError::AlertsTable { .. } => ERRCODE_UNDEFINED_TABLE,            // 42P01
             AegisError::AlertsUntrusted { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501
+            AegisError::AlertsMapping { .. } => ERRCODE_INVALID_PARAMETER_VALUE,  // 22023
             AegisError::InvalidFilter { .. } => ERRCODE_INVALID_PARAMETER_VALUE,  // 22023
             AegisError::FilterNotAllowed { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501
             AegisError::Internal(_) => ERRCODE_INTERNAL_ERROR,                    // XX000
@@ -222,6 +226,9 @@ impl AegisError {
             ),
             AegisError::AlertsUntrusted { .. } => Some(
                 "The trigger reads server_id and ts with pg_aegis's rights (built-in types only) and writes the alerts table with them (a table a superuser owns).".into(),
+            ),
+            AegisError::AlertsMapping { .. } => Some(
+                "Attach metric alerts with aegis.attach_metric_alerts(table, entity_column, time_column, ...), which checks the mapping first.".into(),
             ),
             AegisError::KeyDestroyed { .. }
             | AegisError::Internal(_)
