@@ -121,7 +121,8 @@ GRANT EXECUTE ON FUNCTION aegis.check_retention_rule(regclass, interval, name, t
 
 REVOKE EXECUTE ON FUNCTION aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid),
     aegis.sync_application_policy(oid, name[]), aegis.enforce_access(regclass, jsonb),
-    aegis.profile_of(jsonb), aegis.sync_profile(oid, oid, text, jsonb), aegis.scope_predicate(regclass) FROM PUBLIC;
+    aegis.profile_of(jsonb), aegis.sync_profile(oid, oid, text, jsonb), aegis.scope_predicate(regclass),
+    aegis.profile_catalog() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.profile_catalog() TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION aegis.profile_in_force(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.profile_of(jsonb), aegis.profile_in_force(regclass) TO aegis_admin;

@@ -2234,13 +2234,17 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = ''
 AS $$
+DECLARE
+    newly boolean;
 BEGIN
     policy := COALESCE(policy, '{}'::jsonb);
     PERFORM aegis.check_policy(tbl, policy);
+    newly := NOT EXISTS (SELECT 1 FROM aegis.protected_tables p WHERE p.relid = tbl);
 
     PERFORM aegis.enforce_rls(tbl);
     PERFORM aegis.enforce_access(tbl, policy);
-    IF (SELECT NOT o.rolsuper AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(aegis.application_roles_of(policy)) a
+    -- (Said once, when the table is first protected.)
+    IF newly AND (SELECT NOT o.rolsuper AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(aegis.application_roles_of(policy)) a
                                              WHERE pg_catalog.pg_has_role(o.oid, a, 'MEMBER'))
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles o ON o.oid = c.relowner WHERE c.oid = tbl) THEN
         RAISE WARNING 'the owner of %, role "%", now sees and changes only the rows policies grant it', tbl,
@@ -4079,7 +4083,8 @@ GRANT EXECUTE ON FUNCTION aegis.check_retention_rule(regclass, interval, name, t
 
 REVOKE EXECUTE ON FUNCTION aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid),
     aegis.sync_application_policy(oid, name[]), aegis.enforce_access(regclass, jsonb),
-    aegis.profile_of(jsonb), aegis.sync_profile(oid, oid, text, jsonb), aegis.scope_predicate(regclass) FROM PUBLIC;
+    aegis.profile_of(jsonb), aegis.sync_profile(oid, oid, text, jsonb), aegis.scope_predicate(regclass),
+    aegis.profile_catalog() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.profile_catalog() TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION aegis.profile_in_force(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.profile_of(jsonb), aegis.profile_in_force(regclass) TO aegis_admin;
