@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 pub mod audit;
 mod scratch;
+pub mod zabbix;
 pub use scratch::ScratchCluster;
 
 pub const DB: &str = "aegis_it";

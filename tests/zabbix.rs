@@ -1,0 +1,308 @@
+//! The Zabbix walkthrough (docs/existing-schema.md) run as written, end to
+//! end, against a Zabbix-shaped database (tests/fixtures/zabbix) owned by
+//! the application's own login: every SQL block of the guide, in order, by
+//! the role its first line names, each as a real login, with parallel query
+//! forced on every connection. Then the outcome the guide promises is
+//! checked from the outside: the application kept working, each role saw
+//! what its profile says, the alert fired for the Zabbix item, retention
+//! kept to the integer clock, and the erasure of user 42 reached her rows,
+//! the rows Zabbix's cascades delete, and the mentions of her names.
+
+use aegis_integration::{sqlstate, superuser_to, zabbix, Cluster};
+use postgres::{Client, Config, NoTls};
+
+const GUIDE: &str = include_str!("../docs/existing-schema.md");
+const DB: &str = "aegis_zabbix";
+const PEOPLE: [&str; 4] = ["alice", "bob", "carol", "zabbix"];
+
+/// One SQL block of the guide: who runs it, the SQLSTATE it must fail
+/// with (if any), and its text.
+struct Block {
+    who: String,
+    expect: Option<String>,
+    sql: String,
+}
+
+fn blocks() -> Vec<Block> {
+    let mut out = Vec::new();
+    let mut lines = GUIDE.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() != "```sql" {
+            continue;
+        }
+        let mut sql = String::new();
+        for l in lines.by_ref() {
+            if l.trim() == "```" {
+                break;
+            }
+            sql.push_str(l);
+            sql.push('\n');
+        }
+        let first = sql.lines().next().unwrap_or_default();
+        let spec = first.strip_prefix("-- as ").unwrap_or_else(|| {
+            panic!("every SQL block of the guide must start with `-- as <role>`, not {first:?}")
+        });
+        let mut who = spec.to_string();
+        let mut expect = None;
+        if let Some((w, rest)) = spec.split_once(';') {
+            who = w.trim().to_string();
+            expect = Some(
+                rest.trim()
+                    .strip_prefix("expect ")
+                    .unwrap_or_else(|| panic!("unknown block annotation {rest:?}"))
+                    .to_string(),
+            );
+        }
+        out.push(Block { who, expect, sql });
+    }
+    out
+}
+
+/// A real login of `who` (`dba`: the superuser) to the walkthrough's
+/// database over the unix socket, with parallel query forced.
+fn connect(who: &str) -> Client {
+    let cluster = Cluster::Preloaded;
+    let user = if who == "dba" { "postgres" } else { who };
+    Config::new()
+        .host_path(cluster.socket_dir())
+        .port(cluster.port())
+        .user(user)
+        .dbname(DB)
+        .application_name("aegis-it-zabbix")
+        .options(
+            "-c max_parallel_workers_per_gather=2 -c parallel_setup_cost=0 -c parallel_tuple_cost=0 \
+             -c min_parallel_table_scan_size=0 -c min_parallel_index_scan_size=0",
+        )
+        .connect(NoTls)
+        .unwrap_or_else(|e| panic!("{who} cannot connect to {DB}: {e}"))
+}
+
+fn count(c: &mut Client, sql: &str) -> i64 {
+    c.query_one(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+/// A fresh database owned by the application login `zabbix`, with the
+/// Zabbix-shaped schema and data loaded by that login.
+fn fresh_zabbix_database() {
+    let mut admin = superuser_to(Cluster::Preloaded, "postgres");
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
+        .expect("drop old walkthrough database");
+    for role in PEOPLE {
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+            .expect("pg_roles")
+            .is_some();
+        if exists {
+            // Left by an earlier run: they own nothing outside its database.
+            admin
+                .batch_execute(&format!("DROP ROLE {role}"))
+                .unwrap_or_else(|e| panic!("drop role {role}: {e}"));
+        }
+    }
+    admin
+        .batch_execute("CREATE ROLE zabbix LOGIN")
+        .expect("create the application login");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {DB} OWNER zabbix"))
+        .expect("create its database");
+    let mut app = connect("zabbix");
+    zabbix::load(&mut app, 1);
+}
+
+#[test]
+fn zabbix_walkthrough_runs_as_written() {
+    fresh_zabbix_database();
+    let mut dba = connect("dba");
+    let mary_alerts_before = count(
+        &mut dba,
+        "SELECT count(*) FROM alerts WHERE message ILIKE '%Mary Smith%' OR message ILIKE '%mary.smith%'",
+    );
+    assert!(mary_alerts_before > 0, "the fixture names Mary in alerts");
+    let users_before = count(&mut dba, "SELECT count(*) FROM users");
+
+    // ---------------------------------------------------------------- the guide
+    let blocks = blocks();
+    assert!(
+        blocks.len() >= 15,
+        "the guide has its SQL blocks ({})",
+        blocks.len()
+    );
+    for (i, b) in blocks.iter().enumerate() {
+        let mut c = connect(&b.who);
+        let result = c.batch_execute(&b.sql);
+        match (&b.expect, result) {
+            (None, Ok(())) => {}
+            (None, Err(e)) => panic!(
+                "block {} (as {}) failed: {}\n{}",
+                i + 1,
+                b.who,
+                e.as_db_error().map(|d| d.message()).unwrap_or_default(),
+                b.sql
+            ),
+            (Some(code), Err(e)) => assert_eq!(
+                &sqlstate(&e),
+                code,
+                "block {} (as {}) failed with the wrong error: {e:?}",
+                i + 1,
+                b.who
+            ),
+            (Some(code), Ok(())) => panic!(
+                "block {} (as {}) should fail with {code}\n{}",
+                i + 1,
+                b.who,
+                b.sql
+            ),
+        }
+    }
+
+    // ---------------------------------------------------------------- the outcome
+    // The application kept reading and writing its tables, with parallel
+    // plans, and its changes were audited under its own name.
+    let mut app = connect("zabbix");
+    assert_eq!(
+        count(&mut app, "SELECT count(*) FROM users"),
+        users_before - 1,
+        "Zabbix sees every user but the erased one"
+    );
+    let plan: Vec<String> = app
+        .query("EXPLAIN SELECT count(*) FROM history", &[])
+        .expect("explain")
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect();
+    assert!(
+        plan.iter().any(|l| l.contains("Gather")),
+        "the application's reads run in parallel: {plan:?}"
+    );
+    app.batch_execute(
+        "INSERT INTO sessions (sessionid, userid, lastaccess, status) VALUES ('walkthrough', 1, 1764547500, 0);
+         UPDATE users SET theme = 'dark-theme' WHERE userid = 1;
+         DELETE FROM sessions WHERE sessionid = 'walkthrough';",
+    )
+    .expect("the application writes its tables");
+    assert!(
+        count(
+            &mut dba,
+            "SELECT count(*) FROM aegis.audit_log WHERE db_user = 'zabbix' AND table_name = 'public.sessions'"
+        ) >= 2,
+        "the application's changes are audited"
+    );
+
+    // Each role sees what its profile says: the auditor no names, the
+    // developer no log lines, the admin everything.
+    let mut alice = connect("alice");
+    let e = alice
+        .query("SELECT name FROM users", &[])
+        .expect_err("the auditor's users profile hides names");
+    assert_eq!(sqlstate(&e), "42501");
+    assert_eq!(
+        count(&mut alice, "SELECT count(*) FROM history"),
+        count(&mut dba, "SELECT count(*) FROM history"),
+        "the auditor reads every history row"
+    );
+    let mut bob = connect("bob");
+    assert_eq!(
+        sqlstate(
+            &bob.query("SELECT value FROM history_log", &[])
+                .expect_err("log lines are free text")
+        ),
+        "42501"
+    );
+    assert_eq!(
+        sqlstate(
+            &bob.query("SELECT count(*) FROM users", &[])
+                .expect_err("developers have nothing on users")
+        ),
+        "42501"
+    );
+    let mut carol = connect("carol");
+    assert_eq!(
+        count(&mut carol, "SELECT count(*) FROM users WHERE name <> ''"),
+        count(&mut dba, "SELECT count(*) FROM users WHERE name <> ''"),
+        "the admin reads every user and column"
+    );
+
+    // The alert fired for the Zabbix item, with the time of its clock.
+    let row = dba
+        .query_one(
+            "SELECT server_id, (detail ->> 'ts')::timestamptz = to_timestamp(1764547400), raised_by::text
+             FROM aegis.alert_events WHERE alert = 'history_value_high'",
+            &[],
+        )
+        .expect("one alert for the high value");
+    assert_eq!(row.get::<_, String>(0), "10002");
+    assert!(row.get::<_, bool>(1), "the alert's time is the row's clock");
+    assert_eq!(row.get::<_, String>(2), "zabbix");
+
+    // Retention kept to the integer clock: nothing older than 400 days.
+    assert_eq!(
+        count(
+            &mut dba,
+            "SELECT count(*) FROM history WHERE clock < extract(epoch FROM now() - interval '400 days')"
+        ),
+        0
+    );
+    assert!(count(&mut dba, "SELECT count(*) FROM history") > 0);
+
+    // The erasure: her rows, the rows cascades delete, and the mentions of
+    // her names are gone; her audit log rows are kept without her; the
+    // receipt says who asked; the chain still verifies.
+    for (sql, what) in [
+        ("SELECT count(*) FROM users WHERE userid = 42", "her user"),
+        ("SELECT count(*) FROM media WHERE userid = 42", "her media"),
+        ("SELECT count(*) FROM sessions WHERE userid = 42", "her sessions"),
+        ("SELECT count(*) FROM acknowledges WHERE userid = 42", "her acknowledgements"),
+        ("SELECT count(*) FROM alerts WHERE userid = 42", "her alerts"),
+        (
+            "SELECT count(*) FROM alerts WHERE message ILIKE '%Mary Smith%' OR message ILIKE '%mary.smith%'",
+            "mentions in alerts",
+        ),
+        (
+            "SELECT count(*) FROM acknowledges WHERE message ILIKE '%Mary Smith%' OR message ILIKE '%mary.smith%'",
+            "mentions in acknowledgements",
+        ),
+        (
+            "SELECT count(*) FROM history_log WHERE value ILIKE '%mary.smith%' OR value ILIKE '%Mary Smith%'",
+            "mentions in log lines",
+        ),
+        ("SELECT count(*) FROM auditlog WHERE userid = 42 OR username = 'mary.smith'", "her audit log identity"),
+    ] {
+        assert_eq!(count(&mut dba, sql), 0, "{what} remain after erasure");
+    }
+    assert!(
+        count(
+            &mut dba,
+            "SELECT count(*) FROM auditlog WHERE username = '[ERASED]'"
+        ) > 0,
+        "her audit log rows are kept, anonymized"
+    );
+    let receipt = dba
+        .query_one(
+            "SELECT detail ->> 'requested_by', detail ->> 'complete', (detail -> 'tables' -> 'public.acknowledges' -> 'cascades')::text
+             FROM aegis.audit_log WHERE operation = 'ERASURE' ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .expect("the erasure receipt is in the trail");
+    assert_eq!(receipt.get::<_, String>(0), "carol");
+    assert_eq!(receipt.get::<_, String>(1), "true");
+    let cascades: String = receipt.get::<_, Option<String>>(2).unwrap_or_default();
+    assert!(
+        cascades.contains("public.alerts") && cascades.contains("deleted_by_cascade"),
+        "the receipt lists the alerts Zabbix's cascade deleted with her acknowledgements: {cascades}"
+    );
+    let ok: bool = dba
+        .query_one("SELECT bool_and(ok) FROM aegis.verify_chain()", &[])
+        .expect("verify_chain")
+        .get(0);
+    assert!(ok, "the audit chain verifies after the walkthrough");
+
+    drop((app, alice, bob, carol, dba));
+    let mut admin = superuser_to(Cluster::Preloaded, "postgres");
+    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"));
+    for role in PEOPLE {
+        let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {role}"));
+    }
+}
