@@ -67,7 +67,9 @@ new=[('70_audit.sql','audit_statement('),('70_audit.sql','verify_chain_increment
      ('80_lifecycle.sql','mentions_any('),('80_lifecycle.sql','erase_mentions_all('),('80_lifecycle.sql','check_subject_directory('),
      ('80_lifecycle.sql','erasure_cascades('),
      ('85_alerts.sql','check_alert_column('),('85_alerts.sql','check_metric_alert_source('),('85_alerts.sql','attach_metric_alerts('),
-     ('85_alerts.sql','detach_metric_alerts('),('85_alerts.sql','check_metric_alerts_trigger(')]
+     ('85_alerts.sql','detach_metric_alerts('),('85_alerts.sql','check_metric_alerts_trigger('),
+     ('30_policy.sql','scope_keys('),('30_policy.sql','check_scope_key('),('30_policy.sql','create_scope('),('30_policy.sql','assign_scope('),
+     ('30_policy.sql','unassign_scope('),('30_policy.sql','scope_predicate_of(')]
 repl=[('70_audit.sql','audit_row('),('30_policy.sql','owner_ddl('),('30_policy.sql','check_policy('),('30_policy.sql','switch_rls('),('30_policy.sql','enforce_rls('),
       ('30_policy.sql','protect('),('30_policy.sql','relax_rls('),('70_audit.sql','guard_compliant_tables('),('70_audit.sql','guard_state('),('70_audit.sql','guard_check('),
       ('80_lifecycle.sql','erase_subject('),('80_lifecycle.sql','lifecycle_check_table('),('80_lifecycle.sql','legal_hold_filter('),('95_catalog_guard.sql','catalog_guard('),('40_monitoring_schema.sql','monitoring_schema_ddl('),('40_monitoring_schema.sql','create_monitoring_schema('),('85_alerts.sql','security_alerts('),('70_audit.sql','guard_ddl_end('),('70_audit.sql','guard_report('),('70_audit.sql','guard_protect_partitions('),('90_compliance.sql','compliance_mapping('),('90_compliance.sql','compliance_report()')]
@@ -86,6 +88,15 @@ ALTER TABLE aegis.metric_baselines ADD CONSTRAINT metric_baselines_n_check CHECK
 out.append(al[al.index('-- Every alert pg_aegis raised, metric and security'):al.index('-- The trigger, attached by attach_metric_alerts()')])
 out.append(al[al.index('-- Which table\'s inserts are evaluated, and how its columns map'):al.index('-- Is a column of this table usable as this part of the mapping?')])
 au=open(root+'70_audit.sql').read()
+_po=open(root+'30_policy.sql').read()
+out.append(_po[_po.index('CREATE TABLE aegis.scopes ('):_po.index('-- The keys of a scope assigned to the current user')])
+out.append('''CREATE TRIGGER aegis_catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON aegis.scope_assignments
+    FOR EACH ROW EXECUTE FUNCTION aegis.catalog_guard();
+CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.scopes
+    FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
+CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.scope_assignments
+    FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
+''')
 out.append(au[au.index('-- Where incremental verification resumes'):au.index('CREATE FUNCTION aegis.verify_chain_incremental')])
 for f,n in new: out.append(block(f,n)+'\n')
 for f,n in repl:
@@ -121,7 +132,7 @@ GRANT EXECUTE ON FUNCTION aegis.check_retention_rule(regclass, interval, name, t
 
 REVOKE EXECUTE ON FUNCTION aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid),
     aegis.sync_application_policy(oid, name[]), aegis.enforce_access(regclass, jsonb),
-    aegis.profile_of(jsonb), aegis.sync_profile(oid, oid, text, jsonb), aegis.scope_predicate(regclass),
+    aegis.profile_of(jsonb), aegis.sync_profile(oid, oid, text, jsonb, text), aegis.scope_predicate(regclass),
     aegis.profile_catalog() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.profile_catalog() TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION aegis.profile_in_force(regclass) FROM PUBLIC;
@@ -138,6 +149,12 @@ GRANT EXECUTE ON FUNCTION aegis.attach_metric_alerts(regclass, name, name, name[
     aegis.detach_metric_alerts(regclass) TO aegis_admin;
 GRANT EXECUTE ON FUNCTION aegis.check_metric_alerts_trigger(oid) TO PUBLIC;
 GRANT SELECT ON aegis.metric_alert_sources TO aegis_admin, aegis_auditor;
+REVOKE EXECUTE ON FUNCTION aegis.scope_keys(text), aegis.check_scope_key(text, text), aegis.create_scope(text, regclass, name),
+    aegis.assign_scope(regrole, text, text, timestamptz), aegis.unassign_scope(regrole, text, text),
+    aegis.scope_predicate_of(regclass, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.scope_keys(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.create_scope(text, regclass, name), aegis.assign_scope(regrole, text, text, timestamptz),
+    aegis.unassign_scope(regrole, text, text), aegis.check_scope_key(text, text), aegis.scope_predicate_of(regclass, jsonb) TO aegis_admin;
 GRANT EXECUTE ON FUNCTION aegis.enforce_access(regclass, jsonb),
     aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid) TO aegis_admin;
 

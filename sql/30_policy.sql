@@ -317,7 +317,8 @@ BEGIN
                 -- (A partition that has its profile already is left as
                 -- it is: enforce_access() changes profiles.)
                 IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy x WHERE x.polrelid = r.oid AND x.polname LIKE 'aegis\_profile\_%') THEN
-                    PERFORM aegis.sync_profile(r.oid, tbl, aegis.profile_of(p.policy), COALESCE(p.policy -> 'columns', '{}'))
+                    PERFORM aegis.sync_profile(r.oid, tbl, aegis.profile_of(p.policy), COALESCE(p.policy -> 'columns', '{}'),
+                                               aegis.scope_predicate_of(tbl, p.policy -> 'scope'))
                     FROM aegis.protected_tables p WHERE p.relid = tbl;
                 END IF;
             END IF;
@@ -763,6 +764,302 @@ COMMENT ON FUNCTION aegis.sync_application_policy(oid, name[]) IS
     'Internal: give a relation the aegis_application policy for these roles (no grants)';
 
 -- ===========================================================================
+-- Scopes: row scoping for on-call by a key of any type, reached directly or
+-- through a join path (Zabbix: hosts.hostid; history -> items -> hostid;
+-- events -> functions -> items -> hostid). A scope names the table whose
+-- key identifies what people are assigned to (create_scope); assignments
+-- are checked against it (an id that does not exist is refused); a
+-- protected table declares how its rows reach the key (protect()'s
+-- "scope"), and its profile's scoped roles (aegis_oncall) see the rows
+-- whose key is assigned to them. The predicate is an ordinary semi-join
+-- over the tables of the path, with the assigned keys computed once per
+-- query (an initplan), so it plans like the same WHERE written by hand.
+-- ===========================================================================
+
+CREATE TABLE aegis.scopes (
+    name       text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{0,62}$'),
+    key_table  regclass NOT NULL,
+    key_column name NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    created_by name NOT NULL DEFAULT CURRENT_USER
+);
+COMMENT ON TABLE aegis.scopes IS
+    'Row scopes: the table and column whose key people are assigned to (aegis.create_scope)';
+
+CREATE TABLE aegis.scope_assignments (
+    engineer    regrole NOT NULL,
+    scope       text NOT NULL REFERENCES aegis.scopes ON DELETE CASCADE,
+    key         text NOT NULL,
+    until       timestamptz,
+    assigned_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    assigned_by name NOT NULL DEFAULT CURRENT_USER,
+    PRIMARY KEY (engineer, scope, key)
+);
+CREATE INDEX ON aegis.scope_assignments (scope, key);
+COMMENT ON TABLE aegis.scope_assignments IS
+    'Who is assigned to which keys of a scope, until when (NULL = open-ended) (aegis.assign_scope)';
+SELECT pg_catalog.pg_extension_config_dump('aegis.scopes', '');
+SELECT pg_catalog.pg_extension_config_dump('aegis.scope_assignments', '');
+ALTER TABLE aegis.scope_assignments ENABLE ROW LEVEL SECURITY;
+ALTER TABLE aegis.scope_assignments FORCE ROW LEVEL SECURITY;
+-- Everyone reads their own assignments (the policies need them); admins
+-- all of them; auditors read all.
+CREATE POLICY own ON aegis.scope_assignments FOR SELECT TO PUBLIC USING (aegis.is_member(engineer::oid));
+CREATE POLICY admin_all ON aegis.scope_assignments FOR ALL TO aegis_admin USING (true) WITH CHECK (true);
+CREATE POLICY auditor_read ON aegis.scope_assignments FOR SELECT TO aegis_auditor USING (true);
+GRANT SELECT ON aegis.scope_assignments, aegis.scopes TO PUBLIC;
+GRANT INSERT, UPDATE, DELETE ON aegis.scope_assignments TO aegis_admin;
+
+-- The keys of a scope assigned to the current user (or a role they belong
+-- to), now. SECURITY INVOKER: row-level security on scope_assignments
+-- shows each role only its own. Policies call it as (SELECT ...), once per
+-- query.
+CREATE FUNCTION aegis.scope_keys(scope text) RETURNS text[]
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+BEGIN
+    RETURN (SELECT COALESCE(pg_catalog.array_agg(DISTINCT a.key), '{}')
+            FROM aegis.scope_assignments a
+            WHERE a.scope = scope_keys.scope AND aegis.is_member(a.engineer::oid)
+              AND (a.until IS NULL OR a.until > pg_catalog.now()));
+END
+$$;
+COMMENT ON FUNCTION aegis.scope_keys(text) IS 'Keys of a scope currently assigned to the current user';
+
+-- Does this key exist in the scope's key table? Raises why not. SECURITY
+-- DEFINER: the key table may be one aegis_admin cannot read; the lookup
+-- runs as its owner in a security-restricted operation (run_restricted),
+-- with the key as a bound parameter cast to the column's type. EXECUTE:
+-- aegis_admin.
+CREATE FUNCTION aegis.check_scope_key(scope text, key text) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    s record;
+    typ text;
+    hit text[];
+BEGIN
+    SELECT x.key_table, x.key_column INTO s FROM aegis.scopes x WHERE x.name = check_scope_key.scope;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'scope "%" does not exist', scope USING ERRCODE = '42704',
+            HINT = 'Create it with aegis.create_scope(name, key_table, key_column).';
+    END IF;
+    IF key IS NULL OR pg_catalog.btrim(key) = '' THEN
+        RAISE EXCEPTION 'the key must not be empty' USING ERRCODE = '22023';
+    END IF;
+    SELECT pg_catalog.format_type(a.atttypid, NULL) INTO typ FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid = s.key_table AND a.attname = s.key_column AND a.attnum > 0 AND NOT a.attisdropped;
+    BEGIN
+        hit := (SELECT x FROM aegis.run_restricted((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = s.key_table),
+                      s.key_table, true,
+                      pg_catalog.format('SELECT ''1''::pg_catalog.text FROM %s WHERE %I = $1::%s LIMIT 1', s.key_table, s.key_column, typ),
+                      ARRAY[key]) x);
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range OR datetime_field_overflow THEN
+        RAISE EXCEPTION '"%" is not a valid % key of scope "%" (%)', key, typ, scope, SQLERRM USING ERRCODE = '22P02';
+    END;
+    IF hit IS NULL THEN
+        RAISE EXCEPTION 'no %.% = % exists: scope "%" has no such key', s.key_table, s.key_column, key, scope
+            USING ERRCODE = '22023', HINT = 'Assign keys that exist in the scope''s key table.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION aegis.check_scope_key(text, text) IS
+    'Internal: does this key exist in the scope''s key table? (raises why not)';
+
+CREATE FUNCTION aegis.create_scope(name text, key_table regclass, key_column name)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+BEGIN
+    IF name IS NULL OR key_table IS NULL OR key_column IS NULL THEN
+        RAISE EXCEPTION 'name, key_table and key_column must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid scope name "%"', name USING ERRCODE = '22023',
+            HINT = 'Lower-case letters, digits and underscores, starting with a letter.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM aegis.rls_enforced e WHERE e.relid = key_table) THEN
+        RAISE EXCEPTION 'the key table % of a scope must be protected by pg_aegis', key_table USING ERRCODE = '55000',
+            DETAIL = 'Policies read it: its changes must be audited and its DDL guarded.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = key_table AND a.attname = key_column
+                   AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid < 16384) THEN
+        RAISE EXCEPTION 'column "%" of % does not exist or is not of a built-in type', key_column, key_table
+            USING ERRCODE = '42703';
+    END IF;
+    INSERT INTO aegis.scopes (name, key_table, key_column, created_by)
+    VALUES (create_scope.name, create_scope.key_table, create_scope.key_column,
+            COALESCE(NULLIF(pg_catalog.current_setting('role'), 'none'), SESSION_USER));
+END
+$$;
+COMMENT ON FUNCTION aegis.create_scope(text, regclass, name) IS
+    'Create a row scope: people are assigned to keys of this table''s column (admin-only)';
+
+-- SECURITY INVOKER: aegis_admin writes scope_assignments with its own
+-- privileges (the audit trigger records who), after the key is checked.
+CREATE FUNCTION aegis.assign_scope(engineer regrole, scope text, key text, until timestamptz DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+BEGIN
+    IF engineer IS NULL THEN
+        RAISE EXCEPTION 'engineer must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF until IS NOT NULL AND until <= pg_catalog.now() THEN
+        RAISE EXCEPTION 'until must be in the future' USING ERRCODE = '22023',
+            HINT = 'Use aegis.unassign_scope() to end an assignment now.';
+    END IF;
+    PERFORM aegis.check_scope_key(scope, key);
+    INSERT INTO aegis.scope_assignments AS a (engineer, scope, key, until)
+    VALUES (assign_scope.engineer, assign_scope.scope, pg_catalog.btrim(assign_scope.key), assign_scope.until)
+    ON CONFLICT ON CONSTRAINT scope_assignments_pkey
+    DO UPDATE SET until = EXCLUDED.until, assigned_at = pg_catalog.now(), assigned_by = CURRENT_USER;
+END
+$$;
+COMMENT ON FUNCTION aegis.assign_scope(regrole, text, text, timestamptz) IS
+    'Assign a role to a key of a scope (a host id, ...), optionally until a time; unknown keys are refused (admin-only)';
+
+CREATE FUNCTION aegis.unassign_scope(engineer regrole, scope text, key text)
+RETURNS boolean
+LANGUAGE sql VOLATILE
+SET search_path = ''
+AS $$
+    WITH d AS (
+        DELETE FROM aegis.scope_assignments a
+        WHERE a.engineer = unassign_scope.engineer AND a.scope = unassign_scope.scope AND a.key = pg_catalog.btrim(unassign_scope.key)
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT 1 FROM d)
+$$;
+COMMENT ON FUNCTION aegis.unassign_scope(regrole, text, text) IS
+    'End a scope assignment; true if there was one (admin-only)';
+
+-- The row predicate of a table's declared scope (protect()'s "scope":
+-- {"name": <scope>, "column": <column>, "via": [{"table", "match",
+-- "column"}, ...]}), checked: the scope exists, every table of the path is
+-- protected (policies read them; protected, their changes are audited and
+-- their DDL guarded), every column exists, each step matches the type of
+-- the column before it and the last column the scope key's type. NULL
+-- without a scope.
+CREATE FUNCTION aegis.scope_predicate_of(tbl regclass, scope jsonb) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    s record;
+    key_type oid;
+    prev_type oid;
+    prev_rel regclass := tbl;
+    prev_col name;
+    step jsonb;
+    steps jsonb;
+    i integer := 0;
+    rel regclass;
+    pred text;
+    typ oid;
+    n integer;
+BEGIN
+    IF scope IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF pg_catalog.jsonb_typeof(scope) <> 'object' OR pg_catalog.jsonb_typeof(scope -> 'name') IS DISTINCT FROM 'string'
+       OR pg_catalog.jsonb_typeof(scope -> 'column') IS DISTINCT FROM 'string'
+       OR (scope ? 'via' AND pg_catalog.jsonb_typeof(scope -> 'via') <> 'array')
+       OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_object_keys(scope) k WHERE k NOT IN ('name', 'column', 'via')) THEN
+        RAISE EXCEPTION 'policy.scope must be {"name": <scope>, "column": <column>, "via": [{"table": ..., "match": ..., "column": ...}, ...]}'
+            USING ERRCODE = '22023',
+                  HINT = 'Example: {"scope": {"name": "host", "column": "itemid", "via": [{"table": "items", "match": "itemid", "column": "hostid"}]}}';
+    END IF;
+    SELECT x.key_table, x.key_column INTO s FROM aegis.scopes x WHERE x.name = scope ->> 'name';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'scope "%" does not exist', scope ->> 'name' USING ERRCODE = '42704',
+            HINT = 'Create it with aegis.create_scope(name, key_table, key_column).';
+    END IF;
+    SELECT a.atttypid INTO key_type FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid = s.key_table AND a.attname = s.key_column AND a.attnum > 0 AND NOT a.attisdropped;
+    prev_col := scope ->> 'column';
+    SELECT a.atttypid INTO prev_type FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid = tbl AND a.attname = prev_col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'scope column "%" of % does not exist', prev_col, tbl USING ERRCODE = '42703';
+    END IF;
+    steps := COALESCE(scope -> 'via', '[]');
+    n := pg_catalog.jsonb_array_length(steps);
+    IF n > 8 THEN
+        RAISE EXCEPTION 'a scope path has at most 8 steps' USING ERRCODE = '22023';
+    END IF;
+    -- Innermost first: the last column holds the scope's key.
+    FOR step IN SELECT x FROM pg_catalog.jsonb_array_elements(steps) x LOOP
+        i := i + 1;
+        IF pg_catalog.jsonb_typeof(step) <> 'object'
+           OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_object_keys(step) k WHERE k NOT IN ('table', 'match', 'column'))
+           OR pg_catalog.jsonb_typeof(step -> 'table') IS DISTINCT FROM 'string'
+           OR pg_catalog.jsonb_typeof(step -> 'match') IS DISTINCT FROM 'string'
+           OR pg_catalog.jsonb_typeof(step -> 'column') IS DISTINCT FROM 'string' THEN
+            RAISE EXCEPTION 'scope step % must be {"table": <table>, "match": <column>, "column": <column>}', i
+                USING ERRCODE = '22023';
+        END IF;
+        rel := pg_catalog.to_regclass(step ->> 'table');
+        IF rel IS NULL THEN
+            -- Relative to the scoped table's schema, as Zabbix's names are.
+            rel := pg_catalog.to_regclass(pg_catalog.format('%I.%I',
+                (SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
+                step ->> 'table'));
+        END IF;
+        IF rel IS NULL THEN
+            RAISE EXCEPTION 'scope step %: table "%" does not exist', i, step ->> 'table' USING ERRCODE = '42P01';
+        END IF;
+        IF NOT aegis.is_enforced(rel) THEN
+            RAISE EXCEPTION 'scope step %: table % must be protected by pg_aegis', i, rel USING ERRCODE = '55000',
+                DETAIL = 'The policy reads it: its changes must be audited and its DDL guarded.',
+                HINT = 'Protect it first (with the same application roles).';
+        END IF;
+        SELECT a.atttypid INTO typ FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = rel AND a.attname = step ->> 'match' AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'scope step %: column "%" of % does not exist', i, step ->> 'match', rel USING ERRCODE = '42703';
+        END IF;
+        IF typ <> prev_type AND NOT (typ IN (20, 21, 23) AND prev_type IN (20, 21, 23)) THEN
+            RAISE EXCEPTION 'scope step %: %.% (%) cannot match %.% (%)', i, rel, step ->> 'match', typ::regtype,
+                prev_rel, prev_col, prev_type::regtype USING ERRCODE = '42804';
+        END IF;
+        SELECT a.atttypid INTO prev_type FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = rel AND a.attname = step ->> 'column' AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'scope step %: column "%" of % does not exist', i, step ->> 'column', rel USING ERRCODE = '42703';
+        END IF;
+        prev_rel := rel;
+        prev_col := step ->> 'column';
+    END LOOP;
+    IF prev_type <> key_type AND NOT (prev_type IN (20, 21, 23) AND key_type IN (20, 21, 23)) THEN
+        RAISE EXCEPTION 'scope "%" keys are % (%.%), but %.% is %', scope ->> 'name', key_type::regtype, s.key_table, s.key_column,
+            prev_rel, prev_col, prev_type::regtype USING ERRCODE = '42804';
+    END IF;
+    -- Build it from the inside out.
+    pred := pg_catalog.format('%s = ANY ((SELECT aegis.scope_keys(%L))::%s[])',
+        CASE WHEN n = 0 THEN pg_catalog.quote_ident(prev_col) ELSE pg_catalog.format('aegis_s%s.%I', n, prev_col) END,
+        scope ->> 'name', pg_catalog.format_type(key_type, NULL));
+    FOR i IN REVERSE n..1 LOOP
+        step := steps -> (i - 1);
+        rel := COALESCE(pg_catalog.to_regclass(step ->> 'table'), pg_catalog.to_regclass(pg_catalog.format('%I.%I',
+                   (SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
+                   step ->> 'table')));
+        pred := pg_catalog.format('%s IN (SELECT aegis_s%s.%I FROM %s aegis_s%s WHERE %s)',
+            CASE WHEN i = 1 THEN pg_catalog.quote_ident(scope ->> 'column')
+                 ELSE pg_catalog.format('aegis_s%s.%I', i - 1, steps -> (i - 2) ->> 'column') END,
+            i, step ->> 'match', rel, i, pred);
+    END LOOP;
+    RETURN pred;
+END
+$$;
+COMMENT ON FUNCTION aegis.scope_predicate_of(regclass, jsonb) IS
+    'Internal: the checked row predicate of a protect() scope declaration';
+
+-- ===========================================================================
 -- Role profiles: what each of pg_aegis's group roles may do on a protected
 -- table, from its purpose (protect()'s "profile") and its column classes,
 -- instead of hand-written GRANTs and policies. The table holds the whole
@@ -840,7 +1137,7 @@ COMMENT ON FUNCTION aegis.profile_of(jsonb) IS 'Internal: the profile a protect(
 -- column classes of the policy being put in force (classes: protect()'s
 -- "columns"). Runs as the table's owner (owner_ddl). Not granted: runs
 -- only inside enforce_access() and switch_rls().
-CREATE FUNCTION aegis.sync_profile(rel oid, root oid, profile text, classes jsonb) RETURNS void
+CREATE FUNCTION aegis.sync_profile(rel oid, root oid, profile text, classes jsonb, scope text) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = ''
 AS $$
@@ -851,7 +1148,6 @@ DECLARE
     pol name;
     cols text;
     priv text;
-    scope text;
 BEGIN
     SELECT n.nspname, c.relname INTO nsp, relname
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
@@ -869,7 +1165,6 @@ BEGIN
     IF profile IS NULL THEN
         RETURN;
     END IF;
-    scope := aegis.scope_predicate(root::regclass);
     FOR p IN SELECT c.* FROM aegis.profile_catalog() c WHERE c.profile = sync_profile.profile
              AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles x WHERE x.rolname = c.role_name) LOOP
         CONTINUE WHEN p.row_scope = 'scoped' AND scope IS NULL;
@@ -897,17 +1192,15 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION aegis.sync_profile(oid, oid, text, jsonb) IS
+COMMENT ON FUNCTION aegis.sync_profile(oid, oid, text, jsonb, text) IS
     'Internal: give a relation the grants and policies of a role profile (no grants)';
 
--- The row predicate of a table's on-call scope (NULL: no scope declared).
--- Declared scopes come with generic scoping; until one is declared, on-call
--- roles get no rows of a profiled table.
+-- The row predicate of a protected table's declared scope (NULL: none).
 CREATE FUNCTION aegis.scope_predicate(tbl regclass) RETURNS text
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
-    SELECT NULL::text
+    SELECT aegis.scope_predicate_of(tbl, (SELECT p.policy -> 'scope' FROM aegis.protected_tables p WHERE p.relid = tbl))
 $$;
 COMMENT ON FUNCTION aegis.scope_predicate(regclass) IS
     'Internal: the row predicate of a table''s on-call scope (NULL: none declared)';
@@ -941,7 +1234,7 @@ BEGIN
     FOR r IN SELECT tbl::oid UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t
              JOIN pg_catalog.pg_class c ON c.oid = t.relid WHERE c.relkind IN ('r', 'p') LOOP
         PERFORM aegis.sync_application_policy(r, roles);
-        PERFORM aegis.sync_profile(r, tbl, prof, COALESCE(policy -> 'columns', '{}'));
+        PERFORM aegis.sync_profile(r, tbl, prof, COALESCE(policy -> 'columns', '{}'), aegis.scope_predicate_of(tbl, policy -> 'scope'));
     END LOOP;
     UPDATE aegis.rls_enforced e SET profile = prof WHERE e.relid = tbl;
     -- Schema privileges run no code of anyone's: granted with the
@@ -986,9 +1279,9 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'Example: {"columns": {"user_ip": "pii", "error_message": "free_text"}}';
     END IF;
     FOR k IN SELECT pg_catalog.jsonb_object_keys(policy) LOOP
-        IF k NOT IN ('columns', 'audit_reads', 'erasure', 'audit_inserts', 'audit_images', 'digest_buckets', 'application_roles', 'profile', 'subject_directory') THEN
+        IF k NOT IN ('columns', 'audit_reads', 'erasure', 'audit_inserts', 'audit_images', 'digest_buckets', 'application_roles', 'profile', 'subject_directory', 'scope') THEN
             RAISE EXCEPTION 'unknown policy key "%"', k USING ERRCODE = '22023',
-                HINT = 'Valid keys: columns, audit_reads, erasure, audit_inserts, audit_images, digest_buckets, application_roles, profile, subject_directory.';
+                HINT = 'Valid keys: columns, audit_reads, erasure, audit_inserts, audit_images, digest_buckets, application_roles, profile, subject_directory, scope.';
         END IF;
     END LOOP;
     IF policy ? 'audit_inserts' AND COALESCE(policy ->> 'audit_inserts', '') NOT IN ('image', 'digest') THEN
@@ -1034,6 +1327,7 @@ BEGIN
     IF policy ? 'subject_directory' THEN
         PERFORM aegis.check_subject_directory(tbl, policy -> 'subject_directory');
     END IF;
+    PERFORM aegis.scope_predicate_of(tbl, policy -> 'scope');
     IF policy ? 'audit_reads' AND pg_catalog.jsonb_typeof(policy -> 'audit_reads') <> 'boolean' THEN
         RAISE EXCEPTION 'policy.audit_reads must be true or false' USING ERRCODE = '22023';
     END IF;

@@ -119,6 +119,23 @@ BEGIN
         NEW.assigned_at := pg_catalog.now();
         RETURN NEW;
 
+    WHEN 'scope_assignments' THEN
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+        IF NEW.until IS NOT NULL AND NEW.until <= pg_catalog.now()
+           AND (TG_OP = 'INSERT' OR NEW.until IS DISTINCT FROM OLD.until) THEN
+            RAISE EXCEPTION 'until must be in the future' USING ERRCODE = '22023',
+                HINT = 'Use aegis.unassign_scope() to end an assignment now.';
+        END IF;
+        IF NEW.scope IS NOT NULL AND NEW.key IS NOT NULL
+           AND (TG_OP = 'INSERT' OR (NEW.scope, NEW.key) IS DISTINCT FROM (OLD.scope, OLD.key)) THEN
+            PERFORM aegis.check_scope_key(NEW.scope, NEW.key);
+        END IF;
+        NEW.assigned_by := CURRENT_USER;
+        NEW.assigned_at := pg_catalog.now();
+        RETURN NEW;
+
     WHEN 'retention_rules' THEN
         IF TG_OP = 'DELETE' THEN
             RETURN OLD;
@@ -244,6 +261,8 @@ CREATE TRIGGER aegis_catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON aegis.co
     FOR EACH ROW EXECUTE FUNCTION aegis.catalog_guard();
 CREATE TRIGGER aegis_catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON aegis.oncall_assignments
     FOR EACH ROW EXECUTE FUNCTION aegis.catalog_guard();
+CREATE TRIGGER aegis_catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON aegis.scope_assignments
+    FOR EACH ROW EXECUTE FUNCTION aegis.catalog_guard();
 CREATE TRIGGER aegis_catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON aegis.retention_rules
     FOR EACH ROW EXECUTE FUNCTION aegis.catalog_guard();
 CREATE TRIGGER aegis_catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON aegis.legal_holds
@@ -264,4 +283,8 @@ CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.column_clas
 CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.oncall_assignments
     FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
 CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.keys
+    FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
+CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.scopes
+    FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
+CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.scope_assignments
     FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();

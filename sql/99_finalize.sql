@@ -58,16 +58,19 @@ GRANT EXECUTE ON FUNCTION
     aegis.protect(regclass, jsonb), aegis.unprotect(regclass),
     aegis.enforce_rls(regclass), aegis.relax_rls(regclass), aegis.take_baseline(regclass),
     aegis.enforce_access(regclass, jsonb),
+    aegis.create_scope(text, regclass, name), aegis.assign_scope(regrole, text, text, timestamptz),
+    aegis.unassign_scope(regrole, text, text), aegis.check_scope_key(text, text),
     aegis.assign_oncall(regrole, text, timestamptz), aegis.unassign_oncall(regrole, text)
 TO aegis_admin;
 GRANT SELECT ON aegis.protected_tables, aegis.column_classes TO aegis_admin, aegis_auditor;
--- What each role profile grants: public documentation.
-GRANT EXECUTE ON FUNCTION aegis.profile_catalog() TO PUBLIC;
+-- What each role profile grants: public documentation. Scope keys: each
+-- role its own (the policies call it).
+GRANT EXECUTE ON FUNCTION aegis.profile_catalog(), aegis.scope_keys(text) TO PUBLIC;
 -- The checks protect(), set_retention() and place_legal_hold() run, which
 -- the catalog guard runs again on direct changes (95_catalog_guard.sql).
 GRANT EXECUTE ON FUNCTION
     aegis.check_policy(regclass, jsonb), aegis.is_enforced(regclass), aegis.profile_in_force(regclass),
-    aegis.check_subject_directory(regclass, jsonb),
+    aegis.check_subject_directory(regclass, jsonb), aegis.scope_predicate_of(regclass, jsonb),
     aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid), aegis.profile_of(jsonb),
     aegis.policy_code(oid, boolean), aegis.policy_untrusted_code(oid),
     aegis.check_retention_rule(regclass, interval, name, text, text), aegis.check_legal_hold(regclass, text, text)
