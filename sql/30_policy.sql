@@ -771,9 +771,11 @@ COMMENT ON FUNCTION aegis.sync_application_policy(oid, name[]) IS
 -- are checked against it (an id that does not exist is refused); a
 -- protected table declares how its rows reach the key (protect()'s
 -- "scope"), and its profile's scoped roles (aegis_oncall) see the rows
--- whose key is assigned to them. The predicate is an ordinary semi-join
--- over the tables of the path, with the assigned keys computed once per
--- query (an initplan), so it plans like the same WHERE written by hand.
+-- whose key is assigned to them. The predicate compares the row's column
+-- with an array computed once per query (an initplan over the tables of the
+-- path, itself using their indexes): "= ANY (array)" is an index condition
+-- even inside row-level security (a sublink in a security qual would be a
+-- filter over every row instead).
 -- ===========================================================================
 
 CREATE TABLE aegis.scopes (
@@ -1048,7 +1050,7 @@ BEGIN
         rel := COALESCE(pg_catalog.to_regclass(step ->> 'table'), pg_catalog.to_regclass(pg_catalog.format('%I.%I',
                    (SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
                    step ->> 'table')));
-        pred := pg_catalog.format('%s IN (SELECT aegis_s%s.%I FROM %s aegis_s%s WHERE %s)',
+        pred := pg_catalog.format('%s = ANY (ARRAY(SELECT aegis_s%s.%I FROM %s aegis_s%s WHERE %s))',
             CASE WHEN i = 1 THEN pg_catalog.quote_ident(scope ->> 'column')
                  ELSE pg_catalog.format('aegis_s%s.%I', i - 1, steps -> (i - 2) ->> 'column') END,
             i, step ->> 'match', rel, i, pred);

@@ -2150,7 +2150,7 @@ BEGIN
         rel := COALESCE(pg_catalog.to_regclass(step ->> 'table'), pg_catalog.to_regclass(pg_catalog.format('%I.%I',
                    (SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
                    step ->> 'table')));
-        pred := pg_catalog.format('%s IN (SELECT aegis_s%s.%I FROM %s aegis_s%s WHERE %s)',
+        pred := pg_catalog.format('%s = ANY (ARRAY(SELECT aegis_s%s.%I FROM %s aegis_s%s WHERE %s))',
             CASE WHEN i = 1 THEN pg_catalog.quote_ident(scope ->> 'column')
                  ELSE pg_catalog.format('aegis_s%s.%I', i - 1, steps -> (i - 2) ->> 'column') END,
             i, step ->> 'match', rel, i, pred);

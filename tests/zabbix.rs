@@ -13,7 +13,7 @@ use postgres::{Client, Config, NoTls};
 
 const GUIDE: &str = include_str!("../docs/existing-schema.md");
 const DB: &str = "aegis_zabbix";
-const PEOPLE: [&str; 4] = ["alice", "bob", "carol", "zabbix"];
+const PEOPLE: [&str; 5] = ["alice", "bob", "carol", "dave", "zabbix"];
 
 /// One SQL block of the guide: who runs it, the SQLSTATE it must fail
 /// with (if any), and its text.
@@ -225,6 +225,45 @@ fn zabbix_walkthrough_runs_as_written() {
         "the admin reads every user and column"
     );
 
+    // Dave, on call for host 10085, sees its rows through every join path,
+    // and nothing else; his query on history is planned on the indexes.
+    let mut dave = connect("dave");
+    for (table, mine) in [
+        ("hosts", "SELECT count(*) FROM hosts WHERE hostid = 10085"),
+        ("items", "SELECT count(*) FROM items WHERE hostid = 10085"),
+        (
+            "history",
+            "SELECT count(*) FROM history WHERE itemid IN (SELECT itemid FROM items WHERE hostid = 10085)",
+        ),
+        (
+            "events",
+            "SELECT count(*) FROM events WHERE objectid IN (SELECT f.triggerid FROM functions f JOIN items i USING (itemid) WHERE i.hostid = 10085)",
+        ),
+    ] {
+        let expected = count(&mut dba, mine);
+        assert!(expected > 0, "host 10085 has {table} rows");
+        assert_eq!(
+            count(&mut dave, &format!("SELECT count(*) FROM {table}")),
+            expected,
+            "dave sees exactly host 10085's {table}"
+        );
+    }
+    dave.batch_execute("SET max_parallel_workers_per_gather = 0")
+        .expect("serial plan");
+    let plan: Vec<String> = dave
+        .query(
+            "EXPLAIN (COSTS OFF) SELECT * FROM history WHERE clock > 1764000000",
+            &[],
+        )
+        .expect("explain as dave")
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect();
+    assert!(
+        !plan.iter().any(|l| l.contains("Seq Scan on history")),
+        "the scope predicate is index-friendly: {plan:#?}"
+    );
+
     // The alert fired for the Zabbix item, with the time of its clock.
     let row = dba
         .query_one(
@@ -299,7 +338,7 @@ fn zabbix_walkthrough_runs_as_written() {
         .get(0);
     assert!(ok, "the audit chain verifies after the walkthrough");
 
-    drop((app, alice, bob, carol, dba));
+    drop((app, alice, bob, carol, dave, dba));
     let mut admin = superuser_to(Cluster::Preloaded, "postgres");
     let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"));
     for role in PEOPLE {

@@ -84,12 +84,14 @@ impl SanitizeTriggerArgs {
                         _ => return Err(bad(arg, "sanitize must be true or false")),
                     }
                 }
-                Some((opt, _)) => return Err(bad(
-                    arg,
-                    format!(
+                Some((opt, _)) => {
+                    return Err(bad(
+                        arg,
+                        format!(
                         "unknown option \"{opt}\" (options are redact, style, max_bytes, sanitize)"
                     ),
-                )),
+                    ))
+                }
             }
         }
         if columns.is_empty() {
