@@ -11,12 +11,16 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "executor/executor.h"
+#include "nodes/nodeFuncs.h"
+#include "nodes/plannodes.h"
 #include "nodes/parsenodes.h"
 #include "miscadmin.h"
 #include "tcop/utility.h"
 #include "utils/elog.h"
 #include "utils/json.h"
+#include "utils/lsyscache.h"
 
 /* Implemented in Rust (src/read_audit.rs). */
 extern void aegis_read_audit_before_start(QueryDesc *queryDesc, int eflags);
@@ -33,9 +37,260 @@ static ExecutorEnd_hook_type prev_executor_end = NULL;
 static ProcessUtility_hook_type prev_process_utility = NULL;
 static emit_log_hook_type prev_emit_log = NULL;
 
+/*
+ * Ciphertext stored as text. aegis.encrypt() returns bytea; PostgreSQL
+ * assigns any value to a text or varchar column through its output
+ * function, so "UPDATE media SET sendto = aegis.encrypt(sendto)" on a
+ * varchar column would silently store the envelope's hex text (readable by
+ * nobody's decrypt(), and twice as big). An INSERT, UPDATE or MERGE whose
+ * plan assigns one of pg_aegis's encrypting functions to a string type
+ * through that implicit conversion is refused before it starts. An explicit
+ * cast (aegis.encrypt(...)::text) is the caller's choice and passes.
+ */
+static bool
+is_ciphertext_call(Node *node)
+{
+	FuncExpr   *f;
+	char	   *name;
+	Oid			nsp;
+	bool		found;
+
+	if (node == NULL || !IsA(node, FuncExpr))
+		return false;
+	f = (FuncExpr *) node;
+	if (f->funcresulttype != BYTEAOID)
+		return false;
+	nsp = get_namespace_oid("aegis", true);
+	if (!OidIsValid(nsp) || get_func_namespace(f->funcid) != nsp)
+		return false;
+	name = get_func_name(f->funcid);
+	found = name != NULL && (strcmp(name, "encrypt") == 0 || strcmp(name, "encrypt_for_subject") == 0
+							 || strcmp(name, "reencrypt") == 0);
+	if (name != NULL)
+		pfree(name);
+	return found;
+}
+
+typedef struct HexContext
+{
+	Plan	   *plan;			/* the plan node whose expressions are walked */
+	PlannedStmt *pstmt;
+} HexContext;
+
+static bool expr_is_ciphertext(Node *node, Plan *plan, PlannedStmt *pstmt, int depth);
+
+/* The initplan (a SubPlan in some node's initPlan list) that sets a param. */
+static SubPlan *
+initplan_setting(Plan *plan, PlannedStmt *pstmt, int paramid, int depth)
+{
+	ListCell   *lc;
+
+	if (plan == NULL || depth > 64)
+		return NULL;
+	foreach(lc, plan->initPlan)
+	{
+		SubPlan    *sp = (SubPlan *) lfirst(lc);
+
+		if (list_member_int(sp->setParam, paramid))
+			return sp;
+	}
+	{
+		SubPlan    *sp = initplan_setting(plan->lefttree, pstmt, paramid, depth + 1);
+
+		if (sp == NULL)
+			sp = initplan_setting(plan->righttree, pstmt, paramid, depth + 1);
+		if (sp == NULL && IsA(plan, SubqueryScan))
+			sp = initplan_setting(((SubqueryScan *) plan)->subplan, pstmt, paramid, depth + 1);
+		if (sp == NULL && IsA(plan, Append))
+			foreach(lc, ((Append *) plan)->appendplans)
+				if (sp == NULL)
+					sp = initplan_setting((Plan *) lfirst(lc), pstmt, paramid, depth + 1);
+		return sp;
+	}
+}
+
+/* The expression a subplan's n-th output column computes. */
+static bool
+subplan_output_is_ciphertext(PlannedStmt *pstmt, int plan_id, int n, int depth)
+{
+	Plan	   *sub;
+
+	if (plan_id < 1 || plan_id > list_length(pstmt->subplans))
+		return false;
+	sub = (Plan *) list_nth(pstmt->subplans, plan_id - 1);
+	if (sub == NULL || n < 0 || n >= list_length(sub->targetlist))
+		return false;
+	return expr_is_ciphertext((Node *) ((TargetEntry *) list_nth(sub->targetlist, n))->expr, sub, pstmt, depth + 1);
+}
+
+/*
+ * Does this expression yield what an encrypting function returned, followed
+ * through the plan: a column of a lower node (outer, inner, subquery scan,
+ * CTE scan), the output of an initplan or of a scalar subquery.
+ */
+static bool
+expr_is_ciphertext(Node *node, Plan *plan, PlannedStmt *pstmt, int depth)
+{
+	if (node == NULL || depth > 32)
+		return false;
+	if (IsA(node, RelabelType))
+		return expr_is_ciphertext((Node *) ((RelabelType *) node)->arg, plan, pstmt, depth + 1);
+	if (is_ciphertext_call(node))
+		return true;
+	if (IsA(node, Var) && plan != NULL)
+	{
+		Var		   *v = (Var *) node;
+		Plan	   *child = NULL;
+
+		if (v->varno == OUTER_VAR)
+			child = plan->lefttree;
+		else if (v->varno == INNER_VAR)
+			child = plan->righttree;
+		else if (IsA(plan, SubqueryScan) && v->varno == ((Scan *) plan)->scanrelid)
+			child = ((SubqueryScan *) plan)->subplan;
+		else if (IsA(plan, CteScan) && v->varno == ((Scan *) plan)->scanrelid)
+			return subplan_output_is_ciphertext(pstmt, ((CteScan *) plan)->ctePlanId, v->varattno - 1, depth);
+		if (child != NULL && v->varattno > 0 && v->varattno <= list_length(child->targetlist))
+			return expr_is_ciphertext((Node *) ((TargetEntry *) list_nth(child->targetlist, v->varattno - 1))->expr,
+									  child, pstmt, depth + 1);
+		return false;
+	}
+	if (IsA(node, Param) && ((Param *) node)->paramkind == PARAM_EXEC)
+	{
+		int			paramid = ((Param *) node)->paramid;
+		SubPlan    *sp = initplan_setting(pstmt->planTree, pstmt, paramid, 0);
+		ListCell   *lc;
+
+		foreach(lc, pstmt->subplans)
+		{
+			if (sp == NULL)
+				sp = initplan_setting((Plan *) lfirst(lc), pstmt, paramid, 0);
+		}
+		if (sp != NULL)
+		{
+			int			idx = 0;
+			ListCell   *c2;
+
+			foreach(c2, sp->setParam)
+			{
+				if (lfirst_int(c2) == paramid)
+					break;
+				idx++;
+			}
+			return subplan_output_is_ciphertext(pstmt, sp->plan_id, idx, depth);
+		}
+		return false;
+	}
+	if (IsA(node, SubPlan) && ((SubPlan *) node)->subLinkType == EXPR_SUBLINK)
+		return subplan_output_is_ciphertext(pstmt, ((SubPlan *) node)->plan_id, 0, depth);
+	return false;
+}
+
+static bool
+hex_ciphertext_walker(Node *node, void *context)
+{
+	HexContext *ctx = (HexContext *) context;
+
+	if (node == NULL)
+		return false;
+	if (IsA(node, CoerceViaIO))
+	{
+		CoerceViaIO *c = (CoerceViaIO *) node;
+
+		if (c->coerceformat != COERCE_EXPLICIT_CAST
+			&& (c->resulttype == TEXTOID || c->resulttype == VARCHAROID || c->resulttype == BPCHAROID
+				|| c->resulttype == NAMEOID)
+			&& exprType((Node *) c->arg) == BYTEAOID
+			&& expr_is_ciphertext((Node *) c->arg, ctx->plan, ctx->pstmt, 0))
+			return true;
+	}
+	return expression_tree_walker(node, hex_ciphertext_walker, context);
+}
+
+static bool
+plan_stores_hex_ciphertext(Plan *plan, PlannedStmt *pstmt)
+{
+	ListCell   *lc;
+	HexContext	ctx;
+
+	if (plan == NULL)
+		return false;
+	ctx.plan = plan;
+	ctx.pstmt = pstmt;
+	if (hex_ciphertext_walker((Node *) plan->targetlist, &ctx))
+		return true;
+	switch (nodeTag(plan))
+	{
+		case T_ValuesScan:
+			if (hex_ciphertext_walker((Node *) ((ValuesScan *) plan)->values_lists, &ctx))
+				return true;
+			break;
+		case T_ModifyTable:
+			{
+				ModifyTable *mt = (ModifyTable *) plan;
+
+				if (hex_ciphertext_walker((Node *) mt->onConflictSet, &ctx))
+					return true;
+				foreach(lc, mt->mergeActionLists)
+				{
+					ListCell   *la;
+
+					foreach(la, (List *) lfirst(lc))
+					{
+						if (hex_ciphertext_walker((Node *) ((MergeAction *) lfirst(la))->targetList, &ctx))
+							return true;
+					}
+				}
+				break;
+			}
+		case T_Append:
+			foreach(lc, ((Append *) plan)->appendplans)
+				if (plan_stores_hex_ciphertext((Plan *) lfirst(lc), pstmt))
+					return true;
+			break;
+		case T_MergeAppend:
+			foreach(lc, ((MergeAppend *) plan)->mergeplans)
+				if (plan_stores_hex_ciphertext((Plan *) lfirst(lc), pstmt))
+					return true;
+			break;
+		case T_SubqueryScan:
+			if (plan_stores_hex_ciphertext(((SubqueryScan *) plan)->subplan, pstmt))
+				return true;
+			break;
+		default:
+			break;
+	}
+	return plan_stores_hex_ciphertext(plan->lefttree, pstmt) || plan_stores_hex_ciphertext(plan->righttree, pstmt);
+}
+
+static void
+refuse_hex_ciphertext(QueryDesc *queryDesc)
+{
+	PlannedStmt *pstmt = queryDesc->plannedstmt;
+	ListCell   *lc;
+	bool		found;
+
+	if (queryDesc->operation != CMD_INSERT && queryDesc->operation != CMD_UPDATE
+#if PG_VERSION_NUM >= 150000
+		&& queryDesc->operation != CMD_MERGE
+#endif
+		)
+		return;
+	found = plan_stores_hex_ciphertext(pstmt->planTree, pstmt);
+	foreach(lc, pstmt->subplans)
+		found = found || plan_stores_hex_ciphertext((Plan *) lfirst(lc), pstmt);
+	if (found)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("pg_aegis ciphertext would be stored as text"),
+				 errdetail("aegis.encrypt() returns bytea; assigned to a text or varchar column it becomes its hex text, which aegis.decrypt() does not take back."),
+				 errhint("Store ciphertext in a bytea column (README: Encrypting an existing column), or cast explicitly (aegis.encrypt(...)::text) if the hex text is what you want.")));
+}
+
 static void
 aegis_executor_start(QueryDesc *queryDesc, int eflags)
 {
+	refuse_hex_ciphertext(queryDesc);
 	aegis_read_audit_before_start(queryDesc, eflags);
 	if (prev_executor_start)
 		prev_executor_start(queryDesc, eflags);
