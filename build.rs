@@ -53,6 +53,7 @@ fn version_of(pg_config: &str) -> Option<u32> {
 fn main() {
     println!("cargo:rerun-if-changed=src/read_audit_hooks.c");
     println!("cargo:rerun-if-changed=src/worker_support.c");
+    println!("cargo:rerun-if-changed=src/masked_pseudonym.c");
     println!("cargo:rerun-if-env-changed=PGRX_PG_CONFIG_PATH");
     println!("cargo:rerun-if-env-changed=PG_CONFIG");
     println!("cargo:rerun-if-env-changed=PGRX_HOME");
@@ -75,6 +76,7 @@ fn main() {
     cc::Build::new()
         .file("src/read_audit_hooks.c")
         .file("src/worker_support.c")
+        .file("src/masked_pseudonym.c")
         .include(&include)
         .flag_if_supported("-Wno-unused-parameter")
         .compile("aegis_read_audit_hooks");

@@ -69,7 +69,8 @@ new=[('70_audit.sql','audit_statement('),('70_audit.sql','verify_chain_increment
      ('85_alerts.sql','check_alert_column('),('85_alerts.sql','check_metric_alert_source('),('85_alerts.sql','attach_metric_alerts('),
      ('85_alerts.sql','detach_metric_alerts('),('85_alerts.sql','check_metric_alerts_trigger('),
      ('30_policy.sql','scope_keys('),('30_policy.sql','check_scope_key('),('30_policy.sql','create_scope('),('30_policy.sql','assign_scope('),
-     ('30_policy.sql','unassign_scope('),('30_policy.sql','scope_predicate_of(')]
+     ('30_policy.sql','unassign_scope('),('30_policy.sql','scope_predicate_of('),
+     ('50_keyring.sql','masked_pseudonym('),('30_policy.sql','create_masking_view(')]
 repl=[('70_audit.sql','audit_row('),('30_policy.sql','owner_ddl('),('30_policy.sql','check_policy('),('30_policy.sql','switch_rls('),('30_policy.sql','enforce_rls('),
       ('30_policy.sql','protect('),('30_policy.sql','relax_rls('),('70_audit.sql','guard_compliant_tables('),('70_audit.sql','guard_state('),('70_audit.sql','guard_check('),
       ('80_lifecycle.sql','erase_subject('),('80_lifecycle.sql','lifecycle_check_table('),('80_lifecycle.sql','legal_hold_filter('),('95_catalog_guard.sql','catalog_guard('),('40_monitoring_schema.sql','monitoring_schema_ddl('),('40_monitoring_schema.sql','create_monitoring_schema('),('85_alerts.sql','security_alerts('),('70_audit.sql','guard_ddl_end('),('70_audit.sql','guard_report('),('70_audit.sql','guard_protect_partitions('),('90_compliance.sql','compliance_mapping('),('90_compliance.sql','compliance_report()')]
@@ -153,6 +154,9 @@ REVOKE EXECUTE ON FUNCTION aegis.scope_keys(text), aegis.check_scope_key(text, t
     aegis.assign_scope(regrole, text, text, timestamptz), aegis.unassign_scope(regrole, text, text),
     aegis.scope_predicate_of(regclass, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.scope_keys(text) TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION aegis.masked_pseudonym(text), aegis.create_masking_view(regclass, name, regrole[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.masked_pseudonym(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.create_masking_view(regclass, name, regrole[]) TO aegis_admin;
 GRANT EXECUTE ON FUNCTION aegis.create_scope(text, regclass, name), aegis.assign_scope(regrole, text, text, timestamptz),
     aegis.unassign_scope(regrole, text, text), aegis.check_scope_key(text, text), aegis.scope_predicate_of(regclass, jsonb) TO aegis_admin;
 GRANT EXECUTE ON FUNCTION aegis.enforce_access(regclass, jsonb),

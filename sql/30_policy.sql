@@ -1207,6 +1207,91 @@ $$;
 COMMENT ON FUNCTION aegis.scope_predicate(regclass) IS
     'Internal: the row predicate of a table''s on-call scope (NULL: none declared)';
 
+-- ===========================================================================
+-- Masking views: a protected table's rows for readers who may not see its
+-- sensitive columns, generated from the column classes: subject_id and pii
+-- columns as pseudonyms (aegis.masked_pseudonym(): joinable, not
+-- reversible, and the readers cannot compute one for a value they choose),
+-- free text with PII redacted, secrets NULL, the rest as stored. The view
+-- is owned by aegis_masking_owner (which reads the table through one
+-- policy of pg_aegis's, aegis_masking) and is a security barrier.
+-- ===========================================================================
+
+-- SECURITY DEFINER: creating a view owned by aegis_masking_owner, and the
+-- table's aegis_masking policy and grant (as the table's owner, through
+-- owner_ddl), need rights aegis_admin does not have. It creates only that
+-- view (its text built from the catalog with %I, over pg_aegis's own
+-- functions) on a table pg_aegis protects; its policy DDL runs with
+-- session_replication_role = replica and the guard remembers the table
+-- afterwards. EXECUTE: aegis_admin.
+CREATE FUNCTION aegis.create_masking_view(tbl regclass, view_name name DEFAULT NULL, readers regrole[] DEFAULT NULL)
+RETURNS regclass
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+SET session_replication_role = replica
+AS $$
+DECLARE
+    nsp name;
+    rel name;
+    cols text;
+    v regclass;
+    r regrole;
+    classes jsonb;
+BEGIN
+    IF tbl IS NULL OR NOT EXISTS (SELECT 1 FROM aegis.rls_enforced e WHERE e.relid = tbl) THEN
+        RAISE EXCEPTION 'table % is not protected by pg_aegis', tbl USING ERRCODE = '55000';
+    END IF;
+    SELECT n.nspname, c.relname INTO nsp, rel
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
+    view_name := COALESCE(view_name, (rel || '_masked')::name);
+    IF pg_catalog.to_regclass(pg_catalog.format('%I.%I', nsp, view_name)) IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles o ON o.oid = c.relowner
+                       WHERE c.oid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', nsp, view_name))
+                         AND c.relkind = 'v' AND o.rolname = 'aegis_masking_owner') THEN
+        RAISE EXCEPTION 'relation %.% exists and is not a masking view', nsp, view_name USING ERRCODE = '42P07';
+    END IF;
+    classes := COALESCE((SELECT p.policy -> 'columns' FROM aegis.protected_tables p WHERE p.relid = tbl), '{}');
+    SELECT pg_catalog.string_agg(CASE COALESCE(classes ->> a.attname, 'public')
+               WHEN 'subject_id' THEN pg_catalog.format('aegis.masked_pseudonym(t.%1$I::text) AS %1$I', a.attname)
+               WHEN 'pii' THEN pg_catalog.format('aegis.masked_pseudonym(t.%1$I::text) AS %1$I', a.attname)
+               WHEN 'secret' THEN pg_catalog.format('NULL::%2$s AS %1$I', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod))
+               WHEN 'free_text' THEN
+                   CASE WHEN a.atttypid IN ('text'::regtype, 'character varying'::regtype)
+                        THEN pg_catalog.format('aegis.redact_pii(t.%1$I::text) AS %1$I', a.attname)
+                        ELSE pg_catalog.format('NULL::%2$s AS %1$I', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)) END
+               ELSE pg_catalog.format('t.%1$I', a.attname) END, ', ' ORDER BY a.attnum)
+    INTO cols
+    FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped;
+    -- The table, for the view's owner: read through pg_aegis's policy.
+    PERFORM aegis.owner_ddl(tbl, pg_catalog.format('GRANT SELECT ON TABLE %I.%I TO aegis_masking_owner', nsp, rel));
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = tbl AND p.polname = 'aegis_masking') THEN
+        PERFORM aegis.owner_ddl(tbl, pg_catalog.format(
+            'CREATE POLICY aegis_masking ON %I.%I AS PERMISSIVE FOR SELECT TO aegis_masking_owner USING (true)', nsp, rel));
+    END IF;
+    PERFORM aegis.guard_remember(tbl);
+    EXECUTE pg_catalog.format('CREATE OR REPLACE VIEW %I.%I WITH (security_barrier = true) AS SELECT %s FROM %I.%I t',
+                              nsp, view_name, cols, nsp, rel);
+    v := pg_catalog.format('%I.%I', nsp, view_name)::regclass;
+    EXECUTE pg_catalog.format('ALTER VIEW %s OWNER TO aegis_masking_owner', v);
+    EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM PUBLIC', v);
+    -- Readers: as given, else the roles the table's profile limits to its
+    -- public columns.
+    FOR r IN
+        SELECT x FROM pg_catalog.unnest(readers) x
+        UNION
+        SELECT c.role_name::regrole FROM aegis.profile_catalog() c
+        WHERE readers IS NULL AND c.profile = aegis.profile_in_force(tbl) AND c.columns <> 'all'
+          AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles x WHERE x.rolname = c.role_name)
+    LOOP
+        EXECUTE pg_catalog.format('GRANT SELECT ON %s TO %s', v, r);
+    END LOOP;
+    EXECUTE pg_catalog.format('GRANT SELECT ON %s TO aegis_admin', v);
+    RETURN v;
+END
+$$;
+COMMENT ON FUNCTION aegis.create_masking_view(regclass, name, regrole[]) IS
+    'A masking view of a protected table from its column classes: pseudonyms, redacted free text, no secrets (admin-only)';
+
 -- protect()'s step for "application_roles" and "profile": the
 -- aegis_application policy, and the profile's grants and policies, on the
 -- table and every partition; USAGE on its schema for the roles the profile

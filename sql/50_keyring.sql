@@ -87,6 +87,17 @@ AS 'MODULE_PATHNAME', 'pseudonymize_impl_wrapper';
 COMMENT ON FUNCTION aegis.pseudonymize(text, text) IS
     'Keyed HMAC-SHA-256 pseudonym (32 hex digits): deterministic, joinable, not reversible';
 
+-- Pseudonyms in masking views (src/masked_pseudonym.c): executable by
+-- everyone, it answers only at a call site approved when the query
+-- started: a column of a table read through a view owned by
+-- aegis_masking_owner (never a value the reader chose). Needs the library
+-- preloaded (the approval is made by the ExecutorStart hook).
+CREATE FUNCTION aegis.masked_pseudonym(value text)
+RETURNS text LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
+AS 'MODULE_PATHNAME', 'aegis_masked_pseudonym';
+COMMENT ON FUNCTION aegis.masked_pseudonym(text) IS
+    'The pseudonym of a column read through a masking view owned by aegis_masking_owner (refused anywhere else)';
+
 -- Coarsen an IP address to its network: the host bits are zeroed and the
 -- result is a host address (192.0.2.77 -> 192.0.2.0 with the default /24).
 CREATE FUNCTION aegis.anonymize_ip(addr inet, v4_prefix integer DEFAULT 24, v6_prefix integer DEFAULT 48)

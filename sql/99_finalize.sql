@@ -39,6 +39,8 @@ GRANT EXECUTE ON FUNCTION aegis.keys_overview() TO aegis_admin, aegis_auditor;
 -- write or administer data get them.
 GRANT EXECUTE ON FUNCTION aegis.anonymize_ip(inet, integer, integer) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.pseudonymize(text, text) TO aegis_admin, aegis_ingest;
+-- Answers only in masking views (src/masked_pseudonym.c).
+GRANT EXECUTE ON FUNCTION aegis.masked_pseudonym(text) TO PUBLIC;
 -- PII functions read nothing but their arguments. The hash style of
 -- redact_pii() is a pseudonym oracle like pseudonymize(): it checks for
 -- EXECUTE on pseudonymize() itself, so granting these to PUBLIC opens nothing.
@@ -57,7 +59,7 @@ GRANT EXECUTE ON FUNCTION aegis.subject_key_name(text), aegis.forget_subject(tex
 GRANT EXECUTE ON FUNCTION
     aegis.protect(regclass, jsonb), aegis.unprotect(regclass),
     aegis.enforce_rls(regclass), aegis.relax_rls(regclass), aegis.take_baseline(regclass),
-    aegis.enforce_access(regclass, jsonb),
+    aegis.enforce_access(regclass, jsonb), aegis.create_masking_view(regclass, name, regrole[]),
     aegis.create_scope(text, regclass, name), aegis.assign_scope(regrole, text, text, timestamptz),
     aegis.unassign_scope(regrole, text, text), aegis.check_scope_key(text, text),
     aegis.assign_oncall(regrole, text, timestamptz), aegis.unassign_oncall(regrole, text)

@@ -81,6 +81,9 @@ pub enum AegisError {
     #[error("aegis.metric_alerts() will not run with pg_aegis's rights over code a non-superuser controls: {what}")]
     AlertsUntrusted { what: String },
 
+    #[error("aegis.masked_pseudonym() may only be used by a masking view")]
+    MaskedPseudonym,
+
     #[error("aegis.metric_alerts() on {table}: {what}")]
     AlertsMapping { table: String, what: String },
 
@@ -157,6 +160,7 @@ impl AegisError {
             AegisError::AlertsTable { .. } => ERRCODE_UNDEFINED_TABLE,            // 42P01
             AegisError::AlertsUntrusted { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501
             AegisError::AlertsMapping { .. } => ERRCODE_INVALID_PARAMETER_VALUE,  // 22023
+            AegisError::MaskedPseudonym => ERRCODE_INSUFFICIENT_PRIVILEGE,        // 42501
             AegisError::InvalidFilter { .. } => ERRCODE_INVALID_PARAMETER_VALUE,  // 22023
             AegisError::FilterNotAllowed { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501
             AegisError::Internal(_) => ERRCODE_INTERNAL_ERROR,                    // XX000
@@ -226,6 +230,9 @@ impl AegisError {
             ),
             AegisError::AlertsUntrusted { .. } => Some(
                 "The trigger reads server_id and ts with pg_aegis's rights (built-in types only) and writes the alerts table with them (a table a superuser owns).".into(),
+            ),
+            AegisError::MaskedPseudonym => Some(
+                "It answers only in a view owned by aegis_masking_owner (aegis.create_masking_view()), for a column of the table the view reads, with pg_aegis in shared_preload_libraries; a pseudonym of a value you choose takes aegis.pseudonymize(), granted to admins and collectors.".into(),
             ),
             AegisError::AlertsMapping { .. } => Some(
                 "Attach metric alerts with aegis.attach_metric_alerts(table, entity_column, time_column, ...), which checks the mapping first.".into(),

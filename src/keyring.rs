@@ -473,6 +473,66 @@ pub(crate) fn pseudonym(value: &[u8], key_name: &str) -> AegisResult<String> {
     Ok(pk.pseudonym(value))
 }
 
+unsafe extern "C-unwind" {
+    /// src/masked_pseudonym.c: is this call at a call site approved when
+    /// the query started?
+    fn aegis_masked_call_approved(fcinfo: pg_sys::FunctionCallInfo) -> bool;
+}
+
+/// Is this column of a protected table (or of a partition of one)
+/// classified `subject_id` or `pii`? For src/masked_pseudonym.c, which
+/// approves `aegis.masked_pseudonym()` only over such columns.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn aegis_column_is_pseudonymized(
+    relid: pg_sys::Oid,
+    attnum: i16,
+) -> bool {
+    let found = with_safe_search_path(|| {
+        as_extension_owner(|| {
+            Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM aegis.column_classes c \
+                                JOIN pg_catalog.pg_attribute a ON a.attrelid = $1 AND a.attnum = $2 \
+                                WHERE c.relid = COALESCE(pg_catalog.pg_partition_root($1), $1)::pg_catalog.regclass \
+                                  AND c.column_name = a.attname AND c.class IN ('subject_id', 'pii'))",
+                &[relid.into(), attnum.into()],
+            )
+            .map_err(spi_error)
+        })
+    });
+    matches!(found, Ok(Some(true)))
+}
+
+/// Version-1 calling convention record of `aegis_masked_pseudonym`.
+#[unsafe(no_mangle)]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_aegis_masked_pseudonym() -> &'static pg_sys::Pg_finfo_record {
+    const V1_API: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1_API
+}
+
+/// `aegis.masked_pseudonym(value text) → text` (STRICT): `value`'s
+/// pseudonym under the key "pseudonym", as `aegis.pseudonymize(value)`
+/// gives it, but only at a call site src/masked_pseudonym.c approved (a
+/// column of a table read through a view owned by aegis_masking_owner).
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn aegis_masked_pseudonym(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    // SAFETY: called by the function manager with a valid fcinfo.
+    if !unsafe { aegis_masked_call_approved(fcinfo) } {
+        crate::error::raise(AegisError::MaskedPseudonym);
+    }
+    // SAFETY: the one text argument of a STRICT function (never NULL).
+    let value: Option<&str> = unsafe { pgrx::fcinfo::pg_getarg(fcinfo, 0) };
+    let p = pseudonym(value.unwrap_or_default().as_bytes(), "pseudonym")
+        .unwrap_or_else(|e| crate::error::raise(e));
+    pgrx::rust_str_to_text_p(&p)
+        .into_datum()
+        .unwrap_or(pg_sys::Datum::from(0))
+}
+
 /// A full HMAC-SHA-256 of `msg` under a subkey of `key_name` derived for
 /// `label` only (signatures: the audit trail's chain heads). Not cached: it
 /// is called once per signature.

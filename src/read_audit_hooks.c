@@ -31,6 +31,8 @@ extern void aegis_guard_detach_concurrently(Oid relid);
 extern void aegis_guard_reassign_owned(ReassignOwnedStmt *stmt);
 extern void aegis_guard_after_reassign_owned(void);
 extern void aegis_count_denied_access(void);
+/* src/masked_pseudonym.c */
+extern void aegis_approve_masked_pseudonyms(QueryDesc *queryDesc);
 
 static ExecutorStart_hook_type prev_executor_start = NULL;
 static ExecutorEnd_hook_type prev_executor_end = NULL;
@@ -291,6 +293,7 @@ static void
 aegis_executor_start(QueryDesc *queryDesc, int eflags)
 {
 	refuse_hex_ciphertext(queryDesc);
+	aegis_approve_masked_pseudonyms(queryDesc);
 	aegis_read_audit_before_start(queryDesc, eflags);
 	if (prev_executor_start)
 		prev_executor_start(queryDesc, eflags);
