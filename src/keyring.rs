@@ -490,7 +490,7 @@ pub unsafe extern "C-unwind" fn aegis_column_is_pseudonymized(
 ) -> bool {
     let found = with_safe_search_path(|| {
         as_extension_owner(|| {
-            Spi::get_one_with_args::<bool>(
+            crate::spi::get_one::<bool>(
                 "SELECT EXISTS (SELECT 1 FROM aegis.column_classes c \
                                 JOIN pg_catalog.pg_attribute a ON a.attrelid = $1 AND a.attnum = $2 \
                                 WHERE c.relid = COALESCE(pg_catalog.pg_partition_root($1), $1)::pg_catalog.regclass \

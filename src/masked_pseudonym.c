@@ -212,7 +212,7 @@ masked_column(Node *node, Plan *plan, PlannedStmt *pstmt, Oid owner, int depth, 
 								 plan, pstmt, owner, depth + 1, relid, attnum);
 		return false;
 	}
-	if (IsA(plan, SubqueryScan) && v->varno == ((Scan *) plan)->scanrelid)
+	if (IsA(plan, SubqueryScan) && (Index) v->varno == ((Scan *) plan)->scanrelid)
 	{
 		Plan	   *sub = ((SubqueryScan *) plan)->subplan;
 
@@ -221,7 +221,7 @@ masked_column(Node *node, Plan *plan, PlannedStmt *pstmt, Oid owner, int depth, 
 		return masked_column((Node *) ((TargetEntry *) list_nth(sub->targetlist, v->varattno - 1))->expr,
 							 sub, pstmt, owner, depth + 1, relid, attnum);
 	}
-	if (is_table_scan(plan) && v->varno == ((Scan *) plan)->scanrelid
+	if (is_table_scan(plan) && (Index) v->varno == ((Scan *) plan)->scanrelid
 		&& v->varno >= 1 && v->varno <= list_length(pstmt->rtable))
 	{
 		RangeTblEntry *rte = (RangeTblEntry *) list_nth(pstmt->rtable, v->varno - 1);

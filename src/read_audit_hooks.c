@@ -148,9 +148,9 @@ expr_is_ciphertext(Node *node, Plan *plan, PlannedStmt *pstmt, int depth)
 			child = plan->lefttree;
 		else if (v->varno == INNER_VAR)
 			child = plan->righttree;
-		else if (IsA(plan, SubqueryScan) && v->varno == ((Scan *) plan)->scanrelid)
+		else if (IsA(plan, SubqueryScan) && (Index) v->varno == ((Scan *) plan)->scanrelid)
 			child = ((SubqueryScan *) plan)->subplan;
-		else if (IsA(plan, CteScan) && v->varno == ((Scan *) plan)->scanrelid)
+		else if (IsA(plan, CteScan) && (Index) v->varno == ((Scan *) plan)->scanrelid)
 			return subplan_output_is_ciphertext(pstmt, ((CteScan *) plan)->ctePlanId, v->varattno - 1, depth);
 		if (child != NULL && v->varattno > 0 && v->varattno <= list_length(child->targetlist))
 			return expr_is_ciphertext((Node *) ((TargetEntry *) list_nth(child->targetlist, v->varattno - 1))->expr,
