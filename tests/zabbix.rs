@@ -264,6 +264,38 @@ fn zabbix_walkthrough_runs_as_written() {
         "the scope predicate is index-friendly: {plan:#?}"
     );
 
+    // Pseudonyms through the masking view: the same person, the same
+    // pseudonym as the admin's pseudonymize(); Bob's alert messages have no
+    // email addresses left.
+    let p: String = carol
+        .query_one("SELECT aegis.pseudonymize('Admin')", &[])
+        .expect("the admin's pseudonym")
+        .get(0);
+    assert_eq!(
+        count(
+            &mut alice,
+            &format!("SELECT count(*) FROM users_masked WHERE username = '{p}'")
+        ),
+        1,
+        "the auditor finds a user by pseudonym"
+    );
+    let email = "message ~ '[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+[.][a-z]{2,}'";
+    assert!(
+        count(
+            &mut dba,
+            &format!("SELECT count(*) FROM alerts WHERE {email}")
+        ) > 0,
+        "the alerts themselves hold email addresses"
+    );
+    assert_eq!(
+        count(
+            &mut bob,
+            &format!("SELECT count(*) FROM alerts_masked WHERE {email}")
+        ),
+        0,
+        "no email address is left in the developer's alert messages"
+    );
+
     // The alert fired for the Zabbix item, with the time of its clock.
     let row = dba
         .query_one(
