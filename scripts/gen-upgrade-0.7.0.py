@@ -66,7 +66,7 @@ new=[('70_audit.sql','audit_statement('),('70_audit.sql','verify_chain_increment
      ('30_policy.sql','profile_catalog('),('30_policy.sql','profile_of('),('30_policy.sql','sync_profile('),('30_policy.sql','scope_predicate('),('95_catalog_guard.sql','profile_in_force('),
      ('80_lifecycle.sql','mentions_any('),('80_lifecycle.sql','erase_mentions_all('),('80_lifecycle.sql','check_subject_directory('),
      ('80_lifecycle.sql','erasure_cascades('),
-     ('85_alerts.sql','check_alert_column('),('85_alerts.sql','check_metric_alert_source('),('85_alerts.sql','attach_metric_alerts('),
+     ('85_alerts.sql','alerts_table_untrusted('),('85_alerts.sql','check_alert_column('),('85_alerts.sql','check_metric_alert_source('),('85_alerts.sql','attach_metric_alerts('),
      ('85_alerts.sql','detach_metric_alerts('),('85_alerts.sql','check_metric_alerts_trigger('),
      ('30_policy.sql','scope_keys('),('30_policy.sql','check_scope_key('),('30_policy.sql','create_scope('),('30_policy.sql','assign_scope('),
      ('30_policy.sql','unassign_scope('),('30_policy.sql','scope_predicate_of('),
@@ -142,7 +142,7 @@ REVOKE EXECUTE ON FUNCTION aegis.mentions_any(text, text[]), aegis.erase_mention
     aegis.check_subject_directory(regclass, jsonb), aegis.erasure_cascades(regclass, text, text[], text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.mentions_any(text, text[]), aegis.erase_mentions_all(text, text[]) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.check_subject_directory(regclass, jsonb) TO aegis_admin;
-REVOKE EXECUTE ON FUNCTION aegis.check_alert_column(regclass, name, text, regtype[]),
+REVOKE EXECUTE ON FUNCTION aegis.check_alert_column(regclass, name, text, regtype[]), aegis.alerts_table_untrusted(regclass),
     aegis.check_metric_alert_source(regclass, name, name, name[], text, regclass, jsonb),
     aegis.attach_metric_alerts(regclass, name, name, name[], text, regclass, jsonb), aegis.detach_metric_alerts(regclass),
     aegis.check_metric_alerts_trigger(oid) FROM PUBLIC;

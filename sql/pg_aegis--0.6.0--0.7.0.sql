@@ -1670,6 +1670,56 @@ $$;
 COMMENT ON FUNCTION aegis.erasure_cascades(regclass, text, text[], text, integer) IS
     'Internal: what deleting rows would cascade to through foreign keys, and why erasure must refuse';
 
+-- What in an alerts table would run with pg_aegis's rights when an alert
+-- is written there (NULL: nothing). pg_aegis writes alerts with the
+-- extension owner's rights, so every relation of the table's partition tree
+-- must be a superuser's, nobody else may hold TRIGGER on them, and what
+-- their columns, defaults, constraints, indexes, triggers and rules use
+-- (functions, types, operators) must be a superuser's too.
+CREATE FUNCTION aegis.alerts_table_untrusted(tbl regclass) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    WITH rels AS (
+        SELECT tbl::oid AS relid UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t
+    ), parts AS (
+        SELECT d.classid, d.objid FROM pg_catalog.pg_depend d
+        WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid IN (SELECT r.relid FROM rels r)
+          AND d.deptype IN ('a', 'n', 'i')
+        UNION
+        SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, r.relid FROM rels r
+    ), uses AS (
+        SELECT d.refclassid, d.refobjid FROM pg_catalog.pg_depend d
+        JOIN parts p ON d.classid = p.classid AND d.objid = p.objid
+    )
+    SELECT pg_catalog.string_agg(x.what, ', ' ORDER BY x.what) FROM (
+        SELECT pg_catalog.format('%s is owned by non-superuser %s', c.oid::regclass, o.rolname) AS what
+        FROM rels r JOIN pg_catalog.pg_class c ON c.oid = r.relid JOIN pg_catalog.pg_roles o ON o.oid = c.relowner
+        WHERE NOT o.rolsuper
+        UNION
+        SELECT pg_catalog.format('%s grants TRIGGER to %s', c.oid::regclass,
+                                 CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END)
+        FROM rels r JOIN pg_catalog.pg_class c ON c.oid = r.relid
+        CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+        WHERE a.privilege_type = 'TRIGGER'
+          AND NOT COALESCE((SELECT g.rolsuper FROM pg_catalog.pg_roles g WHERE g.oid = a.grantee), false)
+        UNION
+        SELECT pg_catalog.format('it uses function %s of non-superuser %s', f.oid::regprocedure, o.rolname)
+        FROM uses u JOIN pg_catalog.pg_proc f ON u.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND f.oid = u.refobjid
+        JOIN pg_catalog.pg_roles o ON o.oid = f.proowner WHERE NOT o.rolsuper
+        UNION
+        SELECT pg_catalog.format('it uses type %s of non-superuser %s', t.oid::regtype, o.rolname)
+        FROM uses u JOIN pg_catalog.pg_type t ON u.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass AND t.oid = u.refobjid
+        JOIN pg_catalog.pg_roles o ON o.oid = t.typowner WHERE NOT o.rolsuper
+        UNION
+        SELECT pg_catalog.format('it uses operator %s of non-superuser %s', op.oid::regoperator, o.rolname)
+        FROM uses u JOIN pg_catalog.pg_operator op ON u.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND op.oid = u.refobjid
+        JOIN pg_catalog.pg_roles o ON o.oid = op.oprowner WHERE NOT o.rolsuper
+    ) x
+$$;
+COMMENT ON FUNCTION aegis.alerts_table_untrusted(regclass) IS
+    'Internal: what in an alerts table would run with pg_aegis''s rights (NULL: nothing)';
+
 -- Is a column of this table usable as this part of the mapping? Raises the
 -- error that says why not.
 CREATE FUNCTION aegis.check_alert_column(tbl regclass, col name, what text, allowed regtype[])
@@ -1765,9 +1815,9 @@ BEGIN
         END IF;
         -- Its triggers, defaults, constraints and rules run with
         -- pg_aegis's rights when an alert is written.
-        IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
-                WHERE c.oid = alerts_table) THEN
-            RAISE EXCEPTION 'alerts table % is owned by a non-superuser', alerts_table USING ERRCODE = '42501',
+        IF aegis.alerts_table_untrusted(alerts_table) IS NOT NULL THEN
+            RAISE EXCEPTION 'alerts table % is not a superuser''s alone: %', alerts_table, aegis.alerts_table_untrusted(alerts_table)
+                USING ERRCODE = '42501',
                 DETAIL = 'pg_aegis writes alerts with its own rights, so its triggers, defaults and constraints would run with them.',
                 HINT = 'Have a superuser own it (ALTER TABLE ... OWNER TO), or attach without an alerts table: alerts still reach aegis.alert_events.';
         END IF;
@@ -4482,7 +4532,7 @@ REVOKE EXECUTE ON FUNCTION aegis.mentions_any(text, text[]), aegis.erase_mention
     aegis.check_subject_directory(regclass, jsonb), aegis.erasure_cascades(regclass, text, text[], text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.mentions_any(text, text[]), aegis.erase_mentions_all(text, text[]) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.check_subject_directory(regclass, jsonb) TO aegis_admin;
-REVOKE EXECUTE ON FUNCTION aegis.check_alert_column(regclass, name, text, regtype[]),
+REVOKE EXECUTE ON FUNCTION aegis.check_alert_column(regclass, name, text, regtype[]), aegis.alerts_table_untrusted(regclass),
     aegis.check_metric_alert_source(regclass, name, name, name[], text, regclass, jsonb),
     aegis.attach_metric_alerts(regclass, name, name, name[], text, regclass, jsonb), aegis.detach_metric_alerts(regclass),
     aegis.check_metric_alerts_trigger(oid) FROM PUBLIC;

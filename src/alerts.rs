@@ -557,29 +557,30 @@ fn alerts_insert(
 ) -> Result<String, AegisError> {
     let target = client
         .select(
-            "SELECT format('%I.%I', n.nspname, c.relname), r.rolsuper \
+            "SELECT format('%I.%I', n.nspname, c.relname), aegis.alerts_table_untrusted(c.oid) \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                  JOIN pg_roles r ON r.oid = c.relowner \
              WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p')",
             None,
             &[alerts_table.into()],
         )
         .map_err(spi_error)?;
-    let (target, superuser_owned) = if target.is_empty() {
-        (None, false)
+    let (target, untrusted) = if target.is_empty() {
+        (None, None)
     } else {
         let row = target.first();
         (
             row.get::<String>(1).map_err(spi_error)?,
-            row.get::<bool>(2).map_err(spi_error)?.unwrap_or(false),
+            row.get::<String>(2).map_err(spi_error)?,
         )
     };
     let target = target.ok_or_else(|| AegisError::AlertsTable {
         name: alerts_table.to_string(),
     })?;
-    if !superuser_owned {
+    // Its triggers, defaults, constraints and rules run with pg_aegis's
+    // rights: every relation of it a superuser's, and all they use.
+    if let Some(what) = untrusted {
         return Err(AegisError::AlertsUntrusted {
-            what: format!("alerts table {target} is owned by a non-superuser"),
+            what: format!("alerts table {target}: {what}"),
         });
     }
     if source.reference {

@@ -251,6 +251,7 @@ CREATE TRIGGER a AFTER INSERT ON public.alm_owned REFERENCING NEW TABLE AS nt FO
     EXECUTE FUNCTION aegis.metric_alerts('public.alm_owned_alerts');
 -- And when the tables change after the trigger was accepted, at the next
 -- insert: an alerts table given to a non-superuser ...
+DROP TRIGGER t ON public.alm_owned_alerts;
 ALTER TABLE public.alm_owned_alerts OWNER TO postgres;
 CREATE TRIGGER a AFTER INSERT ON public.alm_owned REFERENCING NEW TABLE AS nt FOR EACH STATEMENT
     EXECUTE FUNCTION aegis.metric_alerts('public.alm_owned_alerts');

@@ -104,6 +104,39 @@ INSERT INTO am.history VALUES (10003, 1764547300, 99, 0);
 RESET ROLE;
 SELECT item, at, sev, what FROM am.item_alerts ORDER BY id;
 
+-- An alerts table with a partition, or a TRIGGER grant, of a non-superuser:
+-- its triggers would run with pg_aegis's rights (a way to superuser).
+-- Refused at attach time, and at the next alert if it changes later.
+CREATE TABLE am.parted_alerts (item bigint, at integer, what text) PARTITION BY RANGE (at);
+CREATE TABLE am.parted_alerts_1 PARTITION OF am.parted_alerts FOR VALUES FROM (0) TO (2000000000);
+ALTER TABLE am.parted_alerts_1 OWNER TO am_app;
+SET ROLE am_admin;
+SELECT aegis.attach_metric_alerts('am.history', 'itemid', 'clock', time_unit => 'seconds', alerts_table => 'am.parted_alerts',
+                                  alerts_columns => '{"entity": "item", "time": "at", "message": "what"}');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+ALTER TABLE am.parted_alerts_1 OWNER TO postgres;
+GRANT TRIGGER ON am.parted_alerts TO am_app;
+SET ROLE am_admin;
+SELECT aegis.attach_metric_alerts('am.history', 'itemid', 'clock', time_unit => 'seconds', alerts_table => 'am.parted_alerts',
+                                  alerts_columns => '{"entity": "item", "time": "at", "message": "what"}');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+REVOKE TRIGGER ON am.parted_alerts FROM am_app;
+SET ROLE am_admin;
+SELECT aegis.attach_metric_alerts('am.history', 'itemid', 'clock', time_unit => 'seconds', alerts_table => 'am.parted_alerts',
+                                  alerts_columns => '{"entity": "item", "time": "at", "message": "what"}');
+RESET ROLE;
+ALTER TABLE am.parted_alerts_1 OWNER TO am_app;
+SET ROLE am_app;
+CREATE FUNCTION am.escalate() RETURNS trigger LANGUAGE plpgsql AS
+$$ BEGIN RAISE NOTICE 'owner trigger ran as %', current_user; RETURN NEW; END $$;
+CREATE TRIGGER escalate BEFORE INSERT ON am.parted_alerts_1 FOR EACH ROW EXECUTE FUNCTION am.escalate();
+INSERT INTO am.history VALUES (10005, 1764547300, 99, 0);
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT count(*) AS alerts_written FROM am.parted_alerts;
+
 -- Detached: the trigger and the mapping go; inserts go on.
 SET ROLE am_admin;
 SELECT aegis.detach_metric_alerts('am.history');
