@@ -139,7 +139,7 @@ GRANT EXECUTE ON FUNCTION aegis.profile_catalog() TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION aegis.profile_in_force(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.profile_of(jsonb), aegis.profile_in_force(regclass) TO aegis_admin;
 REVOKE EXECUTE ON FUNCTION aegis.mentions_any(text, text[]), aegis.erase_mentions_all(text, text[]),
-    aegis.check_subject_directory(regclass, jsonb), aegis.erasure_cascades(regclass, text, text[], text, integer) FROM PUBLIC;
+    aegis.check_subject_directory(regclass, jsonb), aegis.erasure_cascades(regclass, text, text[], text, oid[], integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.mentions_any(text, text[]), aegis.erase_mentions_all(text, text[]) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.check_subject_directory(regclass, jsonb) TO aegis_admin;
 REVOKE EXECUTE ON FUNCTION aegis.check_alert_column(regclass, name, text, regtype[]), aegis.alerts_table_untrusted(regclass),

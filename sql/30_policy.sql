@@ -1413,6 +1413,13 @@ BEGIN
     PERFORM aegis.profile_of(policy);
     IF policy ? 'subject_directory' THEN
         PERFORM aegis.check_subject_directory(tbl, policy -> 'subject_directory');
+        -- Erasure deletes the directory's row of a person through this
+        -- column: it must be the table's subject_id.
+        IF COALESCE(policy #>> ARRAY['columns', policy #>> '{subject_directory,id}'], '') <> 'subject_id' THEN
+            RAISE EXCEPTION 'the subject directory''s id column "%" must be classified subject_id', policy #>> '{subject_directory,id}'
+                USING ERRCODE = '22023',
+                      HINT = 'Add it to "columns": {"' || (policy #>> '{subject_directory,id}') || '": "subject_id"}, so erasure finds the person''s own row.';
+        END IF;
     END IF;
     PERFORM aegis.scope_predicate_of(tbl, policy -> 'scope');
     IF policy ? 'audit_reads' AND pg_catalog.jsonb_typeof(policy -> 'audit_reads') <> 'boolean' THEN

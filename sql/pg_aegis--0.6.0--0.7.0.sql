@@ -1559,80 +1559,96 @@ COMMENT ON FUNCTION aegis.check_subject_directory(regclass, jsonb) IS
     'Internal: is this a valid protect() subject_directory for the table?';
 
 -- What deleting rows of a table would do to the tables whose foreign keys
--- reference it with ON DELETE CASCADE, SET NULL or SET DEFAULT, followed
--- down cascades: per referencing table, the rows it would change, how, and
--- why erasure must refuse (rows under legal hold; rows of a table whose
--- erasure policy is anonymize, which a cascade would delete; rows it cannot
--- count). The rows to delete: pred over the table's columns, with args.
--- Rows of a protected referencing table that erasure itself deletes or
--- detaches first (its own rows of the subject, ids: the subject's
--- identifiers) are not counted: erase_subject() visits referencing tables
--- first. Every query runs as the owner of the table it reads
--- (run_restricted), the referenced keys handed down as text. Internal:
--- granted to nobody.
-CREATE FUNCTION aegis.erasure_cascades(parent regclass, pred text, args text[], ids text, depth integer DEFAULT 1)
+-- reference it (or one of its partitions) with ON DELETE CASCADE, SET NULL
+-- or SET DEFAULT, followed down cascades: per referencing table, the rows
+-- it would change, how, and why erasure must refuse (rows under legal hold;
+-- rows of a table whose erasure policy is anonymize, which a cascade would
+-- delete; rows it cannot count). The rows to delete: pred over the table's
+-- columns, with args ($1 is always the subject's identifiers, ids).
+-- Referencing rows are matched with the referenced columns' own types and
+-- equality (keys handed down as text, cast back), never as text. Rows of a
+-- protected referencing table that erasure itself deletes or detaches
+-- first (its own rows of the subject) are not counted, unless its own
+-- action was refused (refused). Every query runs as the owner of the table
+-- it reads (run_restricted). Internal: granted to nobody.
+CREATE FUNCTION aegis.erasure_cascades(parent regclass, pred text, args text[], ids text, refused oid[],
+                                       depth integer DEFAULT 1)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = ''
 AS $$
 DECLARE
     fk record;
-    keys text;
+    keys text[];
     child_pred text;
     held text;
     counts text[];
     out jsonb := '[]';
-    refused text;
+    why text;
     child_mode text;
-    child_protected boolean;
+    subj text;
     own text;
 BEGIN
     FOR fk IN
-        SELECT con.conname, con.conrelid::regclass AS child, con.confdeltype,
+        SELECT con.conname, con.conrelid::regclass AS child, con.confrelid::regclass AS referenced, con.confdeltype,
                (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY k.i)
                 FROM pg_catalog.unnest(con.conkey) WITH ORDINALITY k(n, i)
                 JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n) AS child_cols,
-               (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY k.i)
+               (SELECT pg_catalog.string_agg(pg_catalog.format('%I::pg_catalog.text', a.attname), ', ' ORDER BY k.i)
                 FROM pg_catalog.unnest(con.confkey) WITH ORDINALITY k(n, i)
-                JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n) AS parent_cols,
+                JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n) AS parent_texts,
+               (SELECT pg_catalog.string_agg(pg_catalog.format('pg_catalog.array_agg(s.c%s)::pg_catalog.text', k.i), ', ' ORDER BY k.i)
+                FROM pg_catalog.unnest(con.confkey) WITH ORDINALITY k(n, i)) AS parent_arrays,
+               (SELECT pg_catalog.string_agg(pg_catalog.format('c%s', k.i), ', ' ORDER BY k.i)
+                FROM pg_catalog.unnest(con.confkey) WITH ORDINALITY k(n, i)) AS parent_aliases,
+               (SELECT pg_catalog.string_agg(pg_catalog.format('u.x%s::%s', k.i, pg_catalog.format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY k.i)
+                FROM pg_catalog.unnest(con.confkey) WITH ORDINALITY k(n, i)
+                JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n) AS typed_keys,
+               (SELECT pg_catalog.string_agg(pg_catalog.format('$%s::pg_catalog.text[]', k.i + 1), ', ' ORDER BY k.i)
+                FROM pg_catalog.unnest(con.confkey) WITH ORDINALITY k(n, i)) AS key_params,
+               (SELECT pg_catalog.string_agg(pg_catalog.format('x%s', k.i), ', ' ORDER BY k.i)
+                FROM pg_catalog.unnest(con.confkey) WITH ORDINALITY k(n, i)) AS key_aliases,
                (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = con.conrelid) AS child_owner,
+               (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = con.confrelid) AS referenced_owner,
                (SELECT pg_catalog.array_agg(a.attname) FROM pg_catalog.unnest(con.conkey) k(n)
                 JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n) AS child_keys
         FROM pg_catalog.pg_constraint con
-        WHERE con.contype = 'f' AND con.confrelid = parent AND con.confdeltype IN ('c', 'n', 'd')
-          -- (a partitioned table's foreign key once, not per partition)
+        WHERE con.contype = 'f' AND con.confdeltype IN ('c', 'n', 'd')
+          -- The table or any of its partitions; a partitioned table's own
+          -- foreign key once, not its clones on each partition.
+          AND con.confrelid IN (SELECT parent::oid UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(parent) t)
           AND con.conparentid = 0
         ORDER BY con.conrelid::regclass::text, con.conname
     LOOP
-        refused := NULL;
+        why := NULL;
         BEGIN
-            keys := (SELECT x[1] FROM aegis.run_restricted((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = parent),
-                         parent, true, pg_catalog.format(
-                         'SELECT pg_catalog.array_agg(DISTINCT ROW(%s)::pg_catalog.text)::pg_catalog.text FROM %s WHERE %s',
-                         fk.parent_cols, parent, pred), args) x);
-            CONTINUE WHEN keys IS NULL;
-            child_pred := pg_catalog.format('ROW(%s)::pg_catalog.text = ANY ($1::pg_catalog.text[])', fk.child_cols);
+            keys := (SELECT x FROM aegis.run_restricted(fk.referenced_owner, fk.referenced, true, pg_catalog.format(
+                         'SELECT %s FROM (SELECT DISTINCT %s FROM %s WHERE %s) s(%s)',
+                         fk.parent_arrays, fk.parent_texts, fk.referenced, pred, fk.parent_aliases), args) x);
+            CONTINUE WHEN keys IS NULL OR keys[1] IS NULL;
+            child_pred := pg_catalog.format('(%s) IN (SELECT %s FROM pg_catalog.unnest(%s) u(%s))',
+                                            fk.child_cols, fk.typed_keys, fk.key_params, fk.key_aliases);
             held := COALESCE((SELECT f.predicate FROM aegis.legal_hold_filter(fk.child) f), 'false');
             child_mode := (SELECT COALESCE(p.policy ->> 'erasure', 'delete') FROM aegis.protected_tables p
                            JOIN aegis.rls_enforced e ON e.relid = p.relid WHERE p.relid = fk.child);
-            -- The child's own rows of the subject, which erasure deletes
-            -- (or anonymizes out of the key: every key column a nullable
-            -- subject_id column) before it gets here.
-            own := (SELECT pg_catalog.format('(%s) AND NOT COALESCE(%s, false)',
-                               pg_catalog.string_agg(pg_catalog.format('%I::pg_catalog.text = ANY ($2::pg_catalog.text[])', c.column_name), ' OR '),
-                               held)
-                    FROM aegis.column_classes c WHERE c.relid = fk.child AND c.class = 'subject_id');
-            IF child_mode IS NULL OR own IS NULL
-               OR (child_mode = 'anonymize' AND EXISTS (
+            -- The child's own rows of the subject, which erasure deletes (or
+            -- anonymizes out of the key: every key column a nullable
+            -- subject_id column) before it gets here, unless it refused.
+            subj := (SELECT pg_catalog.string_agg(pg_catalog.format('%I::pg_catalog.text = ANY ($1::pg_catalog.text[])', c.column_name), ' OR ')
+                     FROM aegis.column_classes c WHERE c.relid = fk.child AND c.class = 'subject_id');
+            own := 'false';
+            IF child_mode IS NOT NULL AND subj IS NOT NULL AND NOT fk.child::oid = ANY (COALESCE(refused, '{}'))
+               AND NOT (child_mode = 'anonymize' AND EXISTS (
                        SELECT 1 FROM pg_catalog.unnest(fk.child_keys) k
                        JOIN pg_catalog.pg_attribute a ON a.attrelid = fk.child AND a.attname = k
                        WHERE a.attnotnull OR NOT EXISTS (SELECT 1 FROM aegis.column_classes c
                                                          WHERE c.relid = fk.child AND c.column_name = k AND c.class = 'subject_id'))) THEN
-                own := 'false';
+                own := pg_catalog.format('(%s) AND NOT COALESCE(%s, false)', subj, held);
             END IF;
+            child_pred := pg_catalog.format('(%s) AND NOT COALESCE(%s, false)', child_pred, own);
             counts := (SELECT x FROM aegis.run_restricted(fk.child_owner, fk.child, true, pg_catalog.format(
                 'SELECT pg_catalog.count(*)::pg_catalog.text, pg_catalog.count(*) FILTER (WHERE COALESCE(%s, false))::pg_catalog.text '
-                'FROM %s WHERE (%s) AND NOT COALESCE(%s, false)', held, fk.child, child_pred, own), ARRAY[keys, ids]) x);
+                'FROM %s WHERE %s', held, fk.child, child_pred), ids || keys) x);
         EXCEPTION WHEN insufficient_privilege THEN
             out := out || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
                 'table', fk.child::text, 'via', parent::text, 'constraint', fk.conname,
@@ -1641,33 +1657,31 @@ BEGIN
             CONTINUE;
         END;
         CONTINUE WHEN counts[1]::bigint = 0;
-        child_protected := child_mode IS NOT NULL;
         IF counts[2]::bigint > 0 THEN
-            refused := pg_catalog.format('%s rows of %s under legal hold would be %s through foreign key %s',
+            why := pg_catalog.format('%s rows of %s under legal hold would be %s through foreign key %s',
                 counts[2], fk.child, CASE WHEN fk.confdeltype = 'c' THEN 'deleted' ELSE 'changed' END, fk.conname);
         ELSIF fk.confdeltype = 'c' AND child_mode = 'anonymize' THEN
-            refused := pg_catalog.format('%s rows of %s would be deleted through foreign key %s (ON DELETE CASCADE), but its erasure policy is anonymize',
+            why := pg_catalog.format('%s rows of %s would be deleted through foreign key %s (ON DELETE CASCADE), but its erasure policy is anonymize',
                 counts[1], fk.child, fk.conname);
         END IF;
         out := out || pg_catalog.jsonb_build_array(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-            'table', fk.child::text, 'via', parent::text, 'constraint', fk.conname,
+            'table', fk.child::text, 'via', fk.referenced::text, 'constraint', fk.conname,
             'action', CASE fk.confdeltype WHEN 'c' THEN 'deleted_by_cascade' WHEN 'n' THEN 'set_null_by_cascade'
                                           ELSE 'set_default_by_cascade' END,
-            'rows', counts[1]::bigint, 'protected', child_protected, 'refused', refused)));
+            'rows', counts[1]::bigint, 'protected', child_mode IS NOT NULL, 'refused', why)));
         IF fk.confdeltype = 'c' THEN
             IF depth >= 16 THEN
                 out := out || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('table', fk.child::text,
                     'refused', 'foreign key cascades deeper than 16 tables'));
             ELSE
-                out := out || aegis.erasure_cascades(fk.child,
-                    pg_catalog.format('(%s) AND NOT COALESCE(%s, false)', child_pred, own), ARRAY[keys, ids], ids, depth + 1);
+                out := out || aegis.erasure_cascades(fk.child, child_pred, ids || keys, ids, refused, depth + 1);
             END IF;
         END IF;
     END LOOP;
     RETURN out;
 END
 $$;
-COMMENT ON FUNCTION aegis.erasure_cascades(regclass, text, text[], text, integer) IS
+COMMENT ON FUNCTION aegis.erasure_cascades(regclass, text, text[], text, oid[], integer) IS
     'Internal: what deleting rows would cascade to through foreign keys, and why erasure must refuse';
 
 -- What in an alerts table would run with pg_aegis's rights when an alert
@@ -2393,6 +2407,13 @@ BEGIN
     PERFORM aegis.profile_of(policy);
     IF policy ? 'subject_directory' THEN
         PERFORM aegis.check_subject_directory(tbl, policy -> 'subject_directory');
+        -- Erasure deletes the directory's row of a person through this
+        -- column: it must be the table's subject_id.
+        IF COALESCE(policy #>> ARRAY['columns', policy #>> '{subject_directory,id}'], '') <> 'subject_id' THEN
+            RAISE EXCEPTION 'the subject directory''s id column "%" must be classified subject_id', policy #>> '{subject_directory,id}'
+                USING ERRCODE = '22023',
+                      HINT = 'Add it to "columns": {"' || (policy #>> '{subject_directory,id}') || '": "subject_id"}, so erasure finds the person''s own row.';
+        END IF;
     END IF;
     PERFORM aegis.scope_predicate_of(tbl, policy -> 'scope');
     IF policy ? 'audit_reads' AND pg_catalog.jsonb_typeof(policy -> 'audit_reads') <> 'boolean' THEN
@@ -2990,6 +3011,7 @@ DECLARE
     refusal text;
     unfit text[];
     requested_by text;
+    refused_rels oid[] := '{}';
     directory_rows bigint := 0;
     i text;
 BEGIN
@@ -3113,12 +3135,13 @@ BEGIN
                 END IF;
             ELSE
                 cascades := aegis.erasure_cascades(t.relid,
-                    pg_catalog.format('(%s) AND NOT COALESCE(%s, false)', is_subject, held), args, ids::text);
+                    pg_catalog.format('(%s) AND NOT COALESCE(%s, false)', is_subject, held), args, ids::text, refused_rels);
                 refusal := (SELECT pg_catalog.string_agg(c ->> 'refused', '; ') FROM pg_catalog.jsonb_array_elements(cascades) c
                             WHERE c ->> 'refused' IS NOT NULL);
             END IF;
             IF refusal IS NOT NULL THEN
                 reasons := reasons || refusal;
+                refused_rels := refused_rels || t.relid::oid;
             END IF;
         END IF;
         IF NOT dry_run AND n_rows > n_rows_held AND refusal IS NULL THEN
@@ -4529,7 +4552,7 @@ GRANT EXECUTE ON FUNCTION aegis.profile_catalog() TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION aegis.profile_in_force(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.profile_of(jsonb), aegis.profile_in_force(regclass) TO aegis_admin;
 REVOKE EXECUTE ON FUNCTION aegis.mentions_any(text, text[]), aegis.erase_mentions_all(text, text[]),
-    aegis.check_subject_directory(regclass, jsonb), aegis.erasure_cascades(regclass, text, text[], text, integer) FROM PUBLIC;
+    aegis.check_subject_directory(regclass, jsonb), aegis.erasure_cascades(regclass, text, text[], text, oid[], integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.mentions_any(text, text[]), aegis.erase_mentions_all(text, text[]) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.check_subject_directory(regclass, jsonb) TO aegis_admin;
 REVOKE EXECUTE ON FUNCTION aegis.check_alert_column(regclass, name, text, regtype[]), aegis.alerts_table_untrusted(regclass),

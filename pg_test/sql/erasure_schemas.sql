@@ -115,4 +115,37 @@ SELECT jsonb_pretty(r -> 'tables' -> 'es.notes') AS notes, jsonb_pretty(r -> 'in
 FROM aegis.erase_subject('john.doe') r;
 RESET ROLE;
 SELECT count(*) AS john_kept FROM es.users WHERE userid = 7;
+-- Cold review of this erasure (findings F3, F6, F8): cascades matched by
+-- the keys' own types (numeric 1.50 = 1.5), foreign keys into a partition,
+-- a child whose own erasure was refused, a protected child without
+-- subject columns; a directory whose id is not classified.
+SET ROLE es_app;
+CREATE TABLE es.accounts (acct numeric(10,2) PRIMARY KEY, holder text NOT NULL);
+CREATE TABLE es.statements (sid int PRIMARY KEY, acct numeric REFERENCES es.accounts ON DELETE CASCADE, body text);
+CREATE TABLE es.ledger (lid int, who text, PRIMARY KEY (lid)) PARTITION BY RANGE (lid);
+CREATE TABLE es.ledger_1 PARTITION OF es.ledger FOR VALUES FROM (0) TO (100);
+CREATE TABLE es.ledger_notes (nid int PRIMARY KEY, lid int REFERENCES es.ledger_1 (lid) ON DELETE CASCADE, note text);
+CREATE TABLE es.plain_child (pid int PRIMARY KEY, acct numeric REFERENCES es.accounts ON DELETE CASCADE);
+INSERT INTO es.accounts VALUES (1.50, 'zoe.q');
+INSERT INTO es.statements VALUES (1, 1.5, 'statement');
+INSERT INTO es.plain_child VALUES (1, 1.5);
+INSERT INTO es.ledger VALUES (5, 'zoe.q');
+INSERT INTO es.ledger_notes VALUES (1, 5, 'note');
+RESET ROLE;
+SET ROLE es_admin;
+SELECT aegis.protect('es.users', '{"application_roles": ["es_app"], "profile": "users",
+    "subject_directory": {"id": "userid", "names": ["username"]}, "columns": {"username": "subject_id"}}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT aegis.protect('es.accounts', '{"application_roles": ["es_app"], "profile": "users", "columns": {"holder": "subject_id"}}');
+SELECT aegis.protect('es.statements', '{"application_roles": ["es_app"], "profile": "users", "columns": {"body": "free_text"}}');
+SELECT aegis.protect('es.plain_child', '{"application_roles": ["es_app"], "profile": "users"}');
+SELECT aegis.protect('es.ledger', '{"application_roles": ["es_app"], "profile": "users", "columns": {"who": "subject_id"}}');
+SELECT aegis.protect('es.ledger_notes', '{"application_roles": ["es_app"], "profile": "users"}');
+SELECT aegis.place_legal_hold('es.statements', 'sid = 1', 'Case 11') AS h1 \gset
+SELECT aegis.place_legal_hold('es.ledger_notes', 'nid = 1', 'Case 12') AS h2 \gset
+SELECT r ->> 'complete' AS complete, jsonb_pretty(r -> 'incomplete_reasons') AS why
+FROM aegis.erase_subject('zoe.q') r;
+RESET ROLE;
+SELECT (SELECT count(*) FROM es.accounts) AS accounts_kept, (SELECT count(*) FROM es.statements) AS held_statement_kept,
+       (SELECT count(*) FROM es.ledger) AS ledger_kept, (SELECT count(*) FROM es.ledger_notes) AS held_note_kept;
 ROLLBACK;
