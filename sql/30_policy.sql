@@ -1186,11 +1186,21 @@ BEGIN
                 PERFORM aegis.owner_ddl(rel, pg_catalog.format('GRANT %s (%s) ON TABLE %I.%I TO %I', priv, cols, nsp, relname, p.role_name));
             END IF;
         END LOOP;
-        PERFORM aegis.owner_ddl(rel, pg_catalog.format(
-            'CREATE POLICY %I ON %I.%I AS PERMISSIVE FOR ALL TO %I USING (%s) WITH CHECK (%s)',
-            'aegis_profile_' || p.role_name, nsp, relname, p.role_name,
-            CASE WHEN p.row_scope = 'scoped' THEN scope ELSE 'true' END,
-            CASE WHEN p.row_scope = 'scoped' THEN scope ELSE 'true' END));
+        -- The policy covers exactly the commands the role is granted.
+        PERFORM aegis.owner_ddl(rel, CASE
+            WHEN p.privileges = '{SELECT}' THEN pg_catalog.format(
+                'CREATE POLICY %I ON %I.%I AS PERMISSIVE FOR SELECT TO %I USING (%s)',
+                'aegis_profile_' || p.role_name, nsp, relname, p.role_name,
+                CASE WHEN p.row_scope = 'scoped' THEN scope ELSE 'true' END)
+            WHEN p.privileges = '{INSERT}' THEN pg_catalog.format(
+                'CREATE POLICY %I ON %I.%I AS PERMISSIVE FOR INSERT TO %I WITH CHECK (%s)',
+                'aegis_profile_' || p.role_name, nsp, relname, p.role_name,
+                CASE WHEN p.row_scope = 'scoped' THEN scope ELSE 'true' END)
+            ELSE pg_catalog.format(
+                'CREATE POLICY %I ON %I.%I AS PERMISSIVE FOR ALL TO %I USING (%s) WITH CHECK (%s)',
+                'aegis_profile_' || p.role_name, nsp, relname, p.role_name,
+                CASE WHEN p.row_scope = 'scoped' THEN scope ELSE 'true' END,
+                CASE WHEN p.row_scope = 'scoped' THEN scope ELSE 'true' END) END);
     END LOOP;
 END
 $$;

@@ -473,6 +473,11 @@ AS $$
 SELECT pg_catalog.jsonb_build_object(
     'fp', pg_catalog.md5(pg_catalog.concat_ws('|',
         (SELECT c.relowner::text FROM pg_catalog.pg_class c WHERE c.oid = tbl),
+        -- Who may do what on it (its grants and its columns'): a GRANT by
+        -- its owner would hand rows and columns past the profile.
+        (SELECT COALESCE(c.relacl::text, '') FROM pg_catalog.pg_class c WHERE c.oid = tbl),
+        (SELECT pg_catalog.string_agg(a.attnum::text || '=' || a.attacl::text, ',' ORDER BY a.attnum)
+         FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attacl IS NOT NULL),
         (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', w.oid, w.ev_type, w.ev_enabled,
                     pg_catalog.md5(w.ev_action::text), pg_catalog.md5(COALESCE(w.ev_qual::text, ''))), ',' ORDER BY w.oid)
          FROM pg_catalog.pg_rewrite w WHERE w.ev_class = tbl),
@@ -691,7 +696,23 @@ BEGIN
                        AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
                                    WHERE g.tgrelid = c.oid AND g.tgfoid = 'aegis.audit_truncate()'::pg_catalog.regprocedure)))
     LOOP
+        -- A table joining a protected one brings no row-level security
+        -- policies of its own: they would decide what its rows show to
+        -- whoever queries it directly (and could pose as pg_aegis's own).
+        IF NOT EXISTS (SELECT 1 FROM aegis.guard_states g WHERE g.relid::oid = r.part)
+           AND EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = r.part) THEN
+            RAISE EXCEPTION 'table % has row-level security policies of its own and cannot become a partition of protected table %',
+                r.part::regclass, r.relid USING ERRCODE = '42501',
+                HINT = 'Drop its policies first: the protected table''s apply to it once it has joined.';
+        END IF;
         PERFORM aegis.switch_rls(r.relid, true);
+        -- Grants of pg_aegis's group roles on it are the profile's, not the
+        -- ones it came with.
+        IF NOT EXISTS (SELECT 1 FROM aegis.guard_states g WHERE g.relid::oid = r.part) THEN
+            PERFORM aegis.sync_profile(r.part, r.relid::oid, aegis.profile_of(p.policy), COALESCE(p.policy -> 'columns', '{}'),
+                                       aegis.scope_predicate_of(r.relid, p.policy -> 'scope'))
+            FROM aegis.protected_tables p WHERE p.relid = r.relid AND p.policy ? 'profile';
+        END IF;
         IF r.part NOT IN (SELECT aegis.guard_compliant_tables()) THEN
             RAISE EXCEPTION 'partition % of protected table % could not be protected', r.part::regclass, r.relid
                 USING ERRCODE = '42501';
@@ -790,7 +811,7 @@ BEGIN
     FROM aegis.guard_check() g WHERE g.broken;
     IF broken IS NOT NULL THEN
         PERFORM aegis.guard_report(broken, command,
-            'changing row-level security, audit triggers, rules, policies, inheritance, partitions, ownership, columns or primary key of protected table');
+            'changing row-level security, audit triggers, rules, policies, grants, inheritance, partitions, ownership, columns or primary key of protected table');
         -- Only a superuser gets here (guard_report refused everyone else):
         -- the change is recorded, and is what the guard compares with now.
         PERFORM aegis.guard_remember();

@@ -103,6 +103,29 @@ SET ROLE rp_app;
 DROP POLICY aegis_profile_aegis_auditor ON rp.alerts;
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
+-- Cold review (F1, F2): the owner can neither grant past the profile nor
+-- take the profile's grants away, and a table joining as a partition
+-- brings neither policies nor grants of its own.
+SET ROLE rp_app;
+GRANT SELECT ON rp.alerts TO aegis_developer;
+\echo :LAST_ERROR_SQLSTATE
+REVOKE ALL ON rp.alerts FROM aegis_auditor;
+\echo :LAST_ERROR_SQLSTATE
+GRANT SELECT (message) ON rp.alerts TO aegis_developer;
+\echo :LAST_ERROR_SQLSTATE
+CREATE TABLE rp.alerts_x (LIKE rp.alerts);
+ALTER TABLE rp.alerts_x ENABLE ROW LEVEL SECURITY;
+CREATE POLICY aegis_profile_aegis_developer ON rp.alerts_x FOR ALL TO aegis_developer USING (true);
+ALTER TABLE rp.alerts ATTACH PARTITION rp.alerts_x FOR VALUES FROM (2000) TO (3000);
+\echo :LAST_ERROR_SQLSTATE
+CREATE TABLE rp.alerts_y (LIKE rp.alerts);
+GRANT SELECT ON rp.alerts_y TO aegis_developer;
+ALTER TABLE rp.alerts ATTACH PARTITION rp.alerts_y FOR VALUES FROM (3000) TO (4000);
+RESET ROLE;
+SELECT has_column_privilege('aegis_developer', 'rp.alerts_y', 'message', 'SELECT') AS dev_message_on_attached,
+       has_column_privilege('aegis_developer', 'rp.alerts_y', 'clock', 'SELECT') AS dev_clock_on_attached,
+       (SELECT polcmd FROM pg_policy WHERE polrelid = 'rp.alerts_y'::regclass AND polname = 'aegis_profile_aegis_developer') AS dev_policy_command;
+
 -- Another profile replaces the grants; none takes them away.
 SET ROLE rp_admin;
 SELECT aegis.protect('rp.alerts', '{"application_roles": ["rp_app"], "profile": "costs",
