@@ -62,7 +62,7 @@ new=[('70_audit.sql','audit_statement('),('70_audit.sql','verify_chain_increment
      ('80_lifecycle.sql','apply_retention('),('80_lifecycle.sql','expired_partitions('),('70_audit.sql','retire_partition('),('70_audit.sql','is_chunk('),
      ('80_lifecycle.sql','check_retention_rule('),('80_lifecycle.sql','set_retention('),
      ('30_policy.sql','application_roles_of('),('30_policy.sql','application_roles_in_force('),('30_policy.sql','sync_application_policy('),
-     ('30_policy.sql','enforce_access('),
+     ('30_policy.sql','enforce_access('),('30_policy.sql','protected_tables_enforce('),
      ('30_policy.sql','profile_catalog('),('30_policy.sql','profile_of('),('30_policy.sql','sync_profile('),('30_policy.sql','scope_predicate('),('95_catalog_guard.sql','profile_in_force('),
      ('80_lifecycle.sql','mentions_any('),('80_lifecycle.sql','erase_mentions_all('),('80_lifecycle.sql','check_subject_directory('),
      ('80_lifecycle.sql','erasure_cascades('),
@@ -132,7 +132,7 @@ GRANT EXECUTE ON FUNCTION aegis.check_retention_rule(regclass, interval, name, t
     aegis.set_retention(regclass, interval, name, text, text) TO aegis_admin;
 
 REVOKE EXECUTE ON FUNCTION aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid),
-    aegis.sync_application_policy(oid, name[]), aegis.enforce_access(regclass, jsonb),
+    aegis.sync_application_policy(oid, name[]), aegis.enforce_access(regclass), aegis.protected_tables_enforce(),
     aegis.profile_of(jsonb), aegis.sync_profile(oid, oid, text, jsonb, text), aegis.scope_predicate(regclass),
     aegis.profile_catalog() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.profile_catalog() TO PUBLIC;
@@ -159,8 +159,9 @@ GRANT EXECUTE ON FUNCTION aegis.masked_pseudonym(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.create_masking_view(regclass, name, regrole[]) TO aegis_admin;
 GRANT EXECUTE ON FUNCTION aegis.create_scope(text, regclass, name), aegis.assign_scope(regrole, text, text, timestamptz),
     aegis.unassign_scope(regrole, text, text), aegis.check_scope_key(text, text), aegis.scope_predicate_of(regclass, jsonb) TO aegis_admin;
-GRANT EXECUTE ON FUNCTION aegis.enforce_access(regclass, jsonb),
-    aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid) TO aegis_admin;
+GRANT EXECUTE ON FUNCTION aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid) TO aegis_admin;
+CREATE TRIGGER aegis_enforce AFTER INSERT OR UPDATE ON aegis.protected_tables
+    FOR EACH ROW EXECUTE FUNCTION aegis.protected_tables_enforce();
 
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;
 

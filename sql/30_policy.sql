@@ -1302,17 +1302,17 @@ $$;
 COMMENT ON FUNCTION aegis.create_masking_view(regclass, name, regrole[]) IS
     'A masking view of a protected table from its column classes: pseudonyms, redacted free text, no secrets (admin-only)';
 
--- protect()'s step for "application_roles" and "profile": the
--- aegis_application policy, and the profile's grants and policies, on the
--- table and every partition; USAGE on its schema for the roles the profile
--- names. Definer rights: policies are created
--- by the table's owner (owner_ddl), which aegis_admin is not; it acts only
--- on a table pg_aegis protects and with roles application_roles_of()
--- accepts. Its DDL runs with session_replication_role = replica (the
--- guard's event triggers, enabled on origin, do not fire on pg_aegis's own
--- step); the guard then remembers the table as it now is. EXECUTE:
--- aegis_admin only.
-CREATE FUNCTION aegis.enforce_access(tbl regclass, policy jsonb)
+-- The recorded "application_roles", "profile", "columns" and "scope" of a
+-- protected table in force: the aegis_application policy, and the
+-- profile's grants and policies, on the table and every partition; USAGE
+-- on its schema for the roles the profile names. Definer rights: policies
+-- are created by the table's owner (owner_ddl), which aegis_admin is not;
+-- it acts only on a table pg_aegis protects, with the policy its catalog
+-- holds. Its DDL runs with session_replication_role = replica (the guard's
+-- event triggers, enabled on origin, do not fire on pg_aegis's own step);
+-- the guard then remembers the table as it now is. Granted to nobody: the
+-- catalog trigger below calls it.
+CREATE FUNCTION aegis.enforce_access(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = ''
@@ -1322,7 +1322,11 @@ DECLARE
     roles name[];
     prof text;
     r oid;
+    policy jsonb;
 BEGIN
+    -- What the catalog says, which is what protect() (or an audited direct
+    -- change, held to the same checks by the catalog guard) recorded.
+    policy := COALESCE((SELECT p.policy FROM aegis.protected_tables p WHERE p.relid = tbl), '{}');
     roles := aegis.application_roles_of(policy);
     prof := aegis.profile_of(policy);
     IF tbl IS NULL OR NOT EXISTS (SELECT 1 FROM aegis.rls_enforced e WHERE e.relid = tbl) THEN
@@ -1345,8 +1349,24 @@ BEGIN
     PERFORM aegis.guard_remember(tbl);
 END
 $$;
-COMMENT ON FUNCTION aegis.enforce_access(regclass, jsonb) IS
-    'Internal step of protect(): application roles and role profile on the table (definer rights; admin-only)';
+COMMENT ON FUNCTION aegis.enforce_access(regclass) IS
+    'Internal: put a protected table''s recorded application roles, profile, column grants and scope in force (definer rights; no grants)';
+
+-- Whatever writes a protected table's policy into the catalog (protect(),
+-- or an admin's direct change the catalog guard has checked) puts it in
+-- force at once: the catalog and the table never disagree. SECURITY
+-- DEFINER: enforce_access() is granted to nobody.
+CREATE FUNCTION aegis.protected_tables_enforce() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+BEGIN
+    PERFORM aegis.enforce_access(NEW.relid);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION aegis.protected_tables_enforce() IS
+    'Internal trigger: put a protected table''s recorded policy in force when the catalog changes';
 
 -- SECURITY INVOKER, so protected_by records the real caller; the table
 -- switch goes through enforce_rls(), the catalog rows through aegis_admin's
@@ -1478,7 +1498,6 @@ BEGIN
     newly := NOT EXISTS (SELECT 1 FROM aegis.protected_tables p WHERE p.relid = tbl);
 
     PERFORM aegis.enforce_rls(tbl);
-    PERFORM aegis.enforce_access(tbl, policy);
     -- (Said once, when the table is first protected.)
     IF newly AND (SELECT NOT o.rolsuper AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(aegis.application_roles_of(policy)) a
                                              WHERE pg_catalog.pg_has_role(o.oid, a, 'MEMBER'))

@@ -73,16 +73,6 @@ BEGIN
                 HINT = 'Use aegis.protect().';
         END IF;
         PERFORM aegis.check_policy(NEW.relid, NEW.policy);
-        -- The application roles are those in force on the table, which
-        -- only protect() changes.
-        IF aegis.application_roles_of(NEW.policy) IS DISTINCT FROM aegis.application_roles_in_force(NEW.relid) THEN
-            RAISE EXCEPTION 'application_roles of % can only change through aegis.protect()', NEW.relid
-                USING ERRCODE = '42501', DETAIL = 'The roles in force are those of the table''s aegis_application policy.';
-        END IF;
-        IF aegis.profile_of(NEW.policy) IS DISTINCT FROM aegis.profile_in_force(NEW.relid) THEN
-            RAISE EXCEPTION 'the profile of % can only change through aegis.protect()', NEW.relid
-                USING ERRCODE = '42501', DETAIL = 'protect() makes the profile''s grants and policies.';
-        END IF;
         NEW.protected_by := CURRENT_USER;
         NEW.protected_at := pg_catalog.now();
         -- What protect() records: the table's columns now (a forged list
@@ -278,6 +268,9 @@ CREATE TRIGGER aegis_catalog_guard BEFORE INSERT OR UPDATE OR DELETE ON aegis.ke
 -- protected, reclassified or unprotected which table, who assigned whom.
 CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.protected_tables
     FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
+-- What the catalog records is what is in force (30_policy.sql).
+CREATE TRIGGER aegis_enforce AFTER INSERT OR UPDATE ON aegis.protected_tables
+    FOR EACH ROW EXECUTE FUNCTION aegis.protected_tables_enforce();
 CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.column_classes
     FOR EACH ROW EXECUTE FUNCTION aegis.audit_row();
 CREATE TRIGGER aegis_audit AFTER INSERT OR UPDATE OR DELETE ON aegis.oncall_assignments

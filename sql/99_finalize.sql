@@ -59,7 +59,7 @@ GRANT EXECUTE ON FUNCTION aegis.subject_key_name(text), aegis.forget_subject(tex
 GRANT EXECUTE ON FUNCTION
     aegis.protect(regclass, jsonb), aegis.unprotect(regclass),
     aegis.enforce_rls(regclass), aegis.relax_rls(regclass), aegis.take_baseline(regclass),
-    aegis.enforce_access(regclass, jsonb), aegis.create_masking_view(regclass, name, regrole[]),
+    aegis.create_masking_view(regclass, name, regrole[]),
     aegis.create_scope(text, regclass, name), aegis.assign_scope(regrole, text, text, timestamptz),
     aegis.unassign_scope(regrole, text, text), aegis.check_scope_key(text, text),
     aegis.assign_oncall(regrole, text, timestamptz), aegis.unassign_oncall(regrole, text)

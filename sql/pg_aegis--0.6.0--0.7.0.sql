@@ -1283,17 +1283,17 @@ $$;
 COMMENT ON FUNCTION aegis.sync_application_policy(oid, name[]) IS
     'Internal: give a relation the aegis_application policy for these roles (no grants)';
 
--- protect()'s step for "application_roles" and "profile": the
--- aegis_application policy, and the profile's grants and policies, on the
--- table and every partition; USAGE on its schema for the roles the profile
--- names. Definer rights: policies are created
--- by the table's owner (owner_ddl), which aegis_admin is not; it acts only
--- on a table pg_aegis protects and with roles application_roles_of()
--- accepts. Its DDL runs with session_replication_role = replica (the
--- guard's event triggers, enabled on origin, do not fire on pg_aegis's own
--- step); the guard then remembers the table as it now is. EXECUTE:
--- aegis_admin only.
-CREATE FUNCTION aegis.enforce_access(tbl regclass, policy jsonb)
+-- The recorded "application_roles", "profile", "columns" and "scope" of a
+-- protected table in force: the aegis_application policy, and the
+-- profile's grants and policies, on the table and every partition; USAGE
+-- on its schema for the roles the profile names. Definer rights: policies
+-- are created by the table's owner (owner_ddl), which aegis_admin is not;
+-- it acts only on a table pg_aegis protects, with the policy its catalog
+-- holds. Its DDL runs with session_replication_role = replica (the guard's
+-- event triggers, enabled on origin, do not fire on pg_aegis's own step);
+-- the guard then remembers the table as it now is. Granted to nobody: the
+-- catalog trigger below calls it.
+CREATE FUNCTION aegis.enforce_access(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = ''
@@ -1303,7 +1303,11 @@ DECLARE
     roles name[];
     prof text;
     r oid;
+    policy jsonb;
 BEGIN
+    -- What the catalog says, which is what protect() (or an audited direct
+    -- change, held to the same checks by the catalog guard) recorded.
+    policy := COALESCE((SELECT p.policy FROM aegis.protected_tables p WHERE p.relid = tbl), '{}');
     roles := aegis.application_roles_of(policy);
     prof := aegis.profile_of(policy);
     IF tbl IS NULL OR NOT EXISTS (SELECT 1 FROM aegis.rls_enforced e WHERE e.relid = tbl) THEN
@@ -1326,8 +1330,24 @@ BEGIN
     PERFORM aegis.guard_remember(tbl);
 END
 $$;
-COMMENT ON FUNCTION aegis.enforce_access(regclass, jsonb) IS
-    'Internal step of protect(): application roles and role profile on the table (definer rights; admin-only)';
+COMMENT ON FUNCTION aegis.enforce_access(regclass) IS
+    'Internal: put a protected table''s recorded application roles, profile, column grants and scope in force (definer rights; no grants)';
+
+-- Whatever writes a protected table's policy into the catalog (protect(),
+-- or an admin's direct change the catalog guard has checked) puts it in
+-- force at once: the catalog and the table never disagree. SECURITY
+-- DEFINER: enforce_access() is granted to nobody.
+CREATE FUNCTION aegis.protected_tables_enforce() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+BEGIN
+    PERFORM aegis.enforce_access(NEW.relid);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION aegis.protected_tables_enforce() IS
+    'Internal trigger: put a protected table''s recorded policy in force when the catalog changes';
 
 -- ===========================================================================
 -- Role profiles: what each of pg_aegis's group roles may do on a protected
@@ -2696,7 +2716,6 @@ BEGIN
     newly := NOT EXISTS (SELECT 1 FROM aegis.protected_tables p WHERE p.relid = tbl);
 
     PERFORM aegis.enforce_rls(tbl);
-    PERFORM aegis.enforce_access(tbl, policy);
     -- (Said once, when the table is first protected.)
     IF newly AND (SELECT NOT o.rolsuper AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(aegis.application_roles_of(policy)) a
                                              WHERE pg_catalog.pg_has_role(o.oid, a, 'MEMBER'))
@@ -3380,16 +3399,6 @@ BEGIN
                 HINT = 'Use aegis.protect().';
         END IF;
         PERFORM aegis.check_policy(NEW.relid, NEW.policy);
-        -- The application roles are those in force on the table, which
-        -- only protect() changes.
-        IF aegis.application_roles_of(NEW.policy) IS DISTINCT FROM aegis.application_roles_in_force(NEW.relid) THEN
-            RAISE EXCEPTION 'application_roles of % can only change through aegis.protect()', NEW.relid
-                USING ERRCODE = '42501', DETAIL = 'The roles in force are those of the table''s aegis_application policy.';
-        END IF;
-        IF aegis.profile_of(NEW.policy) IS DISTINCT FROM aegis.profile_in_force(NEW.relid) THEN
-            RAISE EXCEPTION 'the profile of % can only change through aegis.protect()', NEW.relid
-                USING ERRCODE = '42501', DETAIL = 'protect() makes the profile''s grants and policies.';
-        END IF;
         NEW.protected_by := CURRENT_USER;
         NEW.protected_at := pg_catalog.now();
         -- What protect() records: the table's columns now (a forged list
@@ -4576,7 +4585,7 @@ GRANT EXECUTE ON FUNCTION aegis.check_retention_rule(regclass, interval, name, t
     aegis.set_retention(regclass, interval, name, text, text) TO aegis_admin;
 
 REVOKE EXECUTE ON FUNCTION aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid),
-    aegis.sync_application_policy(oid, name[]), aegis.enforce_access(regclass, jsonb),
+    aegis.sync_application_policy(oid, name[]), aegis.enforce_access(regclass), aegis.protected_tables_enforce(),
     aegis.profile_of(jsonb), aegis.sync_profile(oid, oid, text, jsonb, text), aegis.scope_predicate(regclass),
     aegis.profile_catalog() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.profile_catalog() TO PUBLIC;
@@ -4603,8 +4612,9 @@ GRANT EXECUTE ON FUNCTION aegis.masked_pseudonym(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.create_masking_view(regclass, name, regrole[]) TO aegis_admin;
 GRANT EXECUTE ON FUNCTION aegis.create_scope(text, regclass, name), aegis.assign_scope(regrole, text, text, timestamptz),
     aegis.unassign_scope(regrole, text, text), aegis.check_scope_key(text, text), aegis.scope_predicate_of(regclass, jsonb) TO aegis_admin;
-GRANT EXECUTE ON FUNCTION aegis.enforce_access(regclass, jsonb),
-    aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid) TO aegis_admin;
+GRANT EXECUTE ON FUNCTION aegis.application_roles_of(jsonb), aegis.application_roles_in_force(oid) TO aegis_admin;
+CREATE TRIGGER aegis_enforce AFTER INSERT OR UPDATE ON aegis.protected_tables
+    FOR EACH ROW EXECUTE FUNCTION aegis.protected_tables_enforce();
 
 GRANT USAGE ON SCHEMA aegis TO PUBLIC;
 

@@ -47,9 +47,9 @@ SELECT aegis.protect('ar.users', '{"application_roles": ["pg_read_all_data"]}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT aegis.protect('ar.users', '{"application_roles": ["aegis_developer"]}');
 \echo :LAST_ERROR_SQLSTATE
--- Only aegis_admin may name them (and call the step directly).
-SET ROLE ar_dev;
-SELECT aegis.enforce_access('ar.users', '{"application_roles": ["ar_dev"]}');
+-- Only aegis_admin may name them; the step itself is nobody's to call.
+SET ROLE ar_admin;
+SELECT aegis.enforce_access('ar.users');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 
@@ -92,11 +92,14 @@ SET ROLE ar_dev;
 SELECT count(*) AS developer_sees FROM ar.users;
 RESET ROLE;
 
--- The catalog says what is in force; a direct edit that would make them
--- differ is refused (other edits of the row pass).
+-- The catalog says what is in force: a direct edit of the catalog (checked
+-- like protect(), audited) is put in force at once.
 SET ROLE ar_admin;
-UPDATE aegis.protected_tables SET policy = policy || '{"application_roles": ["ar_dev"]}' WHERE relid = 'ar.users'::regclass;
+UPDATE aegis.protected_tables SET policy = policy || '{"application_roles": ["no_such_role"]}' WHERE relid = 'ar.users'::regclass;
 \echo :LAST_ERROR_SQLSTATE
+UPDATE aegis.protected_tables SET policy = policy || '{"application_roles": ["ar_app", "ar_dev"]}' WHERE relid = 'ar.users'::regclass;
+SELECT aegis.application_roles_in_force('ar.users'::regclass) AS after_direct_edit;
+UPDATE aegis.protected_tables SET policy = policy || '{"application_roles": ["ar_app"]}' WHERE relid = 'ar.users'::regclass;
 UPDATE aegis.protected_tables SET policy = policy || '{"audit_reads": false}' WHERE relid = 'ar.users'::regclass;
 SELECT policy -> 'audit_reads' AS other_edit_passes FROM aegis.protected_tables WHERE relid = 'ar.users'::regclass;
 -- protect() without the key takes the roles away again.

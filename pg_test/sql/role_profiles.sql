@@ -94,9 +94,10 @@ SELECT has_column_privilege('aegis_developer', 'rp.alerts_2', 'clock', 'SELECT')
        has_column_privilege('aegis_developer', 'rp.alerts_2', 'message', 'SELECT') AS dev_message,
        (SELECT count(*) FROM pg_policy WHERE polrelid = 'rp.alerts_2'::regclass AND polname LIKE 'aegis\_profile\_%') AS policies;
 
--- The profile changes only through protect(); the owner cannot drop its policies.
+-- A direct edit of the catalog is checked like protect() and put in force
+-- at once; the owner cannot drop the profile's policies.
 SET ROLE rp_admin;
-UPDATE aegis.protected_tables SET policy = policy || '{"profile": "costs"}' WHERE relid = 'rp.alerts'::regclass;
+UPDATE aegis.protected_tables SET policy = policy || '{"profile": "nope"}' WHERE relid = 'rp.alerts'::regclass;
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 SET ROLE rp_app;
