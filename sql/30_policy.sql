@@ -1361,7 +1361,11 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = ''
 AS $$
 BEGIN
-    PERFORM aegis.enforce_access(NEW.relid);
+    -- (A restore loads this catalog before aegis.rls_enforced: the table
+    -- comes with its policies and grants, nothing to put in force yet.)
+    IF EXISTS (SELECT 1 FROM aegis.rls_enforced e WHERE e.relid = NEW.relid) THEN
+        PERFORM aegis.enforce_access(NEW.relid);
+    END IF;
     RETURN NULL;
 END
 $$;
