@@ -139,7 +139,11 @@ for major in 16 17 18; do
     [ -x "$PG_EXTRA_ROOT/$major/bin/pg_config" ] && init_args+=("--pg$major" "$PG_EXTRA_ROOT/$major/bin/pg_config")
 done
 want_config="$(printf '%s\n' "${init_args[@]}" | paste - - | sort | tr '\t' ' ')"
-have_config="$(sed -n 's/^pg\([0-9]*\) *= *"\(.*\)"$/--pg\1 \2/p' "$PGRX_HOME/config.toml" 2>/dev/null | sort)"
+# (No config yet on a fresh machine: nothing initialised, not an error.)
+have_config=""
+if [ -f "$PGRX_HOME/config.toml" ]; then
+    have_config="$(sed -n 's/^pg\([0-9]*\) *= *"\(.*\)"$/--pg\1 \2/p' "$PGRX_HOME/config.toml" | sort)"
+fi
 if [ "$want_config" != "$have_config" ]; then
     log "cargo pgrx init ${init_args[*]}"
     cargo pgrx init "${init_args[@]}"
