@@ -70,7 +70,7 @@ new=[('70_audit.sql','audit_statement('),('70_audit.sql','verify_chain_increment
      ('85_alerts.sql','detach_metric_alerts('),('85_alerts.sql','check_metric_alerts_trigger('),
      ('30_policy.sql','scope_keys('),('30_policy.sql','check_scope_key('),('30_policy.sql','create_scope('),('30_policy.sql','assign_scope('),
      ('30_policy.sql','unassign_scope('),('30_policy.sql','scope_predicate_of('),
-     ('50_keyring.sql','masked_pseudonym('),('30_policy.sql','create_masking_view(')]
+     ('50_keyring.sql','masked_pseudonym('),('30_policy.sql','create_masking_view('),('70_audit.sql','flush_application_reads(')]
 repl=[('70_audit.sql','audit_row('),('30_policy.sql','owner_ddl('),('30_policy.sql','check_policy('),('30_policy.sql','switch_rls('),('30_policy.sql','enforce_rls('),
       ('30_policy.sql','protect('),('30_policy.sql','relax_rls('),('70_audit.sql','guard_compliant_tables('),('70_audit.sql','guard_state('),('70_audit.sql','guard_check('),
       ('80_lifecycle.sql','erase_subject('),('80_lifecycle.sql','lifecycle_check_table('),('80_lifecycle.sql','legal_hold_filter('),('95_catalog_guard.sql','catalog_guard('),('40_monitoring_schema.sql','monitoring_schema_ddl('),('40_monitoring_schema.sql','create_monitoring_schema('),('85_alerts.sql','security_alerts('),('70_audit.sql','guard_ddl_end('),('70_audit.sql','guard_report('),('70_audit.sql','guard_protect_partitions('),('90_compliance.sql','compliance_mapping('),('90_compliance.sql','compliance_report()')]
@@ -136,6 +136,8 @@ REVOKE EXECUTE ON FUNCTION aegis.application_roles_of(jsonb), aegis.application_
     aegis.profile_of(jsonb), aegis.sync_profile(oid, oid, text, jsonb, text), aegis.scope_predicate(regclass),
     aegis.profile_catalog() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.profile_catalog() TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION aegis.flush_application_reads() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.flush_application_reads() TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION aegis.profile_in_force(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.profile_of(jsonb), aegis.profile_in_force(regclass) TO aegis_admin;
 REVOKE EXECUTE ON FUNCTION aegis.mentions_any(text, text[]), aegis.erase_mentions_all(text, text[]),

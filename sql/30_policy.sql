@@ -1400,9 +1400,9 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'Example: {"columns": {"user_ip": "pii", "error_message": "free_text"}}';
     END IF;
     FOR k IN SELECT pg_catalog.jsonb_object_keys(policy) LOOP
-        IF k NOT IN ('columns', 'audit_reads', 'erasure', 'audit_inserts', 'audit_images', 'digest_buckets', 'application_roles', 'profile', 'subject_directory', 'scope') THEN
+        IF k NOT IN ('columns', 'audit_reads', 'erasure', 'audit_inserts', 'audit_images', 'digest_buckets', 'application_roles', 'application_reads', 'profile', 'subject_directory', 'scope') THEN
             RAISE EXCEPTION 'unknown policy key "%"', k USING ERRCODE = '22023',
-                HINT = 'Valid keys: columns, audit_reads, erasure, audit_inserts, audit_images, digest_buckets, application_roles, profile, subject_directory, scope.';
+                HINT = 'Valid keys: columns, audit_reads, erasure, audit_inserts, audit_images, digest_buckets, application_roles, application_reads, profile, subject_directory, scope.';
         END IF;
     END LOOP;
     IF policy ? 'audit_inserts' AND COALESCE(policy ->> 'audit_inserts', '') NOT IN ('image', 'digest') THEN
@@ -1458,6 +1458,17 @@ BEGIN
     PERFORM aegis.scope_predicate_of(tbl, policy -> 'scope');
     IF policy ? 'audit_reads' AND pg_catalog.jsonb_typeof(policy -> 'audit_reads') <> 'boolean' THEN
         RAISE EXCEPTION 'policy.audit_reads must be true or false' USING ERRCODE = '22023';
+    END IF;
+    IF policy ? 'application_reads' THEN
+        IF pg_catalog.jsonb_typeof(policy -> 'application_reads') IS DISTINCT FROM 'string'
+           OR (policy ->> 'application_reads') NOT IN ('statement', 'aggregate') THEN
+            RAISE EXCEPTION 'policy.application_reads must be "statement" or "aggregate"' USING ERRCODE = '22023',
+                HINT = 'statement: the application roles'' reads are recorded like anyone''s (the default); aggregate: as counts per table and aegis.application_read_interval.';
+        END IF;
+        IF policy ->> 'application_reads' = 'aggregate' AND pg_catalog.cardinality(aegis.application_roles_of(policy)) = 0 THEN
+            RAISE EXCEPTION 'policy.application_reads "aggregate" needs "application_roles"' USING ERRCODE = '22023',
+                HINT = 'Name the roles the application connects as: {"application_roles": ["<role>"], "application_reads": "aggregate"}; only their reads are counted.';
+        END IF;
     END IF;
     IF policy ? 'erasure' AND COALESCE(policy ->> 'erasure', '') NOT IN ('delete', 'anonymize') THEN
         RAISE EXCEPTION 'policy.erasure must be "delete" or "anonymize"' USING ERRCODE = '22023',

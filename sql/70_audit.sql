@@ -320,6 +320,11 @@ AS 'MODULE_PATHNAME', 'seal_wrapper';
 COMMENT ON FUNCTION aegis.seal() IS
     'Link every committed, unsealed entry of ended transactions into the chain; returns how many';
 
+CREATE FUNCTION aegis.flush_application_reads() RETURNS bigint LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'flush_application_reads_impl_wrapper';
+COMMENT ON FUNCTION aegis.flush_application_reads() IS
+    'Record now the reads this session counted ("application_reads": "aggregate"); returns how many table counts';
+
 CREATE FUNCTION aegis.verify_chain()
 RETURNS TABLE (ok boolean, entries_checked bigint, first_bad_position bigint, problem text)
 LANGUAGE c STABLE STRICT

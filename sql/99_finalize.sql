@@ -68,6 +68,8 @@ GRANT SELECT ON aegis.protected_tables, aegis.column_classes TO aegis_admin, aeg
 -- What each role profile grants: public documentation. Scope keys: each
 -- role its own (the policies call it).
 GRANT EXECUTE ON FUNCTION aegis.profile_catalog(), aegis.scope_keys(text) TO PUBLIC;
+-- Records only the caller's own counted reads.
+GRANT EXECUTE ON FUNCTION aegis.flush_application_reads() TO PUBLIC;
 -- The checks protect(), set_retention() and place_legal_hold() run, which
 -- the catalog guard runs again on direct changes (95_catalog_guard.sql).
 GRANT EXECUTE ON FUNCTION

@@ -2345,6 +2345,11 @@ $$;
 COMMENT ON FUNCTION aegis.create_masking_view(regclass, name, regrole[]) IS
     'A masking view of a protected table from its column classes: pseudonyms, redacted free text, no secrets (admin-only)';
 
+CREATE FUNCTION aegis.flush_application_reads() RETURNS bigint LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'flush_application_reads_impl_wrapper';
+COMMENT ON FUNCTION aegis.flush_application_reads() IS
+    'Record now the reads this session counted ("application_reads": "aggregate"); returns how many table counts';
+
 CREATE OR REPLACE FUNCTION aegis.audit_row() RETURNS trigger LANGUAGE c
 AS 'MODULE_PATHNAME', 'audit_row_wrapper';
 COMMENT ON FUNCTION aegis.audit_row() IS
@@ -2394,9 +2399,9 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'Example: {"columns": {"user_ip": "pii", "error_message": "free_text"}}';
     END IF;
     FOR k IN SELECT pg_catalog.jsonb_object_keys(policy) LOOP
-        IF k NOT IN ('columns', 'audit_reads', 'erasure', 'audit_inserts', 'audit_images', 'digest_buckets', 'application_roles', 'profile', 'subject_directory', 'scope') THEN
+        IF k NOT IN ('columns', 'audit_reads', 'erasure', 'audit_inserts', 'audit_images', 'digest_buckets', 'application_roles', 'application_reads', 'profile', 'subject_directory', 'scope') THEN
             RAISE EXCEPTION 'unknown policy key "%"', k USING ERRCODE = '22023',
-                HINT = 'Valid keys: columns, audit_reads, erasure, audit_inserts, audit_images, digest_buckets, application_roles, profile, subject_directory, scope.';
+                HINT = 'Valid keys: columns, audit_reads, erasure, audit_inserts, audit_images, digest_buckets, application_roles, application_reads, profile, subject_directory, scope.';
         END IF;
     END LOOP;
     IF policy ? 'audit_inserts' AND COALESCE(policy ->> 'audit_inserts', '') NOT IN ('image', 'digest') THEN
@@ -2452,6 +2457,17 @@ BEGIN
     PERFORM aegis.scope_predicate_of(tbl, policy -> 'scope');
     IF policy ? 'audit_reads' AND pg_catalog.jsonb_typeof(policy -> 'audit_reads') <> 'boolean' THEN
         RAISE EXCEPTION 'policy.audit_reads must be true or false' USING ERRCODE = '22023';
+    END IF;
+    IF policy ? 'application_reads' THEN
+        IF pg_catalog.jsonb_typeof(policy -> 'application_reads') IS DISTINCT FROM 'string'
+           OR (policy ->> 'application_reads') NOT IN ('statement', 'aggregate') THEN
+            RAISE EXCEPTION 'policy.application_reads must be "statement" or "aggregate"' USING ERRCODE = '22023',
+                HINT = 'statement: the application roles'' reads are recorded like anyone''s (the default); aggregate: as counts per table and aegis.application_read_interval.';
+        END IF;
+        IF policy ->> 'application_reads' = 'aggregate' AND pg_catalog.cardinality(aegis.application_roles_of(policy)) = 0 THEN
+            RAISE EXCEPTION 'policy.application_reads "aggregate" needs "application_roles"' USING ERRCODE = '22023',
+                HINT = 'Name the roles the application connects as: {"application_roles": ["<role>"], "application_reads": "aggregate"}; only their reads are counted.';
+        END IF;
     END IF;
     IF policy ? 'erasure' AND COALESCE(policy ->> 'erasure', '') NOT IN ('delete', 'anonymize') THEN
         RAISE EXCEPTION 'policy.erasure must be "delete" or "anonymize"' USING ERRCODE = '22023',
@@ -4487,7 +4503,10 @@ BEGIN
                 status := 'pass';
                 detail := CASE WHEN pg_catalog.current_setting('aegis.audit_reads', true) = 'on'
                                THEN 'reads of every protected table are recorded (aegis.audit_reads = on)'
-                               ELSE 'reads recorded for: ' || COALESCE(pg_catalog.array_to_string(names, ', '), 'no table asks for it') END;
+                               ELSE 'reads recorded for: ' || COALESCE(pg_catalog.array_to_string(names, ', '), 'no table asks for it') END
+                          || COALESCE('; the application roles'' reads counted per ' || pg_catalog.current_setting('aegis.application_read_interval', true)
+                                      || ' for: ' || (SELECT pg_catalog.string_agg(p.relid::text, ', ' ORDER BY p.relid::text)
+                                                      FROM aegis.protected_tables p WHERE p.policy ->> 'application_reads' = 'aggregate'), '');
             ELSIF names IS NULL THEN
                 status := 'pass'; detail := 'no table asks for read auditing';
             ELSE
@@ -4593,6 +4612,8 @@ REVOKE EXECUTE ON FUNCTION aegis.application_roles_of(jsonb), aegis.application_
     aegis.profile_of(jsonb), aegis.sync_profile(oid, oid, text, jsonb, text), aegis.scope_predicate(regclass),
     aegis.profile_catalog() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.profile_catalog() TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION aegis.flush_application_reads() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aegis.flush_application_reads() TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION aegis.profile_in_force(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.profile_of(jsonb), aegis.profile_in_force(regclass) TO aegis_admin;
 REVOKE EXECUTE ON FUNCTION aegis.mentions_any(text, text[]), aegis.erase_mentions_all(text, text[]),

@@ -39,6 +39,18 @@ pub fn audit_reads() -> bool {
     AUDIT_READS.get()
 }
 
+/// `aegis.application_read_interval` (seconds, default 60, 0 to 1 day,
+/// superuser). Reads of a table whose policy says `"application_reads":
+/// "aggregate"` by its application roles are counted in the backend and
+/// recorded as one entry per table and interval: at the first such read
+/// after this long, when `aegis.flush_application_reads()` is called, and
+/// when the session ends. 0 records the counts at every read.
+static APPLICATION_READ_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(60);
+
+pub fn application_read_interval_s() -> i64 {
+    i64::from(APPLICATION_READ_INTERVAL_S.get().max(0))
+}
+
 /// `aegis.seal_databases` (string, default empty, postgresql.conf only,
 /// restart). Comma-separated databases in which a background worker runs
 /// `aegis.seal()` every `aegis.seal_interval`. Empty: no worker.
@@ -162,6 +174,16 @@ pub fn register() {
         &AUDIT_READS,
         GucContext::Suset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"aegis.application_read_interval",
+        c"How long an application role's reads of a table are counted before they are recorded.",
+        c"Applies to tables whose protect() policy says \"application_reads\": \"aggregate\". 0: record at every read. Superuser-only.",
+        &APPLICATION_READ_INTERVAL_S,
+        0,
+        86_400,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
     );
     // A server-start setting can only be defined while preloading (a later
     // load may not create one); without preloading there is no worker.

@@ -632,3 +632,271 @@ fn denied_attempts_on_protected_tables_go_to_the_server_log() {
     cluster.stop("fast");
     eprintln!("denied test took {:.1}s", started.elapsed().as_secs_f64());
 }
+
+// ---------------------------------------------------------------- an application's own reads, counted
+
+const APP_DB: &str = "aegis_app_reads";
+
+/// The counted-read entries of `items`: (operation, role, statements, rows,
+/// db_user), oldest first.
+fn counted_entries(c: &mut Client) -> Vec<(String, String, i64, i64, String)> {
+    c.query(
+        "SELECT operation, detail ->> 'role', (detail ->> 'statements')::bigint,
+                (detail ->> 'rows')::bigint, db_user
+         FROM aegis.audit_log
+         WHERE table_name = 'public.items' AND (detail ->> 'aggregate')::boolean ORDER BY id",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+    .collect()
+}
+
+/// The statement-by-statement read entries of `items`: (db_user,
+/// session_user_name).
+fn statement_entries(c: &mut Client) -> Vec<(String, String)> {
+    c.query(
+        "SELECT db_user, session_user_name FROM aegis.audit_log
+         WHERE table_name = 'public.items' AND operation IN ('SELECT', 'COPY')
+           AND NOT COALESCE((detail ->> 'aggregate')::boolean, false) ORDER BY id",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+/// Wait (up to 20 s) for `f` to hold: an ended session's counts are written
+/// by its backend as it exits, after the client has gone.
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn application_reads_are_counted_per_interval_and_never_dropped() {
+    let started = Instant::now();
+    let cluster = cluster("reads-app", &[]);
+    create_db(&cluster, APP_DB);
+    let mut admin = cluster.connect(APP_DB);
+    // The application's login owns its table (as Zabbix's does); a person
+    // reads it through the "logs" profile; another may SET ROLE app.
+    admin
+        .batch_execute(
+            "CREATE EXTENSION pg_aegis;
+             CREATE ROLE app LOGIN;
+             CREATE ROLE person LOGIN IN ROLE aegis_auditor;
+             CREATE ROLE insider LOGIN IN ROLE app;
+             CREATE TABLE items (id bigint PRIMARY KEY, note text);
+             INSERT INTO items SELECT g, 'note ' || g FROM generate_series(1, 3) g;
+             ALTER TABLE items OWNER TO app;
+             ALTER ROLE app SET aegis.application_read_interval = '1h';",
+        )
+        .unwrap();
+    // Refused: counting without naming the application, and a bad value.
+    let e = admin
+        .query("SELECT aegis.protect('items', '{\"audit_reads\": true, \"application_reads\": \"aggregate\"}')", &[])
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "22023", "{e}");
+    let message = e
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_default();
+    assert!(message.contains("needs \"application_roles\""), "{message}");
+    let e = admin
+        .query("SELECT aegis.protect('items', '{\"application_roles\": [\"app\"], \"application_reads\": \"sometimes\"}')", &[])
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "22023", "{e}");
+    admin
+        .batch_execute(
+            "SELECT aegis.protect('items', '{\"application_roles\": [\"app\"], \"audit_reads\": true,
+                                             \"application_reads\": \"aggregate\", \"profile\": \"logs\"}')",
+        )
+        .unwrap();
+    let login = |role: &str| {
+        cluster
+            .config(APP_DB)
+            .user(role)
+            .connect(NoTls)
+            .unwrap_or_else(|e| panic!("login as {role}: {e}"))
+    };
+
+    // The application's long-lived session: its reads are counted, not
+    // recorded one by one, with parallel query on.
+    let mut app = login("app");
+    app.batch_execute(
+        "SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0;
+         SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;",
+    )
+    .unwrap();
+    for _ in 0..4 {
+        assert_eq!(app.query("SELECT * FROM items", &[]).unwrap().len(), 3);
+    }
+    app.batch_execute("SELECT count(*) FROM items WHERE id = 1")
+        .unwrap();
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut app.copy_out("COPY items TO STDOUT").unwrap(), &mut out)
+        .unwrap();
+    assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 3);
+    // The application may not stretch the interval.
+    let e = app
+        .batch_execute("SET aegis.application_read_interval = '1d'")
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e}");
+    // Its writes are audited as ever.
+    app.batch_execute("INSERT INTO items VALUES (4, 'four')")
+        .unwrap();
+    assert_eq!(
+        counted_entries(&mut admin),
+        vec![],
+        "counted, not yet recorded"
+    );
+    assert_eq!(
+        statement_entries(&mut admin),
+        vec![],
+        "no per-statement entry"
+    );
+
+    // Everyone else is recorded statement by statement: a person, and an
+    // insider who runs as the application's role from a session of their
+    // own.
+    let mut person = login("person");
+    person.batch_execute("SELECT * FROM items").unwrap();
+    let mut insider = login("insider");
+    insider
+        .batch_execute("SET ROLE app; SELECT * FROM items")
+        .unwrap();
+    assert_eq!(
+        statement_entries(&mut admin),
+        vec![
+            ("person".to_string(), "person".to_string()),
+            ("app".to_string(), "insider".to_string())
+        ]
+    );
+
+    // Recorded in a transaction that rolls back: the counts reach the
+    // server log, not nowhere.
+    let log = LogTail::mark(&cluster);
+    app.batch_execute("BEGIN; SELECT aegis.flush_application_reads(); ROLLBACK;")
+        .unwrap();
+    let lines = log.events("read");
+    assert_eq!(lines.len(), 2, "{:?}", log.aegis_json());
+    for (line, op, statements, rows) in [(&lines[0], "COPY", 1, 3), (&lines[1], "SELECT", 5, 13)] {
+        for part in [
+            "\"aggregate\":true".to_string(),
+            format!("\"operation\":\"{op}\""),
+            "\"role\":\"app\"".to_string(),
+            format!("\"statements\":{statements}"),
+            format!("\"rows\":{rows}"),
+            "\"tables\":[\"public.items\"]".to_string(),
+            "rolled back".to_string(),
+        ] {
+            assert!(line.contains(&part), "{part} in {line}");
+        }
+    }
+    assert_eq!(counted_entries(&mut admin), vec![]);
+
+    // Recorded in a transaction that commits: one entry per table and
+    // operation, with the statements and rows counted since.
+    app.batch_execute("SELECT * FROM items; SELECT * FROM items WHERE id > 2")
+        .unwrap();
+    let n: i64 = app
+        .query_one("SELECT aegis.flush_application_reads()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    assert_eq!(
+        counted_entries(&mut admin),
+        vec![(
+            "SELECT".to_string(),
+            "app".to_string(),
+            2,
+            6,
+            "app".to_string()
+        )]
+    );
+    let n: i64 = app
+        .query_one("SELECT aegis.flush_application_reads()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "nothing left to record");
+
+    // A read-only transaction cannot write them: the server log.
+    app.batch_execute("SELECT * FROM items").unwrap();
+    let log = LogTail::mark(&cluster);
+    app.batch_execute("BEGIN READ ONLY; SELECT aegis.flush_application_reads(); COMMIT;")
+        .unwrap();
+    let lines = log.events("read");
+    assert_eq!(lines.len(), 1, "{:?}", log.aegis_json());
+    assert!(
+        lines[0].contains("\"statements\":1") && lines[0].contains("cannot write"),
+        "{}",
+        lines[0]
+    );
+
+    // The session ends: what it counted is recorded as it exits.
+    app.batch_execute("SELECT * FROM items; SELECT * FROM items")
+        .unwrap();
+    drop(app);
+    wait_for("the ended session's counts", || {
+        counted_entries(&mut admin).len() == 2
+    });
+    assert_eq!(
+        counted_entries(&mut admin)[1],
+        (
+            "SELECT".to_string(),
+            "app".to_string(),
+            2,
+            8,
+            "app".to_string()
+        )
+    );
+
+    // A session whose transactions are read-only: at its end, the server log.
+    let mut app = login("app");
+    app.batch_execute("SET default_transaction_read_only = on; SELECT * FROM items")
+        .unwrap();
+    let log = LogTail::mark(&cluster);
+    drop(app);
+    wait_for("the read-only session's log line", || {
+        !log.events("read").is_empty()
+    });
+    let lines = log.events("read");
+    assert!(
+        lines[0].contains("\"statements\":1") && lines[0].contains("\"aggregate\":true"),
+        "{}",
+        lines[0]
+    );
+
+    // Interval 0: every read recorded at once (still as a count).
+    admin
+        .batch_execute("ALTER ROLE app SET aegis.application_read_interval = 0")
+        .unwrap();
+    let mut app = login("app");
+    app.batch_execute("SELECT * FROM items").unwrap();
+    assert_eq!(counted_entries(&mut admin).len(), 3);
+
+    // The entries are part of the chain like any other.
+    seal_all(&mut admin);
+    let ok: bool = admin
+        .query_one("SELECT ok FROM aegis.verify_chain()", &[])
+        .unwrap()
+        .get(0);
+    assert!(ok);
+
+    drop((app, person, insider));
+    drop(admin);
+    cluster.stop("fast");
+    eprintln!(
+        "application reads test took {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+}

@@ -191,6 +191,40 @@ fn zabbix_walkthrough_runs_as_written() {
         "the application's changes are audited"
     );
 
+    // The application's reads of users are counted, not recorded one by
+    // one; a person's read is an entry of its own.
+    let recorded: i64 = app
+        .query_one("SELECT aegis.flush_application_reads()", &[])
+        .expect("flush")
+        .get(0);
+    assert!(recorded >= 1, "the application's reads were counted");
+    assert!(
+        count(
+            &mut dba,
+            "SELECT count(*) FROM aegis.audit_log WHERE table_name = 'public.users' AND operation = 'SELECT'
+               AND detail ->> 'aggregate' = 'true' AND detail ->> 'role' = 'zabbix'
+               AND (detail ->> 'statements')::bigint >= 1"
+        ) >= 1,
+        "the application's reads of users are recorded as counts"
+    );
+    assert_eq!(
+        count(
+            &mut dba,
+            "SELECT count(*) FROM aegis.audit_log WHERE table_name = 'public.users' AND operation = 'SELECT'
+               AND session_user_name = 'zabbix' AND detail ->> 'aggregate' IS NULL"
+        ),
+        0,
+        "no per-statement entry for the application's reads"
+    );
+    assert!(
+        count(
+            &mut dba,
+            "SELECT count(*) FROM aegis.audit_log WHERE table_name = 'public.users' AND operation = 'SELECT'
+               AND session_user_name = 'alice' AND detail ->> 'aggregate' IS NULL"
+        ) >= 1,
+        "the auditor's reads of users are entries of their own"
+    );
+
     // Each role sees what its profile says: the auditor no names, the
     // developer no log lines, the admin everything.
     let mut alice = connect("alice");

@@ -193,6 +193,10 @@ FROM aegis.verify_table('rp.events_ts');
 -- pg_aegis's retention drops its expired partitions the same way, the
 -- partitions partman adds later come out protected, and the table
 -- verifies. Retention belongs to pg_aegis: partman's own is left unset.
+-- partman cuts daily partitions at midnight in the session's time zone and
+-- pg_temp.day() counts UTC days: one clock for both, so what is created,
+-- dropped and premade does not depend on the hour the test runs at.
+SET TimeZone = 'UTC';
 CREATE SCHEMA partman;
 CREATE EXTENSION pg_partman SCHEMA partman;
 -- The application login runs partman (its documented non-superuser set-up).

@@ -100,6 +100,11 @@ pub(crate) struct ReadTarget {
     pub table: String,
     /// Its policy asks for read auditing (`"audit_reads": true`).
     pub audit_reads: bool,
+    /// Its policy's `"application_reads": "aggregate"`: the reads of its
+    /// application roles are recorded as counts per interval.
+    pub aggregate_application_reads: bool,
+    /// Its application roles (`"application_roles"`) that exist.
+    pub application_roles: Vec<pg_sys::Oid>,
 }
 
 thread_local! {

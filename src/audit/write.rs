@@ -49,7 +49,14 @@ pub(super) fn load_read_targets() -> Result<HashMap<pg_sys::Oid, ReadTarget>, Ae
                     .select(
                         "SELECT t.relid::pg_catalog.oid, pg_catalog.quote_ident(n.nspname) \
                                 OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname), \
-                                COALESCE((p.policy OPERATOR(pg_catalog.->>) 'audit_reads')::boolean, false) \
+                                COALESCE((p.policy OPERATOR(pg_catalog.->>) 'audit_reads')::boolean, false), \
+                                COALESCE(p.policy OPERATOR(pg_catalog.->>) 'application_reads', 'statement') \
+                                    OPERATOR(pg_catalog.=) 'aggregate', \
+                                ARRAY(SELECT r.oid FROM pg_catalog.pg_roles r \
+                                      WHERE r.rolname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.jsonb_array_elements_text( \
+                                          CASE WHEN pg_catalog.jsonb_typeof(p.policy OPERATOR(pg_catalog.->) 'application_roles') \
+                                                    OPERATOR(pg_catalog.=) 'array' \
+                                               THEN p.policy OPERATOR(pg_catalog.->) 'application_roles' END)))) \
                          FROM aegis.protected_tables p \
                          CROSS JOIN LATERAL (SELECT p.relid UNION \
                               SELECT pt.relid FROM pg_catalog.pg_partition_tree(p.relid) pt) t \
@@ -63,12 +70,21 @@ pub(super) fn load_read_targets() -> Result<HashMap<pg_sys::Oid, ReadTarget>, Ae
                     let relid: Option<pg_sys::Oid> = row.get(1).map_err(spi_error)?;
                     let table: Option<String> = row.get(2).map_err(spi_error)?;
                     let audit_reads: Option<bool> = row.get(3).map_err(spi_error)?;
+                    let aggregate: Option<bool> = row.get(4).map_err(spi_error)?;
+                    let roles: Option<Vec<Option<pg_sys::Oid>>> =
+                        row.get(5).map_err(spi_error)?;
                     if let (Some(relid), Some(table)) = (relid, table) {
                         map.insert(
                             relid,
                             ReadTarget {
                                 table,
                                 audit_reads: audit_reads.unwrap_or(false),
+                                aggregate_application_reads: aggregate.unwrap_or(false),
+                                application_roles: roles
+                                    .unwrap_or_default()
+                                    .into_iter()
+                                    .flatten()
+                                    .collect(),
                             },
                         );
                     }

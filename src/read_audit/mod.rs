@@ -9,7 +9,11 @@
 //! entry per protected table, detail `{"rows": n, "query_id": id}`) when the
 //! transaction can write; otherwise (read-only transaction, hot standby) it
 //! goes to the server log as one JSON line. Denied attempts always go to the
-//! server log, written before the error, so they survive its rollback.
+//! server log, written before the error, so they survive its rollback. An
+//! application's own reads of a table that asks for it are counted and
+//! recorded per interval instead ([`aggregate`]).
+
+mod aggregate;
 
 use crate::audit::{self, Doc, NewEntry, ReadTarget};
 use crate::error::raise;
@@ -302,6 +306,13 @@ fn json_line(fields: serde_json::Value) -> String {
     format!("pg_aegis: {v}")
 }
 
+/// Can this transaction write an entry? (Not on a hot standby, in a
+/// read-only transaction or in parallel mode.)
+fn writable() -> bool {
+    // SAFETY: backend globals and functions without side effects.
+    unsafe { !pg_sys::RecoveryInProgress() && !pg_sys::XactReadOnly && !pg_sys::IsInParallelMode() }
+}
+
 /// Record a read of `tables`.
 /// `command`: the statement's own command when it is not a SELECT (an
 /// INSERT … SELECT, UPDATE … FROM, DELETE … RETURNING, MERGE that read them).
@@ -310,10 +321,7 @@ fn record(operation: &str, command: Option<&str>, tables: &[String], rows: u64, 
         return;
     }
     let query_id = (query_id != 0).then_some(query_id as i64);
-    // SAFETY: backend globals and functions without side effects.
-    let writable = unsafe {
-        !pg_sys::RecoveryInProgress() && !pg_sys::XactReadOnly && !pg_sys::IsInParallelMode()
-    };
+    let writable = writable();
     let line = |recorded_in: &str| {
         json_line(serde_json::json!({
             "event": "read", "operation": operation, "command": command, "tables": tables,
@@ -561,10 +569,12 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_end(qd: *mut pg_sys::Que
             .filter(|(_, audited)| *audited)
             .map(|(t, _)| t)
             .collect();
-        let read = without_maintenance(qd, &targets, read);
+        let mut read = without_maintenance(qd, &targets, read);
         if read.is_empty() || is_ri_check(qd) {
             return;
         }
+        // An application role's reads of a table that counts them.
+        let counted = counted_tables(&targets, &mut read);
         let copy =
             !(*qd).dest.is_null() && (*(*qd).dest).mydest == pg_sys::CommandDest::DestCopyOut;
         if copy {
@@ -578,14 +588,37 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_end(qd: *mut pg_sys::Que
             C::CMD_MERGE => Some("MERGE"),
             _ => None,
         };
+        let operation = if copy { "COPY" } else { "SELECT" };
+        let rows = (*(*qd).estate).es_processed;
+        aggregate::count(operation, &counted, rows);
         record(
-            if copy { "COPY" } else { "SELECT" },
+            operation,
             command,
             &read,
-            (*(*qd).estate).es_processed,
+            rows,
             crate::compat::query_id(stmt),
         );
     }
+}
+
+/// Take out of `read` the tables whose reads this session counts (see
+/// [`aggregate`]), and return them.
+fn counted_tables(
+    targets: &HashMap<pg_sys::Oid, ReadTarget>,
+    read: &mut Vec<String>,
+) -> Vec<String> {
+    let mut counted = Vec::new();
+    read.retain(|table| {
+        let counts = targets
+            .values()
+            .find(|t| t.table == *table)
+            .is_some_and(aggregate::applies);
+        if counts {
+            counted.push(table.clone());
+        }
+        !counts
+    });
+    counted
 }
 
 /// Before a COPY TO runs. A COPY of a protected table that the caller may
@@ -688,6 +721,10 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_copy_done(
             return;
         }
         let rows = if qc.is_null() { 0 } else { (*qc).nprocessed };
+        if aggregate::applies(t) {
+            aggregate::count("COPY", std::slice::from_ref(&t.table), rows);
+            return;
+        }
         record(
             "COPY",
             None,
