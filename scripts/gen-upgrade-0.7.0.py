@@ -81,8 +81,10 @@ out.append(lc[lc.index('CREATE VIEW aegis.retention_policies'):lc.index('-- ==='
 # Metric alerts never wait for each other: baselines take deltas; a
 # baseline's row may exist before anything is folded into it (n = 0).
 out.append('''ALTER TABLE aegis.alert_state DROP CONSTRAINT alert_state_pkey;
-CREATE INDEX alert_state_rule_server ON aegis.alert_state (rule_id, server_id, last_fired_at);
-COMMENT ON TABLE aegis.alert_state IS 'Internal: when each alert rule fired for each server (cooldown; appended, pruned by the worker)';
+-- The cooldown is per metrics table too (firings before the update: none).
+ALTER TABLE aegis.alert_state ADD COLUMN relid oid;
+CREATE INDEX alert_state_rule_table_server ON aegis.alert_state (rule_id, relid, server_id, last_fired_at);
+COMMENT ON TABLE aegis.alert_state IS 'Internal: when each alert rule fired for each server of each metrics table (cooldown; appended, pruned by the worker)';
 ALTER TABLE aegis.metric_baselines DROP CONSTRAINT metric_baselines_n_check;
 ALTER TABLE aegis.metric_baselines ADD CONSTRAINT metric_baselines_n_check CHECK (n >= 0);
 '''+al[al.index('COMMENT ON TABLE aegis.metric_baselines IS'):al.index('-- The baselines in force for a metrics table')])

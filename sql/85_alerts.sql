@@ -46,13 +46,18 @@ CREATE TRIGGER alert_rules_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE 
 -- neither silence their alerts nor make them wait). Two collectors firing
 -- the same pair at the same moment may both alert. The background worker
 -- forgets firings past their rule's cooldown. Runtime state: not dumped.
+-- The cooldown is per table too (relid: the metrics table whose insert
+-- fired): whoever may insert into one attached table can neither silence
+-- nor pre-empt an alert that another table's rows raise for the same
+-- entity.
 CREATE TABLE aegis.alert_state (
     rule_id       bigint NOT NULL REFERENCES aegis.alert_rules ON DELETE CASCADE,
     server_id     text NOT NULL,
-    last_fired_at timestamptz NOT NULL
+    last_fired_at timestamptz NOT NULL,
+    relid         oid
 );
-CREATE INDEX alert_state_rule_server ON aegis.alert_state (rule_id, server_id, last_fired_at);
-COMMENT ON TABLE aegis.alert_state IS 'Internal: when each alert rule fired for each server (cooldown; appended, pruned by the worker)';
+CREATE INDEX alert_state_rule_table_server ON aegis.alert_state (rule_id, relid, server_id, last_fired_at);
+COMMENT ON TABLE aegis.alert_state IS 'Internal: when each alert rule fired for each server of each metrics table (cooldown; appended, pruned by the worker)';
 
 -- Per (metrics table, metric, server): count, mean and sum of squared
 -- deviations of recent values (the old count capped at 1000 samples, so

@@ -54,8 +54,10 @@ COMMENT ON VIEW aegis.retention_policies IS
     'Retention policies: period, time column, filter, active legal holds and the last run';
 
 ALTER TABLE aegis.alert_state DROP CONSTRAINT alert_state_pkey;
-CREATE INDEX alert_state_rule_server ON aegis.alert_state (rule_id, server_id, last_fired_at);
-COMMENT ON TABLE aegis.alert_state IS 'Internal: when each alert rule fired for each server (cooldown; appended, pruned by the worker)';
+-- The cooldown is per metrics table too (firings before the update: none).
+ALTER TABLE aegis.alert_state ADD COLUMN relid oid;
+CREATE INDEX alert_state_rule_table_server ON aegis.alert_state (rule_id, relid, server_id, last_fired_at);
+COMMENT ON TABLE aegis.alert_state IS 'Internal: when each alert rule fired for each server of each metrics table (cooldown; appended, pruned by the worker)';
 ALTER TABLE aegis.metric_baselines DROP CONSTRAINT metric_baselines_n_check;
 ALTER TABLE aegis.metric_baselines ADD CONSTRAINT metric_baselines_n_check CHECK (n >= 0);
 COMMENT ON TABLE aegis.metric_baselines IS

@@ -451,10 +451,24 @@ fn evaluate(
                     None => None,
                     Some(alerts_table) => Some(alerts_insert(client, source, alerts_table)?),
                 };
-                // 3. Fire what the cooldown allows.
+                // The metrics table, named in every alert it raises.
+                let table: Option<String> = client
+                    .select(
+                        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) \
+                         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                         WHERE c.oid = $1",
+                        None,
+                        &[relid.into()],
+                    )
+                    .map_err(spi_error)?
+                    .first()
+                    .get_one::<String>()
+                    .map_err(spi_error)?;
+                // 3. Fire what the cooldown allows (per rule, table and
+                // entity).
                 let mut fired = 0;
                 for c in candidates {
-                    if !claim(client, c.rule.id, &c.server_id, &c.rule.cooldown)? {
+                    if !claim(client, c.rule.id, relid, &c.server_id, &c.rule.cooldown)? {
                         continue;
                     }
                     let message =
@@ -509,6 +523,7 @@ fn evaluate(
                         "metric": c.rule.metric,
                         "value": c.value,
                         "ts": c.ts,
+                        "table": table,
                         "message": message,
                     });
                     if let serde_json::Value::Object(m) = &mut payload {
@@ -636,7 +651,8 @@ fn alerts_insert(
     ))
 }
 
-/// May this rule fire for this server now (its cooldown)? Looks at the
+/// May this rule fire for this server of this metrics table now (its
+/// cooldown)? Looks at the
 /// firings committed by now (the latest snapshot: a repeatable-read
 /// collector does not fire again what committed after its snapshot) and
 /// this transaction's own, and appends this firing to `aegis.alert_state`.
@@ -646,14 +662,15 @@ fn alerts_insert(
 fn claim(
     client: &mut pgrx::spi::SpiClient<'_>,
     rule: i64,
+    relid: pg_sys::Oid,
     server: &str,
     cooldown: &str,
 ) -> Result<bool, AegisError> {
     let recent = crate::spi::bool_in_latest_snapshot(
         c"SELECT EXISTS (SELECT 1 FROM aegis.alert_state s \
-                         WHERE s.rule_id = $1 AND s.server_id = $2 \
-                           AND s.last_fired_at > pg_catalog.now() - $3::pg_catalog.text::pg_catalog.interval)",
-        &[rule.into(), server.into(), cooldown.into()],
+                         WHERE s.rule_id = $1 AND s.relid = $2 AND s.server_id = $3 \
+                           AND s.last_fired_at > pg_catalog.now() - $4::pg_catalog.text::pg_catalog.interval)",
+        &[rule.into(), relid.into(), server.into(), cooldown.into()],
     )
     .map_err(spi_error)?;
     if recent {
@@ -661,9 +678,9 @@ fn claim(
     }
     client
         .update(
-            "INSERT INTO aegis.alert_state (rule_id, server_id, last_fired_at) VALUES ($1, $2, pg_catalog.now())",
+            "INSERT INTO aegis.alert_state (rule_id, relid, server_id, last_fired_at) VALUES ($1, $2, $3, pg_catalog.now())",
             None,
-            &[rule.into(), server.into()],
+            &[rule.into(), relid.into(), server.into()],
         )
         .map_err(spi_error)?;
     Ok(true)

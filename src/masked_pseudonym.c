@@ -129,7 +129,7 @@ static Oid
 check_as_user(RangeTblEntry *rte, PlannedStmt *pstmt)
 {
 #if PG_VERSION_NUM >= 160000
-	if (rte->perminfoindex == 0 || rte->perminfoindex > list_length(pstmt->permInfos))
+	if (rte->perminfoindex == 0 || (int) rte->perminfoindex > list_length(pstmt->permInfos))
 		return InvalidOid;
 	return ((RTEPermissionInfo *) list_nth(pstmt->permInfos, rte->perminfoindex - 1))->checkAsUser;
 #else

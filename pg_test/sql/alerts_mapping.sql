@@ -145,4 +145,26 @@ SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid = 'am.history'::r
 SET ROLE am_app;
 INSERT INTO am.history VALUES (10004, 1764547300, 99, 0);
 RESET ROLE;
+
+-- One rule, two attached tables with a column of its metric: the cooldown
+-- is per rule, table and entity, so rows inserted into one table can
+-- neither silence nor pre-empt the alert the other's rows raise for the
+-- same entity; each alert names the table it came from.
+INSERT INTO aegis.alert_rules (name, metric, comparison, threshold, severity, cooldown)
+VALUES ('am_value_cool', 'value', '>', 50, 'warning', '1 hour');
+SET ROLE am_app;
+CREATE TABLE am.trends (itemid bigint NOT NULL, clock integer NOT NULL, value double precision NOT NULL);
+RESET ROLE;
+SET ROLE am_admin;
+SELECT aegis.attach_metric_alerts('am.history', 'itemid', 'clock', time_unit => 'seconds');
+SELECT aegis.attach_metric_alerts('am.trends', 'itemid', 'clock', time_unit => 'seconds');
+RESET ROLE;
+SET ROLE am_app;
+INSERT INTO am.trends VALUES (10009, 1764547200, 99);
+INSERT INTO am.history VALUES (10009, 1764547200, 99, 0);
+INSERT INTO am.trends VALUES (10009, 1764547260, 99);
+INSERT INTO am.history VALUES (10009, 1764547260, 99, 0);
+RESET ROLE;
+SELECT server_id, detail ->> 'table' AS source_table, count(*) AS alerts
+FROM aegis.alert_events WHERE alert = 'am_value_cool' GROUP BY 1, 2 ORDER BY 2;
 ROLLBACK;
