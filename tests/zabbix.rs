@@ -8,80 +8,13 @@
 //! kept to the integer clock, and the erasure of user 42 reached her rows,
 //! the rows Zabbix's cascades delete, and the mentions of her names.
 
+use aegis_integration::docs::blocks;
 use aegis_integration::{sqlstate, superuser_to, zabbix, Cluster};
 use postgres::{Client, Config, NoTls};
 
 const GUIDE: &str = include_str!("../docs/existing-schema.md");
 const DB: &str = "aegis_zabbix";
 const PEOPLE: [&str; 5] = ["alice", "bob", "carol", "dave", "zabbix"];
-
-/// One SQL block of the guide: who runs it, the SQLSTATE it must fail
-/// with (if any), and its text.
-struct Block {
-    who: String,
-    expect: Option<String>,
-    sql: String,
-}
-
-fn blocks() -> Vec<Block> {
-    let mut out = Vec::new();
-    let mut lines = GUIDE.lines();
-    while let Some(line) = lines.next() {
-        if line.trim() != "```sql" {
-            continue;
-        }
-        let mut sql = String::new();
-        for l in lines.by_ref() {
-            if l.trim() == "```" {
-                break;
-            }
-            sql.push_str(l);
-            sql.push('\n');
-        }
-        let first = sql.lines().next().unwrap_or_default();
-        let spec = first.strip_prefix("-- as ").unwrap_or_else(|| {
-            panic!("every SQL block of the guide must start with `-- as <role>`, not {first:?}")
-        });
-        let mut who = spec.to_string();
-        let mut expect = None;
-        if let Some((w, rest)) = spec.split_once(';') {
-            who = w.trim().to_string();
-            expect = Some(
-                rest.trim()
-                    .strip_prefix("expect ")
-                    .unwrap_or_else(|| panic!("unknown block annotation {rest:?}"))
-                    .to_string(),
-            );
-        }
-        out.push(Block { who, expect, sql });
-    }
-    out
-}
-
-/// A real login of `who` (`dba`: the superuser) to the walkthrough's
-/// database over the unix socket, with parallel query forced.
-fn connect(who: &str) -> Client {
-    let cluster = Cluster::Preloaded;
-    let user = if who == "dba" { "postgres" } else { who };
-    Config::new()
-        .host_path(cluster.socket_dir())
-        .port(cluster.port())
-        .user(user)
-        .dbname(DB)
-        .application_name("aegis-it-zabbix")
-        .options(
-            "-c max_parallel_workers_per_gather=2 -c parallel_setup_cost=0 -c parallel_tuple_cost=0 \
-             -c min_parallel_table_scan_size=0 -c min_parallel_index_scan_size=0",
-        )
-        .connect(NoTls)
-        .unwrap_or_else(|e| panic!("{who} cannot connect to {DB}: {e}"))
-}
-
-fn count(c: &mut Client, sql: &str) -> i64 {
-    c.query_one(sql, &[])
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .get(0)
-}
 
 /// A fresh database owned by the application login `zabbix`, with the
 /// Zabbix-shaped schema and data loaded by that login.
@@ -124,7 +57,7 @@ fn zabbix_walkthrough_runs_as_written() {
     let users_before = count(&mut dba, "SELECT count(*) FROM users");
 
     // ---------------------------------------------------------------- the guide
-    let blocks = blocks();
+    let blocks = blocks(GUIDE);
     assert!(
         blocks.len() >= 15,
         "the guide has its SQL blocks ({})",

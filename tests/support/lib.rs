@@ -15,6 +15,7 @@ use postgres::{Client, Config, NoTls};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub mod audit;
+pub mod docs;
 mod scratch;
 pub mod zabbix;
 pub use scratch::ScratchCluster;

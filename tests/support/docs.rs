@@ -1,0 +1,49 @@
+//! The SQL blocks of a guide in `docs/` (or the README), as its tests run
+//! them: every ```` ```sql ```` block starts with `-- as <role>` (`dba`: a
+//! superuser), optionally `-- as <role>; expect <SQLSTATE>` for a block
+//! that must fail with that error.
+
+/// One SQL block of a guide: who runs it, the SQLSTATE it must fail with
+/// (if any), and its text.
+pub struct Block {
+    pub who: String,
+    pub expect: Option<String>,
+    pub sql: String,
+}
+
+/// The SQL blocks of `guide`, in order. Panics on a block that does not
+/// say who runs it: every SQL example of the docs is run.
+pub fn blocks(guide: &str) -> Vec<Block> {
+    let mut out = Vec::new();
+    let mut lines = guide.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() != "```sql" {
+            continue;
+        }
+        let mut sql = String::new();
+        for l in lines.by_ref() {
+            if l.trim() == "```" {
+                break;
+            }
+            sql.push_str(l);
+            sql.push('\n');
+        }
+        let first = sql.lines().next().unwrap_or_default();
+        let spec = first.strip_prefix("-- as ").unwrap_or_else(|| {
+            panic!("every SQL block of the docs must start with `-- as <role>`, not {first:?}")
+        });
+        let mut who = spec.trim().to_string();
+        let mut expect = None;
+        if let Some((w, rest)) = spec.split_once(';') {
+            who = w.trim().to_string();
+            expect = Some(
+                rest.trim()
+                    .strip_prefix("expect ")
+                    .unwrap_or_else(|| panic!("unknown block annotation {rest:?}"))
+                    .to_string(),
+            );
+        }
+        out.push(Block { who, expect, sql });
+    }
+    out
+}
