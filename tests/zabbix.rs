@@ -16,6 +16,31 @@ const GUIDE: &str = include_str!("../docs/existing-schema.md");
 const DB: &str = "aegis_zabbix";
 const PEOPLE: [&str; 5] = ["alice", "bob", "carol", "dave", "zabbix"];
 
+/// A real login of `who` (`dba`: the superuser) to the walkthrough's
+/// database over the unix socket, with parallel query forced.
+fn connect(who: &str) -> Client {
+    let cluster = Cluster::Preloaded;
+    let user = if who == "dba" { "postgres" } else { who };
+    Config::new()
+        .host_path(cluster.socket_dir())
+        .port(cluster.port())
+        .user(user)
+        .dbname(DB)
+        .application_name("aegis-it-zabbix")
+        .options(
+            "-c max_parallel_workers_per_gather=2 -c parallel_setup_cost=0 -c parallel_tuple_cost=0 \
+             -c min_parallel_table_scan_size=0 -c min_parallel_index_scan_size=0",
+        )
+        .connect(NoTls)
+        .unwrap_or_else(|e| panic!("{who} cannot connect to {DB}: {e}"))
+}
+
+fn count(c: &mut Client, sql: &str) -> i64 {
+    c.query_one(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
 /// A fresh database owned by the application login `zabbix`, with the
 /// Zabbix-shaped schema and data loaded by that login.
 fn fresh_zabbix_database() {
