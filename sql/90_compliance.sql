@@ -252,8 +252,8 @@ BEGIN
                 detail := CASE WHEN pg_catalog.current_setting('aegis.audit_reads', true) = 'on'
                                THEN 'reads of every protected table are recorded (aegis.audit_reads = on)'
                                ELSE 'reads recorded for: ' || COALESCE(pg_catalog.array_to_string(names, ', '), 'no table asks for it') END
-                          || COALESCE('; the application roles'' reads counted per ' || pg_catalog.current_setting('aegis.application_read_interval', true)
-                                      || ' for: ' || (SELECT pg_catalog.string_agg(p.relid::text, ', ' ORDER BY p.relid::text)
+                          || COALESCE('; the application roles'' reads counted per interval (aegis.application_read_interval) for: '
+                                      || (SELECT pg_catalog.string_agg(p.relid::text, ', ' ORDER BY p.relid::text)
                                                       FROM aegis.protected_tables p WHERE p.policy ->> 'application_reads' = 'aggregate'), '');
             ELSIF names IS NULL THEN
                 status := 'pass'; detail := 'no table asks for read auditing';

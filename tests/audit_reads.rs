@@ -698,6 +698,7 @@ fn application_reads_are_counted_per_interval_and_never_dropped() {
              CREATE TABLE items (id bigint PRIMARY KEY, note text);
              INSERT INTO items SELECT g, 'note ' || g FROM generate_series(1, 3) g;
              ALTER TABLE items OWNER TO app;
+             GRANT CREATE ON SCHEMA public TO app;
              ALTER ROLE app SET aegis.application_read_interval = '1h';",
         )
         .unwrap();
@@ -875,6 +876,67 @@ fn application_reads_are_counted_per_interval_and_never_dropped() {
         "{}",
         lines[0]
     );
+
+    // Cold review: none of these is the application reading.
+    // A superuser's SET SESSION AUTHORIZATION, a statement of the
+    // application that writes what it read, and a role that took the
+    // application's name after it was renamed: each recorded on its own.
+    let before = statement_entries(&mut admin).len();
+    admin
+        .batch_execute(
+            "SET SESSION AUTHORIZATION app; SELECT * FROM items; RESET SESSION AUTHORIZATION",
+        )
+        .unwrap();
+    let after = statement_entries(&mut admin);
+    assert_eq!(
+        after.len(),
+        before + 1,
+        "the superuser's read as app: {after:?}"
+    );
+    let mut app = login("app");
+    app.batch_execute(
+        "CREATE TABLE loot AS SELECT * FROM items;
+         INSERT INTO loot SELECT * FROM items;
+         SELECT note INTO loot2 FROM items;",
+    )
+    .unwrap();
+    let n: i64 = app
+        .query_one("SELECT aegis.flush_application_reads()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "copies are not counted");
+    assert_eq!(
+        statement_entries(&mut admin).len(),
+        before + 4,
+        "each copy recorded on its own"
+    );
+    drop(app);
+    admin
+        .batch_execute(
+            "ALTER ROLE app RENAME TO app_legacy;
+             CREATE ROLE app LOGIN IN ROLE aegis_auditor;
+             ALTER ROLE app SET aegis.application_read_interval = '1h';",
+        )
+        .unwrap();
+    let mut impostor = login("app");
+    impostor
+        .batch_execute("SELECT count(*) FROM items")
+        .unwrap();
+    let n: i64 = impostor
+        .query_one("SELECT aegis.flush_application_reads()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        n, 0,
+        "a role that took the application's name is not counted"
+    );
+    assert_eq!(statement_entries(&mut admin).len(), before + 5);
+    drop(impostor);
+    admin
+        .batch_execute(
+            "DROP ROLE app; ALTER ROLE app_legacy RENAME TO app; DROP TABLE loot, loot2;",
+        )
+        .unwrap();
 
     // Interval 0: every read recorded at once (still as a count).
     admin

@@ -56,7 +56,10 @@ pub(super) fn load_read_targets() -> Result<HashMap<pg_sys::Oid, ReadTarget>, Ae
                                       WHERE r.rolname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.jsonb_array_elements_text( \
                                           CASE WHEN pg_catalog.jsonb_typeof(p.policy OPERATOR(pg_catalog.->) 'application_roles') \
                                                     OPERATOR(pg_catalog.=) 'array' \
-                                               THEN p.policy OPERATOR(pg_catalog.->) 'application_roles' END)))) \
+                                               THEN p.policy OPERATOR(pg_catalog.->) 'application_roles' END))) \
+                                        AND r.oid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.unnest(pol.polroles) \
+                                            FROM pg_catalog.pg_policy pol WHERE pol.polrelid OPERATOR(pg_catalog.=) p.relid \
+                                              AND pol.polname OPERATOR(pg_catalog.=) 'aegis_application'))) \
                          FROM aegis.protected_tables p \
                          CROSS JOIN LATERAL (SELECT p.relid UNION \
                               SELECT pt.relid FROM pg_catalog.pg_partition_tree(p.relid) pt) t \

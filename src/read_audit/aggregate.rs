@@ -13,8 +13,9 @@
 //! transaction, a hot standby, a session ended by an error) the counts go
 //! to the server log as JSON lines, as any read that cannot be written
 //! does; if the transaction that recorded them rolls back, they go there
-//! then. What a server crash interrupts is lost with the backend: at most
-//! one interval of counts.
+//! then. What a crash interrupts is lost with the backend: what it
+//! counted since it last recorded (an idle session's counts wait for its
+//! next counted read or its end).
 
 use super::{json_line, pending_push, writable, Busy};
 use crate::audit::{self, Doc, NewEntry, ReadTarget};
@@ -47,16 +48,30 @@ thread_local! {
 }
 
 /// Are this session's reads of `t` counted rather than recorded one by
-/// one? When the table says so and the session's login is one of its
-/// application roles, running as itself (a person who may SET ROLE to the
-/// application's role is still recorded statement by statement).
+/// one? When the table says so and a client logged in as one of its
+/// application roles, runs as itself and is not in a restricted operation
+/// (a person who may SET ROLE to the application's role, a superuser's SET
+/// SESSION AUTHORIZATION, a background job running as it: statement by
+/// statement).
 pub(super) fn applies(t: &ReadTarget) -> bool {
     if !t.aggregate_application_reads {
         return false;
     }
-    // SAFETY: backend globals.
-    let (user, session) = unsafe { (pg_sys::GetUserId(), pg_sys::GetSessionUserId()) };
-    user == session && t.application_roles.contains(&session)
+    // SAFETY: backend globals and functions without side effects.
+    let (login, session, user, client, restricted) = unsafe {
+        (
+            pg_sys::GetAuthenticatedUserId(),
+            pg_sys::GetSessionUserId(),
+            pg_sys::GetUserId(),
+            !pg_sys::MyProcPort.is_null(),
+            pg_sys::InSecurityRestrictedOperation(),
+        )
+    };
+    client
+        && !restricted
+        && login == session
+        && user == session
+        && t.application_roles.contains(&session)
 }
 
 /// Count a statement that read `tables` and processed `rows`; record the
@@ -205,9 +220,21 @@ unsafe extern "C-unwind" fn at_exit(code: std::ffi::c_int, _arg: pg_sys::Datum) 
         return;
     }
     // SAFETY: no transaction is open (checked above); the snapshot is
-    // pushed and popped inside it.
+    // pushed and popped inside it. An exiting backend cannot be cancelled:
+    // it waits for a lock on the trail at most 10 s (then the error ends
+    // it, and the counts reach the server log as the transaction aborts).
     unsafe {
         pg_sys::StartTransactionCommand();
+        pg_sys::set_config_option(
+            c"lock_timeout".as_ptr(),
+            c"10s".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            true,
+            0,
+            false,
+        );
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
     }
     flush();

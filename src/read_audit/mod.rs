@@ -573,8 +573,6 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_end(qd: *mut pg_sys::Que
         if read.is_empty() || is_ri_check(qd) {
             return;
         }
-        // An application role's reads of a table that counts them.
-        let counted = counted_tables(&targets, &mut read);
         let copy =
             !(*qd).dest.is_null() && (*(*qd).dest).mydest == pg_sys::CommandDest::DestCopyOut;
         if copy {
@@ -590,7 +588,19 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_end(qd: *mut pg_sys::Que
         };
         let operation = if copy { "COPY" } else { "SELECT" };
         let rows = (*(*qd).estate).es_processed;
-        aggregate::count(operation, &counted, rows);
+        // An application role's pure reads of a table that counts them;
+        // a statement that writes what it read somewhere (INSERT ...
+        // SELECT, UPDATE ... FROM, CREATE TABLE AS, a materialized view,
+        // SELECT INTO) is recorded on its own.
+        let into = !(*qd).dest.is_null()
+            && matches!(
+                (*(*qd).dest).mydest,
+                pg_sys::CommandDest::DestIntoRel | pg_sys::CommandDest::DestTransientRel
+            );
+        if command.is_none() && !into {
+            let counted = counted_tables(&targets, &mut read);
+            aggregate::count(operation, &counted, rows);
+        }
         record(
             operation,
             command,
