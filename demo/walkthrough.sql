@@ -501,3 +501,26 @@ SELECT alert, server_id AS itemid, detail ->> 'message' AS message FROM aegis.al
 SELECT r ->> 'complete' AS complete, r -> 'tables' AS tables, r ->> 'requested_by' AS requested_by
 FROM aegis.erase_subject('42') r;
 ROLLBACK;
+
+-- == 12. An application's own reads, counted ==================================
+-- The application reads its tables all day. With "application_reads":
+-- "aggregate", a session that logged in as the application records its
+-- reads as counts per table and interval (aegis.application_read_interval);
+-- anyone else's read of the table stays an entry of its own.
+CREATE ROLE demo_webapp LOGIN;
+CREATE TABLE public.demo_sessions (sessionid text PRIMARY KEY, userid bigint NOT NULL);
+ALTER TABLE public.demo_sessions OWNER TO demo_webapp;
+INSERT INTO public.demo_sessions VALUES ('a1f3', 1), ('9c2e', 42);
+SELECT aegis.protect('public.demo_sessions', '{"application_roles": ["demo_webapp"], "profile": "access_logs",
+    "audit_reads": true, "application_reads": "aggregate", "columns": {"userid": "subject_id", "sessionid": "secret"}}');
+\c - demo_webapp
+SELECT count(*) FROM demo_sessions;
+SELECT userid FROM demo_sessions WHERE sessionid = 'a1f3';
+SELECT aegis.flush_application_reads() AS counts_recorded;
+\c - postgres
+SELECT count(*) FROM demo_sessions;
+SELECT db_user, detail ->> 'aggregate' AS counted, detail ->> 'statements' AS statements, detail ->> 'rows' AS rows
+FROM aegis.audit_log WHERE table_name = 'public.demo_sessions' AND operation = 'SELECT' ORDER BY id;
+SELECT aegis.unprotect('public.demo_sessions');
+DROP TABLE public.demo_sessions;
+DROP ROLE demo_webapp;
