@@ -103,7 +103,9 @@ pub(crate) struct ReadTarget {
     /// Its policy's `"application_reads": "aggregate"`: the reads of its
     /// application roles are recorded as counts per interval.
     pub aggregate_application_reads: bool,
-    /// Its application roles (`"application_roles"`) that exist.
+    /// Its application roles: the roles of its `aegis_application` policy
+    /// (by OID, as row-level security sees them) whose names the policy's
+    /// `"application_roles"` still gives.
     pub application_roles: Vec<pg_sys::Oid>,
 }
 
