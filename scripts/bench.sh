@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: side-by-side benchmarks against the baselines a user would
 # otherwise use, on a throwaway cluster with the release build. Prints one
-# table per benchmark; the README records the ratios with date and machine.
+# table per benchmark; docs/benchmarks.md records the ratios with date and machine.
 #   BENCH_ONLY=name        run benches/name.sql alone (e.g. BENCH_ONLY=audit)
 #   BENCH_REPS=n           repetitions per benchmark (default 7)
 #   BENCH_AUDIT_REPS=n     repetitions of the audit bulk inserts (default 5)
@@ -138,7 +138,7 @@ for f in "$REPO_ROOT"/benches/${BENCH_ONLY:-*}.sql; do
 done
 
 # The pure scanner's throughput (criterion, 2 KiB texts built from the PII
-# corpus): the README quotes the MiB/s.
+# corpus): docs/benchmarks.md quotes the MiB/s.
 if [ -z "${BENCH_ONLY:-}" ] || [ "${BENCH_ONLY}" = pii ]; then
     printf '\n== pii scanner (aegis-core, criterion)\n'
     (cd "$REPO_ROOT" && cargo bench -q -p aegis-core --bench pii_scan -- \

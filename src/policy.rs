@@ -4,9 +4,10 @@
 //! reduces to. It is C (through PostgreSQL's cached membership list) rather
 //! than `pg_has_role()` in a SQL function because policies call it once per
 //! query, and a SQL-language helper is re-planned on every query, which was
-//! the larger part of the RLS overhead on short queries (see the README's
-//! benchmark). It also returns false, instead of raising an error, for a role
-//! OID that no longer exists (an on-call assignment of a dropped role).
+//! the larger part of the RLS overhead on short queries (see the RLS
+//! benchmark in docs/benchmarks.md). It also returns false, instead of
+//! raising an error, for a role OID that no longer exists (an on-call
+//! assignment of a dropped role).
 
 use pgrx::prelude::*;
 
