@@ -32,7 +32,11 @@ pub(crate) fn read_targets() -> Option<Rc<HashMap<pg_sys::Oid, ReadTarget>>> {
         if unsafe { pg_sys::ParallelWorkerNumber } >= 0 {
             as_extension_owner(load_read_targets)
         } else {
-            with_safe_search_path(|| as_extension_owner(load_read_targets))
+            // Loaded again after every catalog change: never worth JIT
+            // compiling (which its estimate can trigger on a big catalog).
+            crate::guc::with_settings(&[(c"jit", c"off")], || {
+                with_safe_search_path(|| as_extension_owner(load_read_targets))
+            })
         }
     });
     let map = Rc::new(map.ok()?);
@@ -47,20 +51,27 @@ pub(super) fn load_read_targets() -> Result<HashMap<pg_sys::Oid, ReadTarget>, Ae
         let mut map = HashMap::new();
         for row in client
                     .select(
-                        "SELECT t.relid::pg_catalog.oid, pg_catalog.quote_ident(n.nspname) \
+                        // Each protected table's flags and application
+                        // roles once (not once per partition), then its
+                        // partition tree.
+                        "WITH p AS MATERIALIZED ( \
+                             SELECT p.relid, \
+                                    COALESCE((p.policy OPERATOR(pg_catalog.->>) 'audit_reads')::boolean, false) AS audit_reads, \
+                                    COALESCE(p.policy OPERATOR(pg_catalog.->>) 'application_reads', 'statement') \
+                                        OPERATOR(pg_catalog.=) 'aggregate' AS aggregate, \
+                                    ARRAY(SELECT u.role FROM pg_catalog.pg_policy pol \
+                                          CROSS JOIN LATERAL pg_catalog.unnest(pol.polroles) AS u(role) \
+                                          WHERE pol.polrelid OPERATOR(pg_catalog.=) p.relid \
+                                            AND pol.polname OPERATOR(pg_catalog.=) 'aegis_application' \
+                                            AND pg_catalog.jsonb_typeof(p.policy OPERATOR(pg_catalog.->) 'application_roles') \
+                                                OPERATOR(pg_catalog.=) 'array' \
+                                            AND (p.policy OPERATOR(pg_catalog.->) 'application_roles') \
+                                                OPERATOR(pg_catalog.?) pg_catalog.pg_get_userbyid(u.role)::pg_catalog.text) AS roles \
+                             FROM aegis.protected_tables p) \
+                         SELECT t.relid::pg_catalog.oid, pg_catalog.quote_ident(n.nspname) \
                                 OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname), \
-                                COALESCE((p.policy OPERATOR(pg_catalog.->>) 'audit_reads')::boolean, false), \
-                                COALESCE(p.policy OPERATOR(pg_catalog.->>) 'application_reads', 'statement') \
-                                    OPERATOR(pg_catalog.=) 'aggregate', \
-                                ARRAY(SELECT r.oid FROM pg_catalog.pg_roles r \
-                                      WHERE r.rolname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.jsonb_array_elements_text( \
-                                          CASE WHEN pg_catalog.jsonb_typeof(p.policy OPERATOR(pg_catalog.->) 'application_roles') \
-                                                    OPERATOR(pg_catalog.=) 'array' \
-                                               THEN p.policy OPERATOR(pg_catalog.->) 'application_roles' END))) \
-                                        AND r.oid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.unnest(pol.polroles) \
-                                            FROM pg_catalog.pg_policy pol WHERE pol.polrelid OPERATOR(pg_catalog.=) p.relid \
-                                              AND pol.polname OPERATOR(pg_catalog.=) 'aegis_application'))) \
-                         FROM aegis.protected_tables p \
+                                p.audit_reads, p.aggregate, p.roles \
+                         FROM p \
                          CROSS JOIN LATERAL (SELECT p.relid UNION \
                               SELECT pt.relid FROM pg_catalog.pg_partition_tree(p.relid) pt) t \
                          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relid \
