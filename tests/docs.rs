@@ -30,8 +30,26 @@ fn connect(db: &str, who: &str) -> Client {
         .unwrap_or_else(|e| panic!("{who} cannot connect to {db}: {e}"))
 }
 
-/// A fresh database with pg_aegis, and none of `roles` left from an
-/// earlier page or run.
+/// A database with pg_aegis installed once, copied for each page.
+const TEMPLATE: &str = "aegis_docs_template";
+
+fn template_database() {
+    let mut admin = superuser_to(Cluster::Preloaded, "postgres");
+    for db in [DB, TEMPLATE] {
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .expect("drop an old docs database");
+    }
+    admin
+        .batch_execute(&format!("CREATE DATABASE {TEMPLATE}"))
+        .expect("create the template");
+    connect(TEMPLATE, "dba")
+        .batch_execute("CREATE EXTENSION pg_aegis")
+        .expect("create extension");
+}
+
+/// A fresh database with pg_aegis (a copy of the template), and none of
+/// `roles` left from an earlier page or run.
 fn fresh_database(roles: &[&str]) {
     let mut admin = superuser_to(Cluster::Preloaded, "postgres");
     admin
@@ -43,11 +61,8 @@ fn fresh_database(roles: &[&str]) {
             .unwrap_or_else(|e| panic!("drop role {role}: {e}"));
     }
     admin
-        .batch_execute(&format!("CREATE DATABASE {DB}"))
+        .batch_execute(&format!("CREATE DATABASE {DB} TEMPLATE {TEMPLATE}"))
         .expect("create the docs database");
-    connect(DB, "dba")
-        .batch_execute("CREATE EXTENSION pg_aegis")
-        .expect("create extension");
 }
 
 fn run(db: &str, page: &str, blocks: &[Block]) {
@@ -97,6 +112,7 @@ fn every_sql_example_of_the_docs_runs_as_written() {
 }
 
 fn docs_pages() {
+    template_database();
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs");
     let mut pages: Vec<_> = std::fs::read_dir(dir)
         .expect("docs/")
@@ -120,6 +136,12 @@ fn docs_pages() {
         ran += blocks.len();
     }
     assert!(ran >= 10, "the docs have their SQL examples ({ran})");
+    let mut admin = superuser_to(Cluster::Preloaded, "postgres");
+    for db in [DB, TEMPLATE] {
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .expect("drop the docs databases");
+    }
 }
 
 /// The README's quick start: three statements protect a table the
