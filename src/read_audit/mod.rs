@@ -588,17 +588,31 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_end(qd: *mut pg_sys::Que
         };
         let operation = if copy { "COPY" } else { "SELECT" };
         let rows = (*(*qd).estate).es_processed;
-        // An application role's pure reads of a table that counts them;
-        // a statement that writes what it read somewhere (INSERT ...
-        // SELECT, UPDATE ... FROM, CREATE TABLE AS, a materialized view,
-        // SELECT INTO) is recorded on its own.
+        // An application role's pure reads of a table that counts them,
+        // and an UPDATE's, DELETE's or MERGE's reads of the table it
+        // changes; a statement that writes what it read into another
+        // relation (INSERT ... SELECT, UPDATE ... FROM, CREATE TABLE AS, a
+        // materialized view, SELECT INTO) is recorded on its own.
         let into = !(*qd).dest.is_null()
             && matches!(
                 (*(*qd).dest).mydest,
                 pg_sys::CommandDest::DestIntoRel | pg_sys::CommandDest::DestTransientRel
             );
-        if command.is_none() && !into {
-            let counted = counted_tables(&targets, &mut read);
+        let countable: Vec<String> = if command.is_none() && !into {
+            read.clone()
+        } else if matches!(command, Some("UPDATE" | "DELETE" | "MERGE")) {
+            result_tables(stmt, &targets)
+        } else {
+            Vec::new()
+        };
+        if !countable.is_empty() {
+            let mut candidates: Vec<String> = read
+                .iter()
+                .filter(|t| countable.contains(t))
+                .cloned()
+                .collect();
+            let counted = counted_tables(&targets, &mut candidates);
+            read.retain(|t| !counted.contains(t));
             aggregate::count(operation, &counted, rows);
         }
         record(
@@ -608,6 +622,29 @@ pub unsafe extern "C-unwind" fn aegis_read_audit_before_end(qd: *mut pg_sys::Que
             rows,
             crate::compat::query_id(stmt),
         );
+    }
+}
+
+/// The protected tables a statement changes (its result relations).
+unsafe fn result_tables(
+    stmt: *mut pg_sys::PlannedStmt,
+    targets: &HashMap<pg_sys::Oid, ReadTarget>,
+) -> Vec<String> {
+    // SAFETY: a plan's resultRelations is an integer List of 1-based
+    // indexes into its range table.
+    unsafe {
+        let rtable = PgList::<pg_sys::RangeTblEntry>::from_pg((*stmt).rtable);
+        let results = (*stmt).resultRelations;
+        if results.is_null() {
+            return Vec::new();
+        }
+        (0..(*results).length.max(0) as usize)
+            .filter_map(|i| {
+                let index = (*(*results).elements.add(i)).int_value as usize;
+                let rte = rtable.get_ptr(index.checked_sub(1)?)?;
+                targets.get(&(*rte).relid).map(|t| t.table.clone())
+            })
+            .collect()
     }
 }
 
