@@ -6,28 +6,15 @@
 //! <SQLSTATE>` must fail with that error. Then the README's quick start, on
 //! a table an application login owns, and what it promises.
 
-use aegis_integration::docs::{blocks, Block};
+use aegis_integration::docs::{blocks, connect_as, Block};
 use aegis_integration::{sqlstate, superuser_to, Cluster};
-use postgres::{Client, Config, NoTls};
+use postgres::Client;
 
 const DB: &str = "aegis_docs";
 const README_DB: &str = "aegis_docs_readme";
 
 fn connect(db: &str, who: &str) -> Client {
-    let cluster = Cluster::Preloaded;
-    let user = if who == "dba" { "postgres" } else { who };
-    Config::new()
-        .host_path(cluster.socket_dir())
-        .port(cluster.port())
-        .user(user)
-        .dbname(db)
-        .application_name("aegis-it-docs")
-        .options(
-            "-c max_parallel_workers_per_gather=2 -c parallel_setup_cost=0 -c parallel_tuple_cost=0 \
-             -c min_parallel_table_scan_size=0 -c min_parallel_index_scan_size=0",
-        )
-        .connect(NoTls)
-        .unwrap_or_else(|e| panic!("{who} cannot connect to {db}: {e}"))
+    connect_as(db, who)
 }
 
 /// A database with pg_aegis installed once, copied for each page.

@@ -8,9 +8,9 @@
 //! kept to the integer clock, and the erasure of user 42 reached her rows,
 //! the rows Zabbix's cascades delete, and the mentions of her names.
 
-use aegis_integration::docs::blocks;
+use aegis_integration::docs::{blocks, connect_as};
 use aegis_integration::{sqlstate, superuser_to, zabbix, Cluster};
-use postgres::{Client, Config, NoTls};
+use postgres::Client;
 
 const GUIDE: &str = include_str!("../docs/existing-schema.md");
 const DB: &str = "aegis_zabbix";
@@ -19,20 +19,7 @@ const PEOPLE: [&str; 5] = ["alice", "bob", "carol", "dave", "zabbix"];
 /// A real login of `who` (`dba`: the superuser) to the walkthrough's
 /// database over the unix socket, with parallel query forced.
 fn connect(who: &str) -> Client {
-    let cluster = Cluster::Preloaded;
-    let user = if who == "dba" { "postgres" } else { who };
-    Config::new()
-        .host_path(cluster.socket_dir())
-        .port(cluster.port())
-        .user(user)
-        .dbname(DB)
-        .application_name("aegis-it-zabbix")
-        .options(
-            "-c max_parallel_workers_per_gather=2 -c parallel_setup_cost=0 -c parallel_tuple_cost=0 \
-             -c min_parallel_table_scan_size=0 -c min_parallel_index_scan_size=0",
-        )
-        .connect(NoTls)
-        .unwrap_or_else(|e| panic!("{who} cannot connect to {DB}: {e}"))
+    connect_as(DB, who)
 }
 
 fn count(c: &mut Client, sql: &str) -> i64 {

@@ -47,3 +47,23 @@ pub fn blocks(guide: &str) -> Vec<Block> {
     }
     out
 }
+
+/// A real login of `who` (`dba`: the superuser) to `db` on the preloaded
+/// cluster over the unix socket, with parallel query forced, as a guide's
+/// block runs.
+pub fn connect_as(db: &str, who: &str) -> postgres::Client {
+    let cluster = crate::Cluster::Preloaded;
+    let user = if who == "dba" { "postgres" } else { who };
+    postgres::Config::new()
+        .host_path(cluster.socket_dir())
+        .port(cluster.port())
+        .user(user)
+        .dbname(db)
+        .application_name("aegis-it-docs")
+        .options(
+            "-c max_parallel_workers_per_gather=2 -c parallel_setup_cost=0 -c parallel_tuple_cost=0 \
+             -c min_parallel_table_scan_size=0 -c min_parallel_index_scan_size=0",
+        )
+        .connect(postgres::NoTls)
+        .unwrap_or_else(|e| panic!("{who} cannot connect to {db}: {e}"))
+}
