@@ -124,4 +124,22 @@ SELECT aegis.assign_scope('sc_ann', 'host', '10085');
 INSERT INTO aegis.scope_assignments (engineer, scope, key) VALUES ('sc_ann', 'host', '10085');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
+-- Attack: the key table's owner tries to make its own code run inside
+-- assign_scope()'s definer lookup of the key (a policy calling a function
+-- of its own; a trigger cannot fire on a SELECT, the key column's type and
+-- the operator are built-in): the DDL guard refuses the policy, and the
+-- lookup ran nothing of the owner's.
+SET ROLE sc_app;
+CREATE TABLE sc.witness (who name, was_superuser boolean);
+CREATE FUNCTION sc.spy() RETURNS boolean LANGUAGE sql VOLATILE AS
+$$ INSERT INTO sc.witness SELECT current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user); SELECT true $$;
+GRANT INSERT ON sc.witness TO PUBLIC;
+CREATE POLICY spy ON sc.hosts FOR SELECT USING (sc.spy());
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SET ROLE sc_admin;
+SELECT aegis.assign_scope('sc_cid', 'host', '10084');
+RESET ROLE;
+SELECT count(*) AS owner_code_ran FROM sc.witness;
+SELECT rolsuper AS owner_became_superuser FROM pg_roles WHERE rolname = 'sc_app';
 ROLLBACK;
