@@ -63,7 +63,7 @@ new=[('70_audit.sql','audit_statement('),('70_audit.sql','verify_chain_increment
      ('80_lifecycle.sql','check_retention_rule('),('80_lifecycle.sql','set_retention('),
      ('30_policy.sql','application_roles_of('),('30_policy.sql','application_roles_in_force('),('30_policy.sql','sync_application_policy('),
      ('30_policy.sql','enforce_access('),('30_policy.sql','protected_tables_enforce('),
-     ('30_policy.sql','profile_catalog('),('30_policy.sql','profile_of('),('30_policy.sql','sync_profile('),('30_policy.sql','scope_predicate('),('95_catalog_guard.sql','profile_in_force('),
+     ('30_policy.sql','profile_catalog('),('30_policy.sql','profile_of('),('30_policy.sql','sync_profile('),('30_policy.sql','sync_masking_policy('),('30_policy.sql','scope_predicate('),('95_catalog_guard.sql','profile_in_force('),
      ('80_lifecycle.sql','mentions_any('),('80_lifecycle.sql','erase_mentions_all('),('80_lifecycle.sql','check_subject_directory('),
      ('80_lifecycle.sql','erasure_cascades('),
      ('85_alerts.sql','alerts_table_untrusted('),('85_alerts.sql','check_alert_column('),('85_alerts.sql','check_metric_alert_source('),('85_alerts.sql','attach_metric_alerts('),
@@ -158,7 +158,8 @@ REVOKE EXECUTE ON FUNCTION aegis.scope_keys(text), aegis.check_scope_key(text, t
     aegis.assign_scope(regrole, text, text, timestamptz), aegis.unassign_scope(regrole, text, text),
     aegis.scope_predicate_of(regclass, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.scope_keys(text) TO PUBLIC;
-REVOKE EXECUTE ON FUNCTION aegis.masked_pseudonym(text), aegis.create_masking_view(regclass, name, regrole[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION aegis.masked_pseudonym(text), aegis.create_masking_view(regclass, name, regrole[]),
+    aegis.sync_masking_policy(regclass, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.masked_pseudonym(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.create_masking_view(regclass, name, regrole[]) TO aegis_admin;
 GRANT EXECUTE ON FUNCTION aegis.create_scope(text, regclass, name), aegis.assign_scope(regrole, text, text, timestamptz),

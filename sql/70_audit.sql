@@ -424,6 +424,10 @@ COMMENT ON FUNCTION aegis.audit_event(text, text, jsonb) IS
 CREATE FUNCTION aegis.guard_compliant_tables() RETURNS SETOF oid
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = ''
+-- Run after every DDL on a protected table: with LLVM JIT on (Debian's
+-- PostgreSQL 15), its estimate (a function scan per protected table) passed
+-- jit_above_cost and each call spent a third of a second compiling.
+SET jit = off
 AS $$
 SELECT t.relid::oid
 FROM aegis.rls_enforced e

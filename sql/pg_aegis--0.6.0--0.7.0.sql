@@ -1320,6 +1320,7 @@ BEGIN
         PERFORM aegis.sync_application_policy(r, roles);
         PERFORM aegis.sync_profile(r, tbl, prof, COALESCE(policy -> 'columns', '{}'), aegis.scope_predicate_of(tbl, policy -> 'scope'));
     END LOOP;
+    PERFORM aegis.sync_masking_policy(tbl, false);
     UPDATE aegis.rls_enforced e SET profile = prof WHERE e.relid = tbl;
     -- Schema privileges run no code of anyone's: granted with the
     -- extension's rights (recorded as the schema owner's grant).
@@ -1500,6 +1501,45 @@ END
 $$;
 COMMENT ON FUNCTION aegis.sync_profile(oid, oid, text, jsonb, text) IS
     'Internal: give a relation the grants and policies of a role profile (no grants)';
+
+-- The rows a masking view shows its reader: the view reads the table as
+-- aegis_masking_owner, through pg_aegis's policy aegis_masking; a reader in
+-- a role the table's profile scopes (on-call) sees through it only the rows
+-- of its scope, as it would in the table (current_user, in a view's
+-- policies, is the reader). Everyone else the view is granted to sees every
+-- row. Made by create_masking_view() (create: true) and kept in step with
+-- the table's profile and scope by enforce_access(). Runs as the table's
+-- owner (owner_ddl). Not granted.
+CREATE FUNCTION aegis.sync_masking_policy(tbl regclass, create_it boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+DECLARE
+    policy jsonb := COALESCE((SELECT p.policy FROM aegis.protected_tables p WHERE p.relid = tbl), '{}');
+    scope text := aegis.scope_predicate_of(tbl, policy -> 'scope');
+    scoped name[];
+    pred text := 'true';
+    verb text;
+BEGIN
+    SELECT pg_catalog.array_agg(c.role_name ORDER BY c.role_name) INTO scoped FROM aegis.profile_catalog() c
+    WHERE c.profile = aegis.profile_of(policy) AND c.row_scope = 'scoped';
+    IF scoped IS NOT NULL THEN
+        -- No scope declared: scoped roles see no rows of the table, so none
+        -- through its view either.
+        pred := pg_catalog.format('NOT aegis.is_member_of_any(%L::name[]) OR (%s)', scoped, COALESCE(scope, 'false'));
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = tbl AND p.polname = 'aegis_masking') THEN
+        verb := 'ALTER POLICY aegis_masking ON %s TO aegis_masking_owner USING (%s)';
+    ELSIF create_it THEN
+        verb := 'CREATE POLICY aegis_masking ON %s AS PERMISSIVE FOR SELECT TO aegis_masking_owner USING (%s)';
+    ELSE
+        RETURN;
+    END IF;
+    PERFORM aegis.owner_ddl(tbl, pg_catalog.format(verb, tbl, pred));
+END
+$$;
+COMMENT ON FUNCTION aegis.sync_masking_policy(regclass, boolean) IS
+    'Internal: the rows a table''s masking views show (scoped readers: their scope only)';
 
 -- The row predicate of a protected table's declared scope (NULL: none).
 CREATE FUNCTION aegis.scope_predicate(tbl regclass) RETURNS text
@@ -2319,10 +2359,7 @@ BEGIN
     FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped;
     -- The table, for the view's owner: read through pg_aegis's policy.
     PERFORM aegis.owner_ddl(tbl, pg_catalog.format('GRANT SELECT ON TABLE %I.%I TO aegis_masking_owner', nsp, rel));
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = tbl AND p.polname = 'aegis_masking') THEN
-        PERFORM aegis.owner_ddl(tbl, pg_catalog.format(
-            'CREATE POLICY aegis_masking ON %I.%I AS PERMISSIVE FOR SELECT TO aegis_masking_owner USING (true)', nsp, rel));
-    END IF;
+    PERFORM aegis.sync_masking_policy(tbl, true);
     PERFORM aegis.guard_remember(tbl);
     EXECUTE pg_catalog.format('CREATE OR REPLACE VIEW %I.%I WITH (security_barrier = true) AS SELECT %s FROM %I.%I t',
                               nsp, view_name, cols, nsp, rel);
@@ -2339,6 +2376,9 @@ BEGIN
           AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles x WHERE x.rolname = c.role_name)
     LOOP
         EXECUTE pg_catalog.format('GRANT SELECT ON %s TO %s', v, r);
+        -- The view is no use to a reader who cannot reach its schema (as
+        -- enforce_access(), with the extension's rights: no one's code runs).
+        EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %s', nsp, r);
     END LOOP;
     EXECUTE pg_catalog.format('GRANT SELECT ON %s TO aegis_admin', v);
     RETURN v;
@@ -2794,6 +2834,10 @@ COMMENT ON FUNCTION aegis.relax_rls(regclass) IS
 CREATE OR REPLACE FUNCTION aegis.guard_compliant_tables() RETURNS SETOF oid
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = ''
+-- Run after every DDL on a protected table: with LLVM JIT on (Debian's
+-- PostgreSQL 15), its estimate (a function scan per protected table) passed
+-- jit_above_cost and each call spent a third of a second compiling.
+SET jit = off
 AS $$
 SELECT t.relid::oid
 FROM aegis.rls_enforced e
@@ -4634,7 +4678,8 @@ REVOKE EXECUTE ON FUNCTION aegis.scope_keys(text), aegis.check_scope_key(text, t
     aegis.assign_scope(regrole, text, text, timestamptz), aegis.unassign_scope(regrole, text, text),
     aegis.scope_predicate_of(regclass, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.scope_keys(text) TO PUBLIC;
-REVOKE EXECUTE ON FUNCTION aegis.masked_pseudonym(text), aegis.create_masking_view(regclass, name, regrole[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION aegis.masked_pseudonym(text), aegis.create_masking_view(regclass, name, regrole[]),
+    aegis.sync_masking_policy(regclass, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.masked_pseudonym(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION aegis.create_masking_view(regclass, name, regrole[]) TO aegis_admin;
 GRANT EXECUTE ON FUNCTION aegis.create_scope(text, regclass, name), aegis.assign_scope(regrole, text, text, timestamptz),
