@@ -220,10 +220,8 @@ fn owner_code_never_runs_with_pg_aegis_rights_in_scopes_and_masking_views() {
         .get(0);
     assert_eq!(n, 2, "a reader in no scoped role sees every row");
     // A scope declared later reaches the view's readers at once.
-    dba.batch_execute(&format!(
-        "UPDATE aegis.scope_assignments SET key = '10085' WHERE scope = 'atk_host'"
-    ))
-    .unwrap();
+    dba.batch_execute("UPDATE aegis.scope_assignments SET key = '10085' WHERE scope = 'atk_host'")
+        .unwrap();
     let hosts: Vec<i64> = rc
         .query(&format!("SELECT hostid FROM {s}.hosts_masked"), &[])
         .unwrap()
