@@ -110,17 +110,12 @@ if ! install_extension >"$LOGS/install-pg$major.log" 2>&1; then
     cat "$LOGS/install-pg$major.log"; cluster_ok=0
 else
     log "PostgreSQL $major: starting throwaway cluster on port $TEST_PORT"
-    # jit = off: Debian's PostgreSQL 15 JIT-compiles pg_aegis's catalog
-    # queries whose estimates pass jit_above_cost (seconds each, repeated
-    # after every catalog change), which doubled the run's time; the PyPI
-    # builds of 16-18 have no JIT. What JIT costs a server is a known issue
-    # of its own (docs/security-model.md, Known limits), not this suite's.
-    ( cluster_init "$DIR/cluster" "$TEST_PORT" "fsync = off" "synchronous_commit = off" "jit = off" \
+    ( cluster_init "$DIR/cluster" "$TEST_PORT" "fsync = off" "synchronous_commit = off" \
         && cluster_master_key "$DIR/cluster" && cluster_start "$DIR/cluster" ) || cluster_ok=0
     # A second cluster without preloading, for the integration tests that
     # check the library also works when loaded on first use.
     if want integration; then
-        ( cluster_init "$DIR/nopreload" "$((TEST_PORT + 1))" "fsync = off" "jit = off" \
+        ( cluster_init "$DIR/nopreload" "$((TEST_PORT + 1))" "fsync = off" \
             "shared_preload_libraries = ''" && cluster_start "$DIR/nopreload" ) || cluster_ok=0
     fi
 fi

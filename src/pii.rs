@@ -79,7 +79,7 @@ pub unsafe extern "C-unwind" fn aegis_redact_pii(
 /// Every kind replaced by its tag: `aegis.redact_pii(msg)`, and the audit
 /// trail's free_text columns.
 pub(crate) fn redact_tags(bytes: &[u8]) -> Cow<'_, [u8]> {
-    let Ok(out) = pii::redact(bytes, KindSet::ALL, Style::Tag, |_, _| {
+    let Ok(out) = pii::redact_in(bytes, KindSet::ALL, Style::Tag, utf8_database(), |_, _| {
         Ok::<String, std::convert::Infallible>(String::new())
     });
     out
@@ -178,15 +178,21 @@ fn char_count(s: &[u8]) -> usize {
 }
 
 fn redact(text: &[u8], kinds: KindSet, style: Style) -> AegisResult<Cow<'_, [u8]>> {
-    pii::redact(text, kinds, style, |kind: Kind, v: &[u8]| {
-        // The kind is part of the hashed value: an IBAN and a card number
-        // with the same digits get different tokens.
-        let mut keyed = Vec::with_capacity(kind.name().len() + 1 + v.len());
-        keyed.extend_from_slice(kind.name().as_bytes());
-        keyed.push(b':');
-        keyed.extend_from_slice(v);
-        keyring::pseudonym(&keyed, HASH_KEY)
-    })
+    pii::redact_in(
+        text,
+        kinds,
+        style,
+        utf8_database(),
+        |kind: Kind, v: &[u8]| {
+            // The kind is part of the hashed value: an IBAN and a card number
+            // with the same digits get different tokens.
+            let mut keyed = Vec::with_capacity(kind.name().len() + 1 + v.len());
+            keyed.extend_from_slice(kind.name().as_bytes());
+            keyed.push(b':');
+            keyed.extend_from_slice(v);
+            keyring::pseudonym(&keyed, HASH_KEY)
+        },
+    )
 }
 
 /// `hash` tokens are pseudonyms, and pseudonyms are an oracle for guessing
@@ -242,7 +248,7 @@ fn pseudonymize_oid() -> Result<pg_sys::Oid, AegisError> {
 /// `aegis.has_pii(msg text) → boolean`: stops at the first finding.
 #[pg_extern(immutable, strict, parallel_safe, sql = false)]
 fn has_pii(msg: &[u8]) -> bool {
-    pii::has_pii(msg)
+    pii::has_pii_in(msg, utf8_database())
 }
 
 /// `aegis.detect_pii(msg text) → TABLE(kind, start_pos, end_pos, value)`:
@@ -263,7 +269,7 @@ fn detect_pii(
     let mut rows = Vec::new();
     let mut byte_pos = 0;
     let mut char_pos = 0;
-    for m in pii::find_iter(msg) {
+    for m in pii::find_iter_in(msg, utf8_database()) {
         char_pos += char_count(&msg[byte_pos..m.start]);
         let len = char_count(&msg[m.start..m.end]);
         rows.push((

@@ -236,7 +236,12 @@ UPDATE partman.part_config SET premake = 4, infinite_time_partitions = true WHER
 SET SESSION AUTHORIZATION rp_zabbix;
 SELECT partman.run_maintenance('rp.history_uint');
 RESET SESSION AUTHORIZATION;
-SELECT count(*) AS partman_partitions FROM pg_inherits i WHERE i.inhparent = 'rp.history_uint'::regclass;
+-- How many partman premakes depends on the hour (it rounds the age of its
+-- newest partition, from now(), to whole days): at least today's and four
+-- days ahead.
+SELECT max((regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \((\d+)\)'))[1]::bigint) >= pg_temp.day(-5)
+       AS premade_four_days_ahead
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'rp.history_uint'::regclass;
 SELECT count(*) FILTER (WHERE NOT (c.relrowsecurity AND c.relforcerowsecurity)) AS unprotected_partitions
 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'rp.history_uint'::regclass;
 SET SESSION AUTHORIZATION rp_zabbix;

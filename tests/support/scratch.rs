@@ -58,11 +58,9 @@ impl ScratchCluster {
                 "UTF8",
                 "--locale=C.UTF-8",
             ]));
-        // jit = off as in scripts/test.sh's clusters (Debian's 15 would
-        // JIT-compile pg_aegis's catalog queries; docs/security-model.md).
         let mut conf = format!(
             "\n# scratch cluster\nport = {}\nlisten_addresses = ''\nunix_socket_directories = '{}'\n\
-             shared_preload_libraries = 'pg_aegis'\nmax_connections = 30\njit = off\naegis.master_key_file = '{}'\n",
+             shared_preload_libraries = 'pg_aegis'\nmax_connections = 30\naegis.master_key_file = '{}'\n",
             c.port,
             c.dir.join("run").display(),
             key.display()

@@ -15,15 +15,16 @@
 //! server encoding PostgreSQL supports (their multibyte characters never
 //! contain ASCII bytes).
 
+mod normalize;
 mod redact;
 mod sanitize;
 mod scan;
 pub mod trigger_args;
 pub mod validate;
 
-pub use redact::{normalize, redact, Style};
+pub use redact::{normalize, redact, redact_in, Style};
 pub use sanitize::{sanitize_log, Charset, MIN_SANITIZE_BYTES};
-pub use scan::{find_iter, has_pii, Scanner};
+pub use scan::{find_iter, find_iter_in, has_pii, has_pii_in, Matches, Scanner};
 
 use crate::CoreError;
 

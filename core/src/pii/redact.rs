@@ -1,6 +1,7 @@
 //! Redaction styles over the scanner's spans.
 
-use super::{find_iter, Kind, KindSet};
+use super::normalize::normalize as decode;
+use super::{find_iter_in, Kind, KindSet};
 use crate::CoreError;
 use std::borrow::Cow;
 use std::net::Ipv6Addr;
@@ -51,11 +52,23 @@ pub fn redact<'a, E>(
     text: &'a [u8],
     kinds: KindSet,
     style: Style,
+    pseudonym: impl FnMut(Kind, &[u8]) -> Result<String, E>,
+) -> Result<Cow<'a, [u8]>, E> {
+    redact_in(text, kinds, style, true, pseudonym)
+}
+
+/// As [`redact`]; `unicode`: whether the text is UTF-8 (see
+/// [`super::find_iter_in`]).
+pub fn redact_in<'a, E>(
+    text: &'a [u8],
+    kinds: KindSet,
+    style: Style,
+    unicode: bool,
     mut pseudonym: impl FnMut(Kind, &[u8]) -> Result<String, E>,
 ) -> Result<Cow<'a, [u8]>, E> {
     let mut out: Option<Vec<u8>> = None;
     let mut copied = 0;
-    for m in find_iter(text) {
+    for m in find_iter_in(text, unicode) {
         if !kinds.contains(m.kind) {
             continue;
         }
@@ -68,9 +81,18 @@ pub fn redact<'a, E>(
                 o.extend_from_slice(m.kind.name().as_bytes());
                 o.push(b']');
             }
-            Style::Mask => mask(m.kind, v, o),
+            Style::Mask => {
+                let decoded = decode(v, unicode);
+                mask(m.kind, decoded.as_ref().map_or(v, |d| &d.text), o)
+            }
             Style::Hash => {
-                let h = pseudonym(m.kind, &normalize(m.kind, v))?;
+                // The decoded value (`jane%40example.com` is jane@example.com):
+                // an obfuscated spelling gets the plain value's token.
+                let decoded = decode(v, unicode);
+                let h = pseudonym(
+                    m.kind,
+                    &normalize(m.kind, decoded.as_ref().map_or(v, |d| &d.text)),
+                )?;
                 o.push(b'[');
                 o.extend_from_slice(m.kind.name().as_bytes());
                 o.push(b':');

@@ -5,6 +5,7 @@
 //! bounded number of bytes, except where the span they read becomes a match
 //! or is skipped as a whole, which keeps the scan linear.
 
+use super::normalize::normalize;
 use super::validate::{card_valid, iban_valid, ssn_valid};
 use super::{Kind, Match};
 use std::net::Ipv6Addr;
@@ -80,8 +81,33 @@ fn run_max(s: &[u8], mut i: usize, max: usize, pred: impl Fn(u8) -> bool) -> usi
     i
 }
 
-/// Iterate over the PII spans of `text`, left to right, non-overlapping.
-pub fn find_iter(text: &[u8]) -> Scanner<'_> {
+/// Iterate over the PII spans of UTF-8 `text`, left to right,
+/// non-overlapping, after normalization (`normalize`: encoded and
+/// obfuscated characters decoded); spans are byte ranges of `text` itself.
+pub fn find_iter(text: &[u8]) -> Matches<'_> {
+    find_iter_in(text, true)
+}
+
+/// As [`find_iter`]; `unicode`: whether the text is UTF-8 (a database in
+/// another encoding gets only the ASCII decodings: percent, HTML, JSON).
+pub fn find_iter_in(text: &[u8], unicode: bool) -> Matches<'_> {
+    match normalize(text, unicode) {
+        None => Matches::Direct(scanner(text)),
+        // Rare (the text holds an escape or a mapped character): the spans
+        // are found in the copy and mapped back, all at once.
+        Some(n) => Matches::Mapped(
+            scanner(&n.text)
+                .map(|m| {
+                    let (start, end) = n.original(m.start, m.end);
+                    Match { start, end, ..m }
+                })
+                .collect::<Vec<_>>()
+                .into_iter(),
+        ),
+    }
+}
+
+fn scanner(text: &[u8]) -> Scanner<'_> {
     Scanner {
         s: text,
         pos: 0,
@@ -90,9 +116,34 @@ pub fn find_iter(text: &[u8]) -> Scanner<'_> {
     }
 }
 
-/// Whether `text` contains any PII: stops at the first span.
+/// Whether UTF-8 `text` contains any PII: stops at the first span.
 pub fn has_pii(text: &[u8]) -> bool {
-    find_iter(text).next().is_some()
+    has_pii_in(text, true)
+}
+
+/// As [`has_pii`], for text in the given kind of encoding.
+pub fn has_pii_in(text: &[u8], unicode: bool) -> bool {
+    match normalize(text, unicode) {
+        None => scanner(text).next().is_some(),
+        Some(n) => scanner(&n.text).next().is_some(),
+    }
+}
+
+/// The spans [`find_iter`] reports.
+pub enum Matches<'a> {
+    Direct(Scanner<'a>),
+    Mapped(std::vec::IntoIter<Match>),
+}
+
+impl Iterator for Matches<'_> {
+    type Item = Match;
+
+    fn next(&mut self) -> Option<Match> {
+        match self {
+            Matches::Direct(s) => s.next(),
+            Matches::Mapped(v) => v.next(),
+        }
+    }
 }
 
 pub struct Scanner<'a> {
@@ -214,6 +265,14 @@ impl Scanner<'_> {
                 if let Some(st) = number(s, i, end, self.floor) {
                     return Some(st);
                 }
+            } else if w.len() >= 15 && w.iter().all(|&b| is_digit(b) || b == b'_') {
+                // Underscores are word bytes: `4111_1111_1111_1111` is one word.
+                let k = run(s, i, is_digit);
+                if structure_left_ok(s, i, self.floor) {
+                    if let Some(e) = card(s, i, k, self.floor).filter(|&e| e == end) {
+                        return found(Kind::CreditCard, i, e);
+                    }
+                }
             }
             return kv_secret(s, i, end);
         }
@@ -222,11 +281,19 @@ impl Scanner<'_> {
         let f = w[0];
         let st = match f {
             b'A'..=b'Z' if w.len() >= 4 && is_digit(w[2]) => iban(s, i, end),
+            b'a'..=b'z' if w.len() >= 4 && is_digit(w[2]) && w[1].is_ascii_lowercase() => {
+                iban(s, i, end)
+            }
             b'e' => jwt(s, i),
             _ => None,
         };
         if st.is_some() {
             return st;
+        }
+        if w.len() >= 14 && is_digit(w[w.len() - 1]) {
+            if let Some(st) = glued_card(s, i, end) {
+                return Some(st);
+            }
         }
         if matches!(f, b'A' | b'g' | b'n' | b's' | b'r' | b'x' | b'h') {
             if let Some(st) = known_token(s, i, end) {
@@ -554,7 +621,7 @@ fn number(s: &[u8], i: usize, end: usize, floor: usize) -> Option<Step> {
             || !(before(s, i) == b' ' && i >= 2 && is_digit(s[i - 2])
                 || at(s, i + 11) == b' ' && is_digit(at(s, i + 12)))
     };
-    if len == 3 && (nb == b'-' || (nb == b' ' && spaced_ok())) {
+    if len == 3 && (nb == b'-' || nb == b'.' || (nb == b' ' && spaced_ok())) {
         if let Some(e) = ssn_formatted(s, i) {
             return found(Kind::UsSsn, i, e);
         }
@@ -790,6 +857,8 @@ fn national_phone(s: &[u8], i: usize) -> Option<usize> {
     ((9..=12).contains(&digits) && number_right_ok(s, e) && !continues).then_some(e)
 }
 
+const CARD_SEPARATORS: &[u8] = b" -./_\t";
+
 /// 13–19 digits, contiguous or in groups (`4111 1111 1111 1111`,
 /// `3782-822463-10005`), Luhn-valid with a known brand prefix and length.
 fn card(s: &[u8], i: usize, end: usize, floor: usize) -> Option<usize> {
@@ -798,7 +867,10 @@ fn card(s: &[u8], i: usize, end: usize, floor: usize) -> Option<usize> {
         return (number_right_ok(s, end) && !id_key_before(s, i) && card_valid(&s[i..end]))
             .then_some(end);
     }
-    if len != 4 || !matches!(at(s, end), b' ' | b'-') {
+    // Groups of 4 (or 8: `41111111 11111111`), one separator throughout:
+    // space, dash (every Unicode dash, after normalization), dot, slash,
+    // underscore, tab.
+    if !(len == 4 || len == 8) || !CARD_SEPARATORS.contains(&at(s, end)) {
         return None;
     }
     // Not the tail of a longer group sequence (`ES72 1886 5589 7096 ...`,
@@ -806,22 +878,25 @@ fn card(s: &[u8], i: usize, end: usize, floor: usize) -> Option<usize> {
     if after_digit_group(s, i) && i - 1 != floor {
         return None;
     }
-    let g = groups(s, i, b" -", 6, true);
+    let g = groups(s, i, CARD_SEPARATORS, 6, true);
     // How many groups have card-like lengths: 4-4-4-4, 4-6-5, 4-6-4, and a
     // short fifth group (`6239 6855 0861 6955 11`, 18-digit UnionPay).
     let mut start = i;
     let mut shaped = 0;
     for (n, &(e, _)) in g.ends().iter().enumerate() {
         let min = if n >= 4 { 1 } else { 3 };
-        if start != i && !(min..=6).contains(&(e - start)) {
+        let max = if len == 8 { 8 } else { 6 };
+        if start != i && !(min..=max).contains(&(e - start)) {
             break;
         }
         shaped = n + 1;
         start = e + 1;
     }
     // Longest prefix of groups that is a valid card number.
+    // (12 digits: Maestro only, and only in groups; a contiguous 12-digit
+    // number is far more often an id.)
     for &(e, digits) in g.ends()[..shaped].iter().rev() {
-        if !(13..=19).contains(&digits) || !number_right_ok(s, e) {
+        if !(12..=19).contains(&digits) || !number_right_ok(s, e) {
             continue;
         }
         let mut d = [0u8; 19];
@@ -833,6 +908,21 @@ fn card(s: &[u8], i: usize, end: usize, floor: usize) -> Option<usize> {
         }
     }
     None
+}
+
+/// A card number glued to a short label: `pan4111111111111111`,
+/// `CC5500000000000004` (letters, then 13-19 digits ending the word).
+fn glued_card(s: &[u8], i: usize, end: usize) -> Option<Step> {
+    let k = end - s[i..end].iter().rev().take_while(|&&b| is_digit(b)).count();
+    if !(13..=19).contains(&(end - k))
+        || !(1..=8).contains(&(k - i))
+        || !s[i..k].iter().all(u8::is_ascii_alphabetic)
+        || !number_right_ok(s, end)
+        || !card_valid(&s[k..end])
+    {
+        return None;
+    }
+    found(Kind::CreditCard, k, end)
 }
 
 /// Whether the number at `i` is the value of a key that names an id, a
@@ -1042,37 +1132,44 @@ fn paren_phone(s: &[u8], i: usize, floor: usize) -> Option<Step> {
 /// `DE89370400440532013000` or `GB82 WEST 1234 5698 7654 32`.
 fn iban(s: &[u8], i: usize, end: usize) -> Option<Step> {
     let w = &s[i..end];
-    if w.len() < 4
-        || !w[..2].iter().all(u8::is_ascii_uppercase)
-        || !w[2..4].iter().all(|&b| is_digit(b))
-    {
+    // All upper case, or all lower case (`de89 3704 ...`), never mixed.
+    let lower = w[0].is_ascii_lowercase();
+    let letter = |b: u8| {
+        if lower {
+            b.is_ascii_lowercase()
+        } else {
+            b.is_ascii_uppercase()
+        }
+    };
+    if w.len() < 4 || !w[..2].iter().all(|&b| letter(b)) || !w[2..4].iter().all(|&b| is_digit(b)) {
         return None;
     }
-    let upper_or_digit = |b: u8| b.is_ascii_uppercase() || is_digit(b);
+    let letter_or_digit = |b: u8| letter(b) || is_digit(b);
     if w.len() >= 15 {
-        return (w.len() <= 34 && w.iter().all(|&b| upper_or_digit(b)) && iban_valid(w)).then_some(
-            {
-                Step::Found(Match {
-                    kind: Kind::Iban,
-                    start: i,
-                    end,
-                })
-            },
-        );
+        return (w.len() <= 34
+            && w.iter().all(|&b| letter_or_digit(b))
+            && iban_valid(&w.to_ascii_uppercase()))
+        .then_some({
+            Step::Found(Match {
+                kind: Kind::Iban,
+                start: i,
+                end,
+            })
+        });
     }
     if w.len() != 4 || at(s, end) != b' ' {
         return None;
     }
-    let mut compact = w.to_vec();
+    let mut compact = w.to_ascii_uppercase();
     let mut ends = Vec::new();
     let mut j = end;
     while at(s, j) == b' ' && compact.len() < 34 {
-        let g = run_max(s, j + 1, 5, upper_or_digit);
+        let g = run_max(s, j + 1, 5, letter_or_digit);
         let glen = g - j - 1;
         if glen == 0 || glen > 4 || is_word(at(s, g)) {
             break;
         }
-        compact.extend_from_slice(&s[j + 1..g]);
+        compact.extend(s[j + 1..g].iter().map(u8::to_ascii_uppercase));
         ends.push((g, compact.len()));
         j = g;
         if glen < 4 {

@@ -329,6 +329,136 @@ fn multibyte_neighbours() {
 // Redaction styles
 // ---------------------------------------------------------------------------
 
+#[test]
+fn cards_with_every_separator_and_brand() {
+    check(&[
+        (
+            "pan4111111111111111 ok",
+            &[(CreditCard, "4111111111111111")],
+        ),
+        ("CC5500000000000004", &[(CreditCard, "5500000000000004")]),
+        (
+            "4111.1111.1111.1111",
+            &[(CreditCard, "4111.1111.1111.1111")],
+        ),
+        (
+            "4111/1111/1111/1111",
+            &[(CreditCard, "4111/1111/1111/1111")],
+        ),
+        (
+            "4111_1111_1111_1111",
+            &[(CreditCard, "4111_1111_1111_1111")],
+        ),
+        (
+            "4111\t1111\t1111\t1111",
+            &[(CreditCard, "4111\t1111\t1111\t1111")],
+        ),
+        ("41111111 11111111", &[(CreditCard, "41111111 11111111")]),
+        ("jcb 213100000000001", &[(CreditCard, "213100000000001")]),
+        ("jcb 180000000000002", &[(CreditCard, "180000000000002")]),
+        ("mir 2200123456789019", &[(CreditCard, "2200123456789019")]),
+        ("troy 9792000000000003", &[(CreditCard, "9792000000000003")]),
+        (
+            "verve 5060990000000008",
+            &[(CreditCard, "5060990000000008")],
+        ),
+        ("maestro 5018 0000 0009", &[(CreditCard, "5018 0000 0009")]),
+        // Look-alikes: a contiguous 12-digit number is an id; mixed
+        // separators; a label glued to a number that is no card.
+        ("account 501800000009", &[]),
+        ("4111.1111-1111 1111", &[]),
+        ("build4111111111111112", &[]),
+        ("pan4111111111111111x", &[]),
+    ]);
+}
+
+#[test]
+fn ssns_with_dots_and_ibans_in_lower_case() {
+    check(&[
+        ("ssn 123.45.6788", &[(UsSsn, "123.45.6788")]),
+        ("v 123.45.6788.1", &[]),
+        (
+            "iban de89370400440532013000",
+            &[(Iban, "de89370400440532013000")],
+        ),
+        (
+            "pay gb82 west 1234 5698 7654 32",
+            &[(Iban, "gb82 west 1234 5698 7654 32")],
+        ),
+        ("mixed De89370400440532013000", &[]),
+        ("bad de89370400440532013001", &[]),
+    ]);
+}
+
+#[test]
+fn obfuscated_values_are_found_in_the_original_text() {
+    check(&[
+        (
+            "GET /reset?email=jane.doe%40example.com&x=1",
+            &[(Email, "jane.doe%40example.com")],
+        ),
+        (
+            "<a>jane&#64;example.com</a>",
+            &[(Email, "jane&#64;example.com")],
+        ),
+        (
+            "jane&commat;example&period;com",
+            &[(Email, "jane&commat;example&period;com")],
+        ),
+        (
+            "{\"to\":\"jane\\u0040example.com\"}",
+            &[(Email, "jane\\u0040example.com")],
+        ),
+        (
+            "write to jane＠example.com",
+            &[(Email, "jane＠example.com")],
+        ),
+        (
+            "jane\u{200b}@example.com",
+            &[(Email, "jane\u{200b}@example.com")],
+        ),
+        (
+            "from １９２.１６８.１.１ ok",
+            &[(Ipv4, "１９２.１６８.１.１")],
+        ),
+        ("/proxy?ip=10%2E0%2E0%2E12", &[(Ipv4, "10%2E0%2E0%2E12")]),
+        (
+            "call 958\u{2010}644\u{2010}2223 now",
+            &[(Phone, "958\u{2010}644\u{2010}2223")],
+        ),
+        (
+            "tel 020\u{a0}7946\u{a0}0958",
+            &[(Phone, "020\u{a0}7946\u{a0}0958")],
+        ),
+        (
+            "card 4111\u{200b}1111 1111 1111",
+            &[(CreditCard, "4111\u{200b}1111 1111 1111")],
+        ),
+        (
+            "card 4111\u{2013}1111\u{2013}1111\u{2013}1111",
+            &[(CreditCard, "4111\u{2013}1111\u{2013}1111\u{2013}1111")],
+        ),
+        ("login password%3Dhunter2 failed", &[(Secret, "hunter2")]),
+    ]);
+    // Redaction replaces the original bytes and nothing around them.
+    assert_eq!(
+        red("to: jane%40example.com, ok 100%", Style::Tag),
+        "to: [EMAIL], ok 100%"
+    );
+    assert_eq!(
+        red("x＠y ｜ ａ＠example.com ｜", Style::Tag),
+        "x＠y ｜ [EMAIL] ｜"
+    );
+}
+
+#[test]
+fn normalization_is_utf8_only_where_the_text_is() {
+    let latin = "jane＠example.com".as_bytes();
+    assert_eq!(find_iter_in(latin, false).count(), 0);
+    assert_eq!(find_iter_in(b"jane%40example.com", false).count(), 1);
+    assert!(has_pii_in(b"jane%40example.com", false));
+}
+
 fn red(text: &str, style: Style) -> String {
     let fake = |k: Kind, v: &[u8]| -> Result<String, ()> {
         let mut h: u64 = 0xcbf29ce484222325 ^ k as u64;

@@ -15,6 +15,10 @@ pub enum CardBrand {
     Jcb,
     UnionPay,
     Maestro,
+    Mir,
+    RuPay,
+    Troy,
+    Verve,
 }
 
 /// Luhn (mod 10) checksum over ASCII digits; false for anything else.
@@ -71,10 +75,22 @@ pub fn card_brand(digits: &[u8]) -> Option<CardBrand> {
         && (14..=19).contains(&len)
     {
         CardBrand::DinersClub
-    } else if (3528..=3589).contains(&p4) && (16..=19).contains(&len) {
+    } else if ((3528..=3589).contains(&p4) && (16..=19).contains(&len))
+        || ((p4 == 2131 || p4 == 1800) && len == 15)
+    {
         CardBrand::Jcb
-    } else if p2 == 62 && (16..=19).contains(&len) {
+    } else if (2200..=2204).contains(&p4) && (16..=19).contains(&len) {
+        CardBrand::Mir
+    } else if (p2 == 62 || p2 == 81) && (16..=19).contains(&len) {
         CardBrand::UnionPay
+    } else if (p3 == 508 || p2 == 60 || p2 == 82 || p3 == 353 || p3 == 356) && len == 16 {
+        CardBrand::RuPay
+    } else if p4 == 9792 && len == 16 {
+        CardBrand::Troy
+    } else if matches!(len, 16 | 18 | 19)
+        && prefix_num(digits, 6).is_some_and(|p6| (506099..=506198).contains(&p6))
+    {
+        CardBrand::Verve
     } else if (p2 == 50 || (56..=69).contains(&p2)) && (12..=19).contains(&len) {
         CardBrand::Maestro
     } else {
