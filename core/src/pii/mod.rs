@@ -16,6 +16,7 @@
 //! contain ASCII bytes).
 
 mod normalize;
+mod phone;
 mod redact;
 mod sanitize;
 mod scan;

@@ -6,6 +6,7 @@
 //! or is skipped as a whole, which keeps the scan linear.
 
 use super::normalize::normalize;
+use super::phone::{calling_code_len, extension_after, is_context_word};
 use super::validate::{card_valid, iban_valid, ssn_valid};
 use super::{Kind, Match};
 use std::net::Ipv6Addr;
@@ -640,8 +641,46 @@ fn number(s: &[u8], i: usize, end: usize, floor: usize) -> Option<Step> {
             return found(Kind::Phone, i, e);
         }
     }
+    // International prefixes written instead of `+`: `00` (`0044 20 7946
+    // 0958`, `001-819-566-4073`) and North America's `011` (`011 44 20 ...`).
+    if s[i] == b'0' && at(s, i + 1) == b'0' && len >= 3 && !after_digit_group(s, i) {
+        if let Some(e) = international(s, i + 2) {
+            return found(Kind::Phone, i, e);
+        }
+    }
+    if &s[i..end] == b"011" && matches!(nb, b' ' | b'-') && is_digit(at(s, end + 1)) {
+        if let Some(e) = international(s, end + 1) {
+            return found(Kind::Phone, i, e);
+        }
+    }
     if let Some(e) = card(s, i, end, floor) {
         return found(Kind::CreditCard, i, e);
+    }
+    // Grouped after a phone label: `Telefon: 030/1234567`, `tel 612 345 678`.
+    if (2..=5).contains(&len) && matches!(nb, b' ' | b'-' | b'.' | b'/') && is_digit(at(s, end + 1))
+    {
+        let g = groups(s, i, b" -./", 6, true);
+        let mut start = i;
+        let shaped = g.ends().iter().all(|&(e, _)| {
+            let ok = e - start >= 2;
+            start = e + 1;
+            ok
+        });
+        if let Some(&(e, digits)) = g.ends().last() {
+            if shaped
+                && g.ends().len() >= 2
+                && !date_like(s, i)
+                && (7..=15).contains(&digits)
+                && matches!(label_before(s, i), Some(Label::Phone))
+            {
+                if extension_after(s, e).is_some() {
+                    return found(Kind::Phone, i, e);
+                }
+                if number_right_ok(s, e) {
+                    return found(Kind::Phone, i, e);
+                }
+            }
+        }
     }
     if (7..=15).contains(&len) && number_right_ok(s, end) {
         match label_before(s, i) {
@@ -830,6 +869,9 @@ fn nanp_phone(s: &[u8], i: usize) -> Option<usize> {
         _ => return None,
     };
     let e = g.ends()[last].0;
+    if extension_after(s, e).is_some() {
+        return Some(e);
+    }
     (number_right_ok(s, e) && !(matches!(at(s, e), b'-' | b'.') && is_digit(at(s, e + 1))))
         .then_some(e)
 }
@@ -853,8 +895,14 @@ fn national_phone(s: &[u8], i: usize) -> Option<usize> {
         start = e + 1;
     }
     let &(e, digits) = g.ends().last()?;
+    if !(9..=12).contains(&digits) {
+        return None;
+    }
+    if extension_after(s, e).is_some() {
+        return Some(e);
+    }
     let continues = matches!(at(s, e), b' ' | b'-') && (is_digit(at(s, e + 1)) || tag_at(s, e + 1));
-    ((9..=12).contains(&digits) && number_right_ok(s, e) && !continues).then_some(e)
+    (number_right_ok(s, e) && !continues).then_some(e)
 }
 
 const CARD_SEPARATORS: &[u8] = b" -./_\t";
@@ -908,6 +956,22 @@ fn card(s: &[u8], i: usize, end: usize, floor: usize) -> Option<usize> {
         }
     }
     None
+}
+
+/// `2026-11-21`, `2026/11/21`, `21.11.2026`: a date, whatever precedes it.
+fn date_like(s: &[u8], i: usize) -> bool {
+    let d = |k: usize, n: usize| digits_at(s, k, n) && !is_digit(at(s, k + n));
+    let sep = at(s, i + 4);
+    (d(i, 4)
+        && matches!(sep, b'-' | b'/' | b'.')
+        && d(i + 5, 2)
+        && at(s, i + 7) == sep
+        && d(i + 8, 2))
+        || (d(i, 2)
+            && matches!(at(s, i + 2), b'-' | b'/' | b'.')
+            && d(i + 3, 2)
+            && at(s, i + 5) == at(s, i + 2)
+            && d(i + 6, 4))
 }
 
 /// A card number glued to a short label: `pan4111111111111111`,
@@ -971,10 +1035,13 @@ enum Label {
 }
 
 /// A bare digit run is a phone number or SSN only when a label says so right
-/// before it: `phone: 5551234567`, `tel=...`, `Mobile No. ...`, `SSN ...`.
+/// before it: `phone: 5551234567`, `tel=...`, `Mobile No. ...`, `SSN ...`,
+/// `Paging on-call at ...`, `Telefon: ...`, `teléfono ...` (up to two short
+/// words, `at`, `on`, `me`, may stand between the label and the number).
 fn label_before(s: &[u8], i: usize) -> Option<Label> {
     let mut k = i;
-    for round in 0..2 {
+    let mut skipped = 0;
+    for round in 0..4 {
         let mut n = 0;
         while k > 0
             && n < 4
@@ -987,7 +1054,8 @@ fn label_before(s: &[u8], i: usize) -> Option<Label> {
             n += 1;
         }
         let e = k;
-        while k > 0 && (is_word(s[k - 1]) || s[k - 1] == b'-') && e - k < 32 {
+        // Letters of any script (`teléfono`: accents are dropped below).
+        while k > 0 && (is_word(s[k - 1]) || s[k - 1] == b'-' || s[k - 1] >= 0x80) && e - k < 32 {
             k -= 1;
         }
         if k == e || before(s, k) == b'[' {
@@ -1001,6 +1069,10 @@ fn label_before(s: &[u8], i: usize) -> Option<Label> {
             len += 1;
         }
         let mut w = &buf[..len];
+        // (Before the suffixes: `teléfono` ends in `no`.)
+        if is_context_word(w) {
+            return Some(Label::Phone);
+        }
         for suffix in [&b"number"[..], b"num", b"nr", b"no"] {
             if w.ends_with(suffix) {
                 w = &w[..w.len() - suffix.len()];
@@ -1019,11 +1091,21 @@ fn label_before(s: &[u8], i: usize) -> Option<Label> {
             || ends(b"msisdn")
             || ends(b"fax")
             || matches!(w, b"tel" | b"cell" | b"sms" | b"mob" | b"whatsapp")
+            || is_context_word(w)
+            // `on-call`, `call-back`: a hyphenated word with a context part.
+            || s[k..e].split(|&b| b == b'-').any(|part| {
+                part.len() < 16 && is_context_word(&part.to_ascii_lowercase())
+            })
         {
             return Some(Label::Phone);
         }
         if ends(b"ssn") || ends(b"socialsecurity") {
             return Some(Label::Ssn);
+        }
+        // A short word between the label and the number: look further.
+        if skipped < 2 && w.len() <= 3 && w.iter().all(u8::is_ascii_alphabetic) {
+            skipped += 1;
+            continue;
         }
         return None;
     }
@@ -1036,7 +1118,22 @@ fn plus_phone(s: &[u8], i: usize, floor: usize) -> Option<Step> {
     if (is_word(before(s, i)) && !after_span(i, floor)) || !matches!(at(s, i + 1), b'1'..=b'9') {
         return None;
     }
-    let mut j = i + 1;
+    international(s, i + 1).map(|e| {
+        Step::Found(Match {
+            kind: Kind::Phone,
+            start: i,
+            end: e,
+        })
+    })
+}
+
+/// The groups of an international number whose country code starts at
+/// `j` (after `+`, `00` or `011`): where the number (and its extension)
+/// ends.
+fn international(s: &[u8], j: usize) -> Option<usize> {
+    let cc = calling_code_len(&s[j..])?;
+    let (cc_start, cc_end) = (j, j + cc);
+    let mut j = j;
     let mut digits = 0;
     let mut best = None;
     for group in 0..8 {
@@ -1063,8 +1160,14 @@ fn plus_phone(s: &[u8], i: usize, floor: usize) -> Option<Step> {
             break;
         }
         // `@` may follow: SIP URIs (`sip:+14155550132@host`, `+44...@trunk`).
-        if (8..=15).contains(&digits) && (number_right_ok(s, j) || at(s, j) == b'@') {
-            best = Some(j);
+        if (8..=15).contains(&digits) {
+            if extension_after(s, j).is_some() {
+                best = Some(j);
+                break;
+            }
+            if number_right_ok(s, j) || at(s, j) == b'@' {
+                best = Some(j);
+            }
         }
         // Next group: one separator, or none after a parenthesis.
         if matches!(at(s, j), b' ' | b'-' | b'.')
@@ -1075,13 +1178,26 @@ fn plus_phone(s: &[u8], i: usize, floor: usize) -> Option<Step> {
             break;
         }
     }
-    best.map(|e| {
-        Step::Found(Match {
-            kind: Kind::Phone,
-            start: i,
-            end: e,
-        })
-    })
+    let e = best?;
+    // The national number: North America's has exactly 10 digits; others
+    // 6 to 13, and never start with 0 (Italy's do) unless `(0)` is written.
+    let national: Vec<u8> = s[cc_end..e]
+        .iter()
+        .take_while(|&&b| !b.is_ascii_alphabetic() && b != b'#')
+        .copied()
+        .filter(u8::is_ascii_digit)
+        .collect();
+    let ok = match &s[cc_start..cc_end] {
+        b"1" => national.len() == 10,
+        b"39" => (6..=11).contains(&national.len()),
+        _ => {
+            (6..=13).contains(&national.len())
+                && (national.first() != Some(&b'0')
+                    || s[cc_end..e].starts_with(b" (0)")
+                    || s[cc_end..e].starts_with(b"(0)"))
+        }
+    };
+    ok.then_some(e)
 }
 
 /// `(555) 123-4567`, `(020) 7946 0958`, `(0)20 7946 0958`.
@@ -1116,8 +1232,14 @@ fn paren_phone(s: &[u8], i: usize, floor: usize) -> Option<Step> {
         if digits > 12 {
             break;
         }
-        if digits >= 9 && number_right_ok(s, j) {
-            best = Some(j);
+        if digits >= 9 {
+            if extension_after(s, j).is_some() {
+                best = Some(j);
+                break;
+            }
+            if number_right_ok(s, j) {
+                best = Some(j);
+            }
         }
     }
     best.map(|e| {
