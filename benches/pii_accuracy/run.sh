@@ -37,9 +37,10 @@ echo "== corpus"
 
 echo "== pg_aegis (aegis-core example pii_eval)"
 (cd "$repo" && cargo build --release -q -p aegis-core --example pii_eval)
+target=$(cd "$repo" && cargo metadata --format-version 1 --no-deps \
+    | "$py" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 t=$(date +%s.%N)
-(cd "$repo" && cargo run --release -q -p aegis-core --example pii_eval) \
-    < "$out/corpus.jsonl" > "$out/preds_aegis.jsonl" 2> "$out/aegis.log"
+"$target/release/examples/pii_eval" < "$out/corpus.jsonl" > "$out/preds_aegis.jsonl" 2> "$out/aegis.log"
 cat "$out/aegis.log"
 echo "   ($(secs "$t") s with JSON I/O)"
 

@@ -113,7 +113,7 @@ def main():
     print("presidio: %d lines, %.2f MB in %.2f s: %.2f MB/s%s"
           % (len(rows), nbytes / 1e6, secs, nbytes / secs / 1e6, "; unmapped: %s" % unmapped if unmapped else ""),
           file=sys.stderr)
-    print("config: Presidio presidio-analyzer %s, AnalyzerEngine with NoOpNlpEngine and the pattern recognizers "
+    print("config: presidio-analyzer %s, AnalyzerEngine with NoOpNlpEngine and the pattern recognizers "
           "%s (PhoneRecognizer regions %s); score threshold %g (AnalyzerEngine's default); PERSON and SECRET not "
           "available (names need an NER model; no password recognizer)"
           % (version, ", ".join(type(r).__name__ for r in recognizers),

@@ -1,9 +1,11 @@
-//! The PII scanner, redaction and sanitize_log on arbitrary bytes: no panic,
-//! spans in order and in bounds, redacted text still valid UTF-8,
-//! sanitized output free of control characters and within its limit.
+//! The PII scanner (with its normalizer: percent, HTML and JSON escapes,
+//! Unicode forms, in UTF-8 and in other encodings), redaction and
+//! sanitize_log on arbitrary bytes: no panic, spans in order and in bounds,
+//! redacted text still valid UTF-8, sanitized output free of control
+//! characters and within its limit.
 #![no_main]
 
-use aegis_core::pii::{find_iter, redact, sanitize_log, Charset, KindSet, Style};
+use aegis_core::pii::{find_iter, find_iter_in, redact, sanitize_log, Charset, KindSet, Style};
 use libfuzzer_sys::fuzz_target;
 
 fn tag(b: &[u8]) -> Vec<u8> {
@@ -15,6 +17,11 @@ fn tag(b: &[u8]) -> Vec<u8> {
 fuzz_target!(|data: &[u8]| {
     let mut last = 0;
     for m in find_iter(data) {
+        assert!(m.start >= last && m.start < m.end && m.end <= data.len());
+        last = m.end;
+    }
+    let mut last = 0;
+    for m in find_iter_in(data, false) {
         assert!(m.start >= last && m.start < m.end && m.end <= data.len());
         last = m.end;
     }

@@ -16,38 +16,82 @@
 //! Nothing else changes: text with none of these is scanned as it is, with
 //! no copy (the common case costs one pass of `memchr`-class searching).
 
-/// The normalized copy: `text[k]` came from `orig[start[k]..end[k]]`.
+/// The normalized copy. Each change is an edit: normalized position `n`,
+/// the 0 or 1 byte it produced there, and the original bytes `o0..o1` it
+/// replaced; every other byte is copied, so its original position follows
+/// from the last edit before it.
 pub struct Normalized {
     pub text: Vec<u8>,
-    start: Vec<u32>,
-    end: Vec<u32>,
+    edits: Vec<Edit>,
+}
+
+#[derive(Clone, Copy)]
+struct Edit {
+    n: u32,
+    out: u32,
+    o0: u32,
+    o1: u32,
 }
 
 impl Normalized {
     /// The original byte range of the normalized range `s..e` (`e > s`).
     pub fn original(&self, s: usize, e: usize) -> (usize, usize) {
-        (self.start[s] as usize, self.end[e - 1] as usize)
+        (self.map(s).0, self.map(e - 1).1)
+    }
+
+    /// The original range of the normalized byte `k`.
+    fn map(&self, k: usize) -> (usize, usize) {
+        let k = k as u32;
+        // The last edit starting at or before k.
+        let i = self.edits.partition_point(|x| x.n <= k);
+        if i == 0 {
+            return (k as usize, k as usize + 1);
+        }
+        let x = self.edits[i - 1];
+        if x.out == 1 && x.n == k {
+            return (x.o0 as usize, x.o1 as usize);
+        }
+        let o = x.o1 + (k - x.n - x.out);
+        (o as usize, o as usize + 1)
     }
 }
 
-/// Whether `text` may hold anything [`normalize`] decodes.
-#[inline]
-fn may_need(text: &[u8], unicode: bool) -> bool {
-    memchr::memchr3(b'%', b'&', b'\\', text).is_some() || (unicode && !text.is_ascii())
-}
+/// Bytes where a decoding can start: `%`, `&`, `\`, and (UTF-8) the lead
+/// bytes of the mapped characters (U+00A0, U+00AD; U+1680, U+180E;
+/// U+2000..U+206F and U+2212; U+3000; U+FE58..U+FF5E).
+static TRIGGER: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'%' as usize] = 1;
+    t[b'&' as usize] = 1;
+    t[b'\\' as usize] = 1;
+    t[0xc2] = 2;
+    t[0xe1] = 2;
+    t[0xe2] = 2;
+    t[0xe3] = 2;
+    t[0xef] = 2;
+    t
+};
 
 /// The normalized copy of `text`, or `None` when normalization changes
 /// nothing. `unicode`: the text is UTF-8 (the database's encoding); the
 /// Unicode mappings apply only then. Texts over 4 GiB are not normalized.
 pub fn normalize(text: &[u8], unicode: bool) -> Option<Normalized> {
-    if !may_need(text, unicode) || text.len() > u32::MAX as usize {
+    let wanted = if unicode { 3 } else { 1 };
+    let first = text
+        .iter()
+        .position(|&b| TRIGGER[b as usize] & wanted != 0)?;
+    if text.len() > u32::MAX as usize {
         return None;
     }
     let mut out: Option<Normalized> = None;
     let mut copied = 0; // text[..copied] is in `out` (once it exists)
-    let mut i = 0;
+    let mut i = first;
     while i < text.len() {
         let b = text[i];
+        if TRIGGER[b as usize] & wanted == 0 {
+            i += 1;
+            continue;
+        }
         let (decoded, len) = match b {
             b'%' => (percent(text, i).map(Some), 3),
             b'&' => match entity(text, i) {
@@ -55,48 +99,59 @@ pub fn normalize(text: &[u8], unicode: bool) -> Option<Normalized> {
                 None => (None, 1),
             },
             b'\\' => (json_escape(text, i).and_then(|c| map_char(c, true)), 6),
-            0x80.. if unicode => match utf8_char(text, i) {
-                Some((c, l)) => match map_char(c, false) {
-                    Some(r) => (Some(r), l),
-                    None => {
-                        i += l;
-                        continue;
-                    }
-                },
+            _ => match utf8_char(text, i) {
+                Some((c, l)) => (map_char(c, false).filter(|r| in_token(text, i, l, *r)), l),
                 None => (None, 1),
             },
-            _ => (None, 1),
         };
         let Some(replacement) = decoded else {
-            i += 1;
+            i += len.min(if b >= 0x80 { len } else { 1 });
             continue;
         };
         // Something changes at i: bring the copy up to date.
         let n = out.get_or_insert_with(|| Normalized {
             text: Vec::with_capacity(text.len()),
-            start: Vec::with_capacity(text.len()),
-            end: Vec::with_capacity(text.len()),
+            edits: Vec::new(),
         });
-        push_same(n, text, copied, i);
+        n.text.extend_from_slice(&text[copied..i]);
+        n.edits.push(Edit {
+            n: n.text.len() as u32,
+            out: u32::from(replacement.is_some()),
+            o0: i as u32,
+            o1: (i + len) as u32,
+        });
         if let Some(c) = replacement {
             n.text.push(c);
-            n.start.push(i as u32);
-            n.end.push((i + len) as u32);
         }
         i += len;
         copied = i;
     }
     let mut n = out?;
-    push_same(&mut n, text, copied, text.len());
+    n.text.extend_from_slice(&text[copied..]);
     Some(n)
 }
 
-fn push_same(n: &mut Normalized, text: &[u8], from: usize, to: usize) {
-    n.text.extend_from_slice(&text[from..to]);
-    for k in from..to {
-        n.start.push(k as u32);
-        n.end.push(k as u32 + 1);
+/// A Unicode space or dash is mapped only inside a token (next to an ASCII
+/// letter or digit on either side: `958‐644`, `020 7946`, `jane.doe`):
+/// prose dashes and spaces (`arrived — attached`) are left alone, so the
+/// text is scanned as it is, with no copy. Other mappings always apply.
+fn in_token(s: &[u8], i: usize, len: usize, r: Option<u8>) -> bool {
+    if !matches!(r, Some(b' ' | b'-')) {
+        return true;
     }
+    let alnum = |k: Option<&u8>| k.is_some_and(u8::is_ascii_alphanumeric);
+    // A fullwidth letter or digit (U+FF10..U+FF5A, three bytes) counts too.
+    let fullwidth = |k: usize| {
+        s.get(k..k + 3).is_some_and(|c| {
+            c[0] == 0xef
+                && ((c[1] == 0xbc && (0x90..=0xbf).contains(&c[2]))
+                    || (c[1] == 0xbd && (0x80..=0x9a).contains(&c[2])))
+        })
+    };
+    alnum(i.checked_sub(1).and_then(|k| s.get(k)))
+        || alnum(s.get(i + len))
+        || (i >= 3 && fullwidth(i - 3))
+        || fullwidth(i + len)
 }
 
 fn hex(b: u8) -> Option<u32> {
@@ -257,6 +312,32 @@ mod tests {
         assert_eq!(t, "tel 555-0199 ok");
         let (oa, ob) = n.original(4, 12);
         assert_eq!(&s[oa..ob], "５５５\u{2010}０１９９");
+    }
+
+    proptest::proptest! {
+        /// Every normalized byte maps to an original range, in order,
+        /// without overlap (an ASCII one on character boundaries); a byte
+        /// that was copied maps to the same byte.
+        #[test]
+        fn mapping_is_monotonic_and_exact(
+            t in "([a-z0-9 .@+-]|%40|%2E|&#64;|&commat;|\\\\u0040|＠|１|\u{2010}|\u{a0}|\u{200b}|—|é|用)*"
+        ) {
+            if let Some(n) = normalize(t.as_bytes(), true) {
+                let mut last = 0;
+                for k in 0..n.text.len() {
+                    let (a, b) = n.map(k);
+                    proptest::prop_assert!(a >= last && b > a && b <= t.len());
+                    if n.text[k] < 0x80 {
+                        // (Spans start and end on ASCII bytes of the copy.)
+                        proptest::prop_assert!(t.is_char_boundary(a) && t.is_char_boundary(b));
+                    }
+                    if b - a == 1 {
+                        proptest::prop_assert_eq!(t.as_bytes()[a], n.text[k]);
+                    }
+                    last = b;
+                }
+            }
+        }
     }
 
     #[test]

@@ -266,7 +266,7 @@ impl Scanner<'_> {
                 if let Some(st) = number(s, i, end, self.floor) {
                     return Some(st);
                 }
-            } else if w.len() >= 15 && w.iter().all(|&b| is_digit(b) || b == b'_') {
+            } else if w.len() >= 14 && w.iter().all(|&b| is_digit(b) || b == b'_') {
                 // Underscores are word bytes: `4111_1111_1111_1111` is one word.
                 let k = run(s, i, is_digit);
                 if structure_left_ok(s, i, self.floor) {
@@ -657,9 +657,10 @@ fn number(s: &[u8], i: usize, end: usize, floor: usize) -> Option<Step> {
         return found(Kind::CreditCard, i, e);
     }
     // Grouped after a phone label: `Telefon: 030/1234567`, `tel 612 345 678`.
-    if (2..=5).contains(&len) && matches!(nb, b' ' | b'-' | b'.' | b'/') && is_digit(at(s, end + 1))
+    if (2..=6).contains(&len) && matches!(nb, b' ' | b'-' | b'.' | b'/') && is_digit(at(s, end + 1))
     {
-        let g = groups(s, i, b" -./", 6, true);
+        // (Separators may differ: `0121/496 0041`, `02/57 46 63 62`.)
+        let g = groups(s, i, b" -./", 6, false);
         let mut start = i;
         let shaped = g.ends().iter().all(|&(e, _)| {
             let ok = e - start >= 2;
@@ -911,7 +912,8 @@ const CARD_SEPARATORS: &[u8] = b" -./_\t";
 /// `3782-822463-10005`), Luhn-valid with a known brand prefix and length.
 fn card(s: &[u8], i: usize, end: usize, floor: usize) -> Option<usize> {
     let len = end - i;
-    if (13..=19).contains(&len) {
+    // 12 digits (Maestro) contiguous only after a card label.
+    if (13..=19).contains(&len) || (len == 12 && card_label_before(s, i)) {
         return (number_right_ok(s, end) && !id_key_before(s, i) && card_valid(&s[i..end]))
             .then_some(end);
     }
@@ -958,6 +960,19 @@ fn card(s: &[u8], i: usize, end: usize, floor: usize) -> Option<usize> {
     None
 }
 
+/// The ASCII letter a Latin-1 letter (UTF-8 `C3 xx`, `xx` given) is
+/// written with, lower case (`é` is `e`); 0 for other characters.
+fn fold_latin1(x: u8) -> u8 {
+    const MAP: &[u8; 64] = b"aaaaaaaceeeeiiiidnooooo\0ouuuuyTsaaaaaaaceeeeiiiidnooooo\0ouuuuyty";
+    match x {
+        0x80..=0xbf => match MAP[(x - 0x80) as usize] {
+            b'T' => b't',
+            c => c,
+        },
+        _ => 0,
+    }
+}
+
 /// `2026-11-21`, `2026/11/21`, `21.11.2026`: a date, whatever precedes it.
 fn date_like(s: &[u8], i: usize) -> bool {
     let d = |k: usize, n: usize| digits_at(s, k, n) && !is_digit(at(s, k + n));
@@ -972,6 +987,36 @@ fn date_like(s: &[u8], i: usize) -> bool {
             && d(i + 3, 2)
             && at(s, i + 5) == at(s, i + 2)
             && d(i + 6, 4))
+}
+
+/// `card: `, `carte `, `tarjeta `, `card_no=` ... right before `i`.
+fn card_label_before(s: &[u8], i: usize) -> bool {
+    let mut k = i;
+    while k > 0 && i - k < 3 && matches!(s[k - 1], b' ' | b':' | b'=' | b'"' | b'#') {
+        k -= 1;
+    }
+    let e = k;
+    while k > 0 && e - k < 16 && (s[k - 1].is_ascii_alphabetic() || s[k - 1] == b'_') {
+        k -= 1;
+    }
+    let w = s[k..e].to_ascii_lowercase();
+    let w = w
+        .strip_suffix(b"_no")
+        .or_else(|| w.strip_suffix(b"_number"))
+        .unwrap_or(&w);
+    matches!(
+        w,
+        b"card"
+            | b"carte"
+            | b"tarjeta"
+            | b"karte"
+            | b"kaart"
+            | b"pan"
+            | b"cc"
+            | b"maestro"
+            | b"creditcard"
+            | b"debitcard"
+    )
 }
 
 /// A card number glued to a short label: `pan4111111111111111`,
@@ -1039,6 +1084,10 @@ enum Label {
 /// `Paging on-call at ...`, `Telefon: ...`, `teléfono ...` (up to two short
 /// words, `at`, `on`, `me`, may stand between the label and the number).
 fn label_before(s: &[u8], i: usize) -> Option<Label> {
+    // `seq=0257510723` after `On-Call`: the value of an id key.
+    if id_key_before(s, i) {
+        return None;
+    }
     let mut k = i;
     let mut skipped = 0;
     for round in 0..4 {
@@ -1061,12 +1110,24 @@ fn label_before(s: &[u8], i: usize) -> Option<Label> {
         if k == e || before(s, k) == b'[' {
             return None;
         }
-        // The label's letters and digits, lowercased (at most 32 bytes).
+        // The label's letters and digits, lowercased, Latin-1 accents
+        // folded (`tél.` is `tel`, `móvil` is `movil`), at most 32 bytes.
         let mut buf = [0u8; 32];
         let mut len = 0;
-        for b in s[k..e].iter().filter(|b| b.is_ascii_alphanumeric()) {
-            buf[len] = b.to_ascii_lowercase();
-            len += 1;
+        let mut q = k;
+        while q < e {
+            let b = s[q];
+            let c = if b == 0xc3 && q + 1 < e {
+                q += 1;
+                fold_latin1(s[q])
+            } else {
+                b.to_ascii_lowercase()
+            };
+            if c.is_ascii_alphanumeric() {
+                buf[len] = c;
+                len += 1;
+            }
+            q += 1;
         }
         let mut w = &buf[..len];
         // (Before the suffixes: `teléfono` ends in `no`.)
@@ -1103,7 +1164,12 @@ fn label_before(s: &[u8], i: usize) -> Option<Label> {
             return Some(Label::Ssn);
         }
         // A short word between the label and the number: look further.
-        if skipped < 2 && w.len() <= 3 && w.iter().all(u8::is_ascii_alphabetic) {
+        // ... unless it says the number is something else (`dial-in code`,
+        // `call PIN`).
+        if matches!(w, b"code" | b"pin" | b"id" | b"ref" | b"seq" | b"port" | b"pid") {
+            return None;
+        }
+        if skipped < 2 && w.len() <= 4 && w.iter().all(u8::is_ascii_alphabetic) {
             skipped += 1;
             continue;
         }
@@ -1222,7 +1288,9 @@ fn paren_phone(s: &[u8], i: usize, floor: usize) -> Option<Step> {
             j += 1;
         }
         let g = run_max(s, j, 9, is_digit);
-        let min = if adjacent { 2 } else { 3 };
+        // (Two-digit groups after an area code of two or more digits:
+        // `(02) 23 37 46 81`, French style.)
+        let min = if adjacent || e - i > 2 { 2 } else { 3 };
         if g - j < min {
             break;
         }
@@ -1882,10 +1950,12 @@ fn placeholder(v: &[u8]) -> bool {
 /// `local@domain.tld` around the `@` at `i`. The local part is read
 /// backwards, never past `floor` (the end of the previous span).
 fn email(s: &[u8], i: usize, floor: usize) -> Option<Step> {
-    // Two-byte UTF-8 characters (accented Latin, Greek, Cyrillic) are letters
-    // of internationalized addresses (RFC 6531: `zoë@example.com`); wider
-    // ones (CJK, full-width brackets, emoji) are taken as surrounding text.
-    // Spans still start and end on character boundaries.
+    // Two-byte UTF-8 characters (accented Latin, Greek, Cyrillic) and the
+    // three-byte letters of CJK, kana and Hangul are letters of
+    // internationalized addresses (RFC 6531: `zoë@example.com`,
+    // `用户@example.com`); other wide characters (full-width brackets and
+    // punctuation, emoji) are taken as surrounding text. Spans still start
+    // and end on character boundaries.
     let local_char =
         |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-');
     let mut ls = i;
@@ -1898,6 +1968,8 @@ fn email(s: &[u8], i: usize, floor: usize) -> Option<Step> {
             && (0xc2..=0xdf).contains(&s[ls - 2])
         {
             ls -= 2;
+        } else if ls >= floor + 3 && wide_letter(&s[ls - 3..ls]) {
+            ls -= 3;
         } else {
             break;
         }
@@ -1908,7 +1980,9 @@ fn email(s: &[u8], i: usize, floor: usize) -> Option<Step> {
         || local[0] == b'.'
         || local[local.len() - 1] == b'.'
         || local.windows(2).any(|w| w == b"..")
-        || !local.iter().any(u8::is_ascii_alphanumeric)
+        || !local
+            .iter()
+            .any(|&b| b.is_ascii_alphanumeric() || b >= 0x80)
     {
         return None;
     }
@@ -1968,6 +2042,21 @@ fn email(s: &[u8], i: usize, floor: usize) -> Option<Step> {
         return None;
     }
     found(Kind::Email, ls, e)
+}
+
+/// A three-byte UTF-8 letter: CJK ideographs (U+4E00..U+9FFF), kana
+/// (U+3040..U+30FF), Hangul syllables (U+AC00..U+D7A3).
+fn wide_letter(c: &[u8]) -> bool {
+    let cont = |b: u8| (0x80..=0xbf).contains(&b);
+    if c.len() != 3 || !cont(c[1]) || !cont(c[2]) {
+        return false;
+    }
+    let cp =
+        (u32::from(c[0] & 0x0f) << 12) | (u32::from(c[1] & 0x3f) << 6) | u32::from(c[2] & 0x3f);
+    (0xe0..=0xef).contains(&c[0])
+        && ((0x4e00..=0x9fff).contains(&cp)
+            || (0x3040..=0x30ff).contains(&cp)
+            || (0xac00..=0xd7a3).contains(&cp))
 }
 
 fn colon(s: &[u8], i: usize, floor: usize) -> Option<Step> {

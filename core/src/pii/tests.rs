@@ -355,6 +355,12 @@ fn phones_v2_extensions_prefixes_and_context() {
         ("at 612 345 678 rows", &[]),
         ("kernel 5.15.0-91 x86_64", &[]),
         ("555-123-4567x86_64", &[]),
+        ("dial-in code 884 1230 412#", &[]),
+        ("SRE On-Call seq=0257510723", &[]),
+        ("tél. 0139191447", &[(Phone, "0139191447")]),
+        ("merci d'appeler au 0121/496 0041", &[(Phone, "0121/496 0041")]),
+        ("tél. (02) 23 37 46 81", &[(Phone, "(02) 23 37 46 81")]),
+        ("graag bellen op 034676.62307", &[(Phone, "034676.62307")]),
     ]);
 }
 
@@ -395,6 +401,8 @@ fn cards_with_every_separator_and_brand() {
         // Look-alikes: a contiguous 12-digit number is an id; mixed
         // separators; a label glued to a number that is no card.
         ("account 501800000009", &[]),
+        ("card_no: 630403534898", &[(CreditCard, "630403534898")]),
+        ("tarjeta 6762_4757_2560 rechazada", &[(CreditCard, "6762_4757_2560")]),
         ("4111.1111-1111 1111", &[]),
         ("build4111111111111112", &[]),
         ("pan4111111111111111x", &[]),
@@ -446,6 +454,9 @@ fn obfuscated_values_are_found_in_the_original_text() {
             "jane\u{200b}@example.com",
             &[(Email, "jane\u{200b}@example.com")],
         ),
+        ("联系 用户@example.com 谢谢", &[(Email, "用户@example.com")]),
+        ("（用户@example.com）", &[(Email, "用户@example.com")]),
+        ("メール：たなか@example.jp", &[(Email, "たなか@example.jp")]),
         (
             "from １９２.１６８.１.１ ok",
             &[(Ipv4, "１９２.１６８.１.１")],
