@@ -1525,7 +1525,13 @@ BEGIN
     WHERE c.profile = aegis.profile_of(policy) AND c.row_scope = 'scoped';
     IF scoped IS NOT NULL THEN
         -- No scope declared: scoped roles see no rows of the table, so none
-        -- through its view either.
+        -- through its view either. A scope reached through a join path
+        -- would read the path's tables as aegis_masking_owner, which may
+        -- not read them: scoped readers see none of its rows through the
+        -- view (they read the table itself, scoped).
+        IF pg_catalog.jsonb_array_length(COALESCE(policy -> 'scope' -> 'via', '[]')) > 0 THEN
+            scope := NULL;
+        END IF;
         pred := pg_catalog.format('NOT aegis.is_member_of_any(%L::name[]) OR (%s)', scoped, COALESCE(scope, 'false'));
     END IF;
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = tbl AND p.polname = 'aegis_masking') THEN
@@ -2345,15 +2351,32 @@ BEGIN
                          AND c.relkind = 'v' AND o.rolname = 'aegis_masking_owner') THEN
         RAISE EXCEPTION 'relation %.% exists and is not a masking view', nsp, view_name USING ERRCODE = '42P07';
     END IF;
+    -- The view reads the table as aegis_masking_owner through one policy of
+    -- pg_aegis's; any other permissive policy for that role (or PUBLIC)
+    -- would be OR'd with it and widen what the view shows (the reference
+    -- schema's own masking views have theirs).
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
+               WHERE p.polrelid = tbl AND p.polname <> 'aegis_masking' AND p.polpermissive AND p.polcmd IN ('r', '*')
+                 AND (0::oid = ANY (p.polroles)
+                      OR (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = 'aegis_masking_owner') = ANY (p.polroles))) THEN
+        RAISE EXCEPTION 'table % has policies for aegis_masking_owner or PUBLIC', tbl USING ERRCODE = '55000',
+            DETAIL = 'They would widen the rows a masking view shows.',
+            HINT = 'Masking views are made for tables whose policies are pg_aegis''s (protect()).';
+    END IF;
     classes := COALESCE((SELECT p.policy -> 'columns' FROM aegis.protected_tables p WHERE p.relid = tbl), '{}');
     SELECT pg_catalog.string_agg(CASE COALESCE(classes ->> a.attname, 'public')
                WHEN 'subject_id' THEN pg_catalog.format('aegis.masked_pseudonym(t.%1$I::text) AS %1$I', a.attname)
                WHEN 'pii' THEN pg_catalog.format('aegis.masked_pseudonym(t.%1$I::text) AS %1$I', a.attname)
-               WHEN 'secret' THEN pg_catalog.format('NULL::%2$s AS %1$I', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod))
+               -- Secrets, costs (finance's) and metrics (not public columns):
+               -- NULL, as text, never of the column's type (a domain of the
+               -- owner's would run its CHECK for every reader).
+               WHEN 'secret' THEN pg_catalog.format('NULL::pg_catalog.text AS %1$I', a.attname)
+               WHEN 'cost' THEN pg_catalog.format('NULL::pg_catalog.text AS %1$I', a.attname)
+               WHEN 'metric' THEN pg_catalog.format('NULL::pg_catalog.text AS %1$I', a.attname)
                WHEN 'free_text' THEN
                    CASE WHEN a.atttypid IN ('text'::regtype, 'character varying'::regtype)
                         THEN pg_catalog.format('aegis.redact_pii(t.%1$I::text) AS %1$I', a.attname)
-                        ELSE pg_catalog.format('NULL::%2$s AS %1$I', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)) END
+                        ELSE pg_catalog.format('NULL::pg_catalog.text AS %1$I', a.attname) END
                ELSE pg_catalog.format('t.%1$I', a.attname) END, ', ' ORDER BY a.attnum)
     INTO cols
     FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped;

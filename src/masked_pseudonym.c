@@ -17,10 +17,15 @@
  * and one the table's classification pseudonymizes (subject_id or pii), so
  * never a column whose values a reader could have chosen.
  * The approved call sites (the FuncExpr nodes of this plan) are remembered
- * until the transaction ends; when the function runs, it answers only for
- * an approved call site (fn_expr), and raises otherwise: a call in the
- * reader's own query on a value they chose, in a CHECK constraint, a
- * default, a PL/pgSQL expression or a view of their own is refused.
+ * while the query runs: until its ExecutorEnd (or the end of the
+ * (sub)transaction it fails in). Never longer: a plan freed at its end
+ * leaves memory the next plan may be copied into, and a reader's own plan
+ * of the same shape would then sit at an approved address (a cold review
+ * found exactly that with two prepared statements). When the function
+ * runs, it answers only for an approved call site (fn_expr), and raises
+ * otherwise: a call in the reader's own query on a value they chose, in a
+ * CHECK constraint, a default, a PL/pgSQL expression or a view of their
+ * own is refused.
  */
 #include "postgres.h"
 
@@ -43,10 +48,18 @@ extern bool aegis_column_is_pseudonymized(Oid relid, int16 attnum);
 static Oid	cached_func = InvalidOid;
 static bool callbacks_registered = false;
 
-/* Approved call sites, until the end of the transaction. */
-static void **approved = NULL;
+/* Approved call sites, each with the query whose plan holds it. */
+typedef struct Approval
+{
+	void	   *site;
+	QueryDesc  *query;
+} Approval;
+
+static Approval *approved = NULL;
 static int	n_approved = 0;
 static int	max_approved = 0;
+/* The query being approved (set around approve_plan()). */
+static QueryDesc *approving = NULL;
 
 static void
 forget_approved(void)
@@ -105,12 +118,14 @@ approve(void *site)
 		int			newmax = max_approved == 0 ? 16 : max_approved * 2;
 
 		if (approved == NULL)
-			approved = MemoryContextAlloc(TopMemoryContext, sizeof(void *) * newmax);
+			approved = MemoryContextAlloc(TopMemoryContext, sizeof(Approval) * newmax);
 		else
-			approved = repalloc(approved, sizeof(void *) * newmax);
+			approved = repalloc(approved, sizeof(Approval) * newmax);
 		max_approved = newmax;
 	}
-	approved[n_approved++] = site;
+	approved[n_approved].site = site;
+	approved[n_approved].query = approving;
+	n_approved++;
 }
 
 static bool
@@ -119,9 +134,25 @@ is_approved(void *site)
 	int			i;
 
 	for (i = 0; i < n_approved; i++)
-		if (approved[i] == site)
+		if (approved[i].site == site)
 			return true;
 	return false;
+}
+
+/*
+ * Called from the ExecutorEnd hook (src/read_audit_hooks.c), before the
+ * plan is freed: the query's call sites are approved no longer.
+ */
+void
+aegis_forget_masked_pseudonyms(QueryDesc *queryDesc)
+{
+	int			i,
+				kept = 0;
+
+	for (i = 0; i < n_approved; i++)
+		if (approved[i].query != queryDesc)
+			approved[kept++] = approved[i];
+	n_approved = kept;
 }
 
 /* The role a range table entry's relation is read with (0: the invoker). */
@@ -317,6 +348,7 @@ aegis_approve_masked_pseudonyms(QueryDesc *queryDesc)
 	Oid			func;
 	Oid			owner;
 	ListCell   *lc;
+	QueryDesc  *volatile saved;
 
 	if (pstmt == NULL || !IsTransactionState())
 		return;
@@ -326,9 +358,25 @@ aegis_approve_masked_pseudonyms(QueryDesc *queryDesc)
 	owner = get_role_oid("aegis_masking_owner", true);
 	if (!OidIsValid(owner))
 		return;
-	approve_plan(pstmt->planTree, pstmt, func, owner, 0);
-	foreach(lc, pstmt->subplans)
-		approve_plan((Plan *) lfirst(lc), pstmt, func, owner, 0);
+	/* Approved again if this query was seen before (a rerun portal). */
+	aegis_forget_masked_pseudonyms(queryDesc);
+	/*
+	 * Nested: the classification lookup runs queries of its own (SPI), whose
+	 * ExecutorStart comes back here; each approval belongs to its own query.
+	 */
+	saved = approving;
+	approving = queryDesc;
+	PG_TRY();
+	{
+		approve_plan(pstmt->planTree, pstmt, func, owner, 0);
+		foreach(lc, pstmt->subplans)
+			approve_plan((Plan *) lfirst(lc), pstmt, func, owner, 0);
+	}
+	PG_FINALLY();
+	{
+		approving = saved;
+	}
+	PG_END_TRY();
 }
 
 /*

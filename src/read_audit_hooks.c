@@ -33,6 +33,7 @@ extern void aegis_guard_after_reassign_owned(void);
 extern void aegis_count_denied_access(void);
 /* src/masked_pseudonym.c */
 extern void aegis_approve_masked_pseudonyms(QueryDesc *queryDesc);
+extern void aegis_forget_masked_pseudonyms(QueryDesc *queryDesc);
 
 static ExecutorStart_hook_type prev_executor_start = NULL;
 static ExecutorEnd_hook_type prev_executor_end = NULL;
@@ -304,6 +305,7 @@ aegis_executor_start(QueryDesc *queryDesc, int eflags)
 static void
 aegis_executor_end(QueryDesc *queryDesc)
 {
+	aegis_forget_masked_pseudonyms(queryDesc);
 	aegis_read_audit_before_end(queryDesc);
 	if (prev_executor_end)
 		prev_executor_end(queryDesc);

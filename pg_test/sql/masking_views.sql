@@ -64,4 +64,42 @@ SELECT aegis.masked_pseudonym(lang) FROM mv.users_masked;
 -- Filtering and joining on the view's pseudonyms works.
 SELECT count(*) AS found_by_pseudonym FROM mv.users_masked WHERE username = :'mary_pseudonym';
 RESET ROLE;
+-- Cold review: costs and metrics are not public columns (a developer may not
+-- read them in the table): NULL in the view, like secrets; a table with a
+-- policy for aegis_masking_owner or PUBLIC (OR'd with the view's) is refused.
+SET ROLE mv_app;
+CREATE TABLE mv.charges (id int PRIMARY KEY, host text, amount numeric, cpu float8, token text);
+INSERT INTO mv.charges VALUES (1, 'db-1', 10.5, 0.9, 's3cr3t');
+CREATE TABLE mv.open (id int PRIMARY KEY, email text);
+CREATE POLICY everyone ON mv.open FOR SELECT USING (true);
+RESET ROLE;
+SET ROLE mv_admin;
+SELECT aegis.protect('mv.charges', '{"application_roles": ["mv_app"], "profile": "costs",
+    "columns": {"amount": "cost", "cpu": "metric", "token": "secret"}}') IS NULL AS protected;
+SELECT aegis.create_masking_view('mv.charges', readers => ARRAY['mv_auditor']::regrole[]) AS view;
+SELECT aegis.protect('mv.open', '{"application_roles": ["mv_app"], "profile": "logs", "columns": {"email": "pii"}}') IS NULL AS protected;
+SELECT aegis.create_masking_view('mv.open');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SET ROLE mv_auditor;
+SELECT id, host, amount, cpu, token FROM mv.charges_masked;
+-- Attack (cold review): approvals were kept until the transaction ended, by
+-- call-site address; a plan freed after EXECUTE left its memory to the next
+-- plan of the same shape, so the reader's own view over guessed values sat
+-- at the approved address and answered. Approvals now end with the query.
+CREATE TEMP TABLE users (userid bigint PRIMARY KEY, username varchar(100) NOT NULL, passwd varchar(60), lang varchar(7),
+                         note text);
+INSERT INTO pg_temp.users SELECT g, CASE WHEN g = 7 THEN 'mary.smith' ELSE 'guess' || g END, NULL, 'en', NULL
+FROM generate_series(1, 50) g;
+CREATE TEMP VIEW users_masked WITH (security_barrier = true) AS
+SELECT aegis.masked_pseudonym(t.userid::text) AS userid, aegis.masked_pseudonym(t.username::text) AS username,
+       NULL::varchar(60) AS passwd, t.lang, aegis.redact_pii(t.note::text) AS note FROM pg_temp.users t;
+PREPARE mv_p(int) AS SELECT username, lang FROM mv.users_masked WHERE length(lang) <> $1;
+PREPARE mv_q(int) AS SELECT username, lang FROM pg_temp.users_masked WHERE length(lang) <> $1;
+\o /dev/null
+EXECUTE mv_p(0);
+\o
+EXECUTE mv_q(0);
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
 ROLLBACK;
