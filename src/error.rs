@@ -232,7 +232,7 @@ impl AegisError {
                 "The trigger reads server_id and ts with pg_aegis's rights (built-in types only) and writes the alerts table with them (a table a superuser owns).".into(),
             ),
             AegisError::MaskedPseudonym => Some(
-                "It answers only in a view owned by aegis_masking_owner (aegis.create_masking_view()), for a column of the table the view reads, with pg_aegis in shared_preload_libraries; a pseudonym of a value you choose takes aegis.pseudonymize(), granted to admins and collectors.".into(),
+                "It answers only in a view owned by aegis_masking_owner (aegis.create_masking_view()), for a column of the table the view reads that the reader may not write, with pg_aegis in shared_preload_libraries; a pseudonym of a value you choose takes aegis.pseudonymize(), granted to admins and collectors.".into(),
             ),
             AegisError::AlertsMapping { .. } => Some(
                 "Attach metric alerts with aegis.attach_metric_alerts(table, entity_column, time_column, ...), which checks the mapping first.".into(),

@@ -30,7 +30,9 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "nodes/nodeFuncs.h"
@@ -269,6 +271,31 @@ masked_column(Node *node, Plan *plan, PlannedStmt *pstmt, Oid owner, int depth, 
 	return false;
 }
 
+/*
+ * Could the current user have chosen this column's values? A role that may
+ * insert or update it could write a guess and read its pseudonym back
+ * (re-identifying people by their pseudonyms elsewhere), unless it may
+ * compute pseudonyms anyway (EXECUTE on aegis.pseudonymize: admins and
+ * collectors, superusers).
+ */
+static bool
+chooses_values(Oid relid, AttrNumber attnum)
+{
+	Oid			user = GetUserId();
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Oid			pseudonymize;
+
+	if (pg_class_aclcheck(relid, user, ACL_INSERT | ACL_UPDATE) != ACLCHECK_OK
+		&& pg_attribute_aclcheck(relid, attnum, user, ACL_INSERT | ACL_UPDATE) != ACLCHECK_OK)
+		return false;
+	pseudonymize = LookupFuncName(list_make2(makeString("aegis"), makeString("pseudonymize")), 2, argtypes, true);
+#if PG_VERSION_NUM >= 160000
+	return !(OidIsValid(pseudonymize) && object_aclcheck(ProcedureRelationId, pseudonymize, user, ACL_EXECUTE) == ACLCHECK_OK);
+#else
+	return !(OidIsValid(pseudonymize) && pg_proc_aclcheck(pseudonymize, user, ACL_EXECUTE) == ACLCHECK_OK);
+#endif
+}
+
 typedef struct ApproveContext
 {
 	Plan	   *plan;
@@ -298,7 +325,8 @@ approve_walker(Node *node, void *context)
 		 */
 		if (list_length(f->args) == 1
 			&& masked_column((Node *) linitial(f->args), ctx->plan, ctx->pstmt, ctx->owner, 0, &relid, &attnum)
-			&& aegis_column_is_pseudonymized(relid, attnum))
+			&& aegis_column_is_pseudonymized(relid, attnum)
+			&& !chooses_values(relid, attnum))
 			approve(node);
 		/* Its argument is a column: nothing more to find inside. */
 		return false;

@@ -64,6 +64,21 @@ SELECT aegis.masked_pseudonym(lang) FROM mv.users_masked;
 -- Filtering and joining on the view's pseudonyms works.
 SELECT count(*) AS found_by_pseudonym FROM mv.users_masked WHERE username = :'mary_pseudonym';
 RESET ROLE;
+-- Cold review: a reader who may write a pseudonymized column could write a
+-- guess and read its pseudonym back; such a reader gets no pseudonyms
+-- (unless it may compute them anyway: admins, collectors).
+CREATE ROLE mv_writer LOGIN;
+GRANT USAGE ON SCHEMA mv TO mv_writer;
+GRANT SELECT ON mv.users_masked TO mv_writer;
+GRANT INSERT (userid, username) ON mv.users TO mv_writer;
+SET ROLE mv_writer;
+SELECT lang FROM mv.users_masked ORDER BY lang;
+SELECT username FROM mv.users_masked ORDER BY lang;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SET ROLE mv_admin;
+SELECT count(username) AS admin_reads_pseudonyms FROM mv.users_masked;
+RESET ROLE;
 -- Cold review: costs and metrics are not public columns (a developer may not
 -- read them in the table): NULL in the view, like secrets; a table with a
 -- policy for aegis_masking_owner or PUBLIC (OR'd with the view's) is refused.

@@ -1166,7 +1166,10 @@ fn label_before(s: &[u8], i: usize) -> Option<Label> {
         // A short word between the label and the number: look further.
         // ... unless it says the number is something else (`dial-in code`,
         // `call PIN`).
-        if matches!(w, b"code" | b"pin" | b"id" | b"ref" | b"seq" | b"port" | b"pid") {
+        if matches!(
+            w,
+            b"code" | b"pin" | b"id" | b"ref" | b"seq" | b"port" | b"pid"
+        ) {
             return None;
         }
         if skipped < 2 && w.len() <= 4 && w.iter().all(u8::is_ascii_alphabetic) {

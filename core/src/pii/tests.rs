@@ -358,7 +358,10 @@ fn phones_v2_extensions_prefixes_and_context() {
         ("dial-in code 884 1230 412#", &[]),
         ("SRE On-Call seq=0257510723", &[]),
         ("tél. 0139191447", &[(Phone, "0139191447")]),
-        ("merci d'appeler au 0121/496 0041", &[(Phone, "0121/496 0041")]),
+        (
+            "merci d'appeler au 0121/496 0041",
+            &[(Phone, "0121/496 0041")],
+        ),
         ("tél. (02) 23 37 46 81", &[(Phone, "(02) 23 37 46 81")]),
         ("graag bellen op 034676.62307", &[(Phone, "034676.62307")]),
     ]);
@@ -402,7 +405,10 @@ fn cards_with_every_separator_and_brand() {
         // separators; a label glued to a number that is no card.
         ("account 501800000009", &[]),
         ("card_no: 630403534898", &[(CreditCard, "630403534898")]),
-        ("tarjeta 6762_4757_2560 rechazada", &[(CreditCard, "6762_4757_2560")]),
+        (
+            "tarjeta 6762_4757_2560 rechazada",
+            &[(CreditCard, "6762_4757_2560")],
+        ),
         ("4111.1111-1111 1111", &[]),
         ("build4111111111111112", &[]),
         ("pan4111111111111111x", &[]),
