@@ -1084,10 +1084,9 @@ enum Label {
 /// `Paging on-call at ...`, `Telefon: ...`, `teléfono ...` (up to two short
 /// words, `at`, `on`, `me`, may stand between the label and the number).
 fn label_before(s: &[u8], i: usize) -> Option<Label> {
-    // `seq=0257510723` after `On-Call`: the value of an id key.
-    if id_key_before(s, i) {
-        return None;
-    }
+    // `seq=0257510723` after `On-Call`: the value of an id key is no phone
+    // (checked only once a phone label is found: it is the rarer case).
+    let phone = || (!id_key_before(s, i)).then_some(Label::Phone);
     let mut k = i;
     let mut skipped = 0;
     for round in 0..4 {
@@ -1132,7 +1131,7 @@ fn label_before(s: &[u8], i: usize) -> Option<Label> {
         let mut w = &buf[..len];
         // (Before the suffixes: `teléfono` ends in `no`.)
         if is_context_word(w) {
-            return Some(Label::Phone);
+            return phone();
         }
         for suffix in [&b"number"[..], b"num", b"nr", b"no"] {
             if w.ends_with(suffix) {
@@ -1158,7 +1157,7 @@ fn label_before(s: &[u8], i: usize) -> Option<Label> {
                 part.len() < 16 && is_context_word(&part.to_ascii_lowercase())
             })
         {
-            return Some(Label::Phone);
+            return phone();
         }
         if ends(b"ssn") || ends(b"socialsecurity") {
             return Some(Label::Ssn);
