@@ -593,29 +593,27 @@ def ph_phone():
 # CREDIT_CARD
 # ---------------------------------------------------------------------------
 
-def luhn_complete(prefix, length):
-    body = prefix + "".join(R.choice(string.digits) for _ in range(length - len(prefix) - 1))
+def luhn_sum(digits):
+    """Luhn sum of `digits`, doubling every second digit from the right."""
     total = 0
-    for i, ch in enumerate(reversed(body)):
-        d = int(ch)
-        if i % 2 == 0:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return body + str((10 - total % 10) % 10)
-
-
-def luhn_ok(num):
-    total = 0
-    for i, ch in enumerate(reversed(num)):
+    for i, ch in enumerate(reversed(digits)):
         d = int(ch)
         if i % 2 == 1:
             d *= 2
             if d > 9:
                 d -= 9
         total += d
-    return total % 10 == 0
+    return total
+
+
+def luhn_complete(prefix, length):
+    body = prefix + "".join(R.choice(string.digits) for _ in range(length - len(prefix) - 1))
+    # With a check digit appended, the body's digits shift one place left.
+    return body + str((10 - luhn_sum(body + "0") % 10) % 10)
+
+
+def luhn_ok(num):
+    return luhn_sum(num) % 10 == 0
 
 
 BRANDS = {

@@ -963,12 +963,9 @@ fn card(s: &[u8], i: usize, end: usize, floor: usize) -> Option<usize> {
 /// The ASCII letter a Latin-1 letter (UTF-8 `C3 xx`, `xx` given) is
 /// written with, lower case (`é` is `e`); 0 for other characters.
 fn fold_latin1(x: u8) -> u8 {
-    const MAP: &[u8; 64] = b"aaaaaaaceeeeiiiidnooooo\0ouuuuyTsaaaaaaaceeeeiiiidnooooo\0ouuuuyty";
+    const MAP: &[u8; 64] = b"aaaaaaaceeeeiiiidnooooo\0ouuuuytsaaaaaaaceeeeiiiidnooooo\0ouuuuyty";
     match x {
-        0x80..=0xbf => match MAP[(x - 0x80) as usize] {
-            b'T' => b't',
-            c => c,
-        },
+        0x80..=0xbf => MAP[(x - 0x80) as usize],
         _ => 0,
     }
 }
