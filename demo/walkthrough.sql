@@ -126,6 +126,12 @@ SELECT aegis.redact_pii('login failed for jane.doe@example.com from 2001:db8::17
     || 'dsn postgres://app:s3cr3t@db:5432/prod, SSN 512-48-3097; '
     || 'req 550e8400-e29b-41d4-a716-446655440000 v1.2.3.4 SQLSTATE 23505') AS redacted;
 SELECT * FROM aegis.detect_pii('mail jane.doe@example.com, IBAN GB82 WEST 1234 5698 7654 32');
+-- Values written to dodge a pattern are decoded first (percent, HTML and
+-- JSON escapes, fullwidth forms, Unicode dashes); the redaction replaces the
+-- original bytes. Phones with extensions, 00 prefixes and context words.
+SELECT aegis.redact_pii('GET /reset?email=jane.doe%40example.com&next=%2F; '
+    || 'mail jane&#64;example.org; card 4111.1111.1111.1111; '
+    || 'Paging on-call at 9575472073, or 958‐644‐2223x236, or 0044 20 7946 0958') AS redacted_obfuscated;
 -- Styles: mask keeps what helps debugging; hash gives a keyed token, so the
 -- same person stays trackable across rows without being identifiable.
 SELECT aegis.redact_pii(error_message, NULL, 'mask') AS masked,
@@ -261,7 +267,8 @@ FROM aegis.audit_log WHERE operation = 'RETENTION' AND table_name = 'monitoring.
 ORDER BY id DESC LIMIT 1;
 SELECT aegis.release_legal_hold(:hold_id);
 -- A Zabbix-style history table, daily partitions on an integer clock
--- (seconds since 1970), audited as digests: retention drops each expired
+-- (seconds since 1970; six days back, so the 40,000 rows fit at any hour),
+-- audited as digests: retention drops each expired
 -- partition whole, with one entry carrying the digest of what left, and the
 -- table still verifies.
 CREATE TABLE IF NOT EXISTS public.demo_history (itemid bigint NOT NULL, clock integer NOT NULL,
@@ -270,7 +277,7 @@ CREATE TABLE IF NOT EXISTS public.demo_history (itemid bigint NOT NULL, clock in
 DO $$
 DECLARE d bigint := floor(extract(epoch FROM now()) / 86400)::bigint * 86400; k int;
 BEGIN
-    FOR k IN -1 .. 4 LOOP
+    FOR k IN -1 .. 5 LOOP
         EXECUTE format('CREATE TABLE IF NOT EXISTS public.demo_history_%s PARTITION OF public.demo_history FOR VALUES FROM (%s) TO (%s)',
                        to_char(to_timestamp(d - k * 86400) AT TIME ZONE 'UTC', 'YYYYMMDD'), d - k * 86400, d - (k - 1) * 86400);
     END LOOP;
